@@ -1,0 +1,435 @@
+//! The default policy's planner: one pure function from a view of the table to the moves that
+//! balance it.
+//!
+//! Only the leader runs it (see [`crate::Worker`] for the election), once per scan. It
+//! - gives every unowned or expired lease to the least loaded worker at once (no budget: a crash
+//!   must not turn into a stall);
+//! - computes each worker's quota (`floor` or `ceil` of leases / workers, the `ceil`s going to the
+//!   workers that already hold the most, capped by each worker's `max_leases`), so the number of
+//!   handoffs is exactly the number of leases above quota: the minimum any balancer can do;
+//! - moves surplus leases by graceful handoff, at most `budget` per round;
+//! - with weighting on, balances the sum of `throughputKBps` instead, moving a lease only when
+//!   that shrinks the spread between the heaviest and the lightest worker.
+//!
+//! A balanced worker keeps all its leases, and a plan applied to its own result is empty, so
+//! leases never move back and forth in steady state.
+
+use alloc::vec::Vec;
+
+use crate::lease::{LeaseKey, WorkerId};
+
+/// A lease as the planner sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanLease {
+    /// Its key.
+    pub key: LeaseKey,
+    /// Who holds it (or is receiving it in a handoff); `None` when unowned or expired.
+    pub holder: Option<WorkerId>,
+    /// The counter the leader saw, for the conditional assign of an unowned or expired lease.
+    pub counter: u64,
+    /// Its weight (throughput in KB/s) when weighting is on.
+    pub weight: f64,
+    /// A handoff is in progress: it is not moved again this round.
+    pub in_handoff: bool,
+}
+
+/// A live worker as the planner sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanWorker {
+    /// Its id.
+    pub id: WorkerId,
+    /// The most leases it takes.
+    pub max_leases: u64,
+    /// It is shutting down: it gets nothing and gives everything away.
+    pub leaving: bool,
+}
+
+/// One decision of the planner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Move {
+    /// Give an unowned or expired lease to a worker (conditional on the counter seen).
+    Assign {
+        /// The lease.
+        lease: LeaseKey,
+        /// The new owner.
+        to: WorkerId,
+        /// The counter the write is conditional on.
+        expect_counter: u64,
+    },
+    /// Ask an owner to hand a live lease over.
+    Handoff {
+        /// The lease.
+        lease: LeaseKey,
+        /// The current owner.
+        from: WorkerId,
+        /// The new owner.
+        to: WorkerId,
+    },
+}
+
+/// The planner's output.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The moves, assignments first.
+    pub moves: Vec<Move>,
+    /// Handoffs the balance needs that the budget left for later rounds.
+    pub deferred: usize,
+    /// Leases no worker can take because of `max_leases` (they stay unowned).
+    pub spillover: usize,
+}
+
+/// Plans one round. `workers` may be in any order; ties are broken by worker id and lease key,
+/// so the plan is a pure function of its inputs.
+pub fn plan(leases: &[PlanLease], workers: &[PlanWorker], budget: usize, weighted: bool) -> Plan {
+    let mut ws: Vec<&PlanWorker> = workers.iter().collect();
+    ws.sort_by(|a, b| a.id.cmp(&b.id));
+    ws.dedup_by(|a, b| a.id == b.id);
+    let active: Vec<usize> = (0..ws.len()).filter(|&i| !ws[i].leaving).collect();
+    let index_of = |id: &WorkerId| ws.binary_search_by(|w| w.id.cmp(id)).ok();
+
+    // Leases held by workers the planner does not know are pinned: never counted, never moved.
+    let mut held: Vec<Vec<usize>> = alloc::vec![Vec::new(); ws.len()];
+    let mut unassigned: Vec<usize> = Vec::new();
+    let mut total = 0usize;
+    for (li, l) in leases.iter().enumerate() {
+        match &l.holder {
+            Some(h) => {
+                if let Some(wi) = index_of(h) {
+                    held[wi].push(li);
+                    total += 1;
+                }
+            }
+            None => {
+                unassigned.push(li);
+                total += 1;
+            }
+        }
+    }
+    if active.is_empty() {
+        return Plan { spillover: unassigned.len(), ..Plan::default() };
+    }
+    if weighted {
+        return plan_weighted(leases, &ws, &active, held, unassigned, budget);
+    }
+
+    // Quotas: floor or ceil of the mean; the ceils go to the heaviest workers, so the fewest
+    // leases move. Capacity caps, then the remainder is spread again over workers with room.
+    let n = active.len();
+    let mut quota: Vec<usize> = alloc::vec![0; ws.len()];
+    let mut by_load: Vec<usize> = active.clone();
+    by_load.sort_by(|&a, &b| held[b].len().cmp(&held[a].len()).then_with(|| ws[a].id.cmp(&ws[b].id)));
+    let (base, extra) = (total / n, total % n);
+    for (rank, &wi) in by_load.iter().enumerate() {
+        quota[wi] = base + usize::from(rank < extra);
+    }
+    let cap = |wi: usize| usize::try_from(ws[wi].max_leases).unwrap_or(usize::MAX);
+    let mut overflow = 0usize;
+    for &wi in &active {
+        if quota[wi] > cap(wi) {
+            overflow += quota[wi] - cap(wi);
+            quota[wi] = cap(wi);
+        }
+    }
+    while overflow > 0 {
+        let mut placed = false;
+        for &wi in &by_load {
+            if overflow > 0 && quota[wi] < cap(wi) {
+                quota[wi] += 1;
+                overflow -= 1;
+                placed = true;
+            }
+        }
+        if !placed {
+            break;
+        }
+    }
+    let spillover = overflow;
+
+    // Surplus leases, per donor, last keys first (any choice is minimal; this one is stable).
+    let mut surplus: Vec<(usize, usize)> = Vec::new(); // (lease, donor)
+    for wi in 0..ws.len() {
+        let q = if ws[wi].leaving { 0 } else { quota[wi] };
+        if held[wi].len() > q {
+            let mut mine: Vec<usize> = held[wi].iter().copied().filter(|&li| !leases[li].in_handoff).collect();
+            mine.sort_by(|&a, &b| leases[b].key.cmp(&leases[a].key));
+            let give = (held[wi].len() - q).min(mine.len());
+            surplus.extend(mine.into_iter().take(give).map(|li| (li, wi)));
+        }
+    }
+    unassigned.sort_by(|&a, &b| leases[a].key.cmp(&leases[b].key));
+
+    // Receivers, least loaded first, filled round-robin-by-deficit.
+    let mut load: Vec<usize> = held.iter().map(Vec::len).collect();
+    let mut moves = Vec::new();
+    let mut receivers: Vec<usize> = active.iter().copied().filter(|&wi| load[wi] < quota[wi]).collect();
+    receivers.sort_by(|&a, &b| load[a].cmp(&load[b]).then_with(|| ws[a].id.cmp(&ws[b].id)));
+    let mut r = 0usize;
+    let mut next_receiver = |load: &mut Vec<usize>| -> Option<usize> {
+        for _ in 0..receivers.len() {
+            let wi = receivers[r % receivers.len()];
+            r += 1;
+            if load[wi] < quota[wi] {
+                load[wi] += 1;
+                return Some(wi);
+            }
+        }
+        None
+    };
+    let mut unplaced = 0usize;
+    for li in unassigned {
+        match next_receiver(&mut load) {
+            Some(wi) => moves.push(Move::Assign {
+                lease: leases[li].key.clone(),
+                to: ws[wi].id.clone(),
+                expect_counter: leases[li].counter,
+            }),
+            None => unplaced += 1,
+        }
+    }
+    let mut deferred = 0usize;
+    let mut handoffs = 0usize;
+    for (li, donor) in surplus {
+        if handoffs >= budget {
+            deferred += 1;
+            continue;
+        }
+        match next_receiver(&mut load) {
+            Some(wi) => {
+                handoffs += 1;
+                moves.push(Move::Handoff { lease: leases[li].key.clone(), from: ws[donor].id.clone(), to: ws[wi].id.clone() });
+            }
+            None => break,
+        }
+    }
+    Plan { moves, deferred, spillover: spillover.max(unplaced) }
+}
+
+fn plan_weighted(
+    leases: &[PlanLease],
+    ws: &[&PlanWorker],
+    active: &[usize],
+    mut held: Vec<Vec<usize>>,
+    mut unassigned: Vec<usize>,
+    budget: usize,
+) -> Plan {
+    let cap = |wi: usize| usize::try_from(ws[wi].max_leases).unwrap_or(usize::MAX);
+    let w = |li: usize| if leases[li].weight.is_finite() && leases[li].weight > 0.0 { leases[li].weight } else { 0.0 };
+    let mut weight: Vec<f64> = held.iter().map(|ls| ls.iter().map(|&li| w(li)).sum()).collect();
+    let mut moves = Vec::new();
+    let lightest = |weight: &[f64], held: &[Vec<usize>], except: Option<usize>| -> Option<usize> {
+        active
+            .iter()
+            .copied()
+            .filter(|&wi| Some(wi) != except && held[wi].len() < cap(wi))
+            .min_by(|&a, &b| weight[a].total_cmp(&weight[b]).then(held[a].len().cmp(&held[b].len())).then_with(|| ws[a].id.cmp(&ws[b].id)))
+    };
+    // Heaviest unassigned first onto the lightest worker (longest-processing-time rule).
+    unassigned.sort_by(|&a, &b| w(b).total_cmp(&w(a)).then_with(|| leases[a].key.cmp(&leases[b].key)));
+    let mut spillover = 0;
+    for li in unassigned {
+        match lightest(&weight, &held, None) {
+            Some(wi) => {
+                weight[wi] += w(li);
+                held[wi].push(li);
+                moves.push(Move::Assign { lease: leases[li].key.clone(), to: ws[wi].id.clone(), expect_counter: leases[li].counter });
+            }
+            None => spillover += 1,
+        }
+    }
+    // Leaving workers give everything away first.
+    let mut handoffs = 0;
+    let mut deferred = 0;
+    for wi in 0..ws.len() {
+        if !ws[wi].leaving {
+            continue;
+        }
+        for li in core::mem::take(&mut held[wi]) {
+            if leases[li].in_handoff {
+                continue;
+            }
+            if handoffs >= budget {
+                deferred += 1;
+                continue;
+            }
+            if let Some(to) = lightest(&weight, &held, None) {
+                weight[to] += w(li);
+                held[to].push(li);
+                handoffs += 1;
+                moves.push(Move::Handoff { lease: leases[li].key.clone(), from: ws[wi].id.clone(), to: ws[to].id.clone() });
+            }
+        }
+    }
+    // Then move the lease that best narrows the spread, while one exists.
+    let limit = leases.len().saturating_mul(2);
+    for _ in 0..limit {
+        let Some(&heavy) = active.iter().max_by(|&&a, &&b| weight[a].total_cmp(&weight[b]).then_with(|| ws[b].id.cmp(&ws[a].id))) else {
+            break;
+        };
+        let Some(light) = lightest(&weight, &held, Some(heavy)) else { break };
+        let gap = weight[heavy] - weight[light];
+        // Moving weight x leaves the pair at (h - x, l + x): strictly better when 0 < x < gap.
+        let best = held[heavy]
+            .iter()
+            .copied()
+            .filter(|&li| !leases[li].in_handoff && w(li) > 0.0 && w(li) < gap)
+            .min_by(|&a, &b| (gap / 2.0 - w(a)).abs().total_cmp(&(gap / 2.0 - w(b)).abs()).then_with(|| leases[a].key.cmp(&leases[b].key)));
+        let Some(li) = best else { break };
+        if handoffs >= budget {
+            deferred += 1;
+            break;
+        }
+        held[heavy].retain(|&x| x != li);
+        weight[heavy] -= w(li);
+        held[light].push(li);
+        weight[light] += w(li);
+        handoffs += 1;
+        moves.push(Move::Handoff { lease: leases[li].key.clone(), from: ws[heavy].id.clone(), to: ws[light].id.clone() });
+    }
+    Plan { moves, deferred, spillover }
+}
+
+/// The fewest lease moves that balance a count-based assignment (for reports and tests):
+/// the leases above each worker's quota, when the larger quotas go to the heavier workers.
+pub fn min_moves(loads: &[usize]) -> usize {
+    let n = loads.len();
+    if n == 0 {
+        return 0;
+    }
+    let total: usize = loads.iter().sum();
+    let mut sorted: Vec<usize> = loads.to_vec();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    let (base, extra) = (total / n, total % n);
+    sorted.iter().enumerate().map(|(rank, &l)| l.saturating_sub(base + usize::from(rank < extra))).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+    use alloc::string::String;
+    use proptest::prelude::*;
+
+    fn lease(i: usize, holder: Option<usize>) -> PlanLease {
+        PlanLease {
+            key: LeaseKey::from(format!("shard-{i:05}")),
+            holder: holder.map(|h| WorkerId::from(format!("w{h:04}"))),
+            counter: 1,
+            weight: 1.0,
+            in_handoff: false,
+        }
+    }
+    fn worker(i: usize) -> PlanWorker {
+        PlanWorker { id: WorkerId::from(format!("w{i:04}")), max_leases: u64::MAX, leaving: false }
+    }
+
+    /// Applies a plan and returns the leases per worker.
+    fn apply(leases: &mut [PlanLease], plan: &Plan) {
+        for m in &plan.moves {
+            let (key, to) = match m {
+                Move::Assign { lease, to, .. } | Move::Handoff { lease, to, .. } => (lease, to),
+            };
+            if let Some(l) = leases.iter_mut().find(|l| &l.key == key) {
+                l.holder = Some(to.clone());
+            }
+        }
+    }
+
+    fn loads(leases: &[PlanLease], workers: &[PlanWorker]) -> Vec<usize> {
+        workers.iter().map(|w| leases.iter().filter(|l| l.holder.as_ref() == Some(&w.id)).count()).collect()
+    }
+
+    #[test]
+    fn scale_up_moves_exactly_the_minimum_in_one_round() {
+        let workers: Vec<PlanWorker> = (0..10).map(worker).collect();
+        let mut leases: Vec<PlanLease> = (0..40).map(|i| lease(i, Some(i % 5))).collect();
+        let before = loads(&leases, &workers);
+        let p = plan(&leases, &workers, usize::MAX, false);
+        assert_eq!(p.moves.len(), min_moves(&before));
+        assert_eq!(p.moves.len(), 20);
+        apply(&mut leases, &p);
+        let after = loads(&leases, &workers);
+        assert!(after.iter().all(|&l| l == 4), "{after:?}");
+        assert!(plan(&leases, &workers, usize::MAX, false).moves.is_empty());
+    }
+
+    #[test]
+    fn orphans_are_spread_not_grabbed() {
+        let workers: Vec<PlanWorker> = (0..4).map(worker).collect();
+        let leases: Vec<PlanLease> = (0..10).map(|i| lease(i, None)).collect();
+        let p = plan(&leases, &workers, 0, false);
+        let mut l2 = leases.clone();
+        apply(&mut l2, &p);
+        let mut after = loads(&l2, &workers);
+        after.sort_unstable();
+        assert_eq!(after, [2, 2, 3, 3]);
+    }
+
+    #[test]
+    fn leaving_workers_give_everything_and_caps_spill() {
+        let mut workers: Vec<PlanWorker> = (0..3).map(worker).collect();
+        workers[0].leaving = true;
+        workers[1].max_leases = 2;
+        workers[2].max_leases = 2;
+        let mut leases: Vec<PlanLease> = (0..6).map(|i| lease(i, Some(0))).collect();
+        let p = plan(&leases, &workers, usize::MAX, false);
+        apply(&mut leases, &p);
+        assert_eq!(loads(&leases, &workers), [2, 2, 2]);
+        assert_eq!(p.spillover, 2);
+    }
+
+    #[test]
+    fn budget_defers() {
+        let workers: Vec<PlanWorker> = (0..2).map(worker).collect();
+        let leases: Vec<PlanLease> = (0..10).map(|i| lease(i, Some(0))).collect();
+        let p = plan(&leases, &workers, 2, false);
+        assert_eq!(p.moves.len(), 2);
+        assert_eq!(p.deferred, 3);
+    }
+
+    #[test]
+    fn weighted_moves_hot_leases_apart() {
+        let workers: Vec<PlanWorker> = (0..2).map(worker).collect();
+        let mut leases: Vec<PlanLease> = (0..4).map(|i| lease(i, Some(0))).collect();
+        leases[0].weight = 100.0;
+        leases[1].weight = 100.0;
+        let p = plan(&leases, &workers, usize::MAX, true);
+        apply(&mut leases, &p);
+        let w0: f64 = leases.iter().filter(|l| l.holder == Some(workers[0].id.clone())).map(|l| l.weight).sum();
+        let w1: f64 = leases.iter().filter(|l| l.holder == Some(workers[1].id.clone())).map(|l| l.weight).sum();
+        assert!((w0 - w1).abs() <= 1.0, "{w0} vs {w1}");
+        assert!(plan(&leases, &workers, usize::MAX, true).moves.is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn any_assignment_balances_in_one_round_with_minimal_moves(
+            n_workers in 1usize..12,
+            holders in proptest::collection::vec(proptest::option::of(0usize..16), 0..80),
+        ) {
+            let workers: Vec<PlanWorker> = (0..n_workers).map(worker).collect();
+            // Holders beyond the fleet are treated as unknown (pinned); map them into it.
+            let mut leases: Vec<PlanLease> = holders.iter().enumerate().map(|(i, h)| lease(i, h.map(|h| h % n_workers))).collect();
+            let owned: Vec<usize> = loads(&leases, &workers);
+            let unowned = leases.iter().filter(|l| l.holder.is_none()).count();
+            let p = plan(&leases, &workers, usize::MAX, false);
+            let handoffs = p.moves.iter().filter(|m| matches!(m, Move::Handoff { .. })).count();
+            let assigns = p.moves.len() - handoffs;
+            prop_assert_eq!(assigns, unowned);
+            // Minimal: no more handoffs than the surplus over the final quotas.
+            let mut with_orphans = owned.clone();
+            with_orphans.push(0);
+            let total: usize = leases.len();
+            let n = workers.len();
+            let mut sorted = owned.clone();
+            sorted.sort_unstable_by(|a, b| b.cmp(a));
+            let surplus: usize = sorted.iter().enumerate().map(|(r, &l)| l.saturating_sub(total / n + usize::from(r < total % n))).sum();
+            prop_assert_eq!(handoffs, surplus);
+            apply(&mut leases, &p);
+            let after = loads(&leases, &workers);
+            let (mn, mx) = (after.iter().min().copied().unwrap_or(0), after.iter().max().copied().unwrap_or(0));
+            prop_assert!(mx - mn <= 1, "{:?}", after);
+            prop_assert!(plan(&leases, &workers, usize::MAX, false).moves.is_empty(), "steady state moves nothing");
+            let _ = String::new();
+        }
+    }
+}

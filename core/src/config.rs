@@ -1,0 +1,217 @@
+//! Worker configuration, with defaults that match the Java KCL where they are sensible.
+
+use core::time::Duration;
+
+/// Where a shard without a checkpoint starts when it has no parent with a lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum InitialPosition {
+    /// The oldest record still retained.
+    TrimHorizon,
+    /// Only records put after the lease is created.
+    Latest,
+    /// Records from a wall-clock timestamp (milliseconds since the Unix epoch).
+    AtTimestamp(u64),
+}
+
+/// How leases are spread over the fleet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum BalancingPolicy {
+    /// Ours: one elected leader plans, moves by graceful handoff; see [`crate::balance`].
+    Coordinated,
+    /// A faithful model of the Java KCL 2.x lease taker; joins a Java 2.x fleet on one table.
+    Kcl2Compatible,
+}
+
+/// Tunables of a [`crate::Worker`]. Every duration is on the worker's own monotonic clock.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
+pub struct Config {
+    /// Lease duration D (Java `failoverTimeMillis`): a lease whose counter has not changed for
+    /// this long on an observer's clock is expired for that observer.
+    pub failover_time: Duration,
+    /// Java's `epsilonMillis`: renewals run every `failover_time / 3 - epsilon`.
+    pub epsilon: Duration,
+    /// An owner stops delivering records once `failover_time - safety_margin` has passed since it
+    /// sent its last successful renewal. With D = 10 s and a 1 s margin, safety holds while the
+    /// ratio of any two workers' clock rates stays within D / (D - margin) = 1.11 (about ±5% each).
+    pub safety_margin: Duration,
+    /// Balancing policy.
+    pub policy: BalancingPolicy,
+    /// The most leases this worker holds.
+    pub max_leases_per_worker: u64,
+    /// Kcl2Compatible: the most leases stolen in one taker run (Java `maxLeasesToStealAtOneTime`).
+    pub max_leases_to_steal: u64,
+    /// Kcl2Compatible: whether very old leases are taken first (Java `enablePriorityLeaseAssignment`).
+    pub priority_lease_assignment: bool,
+    /// How often the lease table is scanned: by every worker in Kcl2Compatible (Java's taker
+    /// interval, `2 * (failover_time + epsilon)` = 20.05 s), by the leader alone in Coordinated.
+    pub scan_interval: Duration,
+    /// Coordinated: how often a worker writes its heartbeat row and reads its inbox.
+    pub heartbeat_interval: Duration,
+    /// Coordinated: how often a non-leader reads the leader row to judge the leader's liveness.
+    pub leader_check_interval: Duration,
+    /// Coordinated: the most handoffs the leader starts per scan, as a fraction (per mille) of
+    /// the eligible leases, at least 1. Unowned and expired leases are assigned outside the budget.
+    pub move_budget_per_mille: u64,
+    /// Coordinated: weigh leases by their `throughputKBps` instead of counting them.
+    pub throughput_weighting: bool,
+    /// Coordinated: how long an owner may take to hand a lease over before it gives it up anyway.
+    pub handoff_timeout: Duration,
+    /// Coordinated: how often a new owner looks whether a handoff to it has completed.
+    pub handoff_poll_interval: Duration,
+    /// How often shards are listed and missing leases created (by the leader in Coordinated).
+    pub shard_sync_interval: Duration,
+    /// Where shards without parents start.
+    pub initial_position: InitialPosition,
+    /// How often a blocked child re-reads its parents' leases.
+    pub parent_poll_interval: Duration,
+    /// Records asked for per GetRecords call (Kinesis allows at most 10,000).
+    pub max_records: u32,
+    /// At most this many GetRecords per second per shard is 5; this is the gap between calls.
+    pub min_fetch_interval: Duration,
+    /// The gap after a call that returned no records or showed the shard caught up.
+    pub idle_time_between_reads: Duration,
+    /// Fetched batches held per shard while the processor works on the previous one.
+    pub max_prefetched_batches: usize,
+    /// First backoff after a throttled or failed call; doubles per attempt, with jitter.
+    pub backoff_base: Duration,
+    /// Largest backoff.
+    pub backoff_max: Duration,
+    /// A request without a result after this long is treated as failed (its late result is
+    /// ignored). Drivers should time out sooner.
+    pub request_timeout: Duration,
+    /// How long a shutdown waits for processors to checkpoint before leases are released anyway.
+    pub shutdown_timeout: Duration,
+    /// Delete finished leases once their children have started.
+    pub cleanup_finished_leases: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let failover_time = Duration::from_secs(10);
+        let epsilon = Duration::from_millis(25);
+        Self {
+            failover_time,
+            epsilon,
+            safety_margin: Duration::from_secs(1),
+            policy: BalancingPolicy::Coordinated,
+            max_leases_per_worker: u64::MAX,
+            max_leases_to_steal: 1,
+            priority_lease_assignment: true,
+            scan_interval: Duration::from_secs(2),
+            heartbeat_interval: Duration::from_secs(2),
+            leader_check_interval: Duration::from_secs(5),
+            move_budget_per_mille: 1000,
+            throughput_weighting: false,
+            handoff_timeout: Duration::from_secs(30),
+            handoff_poll_interval: Duration::from_millis(500),
+            shard_sync_interval: Duration::from_secs(60),
+            initial_position: InitialPosition::TrimHorizon,
+            parent_poll_interval: Duration::from_secs(2),
+            max_records: 10_000,
+            min_fetch_interval: Duration::from_millis(200),
+            idle_time_between_reads: Duration::from_millis(1000),
+            max_prefetched_batches: 2,
+            backoff_base: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(30),
+            cleanup_finished_leases: true,
+        }
+    }
+}
+
+impl Config {
+    /// The Java KCL 2.x timing: taker every `2 * (D + epsilon)`, everything else as the default.
+    pub fn kcl2() -> Self {
+        let c = Self::default();
+        Self { policy: BalancingPolicy::Kcl2Compatible, scan_interval: (c.failover_time + c.epsilon) * 2, ..c }
+    }
+
+    /// Renewal period: `D / 3 - epsilon` (3.308 s by default), as the Java KCL.
+    pub fn renew_interval(&self) -> Duration {
+        (self.failover_time / 3).saturating_sub(self.epsilon)
+    }
+
+    /// How long after sending its last successful renewal an owner may deliver records.
+    pub fn delivery_window(&self) -> Duration {
+        self.failover_time.saturating_sub(self.safety_margin)
+    }
+
+    /// The clock-rate ratio between any two workers that keeps exclusivity: `D / (D - margin)`.
+    pub fn tolerated_clock_rate_ratio(&self) -> f64 {
+        let d = self.failover_time.as_secs_f64();
+        let w = self.delivery_window().as_secs_f64();
+        if w <= 0.0 {
+            f64::INFINITY
+        } else {
+            d / w
+        }
+    }
+
+    /// Coordinated: a worker whose heartbeat counter has not changed for this long is gone.
+    pub fn worker_expiry(&self) -> Duration {
+        self.heartbeat_interval * 3
+    }
+
+    /// Checks the configuration for values that cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.failover_time.is_zero() {
+            return Err(ConfigError("failover_time must be positive"));
+        }
+        if self.safety_margin >= self.failover_time {
+            return Err(ConfigError("safety_margin must be shorter than failover_time"));
+        }
+        if self.renew_interval() >= self.delivery_window() || self.renew_interval().is_zero() {
+            return Err(ConfigError("renewals (failover_time / 3 - epsilon) must fit inside the delivery window"));
+        }
+        if self.max_records == 0 || self.max_records > 10_000 {
+            return Err(ConfigError("max_records must be in 1..=10000"));
+        }
+        if self.max_leases_per_worker == 0 {
+            return Err(ConfigError("max_leases_per_worker must be positive"));
+        }
+        if self.scan_interval.is_zero() || self.heartbeat_interval.is_zero() || self.leader_check_interval.is_zero() {
+            return Err(ConfigError("intervals must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// A configuration that cannot work, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub &'static str);
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_java_timing() {
+        let c = Config::kcl2();
+        assert_eq!(c.renew_interval(), Duration::from_millis(3308));
+        assert_eq!(c.scan_interval, Duration::from_millis(20_050));
+        assert!(c.validate().is_ok());
+        assert!(Config::default().validate().is_ok());
+        assert!((Config::default().tolerated_clock_rate_ratio() - 10.0 / 9.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn rejects_impossible_configs() {
+        let c = Config { safety_margin: Duration::from_secs(10), ..Config::default() };
+        assert!(c.validate().is_err());
+        let c = Config { safety_margin: Duration::from_secs(7), ..Config::default() };
+        assert!(c.validate().is_err());
+        let c = Config { max_records: 0, ..Config::default() };
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,453 @@
+//! The worker's inputs and commands: everything that crosses the IO boundary.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::item::Item;
+use crate::lease::{HashKeyRange, LeaseKey, RowError};
+use crate::sequence::{Position, RecordPosition, SequenceNumber};
+use crate::write::LeaseWrite;
+
+/// Correlates a command with its result. Issued from a per-worker counter, so it is readable in
+/// logs and reproducible.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct RequestId(pub u64);
+
+/// Correlates a processor call with its return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct CallId(pub u64);
+
+/// The fencing token of one ownership of a lease: the lease counter right after this worker
+/// acquired it. It grows with every change of owner, so a sink that remembers the highest token
+/// it accepted per shard can refuse writes from an owner that was paused past its lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct FencingToken(pub u64);
+
+/// Why a request failed, as the driver classifies the service's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Failure {
+    /// A conditional write's condition did not hold: a lost race, not an error.
+    ConditionFailed,
+    /// Throttled (DynamoDB ProvisionedThroughputExceeded / ThrottlingException /
+    /// RequestLimitExceeded, Kinesis ProvisionedThroughputExceeded / LimitExceeded).
+    Throttled,
+    /// The shard iterator is older than five minutes.
+    ExpiredIterator,
+    /// The table, stream or shard does not exist.
+    NotFound,
+    /// A timeout, 5xx or connection failure: the outcome of a write is unknown.
+    Transient,
+    /// Anything else (access denied, validation): retried slowly, never trusted.
+    Other(String),
+}
+
+/// One shard as ListShards describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ShardDescription {
+    /// Shard id.
+    pub shard_id: LeaseKey,
+    /// `ParentShardId`.
+    pub parent: Option<LeaseKey>,
+    /// `AdjacentParentShardId` (merges).
+    pub adjacent_parent: Option<LeaseKey>,
+    /// Hash-key range.
+    pub hash_range: HashKeyRange,
+    /// Whether the shard is closed (has an ending sequence number).
+    pub closed: bool,
+}
+
+impl ShardDescription {
+    /// The shard's parents, sorted.
+    pub fn parents(&self) -> Vec<LeaseKey> {
+        let mut v: Vec<LeaseKey> = self.parent.iter().chain(self.adjacent_parent.iter()).cloned().collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+/// A child shard reported at the end of a closed shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ChildShard {
+    /// Shard id.
+    pub shard_id: LeaseKey,
+    /// All of its parents.
+    pub parents: Vec<LeaseKey>,
+    /// Hash-key range.
+    pub hash_range: Option<HashKeyRange>,
+}
+
+/// Where a shard iterator starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum StartingPosition {
+    /// `TRIM_HORIZON`.
+    TrimHorizon,
+    /// `LATEST`.
+    Latest,
+    /// `AT_TIMESTAMP` (milliseconds since the Unix epoch).
+    AtTimestamp(u64),
+    /// `AT_SEQUENCE_NUMBER`.
+    AtSequenceNumber(SequenceNumber),
+    /// `AFTER_SEQUENCE_NUMBER`.
+    AfterSequenceNumber(SequenceNumber),
+}
+
+/// What the core needs to know of a record; the payload stays the driver's business.
+pub trait Record {
+    /// The record's position (sequence number, and sub-sequence inside a KPL aggregate).
+    fn position(&self) -> &RecordPosition;
+    /// Payload size in bytes, for throughput accounting.
+    fn size_bytes(&self) -> usize;
+}
+
+/// A plain record, for drivers with nothing better and for tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct BasicRecord {
+    /// Position.
+    pub position: RecordPosition,
+    /// Partition key.
+    pub partition_key: String,
+    /// Payload.
+    pub data: Vec<u8>,
+}
+
+impl Record for BasicRecord {
+    fn position(&self) -> &RecordPosition {
+        &self.position
+    }
+    fn size_bytes(&self) -> usize {
+        self.data.len() + self.partition_key.len()
+    }
+}
+
+/// A GetRecords result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FetchedRecords<R> {
+    /// The records, in order.
+    pub records: Vec<R>,
+    /// The next iterator; `None` at the end of a closed shard.
+    pub next_iterator: Option<String>,
+    /// `MillisBehindLatest`.
+    pub millis_behind_latest: u64,
+    /// At the end of a closed shard: its children.
+    pub child_shards: Vec<ChildShard>,
+}
+
+/// What a checkpoint request asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum CheckpointTarget {
+    /// Everything delivered so far.
+    LastDelivered,
+    /// Up to and including this record.
+    At(RecordPosition),
+}
+
+/// An input to [`crate::Worker::handle`]: a result of a command, or something the processor or
+/// the application did.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Input<R> {
+    /// The whole lease table, all pages, as items.
+    LeaseTableScanned {
+        /// The request.
+        req: RequestId,
+        /// Every item, or why the scan failed.
+        result: Result<Vec<Item>, Failure>,
+    },
+    /// A consistent read of one row.
+    LeaseRead {
+        /// The request.
+        req: RequestId,
+        /// The item (`None` when absent), or why the read failed.
+        result: Result<Option<Item>, Failure>,
+    },
+    /// A conditional write's outcome.
+    LeaseWritten {
+        /// The request.
+        req: RequestId,
+        /// The item after the write when it was asked for, or why the write did not happen.
+        result: Result<Option<Item>, Failure>,
+    },
+    /// ListShards, all pages.
+    ShardsListed {
+        /// The request.
+        req: RequestId,
+        /// The shards, or why listing failed.
+        result: Result<Vec<ShardDescription>, Failure>,
+    },
+    /// GetShardIterator.
+    IteratorObtained {
+        /// The request.
+        req: RequestId,
+        /// The iterator, or why it could not be had.
+        result: Result<String, Failure>,
+    },
+    /// GetRecords.
+    RecordsFetched {
+        /// The request.
+        req: RequestId,
+        /// The batch, or why the call failed.
+        result: Result<FetchedRecords<R>, Failure>,
+    },
+    /// The processor returned from a call (initialize, process records, shard ended, shutdown
+    /// requested).
+    ProcessorReturned {
+        /// The shard.
+        shard: LeaseKey,
+        /// The call it returned from.
+        call: CallId,
+    },
+    /// The processor failed (panicked) in a call: the lease is given up, nothing past what it
+    /// acknowledged is checkpointed.
+    ProcessorFailed {
+        /// The shard.
+        shard: LeaseKey,
+        /// The call it failed in.
+        call: CallId,
+    },
+    /// The processor asks for a checkpoint (or, with `prepare`, a two-phase prepare).
+    CheckpointRequested {
+        /// The shard.
+        shard: LeaseKey,
+        /// Echoed in the answer.
+        ticket: u64,
+        /// The token of the batch the processor is acting on.
+        token: FencingToken,
+        /// What to checkpoint.
+        target: CheckpointTarget,
+        /// Only prepare (write `pendingCheckpoint`), do not commit.
+        prepare: bool,
+        /// Application bytes stored with a prepared checkpoint.
+        state: Option<Vec<u8>>,
+    },
+    /// Commit the prepared checkpoint of a shard.
+    CommitPreparedCheckpoint {
+        /// The shard.
+        shard: LeaseKey,
+        /// Echoed in the answer.
+        ticket: u64,
+        /// The token of the batch the processor is acting on.
+        token: FencingToken,
+    },
+    /// The application asks the worker to shut down: processors checkpoint, leases are handed on.
+    ShutdownRequested,
+}
+
+/// Why a checkpoint was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum CheckpointError {
+    /// This worker does not hold the lease (any more), or the token is of an older ownership.
+    LeaseLost,
+    /// The target is before the current checkpoint.
+    Backwards,
+    /// The target is beyond the last record delivered.
+    BeyondDelivered,
+    /// The worker is shutting down and the lease is already being released.
+    ShuttingDown,
+    /// There is no prepared checkpoint to commit.
+    NothingPrepared,
+    /// The table throttled the write; try again.
+    Throttled,
+    /// The write failed for another reason; try again.
+    Failed,
+}
+
+/// A call the driver makes on the record processor of a shard.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ProcessorCall<R> {
+    /// Start processing a shard. Return with [`Input::ProcessorReturned`].
+    Initialize {
+        /// Where processing resumes.
+        checkpoint: Position,
+        /// A prepared checkpoint left by a previous owner.
+        pending_checkpoint: Option<Position>,
+        /// Its application bytes.
+        pending_state: Option<Vec<u8>>,
+        /// The ownership's fencing token.
+        token: FencingToken,
+    },
+    /// Process a batch. Return with [`Input::ProcessorReturned`].
+    ProcessRecords {
+        /// The records, in order.
+        records: Vec<R>,
+        /// `MillisBehindLatest` of the fetch.
+        millis_behind_latest: u64,
+        /// The ownership's fencing token; hand it to sinks that fence.
+        token: FencingToken,
+    },
+    /// The shard is finished: every record was processed. The library checkpoints `SHARD_END`
+    /// after this call returns. Return with [`Input::ProcessorReturned`].
+    ShardEnded {
+        /// The ownership's fencing token.
+        token: FencingToken,
+    },
+    /// The lease is about to move (handoff or shutdown): checkpoint now if needed, then return
+    /// with [`Input::ProcessorReturned`].
+    ShutdownRequested {
+        /// The ownership's fencing token.
+        token: FencingToken,
+    },
+    /// The lease is gone; stop and do not checkpoint. Needs no return.
+    LeaseLost,
+    /// The answer to a checkpoint request.
+    CheckpointDone {
+        /// The request's ticket.
+        ticket: u64,
+        /// The outcome.
+        result: Result<(), CheckpointError>,
+    },
+}
+
+/// Something worth a log line or a metric; needs no action.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// This worker now holds the lease.
+    LeaseAcquired {
+        /// Shard.
+        shard: LeaseKey,
+        /// Its token.
+        token: FencingToken,
+    },
+    /// This worker no longer holds the lease.
+    LeaseReleased {
+        /// Shard.
+        shard: LeaseKey,
+        /// Why.
+        reason: ReleaseReason,
+    },
+    /// This worker became the leader (Coordinated).
+    BecameLeader,
+    /// This worker stopped being the leader.
+    LeadershipLost,
+    /// A row of the table could not be decoded; it is skipped and left as it is.
+    MalformedRow {
+        /// Its key, when readable.
+        key: Option<String>,
+        /// What is wrong.
+        error: RowError,
+    },
+    /// The worker has stopped: every lease is released, no more commands will come.
+    Stopped,
+}
+
+/// Why a lease left this worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum ReleaseReason {
+    /// Renewal failed or the delivery window passed.
+    Lost,
+    /// Handed over gracefully.
+    HandedOver,
+    /// The shard is finished.
+    ShardEnded,
+    /// The worker shut down.
+    Shutdown,
+    /// The processor failed.
+    ProcessorFailed,
+}
+
+/// A command for the driver.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Command<R> {
+    /// Scan the whole lease table (eventually consistent is fine); answer with
+    /// [`Input::LeaseTableScanned`].
+    ScanLeaseTable {
+        /// The request.
+        req: RequestId,
+    },
+    /// Read one row with a consistent read; answer with [`Input::LeaseRead`].
+    ReadLease {
+        /// The request.
+        req: RequestId,
+        /// Its `leaseKey`.
+        key: String,
+    },
+    /// Perform a conditional write; answer with [`Input::LeaseWritten`].
+    WriteLease {
+        /// The request.
+        req: RequestId,
+        /// The write.
+        write: LeaseWrite,
+    },
+    /// ListShards (all pages); answer with [`Input::ShardsListed`].
+    ListShards {
+        /// The request.
+        req: RequestId,
+    },
+    /// GetShardIterator; answer with [`Input::IteratorObtained`].
+    GetShardIterator {
+        /// The request.
+        req: RequestId,
+        /// The shard.
+        shard: LeaseKey,
+        /// Where.
+        position: StartingPosition,
+    },
+    /// GetRecords; answer with [`Input::RecordsFetched`].
+    GetRecords {
+        /// The request.
+        req: RequestId,
+        /// The shard.
+        shard: LeaseKey,
+        /// The iterator.
+        iterator: String,
+        /// At most this many records.
+        limit: u32,
+    },
+    /// Call the shard's record processor.
+    Processor {
+        /// The shard.
+        shard: LeaseKey,
+        /// Correlates the return.
+        call: CallId,
+        /// What to call.
+        action: ProcessorCall<R>,
+    },
+    /// Something happened.
+    Event(Event),
+}
+
+/// Why [`crate::Worker::poll_timeout`] wants to be woken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum TimerReason {
+    /// Renew held leases.
+    RenewLeases,
+    /// Scan the lease table (taker run or leader plan).
+    ScanLeaseTable,
+    /// Write the worker's heartbeat row.
+    Heartbeat,
+    /// Read the leader row.
+    LeaderCheck,
+    /// List shards and create missing leases.
+    ShardSync,
+    /// A lease's delivery window ends.
+    DeliveryWindow,
+    /// Fetch records (pacing or backoff).
+    Fetch,
+    /// Retry a lease write after throttling.
+    Retry,
+    /// Re-read a blocked child's parents.
+    ParentPoll,
+    /// Look whether a handoff to this worker completed.
+    HandoffPoll,
+    /// Give up a handoff that takes too long.
+    HandoffTimeout,
+    /// Forget a request without a result.
+    RequestTimeout,
+    /// Give up waiting for processors at shutdown.
+    ShutdownTimeout,
+}

@@ -1,0 +1,571 @@
+//! Lease rows: the codec between [`Lease`] and a lease-table item in the Java KCL 2.x schema.
+//!
+//! Attribute names, types and sentinels are exactly the Java KCL's, so a kcl-rs worker can share
+//! a table with Java 2.x workers (policy `Kcl2Compatible`). Attributes this codec does not know
+//! are kept in [`Lease::extra`] and written back untouched; a malformed row is a typed
+//! [`RowError`] naming the attribute, never a panic.
+//!
+//! Besides shard leases, the default policy keeps two kinds of rows of its own, marked with
+//! `entityType` the way Java 3.5 marks its non-lease rows: one heartbeat row per worker
+//! ([`WorkerRow`]) and one leader row. Rows with any other `entityType` are foreign and skipped.
+
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::item::{AttributeValue, Item};
+use crate::sequence::{Position, SequenceNumberError};
+
+/// Attribute names of the lease table.
+pub mod attr {
+    /// Hash key: the shard id (or one of our own row keys).
+    pub const LEASE_KEY: &str = "leaseKey";
+    /// The owning worker id; absent when unowned.
+    pub const LEASE_OWNER: &str = "leaseOwner";
+    /// The fencing counter, bumped by every write that matters.
+    pub const LEASE_COUNTER: &str = "leaseCounter";
+    /// Checkpoint sequence number or sentinel.
+    pub const CHECKPOINT: &str = "checkpoint";
+    /// Sub-sequence number of the checkpoint.
+    pub const CHECKPOINT_SUB: &str = "checkpointSubSequenceNumber";
+    /// Prepared (two-phase) checkpoint.
+    pub const PENDING_CHECKPOINT: &str = "pendingCheckpoint";
+    /// Sub-sequence of the prepared checkpoint.
+    pub const PENDING_CHECKPOINT_SUB: &str = "pendingCheckpointSubSequenceNumber";
+    /// Application bytes saved with a prepared checkpoint.
+    pub const PENDING_CHECKPOINT_STATE: &str = "pendingCheckpointState";
+    /// Ownership changes since the last checkpoint.
+    pub const OWNER_SWITCHES: &str = "ownerSwitchesSinceCheckpoint";
+    /// Parent shard ids (SS; singular name as in Java).
+    pub const PARENT_SHARD_IDS: &str = "parentShardId";
+    /// Child shard ids (SS), written at shard end.
+    pub const CHILD_SHARD_IDS: &str = "childShardIds";
+    /// Decimal start of the shard's hash-key range.
+    pub const STARTING_HASH_KEY: &str = "startingHashKey";
+    /// Decimal end of the shard's hash-key range.
+    pub const ENDING_HASH_KEY: &str = "endingHashKey";
+    /// During a graceful handoff: the old owner still finishing (the new one is `leaseOwner`).
+    pub const CHECKPOINT_OWNER: &str = "checkpointOwner";
+    /// Per-lease throughput in KB/s, written with renewals.
+    pub const THROUGHPUT_KBPS: &str = "throughputKBps";
+    /// Row kind; absent or `LEASE` for shard leases.
+    pub const ENTITY_TYPE: &str = "entityType";
+    /// Worker rows: the worker's declared lease capacity.
+    pub const MAX_LEASES: &str = "maxLeases";
+    /// Worker rows: set while the worker shuts down.
+    pub const LEAVING: &str = "leaving";
+    /// Worker rows: leases the leader assigned or handed to this worker (SS).
+    pub const ASSIGNED_LEASES: &str = "assignedLeases";
+}
+
+/// `entityType` of a worker heartbeat row.
+pub const ENTITY_WORKER: &str = "KCL_RS_WORKER";
+/// `entityType` of the leader row.
+pub const ENTITY_LEADER: &str = "KCL_RS_LEADER";
+/// `entityType` Java writes on shard leases (rows without it are leases too).
+pub const ENTITY_LEASE: &str = "LEASE";
+/// `leaseKey` of the leader row.
+pub const LEADER_KEY: &str = "kcl-rs:leader";
+/// Prefix of worker rows' `leaseKey`.
+pub const WORKER_KEY_PREFIX: &str = "kcl-rs:worker:";
+
+macro_rules! shared_str {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// Wraps a string.
+            pub fn new(s: &str) -> Self {
+                Self(Arc::from(s))
+            }
+            /// The string.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self::new(s)
+            }
+        }
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(Arc::from(s))
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl core::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+        #[cfg(feature = "serde")]
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+        #[cfg(feature = "serde")]
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Ok(Self::from(<String as serde::Deserialize>::deserialize(d)?))
+            }
+        }
+    };
+}
+
+shared_str!(
+    /// A lease key: the shard id in single-stream mode. Cheap to clone.
+    LeaseKey
+);
+shared_str!(
+    /// A worker's identity in the lease table. Cheap to clone.
+    WorkerId
+);
+
+/// A shard's 128-bit hash-key range, inclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct HashKeyRange {
+    /// First hash key.
+    pub start: u128,
+    /// Last hash key.
+    pub end: u128,
+}
+
+/// One shard lease as the lease table holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lease {
+    /// `leaseKey`.
+    pub key: LeaseKey,
+    /// `leaseOwner`; `None` when unowned.
+    pub owner: Option<WorkerId>,
+    /// `leaseCounter`.
+    pub counter: u64,
+    /// `checkpoint` + `checkpointSubSequenceNumber`.
+    pub checkpoint: Position,
+    /// `pendingCheckpoint` + sub-sequence.
+    pub pending_checkpoint: Option<Position>,
+    /// `pendingCheckpointState`.
+    pub pending_checkpoint_state: Option<Vec<u8>>,
+    /// `ownerSwitchesSinceCheckpoint`.
+    pub owner_switches_since_checkpoint: u64,
+    /// `parentShardId`, sorted.
+    pub parent_shard_ids: Vec<LeaseKey>,
+    /// `childShardIds`, sorted.
+    pub child_shard_ids: Vec<LeaseKey>,
+    /// `startingHashKey` / `endingHashKey`.
+    pub hash_range: Option<HashKeyRange>,
+    /// `checkpointOwner`: set while a graceful handoff is in progress.
+    pub checkpoint_owner: Option<WorkerId>,
+    /// `throughputKBps`.
+    pub throughput_kbps: Option<f64>,
+    /// Every attribute this codec does not know, preserved for write-back.
+    pub extra: Item,
+}
+
+impl Lease {
+    /// A new unowned lease at `checkpoint`.
+    pub fn new(key: LeaseKey, checkpoint: Position) -> Self {
+        Self {
+            key,
+            owner: None,
+            counter: 0,
+            checkpoint,
+            pending_checkpoint: None,
+            pending_checkpoint_state: None,
+            owner_switches_since_checkpoint: 0,
+            parent_shard_ids: Vec::new(),
+            child_shard_ids: Vec::new(),
+            hash_range: None,
+            checkpoint_owner: None,
+            throughput_kbps: None,
+            extra: Item::new(),
+        }
+    }
+
+    /// Whether the shard is fully processed.
+    pub fn is_finished(&self) -> bool {
+        self.checkpoint == Position::ShardEnd
+    }
+
+    /// Decodes a lease row.
+    pub fn from_item(item: &Item) -> Result<Self, RowError> {
+        let key = LeaseKey::from(req_s(item, attr::LEASE_KEY)?);
+        let (checkpoint, pending_checkpoint) = (
+            position(item, attr::CHECKPOINT, attr::CHECKPOINT_SUB)?.ok_or(RowError::missing(attr::CHECKPOINT))?,
+            position(item, attr::PENDING_CHECKPOINT, attr::PENDING_CHECKPOINT_SUB)?,
+        );
+        let hash_range = match (opt_s(item, attr::STARTING_HASH_KEY)?, opt_s(item, attr::ENDING_HASH_KEY)?) {
+            (Some(s), Some(e)) => Some(HashKeyRange {
+                start: s.parse().map_err(|_| RowError::invalid(attr::STARTING_HASH_KEY, "not a 128-bit decimal"))?,
+                end: e.parse().map_err(|_| RowError::invalid(attr::ENDING_HASH_KEY, "not a 128-bit decimal"))?,
+            }),
+            (None, None) => None,
+            (Some(_), None) => return Err(RowError::missing(attr::ENDING_HASH_KEY)),
+            (None, Some(_)) => return Err(RowError::missing(attr::STARTING_HASH_KEY)),
+        };
+        let throughput_kbps = match item.get(attr::THROUGHPUT_KBPS) {
+            None => None,
+            Some(AttributeValue::N(n)) => Some(
+                n.parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .ok_or(RowError::invalid(attr::THROUGHPUT_KBPS, "not a non-negative number"))?,
+            ),
+            Some(v) => return Err(RowError::wrong_type(attr::THROUGHPUT_KBPS, "N", v)),
+        };
+        let extra = item.iter().filter(|(k, _)| !KNOWN.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+        Ok(Self {
+            key,
+            owner: opt_s(item, attr::LEASE_OWNER)?.map(WorkerId::from),
+            counter: req_n(item, attr::LEASE_COUNTER)?,
+            checkpoint,
+            pending_checkpoint,
+            pending_checkpoint_state: match item.get(attr::PENDING_CHECKPOINT_STATE) {
+                None => None,
+                Some(AttributeValue::B(b)) => Some(b.clone()),
+                Some(v) => return Err(RowError::wrong_type(attr::PENDING_CHECKPOINT_STATE, "B", v)),
+            },
+            owner_switches_since_checkpoint: opt_n(item, attr::OWNER_SWITCHES)?.unwrap_or(0),
+            parent_shard_ids: opt_ss(item, attr::PARENT_SHARD_IDS)?,
+            child_shard_ids: opt_ss(item, attr::CHILD_SHARD_IDS)?,
+            hash_range,
+            checkpoint_owner: opt_s(item, attr::CHECKPOINT_OWNER)?.map(WorkerId::from),
+            throughput_kbps,
+            extra,
+        })
+    }
+
+    /// Encodes the lease as a full row (what a create writes); unknown attributes come back.
+    pub fn to_item(&self) -> Item {
+        let mut item = self.extra.clone();
+        let mut put = |k: &str, v: AttributeValue| {
+            item.insert(k.to_string(), v);
+        };
+        put(attr::LEASE_KEY, AttributeValue::S(self.key.as_str().into()));
+        if let Some(o) = &self.owner {
+            put(attr::LEASE_OWNER, AttributeValue::S(o.as_str().into()));
+        }
+        put(attr::LEASE_COUNTER, AttributeValue::number(self.counter));
+        let (cp, sub) = self.checkpoint.to_attribute();
+        put(attr::CHECKPOINT, AttributeValue::S(cp));
+        put(attr::CHECKPOINT_SUB, AttributeValue::number(sub));
+        if let Some(p) = &self.pending_checkpoint {
+            let (cp, sub) = p.to_attribute();
+            put(attr::PENDING_CHECKPOINT, AttributeValue::S(cp));
+            put(attr::PENDING_CHECKPOINT_SUB, AttributeValue::number(sub));
+        }
+        if let Some(state) = &self.pending_checkpoint_state {
+            put(attr::PENDING_CHECKPOINT_STATE, AttributeValue::B(state.clone()));
+        }
+        put(attr::OWNER_SWITCHES, AttributeValue::number(self.owner_switches_since_checkpoint));
+        if !self.parent_shard_ids.is_empty() {
+            put(attr::PARENT_SHARD_IDS, key_set(&self.parent_shard_ids));
+        }
+        if !self.child_shard_ids.is_empty() {
+            put(attr::CHILD_SHARD_IDS, key_set(&self.child_shard_ids));
+        }
+        if let Some(r) = self.hash_range {
+            put(attr::STARTING_HASH_KEY, AttributeValue::S(r.start.to_string()));
+            put(attr::ENDING_HASH_KEY, AttributeValue::S(r.end.to_string()));
+        }
+        if let Some(o) = &self.checkpoint_owner {
+            put(attr::CHECKPOINT_OWNER, AttributeValue::S(o.as_str().into()));
+        }
+        if let Some(t) = self.throughput_kbps {
+            put(attr::THROUGHPUT_KBPS, AttributeValue::N(alloc::format!("{t}")));
+        }
+        item
+    }
+}
+
+/// The attributes [`Lease`] models; everything else goes to [`Lease::extra`].
+const KNOWN: &[&str] = &[
+    attr::LEASE_KEY,
+    attr::LEASE_OWNER,
+    attr::LEASE_COUNTER,
+    attr::CHECKPOINT,
+    attr::CHECKPOINT_SUB,
+    attr::PENDING_CHECKPOINT,
+    attr::PENDING_CHECKPOINT_SUB,
+    attr::PENDING_CHECKPOINT_STATE,
+    attr::OWNER_SWITCHES,
+    attr::PARENT_SHARD_IDS,
+    attr::CHILD_SHARD_IDS,
+    attr::STARTING_HASH_KEY,
+    attr::ENDING_HASH_KEY,
+    attr::CHECKPOINT_OWNER,
+    attr::THROUGHPUT_KBPS,
+];
+
+/// A string set of lease keys.
+pub fn key_set(keys: &[LeaseKey]) -> AttributeValue {
+    AttributeValue::string_set(keys.iter().map(|k| String::from(k.as_str())))
+}
+
+/// A worker's heartbeat row (default policy only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerRow {
+    /// The worker.
+    pub worker: WorkerId,
+    /// Heartbeat counter; liveness is judged by its changes on the observer's clock.
+    pub counter: u64,
+    /// The most leases the worker will hold.
+    pub max_leases: u64,
+    /// The worker is shutting down and should receive no leases.
+    pub leaving: bool,
+    /// Leases assigned or handed over to the worker, not yet acknowledged.
+    pub assigned: Vec<LeaseKey>,
+}
+
+impl WorkerRow {
+    /// The row key of a worker.
+    pub fn key(worker: &WorkerId) -> String {
+        alloc::format!("{WORKER_KEY_PREFIX}{worker}")
+    }
+}
+
+/// The leader row (default policy only): a lease on leadership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderRow {
+    /// The leader; `None` after a leader stepped down.
+    pub owner: Option<WorkerId>,
+    /// Fencing counter, bumped by every renewal.
+    pub counter: u64,
+}
+
+/// Any row of the lease table, decoded.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Row {
+    /// A shard lease.
+    Lease(Lease),
+    /// A worker heartbeat row.
+    Worker(WorkerRow),
+    /// The leader row.
+    Leader(LeaderRow),
+    /// A row of another kind (Java 3.x metrics, migration state, ...): left alone.
+    Foreign {
+        /// Its key.
+        key: String,
+        /// Its `entityType`.
+        entity_type: String,
+    },
+}
+
+impl Row {
+    /// Decodes any row of the table.
+    pub fn from_item(item: &Item) -> Result<Self, RowError> {
+        match opt_s(item, attr::ENTITY_TYPE)? {
+            None | Some(ENTITY_LEASE) => Lease::from_item(item).map(Row::Lease),
+            Some(ENTITY_WORKER) => {
+                let key = req_s(item, attr::LEASE_KEY)?;
+                let worker =
+                    key.strip_prefix(WORKER_KEY_PREFIX).ok_or(RowError::invalid(attr::LEASE_KEY, "worker row key lacks its prefix"))?;
+                Ok(Row::Worker(WorkerRow {
+                    worker: WorkerId::from(worker),
+                    counter: req_n(item, attr::LEASE_COUNTER)?,
+                    max_leases: opt_n(item, attr::MAX_LEASES)?.unwrap_or(u64::MAX),
+                    leaving: match item.get(attr::LEAVING) {
+                        None => false,
+                        Some(AttributeValue::Bool(b)) => *b,
+                        Some(v) => return Err(RowError::wrong_type(attr::LEAVING, "BOOL", v)),
+                    },
+                    assigned: opt_ss(item, attr::ASSIGNED_LEASES)?,
+                }))
+            }
+            Some(ENTITY_LEADER) => Ok(Row::Leader(LeaderRow {
+                owner: opt_s(item, attr::LEASE_OWNER)?.map(WorkerId::from),
+                counter: req_n(item, attr::LEASE_COUNTER)?,
+            })),
+            Some(other) => Ok(Row::Foreign { key: req_s(item, attr::LEASE_KEY)?.into(), entity_type: other.into() }),
+        }
+    }
+}
+
+/// What is wrong with a row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RowErrorKind {
+    /// A required attribute is missing.
+    Missing,
+    /// The attribute has another DynamoDB type.
+    WrongType {
+        /// The type the schema requires.
+        expected: &'static str,
+        /// The type found.
+        found: &'static str,
+    },
+    /// The value does not parse.
+    Invalid(&'static str),
+    /// The checkpoint is not a sequence number or sentinel.
+    BadSequence(SequenceNumberError),
+}
+
+/// A malformed lease-table row: which attribute, and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowError {
+    /// The attribute at fault.
+    pub attribute: &'static str,
+    /// What is wrong.
+    pub kind: RowErrorKind,
+}
+
+impl RowError {
+    fn missing(attribute: &'static str) -> Self {
+        Self { attribute, kind: RowErrorKind::Missing }
+    }
+    fn invalid(attribute: &'static str, why: &'static str) -> Self {
+        Self { attribute, kind: RowErrorKind::Invalid(why) }
+    }
+    fn wrong_type(attribute: &'static str, expected: &'static str, found: &AttributeValue) -> Self {
+        Self { attribute, kind: RowErrorKind::WrongType { expected, found: found.type_name() } }
+    }
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            RowErrorKind::Missing => write!(f, "attribute {} is missing", self.attribute),
+            RowErrorKind::WrongType { expected, found } => {
+                write!(f, "attribute {} has type {found}, expected {expected}", self.attribute)
+            }
+            RowErrorKind::Invalid(why) => write!(f, "attribute {} is invalid: {why}", self.attribute),
+            RowErrorKind::BadSequence(e) => write!(f, "attribute {}: {e}", self.attribute),
+        }
+    }
+}
+
+fn opt_s<'a>(item: &'a Item, name: &'static str) -> Result<Option<&'a str>, RowError> {
+    match item.get(name) {
+        None => Ok(None),
+        Some(AttributeValue::S(s)) => Ok(Some(s)),
+        Some(v) => Err(RowError::wrong_type(name, "S", v)),
+    }
+}
+
+fn req_s<'a>(item: &'a Item, name: &'static str) -> Result<&'a str, RowError> {
+    opt_s(item, name)?.ok_or(RowError::missing(name))
+}
+
+fn opt_n(item: &Item, name: &'static str) -> Result<Option<u64>, RowError> {
+    match item.get(name) {
+        None => Ok(None),
+        Some(AttributeValue::N(n)) => n.parse().map(Some).map_err(|_| RowError::invalid(name, "not an unsigned 64-bit integer")),
+        Some(v) => Err(RowError::wrong_type(name, "N", v)),
+    }
+}
+
+fn req_n(item: &Item, name: &'static str) -> Result<u64, RowError> {
+    opt_n(item, name)?.ok_or(RowError::missing(name))
+}
+
+fn opt_ss(item: &Item, name: &'static str) -> Result<Vec<LeaseKey>, RowError> {
+    match item.get(name) {
+        None => Ok(Vec::new()),
+        Some(AttributeValue::Ss(v)) => {
+            let mut keys: Vec<LeaseKey> = v.iter().map(|s| LeaseKey::new(s)).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            Ok(keys)
+        }
+        Some(v) => Err(RowError::wrong_type(name, "SS", v)),
+    }
+}
+
+fn position(item: &Item, name: &'static str, sub_name: &'static str) -> Result<Option<Position>, RowError> {
+    let Some(cp) = opt_s(item, name)? else { return Ok(None) };
+    let sub = opt_n(item, sub_name)?.unwrap_or(0);
+    Position::parse(cp, sub).map(Some).map_err(|e| RowError { attribute: name, kind: RowErrorKind::BadSequence(e) })
+}
+
+/// The leases of a table view by key, for code that needs ordered lookups.
+pub type LeaseMap = BTreeMap<LeaseKey, Lease>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sequence::SequenceNumber;
+    use alloc::vec;
+
+    fn java_row() -> Item {
+        let mut i = Item::new();
+        let s = |v: &str| AttributeValue::S(v.into());
+        i.insert("leaseKey".into(), s("shardId-000000000001"));
+        i.insert("leaseOwner".into(), s("worker-a"));
+        i.insert("leaseCounter".into(), AttributeValue::N("17".into()));
+        i.insert("checkpoint".into(), s("49590338271490256608559692538361571095921575989136588898"));
+        i.insert("checkpointSubSequenceNumber".into(), AttributeValue::N("2".into()));
+        i.insert("ownerSwitchesSinceCheckpoint".into(), AttributeValue::N("1".into()));
+        i.insert("parentShardId".into(), AttributeValue::Ss(vec!["shardId-000000000000".into()]));
+        i.insert("startingHashKey".into(), s("0"));
+        i.insert("endingHashKey".into(), s("340282366920938463463374607431768211455"));
+        i.insert("someJavaFutureAttribute".into(), AttributeValue::Bool(true));
+        i
+    }
+
+    #[test]
+    fn decodes_a_java_row_and_round_trips() {
+        let row = java_row();
+        let lease = Lease::from_item(&row).expect("valid");
+        assert_eq!(lease.owner.as_ref().map(WorkerId::as_str), Some("worker-a"));
+        assert_eq!(lease.counter, 17);
+        let seq = SequenceNumber::parse("49590338271490256608559692538361571095921575989136588898").expect("seq");
+        assert_eq!(lease.checkpoint, Position::record(seq, 2));
+        assert_eq!(lease.hash_range.map(|r| r.end), Some(u128::MAX));
+        assert_eq!(lease.extra.len(), 1);
+        assert_eq!(lease.to_item(), row);
+        assert_eq!(Row::from_item(&row), Ok(Row::Lease(lease)));
+    }
+
+    #[test]
+    fn malformed_rows_name_the_attribute() {
+        let mut row = java_row();
+        row.insert("leaseCounter".into(), AttributeValue::S("17".into()));
+        assert_eq!(
+            Lease::from_item(&row).map_err(|e| (e.attribute, e.kind)),
+            Err(("leaseCounter", RowErrorKind::WrongType { expected: "N", found: "S" }))
+        );
+        let mut row = java_row();
+        row.remove("leaseCounter");
+        assert_eq!(Lease::from_item(&row).map_err(|e| e.attribute), Err("leaseCounter"));
+        let mut row = java_row();
+        row.insert("checkpoint".into(), AttributeValue::S("12x".into()));
+        assert_eq!(Lease::from_item(&row).map_err(|e| e.attribute), Err("checkpoint"));
+        let mut row = java_row();
+        row.insert("endingHashKey".into(), AttributeValue::S("340282366920938463463374607431768211456".into()));
+        assert_eq!(Lease::from_item(&row).map_err(|e| e.attribute), Err("endingHashKey"));
+        let mut row = java_row();
+        row.insert("leaseCounter".into(), AttributeValue::N("-1".into()));
+        assert!(Lease::from_item(&row).is_err());
+    }
+
+    #[test]
+    fn entity_types_are_told_apart() {
+        let mut w = Item::new();
+        w.insert("leaseKey".into(), AttributeValue::S("kcl-rs:worker:w1".into()));
+        w.insert("entityType".into(), AttributeValue::S(ENTITY_WORKER.into()));
+        w.insert("leaseCounter".into(), AttributeValue::number(3));
+        match Row::from_item(&w) {
+            Ok(Row::Worker(r)) => {
+                assert_eq!(r.worker.as_str(), "w1");
+                assert_eq!(r.max_leases, u64::MAX);
+            }
+            other => panic!("{other:?}"),
+        }
+        w.insert("entityType".into(), AttributeValue::S("WORKER_METRIC_STATS".into()));
+        assert!(matches!(Row::from_item(&w), Ok(Row::Foreign { .. })));
+    }
+}

@@ -1,0 +1,13 @@
+//! A deterministic multi-worker harness: an in-memory lease table that honours conditional
+//! writes ([`MemTable`]), a Kinesis stream model with resharding ([`MemStream`]), and a
+//! [`Cluster`] that runs many [`crate::Worker`]s against them through latency, throttling,
+//! crashes, pauses, partitions and clock drift while checking the invariants of DESIGN.md on
+//! every step. quinn's `Pair`, grown to a fleet; the simulator builds on the same models.
+
+mod cluster;
+mod stream;
+mod table;
+
+pub use cluster::{Cluster, ClusterConfig, Faults, NodeId, Report, TestRecord, Violation};
+pub use stream::{MemStream, StreamRecord};
+pub use table::{MemTable, TableCounts};

@@ -1,0 +1,527 @@
+//! The [`Worker`]: one KCL worker's decisions, as a sans-IO state machine.
+
+mod owner;
+mod roles;
+mod timers;
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use crate::config::{BalancingPolicy, Config, ConfigError};
+use crate::io::{CallId, Command, Event, FencingToken, Input, ProcessorCall, Record, RequestId, TimerReason};
+use crate::lease::{Lease, LeaseKey, WorkerId};
+use crate::observe::Observer;
+use crate::rng::Rng;
+use crate::time::Instant;
+use crate::write::LeaseWrite;
+
+use owner::Held;
+use roles::Roles;
+use timers::{TimerKey, Timers};
+
+/// Counters of what a worker did and saw; plain data, compared whole by determinism tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Stats {
+    /// Results with an unknown, late or duplicate request id, or of the wrong kind: ignored.
+    pub stale_results: u64,
+    /// Processor returns or checkpoint requests for calls or tokens that are not current.
+    pub stale_processor_inputs: u64,
+    /// Rows that failed to decode (skipped, left as they are).
+    pub malformed_rows: u64,
+    /// Lease-table scans completed.
+    pub scans: u64,
+    /// Leases this worker came to hold.
+    pub leases_acquired: u64,
+    /// Of those, taken live from another worker (Kcl2Compatible steals).
+    pub leases_stolen: u64,
+    /// Leases lost (renewal refused or delivery window passed).
+    pub leases_lost: u64,
+    /// Leases handed over to another worker.
+    pub handoffs_completed: u64,
+    /// Handoffs this worker started as leader.
+    pub handoffs_initiated: u64,
+    /// Unowned or expired leases this worker assigned as leader.
+    pub assignments: u64,
+    /// Successful renewals.
+    pub renewals: u64,
+    /// Checkpoints written.
+    pub checkpoints: u64,
+    /// Calls throttled by either service.
+    pub throttled: u64,
+    /// Writes that lost a conditional race.
+    pub condition_failures: u64,
+    /// Requests forgotten after `request_timeout`.
+    pub request_timeouts: u64,
+    /// Batches delivered to processors.
+    pub batches_delivered: u64,
+    /// Records delivered to processors.
+    pub records_delivered: u64,
+    /// Expired shard iterators.
+    pub expired_iterators: u64,
+    /// Leases created by shard sync or at shard end.
+    pub leases_created: u64,
+    /// Finished leases deleted.
+    pub leases_deleted: u64,
+    /// Times this worker became leader.
+    pub leaderships: u64,
+}
+
+/// What a checker may read of one held lease.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeaseView<'a> {
+    /// The lease as this worker last wrote or read it.
+    pub lease: &'a Lease,
+    /// The ownership's fencing token.
+    pub token: FencingToken,
+    /// Until when (on this worker's clock) it may deliver records; `None` while it may not.
+    pub deliver_until: Option<Instant>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Running,
+    ShuttingDown,
+    Stopped,
+}
+
+/// What a pending request was for, so its result can be routed and checked.
+#[derive(Clone, Debug)]
+pub(crate) enum Pending {
+    Scan,
+    ListShards,
+    ReadParent { shard: LeaseKey, token: FencingToken },
+    ReadOwn { shard: LeaseKey, token: FencingToken, expect_counter: u64 },
+    ReadLeader,
+    ReadAcquire { shard: LeaseKey },
+    Write { key: LeaseKey, token: Option<FencingToken>, op: WriteOp, sent: Instant },
+    Iterator { shard: LeaseKey, token: FencingToken },
+    Fetch { shard: LeaseKey, token: FencingToken },
+}
+
+/// What a write was for.
+#[derive(Clone, Debug)]
+pub(crate) enum WriteOp {
+    /// A write on a held lease (renewal, checkpoint, final write); see [`owner`].
+    Owned(owner::OwnedWrite),
+    Take { steal: bool },
+    Acquire,
+    Create { child_of: Option<(LeaseKey, FencingToken)> },
+    Delete,
+    Assign { to: WorkerId },
+    InitiateHandoff { to: WorkerId },
+    Notify,
+    Heartbeat { acked: Vec<LeaseKey> },
+    LeaderClaim { counter_after: u64 },
+    LeaderRenew { counter_after: u64 },
+    LeaderRelease,
+    WorkerRowDelete,
+}
+
+/// The parts of a worker that per-lease code needs beside the lease itself.
+pub(crate) struct Ctx<R> {
+    pub(crate) config: Config,
+    pub(crate) id: WorkerId,
+    pub(crate) rng: Rng,
+    pub(crate) now: Instant,
+    next_req: u64,
+    next_call: u64,
+    pub(crate) pending: BTreeMap<RequestId, Pending>,
+    pub(crate) timers: Timers,
+    pub(crate) out: VecDeque<Command<R>>,
+    pub(crate) stats: Stats,
+    pub(crate) phase: Phase,
+}
+
+impl<R> Ctx<R> {
+    fn request(&mut self, pending: Pending, command: impl FnOnce(RequestId) -> Command<R>) -> RequestId {
+        self.next_req += 1;
+        let req = RequestId(self.next_req);
+        self.pending.insert(req, pending);
+        self.timers.set(TimerKey::Request(req), self.now + self.config.request_timeout);
+        self.out.push_back(command(req));
+        req
+    }
+
+    pub(crate) fn write(&mut self, write: LeaseWrite, token: Option<FencingToken>, op: WriteOp) -> RequestId {
+        let key = LeaseKey::from(write.key.as_str());
+        let sent = self.now;
+        self.request(Pending::Write { key, token, op, sent }, |req| Command::WriteLease { req, write })
+    }
+
+    pub(crate) fn read(&mut self, key: &str, pending: Pending) -> RequestId {
+        let key = String::from(key);
+        self.request(pending, |req| Command::ReadLease { req, key })
+    }
+
+    pub(crate) fn call(&mut self, shard: &LeaseKey, action: ProcessorCall<R>) -> CallId {
+        self.next_call += 1;
+        let call = CallId(self.next_call);
+        self.out.push_back(Command::Processor { shard: shard.clone(), call, action });
+        call
+    }
+
+    pub(crate) fn event(&mut self, e: Event) {
+        self.out.push_back(Command::Event(e));
+    }
+
+    /// Exponential backoff with equal jitter: half fixed, half random.
+    pub(crate) fn backoff(&mut self, attempt: u32) -> Duration {
+        let base = self.config.backoff_base.as_millis() as u64;
+        let cap = self.config.backoff_max.as_millis() as u64;
+        let full = base.saturating_mul(1u64 << attempt.min(20)).min(cap).max(1);
+        Duration::from_millis(full / 2 + self.rng.below(full / 2 + 1))
+    }
+}
+
+/// One KCL worker's brain: leases, heartbeats, balancing, handoff, checkpoints and the shard
+/// lifecycle, decided from inputs and a clock value it is given.
+///
+/// # Drain order
+///
+/// After [`Worker::new`] and after every [`Worker::handle`] or [`Worker::handle_timeout`]:
+/// 1. call [`Worker::poll_command`] until it returns `None`, carrying out each command (a command
+///    may be acted on at once; its result comes back later through `handle`);
+/// 2. call [`Worker::poll_timeout`] and wake the worker with `handle_timeout` at that instant, or
+///    earlier with `handle` when a result arrives.
+///
+/// `now` must never go backwards (a smaller value is treated as the last one seen). Calling
+/// `handle_timeout` early or twice is harmless. `poll_timeout` returns `None` only once the
+/// worker has stopped.
+///
+/// # Safety of delivery
+///
+/// The worker hands records to a processor only while `now` is inside the delivery window of the
+/// lease: `failover_time - safety_margin` after it *sent* its last renewal that succeeded. Another
+/// worker takes a lease only after seeing its counter unchanged for `failover_time` on its own
+/// clock, and every take is conditional on that counter. So two workers never deliver the same
+/// shard at the same true instant while their clock rates differ by less than
+/// [`Config::tolerated_clock_rate_ratio`] (1.11 with the defaults). Each batch carries a
+/// [`FencingToken`] for sinks that must also survive a process paused *after* the decision.
+///
+/// # Balancing
+///
+/// With [`BalancingPolicy::Coordinated`] one worker at a time is leader, elected through a
+/// fenced leader row with the same counter-based expiry as shard leases. Only the leader scans
+/// the table and plans ([`crate::balance::plan`]); every worker writes a heartbeat row whose
+/// returned item carries the leases assigned to it, so a scan costs one read of the table per
+/// `scan_interval` whatever the fleet size, instead of one per worker per taker interval as in
+/// the Java KCL 2.x. With [`BalancingPolicy::Kcl2Compatible`] every worker runs the Java 2.x
+/// taker ([`crate::taker`]).
+pub struct Worker<R> {
+    pub(crate) ctx: Ctx<R>,
+    pub(crate) held: BTreeMap<LeaseKey, Held<R>>,
+    pub(crate) roles: Roles,
+    pub(crate) observer: Observer,
+}
+
+impl<R: Record + Clone> Worker<R> {
+    /// A worker that starts acting at `now`. `seed` drives its only randomness (jitter, shuffles).
+    pub fn new(config: Config, id: WorkerId, seed: u64, now: Instant) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let mut w = Self {
+            ctx: Ctx {
+                config,
+                id,
+                rng: Rng::new(seed),
+                now,
+                next_req: 0,
+                next_call: 0,
+                pending: BTreeMap::new(),
+                timers: Timers::default(),
+                out: VecDeque::new(),
+                stats: Stats::default(),
+                phase: Phase::Running,
+            },
+            held: BTreeMap::new(),
+            roles: Roles::default(),
+            observer: Observer::default(),
+        };
+        w.start();
+        Ok(w)
+    }
+
+    /// This worker's id.
+    pub fn id(&self) -> &WorkerId {
+        &self.ctx.id
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &Config {
+        &self.ctx.config
+    }
+
+    /// What it did so far.
+    pub fn stats(&self) -> &Stats {
+        &self.ctx.stats
+    }
+
+    /// Whether it has stopped (after a shutdown).
+    pub fn is_stopped(&self) -> bool {
+        self.ctx.phase == Phase::Stopped
+    }
+
+    /// Whether it acts as leader at `now` (Coordinated only).
+    pub fn is_leader(&self, now: Instant) -> bool {
+        self.roles.is_leader(&self.ctx.config, now)
+    }
+
+    /// Requests sent and not yet answered.
+    pub fn pending_requests(&self) -> usize {
+        self.ctx.pending.len()
+    }
+
+    /// The leases it holds, in key order.
+    pub fn leases(&self) -> impl Iterator<Item = LeaseView<'_>> + '_ {
+        let now = self.ctx.now;
+        self.held.values().map(move |h| h.view(&self.ctx.config, now))
+    }
+
+    /// Until when (on its own clock) the worker may deliver records of `shard`; `None` when it
+    /// may not. Checkers convert this to true time to judge exclusivity, which also covers a
+    /// worker that is paused: a paused worker's window keeps its end.
+    pub fn delivery_deadline(&self, shard: &str) -> Option<Instant> {
+        self.held.get(shard).and_then(|h| h.deliver_until(&self.ctx.config, self.ctx.now))
+    }
+
+    /// Feeds one input observed at `now`.
+    pub fn handle(&mut self, now: Instant, input: Input<R>) {
+        self.advance(now);
+        if self.ctx.phase == Phase::Stopped {
+            self.ctx.stats.stale_results += 1;
+            return;
+        }
+        match input {
+            Input::ShutdownRequested => self.shutdown(),
+            Input::ProcessorReturned { shard, call } => self.with_held(&shard, |h, ctx| h.processor_returned(ctx, call, false)),
+            Input::ProcessorFailed { shard, call } => self.with_held(&shard, |h, ctx| h.processor_returned(ctx, call, true)),
+            Input::CheckpointRequested { shard, ticket, token, target, prepare, state } => {
+                self.checkpoint_requested(shard, ticket, token, owner::CheckpointAsk::Move { target, prepare, state })
+            }
+            Input::CommitPreparedCheckpoint { shard, ticket, token } => {
+                self.checkpoint_requested(shard, ticket, token, owner::CheckpointAsk::CommitPrepared)
+            }
+            Input::LeaseTableScanned { req, result } => match self.take_pending(req) {
+                Some(Pending::Scan) => self.scanned(result),
+                other => self.unexpected(req, other),
+            },
+            Input::ShardsListed { req, result } => match self.take_pending(req) {
+                Some(Pending::ListShards) => self.shards_listed(result),
+                other => self.unexpected(req, other),
+            },
+            Input::LeaseRead { req, result } => match self.take_pending(req) {
+                Some(Pending::ReadParent { shard, token }) => {
+                    self.with_token(&shard, token, |h, ctx| h.parent_read(ctx, result));
+                }
+                Some(Pending::ReadOwn { shard, token, expect_counter }) => {
+                    self.with_token(&shard, token, |h, ctx| h.verified(ctx, expect_counter, result));
+                }
+                Some(Pending::ReadLeader) => self.leader_read(result),
+                Some(Pending::ReadAcquire { shard }) => self.acquire_read(shard, result),
+                other => self.unexpected(req, other),
+            },
+            Input::LeaseWritten { req, result } => match self.take_pending(req) {
+                Some(Pending::Write { key, token, op, sent }) => self.written(key, token, op, sent, result),
+                other => self.unexpected(req, other),
+            },
+            Input::IteratorObtained { req, result } => match self.take_pending(req) {
+                Some(Pending::Iterator { shard, token }) => self.with_token(&shard, token, |h, ctx| h.iterator_obtained(ctx, result)),
+                other => self.unexpected(req, other),
+            },
+            Input::RecordsFetched { req, result } => match self.take_pending(req) {
+                Some(Pending::Fetch { shard, token }) => self.with_token(&shard, token, |h, ctx| h.records_fetched(ctx, result)),
+                other => self.unexpected(req, other),
+            },
+        }
+        self.after_input();
+    }
+
+    /// Wakes the worker at `now`: runs every timer that is due. Harmless when nothing is.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        if self.ctx.phase == Phase::Stopped {
+            return;
+        }
+        for key in self.ctx.timers.pop_due(now) {
+            self.timer(key);
+        }
+        self.after_input();
+    }
+
+    /// The next command for the driver, in the order they were decided.
+    pub fn poll_command(&mut self) -> Option<Command<R>> {
+        self.ctx.out.pop_front()
+    }
+
+    /// When to call [`Worker::handle_timeout`] next, and why; `None` once stopped.
+    pub fn poll_timeout(&self) -> Option<(Instant, TimerReason)> {
+        if self.ctx.phase == Phase::Stopped {
+            return None;
+        }
+        self.ctx.timers.next()
+    }
+
+    fn advance(&mut self, now: Instant) {
+        if now > self.ctx.now {
+            self.ctx.now = now;
+        }
+    }
+
+    fn take_pending(&mut self, req: RequestId) -> Option<Pending> {
+        let p = self.ctx.pending.remove(&req);
+        if p.is_some() {
+            self.ctx.timers.cancel(&TimerKey::Request(req));
+        }
+        p
+    }
+
+    /// A result for a request that is unknown (late, duplicate) or of another kind.
+    fn unexpected(&mut self, req: RequestId, pending: Option<Pending>) {
+        self.ctx.stats.stale_results += 1;
+        if let Some(p) = pending {
+            // The request was real but the answer has the wrong shape: treat it as failed so
+            // whatever waits on it moves on.
+            self.request_failed(req, p);
+        }
+    }
+
+    fn with_held(&mut self, shard: &LeaseKey, f: impl FnOnce(&mut Held<R>, &mut Ctx<R>)) {
+        match self.held.get_mut(shard) {
+            Some(h) => f(h, &mut self.ctx),
+            None => self.ctx.stats.stale_processor_inputs += 1,
+        }
+        self.settle(shard);
+    }
+
+    fn with_token(&mut self, shard: &LeaseKey, token: FencingToken, f: impl FnOnce(&mut Held<R>, &mut Ctx<R>)) {
+        match self.held.get_mut(shard) {
+            Some(h) if h.token == token => f(h, &mut self.ctx),
+            _ => self.ctx.stats.stale_results += 1,
+        }
+        self.settle(shard);
+    }
+
+    /// Drives a held lease after anything touched it, and forgets it once it is gone.
+    pub(crate) fn settle(&mut self, shard: &LeaseKey) {
+        if let Some(h) = self.held.get_mut(shard) {
+            h.drive(&mut self.ctx);
+            if h.is_gone() {
+                let h = self.held.remove(shard);
+                if let Some(h) = h {
+                    h.forget_timers(&mut self.ctx);
+                }
+            }
+        }
+    }
+
+    fn checkpoint_requested(&mut self, shard: LeaseKey, ticket: u64, token: FencingToken, ask: owner::CheckpointAsk) {
+        match self.held.get_mut(&shard) {
+            Some(h) if h.token == token => {
+                h.checkpoint_requested(&mut self.ctx, ticket, ask);
+                self.settle(&shard);
+            }
+            _ => {
+                self.ctx.stats.stale_processor_inputs += 1;
+                let error = if self.ctx.phase == Phase::Running {
+                    crate::io::CheckpointError::LeaseLost
+                } else {
+                    crate::io::CheckpointError::ShuttingDown
+                };
+                self.ctx.call(&shard, ProcessorCall::CheckpointDone { ticket, result: Err(error) });
+            }
+        }
+    }
+
+    fn timer(&mut self, key: TimerKey) {
+        match key {
+            TimerKey::Request(req) => {
+                if let Some(p) = self.ctx.pending.remove(&req) {
+                    self.ctx.stats.request_timeouts += 1;
+                    self.request_failed(req, p);
+                }
+            }
+            TimerKey::Renew => {
+                let keys: Vec<LeaseKey> = self.held.keys().cloned().collect();
+                for k in &keys {
+                    if let Some(h) = self.held.get_mut(k) {
+                        h.renew_due = true;
+                    }
+                    self.settle(k);
+                }
+                self.roles_renew();
+                let at = self.ctx.now + self.ctx.config.renew_interval();
+                self.ctx.timers.set(TimerKey::Renew, at);
+            }
+            TimerKey::Window(ref k) | TimerKey::Fetch(ref k) | TimerKey::Retry(ref k) | TimerKey::HandoffTimeout(ref k) | TimerKey::Parents(ref k) => {
+                let is_timeout = matches!(key, TimerKey::HandoffTimeout(_));
+                let is_parents = matches!(key, TimerKey::Parents(_));
+                let k = k.clone();
+                if let Some(h) = self.held.get_mut(&k) {
+                    if is_timeout {
+                        h.handoff_timed_out(&mut self.ctx);
+                    } else if is_parents {
+                        h.read_parents(&mut self.ctx);
+                    }
+                }
+                self.settle(&k);
+            }
+            TimerKey::HandoffPoll(k) => self.acquire_poll(k),
+            TimerKey::Scan => self.scan_timer(),
+            TimerKey::Heartbeat => self.heartbeat_timer(),
+            TimerKey::LeaderCheck => self.leader_check_timer(),
+            TimerKey::ShardSync => {
+                self.roles.sync_due = true;
+                let at = self.ctx.now + self.ctx.config.shard_sync_interval;
+                self.ctx.timers.set(TimerKey::ShardSync, at);
+            }
+            TimerKey::Shutdown => self.shutdown_timed_out(),
+        }
+    }
+
+    /// A request failed without an answer (timeout or malformed answer): unknown outcome.
+    fn request_failed(&mut self, _req: RequestId, p: Pending) {
+        use crate::io::Failure;
+        match p {
+            Pending::Scan => self.scanned(Err(Failure::Transient)),
+            Pending::ListShards => self.shards_listed(Err(Failure::Transient)),
+            Pending::ReadParent { shard, token } => self.with_token(&shard, token, |h, ctx| h.parent_read(ctx, Err(Failure::Transient))),
+            Pending::ReadOwn { shard, token, expect_counter } => {
+                self.with_token(&shard, token, |h, ctx| h.verified(ctx, expect_counter, Err(Failure::Transient)))
+            }
+            Pending::ReadLeader => self.leader_read(Err(Failure::Transient)),
+            Pending::ReadAcquire { shard } => self.acquire_read(shard, Err(Failure::Transient)),
+            Pending::Write { key, token, op, sent } => self.written(key, token, op, sent, Err(Failure::Transient)),
+            Pending::Iterator { shard, token } => self.with_token(&shard, token, |h, ctx| h.iterator_obtained(ctx, Err(Failure::Transient))),
+            Pending::Fetch { shard, token } => self.with_token(&shard, token, |h, ctx| h.records_fetched(ctx, Err(Failure::Transient))),
+        }
+    }
+
+    fn written(
+        &mut self,
+        key: LeaseKey,
+        token: Option<FencingToken>,
+        op: WriteOp,
+        sent: Instant,
+        result: Result<Option<crate::item::Item>, crate::io::Failure>,
+    ) {
+        if matches!(result, Err(crate::io::Failure::ConditionFailed)) {
+            self.ctx.stats.condition_failures += 1;
+        }
+        if matches!(result, Err(crate::io::Failure::Throttled)) {
+            self.ctx.stats.throttled += 1;
+        }
+        match op {
+            WriteOp::Owned(w) => match token {
+                Some(t) => self.with_token(&key, t, |h, ctx| h.written(ctx, w, sent, result)),
+                None => self.ctx.stats.stale_results += 1,
+            },
+            other => self.role_written(key, other, sent, result),
+        }
+    }
+
+    pub(crate) fn policy(&self) -> BalancingPolicy {
+        self.ctx.config.policy
+    }
+}

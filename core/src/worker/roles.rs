@@ -1,0 +1,764 @@
+//! The table-level roles of a worker: scanning and taking (Kcl2Compatible), leader election,
+//! planning and heartbeats with their inbox (Coordinated), shard sync, cleanup and shutdown.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::vec::Vec;
+
+use super::owner::{Exit, Held};
+use super::timers::TimerKey;
+use super::{Pending, Phase, Worker, WriteOp};
+use crate::balance::{self, Move, PlanLease, PlanWorker};
+use crate::config::{BalancingPolicy, Config};
+use crate::io::{Command, Event, Failure, Record, ShardDescription};
+use crate::item::{AttributeValue, Item};
+use crate::lease::{attr, Lease, LeaseKey, Row, WorkerId, WorkerRow, ENTITY_LEADER, ENTITY_WORKER, LEADER_KEY};
+use crate::observe::Seen;
+use crate::sync;
+use crate::taker::{self, TakerLease};
+use crate::time::Instant;
+use crate::write::{Condition, LeaseWrite, Update, WriteAction, WriteKind};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Leader {
+    #[default]
+    Follower,
+    Claiming,
+    Leading {
+        counter: u64,
+        renewed_sent: Instant,
+        renewing: bool,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Acquiring {
+    since: Instant,
+    writing: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Roles {
+    pub(crate) acquiring: BTreeMap<LeaseKey, Acquiring>,
+    inbox_acks: BTreeSet<LeaseKey>,
+    heartbeat_in_flight: bool,
+    scan_in_flight: bool,
+    pub(crate) sync_due: bool,
+    list_in_flight: bool,
+    creating: BTreeSet<LeaseKey>,
+    taking: BTreeSet<LeaseKey>,
+    leader_busy: BTreeSet<LeaseKey>,
+    table: BTreeMap<LeaseKey, Lease>,
+    workers: BTreeMap<WorkerId, WorkerRow>,
+    leader: Leader,
+    leader_check_in_flight: bool,
+    stop_writes: usize,
+    stop_started: bool,
+    shutdown_forced: bool,
+}
+
+impl Roles {
+    pub(crate) fn is_leader(&self, config: &Config, now: Instant) -> bool {
+        matches!(self.leader, Leader::Leading { renewed_sent, .. } if now < renewed_sent + config.delivery_window())
+    }
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+impl<R: Record + Clone> Worker<R> {
+    pub(super) fn start(&mut self) {
+        let now = self.ctx.now;
+        let renew = self.ctx.config.renew_interval();
+        self.ctx.timers.set(TimerKey::Renew, now + renew);
+        self.ctx.timers.set(TimerKey::ShardSync, now + self.ctx.config.shard_sync_interval);
+        match self.policy() {
+            BalancingPolicy::Kcl2Compatible => {
+                self.roles.sync_due = true;
+                self.ctx.timers.set(TimerKey::Scan, now);
+            }
+            BalancingPolicy::Coordinated => {
+                self.ctx.timers.set(TimerKey::Heartbeat, now);
+                // A little jitter so a fleet started at once does not race for leadership in step.
+                let spread = self.ctx.config.leader_check_interval.as_millis() as u64 / 10;
+                let j = self.ctx.rng.below(spread + 1);
+                self.ctx.timers.set(TimerKey::LeaderCheck, now + core::time::Duration::from_millis(j));
+            }
+        }
+    }
+
+    fn scans_table(&self) -> bool {
+        self.policy() == BalancingPolicy::Kcl2Compatible || self.roles.is_leader(&self.ctx.config, self.ctx.now)
+    }
+
+    // ---- scanning ------------------------------------------------------------------------
+
+    pub(super) fn scan_timer(&mut self) {
+        self.check_leadership();
+        if self.ctx.phase == Phase::Running && self.scans_table() && !self.roles.scan_in_flight {
+            self.roles.scan_in_flight = true;
+            self.ctx.request(Pending::Scan, |req| Command::ScanLeaseTable { req });
+        }
+        if self.policy() == BalancingPolicy::Kcl2Compatible || matches!(self.roles.leader, Leader::Leading { .. }) {
+            let at = self.ctx.now + self.ctx.config.scan_interval;
+            self.ctx.timers.set(TimerKey::Scan, at);
+        }
+    }
+
+    pub(super) fn scanned(&mut self, result: Result<Vec<Item>, Failure>) {
+        self.roles.scan_in_flight = false;
+        let Ok(items) = result else { return };
+        self.ctx.stats.scans += 1;
+        let now = self.ctx.now;
+        let mut table = BTreeMap::new();
+        let mut workers = BTreeMap::new();
+        let mut keys: BTreeSet<alloc::string::String> = BTreeSet::new();
+        for item in &items {
+            match Row::from_item(item) {
+                Ok(Row::Lease(l)) => {
+                    self.observer.observe(l.key.as_str(), l.counter, l.owner.is_some(), now);
+                    keys.insert(l.key.as_str().into());
+                    table.insert(l.key.clone(), l);
+                }
+                Ok(Row::Worker(w)) => {
+                    let k = WorkerRow::key(&w.worker);
+                    self.observer.observe(&k, w.counter, true, now);
+                    keys.insert(k);
+                    workers.insert(w.worker.clone(), w);
+                }
+                Ok(Row::Leader(_) | Row::Foreign { .. }) => {}
+                Err(error) => {
+                    self.ctx.stats.malformed_rows += 1;
+                    let key = match item.get(attr::LEASE_KEY) {
+                        Some(AttributeValue::S(k)) => Some(k.clone()),
+                        _ => None,
+                    };
+                    self.ctx.event(Event::MalformedRow { key, error });
+                }
+            }
+        }
+        self.observer.retain(|k| k == LEADER_KEY || keys.contains(k));
+        self.roles.table = table;
+        self.roles.workers = workers;
+        if self.ctx.phase != Phase::Running {
+            return;
+        }
+        match self.policy() {
+            BalancingPolicy::Kcl2Compatible => self.take_leases(),
+            BalancingPolicy::Coordinated => {
+                if self.roles.is_leader(&self.ctx.config, now) {
+                    self.plan();
+                }
+            }
+        }
+        if self.scans_table() {
+            if self.ctx.config.cleanup_finished_leases {
+                self.cleanup();
+            }
+            if self.roles.sync_due && !self.roles.list_in_flight {
+                self.roles.list_in_flight = true;
+                self.ctx.request(Pending::ListShards, |req| Command::ListShards { req });
+            }
+        }
+    }
+
+    fn seen(&self, key: &str) -> Seen {
+        self.observer.get(key).unwrap_or(Seen { counter: 0, since: None })
+    }
+
+    fn take_leases(&mut self) {
+        let leases: Vec<TakerLease> = self
+            .roles
+            .table
+            .values()
+            .filter(|l| !l.is_finished())
+            .map(|l| TakerLease { key: l.key.clone(), owner: l.owner.clone(), counter: l.counter, seen: self.seen(l.key.as_str()) })
+            .collect();
+        let takes = taker::take_leases(&leases, &self.ctx.id, &self.ctx.config, self.ctx.now, &mut self.ctx.rng);
+        let me = self.ctx.id.clone();
+        for t in takes {
+            if self.held.contains_key(&t.key) || !self.roles.taking.insert(t.key.clone()) {
+                continue;
+            }
+            let mut updates = alloc::vec![
+                Update::Set(attr::LEASE_OWNER, s(me.as_str())),
+                Update::Set(attr::LEASE_COUNTER, AttributeValue::number(t.expect_counter + 1)),
+                Update::Remove(attr::CHECKPOINT_OWNER),
+            ];
+            if t.from.as_ref() != Some(&me) {
+                updates.push(Update::Increment(attr::OWNER_SWITCHES, 1));
+            }
+            let write = LeaseWrite {
+                key: t.key.as_str().into(),
+                action: WriteAction::Update(updates),
+                condition: Condition::eq_num(attr::LEASE_COUNTER, t.expect_counter),
+                return_item: true,
+                kind: WriteKind::Take,
+            };
+            self.ctx.write(write, None, WriteOp::Take { steal: t.steal });
+        }
+    }
+
+    /// A lease is eligible for assignment once every parent lease is finished or gone.
+    fn parents_done(&self, l: &Lease) -> bool {
+        l.parent_shard_ids.iter().all(|p| self.roles.table.get(p).is_none_or(Lease::is_finished))
+    }
+
+    fn plan(&mut self) {
+        let now = self.ctx.now;
+        let d = self.ctx.config.failover_time;
+        let expiry = self.ctx.config.worker_expiry();
+        let me = self.ctx.id.clone();
+        let mut workers: Vec<PlanWorker> = self
+            .roles
+            .workers
+            .values()
+            .filter(|w| w.worker != me && !self.seen(&WorkerRow::key(&w.worker)).older_than(now, expiry))
+            .map(|w| PlanWorker { id: w.worker.clone(), max_leases: w.max_leases, leaving: w.leaving })
+            .collect();
+        workers.push(PlanWorker { id: me.clone(), max_leases: self.ctx.config.max_leases_per_worker, leaving: false });
+        let leases: Vec<PlanLease> = self
+            .roles
+            .table
+            .values()
+            .filter(|l| !l.is_finished() && self.parents_done(l))
+            .map(|l| {
+                let expired = l.owner.is_none() || self.seen(l.key.as_str()).older_than(now, d);
+                PlanLease {
+                    key: l.key.clone(),
+                    holder: if expired { None } else { l.owner.clone() },
+                    counter: l.counter,
+                    weight: l.throughput_kbps.unwrap_or(1.0),
+                    in_handoff: (!expired && l.checkpoint_owner.is_some()) || self.roles.leader_busy.contains(&l.key),
+                }
+            })
+            .collect();
+        let budget = usize::try_from(((leases.len() as u64) * self.ctx.config.move_budget_per_mille / 1000).max(1)).unwrap_or(usize::MAX);
+        let plan = balance::plan(&leases, &workers, budget, self.ctx.config.throughput_weighting);
+        for m in plan.moves {
+            match m {
+                Move::Assign { lease, to, expect_counter } => {
+                    if !self.roles.leader_busy.insert(lease.clone()) {
+                        continue;
+                    }
+                    let write = LeaseWrite {
+                        key: lease.as_str().into(),
+                        action: WriteAction::Update(alloc::vec![
+                            Update::Set(attr::LEASE_OWNER, s(to.as_str())),
+                            Update::Set(attr::LEASE_COUNTER, AttributeValue::number(expect_counter + 1)),
+                            Update::Remove(attr::CHECKPOINT_OWNER),
+                            Update::Increment(attr::OWNER_SWITCHES, 1),
+                        ]),
+                        condition: Condition::eq_num(attr::LEASE_COUNTER, expect_counter),
+                        return_item: false,
+                        kind: WriteKind::Assign,
+                    };
+                    self.ctx.write(write, None, WriteOp::Assign { to });
+                }
+                Move::Handoff { lease, from, to } => {
+                    if !self.roles.leader_busy.insert(lease.clone()) {
+                        continue;
+                    }
+                    let write = LeaseWrite {
+                        key: lease.as_str().into(),
+                        action: WriteAction::Update(alloc::vec![
+                            Update::Set(attr::LEASE_OWNER, s(to.as_str())),
+                            Update::Set(attr::CHECKPOINT_OWNER, s(from.as_str())),
+                        ]),
+                        condition: Condition::And(alloc::vec![
+                            Condition::eq_str(attr::LEASE_OWNER, from.as_str()),
+                            Condition::Absent(attr::CHECKPOINT_OWNER),
+                        ]),
+                        return_item: false,
+                        kind: WriteKind::InitiateHandoff,
+                    };
+                    self.ctx.write(write, None, WriteOp::InitiateHandoff { to });
+                }
+            }
+        }
+    }
+
+    fn cleanup(&mut self) {
+        let mut deletes = Vec::new();
+        for l in self.roles.table.values().filter(|l| l.is_finished()) {
+            if self.roles.leader_busy.contains(&l.key) {
+                continue;
+            }
+            let mut children: BTreeSet<&LeaseKey> = l.child_shard_ids.iter().collect();
+            children.extend(self.roles.table.values().filter(|c| c.parent_shard_ids.contains(&l.key)).map(|c| &c.key));
+            let started = !children.is_empty()
+                && children.iter().all(|c| match self.roles.table.get(*c) {
+                    Some(child) => !child.checkpoint.is_initial(),
+                    None => l.child_shard_ids.contains(c),
+                });
+            if started {
+                deletes.push((l.key.clone(), l.counter));
+            }
+        }
+        for (key, counter) in deletes {
+            self.roles.leader_busy.insert(key.clone());
+            let write = LeaseWrite {
+                key: key.as_str().into(),
+                action: WriteAction::Delete,
+                condition: Condition::And(alloc::vec![
+                    Condition::eq_num(attr::LEASE_COUNTER, counter),
+                    Condition::eq_str(attr::CHECKPOINT, crate::sequence::Position::SHARD_END),
+                ]),
+                return_item: false,
+                kind: WriteKind::Delete,
+            };
+            self.ctx.write(write, None, WriteOp::Delete);
+        }
+    }
+
+    pub(super) fn shards_listed(&mut self, result: Result<Vec<ShardDescription>, Failure>) {
+        self.roles.list_in_flight = false;
+        let Ok(shards) = result else { return };
+        if self.ctx.phase != Phase::Running {
+            return;
+        }
+        self.roles.sync_due = false;
+        let mut existing: BTreeSet<LeaseKey> = self.roles.table.keys().cloned().collect();
+        existing.extend(self.held.keys().cloned());
+        existing.extend(self.roles.creating.iter().cloned());
+        for lease in sync::leases_to_create(&shards, &existing, self.ctx.config.initial_position) {
+            self.roles.creating.insert(lease.key.clone());
+            let write = LeaseWrite {
+                key: lease.key.as_str().into(),
+                action: WriteAction::Put(lease.to_item()),
+                condition: Condition::NotExists,
+                return_item: false,
+                kind: WriteKind::Create,
+            };
+            self.ctx.write(write, None, WriteOp::Create { child_of: None });
+        }
+    }
+
+    // ---- results of table-level writes ------------------------------------------------------
+
+    pub(super) fn role_written(&mut self, key: LeaseKey, op: WriteOp, sent: Instant, result: Result<Option<Item>, Failure>) {
+        let ok = result.is_ok();
+        match op {
+            WriteOp::Owned(_) => self.ctx.stats.stale_results += 1,
+            WriteOp::Take { steal } => {
+                self.roles.taking.remove(&key);
+                if let Ok(Some(item)) = result {
+                    self.adopt(item, sent, steal);
+                }
+            }
+            WriteOp::Acquire => {
+                let Some(a) = self.roles.acquiring.get_mut(&key) else {
+                    self.ctx.stats.stale_results += 1;
+                    return;
+                };
+                a.writing = false;
+                match result {
+                    Ok(Some(item)) => {
+                        self.roles.acquiring.remove(&key);
+                        self.roles.inbox_acks.insert(key);
+                        self.adopt(item, sent, false);
+                    }
+                    Ok(None) | Err(Failure::ConditionFailed) => {
+                        self.ctx.read(key.as_str(), Pending::ReadAcquire { shard: key.clone() });
+                    }
+                    Err(_) => self.ctx.timers.set(TimerKey::HandoffPoll(key), self.ctx.now + self.ctx.config.handoff_poll_interval),
+                }
+            }
+            WriteOp::Create { child_of } => {
+                self.roles.creating.remove(&key);
+                if ok {
+                    self.ctx.stats.leases_created += 1;
+                }
+                if let Some((shard, token)) = child_of {
+                    let created = ok || result == Err(Failure::ConditionFailed);
+                    self.with_token(&shard, token, |h, ctx| h.child_created(ctx, created));
+                }
+            }
+            WriteOp::Delete => {
+                self.roles.leader_busy.remove(&key);
+                if ok {
+                    self.ctx.stats.leases_deleted += 1;
+                    self.roles.table.remove(&key);
+                }
+            }
+            WriteOp::Assign { ref to } | WriteOp::InitiateHandoff { ref to } => {
+                let assign = matches!(op, WriteOp::Assign { .. });
+                let to = to.clone();
+                self.roles.leader_busy.remove(&key);
+                if ok {
+                    if assign {
+                        self.ctx.stats.assignments += 1;
+                    } else {
+                        self.ctx.stats.handoffs_initiated += 1;
+                    }
+                    if to == self.ctx.id {
+                        self.start_acquire(key);
+                    } else {
+                        let write = LeaseWrite {
+                            key: WorkerRow::key(&to),
+                            action: WriteAction::Update(alloc::vec![Update::AddToSet(attr::ASSIGNED_LEASES, alloc::vec![key.as_str().into()])]),
+                            condition: Condition::Exists,
+                            return_item: false,
+                            kind: WriteKind::Notify,
+                        };
+                        self.ctx.write(write, None, WriteOp::Notify);
+                    }
+                }
+            }
+            WriteOp::Notify => {}
+            WriteOp::Heartbeat { acked } => {
+                self.roles.heartbeat_in_flight = false;
+                if let Ok(Some(item)) = result {
+                    for k in &acked {
+                        self.roles.inbox_acks.remove(k);
+                    }
+                    match Row::from_item(&item) {
+                        Ok(Row::Worker(row)) => {
+                            for k in row.assigned {
+                                if self.held.contains_key(&k) || self.ctx.phase != Phase::Running {
+                                    self.roles.inbox_acks.insert(k);
+                                } else {
+                                    self.start_acquire(k);
+                                }
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(error) => {
+                            self.ctx.stats.malformed_rows += 1;
+                            self.ctx.event(Event::MalformedRow { key: Some(WorkerRow::key(&self.ctx.id)), error });
+                        }
+                    }
+                }
+            }
+            WriteOp::LeaderClaim { counter_after } => {
+                if ok && self.ctx.phase == Phase::Running {
+                    self.roles.leader = Leader::Leading { counter: counter_after, renewed_sent: sent, renewing: false };
+                    self.ctx.stats.leaderships += 1;
+                    self.ctx.event(Event::BecameLeader);
+                    self.roles.sync_due = true;
+                    self.ctx.timers.set(TimerKey::Scan, self.ctx.now);
+                } else {
+                    self.roles.leader = Leader::Follower;
+                }
+            }
+            WriteOp::LeaderRenew { counter_after } => {
+                if let Leader::Leading { counter, renewed_sent, renewing } = &mut self.roles.leader {
+                    *renewing = false;
+                    match result {
+                        Ok(_) => {
+                            *counter = counter_after;
+                            if sent > *renewed_sent {
+                                *renewed_sent = sent;
+                            }
+                        }
+                        Err(Failure::ConditionFailed) => {
+                            self.roles.leader = Leader::Follower;
+                            self.ctx.event(Event::LeadershipLost);
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+            WriteOp::LeaderRelease | WriteOp::WorkerRowDelete => {
+                if matches!(op, WriteOp::LeaderRelease) {
+                    self.roles.leader = Leader::Follower;
+                }
+                self.roles.stop_writes = self.roles.stop_writes.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Starts holding a lease from the row a take or acquire returned.
+    fn adopt(&mut self, item: Item, sent: Instant, steal: bool) {
+        match Lease::from_item(&item) {
+            Ok(lease) => {
+                let key = lease.key.clone();
+                if self.held.contains_key(&key) || self.ctx.phase != Phase::Running {
+                    return;
+                }
+                let h = Held::new(&mut self.ctx, lease, sent, steal);
+                self.held.insert(key.clone(), h);
+                self.settle(&key);
+            }
+            Err(error) => {
+                self.ctx.stats.malformed_rows += 1;
+                let key = match item.get(attr::LEASE_KEY) {
+                    Some(AttributeValue::S(k)) => Some(k.clone()),
+                    _ => None,
+                };
+                self.ctx.event(Event::MalformedRow { key, error });
+            }
+        }
+    }
+
+    // ---- inbox and acquisition (Coordinated) ------------------------------------------------
+
+    fn start_acquire(&mut self, key: LeaseKey) {
+        if self.held.contains_key(&key) || self.ctx.phase != Phase::Running {
+            self.roles.inbox_acks.insert(key);
+            return;
+        }
+        if self.roles.acquiring.contains_key(&key) {
+            return;
+        }
+        self.roles.acquiring.insert(key.clone(), Acquiring { since: self.ctx.now, writing: false });
+        self.acquire_write(key);
+    }
+
+    fn acquire_write(&mut self, key: LeaseKey) {
+        let Some(a) = self.roles.acquiring.get_mut(&key) else { return };
+        if a.writing {
+            return;
+        }
+        a.writing = true;
+        let me = self.ctx.id.clone();
+        let write = LeaseWrite {
+            key: key.as_str().into(),
+            action: WriteAction::Update(alloc::vec![Update::Increment(attr::LEASE_COUNTER, 1)]),
+            condition: Condition::And(alloc::vec![Condition::eq_str(attr::LEASE_OWNER, me.as_str()), Condition::Absent(attr::CHECKPOINT_OWNER)]),
+            return_item: true,
+            kind: WriteKind::Acquire,
+        };
+        self.ctx.write(write, None, WriteOp::Acquire);
+    }
+
+    pub(super) fn acquire_read(&mut self, key: LeaseKey, result: Result<Option<Item>, Failure>) {
+        let Some(a) = self.roles.acquiring.get(&key) else {
+            self.ctx.stats.stale_results += 1;
+            return;
+        };
+        let give_up_at = a.since + self.ctx.config.handoff_timeout + self.ctx.config.failover_time * 2;
+        let me = self.ctx.id.clone();
+        let row = match &result {
+            Ok(Some(item)) => Lease::from_item(item).ok(),
+            _ => None,
+        };
+        let keep_waiting = match (&result, &row) {
+            (Ok(None), _) => false,
+            (Ok(Some(_)), None) => false,
+            (Ok(Some(_)), Some(l)) => l.owner.as_ref() == Some(&me) && !l.is_finished(),
+            (Err(_), _) => true,
+        };
+        if !keep_waiting || self.ctx.now >= give_up_at || self.ctx.phase != Phase::Running {
+            self.roles.acquiring.remove(&key);
+            self.roles.inbox_acks.insert(key);
+            return;
+        }
+        let ready = row.as_ref().is_some_and(|l| l.checkpoint_owner.is_none());
+        if ready {
+            self.acquire_write(key);
+        } else {
+            self.ctx.timers.set(TimerKey::HandoffPoll(key), self.ctx.now + self.ctx.config.handoff_poll_interval);
+        }
+    }
+
+    pub(super) fn acquire_poll(&mut self, key: LeaseKey) {
+        if self.roles.acquiring.contains_key(&key) {
+            self.acquire_write(key);
+        }
+    }
+
+    pub(super) fn heartbeat_timer(&mut self) {
+        if self.policy() != BalancingPolicy::Coordinated || self.ctx.phase == Phase::Stopped {
+            return;
+        }
+        if !self.roles.heartbeat_in_flight && !self.roles.stop_started {
+            self.roles.heartbeat_in_flight = true;
+            let acked: Vec<LeaseKey> = self.roles.inbox_acks.iter().cloned().collect();
+            let mut updates = alloc::vec![
+                Update::Set(attr::ENTITY_TYPE, s(ENTITY_WORKER)),
+                Update::Increment(attr::LEASE_COUNTER, 1),
+                Update::Set(attr::MAX_LEASES, AttributeValue::number(self.ctx.config.max_leases_per_worker)),
+                Update::Set(attr::LEAVING, AttributeValue::Bool(self.ctx.phase != Phase::Running)),
+            ];
+            if !acked.is_empty() {
+                updates.push(Update::DeleteFromSet(attr::ASSIGNED_LEASES, acked.iter().map(|k| k.as_str().into()).collect()));
+            }
+            let write = LeaseWrite {
+                key: WorkerRow::key(&self.ctx.id),
+                action: WriteAction::Update(updates),
+                condition: Condition::Always,
+                return_item: true,
+                kind: WriteKind::WorkerHeartbeat,
+            };
+            self.ctx.write(write, None, WriteOp::Heartbeat { acked });
+        }
+        let at = self.ctx.now + self.ctx.config.heartbeat_interval;
+        self.ctx.timers.set(TimerKey::Heartbeat, at);
+    }
+
+    // ---- leadership (Coordinated) -------------------------------------------------------
+
+    fn check_leadership(&mut self) {
+        if let Leader::Leading { renewed_sent, .. } = self.roles.leader {
+            if self.ctx.now >= renewed_sent + self.ctx.config.delivery_window() {
+                self.roles.leader = Leader::Follower;
+                self.ctx.event(Event::LeadershipLost);
+            }
+        }
+    }
+
+    pub(super) fn leader_check_timer(&mut self) {
+        self.check_leadership();
+        if self.ctx.phase == Phase::Running && self.roles.leader == Leader::Follower && !self.roles.leader_check_in_flight {
+            self.roles.leader_check_in_flight = true;
+            self.ctx.read(LEADER_KEY, Pending::ReadLeader);
+        }
+        let at = self.ctx.now + self.ctx.config.leader_check_interval;
+        self.ctx.timers.set(TimerKey::LeaderCheck, at);
+    }
+
+    pub(super) fn leader_read(&mut self, result: Result<Option<Item>, Failure>) {
+        self.roles.leader_check_in_flight = false;
+        if self.roles.leader != Leader::Follower || self.ctx.phase != Phase::Running {
+            return;
+        }
+        let me = self.ctx.id.clone();
+        let (action, condition, counter_after) = match result {
+            Ok(None) => {
+                let mut item = Item::new();
+                item.insert(attr::ENTITY_TYPE.into(), s(ENTITY_LEADER));
+                item.insert(attr::LEASE_OWNER.into(), s(me.as_str()));
+                item.insert(attr::LEASE_COUNTER.into(), AttributeValue::number(1));
+                (WriteAction::Put(item), Condition::NotExists, 1)
+            }
+            Ok(Some(item)) => match Row::from_item(&item) {
+                Ok(Row::Leader(row)) => {
+                    let seen = self.observer.observe(LEADER_KEY, row.counter, row.owner.is_some(), self.ctx.now);
+                    let free = row.owner.is_none() || row.owner.as_ref() == Some(&me) || seen.older_than(self.ctx.now, self.ctx.config.failover_time);
+                    if !free {
+                        return;
+                    }
+                    (
+                        WriteAction::Update(alloc::vec![
+                            Update::Set(attr::LEASE_OWNER, s(me.as_str())),
+                            Update::Set(attr::LEASE_COUNTER, AttributeValue::number(row.counter + 1)),
+                        ]),
+                        Condition::eq_num(attr::LEASE_COUNTER, row.counter),
+                        row.counter + 1,
+                    )
+                }
+                Ok(_) => return,
+                Err(error) => {
+                    self.ctx.stats.malformed_rows += 1;
+                    self.ctx.event(Event::MalformedRow { key: Some(LEADER_KEY.into()), error });
+                    return;
+                }
+            },
+            Err(_) => return,
+        };
+        self.roles.leader = Leader::Claiming;
+        let write = LeaseWrite { key: LEADER_KEY.into(), action, condition, return_item: false, kind: WriteKind::Leader };
+        self.ctx.write(write, None, WriteOp::LeaderClaim { counter_after });
+    }
+
+    pub(super) fn roles_renew(&mut self) {
+        self.check_leadership();
+        let me = self.ctx.id.clone();
+        if let Leader::Leading { counter, renewing, .. } = &mut self.roles.leader {
+            if *renewing {
+                return;
+            }
+            *renewing = true;
+            let c = *counter;
+            let write = LeaseWrite {
+                key: LEADER_KEY.into(),
+                action: WriteAction::Update(alloc::vec![Update::Set(attr::LEASE_COUNTER, AttributeValue::number(c + 1))]),
+                condition: Condition::And(alloc::vec![Condition::eq_num(attr::LEASE_COUNTER, c), Condition::eq_str(attr::LEASE_OWNER, me.as_str())]),
+                return_item: false,
+                kind: WriteKind::Leader,
+            };
+            self.ctx.write(write, None, WriteOp::LeaderRenew { counter_after: c + 1 });
+        }
+    }
+
+    // ---- shutdown ---------------------------------------------------------------------
+
+    pub(super) fn shutdown(&mut self) {
+        if self.ctx.phase != Phase::Running {
+            return;
+        }
+        self.ctx.phase = Phase::ShuttingDown;
+        self.ctx.timers.set(TimerKey::Shutdown, self.ctx.now + self.ctx.config.shutdown_timeout);
+        let keys: Vec<LeaseKey> = self.held.keys().cloned().collect();
+        for k in &keys {
+            if let Some(h) = self.held.get_mut(k) {
+                h.begin_exit(&mut self.ctx, Exit::Shutdown);
+            }
+            self.settle(k);
+        }
+        let acquiring: Vec<LeaseKey> = self.roles.acquiring.keys().cloned().collect();
+        for k in acquiring {
+            self.roles.acquiring.remove(&k);
+            self.roles.inbox_acks.insert(k);
+        }
+        if self.policy() == BalancingPolicy::Coordinated {
+            // Tell the leader at once that this worker is leaving.
+            self.heartbeat_timer();
+        }
+    }
+
+    pub(super) fn shutdown_timed_out(&mut self) {
+        let keys: Vec<LeaseKey> = self.held.keys().cloned().collect();
+        if !self.roles.shutdown_forced {
+            self.roles.shutdown_forced = true;
+            for k in &keys {
+                if let Some(h) = self.held.get_mut(k) {
+                    h.handoff_timed_out(&mut self.ctx);
+                }
+                self.settle(k);
+            }
+            // One more failover time for the final writes, then stop regardless.
+            self.ctx.timers.set(TimerKey::Shutdown, self.ctx.now + self.ctx.config.failover_time);
+        } else {
+            for k in &keys {
+                if let Some(h) = self.held.get_mut(k) {
+                    h.lose(&mut self.ctx);
+                }
+                self.settle(k);
+            }
+            self.roles.stop_writes = 0;
+            self.roles.stop_started = true;
+        }
+    }
+
+    /// After every input: finish a shutdown once nothing is held any more.
+    pub(super) fn after_input(&mut self) {
+        if self.ctx.phase != Phase::ShuttingDown || !self.held.is_empty() {
+            return;
+        }
+        if !self.roles.stop_started {
+            self.roles.stop_started = true;
+            let me = self.ctx.id.clone();
+            if let Leader::Leading { counter, .. } = self.roles.leader {
+                self.roles.stop_writes += 1;
+                let write = LeaseWrite {
+                    key: LEADER_KEY.into(),
+                    action: WriteAction::Update(alloc::vec![
+                        Update::Remove(attr::LEASE_OWNER),
+                        Update::Set(attr::LEASE_COUNTER, AttributeValue::number(counter + 1)),
+                    ]),
+                    condition: Condition::And(alloc::vec![Condition::eq_num(attr::LEASE_COUNTER, counter), Condition::eq_str(attr::LEASE_OWNER, me.as_str())]),
+                    return_item: false,
+                    kind: WriteKind::Leader,
+                };
+                self.ctx.write(write, None, WriteOp::LeaderRelease);
+            }
+            if self.policy() == BalancingPolicy::Coordinated {
+                self.roles.stop_writes += 1;
+                let write = LeaseWrite {
+                    key: WorkerRow::key(&me),
+                    action: WriteAction::Delete,
+                    condition: Condition::Always,
+                    return_item: false,
+                    kind: WriteKind::WorkerHeartbeat,
+                };
+                self.ctx.write(write, None, WriteOp::WorkerRowDelete);
+            }
+        }
+        if self.roles.stop_writes == 0 {
+            self.ctx.phase = Phase::Stopped;
+            self.ctx.event(Event::Stopped);
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! Type-checks kcl-core in a `#![no_std]` binary: any std leaking into the core (or its
+//! dependencies) fails with a duplicate `panic_impl` lang item. Run with `cargo check`, not
+//! `cargo build`: the host target has no start files to link a freestanding binary.
+#![no_std]
+#![no_main]
+
+use kcl_core::{BasicRecord, Config, Instant, Worker, WorkerId};
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    loop {}
+}
+
+/// The entry point a firmware would call.
+#[unsafe(no_mangle)]
+pub extern "C" fn main() -> i32 {
+    match Worker::<BasicRecord>::new(Config::default(), WorkerId::new("firmware"), 1, Instant::ZERO) {
+        Ok(mut w) => {
+            let mut n = 0;
+            while w.poll_command().is_some() {
+                n += 1;
+            }
+            n
+        }
+        Err(_) => -1,
+    }
+}
