@@ -106,7 +106,10 @@ pub fn plan(leases: &[PlanLease], workers: &[PlanWorker], budget: usize, weighte
         }
     }
     if active.is_empty() {
-        return Plan { spillover: unassigned.len(), ..Plan::default() };
+        return Plan {
+            spillover: unassigned.len(),
+            ..Plan::default()
+        };
     }
     if weighted {
         return plan_weighted(leases, &ws, &active, held, unassigned, budget);
@@ -117,7 +120,12 @@ pub fn plan(leases: &[PlanLease], workers: &[PlanWorker], budget: usize, weighte
     let n = active.len();
     let mut quota: Vec<usize> = alloc::vec![0; ws.len()];
     let mut by_load: Vec<usize> = active.clone();
-    by_load.sort_by(|&a, &b| held[b].len().cmp(&held[a].len()).then_with(|| ws[a].id.cmp(&ws[b].id)));
+    by_load.sort_by(|&a, &b| {
+        held[b]
+            .len()
+            .cmp(&held[a].len())
+            .then_with(|| ws[a].id.cmp(&ws[b].id))
+    });
     let (base, extra) = (total / n, total % n);
     for (rank, &wi) in by_load.iter().enumerate() {
         quota[wi] = base + usize::from(rank < extra);
@@ -150,7 +158,11 @@ pub fn plan(leases: &[PlanLease], workers: &[PlanWorker], budget: usize, weighte
     for wi in 0..ws.len() {
         let q = if ws[wi].leaving { 0 } else { quota[wi] };
         if held[wi].len() > q {
-            let mut mine: Vec<usize> = held[wi].iter().copied().filter(|&li| !leases[li].in_handoff).collect();
+            let mut mine: Vec<usize> = held[wi]
+                .iter()
+                .copied()
+                .filter(|&li| !leases[li].in_handoff)
+                .collect();
             mine.sort_by(|&a, &b| leases[b].key.cmp(&leases[a].key));
             let give = (held[wi].len() - q).min(mine.len());
             surplus.extend(mine.into_iter().take(give).map(|li| (li, wi)));
@@ -161,7 +173,11 @@ pub fn plan(leases: &[PlanLease], workers: &[PlanWorker], budget: usize, weighte
     // Receivers, least loaded first, filled round-robin-by-deficit.
     let mut load: Vec<usize> = held.iter().map(Vec::len).collect();
     let mut moves = Vec::new();
-    let mut receivers: Vec<usize> = active.iter().copied().filter(|&wi| load[wi] < quota[wi]).collect();
+    let mut receivers: Vec<usize> = active
+        .iter()
+        .copied()
+        .filter(|&wi| load[wi] < quota[wi])
+        .collect();
     receivers.sort_by(|&a, &b| load[a].cmp(&load[b]).then_with(|| ws[a].id.cmp(&ws[b].id)));
     let mut r = 0usize;
     let mut next_receiver = |load: &mut Vec<usize>| -> Option<usize> {
@@ -196,12 +212,20 @@ pub fn plan(leases: &[PlanLease], workers: &[PlanWorker], budget: usize, weighte
         match next_receiver(&mut load) {
             Some(wi) => {
                 handoffs += 1;
-                moves.push(Move::Handoff { lease: leases[li].key.clone(), from: ws[donor].id.clone(), to: ws[wi].id.clone() });
+                moves.push(Move::Handoff {
+                    lease: leases[li].key.clone(),
+                    from: ws[donor].id.clone(),
+                    to: ws[wi].id.clone(),
+                });
             }
             None => break,
         }
     }
-    Plan { moves, deferred, spillover: spillover.max(unplaced) }
+    Plan {
+        moves,
+        deferred,
+        spillover: spillover.max(unplaced),
+    }
 }
 
 fn plan_weighted(
@@ -213,25 +237,46 @@ fn plan_weighted(
     budget: usize,
 ) -> Plan {
     let cap = |wi: usize| usize::try_from(ws[wi].max_leases).unwrap_or(usize::MAX);
-    let w = |li: usize| if leases[li].weight.is_finite() && leases[li].weight > 0.0 { leases[li].weight } else { 0.0 };
-    let mut weight: Vec<f64> = held.iter().map(|ls| ls.iter().map(|&li| w(li)).sum()).collect();
+    let w = |li: usize| {
+        if leases[li].weight.is_finite() && leases[li].weight > 0.0 {
+            leases[li].weight
+        } else {
+            0.0
+        }
+    };
+    let mut weight: Vec<f64> = held
+        .iter()
+        .map(|ls| ls.iter().map(|&li| w(li)).sum())
+        .collect();
     let mut moves = Vec::new();
     let lightest = |weight: &[f64], held: &[Vec<usize>], except: Option<usize>| -> Option<usize> {
         active
             .iter()
             .copied()
             .filter(|&wi| Some(wi) != except && held[wi].len() < cap(wi))
-            .min_by(|&a, &b| weight[a].total_cmp(&weight[b]).then(held[a].len().cmp(&held[b].len())).then_with(|| ws[a].id.cmp(&ws[b].id)))
+            .min_by(|&a, &b| {
+                weight[a]
+                    .total_cmp(&weight[b])
+                    .then(held[a].len().cmp(&held[b].len()))
+                    .then_with(|| ws[a].id.cmp(&ws[b].id))
+            })
     };
     // Heaviest unassigned first onto the lightest worker (longest-processing-time rule).
-    unassigned.sort_by(|&a, &b| w(b).total_cmp(&w(a)).then_with(|| leases[a].key.cmp(&leases[b].key)));
+    unassigned.sort_by(|&a, &b| {
+        w(b).total_cmp(&w(a))
+            .then_with(|| leases[a].key.cmp(&leases[b].key))
+    });
     let mut spillover = 0;
     for li in unassigned {
         match lightest(&weight, &held, None) {
             Some(wi) => {
                 weight[wi] += w(li);
                 held[wi].push(li);
-                moves.push(Move::Assign { lease: leases[li].key.clone(), to: ws[wi].id.clone(), expect_counter: leases[li].counter });
+                moves.push(Move::Assign {
+                    lease: leases[li].key.clone(),
+                    to: ws[wi].id.clone(),
+                    expect_counter: leases[li].counter,
+                });
             }
             None => spillover += 1,
         }
@@ -255,24 +300,39 @@ fn plan_weighted(
                 weight[to] += w(li);
                 held[to].push(li);
                 handoffs += 1;
-                moves.push(Move::Handoff { lease: leases[li].key.clone(), from: ws[wi].id.clone(), to: ws[to].id.clone() });
+                moves.push(Move::Handoff {
+                    lease: leases[li].key.clone(),
+                    from: ws[wi].id.clone(),
+                    to: ws[to].id.clone(),
+                });
             }
         }
     }
     // Then move the lease that best narrows the spread, while one exists.
     let limit = leases.len().saturating_mul(2);
     for _ in 0..limit {
-        let Some(&heavy) = active.iter().max_by(|&&a, &&b| weight[a].total_cmp(&weight[b]).then_with(|| ws[b].id.cmp(&ws[a].id))) else {
+        let Some(&heavy) = active.iter().max_by(|&&a, &&b| {
+            weight[a]
+                .total_cmp(&weight[b])
+                .then_with(|| ws[b].id.cmp(&ws[a].id))
+        }) else {
             break;
         };
-        let Some(light) = lightest(&weight, &held, Some(heavy)) else { break };
+        let Some(light) = lightest(&weight, &held, Some(heavy)) else {
+            break;
+        };
         let gap = weight[heavy] - weight[light];
         // Moving weight x leaves the pair at (h - x, l + x): strictly better when 0 < x < gap.
         let best = held[heavy]
             .iter()
             .copied()
             .filter(|&li| !leases[li].in_handoff && w(li) > 0.0 && w(li) < gap)
-            .min_by(|&a, &b| (gap / 2.0 - w(a)).abs().total_cmp(&(gap / 2.0 - w(b)).abs()).then_with(|| leases[a].key.cmp(&leases[b].key)));
+            .min_by(|&a, &b| {
+                (gap / 2.0 - w(a))
+                    .abs()
+                    .total_cmp(&(gap / 2.0 - w(b)).abs())
+                    .then_with(|| leases[a].key.cmp(&leases[b].key))
+            });
         let Some(li) = best else { break };
         if handoffs >= budget {
             deferred += 1;
@@ -283,9 +343,17 @@ fn plan_weighted(
         held[light].push(li);
         weight[light] += w(li);
         handoffs += 1;
-        moves.push(Move::Handoff { lease: leases[li].key.clone(), from: ws[heavy].id.clone(), to: ws[light].id.clone() });
+        moves.push(Move::Handoff {
+            lease: leases[li].key.clone(),
+            from: ws[heavy].id.clone(),
+            to: ws[light].id.clone(),
+        });
     }
-    Plan { moves, deferred, spillover }
+    Plan {
+        moves,
+        deferred,
+        spillover,
+    }
 }
 
 /// The fewest lease moves that balance a count-based assignment (for reports and tests):
@@ -299,7 +367,11 @@ pub fn min_moves(loads: &[usize]) -> usize {
     let mut sorted: Vec<usize> = loads.to_vec();
     sorted.sort_unstable_by(|a, b| b.cmp(a));
     let (base, extra) = (total / n, total % n);
-    sorted.iter().enumerate().map(|(rank, &l)| l.saturating_sub(base + usize::from(rank < extra))).sum()
+    sorted
+        .iter()
+        .enumerate()
+        .map(|(rank, &l)| l.saturating_sub(base + usize::from(rank < extra)))
+        .sum()
 }
 
 #[cfg(test)]
@@ -319,7 +391,11 @@ mod tests {
         }
     }
     fn worker(i: usize) -> PlanWorker {
-        PlanWorker { id: WorkerId::from(format!("w{i:04}")), max_leases: u64::MAX, leaving: false }
+        PlanWorker {
+            id: WorkerId::from(format!("w{i:04}")),
+            max_leases: u64::MAX,
+            leaving: false,
+        }
     }
 
     /// Applies a plan and returns the leases per worker.
@@ -335,7 +411,15 @@ mod tests {
     }
 
     fn loads(leases: &[PlanLease], workers: &[PlanWorker]) -> Vec<usize> {
-        workers.iter().map(|w| leases.iter().filter(|l| l.holder.as_ref() == Some(&w.id)).count()).collect()
+        workers
+            .iter()
+            .map(|w| {
+                leases
+                    .iter()
+                    .filter(|l| l.holder.as_ref() == Some(&w.id))
+                    .count()
+            })
+            .collect()
     }
 
     #[test]
@@ -357,7 +441,7 @@ mod tests {
         let workers: Vec<PlanWorker> = (0..4).map(worker).collect();
         let leases: Vec<PlanLease> = (0..10).map(|i| lease(i, None)).collect();
         let p = plan(&leases, &workers, 0, false);
-        let mut l2 = leases.clone();
+        let mut l2 = leases;
         apply(&mut l2, &p);
         let mut after = loads(&l2, &workers);
         after.sort_unstable();
@@ -394,8 +478,16 @@ mod tests {
         leases[1].weight = 100.0;
         let p = plan(&leases, &workers, usize::MAX, true);
         apply(&mut leases, &p);
-        let w0: f64 = leases.iter().filter(|l| l.holder == Some(workers[0].id.clone())).map(|l| l.weight).sum();
-        let w1: f64 = leases.iter().filter(|l| l.holder == Some(workers[1].id.clone())).map(|l| l.weight).sum();
+        let w0: f64 = leases
+            .iter()
+            .filter(|l| l.holder == Some(workers[0].id.clone()))
+            .map(|l| l.weight)
+            .sum();
+        let w1: f64 = leases
+            .iter()
+            .filter(|l| l.holder == Some(workers[1].id.clone()))
+            .map(|l| l.weight)
+            .sum();
         assert!((w0 - w1).abs() <= 1.0, "{w0} vs {w1}");
         assert!(plan(&leases, &workers, usize::MAX, true).moves.is_empty());
     }
@@ -420,7 +512,7 @@ mod tests {
             with_orphans.push(0);
             let total: usize = leases.len();
             let n = workers.len();
-            let mut sorted = owned.clone();
+            let mut sorted = owned;
             sorted.sort_unstable_by(|a, b| b.cmp(a));
             let surplus: usize = sorted.iter().enumerate().map(|(r, &l)| l.saturating_sub(total / n + usize::from(r < total % n))).sum();
             prop_assert_eq!(handoffs, surplus);

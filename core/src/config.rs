@@ -128,7 +128,11 @@ impl Config {
     /// The Java KCL 2.x timing: taker every `2 * (D + epsilon)`, everything else as the default.
     pub fn kcl2() -> Self {
         let c = Self::default();
-        Self { policy: BalancingPolicy::Kcl2Compatible, scan_interval: (c.failover_time + c.epsilon) * 2, ..c }
+        Self {
+            policy: BalancingPolicy::Kcl2Compatible,
+            scan_interval: (c.failover_time + c.epsilon) * 2,
+            ..c
+        }
     }
 
     /// Renewal period: `D / 3 - epsilon` (3.308 s by default), as the Java KCL.
@@ -163,10 +167,14 @@ impl Config {
             return Err(ConfigError("failover_time must be positive"));
         }
         if self.safety_margin >= self.failover_time {
-            return Err(ConfigError("safety_margin must be shorter than failover_time"));
+            return Err(ConfigError(
+                "safety_margin must be shorter than failover_time",
+            ));
         }
         if self.renew_interval() >= self.delivery_window() || self.renew_interval().is_zero() {
-            return Err(ConfigError("renewals (failover_time / 3 - epsilon) must fit inside the delivery window"));
+            return Err(ConfigError(
+                "renewals (failover_time / 3 - epsilon) must fit inside the delivery window",
+            ));
         }
         if self.max_records == 0 || self.max_records > 10_000 {
             return Err(ConfigError("max_records must be in 1..=10000"));
@@ -174,7 +182,10 @@ impl Config {
         if self.max_leases_per_worker == 0 {
             return Err(ConfigError("max_leases_per_worker must be positive"));
         }
-        if self.scan_interval.is_zero() || self.heartbeat_interval.is_zero() || self.leader_check_interval.is_zero() {
+        if self.scan_interval.is_zero()
+            || self.heartbeat_interval.is_zero()
+            || self.leader_check_interval.is_zero()
+        {
             return Err(ConfigError("intervals must be positive"));
         }
         Ok(())
@@ -207,11 +218,20 @@ mod tests {
 
     #[test]
     fn rejects_impossible_configs() {
-        let c = Config { safety_margin: Duration::from_secs(10), ..Config::default() };
+        let c = Config {
+            safety_margin: Duration::from_secs(10),
+            ..Config::default()
+        };
         assert!(c.validate().is_err());
-        let c = Config { safety_margin: Duration::from_secs(7), ..Config::default() };
+        let c = Config {
+            safety_margin: Duration::from_secs(7),
+            ..Config::default()
+        };
         assert!(c.validate().is_err());
-        let c = Config { max_records: 0, ..Config::default() };
+        let c = Config {
+            max_records: 0,
+            ..Config::default()
+        };
         assert!(c.validate().is_err());
     }
 }

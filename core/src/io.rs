@@ -64,7 +64,12 @@ pub struct ShardDescription {
 impl ShardDescription {
     /// The shard's parents, sorted.
     pub fn parents(&self) -> Vec<LeaseKey> {
-        let mut v: Vec<LeaseKey> = self.parent.iter().chain(self.adjacent_parent.iter()).cloned().collect();
+        let mut v: Vec<LeaseKey> = self
+            .parent
+            .iter()
+            .chain(self.adjacent_parent.iter())
+            .cloned()
+            .collect();
         v.sort_unstable();
         v.dedup();
         v

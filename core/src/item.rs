@@ -69,7 +69,12 @@ impl AttributeValue {
             Self::Bs(v) => v.iter().map(Vec::len).sum(),
             Self::Bool(_) | Self::Null => 1,
             Self::L(v) => 3 + v.iter().map(|x| 1 + x.billed_size()).sum::<usize>(),
-            Self::M(m) => 3 + m.iter().map(|(k, x)| 1 + k.len() + x.billed_size()).sum::<usize>(),
+            Self::M(m) => {
+                3 + m
+                    .iter()
+                    .map(|(k, x)| 1 + k.len() + x.billed_size())
+                    .sum::<usize>()
+            }
         }
     }
 }

@@ -206,13 +206,21 @@ impl Lease {
     pub fn from_item(item: &Item) -> Result<Self, RowError> {
         let key = LeaseKey::from(req_s(item, attr::LEASE_KEY)?);
         let (checkpoint, pending_checkpoint) = (
-            position(item, attr::CHECKPOINT, attr::CHECKPOINT_SUB)?.ok_or(RowError::missing(attr::CHECKPOINT))?,
+            position(item, attr::CHECKPOINT, attr::CHECKPOINT_SUB)?
+                .ok_or(RowError::missing(attr::CHECKPOINT))?,
             position(item, attr::PENDING_CHECKPOINT, attr::PENDING_CHECKPOINT_SUB)?,
         );
-        let hash_range = match (opt_s(item, attr::STARTING_HASH_KEY)?, opt_s(item, attr::ENDING_HASH_KEY)?) {
+        let hash_range = match (
+            opt_s(item, attr::STARTING_HASH_KEY)?,
+            opt_s(item, attr::ENDING_HASH_KEY)?,
+        ) {
             (Some(s), Some(e)) => Some(HashKeyRange {
-                start: s.parse().map_err(|_| RowError::invalid(attr::STARTING_HASH_KEY, "not a 128-bit decimal"))?,
-                end: e.parse().map_err(|_| RowError::invalid(attr::ENDING_HASH_KEY, "not a 128-bit decimal"))?,
+                start: s.parse().map_err(|_| {
+                    RowError::invalid(attr::STARTING_HASH_KEY, "not a 128-bit decimal")
+                })?,
+                end: e.parse().map_err(|_| {
+                    RowError::invalid(attr::ENDING_HASH_KEY, "not a 128-bit decimal")
+                })?,
             }),
             (None, None) => None,
             (Some(_), None) => return Err(RowError::missing(attr::ENDING_HASH_KEY)),
@@ -224,11 +232,18 @@ impl Lease {
                 n.parse::<f64>()
                     .ok()
                     .filter(|v| v.is_finite() && *v >= 0.0)
-                    .ok_or(RowError::invalid(attr::THROUGHPUT_KBPS, "not a non-negative number"))?,
+                    .ok_or(RowError::invalid(
+                        attr::THROUGHPUT_KBPS,
+                        "not a non-negative number",
+                    ))?,
             ),
             Some(v) => return Err(RowError::wrong_type(attr::THROUGHPUT_KBPS, "N", v)),
         };
-        let extra = item.iter().filter(|(k, _)| !KNOWN.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let extra = item
+            .iter()
+            .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         Ok(Self {
             key,
             owner: opt_s(item, attr::LEASE_OWNER)?.map(WorkerId::from),
@@ -238,7 +253,9 @@ impl Lease {
             pending_checkpoint_state: match item.get(attr::PENDING_CHECKPOINT_STATE) {
                 None => None,
                 Some(AttributeValue::B(b)) => Some(b.clone()),
-                Some(v) => return Err(RowError::wrong_type(attr::PENDING_CHECKPOINT_STATE, "B", v)),
+                Some(v) => {
+                    return Err(RowError::wrong_type(attr::PENDING_CHECKPOINT_STATE, "B", v))
+                }
             },
             owner_switches_since_checkpoint: opt_n(item, attr::OWNER_SWITCHES)?.unwrap_or(0),
             parent_shard_ids: opt_ss(item, attr::PARENT_SHARD_IDS)?,
@@ -270,9 +287,15 @@ impl Lease {
             put(attr::PENDING_CHECKPOINT_SUB, AttributeValue::number(sub));
         }
         if let Some(state) = &self.pending_checkpoint_state {
-            put(attr::PENDING_CHECKPOINT_STATE, AttributeValue::B(state.clone()));
+            put(
+                attr::PENDING_CHECKPOINT_STATE,
+                AttributeValue::B(state.clone()),
+            );
         }
-        put(attr::OWNER_SWITCHES, AttributeValue::number(self.owner_switches_since_checkpoint));
+        put(
+            attr::OWNER_SWITCHES,
+            AttributeValue::number(self.owner_switches_since_checkpoint),
+        );
         if !self.parent_shard_ids.is_empty() {
             put(attr::PARENT_SHARD_IDS, key_set(&self.parent_shard_ids));
         }
@@ -280,14 +303,20 @@ impl Lease {
             put(attr::CHILD_SHARD_IDS, key_set(&self.child_shard_ids));
         }
         if let Some(r) = self.hash_range {
-            put(attr::STARTING_HASH_KEY, AttributeValue::S(r.start.to_string()));
+            put(
+                attr::STARTING_HASH_KEY,
+                AttributeValue::S(r.start.to_string()),
+            );
             put(attr::ENDING_HASH_KEY, AttributeValue::S(r.end.to_string()));
         }
         if let Some(o) = &self.checkpoint_owner {
             put(attr::CHECKPOINT_OWNER, AttributeValue::S(o.as_str().into()));
         }
         if let Some(t) = self.throughput_kbps {
-            put(attr::THROUGHPUT_KBPS, AttributeValue::N(alloc::format!("{t}")));
+            put(
+                attr::THROUGHPUT_KBPS,
+                AttributeValue::N(alloc::format!("{t}")),
+            );
         }
         item
     }
@@ -352,7 +381,7 @@ pub struct LeaderRow {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Row {
     /// A shard lease.
-    Lease(Lease),
+    Lease(alloc::boxed::Box<Lease>),
     /// A worker heartbeat row.
     Worker(WorkerRow),
     /// The leader row.
@@ -370,11 +399,15 @@ impl Row {
     /// Decodes any row of the table.
     pub fn from_item(item: &Item) -> Result<Self, RowError> {
         match opt_s(item, attr::ENTITY_TYPE)? {
-            None | Some(ENTITY_LEASE) => Lease::from_item(item).map(Row::Lease),
+            None | Some(ENTITY_LEASE) => Lease::from_item(item).map(|l| Self::Lease(alloc::boxed::Box::new(l))),
             Some(ENTITY_WORKER) => {
                 let key = req_s(item, attr::LEASE_KEY)?;
-                let worker =
-                    key.strip_prefix(WORKER_KEY_PREFIX).ok_or(RowError::invalid(attr::LEASE_KEY, "worker row key lacks its prefix"))?;
+                let worker = key
+                    .strip_prefix(WORKER_KEY_PREFIX)
+                    .ok_or(RowError::invalid(
+                        attr::LEASE_KEY,
+                        "worker row key lacks its prefix",
+                    ))?;
                 Ok(Row::Worker(WorkerRow {
                     worker: WorkerId::from(worker),
                     counter: req_n(item, attr::LEASE_COUNTER)?,
@@ -391,7 +424,10 @@ impl Row {
                 owner: opt_s(item, attr::LEASE_OWNER)?.map(WorkerId::from),
                 counter: req_n(item, attr::LEASE_COUNTER)?,
             })),
-            Some(other) => Ok(Row::Foreign { key: req_s(item, attr::LEASE_KEY)?.into(), entity_type: other.into() }),
+            Some(other) => Ok(Row::Foreign {
+                key: req_s(item, attr::LEASE_KEY)?.into(),
+                entity_type: other.into(),
+            }),
         }
     }
 }
@@ -425,13 +461,25 @@ pub struct RowError {
 
 impl RowError {
     fn missing(attribute: &'static str) -> Self {
-        Self { attribute, kind: RowErrorKind::Missing }
+        Self {
+            attribute,
+            kind: RowErrorKind::Missing,
+        }
     }
     fn invalid(attribute: &'static str, why: &'static str) -> Self {
-        Self { attribute, kind: RowErrorKind::Invalid(why) }
+        Self {
+            attribute,
+            kind: RowErrorKind::Invalid(why),
+        }
     }
     fn wrong_type(attribute: &'static str, expected: &'static str, found: &AttributeValue) -> Self {
-        Self { attribute, kind: RowErrorKind::WrongType { expected, found: found.type_name() } }
+        Self {
+            attribute,
+            kind: RowErrorKind::WrongType {
+                expected,
+                found: found.type_name(),
+            },
+        }
     }
 }
 
@@ -440,9 +488,15 @@ impl fmt::Display for RowError {
         match &self.kind {
             RowErrorKind::Missing => write!(f, "attribute {} is missing", self.attribute),
             RowErrorKind::WrongType { expected, found } => {
-                write!(f, "attribute {} has type {found}, expected {expected}", self.attribute)
+                write!(
+                    f,
+                    "attribute {} has type {found}, expected {expected}",
+                    self.attribute
+                )
             }
-            RowErrorKind::Invalid(why) => write!(f, "attribute {} is invalid: {why}", self.attribute),
+            RowErrorKind::Invalid(why) => {
+                write!(f, "attribute {} is invalid: {why}", self.attribute)
+            }
             RowErrorKind::BadSequence(e) => write!(f, "attribute {}: {e}", self.attribute),
         }
     }
@@ -463,7 +517,10 @@ fn req_s<'a>(item: &'a Item, name: &'static str) -> Result<&'a str, RowError> {
 fn opt_n(item: &Item, name: &'static str) -> Result<Option<u64>, RowError> {
     match item.get(name) {
         None => Ok(None),
-        Some(AttributeValue::N(n)) => n.parse().map(Some).map_err(|_| RowError::invalid(name, "not an unsigned 64-bit integer")),
+        Some(AttributeValue::N(n)) => n
+            .parse()
+            .map(Some)
+            .map_err(|_| RowError::invalid(name, "not an unsigned 64-bit integer")),
         Some(v) => Err(RowError::wrong_type(name, "N", v)),
     }
 }
@@ -485,10 +542,19 @@ fn opt_ss(item: &Item, name: &'static str) -> Result<Vec<LeaseKey>, RowError> {
     }
 }
 
-fn position(item: &Item, name: &'static str, sub_name: &'static str) -> Result<Option<Position>, RowError> {
-    let Some(cp) = opt_s(item, name)? else { return Ok(None) };
+fn position(
+    item: &Item,
+    name: &'static str,
+    sub_name: &'static str,
+) -> Result<Option<Position>, RowError> {
+    let Some(cp) = opt_s(item, name)? else {
+        return Ok(None);
+    };
     let sub = opt_n(item, sub_name)?.unwrap_or(0);
-    Position::parse(cp, sub).map(Some).map_err(|e| RowError { attribute: name, kind: RowErrorKind::BadSequence(e) })
+    Position::parse(cp, sub).map(Some).map_err(|e| RowError {
+        attribute: name,
+        kind: RowErrorKind::BadSequence(e),
+    })
 }
 
 /// The leases of a table view by key, for code that needs ordered lookups.
@@ -506,12 +572,27 @@ mod tests {
         i.insert("leaseKey".into(), s("shardId-000000000001"));
         i.insert("leaseOwner".into(), s("worker-a"));
         i.insert("leaseCounter".into(), AttributeValue::N("17".into()));
-        i.insert("checkpoint".into(), s("49590338271490256608559692538361571095921575989136588898"));
-        i.insert("checkpointSubSequenceNumber".into(), AttributeValue::N("2".into()));
-        i.insert("ownerSwitchesSinceCheckpoint".into(), AttributeValue::N("1".into()));
-        i.insert("parentShardId".into(), AttributeValue::Ss(vec!["shardId-000000000000".into()]));
+        i.insert(
+            "checkpoint".into(),
+            s("49590338271490256608559692538361571095921575989136588898"),
+        );
+        i.insert(
+            "checkpointSubSequenceNumber".into(),
+            AttributeValue::N("2".into()),
+        );
+        i.insert(
+            "ownerSwitchesSinceCheckpoint".into(),
+            AttributeValue::N("1".into()),
+        );
+        i.insert(
+            "parentShardId".into(),
+            AttributeValue::Ss(vec!["shardId-000000000000".into()]),
+        );
         i.insert("startingHashKey".into(), s("0"));
-        i.insert("endingHashKey".into(), s("340282366920938463463374607431768211455"));
+        i.insert(
+            "endingHashKey".into(),
+            s("340282366920938463463374607431768211455"),
+        );
         i.insert("someJavaFutureAttribute".into(), AttributeValue::Bool(true));
         i
     }
@@ -522,12 +603,13 @@ mod tests {
         let lease = Lease::from_item(&row).expect("valid");
         assert_eq!(lease.owner.as_ref().map(WorkerId::as_str), Some("worker-a"));
         assert_eq!(lease.counter, 17);
-        let seq = SequenceNumber::parse("49590338271490256608559692538361571095921575989136588898").expect("seq");
+        let seq = SequenceNumber::parse("49590338271490256608559692538361571095921575989136588898")
+            .expect("seq");
         assert_eq!(lease.checkpoint, Position::record(seq, 2));
         assert_eq!(lease.hash_range.map(|r| r.end), Some(u128::MAX));
         assert_eq!(lease.extra.len(), 1);
         assert_eq!(lease.to_item(), row);
-        assert_eq!(Row::from_item(&row), Ok(Row::Lease(lease)));
+        assert_eq!(Row::from_item(&row), Ok(Row::Lease(alloc::boxed::Box::new(lease))));
     }
 
     #[test]
@@ -536,17 +618,35 @@ mod tests {
         row.insert("leaseCounter".into(), AttributeValue::S("17".into()));
         assert_eq!(
             Lease::from_item(&row).map_err(|e| (e.attribute, e.kind)),
-            Err(("leaseCounter", RowErrorKind::WrongType { expected: "N", found: "S" }))
+            Err((
+                "leaseCounter",
+                RowErrorKind::WrongType {
+                    expected: "N",
+                    found: "S"
+                }
+            ))
         );
         let mut row = java_row();
         row.remove("leaseCounter");
-        assert_eq!(Lease::from_item(&row).map_err(|e| e.attribute), Err("leaseCounter"));
+        assert_eq!(
+            Lease::from_item(&row).map_err(|e| e.attribute),
+            Err("leaseCounter")
+        );
         let mut row = java_row();
         row.insert("checkpoint".into(), AttributeValue::S("12x".into()));
-        assert_eq!(Lease::from_item(&row).map_err(|e| e.attribute), Err("checkpoint"));
+        assert_eq!(
+            Lease::from_item(&row).map_err(|e| e.attribute),
+            Err("checkpoint")
+        );
         let mut row = java_row();
-        row.insert("endingHashKey".into(), AttributeValue::S("340282366920938463463374607431768211456".into()));
-        assert_eq!(Lease::from_item(&row).map_err(|e| e.attribute), Err("endingHashKey"));
+        row.insert(
+            "endingHashKey".into(),
+            AttributeValue::S("340282366920938463463374607431768211456".into()),
+        );
+        assert_eq!(
+            Lease::from_item(&row).map_err(|e| e.attribute),
+            Err("endingHashKey")
+        );
         let mut row = java_row();
         row.insert("leaseCounter".into(), AttributeValue::N("-1".into()));
         assert!(Lease::from_item(&row).is_err());
@@ -555,7 +655,10 @@ mod tests {
     #[test]
     fn entity_types_are_told_apart() {
         let mut w = Item::new();
-        w.insert("leaseKey".into(), AttributeValue::S("kcl-rs:worker:w1".into()));
+        w.insert(
+            "leaseKey".into(),
+            AttributeValue::S("kcl-rs:worker:w1".into()),
+        );
         w.insert("entityType".into(), AttributeValue::S(ENTITY_WORKER.into()));
         w.insert("leaseCounter".into(), AttributeValue::number(3));
         match Row::from_item(&w) {
@@ -565,7 +668,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        w.insert("entityType".into(), AttributeValue::S("WORKER_METRIC_STATS".into()));
+        w.insert(
+            "entityType".into(),
+            AttributeValue::S("WORKER_METRIC_STATS".into()),
+        );
         assert!(matches!(Row::from_item(&w), Ok(Row::Foreign { .. })));
     }
 }

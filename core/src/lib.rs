@@ -59,8 +59,9 @@ pub mod testkit;
 
 pub use config::{BalancingPolicy, Config, ConfigError, InitialPosition};
 pub use io::{
-    BasicRecord, CallId, CheckpointError, CheckpointTarget, ChildShard, Command, Event, Failure, FencingToken, FetchedRecords, Input,
-    ProcessorCall, Record, ReleaseReason, RequestId, ShardDescription, StartingPosition, TimerReason,
+    BasicRecord, CallId, CheckpointError, CheckpointTarget, ChildShard, Command, Event, Failure,
+    FencingToken, FetchedRecords, Input, ProcessorCall, Record, ReleaseReason, RequestId,
+    ShardDescription, StartingPosition, TimerReason,
 };
 pub use item::{AttributeValue, Item};
 pub use lease::{HashKeyRange, Lease, LeaseKey, Row, RowError, WorkerId};

@@ -45,11 +45,17 @@ impl Observer {
         match self.seen.get_mut(key) {
             Some(s) if s.counter == counter => *s,
             Some(s) => {
-                *s = Seen { counter, since: Some(now) };
+                *s = Seen {
+                    counter,
+                    since: Some(now),
+                };
                 *s
             }
             None => {
-                let s = Seen { counter, since: owned.then_some(now) };
+                let s = Seen {
+                    counter,
+                    since: owned.then_some(now),
+                };
                 self.seen.insert(key.into(), s);
                 s
             }

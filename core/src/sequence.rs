@@ -29,7 +29,10 @@ impl fmt::Display for SequenceNumberError {
         match self {
             Self::Empty => f.write_str("empty sequence number"),
             Self::NotDecimal => f.write_str("sequence number is not a decimal string"),
-            Self::TooLong(n) => write!(f, "sequence number has {n} digits, more than {MAX_SEQUENCE_DIGITS}"),
+            Self::TooLong(n) => write!(
+                f,
+                "sequence number has {n} digits, more than {MAX_SEQUENCE_DIGITS}"
+            ),
         }
     }
 }
@@ -128,7 +131,10 @@ pub struct RecordPosition {
 impl RecordPosition {
     /// A plain (non-aggregated) record's position.
     pub fn new(sequence: SequenceNumber) -> Self {
-        Self { sequence, sub_sequence: 0 }
+        Self {
+            sequence,
+            sub_sequence: 0,
+        }
     }
 }
 
@@ -163,7 +169,10 @@ impl Position {
 
     /// A record position.
     pub fn record(sequence: SequenceNumber, sub_sequence: u64) -> Self {
-        Self::Record(RecordPosition { sequence, sub_sequence })
+        Self::Record(RecordPosition {
+            sequence,
+            sub_sequence,
+        })
     }
 
     /// Parses the `checkpoint` attribute and its sub-sequence number.
@@ -243,15 +252,30 @@ mod tests {
     #[test]
     fn rejects_bad_strings() {
         assert_eq!(SequenceNumber::parse(""), Err(SequenceNumberError::Empty));
-        assert_eq!(SequenceNumber::parse("12a"), Err(SequenceNumberError::NotDecimal));
-        assert_eq!(SequenceNumber::parse("-1"), Err(SequenceNumberError::NotDecimal));
-        assert_eq!(SequenceNumber::parse(&"1".repeat(130)), Err(SequenceNumberError::TooLong(130)));
+        assert_eq!(
+            SequenceNumber::parse("12a"),
+            Err(SequenceNumberError::NotDecimal)
+        );
+        assert_eq!(
+            SequenceNumber::parse("-1"),
+            Err(SequenceNumberError::NotDecimal)
+        );
+        assert_eq!(
+            SequenceNumber::parse(&"1".repeat(130)),
+            Err(SequenceNumberError::TooLong(130))
+        );
     }
 
     #[test]
     fn sentinels_order_like_java() {
         let r = Position::record(seq("1"), 0);
-        let order = [Position::AtTimestamp, Position::TrimHorizon, Position::Latest, r, Position::ShardEnd];
+        let order = [
+            Position::AtTimestamp,
+            Position::TrimHorizon,
+            Position::Latest,
+            r,
+            Position::ShardEnd,
+        ];
         for w in order.windows(2) {
             assert!(w[0] < w[1], "{:?} < {:?}", w[0], w[1]);
         }
@@ -261,7 +285,13 @@ mod tests {
 
     #[test]
     fn attribute_round_trip() {
-        for p in [Position::TrimHorizon, Position::Latest, Position::AtTimestamp, Position::ShardEnd, Position::record(seq("42"), 3)] {
+        for p in [
+            Position::TrimHorizon,
+            Position::Latest,
+            Position::AtTimestamp,
+            Position::ShardEnd,
+            Position::record(seq("42"), 3),
+        ] {
             let (s, sub) = p.to_attribute();
             assert_eq!(Position::parse(&s, sub), Ok(p));
         }

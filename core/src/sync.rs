@@ -1,10 +1,12 @@
 //! Shard sync: which leases to create for a listed shard set.
 //!
-//! A shard gets a lease when it has none and either descends from a shard that has (or gets)
-//! one, in which case it starts at `TRIM_HORIZON` so nothing between a parent's end and the
-//! child's start is lost, or it is a root relative to the table: then it starts at the configured
-//! initial position, unless a descendant already has a lease (it was consumed and cleaned up) or
-//! it is closed and the initial position is `LATEST`.
+//! A shard gets a lease when it has none and either descends from a shard that has one, in which
+//! case it starts at `TRIM_HORIZON` so nothing between a parent's end and the child's start is
+//! lost, or it is a root relative to the table: then it starts at the configured initial
+//! position, unless a descendant already has a lease (it was consumed and cleaned up) or it is
+//! closed and the initial position is `LATEST`. A child is created only once its parent's lease
+//! exists (a later round, or the parent's owner at shard end), so a lease never exists below a
+//! missing, unconsumed parent.
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
@@ -24,78 +26,111 @@ pub fn initial_checkpoint(p: InitialPosition) -> Position {
 }
 
 /// The leases to create, in shard order.
-pub fn leases_to_create(shards: &[ShardDescription], existing: &BTreeSet<LeaseKey>, initial: InitialPosition) -> Vec<Lease> {
-    let by_id: BTreeMap<&LeaseKey, &ShardDescription> = shards.iter().map(|s| (&s.shard_id, s)).collect();
+pub fn leases_to_create(
+    shards: &[ShardDescription],
+    existing: &BTreeSet<LeaseKey>,
+    initial: InitialPosition,
+) -> Vec<Lease> {
+    let by_id: BTreeMap<&LeaseKey, &ShardDescription> =
+        shards.iter().map(|s| (&s.shard_id, s)).collect();
     let mut children: BTreeMap<&LeaseKey, Vec<&LeaseKey>> = BTreeMap::new();
     for s in shards {
         for p in s.parent.iter().chain(s.adjacent_parent.iter()) {
             children.entry(p).or_default().push(&s.shard_id);
         }
     }
-    // Decide in an order where parents come first; memoise "has or gets a lease".
-    let mut covered: BTreeMap<&LeaseKey, bool> = BTreeMap::new();
+    let graph = Graph {
+        by_id: &by_id,
+        children: &children,
+        existing,
+        initial,
+    };
+    let mut memo = BTreeMap::new();
     let mut out = Vec::new();
-    let mut order: Vec<&LeaseKey> = by_id.keys().copied().collect();
-    // Depth from the roots of the listed graph gives a parents-first order.
-    let mut depth: BTreeMap<&LeaseKey, usize> = BTreeMap::new();
-    for id in &order {
-        depth_of(id, &by_id, &mut depth, 0);
-    }
-    order.sort_by_key(|id| (depth.get(id).copied().unwrap_or(0), *id));
-    for id in order {
-        let Some(shard) = by_id.get(id) else { continue };
-        if existing.contains(id) {
-            covered.insert(id, true);
+    for (id, shard) in &by_id {
+        if graph.fate(id, &mut memo, 0) != Fate::WillLease {
             continue;
         }
         let parents: Vec<LeaseKey> = shard.parents();
-        let descends = parents.iter().any(|p| covered.get(p).copied().unwrap_or(false));
-        let create = if descends {
-            Some(Position::TrimHorizon)
-        } else if has_leased_descendant(id, &children, existing, &mut BTreeSet::new()) {
-            None
-        } else if shard.closed && initial == InitialPosition::Latest {
-            None
-        } else {
-            Some(initial_checkpoint(initial))
-        };
-        covered.insert(id, create.is_some());
-        if let Some(cp) = create {
-            let mut lease = Lease::new(id.clone(), cp);
-            lease.parent_shard_ids = parents;
-            lease.hash_range = Some(shard.hash_range);
-            out.push(lease);
+        let fates: Vec<Fate> = parents
+            .iter()
+            .map(|p| graph.fate(p, &mut memo, 0))
+            .collect();
+        // Wait for a parent that will get a lease: were both created in one round and the
+        // parent's create lost, the parent would later look consumed.
+        if fates.contains(&Fate::WillLease) {
+            continue;
         }
+        let checkpoint = if fates.contains(&Fate::Leased) {
+            Position::TrimHorizon
+        } else {
+            initial_checkpoint(initial)
+        };
+        let mut lease = Lease::new((*id).clone(), checkpoint);
+        lease.parent_shard_ids = parents;
+        lease.hash_range = Some(shard.hash_range);
+        out.push(lease);
     }
     out
 }
 
-fn depth_of<'a>(
-    id: &'a LeaseKey,
-    by_id: &BTreeMap<&'a LeaseKey, &'a ShardDescription>,
-    memo: &mut BTreeMap<&'a LeaseKey, usize>,
-    guard: usize,
-) -> usize {
-    if let Some(d) = memo.get(id) {
-        return *d;
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    /// Has a lease.
+    Leased,
+    /// Gets one, now or in a later round.
+    WillLease,
+    /// Never: consumed and cleaned up, before the initial position, or not listed.
+    Never,
+}
+
+struct Graph<'a> {
+    by_id: &'a BTreeMap<&'a LeaseKey, &'a ShardDescription>,
+    children: &'a BTreeMap<&'a LeaseKey, Vec<&'a LeaseKey>>,
+    existing: &'a BTreeSet<LeaseKey>,
+    initial: InitialPosition,
+}
+
+impl<'a> Graph<'a> {
+    fn fate(&self, id: &LeaseKey, memo: &mut BTreeMap<LeaseKey, Fate>, depth: usize) -> Fate {
+        if let Some(f) = memo.get(id) {
+            return *f;
+        }
+        if self.existing.contains(id) {
+            return Fate::Leased;
+        }
+        let Some(shard) = self.by_id.get(id) else {
+            return Fate::Never;
+        };
+        // A malformed listing with a cycle must not recurse forever.
+        if depth > self.by_id.len() {
+            return Fate::Never;
+        }
+        let leased_below = has_leased_descendant(
+            &shard.shard_id,
+            self.children,
+            self.existing,
+            &mut BTreeSet::new(),
+        );
+        let f = if shard.closed && leased_below {
+            Fate::Never
+        } else {
+            let parents: Vec<Fate> = shard
+                .parents()
+                .iter()
+                .map(|p| self.fate(p, memo, depth + 1))
+                .collect();
+            if parents.iter().any(|f| *f != Fate::Never) {
+                Fate::WillLease
+            } else if leased_below || (shard.closed && self.initial == InitialPosition::Latest) {
+                Fate::Never
+            } else {
+                Fate::WillLease
+            }
+        };
+        memo.insert(id.clone(), f);
+        f
     }
-    // A malformed listing with a cycle must not recurse forever.
-    if guard > by_id.len() {
-        return 0;
-    }
-    let d = match by_id.get(id) {
-        Some(s) => s
-            .parent
-            .iter()
-            .chain(s.adjacent_parent.iter())
-            .filter_map(|p| by_id.get_key_value(p).map(|(k, _)| *k))
-            .map(|p| depth_of(p, by_id, memo, guard + 1) + 1)
-            .max()
-            .unwrap_or(0),
-        None => 0,
-    };
-    memo.insert(id, d);
-    d
 }
 
 fn has_leased_descendant<'a>(
@@ -107,9 +142,10 @@ fn has_leased_descendant<'a>(
     if !visited.insert(id) {
         return false;
     }
-    children
-        .get(id)
-        .is_some_and(|cs| cs.iter().any(|c| existing.contains(*c) || has_leased_descendant(c, children, existing, visited)))
+    children.get(id).is_some_and(|cs| {
+        cs.iter()
+            .any(|c| existing.contains(*c) || has_leased_descendant(c, children, existing, visited))
+    })
 }
 
 #[cfg(test)]
@@ -123,21 +159,37 @@ mod tests {
             shard_id: id.into(),
             parent: parents.first().map(|p| LeaseKey::from(*p)),
             adjacent_parent: parents.get(1).map(|p| LeaseKey::from(*p)),
-            hash_range: HashKeyRange { start: 0, end: u128::MAX },
+            hash_range: HashKeyRange {
+                start: 0,
+                end: u128::MAX,
+            },
             closed,
         }
     }
 
     fn keys(v: &[Lease]) -> Vec<(&str, Position)> {
-        v.iter().map(|l| (l.key.as_str(), l.checkpoint.clone())).collect()
+        v.iter()
+            .map(|l| (l.key.as_str(), l.checkpoint.clone()))
+            .collect()
     }
 
     #[test]
     fn empty_table_trim_horizon_takes_closed_roots_and_children_at_trim_horizon() {
-        let shards = vec![shard("s0", &[], true), shard("s1", &["s0"], false), shard("s2", &["s0"], false)];
+        let shards = vec![
+            shard("s0", &[], true),
+            shard("s1", &["s0"], false),
+            shard("s2", &["s0"], false),
+        ];
         let out = leases_to_create(&shards, &BTreeSet::new(), InitialPosition::TrimHorizon);
-        assert_eq!(keys(&out), vec![("s0", Position::TrimHorizon), ("s1", Position::TrimHorizon), ("s2", Position::TrimHorizon)]);
-        assert_eq!(out[1].parent_shard_ids, vec![LeaseKey::from("s0")]);
+        assert_eq!(keys(&out), vec![("s0", Position::TrimHorizon)]);
+        // Children follow once the parent's lease exists.
+        let existing: BTreeSet<LeaseKey> = [LeaseKey::from("s0")].into_iter().collect();
+        let out = leases_to_create(&shards, &existing, InitialPosition::TrimHorizon);
+        assert_eq!(
+            keys(&out),
+            vec![("s1", Position::TrimHorizon), ("s2", Position::TrimHorizon)]
+        );
+        assert_eq!(out[0].parent_shard_ids, vec![LeaseKey::from("s0")]);
     }
 
     #[test]
@@ -149,16 +201,50 @@ mod tests {
 
     #[test]
     fn children_of_leased_shards_start_at_trim_horizon_even_with_latest() {
-        let shards = vec![shard("s0", &[], true), shard("s1", &["s0"], false), shard("s2", &["s0", "s9"], false)];
+        let shards = vec![
+            shard("s0", &[], true),
+            shard("s1", &["s0"], false),
+            shard("s2", &["s0", "s9"], false),
+        ];
         let existing: BTreeSet<LeaseKey> = [LeaseKey::from("s0")].into_iter().collect();
         let out = leases_to_create(&shards, &existing, InitialPosition::Latest);
-        assert_eq!(keys(&out), vec![("s1", Position::TrimHorizon), ("s2", Position::TrimHorizon)]);
+        assert_eq!(
+            keys(&out),
+            vec![("s1", Position::TrimHorizon), ("s2", Position::TrimHorizon)]
+        );
     }
 
     #[test]
     fn cleaned_up_parents_are_not_recreated() {
-        let shards = vec![shard("s0", &[], true), shard("s1", &["s0"], true), shard("s3", &["s1"], false)];
+        let shards = vec![
+            shard("s0", &[], true),
+            shard("s1", &["s0"], true),
+            shard("s3", &["s1"], false),
+        ];
         let existing: BTreeSet<LeaseKey> = [LeaseKey::from("s3")].into_iter().collect();
+        let out = leases_to_create(&shards, &existing, InitialPosition::TrimHorizon);
+        assert!(out.is_empty(), "{:?}", keys(&out));
+    }
+
+    #[test]
+    fn finished_and_deleted_shards_stay_deleted_after_a_merge() {
+        let shards = vec![
+            shard("s0", &[], false),
+            shard("s1", &[], true),
+            shard("s2", &[], true),
+            shard("s3", &["s2"], true),
+            shard("s4", &["s2"], false),
+            shard("s5", &["s1", "s3"], false),
+        ];
+        let existing: BTreeSet<LeaseKey> =
+            ["s0", "s4", "s5"].into_iter().map(LeaseKey::from).collect();
+        let out = leases_to_create(&shards, &existing, InitialPosition::TrimHorizon);
+        assert!(out.is_empty(), "{:?}", keys(&out));
+        // The parent's row may outlive its cleaned-up child for a moment: still not re-created.
+        let existing: BTreeSet<LeaseKey> = ["s0", "s2", "s4", "s5"]
+            .into_iter()
+            .map(LeaseKey::from)
+            .collect();
         let out = leases_to_create(&shards, &existing, InitialPosition::TrimHorizon);
         assert!(out.is_empty(), "{:?}", keys(&out));
     }

@@ -47,9 +47,18 @@ pub struct Take {
 }
 
 /// One taker run.
-pub fn take_leases(leases: &[TakerLease], me: &WorkerId, config: &Config, now: Instant, rng: &mut Rng) -> Vec<Take> {
+pub fn take_leases(
+    leases: &[TakerLease],
+    me: &WorkerId,
+    config: &Config,
+    now: Instant,
+    rng: &mut Rng,
+) -> Vec<Take> {
     let d = config.failover_time;
-    let available: Vec<&TakerLease> = leases.iter().filter(|l| l.owner.is_none() || l.seen.older_than(now, d)).collect();
+    let available: Vec<&TakerLease> = leases
+        .iter()
+        .filter(|l| l.owner.is_none() || l.seen.older_than(now, d))
+        .collect();
     let mut counts: BTreeMap<&WorkerId, u64> = BTreeMap::new();
     for l in leases {
         if let Some(o) = &l.owner {
@@ -61,19 +70,36 @@ pub fn take_leases(leases: &[TakerLease], me: &WorkerId, config: &Config, now: I
     counts.entry(me).or_insert(0);
     let workers = counts.len() as u64;
     let total = leases.len() as u64;
-    let mut target = if workers >= total { 1 } else { total.div_ceil(workers) };
+    let mut target = if workers >= total {
+        1
+    } else {
+        total.div_ceil(workers)
+    };
     if target > config.max_leases_per_worker {
         target = config.max_leases_per_worker;
     }
     let mine = counts.get(me).copied().unwrap_or(0);
-    let take = |l: &TakerLease, steal: bool| Take { key: l.key.clone(), expect_counter: l.counter, steal, from: l.owner.clone() };
+    let take = |l: &TakerLease, steal: bool| Take {
+        key: l.key.clone(),
+        expect_counter: l.counter,
+        steal,
+        from: l.owner.clone(),
+    };
 
     if config.priority_lease_assignment {
-        let mut very_old: Vec<&TakerLease> = available.iter().copied().filter(|l| l.seen.older_than(now, d * 3)).collect();
+        let mut very_old: Vec<&TakerLease> = available
+            .iter()
+            .copied()
+            .filter(|l| l.seen.older_than(now, d * 3))
+            .collect();
         if !very_old.is_empty() {
             rng.shuffle(&mut very_old);
             let room = config.max_leases_per_worker.saturating_sub(mine);
-            return very_old.into_iter().take(usize::try_from(room).unwrap_or(usize::MAX)).map(|l| take(l, false)).collect();
+            return very_old
+                .into_iter()
+                .take(usize::try_from(room).unwrap_or(usize::MAX))
+                .map(|l| take(l, false))
+                .collect();
         }
     }
     let need = target.saturating_sub(mine);
@@ -83,12 +109,25 @@ pub fn take_leases(leases: &[TakerLease], me: &WorkerId, config: &Config, now: I
     if !available.is_empty() {
         let mut av = available;
         rng.shuffle(&mut av);
-        return av.into_iter().take(usize::try_from(need).unwrap_or(usize::MAX)).map(|l| take(l, false)).collect();
+        return av
+            .into_iter()
+            .take(usize::try_from(need).unwrap_or(usize::MAX))
+            .map(|l| take(l, false))
+            .collect();
     }
     // Steal from the most loaded worker (ties broken at random, as Java's HashMap order is
     // arbitrary).
-    let most = counts.iter().filter(|(w, _)| **w != me).map(|(_, c)| *c).max().unwrap_or(0);
-    let candidates: Vec<&WorkerId> = counts.iter().filter(|(w, c)| **w != me && **c == most).map(|(w, _)| *w).collect();
+    let most = counts
+        .iter()
+        .filter(|(w, _)| **w != me)
+        .map(|(_, c)| *c)
+        .max()
+        .unwrap_or(0);
+    let candidates: Vec<&WorkerId> = counts
+        .iter()
+        .filter(|(w, c)| **w != me && **c == most)
+        .map(|(w, _)| *w)
+        .collect();
     if candidates.is_empty() || most < target {
         return Vec::new();
     }
@@ -98,9 +137,16 @@ pub fn take_leases(leases: &[TakerLease], me: &WorkerId, config: &Config, now: I
         n = 1;
     }
     n = n.min(config.max_leases_to_steal);
-    let mut theirs: Vec<&TakerLease> = leases.iter().filter(|l| l.owner.as_ref() == Some(victim)).collect();
+    let mut theirs: Vec<&TakerLease> = leases
+        .iter()
+        .filter(|l| l.owner.as_ref() == Some(victim))
+        .collect();
     rng.shuffle(&mut theirs);
-    theirs.into_iter().take(usize::try_from(n).unwrap_or(usize::MAX)).map(|l| take(l, true)).collect()
+    theirs
+        .into_iter()
+        .take(usize::try_from(n).unwrap_or(usize::MAX))
+        .map(|l| take(l, true))
+        .collect()
 }
 
 #[cfg(test)]
@@ -113,27 +159,42 @@ mod tests {
             key: LeaseKey::from(format!("s{i:03}")),
             owner: owner.map(WorkerId::from),
             counter: 1,
-            seen: Seen { counter: 1, since: since.map(Instant::from_millis) },
+            seen: Seen {
+                counter: 1,
+                since: since.map(Instant::from_millis),
+            },
         }
     }
 
     #[test]
     fn new_unowned_leases_are_all_grabbed_by_the_first_scanner() {
-        let leases: alloc::vec::Vec<TakerLease> = (0..10).map(|i| lease(i, None, None)).collect();
-        let t = take_leases(&leases, &WorkerId::from("me"), &Config::kcl2(), Instant::from_millis(1000), &mut Rng::new(1));
+        let leases: Vec<TakerLease> = (0..10).map(|i| lease(i, None, None)).collect();
+        let t = take_leases(
+            &leases,
+            &WorkerId::from("me"),
+            &Config::kcl2(),
+            Instant::from_millis(1000),
+            &mut Rng::new(1),
+        );
         assert_eq!(t.len(), 10, "Java's priority path ignores the target");
     }
 
     #[test]
     fn steals_one_from_the_most_loaded() {
-        let mut leases = alloc::vec::Vec::new();
+        let mut leases = Vec::new();
         for i in 0..8 {
             leases.push(lease(i, Some("a"), Some(0)));
         }
         for i in 8..10 {
             leases.push(lease(i, Some("b"), Some(0)));
         }
-        let t = take_leases(&leases, &WorkerId::from("me"), &Config::kcl2(), Instant::from_millis(1000), &mut Rng::new(1));
+        let t = take_leases(
+            &leases,
+            &WorkerId::from("me"),
+            &Config::kcl2(),
+            Instant::from_millis(1000),
+            &mut Rng::new(1),
+        );
         assert_eq!(t.len(), 1);
         assert!(t[0].steal);
         assert_eq!(t[0].from.as_ref().map(WorkerId::as_str), Some("a"));
@@ -141,15 +202,24 @@ mod tests {
 
     #[test]
     fn expired_leases_are_taken_up_to_target() {
-        let mut leases = alloc::vec::Vec::new();
+        let mut leases = Vec::new();
         for i in 0..6 {
             leases.push(lease(i, Some("dead"), Some(0)));
         }
         for i in 6..9 {
             leases.push(lease(i, Some("b"), Some(15_000)));
         }
-        let cfg = Config { priority_lease_assignment: false, ..Config::kcl2() };
-        let t = take_leases(&leases, &WorkerId::from("me"), &cfg, Instant::from_millis(20_000), &mut Rng::new(1));
+        let cfg = Config {
+            priority_lease_assignment: false,
+            ..Config::kcl2()
+        };
+        let t = take_leases(
+            &leases,
+            &WorkerId::from("me"),
+            &cfg,
+            Instant::from_millis(20_000),
+            &mut Rng::new(1),
+        );
         // Workers: b and me (dead's leases are expired, so dead is not counted): target = ceil(9/2).
         assert_eq!(t.len(), 5);
         assert!(t.iter().all(|t| !t.steal));

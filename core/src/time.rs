@@ -76,6 +76,9 @@ mod tests {
         assert_eq!((t - Duration::from_millis(20)).as_millis(), 0);
         assert_eq!((t + Duration::from_secs(1)).as_millis(), 1010);
         assert_eq!(t.saturating_since(Instant::from_millis(30)), Duration::ZERO);
-        assert_eq!(Instant::from_millis(u64::MAX) + Duration::from_secs(1), Instant::from_millis(u64::MAX));
+        assert_eq!(
+            Instant::from_millis(u64::MAX) + Duration::from_secs(1),
+            Instant::from_millis(u64::MAX)
+        );
     }
 }

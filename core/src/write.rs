@@ -48,7 +48,9 @@ impl Condition {
             Self::Always => true,
             Self::Exists => item.is_some(),
             Self::NotExists => item.is_none(),
-            Self::Equals(name, value) => item.and_then(|i| i.get(*name)).is_some_and(|v| values_equal(v, value)),
+            Self::Equals(name, value) => item
+                .and_then(|i| i.get(*name))
+                .is_some_and(|v| values_equal(v, value)),
             Self::Absent(name) => item.is_none_or(|i| !i.contains_key(*name)),
             Self::And(all) => all.iter().all(|c| c.holds(item)),
             Self::Or(any) => any.iter().any(|c| c.holds(item)),
@@ -59,10 +61,12 @@ impl Condition {
 /// DynamoDB compares numbers numerically: "010" equals "10".
 fn values_equal(a: &AttributeValue, b: &AttributeValue) -> bool {
     match (a, b) {
-        (AttributeValue::N(x), AttributeValue::N(y)) => match (x.parse::<u64>(), y.parse::<u64>()) {
-            (Ok(p), Ok(q)) => p == q,
-            _ => x == y,
-        },
+        (AttributeValue::N(x), AttributeValue::N(y)) => {
+            match (x.parse::<u64>(), y.parse::<u64>()) {
+                (Ok(p), Ok(q)) => p == q,
+                _ => x == y,
+            }
+        }
         _ => a == b,
     }
 }
@@ -189,7 +193,10 @@ fn apply_update(item: &mut Item, update: &Update) {
                 Some(AttributeValue::N(n)) => n.parse::<u64>().unwrap_or(0),
                 _ => 0,
             };
-            item.insert((*name).into(), AttributeValue::number(old.saturating_add(*delta)));
+            item.insert(
+                (*name).into(),
+                AttributeValue::number(old.saturating_add(*delta)),
+            );
         }
         Update::AddToSet(name, values) => {
             let mut set = match item.remove(*name) {
@@ -216,7 +223,13 @@ mod tests {
     use alloc::vec;
 
     fn write(action: WriteAction, condition: Condition) -> LeaseWrite {
-        LeaseWrite { key: "k".into(), action, condition, return_item: false, kind: WriteKind::Renew }
+        LeaseWrite {
+            key: "k".into(),
+            action,
+            condition,
+            return_item: false,
+            kind: WriteKind::Renew,
+        }
     }
 
     #[test]
@@ -224,11 +237,17 @@ mod tests {
         let mut item = Item::new();
         item.insert(attr::LEASE_COUNTER.into(), AttributeValue::number(4));
         let w = write(
-            WriteAction::Update(vec![Update::Set(attr::LEASE_COUNTER, AttributeValue::number(5))]),
+            WriteAction::Update(vec![Update::Set(
+                attr::LEASE_COUNTER,
+                AttributeValue::number(5),
+            )]),
             Condition::eq_num(attr::LEASE_COUNTER, 4),
         );
         let after = apply(Some(&item), &w).expect("holds").expect("exists");
-        assert_eq!(after.get(attr::LEASE_COUNTER), Some(&AttributeValue::number(5)));
+        assert_eq!(
+            after.get(attr::LEASE_COUNTER),
+            Some(&AttributeValue::number(5))
+        );
         assert_eq!(apply(Some(&after), &w), Err(ConditionFailed));
         // Numbers compare numerically.
         item.insert(attr::LEASE_COUNTER.into(), AttributeValue::N("04".into()));
@@ -240,14 +259,33 @@ mod tests {
         let put = write(WriteAction::Put(Item::new()), Condition::NotExists);
         let created = apply(None, &put).expect("absent").expect("created");
         assert_eq!(apply(Some(&created), &put), Err(ConditionFailed));
-        let add = write(WriteAction::Update(vec![Update::AddToSet("s", vec!["b".into(), "a".into(), "b".into()])]), Condition::Exists);
+        let add = write(
+            WriteAction::Update(vec![Update::AddToSet(
+                "s",
+                vec!["b".into(), "a".into(), "b".into()],
+            )]),
+            Condition::Exists,
+        );
         let with = apply(Some(&created), &add).expect("ok").expect("item");
-        assert_eq!(with.get("s"), Some(&AttributeValue::Ss(vec!["a".into(), "b".into()])));
-        let del = write(WriteAction::Update(vec![Update::DeleteFromSet("s", vec!["a".into(), "b".into()])]), Condition::Exists);
+        assert_eq!(
+            with.get("s"),
+            Some(&AttributeValue::Ss(vec!["a".into(), "b".into()]))
+        );
+        let del = write(
+            WriteAction::Update(vec![Update::DeleteFromSet(
+                "s",
+                vec!["a".into(), "b".into()],
+            )]),
+            Condition::Exists,
+        );
         let without = apply(Some(&with), &del).expect("ok").expect("item");
         assert!(!without.contains_key("s"));
         assert_eq!(apply(None, &add), Err(ConditionFailed));
-        let gone = apply(Some(&without), &write(WriteAction::Delete, Condition::Exists)).expect("ok");
+        let gone = apply(
+            Some(&without),
+            &write(WriteAction::Delete, Condition::Exists),
+        )
+        .expect("ok");
         assert_eq!(gone, None);
     }
 
@@ -255,10 +293,17 @@ mod tests {
     fn or_and_absent() {
         let mut item = Item::new();
         item.insert("owner".into(), AttributeValue::S("a".into()));
-        let c = Condition::Or(vec![Condition::eq_str("owner", "b"), Condition::Absent("owner")]);
+        let c = Condition::Or(vec![
+            Condition::eq_str("owner", "b"),
+            Condition::Absent("owner"),
+        ]);
         assert!(!c.holds(Some(&item)));
         assert!(c.holds(None));
-        assert!(Condition::Or(vec![Condition::eq_str("owner", "a"), Condition::Absent("x")]).holds(Some(&item)));
+        assert!(Condition::Or(vec![
+            Condition::eq_str("owner", "a"),
+            Condition::Absent("x")
+        ])
+        .holds(Some(&item)));
         assert!(Condition::And(vec![]).holds(None));
     }
 }

@@ -8,7 +8,8 @@ use alloc::vec::Vec;
 use super::{MemStream, MemTable};
 use crate::config::Config;
 use crate::io::{
-    CallId, CheckpointTarget, Command, Event, Failure, FencingToken, FetchedRecords, Input, ProcessorCall, Record, ReleaseReason,
+    CallId, CheckpointTarget, Command, Event, Failure, FencingToken, FetchedRecords, Input,
+    ProcessorCall, Record, ReleaseReason,
 };
 use crate::lease::{Lease, LeaseKey, WorkerId};
 use crate::rng::Rng;
@@ -67,6 +68,8 @@ pub struct ClusterConfig {
     pub faults: Faults,
     /// How long a partitioned node's driver waits before reporting a call failed (ms).
     pub driver_timeout_ms: u64,
+    /// Keep a line per lease-table write in [`Cluster::log`] (for replaying a failing seed).
+    pub trace: bool,
 }
 
 impl Default for ClusterConfig {
@@ -81,6 +84,7 @@ impl Default for ClusterConfig {
             checkpoint_every: 1,
             faults: Faults::default(),
             driver_timeout_ms: 2_000,
+            trace: false,
         }
     }
 }
@@ -111,10 +115,30 @@ pub struct Report {
 
 #[derive(Debug)]
 enum Ev {
-    Wake { node: NodeId, inc: u64 },
-    Arrive { node: NodeId, inc: u64, cmd: Command<TestRecord>, lost_answer: bool },
-    Result { node: NodeId, inc: u64, input: Input<TestRecord> },
-    ProcDone { node: NodeId, inc: u64, shard: LeaseKey, call: CallId, checkpoint: bool, token: FencingToken },
+    Wake {
+        node: NodeId,
+        inc: u64,
+        due: u64,
+    },
+    Arrive {
+        node: NodeId,
+        inc: u64,
+        cmd: Command<TestRecord>,
+        lost_answer: bool,
+    },
+    Result {
+        node: NodeId,
+        inc: u64,
+        input: Input<TestRecord>,
+    },
+    ProcDone {
+        node: NodeId,
+        inc: u64,
+        shard: LeaseKey,
+        call: CallId,
+        checkpoint: bool,
+        token: FencingToken,
+    },
 }
 
 struct Node {
@@ -132,11 +156,19 @@ struct Node {
 
 impl Node {
     fn local(&self, t: u64) -> Instant {
-        Instant::from_millis(self.local_origin + (t.saturating_sub(self.true_origin) as f64 * self.rate) as u64)
+        Instant::from_millis(
+            self.local_origin + (t.saturating_sub(self.true_origin) as f64 * self.rate) as u64,
+        )
     }
+    /// The first true instant at which this node's clock shows `local` (float rounding can
+    /// leave the ceiling a millisecond short, which would wake the worker too early forever).
     fn true_time(&self, local: Instant) -> u64 {
         let d = local.as_millis().saturating_sub(self.local_origin) as f64 / self.rate;
-        self.true_origin + libm_ceil(d)
+        let mut t = self.true_origin + libm_ceil(d);
+        while self.local(t) < local {
+            t += 1;
+        }
+        t
     }
 }
 
@@ -167,6 +199,8 @@ pub struct Cluster {
     finished: BTreeSet<LeaseKey>,
     report: Report,
     next_worker: usize,
+    /// With `trace`: one line per lease-table write, in order.
+    pub log: Vec<String>,
 }
 
 impl Cluster {
@@ -186,6 +220,7 @@ impl Cluster {
             finished: BTreeSet::new(),
             report: Report::default(),
             next_worker: 0,
+            log: Vec::new(),
             cfg,
         };
         for _ in 0..c.cfg.workers {
@@ -271,7 +306,9 @@ impl Cluster {
     pub fn restart(&mut self, node: NodeId) {
         let seed = self.rng.next_u64();
         let now = self.now;
-        let Some(n) = self.nodes.get_mut(node) else { return };
+        let Some(n) = self.nodes.get_mut(node) else {
+            return;
+        };
         n.inc += 1;
         n.batches.clear();
         let local = n.local(now);
@@ -323,11 +360,21 @@ impl Cluster {
 
     /// Runs until true time `t_ms`.
     pub fn run_until(&mut self, t_ms: u64) {
+        let mut same_instant = 0u64;
         while let Some((&(at, seq), _)) = self.queue.first_key_value() {
             if at > t_ms {
                 break;
             }
-            let Some(ev) = self.queue.remove(&(at, seq)) else { break };
+            let Some(ev) = self.queue.remove(&(at, seq)) else {
+                break;
+            };
+            same_instant = if at == self.now { same_instant + 1 } else { 0 };
+            if same_instant > 200_000 {
+                // Time stands still: a worker keeps asking to be woken now. Report, do not hang.
+                self.violation(format!("livelock: more than 200000 events at {at} ms"));
+                self.queue.clear();
+                break;
+            }
             self.now = at;
             self.dispatch(at, ev);
         }
@@ -349,10 +396,19 @@ impl Cluster {
 
     fn dispatch(&mut self, at: u64, ev: Ev) {
         let (node, inc) = match &ev {
-            Ev::Wake { node, inc } | Ev::Arrive { node, inc, .. } | Ev::Result { node, inc, .. } | Ev::ProcDone { node, inc, .. } => (*node, *inc),
+            Ev::Wake { node, inc, .. }
+            | Ev::Arrive { node, inc, .. }
+            | Ev::Result { node, inc, .. }
+            | Ev::ProcDone { node, inc, .. } => (*node, *inc),
         };
         // Arrivals at the services happen whatever the node is doing.
-        if let Ev::Arrive { node, inc, cmd, lost_answer } = ev {
+        if let Ev::Arrive {
+            node,
+            inc,
+            cmd,
+            lost_answer,
+        } = ev
+        {
             return self.arrive(node, inc, cmd, lost_answer);
         }
         match self.node_event_ok(node, inc, at, &ev) {
@@ -364,22 +420,41 @@ impl Cluster {
             }
         }
         match ev {
-            Ev::Wake { node, .. } => {
-                if self.nodes[node].wake_at != Some(at) {
+            Ev::Wake { node, due, .. } => {
+                if self.nodes[node].wake_at != Some(due) {
                     return;
                 }
                 self.nodes[node].wake_at = None;
                 self.with_worker(node, |w, now| w.handle_timeout(now));
             }
             Ev::Result { node, input, .. } => self.with_worker(node, |w, now| w.handle(now, input)),
-            Ev::ProcDone { node, shard, call, checkpoint, token, .. } => {
+            Ev::ProcDone {
+                node,
+                shard,
+                call,
+                checkpoint,
+                token,
+                ..
+            } => {
                 if checkpoint {
                     let s = shard.clone();
                     self.with_worker(node, |w, now| {
-                        w.handle(now, Input::CheckpointRequested { shard: s, ticket: call.0, token, target: CheckpointTarget::LastDelivered, prepare: false, state: None })
+                        w.handle(
+                            now,
+                            Input::CheckpointRequested {
+                                shard: s,
+                                ticket: call.0,
+                                token,
+                                target: CheckpointTarget::LastDelivered,
+                                prepare: false,
+                                state: None,
+                            },
+                        )
                     });
                 }
-                self.with_worker(node, |w, now| w.handle(now, Input::ProcessorReturned { shard, call }));
+                self.with_worker(node, |w, now| {
+                    w.handle(now, Input::ProcessorReturned { shard, call })
+                });
             }
             Ev::Arrive { .. } => {}
         }
@@ -387,7 +462,9 @@ impl Cluster {
 
     fn with_worker(&mut self, node: NodeId, f: impl FnOnce(&mut Worker<TestRecord>, Instant)) {
         let now = self.now;
-        let Some(n) = self.nodes.get_mut(node) else { return };
+        let Some(n) = self.nodes.get_mut(node) else {
+            return;
+        };
         let local = n.local(now);
         let Some(w) = n.worker.as_mut() else { return };
         f(w, local);
@@ -395,18 +472,19 @@ impl Cluster {
     }
 
     fn after_handle(&mut self, node: NodeId) {
-        loop {
-            let Some(cmd) = self.nodes.get_mut(node).and_then(|n| n.worker.as_mut()).and_then(Worker::poll_command) else { break };
+        while let Some(cmd) = self.nodes.get_mut(node).and_then(|n| n.worker.as_mut()).and_then(Worker::poll_command) {
             self.command(node, cmd);
         }
-        let Some(n) = self.nodes.get(node) else { return };
+        let Some(n) = self.nodes.get(node) else {
+            return;
+        };
         let Some(w) = n.worker.as_ref() else { return };
         if let Some((at, _)) = w.poll_timeout() {
             let t = n.true_time(at).max(self.now);
             if n.wake_at != Some(t) {
                 let inc = n.inc;
                 self.nodes[node].wake_at = Some(t);
-                self.schedule(t, Ev::Wake { node, inc });
+                self.schedule(t, Ev::Wake { node, inc, due: t });
             }
         }
     }
@@ -414,11 +492,21 @@ impl Cluster {
     fn command(&mut self, node: NodeId, cmd: Command<TestRecord>) {
         let inc = self.nodes[node].inc;
         match cmd {
-            Command::Processor { shard, call, action } => self.processor(node, inc, shard, call, action),
+            Command::Processor {
+                shard,
+                call,
+                action,
+            } => self.processor(node, inc, shard, call, action),
             Command::Event(e) => match e {
                 Event::LeaseAcquired { .. } => self.report.acquisitions += 1,
-                Event::LeaseReleased { reason: ReleaseReason::HandedOver, .. } => self.report.handoffs += 1,
-                Event::LeaseReleased { reason: ReleaseReason::Lost, .. } => self.report.losses += 1,
+                Event::LeaseReleased {
+                    reason: ReleaseReason::HandedOver,
+                    ..
+                } => self.report.handoffs += 1,
+                Event::LeaseReleased {
+                    reason: ReleaseReason::Lost,
+                    ..
+                } => self.report.losses += 1,
                 _ => {}
             },
             cmd => {
@@ -428,7 +516,15 @@ impl Cluster {
                     // The request may or may not reach the service; the answer never comes back.
                     let reaches = self.rng.below(2) == 0;
                     if reaches {
-                        self.schedule(self.now + l, Ev::Arrive { node, inc, cmd: cmd.clone(), lost_answer: true });
+                        self.schedule(
+                            self.now + l,
+                            Ev::Arrive {
+                                node,
+                                inc,
+                                cmd: cmd.clone(),
+                                lost_answer: true,
+                            },
+                        );
                     }
                     let failed = failed_input(&cmd, Failure::Transient);
                     let t = self.now + self.cfg.driver_timeout_ms;
@@ -436,32 +532,88 @@ impl Cluster {
                         self.schedule(t, Ev::Result { node, inc, input });
                     }
                 } else {
-                    self.schedule(self.now + l, Ev::Arrive { node, inc, cmd, lost_answer: false });
+                    self.schedule(
+                        self.now + l,
+                        Ev::Arrive {
+                            node,
+                            inc,
+                            cmd,
+                            lost_answer: false,
+                        },
+                    );
                 }
             }
         }
     }
 
-    fn processor(&mut self, node: NodeId, inc: u64, shard: LeaseKey, call: CallId, action: ProcessorCall<TestRecord>) {
+    fn processor(
+        &mut self,
+        node: NodeId,
+        inc: u64,
+        shard: LeaseKey,
+        call: CallId,
+        action: ProcessorCall<TestRecord>,
+    ) {
         let (lo, hi) = self.cfg.process_ms;
         let delay = self.rng.between(lo, hi);
         match action {
-            ProcessorCall::Initialize { checkpoint, token, .. } => {
-                self.init_checkpoint.insert((shard.clone(), token), checkpoint);
-                self.schedule(self.now + delay, Ev::ProcDone { node, inc, shard, call, checkpoint: false, token });
+            ProcessorCall::Initialize {
+                checkpoint, token, ..
+            } => {
+                self.init_checkpoint
+                    .insert((shard.clone(), token), checkpoint);
+                self.schedule(
+                    self.now + delay,
+                    Ev::ProcDone {
+                        node,
+                        inc,
+                        shard,
+                        call,
+                        checkpoint: false,
+                        token,
+                    },
+                );
             }
             ProcessorCall::ProcessRecords { records, token, .. } => {
                 self.check_delivery(node, &shard, token, &records);
                 let every = self.cfg.checkpoint_every;
                 let n = self.nodes[node].batches.entry(shard.clone()).or_insert(0);
                 *n += 1;
-                let checkpoint = every > 0 && *n % every == 0;
-                self.schedule(self.now + delay, Ev::ProcDone { node, inc, shard, call, checkpoint, token });
+                let checkpoint = every > 0 && (*n).is_multiple_of(every);
+                self.schedule(
+                    self.now + delay,
+                    Ev::ProcDone {
+                        node,
+                        inc,
+                        shard,
+                        call,
+                        checkpoint,
+                        token,
+                    },
+                );
             }
-            ProcessorCall::ShardEnded { token } => self.schedule(self.now + delay, Ev::ProcDone { node, inc, shard, call, checkpoint: false, token }),
-            ProcessorCall::ShutdownRequested { token } => {
-                self.schedule(self.now + delay, Ev::ProcDone { node, inc, shard, call, checkpoint: true, token })
-            }
+            ProcessorCall::ShardEnded { token } => self.schedule(
+                self.now + delay,
+                Ev::ProcDone {
+                    node,
+                    inc,
+                    shard,
+                    call,
+                    checkpoint: false,
+                    token,
+                },
+            ),
+            ProcessorCall::ShutdownRequested { token } => self.schedule(
+                self.now + delay,
+                Ev::ProcDone {
+                    node,
+                    inc,
+                    shard,
+                    call,
+                    checkpoint: true,
+                    token,
+                },
+            ),
             ProcessorCall::LeaseLost | ProcessorCall::CheckpointDone { .. } => {}
         }
     }
@@ -473,34 +625,84 @@ impl Cluster {
             failed_input(&cmd, Failure::Throttled)
         } else {
             match cmd {
-                Command::ScanLeaseTable { req } => Some(Input::LeaseTableScanned { req, result: Ok(self.table.scan()) }),
-                Command::ReadLease { req, key } => Some(Input::LeaseRead { req, result: Ok(self.table.read(&key)) }),
+                Command::ScanLeaseTable { req } => Some(Input::LeaseTableScanned {
+                    req,
+                    result: Ok(self.table.scan()),
+                }),
+                Command::ReadLease { req, key } => Some(Input::LeaseRead {
+                    req,
+                    result: Ok(self.table.read(&key)),
+                }),
                 Command::WriteLease { req, write } => {
                     let writer = self.nodes.get(node).map(|n| n.id.clone());
-                    let before = self.table.peek(&write.key).and_then(|i| Lease::from_item(i).ok());
+                    let before = self
+                        .table
+                        .peek(&write.key)
+                        .and_then(|i| Lease::from_item(i).ok());
                     let result = self.table.write(&write);
+                    if self.cfg.trace {
+                        self.log.push(format!(
+                            "t={} {:?} {:?} {} -> {:?} {:?}",
+                            self.now,
+                            writer,
+                            write.kind,
+                            write.key,
+                            result.as_ref().map(|_| ()),
+                            write.action
+                        ));
+                    }
                     if result.is_ok() {
-                        let after = self.table.peek(&write.key).and_then(|i| Lease::from_item(i).ok());
+                        let after = self
+                            .table
+                            .peek(&write.key)
+                            .and_then(|i| Lease::from_item(i).ok());
                         self.check_write(writer.as_ref(), before.as_ref(), after.as_ref());
                     }
-                    let ambiguous = self.rng.below(1000) < self.cfg.faults.ambiguous_write_per_mille;
+                    let ambiguous =
+                        self.rng.below(1000) < self.cfg.faults.ambiguous_write_per_mille;
                     if ambiguous && result.is_ok() {
-                        Some(Input::LeaseWritten { req, result: Err(Failure::Transient) })
+                        Some(Input::LeaseWritten {
+                            req,
+                            result: Err(Failure::Transient),
+                        })
                     } else {
                         Some(Input::LeaseWritten { req, result })
                     }
                 }
-                Command::ListShards { req } => Some(Input::ShardsListed { req, result: Ok(self.stream.list()) }),
-                Command::GetShardIterator { req, shard, position } => {
-                    Some(Input::IteratorObtained { req, result: self.stream.iterator(shard.as_str(), &position, now) })
-                }
-                Command::GetRecords { req, iterator, limit, .. } => {
-                    let result = self.stream.get(&iterator, limit as usize, now).map(|(records, next_iterator, millis_behind_latest, child_shards)| FetchedRecords {
-                        records: records.into_iter().map(|r| TestRecord { position: r.position, id: r.id }).collect(),
-                        next_iterator,
-                        millis_behind_latest,
-                        child_shards,
-                    });
+                Command::ListShards { req } => Some(Input::ShardsListed {
+                    req,
+                    result: Ok(self.stream.list()),
+                }),
+                Command::GetShardIterator {
+                    req,
+                    shard,
+                    position,
+                } => Some(Input::IteratorObtained {
+                    req,
+                    result: self.stream.iterator(shard.as_str(), &position, now),
+                }),
+                Command::GetRecords {
+                    req,
+                    iterator,
+                    limit,
+                    ..
+                } => {
+                    let result = self.stream.get(&iterator, limit as usize, now).map(
+                        |(records, next_iterator, millis_behind_latest, child_shards)| {
+                            FetchedRecords {
+                                records: records
+                                    .into_iter()
+                                    .map(|r| TestRecord {
+                                        position: r.position,
+                                        id: r.id,
+                                    })
+                                    .collect(),
+                                next_iterator,
+                                millis_behind_latest,
+                                child_shards,
+                            }
+                        },
+                    );
                     Some(Input::RecordsFetched { req, result })
                 }
                 _ => None,
@@ -518,18 +720,31 @@ impl Cluster {
     // ---- checkers ------------------------------------------------------------------------
 
     fn violation(&mut self, what: String) {
-        self.violations.push(Violation { at_ms: self.now, what });
+        self.violations.push(Violation {
+            at_ms: self.now,
+            what,
+        });
     }
 
     /// Invariant 1: no other worker may deliver this shard at this true instant.
-    fn check_delivery(&mut self, node: NodeId, shard: &LeaseKey, token: FencingToken, records: &[TestRecord]) {
+    fn check_delivery(
+        &mut self,
+        node: NodeId,
+        shard: &LeaseKey,
+        token: FencingToken,
+        records: &[TestRecord],
+    ) {
         let now = self.now;
         let mut others = Vec::new();
         for (i, n) in self.nodes.iter().enumerate() {
             if i == node {
                 continue;
             }
-            if let Some(until) = n.worker.as_ref().and_then(|w| w.delivery_deadline(shard.as_str())) {
+            if let Some(until) = n
+                .worker
+                .as_ref()
+                .and_then(|w| w.delivery_deadline(shard.as_str()))
+            {
                 let t = n.true_time(until);
                 if t > now {
                     others.push((n.id.clone(), t));
@@ -537,12 +752,17 @@ impl Cluster {
             }
         }
         for (other, t) in others {
-            self.violation(format!("exclusivity: {} delivers {shard} while {other} may until {t}", self.nodes[node].id));
+            self.violation(format!(
+                "exclusivity: {} delivers {shard} while {other} may until {t}",
+                self.nodes[node].id
+            ));
         }
         // Invariant 4: every parent finished before a child's records are delivered.
         for p in self.stream.parents(shard.as_str()) {
             if !self.finished.contains(&p) {
-                self.violation(format!("parent before child: {shard} delivered before parent {p} reached SHARD_END"));
+                self.violation(format!(
+                    "parent before child: {shard} delivered before parent {p} reached SHARD_END"
+                ));
             }
         }
         // Invariant 3: duplicates only across ownerships, and only after the checkpoint.
@@ -553,11 +773,20 @@ impl Cluster {
             if !seen.is_empty() {
                 self.report.duplicates += 1;
                 if seen.iter().any(|&(n, t)| n == node && t == token) {
-                    self.violations.push(Violation { at_ms: now, what: format!("duplicate within one ownership: record {} of {shard}", r.id) });
+                    self.violations.push(Violation {
+                        at_ms: now,
+                        what: format!("duplicate within one ownership: record {} of {shard}", r.id),
+                    });
                 }
                 if let Some(Position::Record(cp)) = &floor {
                     if &r.position <= cp {
-                        self.violations.push(Violation { at_ms: now, what: format!("redelivered record {} at or before the checkpoint of {shard}", r.id) });
+                        self.violations.push(Violation {
+                            at_ms: now,
+                            what: format!(
+                                "redelivered record {} at or before the checkpoint of {shard}",
+                                r.id
+                            ),
+                        });
                     }
                 }
             }
@@ -566,7 +795,12 @@ impl Cluster {
     }
 
     /// Invariant 2: checkpoints never move backwards and only the owner moves them.
-    fn check_write(&mut self, writer: Option<&WorkerId>, before: Option<&Lease>, after: Option<&Lease>) {
+    fn check_write(
+        &mut self,
+        writer: Option<&WorkerId>,
+        before: Option<&Lease>,
+        after: Option<&Lease>,
+    ) {
         let (Some(b), Some(a)) = (before, after) else {
             if let Some(a) = after {
                 if a.is_finished() {
@@ -577,11 +811,19 @@ impl Cluster {
         };
         if a.checkpoint != b.checkpoint {
             if a.checkpoint < b.checkpoint {
-                self.violation(format!("checkpoint of {} moved backwards: {:?} -> {:?}", a.key, b.checkpoint, a.checkpoint));
+                self.violation(format!(
+                    "checkpoint of {} moved backwards: {:?} -> {:?}",
+                    a.key, b.checkpoint, a.checkpoint
+                ));
             }
-            let owner_ok = writer.is_some_and(|w| b.owner.as_ref() == Some(w) || b.checkpoint_owner.as_ref() == Some(w));
+            let owner_ok = writer.is_some_and(|w| {
+                b.owner.as_ref() == Some(w) || b.checkpoint_owner.as_ref() == Some(w)
+            });
             if !owner_ok {
-                self.violation(format!("checkpoint of {} moved by {:?}, not its owner {:?}", a.key, writer, b.owner));
+                self.violation(format!(
+                    "checkpoint of {} moved by {:?}, not its owner {:?}",
+                    a.key, writer, b.owner
+                ));
             }
         }
         if a.is_finished() {
@@ -591,7 +833,11 @@ impl Cluster {
 
     /// Invariant 3 at the end: records never delivered.
     pub fn undelivered(&self) -> Vec<u64> {
-        self.stream.all_records().map(|(_, r)| r.id).filter(|id| !self.delivered.contains_key(id)).collect()
+        self.stream
+            .all_records()
+            .map(|(_, r)| r.id)
+            .filter(|id| !self.delivered.contains_key(id))
+            .collect()
     }
 
     /// Leases held per running worker, by node.
@@ -599,17 +845,31 @@ impl Cluster {
         self.nodes
             .iter()
             .enumerate()
-            .filter_map(|(i, n)| n.worker.as_ref().filter(|w| !w.is_stopped()).map(|w| (i, w.leases().filter(|l| !l.lease.is_finished()).count())))
+            .filter_map(|(i, n)| {
+                n.worker
+                    .as_ref()
+                    .filter(|w| !w.is_stopped())
+                    .map(|w| (i, w.leases().filter(|l| !l.lease.is_finished()).count()))
+            })
             .collect()
     }
 
     /// Unfinished leases in the table that no running worker holds.
     pub fn unheld_leases(&self) -> Vec<String> {
-        let held: BTreeSet<String> =
-            self.nodes.iter().filter_map(|n| n.worker.as_ref()).flat_map(|w| w.leases().map(|l| String::from(l.lease.key.as_str()))).collect();
+        let held: BTreeSet<String> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.worker.as_ref())
+            .flat_map(|w| w.leases().map(|l| String::from(l.lease.key.as_str())))
+            .collect();
         self.table
             .items()
-            .filter_map(|(k, i)| Lease::from_item(i).ok().filter(|l| !l.is_finished()).map(|_| k.clone()))
+            .filter_map(|(k, i)| {
+                Lease::from_item(i)
+                    .ok()
+                    .filter(|l| !l.is_finished())
+                    .map(|_| k.clone())
+            })
             .filter(|k| !held.contains(k))
             .collect()
     }
@@ -617,19 +877,40 @@ impl Cluster {
     /// Whether every unfinished lease is held and the spread of loads is at most `spread`.
     pub fn balanced_within(&self, spread: usize) -> bool {
         let loads: Vec<usize> = self.loads().into_iter().map(|(_, l)| l).collect();
-        let (mn, mx) = (loads.iter().min().copied().unwrap_or(0), loads.iter().max().copied().unwrap_or(0));
+        let (mn, mx) = (
+            loads.iter().min().copied().unwrap_or(0),
+            loads.iter().max().copied().unwrap_or(0),
+        );
         self.unheld_leases().is_empty() && mx - mn <= spread
     }
 }
 
 fn failed_input(cmd: &Command<TestRecord>, f: Failure) -> Option<Input<TestRecord>> {
     Some(match cmd {
-        Command::ScanLeaseTable { req } => Input::LeaseTableScanned { req: *req, result: Err(f) },
-        Command::ReadLease { req, .. } => Input::LeaseRead { req: *req, result: Err(f) },
-        Command::WriteLease { req, .. } => Input::LeaseWritten { req: *req, result: Err(f) },
-        Command::ListShards { req } => Input::ShardsListed { req: *req, result: Err(f) },
-        Command::GetShardIterator { req, .. } => Input::IteratorObtained { req: *req, result: Err(f) },
-        Command::GetRecords { req, .. } => Input::RecordsFetched { req: *req, result: Err(f) },
+        Command::ScanLeaseTable { req } => Input::LeaseTableScanned {
+            req: *req,
+            result: Err(f),
+        },
+        Command::ReadLease { req, .. } => Input::LeaseRead {
+            req: *req,
+            result: Err(f),
+        },
+        Command::WriteLease { req, .. } => Input::LeaseWritten {
+            req: *req,
+            result: Err(f),
+        },
+        Command::ListShards { req } => Input::ShardsListed {
+            req: *req,
+            result: Err(f),
+        },
+        Command::GetShardIterator { req, .. } => Input::IteratorObtained {
+            req: *req,
+            result: Err(f),
+        },
+        Command::GetRecords { req, .. } => Input::RecordsFetched {
+            req: *req,
+            result: Err(f),
+        },
         _ => return None,
     })
 }

@@ -9,5 +9,5 @@ mod stream;
 mod table;
 
 pub use cluster::{Cluster, ClusterConfig, Faults, NodeId, Report, TestRecord, Violation};
-pub use stream::{MemStream, StreamRecord};
+pub use stream::{Fetched, MemStream, StreamRecord};
 pub use table::{MemTable, TableCounts};

@@ -10,7 +10,9 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use crate::config::{BalancingPolicy, Config, ConfigError};
-use crate::io::{CallId, Command, Event, FencingToken, Input, ProcessorCall, Record, RequestId, TimerReason};
+use crate::io::{
+    CallId, Command, Event, FencingToken, Input, ProcessorCall, Record, RequestId, TimerReason,
+};
 use crate::lease::{Lease, LeaseKey, WorkerId};
 use crate::observe::Observer;
 use crate::rng::Rng;
@@ -92,13 +94,33 @@ pub(crate) enum Phase {
 pub(crate) enum Pending {
     Scan,
     ListShards,
-    ReadParent { shard: LeaseKey, token: FencingToken },
-    ReadOwn { shard: LeaseKey, token: FencingToken, expect_counter: u64 },
+    ReadParent {
+        shard: LeaseKey,
+        token: FencingToken,
+    },
+    ReadOwn {
+        shard: LeaseKey,
+        token: FencingToken,
+        expect_counter: u64,
+    },
     ReadLeader,
-    ReadAcquire { shard: LeaseKey },
-    Write { key: LeaseKey, token: Option<FencingToken>, op: WriteOp, sent: Instant },
-    Iterator { shard: LeaseKey, token: FencingToken },
-    Fetch { shard: LeaseKey, token: FencingToken },
+    ReadAcquire {
+        shard: LeaseKey,
+    },
+    Write {
+        key: LeaseKey,
+        token: Option<FencingToken>,
+        op: WriteOp,
+        sent: Instant,
+    },
+    Iterator {
+        shard: LeaseKey,
+        token: FencingToken,
+    },
+    Fetch {
+        shard: LeaseKey,
+        token: FencingToken,
+    },
 }
 
 /// What a write was for.
@@ -106,16 +128,30 @@ pub(crate) enum Pending {
 pub(crate) enum WriteOp {
     /// A write on a held lease (renewal, checkpoint, final write); see [`owner`].
     Owned(owner::OwnedWrite),
-    Take { steal: bool },
+    Take {
+        steal: bool,
+    },
     Acquire,
-    Create { child_of: Option<(LeaseKey, FencingToken)> },
+    Create {
+        child_of: Option<(LeaseKey, FencingToken)>,
+    },
     Delete,
-    Assign { to: WorkerId },
-    InitiateHandoff { to: WorkerId },
+    Assign {
+        to: WorkerId,
+    },
+    InitiateHandoff {
+        to: WorkerId,
+    },
     Notify,
-    Heartbeat { acked: Vec<LeaseKey> },
-    LeaderClaim { counter_after: u64 },
-    LeaderRenew { counter_after: u64 },
+    Heartbeat {
+        acked: Vec<LeaseKey>,
+    },
+    LeaderClaim {
+        counter_after: u64,
+    },
+    LeaderRenew {
+        counter_after: u64,
+    },
     LeaderRelease,
     WorkerRowDelete,
 }
@@ -136,19 +172,39 @@ pub(crate) struct Ctx<R> {
 }
 
 impl<R> Ctx<R> {
-    fn request(&mut self, pending: Pending, command: impl FnOnce(RequestId) -> Command<R>) -> RequestId {
+    fn request(
+        &mut self,
+        pending: Pending,
+        command: impl FnOnce(RequestId) -> Command<R>,
+    ) -> RequestId {
         self.next_req += 1;
         let req = RequestId(self.next_req);
         self.pending.insert(req, pending);
-        self.timers.set(TimerKey::Request(req), self.now + self.config.request_timeout);
+        self.timers.set(
+            TimerKey::Request(req),
+            self.now + self.config.request_timeout,
+        );
         self.out.push_back(command(req));
         req
     }
 
-    pub(crate) fn write(&mut self, write: LeaseWrite, token: Option<FencingToken>, op: WriteOp) -> RequestId {
+    pub(crate) fn write(
+        &mut self,
+        write: LeaseWrite,
+        token: Option<FencingToken>,
+        op: WriteOp,
+    ) -> RequestId {
         let key = LeaseKey::from(write.key.as_str());
         let sent = self.now;
-        self.request(Pending::Write { key, token, op, sent }, |req| Command::WriteLease { req, write })
+        self.request(
+            Pending::Write {
+                key,
+                token,
+                op,
+                sent,
+            },
+            |req| Command::WriteLease { req, write },
+        )
     }
 
     pub(crate) fn read(&mut self, key: &str, pending: Pending) -> RequestId {
@@ -159,7 +215,11 @@ impl<R> Ctx<R> {
     pub(crate) fn call(&mut self, shard: &LeaseKey, action: ProcessorCall<R>) -> CallId {
         self.next_call += 1;
         let call = CallId(self.next_call);
-        self.out.push_back(Command::Processor { shard: shard.clone(), call, action });
+        self.out.push_back(Command::Processor {
+            shard: shard.clone(),
+            call,
+            action,
+        });
         call
     }
 
@@ -276,14 +336,18 @@ impl<R: Record + Clone> Worker<R> {
     /// The leases it holds, in key order.
     pub fn leases(&self) -> impl Iterator<Item = LeaseView<'_>> + '_ {
         let now = self.ctx.now;
-        self.held.values().map(move |h| h.view(&self.ctx.config, now))
+        self.held
+            .values()
+            .map(move |h| h.view(&self.ctx.config, now))
     }
 
     /// Until when (on its own clock) the worker may deliver records of `shard`; `None` when it
     /// may not. Checkers convert this to true time to judge exclusivity, which also covers a
     /// worker that is paused: a paused worker's window keeps its end.
     pub fn delivery_deadline(&self, shard: &str) -> Option<Instant> {
-        self.held.get(shard).and_then(|h| h.deliver_until(&self.ctx.config, self.ctx.now))
+        self.held
+            .get(shard)
+            .and_then(|h| h.deliver_until(&self.ctx.config, self.ctx.now))
     }
 
     /// Feeds one input observed at `now`.
@@ -295,14 +359,39 @@ impl<R: Record + Clone> Worker<R> {
         }
         match input {
             Input::ShutdownRequested => self.shutdown(),
-            Input::ProcessorReturned { shard, call } => self.with_held(&shard, |h, ctx| h.processor_returned(ctx, call, false)),
-            Input::ProcessorFailed { shard, call } => self.with_held(&shard, |h, ctx| h.processor_returned(ctx, call, true)),
-            Input::CheckpointRequested { shard, ticket, token, target, prepare, state } => {
-                self.checkpoint_requested(shard, ticket, token, owner::CheckpointAsk::Move { target, prepare, state })
+            Input::ProcessorReturned { shard, call } => {
+                self.with_held(&shard, |h, ctx| h.processor_returned(ctx, call, false))
             }
-            Input::CommitPreparedCheckpoint { shard, ticket, token } => {
-                self.checkpoint_requested(shard, ticket, token, owner::CheckpointAsk::CommitPrepared)
+            Input::ProcessorFailed { shard, call } => {
+                self.with_held(&shard, |h, ctx| h.processor_returned(ctx, call, true))
             }
+            Input::CheckpointRequested {
+                shard,
+                ticket,
+                token,
+                target,
+                prepare,
+                state,
+            } => self.checkpoint_requested(
+                shard,
+                ticket,
+                token,
+                owner::CheckpointAsk::Move {
+                    target,
+                    prepare,
+                    state,
+                },
+            ),
+            Input::CommitPreparedCheckpoint {
+                shard,
+                ticket,
+                token,
+            } => self.checkpoint_requested(
+                shard,
+                ticket,
+                token,
+                owner::CheckpointAsk::CommitPrepared,
+            ),
             Input::LeaseTableScanned { req, result } => match self.take_pending(req) {
                 Some(Pending::Scan) => self.scanned(result),
                 other => self.unexpected(req, other),
@@ -315,23 +404,38 @@ impl<R: Record + Clone> Worker<R> {
                 Some(Pending::ReadParent { shard, token }) => {
                     self.with_token(&shard, token, |h, ctx| h.parent_read(ctx, result));
                 }
-                Some(Pending::ReadOwn { shard, token, expect_counter }) => {
-                    self.with_token(&shard, token, |h, ctx| h.verified(ctx, expect_counter, result));
+                Some(Pending::ReadOwn {
+                    shard,
+                    token,
+                    expect_counter,
+                }) => {
+                    self.with_token(&shard, token, |h, ctx| {
+                        h.verified(ctx, expect_counter, result)
+                    });
                 }
                 Some(Pending::ReadLeader) => self.leader_read(result),
                 Some(Pending::ReadAcquire { shard }) => self.acquire_read(shard, result),
                 other => self.unexpected(req, other),
             },
             Input::LeaseWritten { req, result } => match self.take_pending(req) {
-                Some(Pending::Write { key, token, op, sent }) => self.written(key, token, op, sent, result),
+                Some(Pending::Write {
+                    key,
+                    token,
+                    op,
+                    sent,
+                }) => self.written(key, token, op, sent, result),
                 other => self.unexpected(req, other),
             },
             Input::IteratorObtained { req, result } => match self.take_pending(req) {
-                Some(Pending::Iterator { shard, token }) => self.with_token(&shard, token, |h, ctx| h.iterator_obtained(ctx, result)),
+                Some(Pending::Iterator { shard, token }) => {
+                    self.with_token(&shard, token, |h, ctx| h.iterator_obtained(ctx, result))
+                }
                 other => self.unexpected(req, other),
             },
             Input::RecordsFetched { req, result } => match self.take_pending(req) {
-                Some(Pending::Fetch { shard, token }) => self.with_token(&shard, token, |h, ctx| h.records_fetched(ctx, result)),
+                Some(Pending::Fetch { shard, token }) => {
+                    self.with_token(&shard, token, |h, ctx| h.records_fetched(ctx, result))
+                }
                 other => self.unexpected(req, other),
             },
         }
@@ -395,7 +499,12 @@ impl<R: Record + Clone> Worker<R> {
         self.settle(shard);
     }
 
-    fn with_token(&mut self, shard: &LeaseKey, token: FencingToken, f: impl FnOnce(&mut Held<R>, &mut Ctx<R>)) {
+    fn with_token(
+        &mut self,
+        shard: &LeaseKey,
+        token: FencingToken,
+        f: impl FnOnce(&mut Held<R>, &mut Ctx<R>),
+    ) {
         match self.held.get_mut(shard) {
             Some(h) if h.token == token => f(h, &mut self.ctx),
             _ => self.ctx.stats.stale_results += 1,
@@ -416,7 +525,13 @@ impl<R: Record + Clone> Worker<R> {
         }
     }
 
-    fn checkpoint_requested(&mut self, shard: LeaseKey, ticket: u64, token: FencingToken, ask: owner::CheckpointAsk) {
+    fn checkpoint_requested(
+        &mut self,
+        shard: LeaseKey,
+        ticket: u64,
+        token: FencingToken,
+        ask: owner::CheckpointAsk,
+    ) {
         match self.held.get_mut(&shard) {
             Some(h) if h.token == token => {
                 h.checkpoint_requested(&mut self.ctx, ticket, ask);
@@ -429,7 +544,13 @@ impl<R: Record + Clone> Worker<R> {
                 } else {
                     crate::io::CheckpointError::ShuttingDown
                 };
-                self.ctx.call(&shard, ProcessorCall::CheckpointDone { ticket, result: Err(error) });
+                self.ctx.call(
+                    &shard,
+                    ProcessorCall::CheckpointDone {
+                        ticket,
+                        result: Err(error),
+                    },
+                );
             }
         }
     }
@@ -454,7 +575,11 @@ impl<R: Record + Clone> Worker<R> {
                 let at = self.ctx.now + self.ctx.config.renew_interval();
                 self.ctx.timers.set(TimerKey::Renew, at);
             }
-            TimerKey::Window(ref k) | TimerKey::Fetch(ref k) | TimerKey::Retry(ref k) | TimerKey::HandoffTimeout(ref k) | TimerKey::Parents(ref k) => {
+            TimerKey::Window(ref k)
+            | TimerKey::Fetch(ref k)
+            | TimerKey::Retry(ref k)
+            | TimerKey::HandoffTimeout(ref k)
+            | TimerKey::Parents(ref k) => {
                 let is_timeout = matches!(key, TimerKey::HandoffTimeout(_));
                 let is_parents = matches!(key, TimerKey::Parents(_));
                 let k = k.clone();
@@ -486,15 +611,30 @@ impl<R: Record + Clone> Worker<R> {
         match p {
             Pending::Scan => self.scanned(Err(Failure::Transient)),
             Pending::ListShards => self.shards_listed(Err(Failure::Transient)),
-            Pending::ReadParent { shard, token } => self.with_token(&shard, token, |h, ctx| h.parent_read(ctx, Err(Failure::Transient))),
-            Pending::ReadOwn { shard, token, expect_counter } => {
-                self.with_token(&shard, token, |h, ctx| h.verified(ctx, expect_counter, Err(Failure::Transient)))
-            }
+            Pending::ReadParent { shard, token } => self.with_token(&shard, token, |h, ctx| {
+                h.parent_read(ctx, Err(Failure::Transient))
+            }),
+            Pending::ReadOwn {
+                shard,
+                token,
+                expect_counter,
+            } => self.with_token(&shard, token, |h, ctx| {
+                h.verified(ctx, expect_counter, Err(Failure::Transient))
+            }),
             Pending::ReadLeader => self.leader_read(Err(Failure::Transient)),
             Pending::ReadAcquire { shard } => self.acquire_read(shard, Err(Failure::Transient)),
-            Pending::Write { key, token, op, sent } => self.written(key, token, op, sent, Err(Failure::Transient)),
-            Pending::Iterator { shard, token } => self.with_token(&shard, token, |h, ctx| h.iterator_obtained(ctx, Err(Failure::Transient))),
-            Pending::Fetch { shard, token } => self.with_token(&shard, token, |h, ctx| h.records_fetched(ctx, Err(Failure::Transient))),
+            Pending::Write {
+                key,
+                token,
+                op,
+                sent,
+            } => self.written(key, token, op, sent, Err(Failure::Transient)),
+            Pending::Iterator { shard, token } => self.with_token(&shard, token, |h, ctx| {
+                h.iterator_obtained(ctx, Err(Failure::Transient))
+            }),
+            Pending::Fetch { shard, token } => self.with_token(&shard, token, |h, ctx| {
+                h.records_fetched(ctx, Err(Failure::Transient))
+            }),
         }
     }
 

@@ -12,8 +12,8 @@ use super::timers::TimerKey;
 use super::{Ctx, Pending, WriteOp};
 use crate::config::{Config, InitialPosition};
 use crate::io::{
-    CallId, CheckpointError, CheckpointTarget, ChildShard, Event, Failure, FencingToken, FetchedRecords, ProcessorCall, Record, ReleaseReason,
-    StartingPosition,
+    CallId, CheckpointError, CheckpointTarget, ChildShard, Event, Failure, FencingToken,
+    FetchedRecords, ProcessorCall, Record, ReleaseReason, StartingPosition,
 };
 use crate::item::{AttributeValue, Item};
 use crate::lease::{attr, key_set, Lease, LeaseKey, WorkerId};
@@ -24,9 +24,16 @@ use crate::write::{Condition, LeaseWrite, Update, WriteAction, WriteKind};
 /// A write on a held lease and what to do when it lands.
 #[derive(Clone, Debug)]
 pub(crate) enum OwnedWrite {
-    Renew { counter_after: u64 },
-    Checkpoint { counter_after: u64, job: CheckpointJob },
-    Final { kind: FinalKind },
+    Renew {
+        counter_after: u64,
+    },
+    Checkpoint {
+        counter_after: u64,
+        job: CheckpointJob,
+    },
+    Final {
+        kind: FinalKind,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +46,11 @@ pub(crate) enum FinalKind {
 /// What the processor asked for.
 #[derive(Clone, Debug)]
 pub(crate) enum CheckpointAsk {
-    Move { target: CheckpointTarget, prepare: bool, state: Option<Vec<u8>> },
+    Move {
+        target: CheckpointTarget,
+        prepare: bool,
+        state: Option<Vec<u8>>,
+    },
     CommitPrepared,
 }
 
@@ -131,8 +142,15 @@ impl<R: Record + Clone> Held<R> {
         if steal {
             ctx.stats.leases_stolen += 1;
         }
-        ctx.event(Event::LeaseAcquired { shard: lease.key.clone(), token });
-        let no_delivery_before = if steal { ctx.now + ctx.config.failover_time } else { ctx.now };
+        ctx.event(Event::LeaseAcquired {
+            shard: lease.key.clone(),
+            token,
+        });
+        let no_delivery_before = if steal {
+            ctx.now + ctx.config.failover_time
+        } else {
+            ctx.now
+        };
         let mut h = Self {
             lease,
             token,
@@ -144,7 +162,10 @@ impl<R: Record + Clone> Held<R> {
             retry_at: ctx.now,
             verifying: None,
             renew_due: false,
-            stage: Stage::Parents { reading: 0, blocked: false },
+            stage: Stage::Parents {
+                reading: 0,
+                blocked: false,
+            },
             proc: Proc::NotStarted,
             shutdown_called: false,
             exit: None,
@@ -187,16 +208,31 @@ impl<R: Record + Clone> Held<R> {
 
     pub(crate) fn deliver_until(&self, config: &Config, now: Instant) -> Option<Instant> {
         let end = self.window_end(config);
-        (self.exit.is_none() && !self.gone && self.verifying.is_none() && now < end && now >= self.no_delivery_before).then_some(end)
+        (self.exit.is_none()
+            && !self.gone
+            && self.verifying.is_none()
+            && now < end
+            && now >= self.no_delivery_before)
+            .then_some(end)
     }
 
     pub(crate) fn view(&self, config: &Config, now: Instant) -> super::LeaseView<'_> {
-        super::LeaseView { lease: &self.lease, token: self.token, deliver_until: self.deliver_until(config, now) }
+        super::LeaseView {
+            lease: &self.lease,
+            token: self.token,
+            deliver_until: self.deliver_until(config, now),
+        }
     }
 
     pub(crate) fn forget_timers(&self, ctx: &mut Ctx<R>) {
         let k = self.key().clone();
-        for t in [TimerKey::Window(k.clone()), TimerKey::Fetch(k.clone()), TimerKey::Retry(k.clone()), TimerKey::Parents(k.clone()), TimerKey::HandoffTimeout(k)] {
+        for t in [
+            TimerKey::Window(k.clone()),
+            TimerKey::Fetch(k.clone()),
+            TimerKey::Retry(k.clone()),
+            TimerKey::Parents(k.clone()),
+            TimerKey::HandoffTimeout(k),
+        ] {
             ctx.timers.cancel(&t);
         }
     }
@@ -206,7 +242,10 @@ impl<R: Record + Clone> Held<R> {
     fn own_condition(&self, me: &WorkerId) -> Condition {
         Condition::And(alloc::vec![
             Condition::eq_num(attr::LEASE_COUNTER, self.lease.counter),
-            Condition::Or(alloc::vec![Condition::eq_str(attr::LEASE_OWNER, me.as_str()), Condition::eq_str(attr::CHECKPOINT_OWNER, me.as_str())]),
+            Condition::Or(alloc::vec![
+                Condition::eq_str(attr::LEASE_OWNER, me.as_str()),
+                Condition::eq_str(attr::CHECKPOINT_OWNER, me.as_str())
+            ]),
         ])
     }
 
@@ -231,7 +270,8 @@ impl<R: Record + Clone> Held<R> {
                 _ => return self.lose(ctx),
             }
         } else {
-            ctx.timers.set(TimerKey::Window(self.key().clone()), window_end);
+            ctx.timers
+                .set(TimerKey::Window(self.key().clone()), window_end);
         }
         self.next_write(ctx);
         if self.gone {
@@ -261,14 +301,21 @@ impl<R: Record + Clone> Held<R> {
             Stage::Running => {
                 self.deliver(ctx);
                 self.fetch(ctx);
-                if self.end.is_some() && self.prefetched.is_empty() && self.proc == Proc::Idle && ctx.now >= self.next_fetch_at {
+                if self.end.is_some()
+                    && self.prefetched.is_empty()
+                    && self.proc == Proc::Idle
+                    && ctx.now >= self.next_fetch_at
+                {
                     self.children = self.end.take().unwrap_or_default();
                     self.create_children(ctx);
                 }
             }
             Stage::EndingProcessor => {
                 if self.proc == Proc::Idle {
-                    let call = ctx.call(&self.lease.key, ProcessorCall::ShardEnded { token: self.token });
+                    let call = ctx.call(
+                        &self.lease.key,
+                        ProcessorCall::ShardEnded { token: self.token },
+                    );
                     self.proc = Proc::Busy(call, CallKind::ShardEnded);
                 }
             }
@@ -277,9 +324,15 @@ impl<R: Record + Clone> Held<R> {
 
     fn drive_exit(&mut self, ctx: &mut Ctx<R>) {
         self.prefetched.clear();
-        if self.proc == Proc::Idle && !self.shutdown_called && matches!(self.exit, Some(Exit::Handoff | Exit::Shutdown)) {
+        if self.proc == Proc::Idle
+            && !self.shutdown_called
+            && matches!(self.exit, Some(Exit::Handoff | Exit::Shutdown))
+        {
             self.shutdown_called = true;
-            let call = ctx.call(&self.lease.key, ProcessorCall::ShutdownRequested { token: self.token });
+            let call = ctx.call(
+                &self.lease.key,
+                ProcessorCall::ShutdownRequested { token: self.token },
+            );
             self.proc = Proc::Busy(call, CallKind::ShutdownRequested);
         }
         self.next_write(ctx);
@@ -295,7 +348,10 @@ impl<R: Record + Clone> Held<R> {
             _ => ctx.config.handoff_timeout,
         };
         self.exit = Some(exit);
-        ctx.timers.set(TimerKey::HandoffTimeout(self.key().clone()), ctx.now + limit);
+        ctx.timers.set(
+            TimerKey::HandoffTimeout(self.key().clone()),
+            ctx.now + limit,
+        );
     }
 
     pub(crate) fn handoff_timed_out(&mut self, ctx: &mut Ctx<R>) {
@@ -313,15 +369,18 @@ impl<R: Record + Clone> Held<R> {
             return None;
         }
         let processor_done = matches!(self.proc, Proc::NotStarted | Proc::Abandoned)
-            || (self.proc == Proc::Idle && (self.shutdown_called || self.exit == Some(Exit::ProcessorFailed)));
+            || (self.proc == Proc::Idle
+                && (self.shutdown_called || self.exit == Some(Exit::ProcessorFailed)));
         match &self.exit {
             Some(Exit::ProcessorFailed) => Some(FinalKind::Release(ReleaseReason::ProcessorFailed)),
             Some(Exit::Handoff) if processor_done => Some(FinalKind::CompleteHandoff),
-            Some(Exit::Shutdown) if processor_done => Some(if self.lease.checkpoint_owner.as_ref() == Some(me) {
-                FinalKind::CompleteHandoff
-            } else {
-                FinalKind::Release(ReleaseReason::Shutdown)
-            }),
+            Some(Exit::Shutdown) if processor_done => {
+                Some(if self.lease.checkpoint_owner.as_ref() == Some(me) {
+                    FinalKind::CompleteHandoff
+                } else {
+                    FinalKind::Release(ReleaseReason::Shutdown)
+                })
+            }
             Some(_) => None,
             None => (self.stage == Stage::EndingWrite).then_some(FinalKind::ShardEnd),
         }
@@ -332,32 +391,55 @@ impl<R: Record + Clone> Held<R> {
             return;
         }
         if ctx.now < self.retry_at {
-            ctx.timers.set(TimerKey::Retry(self.key().clone()), self.retry_at);
+            ctx.timers
+                .set(TimerKey::Retry(self.key().clone()), self.retry_at);
             return;
         }
         let me = ctx.id.clone();
         let c = self.lease.counter;
         let (updates, op, kind, return_item) = if let Some(job) = self.jobs.front().cloned() {
-            let mut u = alloc::vec![Update::Set(attr::LEASE_COUNTER, AttributeValue::number(c + 1))];
+            let mut u = alloc::vec![Update::Set(
+                attr::LEASE_COUNTER,
+                AttributeValue::number(c + 1)
+            )];
             let (cp, sub) = job.position.to_attribute();
             if job.prepare {
                 u.push(Update::Set(attr::PENDING_CHECKPOINT, AttributeValue::S(cp)));
-                u.push(Update::Set(attr::PENDING_CHECKPOINT_SUB, AttributeValue::number(sub)));
+                u.push(Update::Set(
+                    attr::PENDING_CHECKPOINT_SUB,
+                    AttributeValue::number(sub),
+                ));
                 u.push(match &job.state {
-                    Some(s) => Update::Set(attr::PENDING_CHECKPOINT_STATE, AttributeValue::B(s.clone())),
+                    Some(s) => {
+                        Update::Set(attr::PENDING_CHECKPOINT_STATE, AttributeValue::B(s.clone()))
+                    }
                     None => Update::Remove(attr::PENDING_CHECKPOINT_STATE),
                 });
             } else {
                 u.push(Update::Set(attr::CHECKPOINT, AttributeValue::S(cp)));
-                u.push(Update::Set(attr::CHECKPOINT_SUB, AttributeValue::number(sub)));
+                u.push(Update::Set(
+                    attr::CHECKPOINT_SUB,
+                    AttributeValue::number(sub),
+                ));
                 u.push(Update::Set(attr::OWNER_SWITCHES, AttributeValue::number(0)));
                 u.push(Update::Remove(attr::PENDING_CHECKPOINT));
                 u.push(Update::Remove(attr::PENDING_CHECKPOINT_SUB));
                 u.push(Update::Remove(attr::PENDING_CHECKPOINT_STATE));
             }
-            (u, OwnedWrite::Checkpoint { counter_after: c + 1, job }, WriteKind::Checkpoint, true)
+            (
+                u,
+                OwnedWrite::Checkpoint {
+                    counter_after: c + 1,
+                    job,
+                },
+                WriteKind::Checkpoint,
+                true,
+            )
         } else if let Some(kind) = self.final_ready(&me) {
-            let mut u = alloc::vec![Update::Set(attr::LEASE_COUNTER, AttributeValue::number(c + 1))];
+            let mut u = alloc::vec![Update::Set(
+                attr::LEASE_COUNTER,
+                AttributeValue::number(c + 1)
+            )];
             match kind {
                 FinalKind::CompleteHandoff => {
                     u.push(Update::Remove(attr::CHECKPOINT_OWNER));
@@ -370,7 +452,10 @@ impl<R: Record + Clone> Held<R> {
                 FinalKind::ShardEnd => {
                     let (cp, sub) = Position::ShardEnd.to_attribute();
                     u.push(Update::Set(attr::CHECKPOINT, AttributeValue::S(cp)));
-                    u.push(Update::Set(attr::CHECKPOINT_SUB, AttributeValue::number(sub)));
+                    u.push(Update::Set(
+                        attr::CHECKPOINT_SUB,
+                        AttributeValue::number(sub),
+                    ));
                     u.push(Update::Set(attr::OWNER_SWITCHES, AttributeValue::number(0)));
                     u.push(Update::Remove(attr::PENDING_CHECKPOINT));
                     u.push(Update::Remove(attr::PENDING_CHECKPOINT_SUB));
@@ -378,7 +463,8 @@ impl<R: Record + Clone> Held<R> {
                     u.push(Update::Remove(attr::LEASE_OWNER));
                     u.push(Update::Remove(attr::CHECKPOINT_OWNER));
                     if !self.children.is_empty() {
-                        let ids: Vec<LeaseKey> = self.children.iter().map(|c| c.shard_id.clone()).collect();
+                        let ids: Vec<LeaseKey> =
+                            self.children.iter().map(|c| c.shard_id.clone()).collect();
                         u.push(Update::Set(attr::CHILD_SHARD_IDS, key_set(&ids)));
                     }
                 }
@@ -390,14 +476,27 @@ impl<R: Record + Clone> Held<R> {
             };
             (u, OwnedWrite::Final { kind }, wk, false)
         } else if self.renew_due {
-            let mut u = alloc::vec![Update::Set(attr::LEASE_COUNTER, AttributeValue::number(c + 1))];
+            let mut u = alloc::vec![Update::Set(
+                attr::LEASE_COUNTER,
+                AttributeValue::number(c + 1)
+            )];
             // Throughput over the last renewal interval, smoothed (alpha 0.5, as Java 3.x).
             let secs = ctx.config.renew_interval().as_secs_f64().max(0.001);
             let kbps = (self.bytes_since_renew as f64 / 1024.0) / secs;
             self.throughput_kbps = 0.5 * self.throughput_kbps + 0.5 * kbps;
             self.bytes_since_renew = 0;
-            u.push(Update::Set(attr::THROUGHPUT_KBPS, AttributeValue::N(alloc::format!("{:.3}", self.throughput_kbps))));
-            (u, OwnedWrite::Renew { counter_after: c + 1 }, WriteKind::Renew, true)
+            u.push(Update::Set(
+                attr::THROUGHPUT_KBPS,
+                AttributeValue::N(alloc::format!("{:.3}", self.throughput_kbps)),
+            ));
+            (
+                u,
+                OwnedWrite::Renew {
+                    counter_after: c + 1,
+                },
+                WriteKind::Renew,
+                true,
+            )
         } else {
             return;
         };
@@ -413,7 +512,13 @@ impl<R: Record + Clone> Held<R> {
     }
 
     /// The result of a write on this lease.
-    pub(crate) fn written(&mut self, ctx: &mut Ctx<R>, w: OwnedWrite, sent: Instant, result: Result<Option<Item>, Failure>) {
+    pub(crate) fn written(
+        &mut self,
+        ctx: &mut Ctx<R>,
+        w: OwnedWrite,
+        sent: Instant,
+        result: Result<Option<Item>, Failure>,
+    ) {
         self.write = None;
         match result {
             Ok(item) => {
@@ -441,11 +546,21 @@ impl<R: Record + Clone> Held<R> {
             }
             Err(Failure::ConditionFailed) => match w {
                 // The lease moved on: what the final write meant to do is moot.
-                OwnedWrite::Final { kind: FinalKind::ShardEnd } | OwnedWrite::Final { .. } => self.lose(ctx),
+                OwnedWrite::Final {
+                    kind: FinalKind::ShardEnd,
+                }
+                | OwnedWrite::Final { .. } => self.lose(ctx),
                 other => {
                     let expect_counter = self.lease.counter + 1;
                     self.verifying = Some(other);
-                    ctx.read(self.lease.key.as_str(), Pending::ReadOwn { shard: self.lease.key.clone(), token: self.token, expect_counter });
+                    ctx.read(
+                        self.lease.key.as_str(),
+                        Pending::ReadOwn {
+                            shard: self.lease.key.clone(),
+                            token: self.token,
+                            expect_counter,
+                        },
+                    );
                 }
             },
             Err(f) => {
@@ -455,8 +570,18 @@ impl<R: Record + Clone> Held<R> {
                 }
                 if let OwnedWrite::Checkpoint { .. } = w {
                     if let Some(job) = self.jobs.pop_front() {
-                        let e = if f == Failure::Throttled { CheckpointError::Throttled } else { CheckpointError::Failed };
-                        ctx.call(&self.lease.key, ProcessorCall::CheckpointDone { ticket: job.ticket, result: Err(e) });
+                        let e = if f == Failure::Throttled {
+                            CheckpointError::Throttled
+                        } else {
+                            CheckpointError::Failed
+                        };
+                        ctx.call(
+                            &self.lease.key,
+                            ProcessorCall::CheckpointDone {
+                                ticket: job.ticket,
+                                result: Err(e),
+                            },
+                        );
                     }
                 }
                 self.write_attempts += 1;
@@ -467,8 +592,15 @@ impl<R: Record + Clone> Held<R> {
     }
 
     /// The answer to the read that follows a lost conditional write.
-    pub(crate) fn verified(&mut self, ctx: &mut Ctx<R>, expect_counter: u64, result: Result<Option<Item>, Failure>) {
-        let Some(op) = self.verifying.take() else { return };
+    pub(crate) fn verified(
+        &mut self,
+        ctx: &mut Ctx<R>,
+        expect_counter: u64,
+        result: Result<Option<Item>, Failure>,
+    ) {
+        let Some(op) = self.verifying.take() else {
+            return;
+        };
         let row = match result {
             Ok(Some(item)) => Lease::from_item(&item).ok(),
             _ => None,
@@ -476,7 +608,9 @@ impl<R: Record + Clone> Held<R> {
         let me = ctx.id.clone();
         match (row, self.unknown_since) {
             (Some(row), Some(since))
-                if row.counter == expect_counter && (row.owner.as_ref() == Some(&me) || row.checkpoint_owner.as_ref() == Some(&me)) =>
+                if row.counter == expect_counter
+                    && (row.owner.as_ref() == Some(&me)
+                        || row.checkpoint_owner.as_ref() == Some(&me)) =>
             {
                 // One of this worker's own writes of unknown outcome landed: adopt its counter,
                 // dating the renewal by the oldest such write's send time.
@@ -510,14 +644,18 @@ impl<R: Record + Clone> Held<R> {
             }
             Err(error) => {
                 ctx.stats.malformed_rows += 1;
-                ctx.event(Event::MalformedRow { key: Some(self.lease.key.as_str().into()), error });
+                ctx.event(Event::MalformedRow {
+                    key: Some(self.lease.key.as_str().into()),
+                    error,
+                });
             }
         }
     }
 
     fn detect_handoff(&mut self, ctx: &mut Ctx<R>) {
         let me = &ctx.id;
-        if self.lease.checkpoint_owner.as_ref() == Some(me) && self.lease.owner.as_ref() != Some(me) {
+        if self.lease.checkpoint_owner.as_ref() == Some(me) && self.lease.owner.as_ref() != Some(me)
+        {
             self.begin_exit(ctx, Exit::Handoff);
         }
     }
@@ -533,7 +671,13 @@ impl<R: Record + Clone> Held<R> {
             self.lease.owner_switches_since_checkpoint = 0;
             ctx.stats.checkpoints += 1;
         }
-        ctx.call(&self.lease.key, ProcessorCall::CheckpointDone { ticket: job.ticket, result: Ok(()) });
+        ctx.call(
+            &self.lease.key,
+            ProcessorCall::CheckpointDone {
+                ticket: job.ticket,
+                result: Ok(()),
+            },
+        );
     }
 
     fn finish(&mut self, ctx: &mut Ctx<R>, kind: FinalKind) {
@@ -552,7 +696,10 @@ impl<R: Record + Clone> Held<R> {
         if kind == FinalKind::ShardEnd {
             self.lease.checkpoint = Position::ShardEnd;
         }
-        ctx.event(Event::LeaseReleased { shard: self.lease.key.clone(), reason });
+        ctx.event(Event::LeaseReleased {
+            shard: self.lease.key.clone(),
+            reason,
+        });
         self.gone = true;
     }
 
@@ -567,13 +714,22 @@ impl<R: Record + Clone> Held<R> {
         self.proc = Proc::Abandoned;
         self.fail_jobs(ctx, CheckpointError::LeaseLost);
         ctx.stats.leases_lost += 1;
-        ctx.event(Event::LeaseReleased { shard: self.lease.key.clone(), reason: ReleaseReason::Lost });
+        ctx.event(Event::LeaseReleased {
+            shard: self.lease.key.clone(),
+            reason: ReleaseReason::Lost,
+        });
         self.gone = true;
     }
 
     fn fail_jobs(&mut self, ctx: &mut Ctx<R>, e: CheckpointError) {
         for job in self.jobs.drain(..) {
-            ctx.call(&self.lease.key, ProcessorCall::CheckpointDone { ticket: job.ticket, result: Err(e.clone()) });
+            ctx.call(
+                &self.lease.key,
+                ProcessorCall::CheckpointDone {
+                    ticket: job.ticket,
+                    result: Err(e.clone()),
+                },
+            );
         }
     }
 
@@ -604,19 +760,36 @@ impl<R: Record + Clone> Held<R> {
         }
     }
 
-    pub(crate) fn checkpoint_requested(&mut self, ctx: &mut Ctx<R>, ticket: u64, ask: CheckpointAsk) {
+    pub(crate) fn checkpoint_requested(
+        &mut self,
+        ctx: &mut Ctx<R>,
+        ticket: u64,
+        ask: CheckpointAsk,
+    ) {
         let answer = |ctx: &mut Ctx<R>, r: Result<(), CheckpointError>| {
-            ctx.call(&self.lease.key, ProcessorCall::CheckpointDone { ticket, result: r });
+            ctx.call(
+                &self.lease.key,
+                ProcessorCall::CheckpointDone { ticket, result: r },
+            );
         };
         if self.proc == Proc::Abandoned || self.gone {
             return answer(ctx, Err(CheckpointError::LeaseLost));
         }
         let job = match ask {
             CheckpointAsk::CommitPrepared => match &self.lease.pending_checkpoint {
-                Some(p) => CheckpointJob { ticket, position: p.clone(), prepare: false, state: None },
+                Some(p) => CheckpointJob {
+                    ticket,
+                    position: p.clone(),
+                    prepare: false,
+                    state: None,
+                },
                 None => return answer(ctx, Err(CheckpointError::NothingPrepared)),
             },
-            CheckpointAsk::Move { target, prepare, state } => {
+            CheckpointAsk::Move {
+                target,
+                prepare,
+                state,
+            } => {
                 let position = match target {
                     CheckpointTarget::LastDelivered => match &self.last_delivered {
                         Some(p) => Position::Record(p.clone()),
@@ -629,7 +802,12 @@ impl<R: Record + Clone> Held<R> {
                         Position::Record(p)
                     }
                 };
-                CheckpointJob { ticket, position, prepare, state }
+                CheckpointJob {
+                    ticket,
+                    position,
+                    prepare,
+                    state,
+                }
             }
         };
         if job.position < self.lease.checkpoint {
@@ -667,14 +845,25 @@ impl<R: Record + Clone> Held<R> {
             self.stage = Stage::Initializing;
             return;
         }
-        self.stage = Stage::Parents { reading: parents.len(), blocked: false };
+        self.stage = Stage::Parents {
+            reading: parents.len(),
+            blocked: false,
+        };
         for p in &parents {
-            ctx.read(p.as_str(), Pending::ReadParent { shard: self.lease.key.clone(), token: self.token });
+            ctx.read(
+                p.as_str(),
+                Pending::ReadParent {
+                    shard: self.lease.key.clone(),
+                    token: self.token,
+                },
+            );
         }
     }
 
     pub(crate) fn parent_read(&mut self, ctx: &mut Ctx<R>, result: Result<Option<Item>, Failure>) {
-        let Stage::Parents { reading, blocked } = &mut self.stage else { return };
+        let Stage::Parents { reading, blocked } = &mut self.stage else {
+            return;
+        };
         *reading = reading.saturating_sub(1);
         let finished = match result {
             Ok(None) => true,
@@ -684,7 +873,10 @@ impl<R: Record + Clone> Held<R> {
         *blocked |= !finished;
         if *reading == 0 {
             if *blocked {
-                ctx.timers.set(TimerKey::Parents(self.lease.key.clone()), ctx.now + ctx.config.parent_poll_interval);
+                ctx.timers.set(
+                    TimerKey::Parents(self.lease.key.clone()),
+                    ctx.now + ctx.config.parent_poll_interval,
+                );
             } else {
                 self.stage = Stage::Initializing;
             }
@@ -696,14 +888,25 @@ impl<R: Record + Clone> Held<R> {
             return;
         }
         if ctx.now < self.next_fetch_at {
-            ctx.timers.set(TimerKey::Fetch(self.key().clone()), self.next_fetch_at);
+            ctx.timers
+                .set(TimerKey::Fetch(self.key().clone()), self.next_fetch_at);
             return;
         }
         let position = self.start.clone().unwrap_or(StartingPosition::TrimHorizon);
         self.iterator_pending = true;
         let shard = self.lease.key.clone();
         let token = self.token;
-        ctx.request(Pending::Iterator { shard: shard.clone(), token }, |req| crate::io::Command::GetShardIterator { req, shard, position });
+        ctx.request(
+            Pending::Iterator {
+                shard: shard.clone(),
+                token,
+            },
+            |req| crate::io::Command::GetShardIterator {
+                req,
+                shard,
+                position,
+            },
+        );
     }
 
     pub(crate) fn iterator_obtained(&mut self, ctx: &mut Ctx<R>, result: Result<String, Failure>) {
@@ -727,28 +930,48 @@ impl<R: Record + Clone> Held<R> {
         self.fetch_attempts += 1;
         let delay = ctx.backoff(self.fetch_attempts);
         self.next_fetch_at = ctx.now + delay;
-        ctx.timers.set(TimerKey::Fetch(self.key().clone()), self.next_fetch_at);
+        ctx.timers
+            .set(TimerKey::Fetch(self.key().clone()), self.next_fetch_at);
     }
 
     fn fetch(&mut self, ctx: &mut Ctx<R>) {
-        if self.end.is_some() || self.fetch_sent.is_some() || self.prefetched.len() >= ctx.config.max_prefetched_batches {
+        if self.end.is_some()
+            || self.fetch_sent.is_some()
+            || self.prefetched.len() >= ctx.config.max_prefetched_batches
+        {
             return;
         }
         let Some(iterator) = self.iterator.clone() else {
             return self.request_iterator(ctx);
         };
         if ctx.now < self.next_fetch_at {
-            ctx.timers.set(TimerKey::Fetch(self.key().clone()), self.next_fetch_at);
+            ctx.timers
+                .set(TimerKey::Fetch(self.key().clone()), self.next_fetch_at);
             return;
         }
         self.fetch_sent = Some(ctx.now);
         let shard = self.lease.key.clone();
         let token = self.token;
         let limit = ctx.config.max_records;
-        ctx.request(Pending::Fetch { shard: shard.clone(), token }, |req| crate::io::Command::GetRecords { req, shard, iterator, limit });
+        ctx.request(
+            Pending::Fetch {
+                shard: shard.clone(),
+                token,
+            },
+            |req| crate::io::Command::GetRecords {
+                req,
+                shard,
+                iterator,
+                limit,
+            },
+        );
     }
 
-    pub(crate) fn records_fetched(&mut self, ctx: &mut Ctx<R>, result: Result<FetchedRecords<R>, Failure>) {
+    pub(crate) fn records_fetched(
+        &mut self,
+        ctx: &mut Ctx<R>,
+        result: Result<FetchedRecords<R>, Failure>,
+    ) {
         let sent = self.fetch_sent.take().unwrap_or(ctx.now);
         match result {
             Ok(batch) => {
@@ -762,7 +985,8 @@ impl<R: Record + Clone> Held<R> {
                 }
                 let empty = records.is_empty();
                 if !empty {
-                    self.prefetched.push_back((records, batch.millis_behind_latest));
+                    self.prefetched
+                        .push_back((records, batch.millis_behind_latest));
                 }
                 match batch.next_iterator {
                     Some(it) => self.iterator = Some(it),
@@ -772,7 +996,11 @@ impl<R: Record + Clone> Held<R> {
                     }
                 }
                 let pace = sent + ctx.config.min_fetch_interval;
-                let idle = if empty || batch.millis_behind_latest == 0 { ctx.now + ctx.config.idle_time_between_reads } else { ctx.now };
+                let idle = if empty || batch.millis_behind_latest == 0 {
+                    ctx.now + ctx.config.idle_time_between_reads
+                } else {
+                    ctx.now
+                };
                 self.next_fetch_at = pace.max(idle);
             }
             Err(Failure::ExpiredIterator) => {
@@ -799,11 +1027,14 @@ impl<R: Record + Clone> Held<R> {
         }
         if self.deliver_until(&ctx.config, ctx.now).is_none() {
             if ctx.now < self.no_delivery_before {
-                ctx.timers.set(TimerKey::Fetch(self.key().clone()), self.no_delivery_before);
+                ctx.timers
+                    .set(TimerKey::Fetch(self.key().clone()), self.no_delivery_before);
             }
             return;
         }
-        let Some((records, millis_behind_latest)) = self.prefetched.pop_front() else { return };
+        let Some((records, millis_behind_latest)) = self.prefetched.pop_front() else {
+            return;
+        };
         if let Some(last) = records.last() {
             self.last_delivered = Some(last.position().clone());
         }
@@ -811,7 +1042,14 @@ impl<R: Record + Clone> Held<R> {
         self.bytes_since_renew += bytes as u64;
         ctx.stats.batches_delivered += 1;
         ctx.stats.records_delivered += records.len() as u64;
-        let call = ctx.call(&self.lease.key, ProcessorCall::ProcessRecords { records, millis_behind_latest, token: self.token });
+        let call = ctx.call(
+            &self.lease.key,
+            ProcessorCall::ProcessRecords {
+                records,
+                millis_behind_latest,
+                token: self.token,
+            },
+        );
         self.proc = Proc::Busy(call, CallKind::Process);
     }
 
@@ -822,7 +1060,10 @@ impl<R: Record + Clone> Held<R> {
             self.stage = Stage::EndingProcessor;
             return;
         }
-        self.stage = Stage::EndingChildren { outstanding: self.children.len(), failed: false };
+        self.stage = Stage::EndingChildren {
+            outstanding: self.children.len(),
+            failed: false,
+        };
         for child in &self.children {
             let mut lease = Lease::new(child.shard_id.clone(), Position::TrimHorizon);
             lease.parent_shard_ids = child.parents.clone();
@@ -835,13 +1076,25 @@ impl<R: Record + Clone> Held<R> {
                 return_item: false,
                 kind: WriteKind::Create,
             };
-            ctx.write(write, None, WriteOp::Create { child_of: Some((self.lease.key.clone(), self.token)) });
+            ctx.write(
+                write,
+                None,
+                WriteOp::Create {
+                    child_of: Some((self.lease.key.clone(), self.token)),
+                },
+            );
         }
     }
 
     /// A child lease was created (or already existed).
     pub(crate) fn child_created(&mut self, ctx: &mut Ctx<R>, ok: bool) {
-        let Stage::EndingChildren { outstanding, failed } = &mut self.stage else { return };
+        let Stage::EndingChildren {
+            outstanding,
+            failed,
+        } = &mut self.stage
+        else {
+            return;
+        };
         *outstanding = outstanding.saturating_sub(1);
         *failed |= !ok;
         if *outstanding == 0 {
@@ -853,7 +1106,8 @@ impl<R: Record + Clone> Held<R> {
                 self.next_fetch_at = ctx.now + delay;
                 self.stage = Stage::Running;
                 self.end = Some(core::mem::take(&mut self.children));
-                ctx.timers.set(TimerKey::Fetch(self.key().clone()), self.next_fetch_at);
+                ctx.timers
+                    .set(TimerKey::Fetch(self.key().clone()), self.next_fetch_at);
             } else {
                 self.stage = Stage::EndingProcessor;
             }

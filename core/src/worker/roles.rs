@@ -11,7 +11,9 @@ use crate::balance::{self, Move, PlanLease, PlanWorker};
 use crate::config::{BalancingPolicy, Config};
 use crate::io::{Command, Event, Failure, Record, ShardDescription};
 use crate::item::{AttributeValue, Item};
-use crate::lease::{attr, Lease, LeaseKey, Row, WorkerId, WorkerRow, ENTITY_LEADER, ENTITY_WORKER, LEADER_KEY};
+use crate::lease::{
+    attr, Lease, LeaseKey, Row, WorkerId, WorkerRow, ENTITY_LEADER, ENTITY_WORKER, LEADER_KEY,
+};
 use crate::observe::Seen;
 use crate::sync;
 use crate::taker::{self, TakerLease};
@@ -71,7 +73,10 @@ impl<R: Record + Clone> Worker<R> {
         let now = self.ctx.now;
         let renew = self.ctx.config.renew_interval();
         self.ctx.timers.set(TimerKey::Renew, now + renew);
-        self.ctx.timers.set(TimerKey::ShardSync, now + self.ctx.config.shard_sync_interval);
+        self.ctx.timers.set(
+            TimerKey::ShardSync,
+            now + self.ctx.config.shard_sync_interval,
+        );
         match self.policy() {
             BalancingPolicy::Kcl2Compatible => {
                 self.roles.sync_due = true;
@@ -82,13 +87,17 @@ impl<R: Record + Clone> Worker<R> {
                 // A little jitter so a fleet started at once does not race for leadership in step.
                 let spread = self.ctx.config.leader_check_interval.as_millis() as u64 / 10;
                 let j = self.ctx.rng.below(spread + 1);
-                self.ctx.timers.set(TimerKey::LeaderCheck, now + core::time::Duration::from_millis(j));
+                self.ctx.timers.set(
+                    TimerKey::LeaderCheck,
+                    now + core::time::Duration::from_millis(j),
+                );
             }
         }
     }
 
     fn scans_table(&self) -> bool {
-        self.policy() == BalancingPolicy::Kcl2Compatible || self.roles.is_leader(&self.ctx.config, self.ctx.now)
+        self.policy() == BalancingPolicy::Kcl2Compatible
+            || self.roles.is_leader(&self.ctx.config, self.ctx.now)
     }
 
     // ---- scanning ------------------------------------------------------------------------
@@ -97,9 +106,12 @@ impl<R: Record + Clone> Worker<R> {
         self.check_leadership();
         if self.ctx.phase == Phase::Running && self.scans_table() && !self.roles.scan_in_flight {
             self.roles.scan_in_flight = true;
-            self.ctx.request(Pending::Scan, |req| Command::ScanLeaseTable { req });
+            self.ctx
+                .request(Pending::Scan, |req| Command::ScanLeaseTable { req });
         }
-        if self.policy() == BalancingPolicy::Kcl2Compatible || matches!(self.roles.leader, Leader::Leading { .. }) {
+        if self.policy() == BalancingPolicy::Kcl2Compatible
+            || matches!(self.roles.leader, Leader::Leading { .. })
+        {
             let at = self.ctx.now + self.ctx.config.scan_interval;
             self.ctx.timers.set(TimerKey::Scan, at);
         }
@@ -116,7 +128,9 @@ impl<R: Record + Clone> Worker<R> {
         for item in &items {
             match Row::from_item(item) {
                 Ok(Row::Lease(l)) => {
-                    self.observer.observe(l.key.as_str(), l.counter, l.owner.is_some(), now);
+                    let l = *l;
+                    self.observer
+                        .observe(l.key.as_str(), l.counter, l.owner.is_some(), now);
                     keys.insert(l.key.as_str().into());
                     table.insert(l.key.clone(), l);
                 }
@@ -137,7 +151,8 @@ impl<R: Record + Clone> Worker<R> {
                 }
             }
         }
-        self.observer.retain(|k| k == LEADER_KEY || keys.contains(k));
+        self.observer
+            .retain(|k| k == LEADER_KEY || keys.contains(k));
         self.roles.table = table;
         self.roles.workers = workers;
         if self.ctx.phase != Phase::Running {
@@ -157,13 +172,17 @@ impl<R: Record + Clone> Worker<R> {
             }
             if self.roles.sync_due && !self.roles.list_in_flight {
                 self.roles.list_in_flight = true;
-                self.ctx.request(Pending::ListShards, |req| Command::ListShards { req });
+                self.ctx
+                    .request(Pending::ListShards, |req| Command::ListShards { req });
             }
         }
     }
 
     fn seen(&self, key: &str) -> Seen {
-        self.observer.get(key).unwrap_or(Seen { counter: 0, since: None })
+        self.observer.get(key).unwrap_or(Seen {
+            counter: 0,
+            since: None,
+        })
     }
 
     fn take_leases(&mut self) {
@@ -172,9 +191,20 @@ impl<R: Record + Clone> Worker<R> {
             .table
             .values()
             .filter(|l| !l.is_finished())
-            .map(|l| TakerLease { key: l.key.clone(), owner: l.owner.clone(), counter: l.counter, seen: self.seen(l.key.as_str()) })
+            .map(|l| TakerLease {
+                key: l.key.clone(),
+                owner: l.owner.clone(),
+                counter: l.counter,
+                seen: self.seen(l.key.as_str()),
+            })
             .collect();
-        let takes = taker::take_leases(&leases, &self.ctx.id, &self.ctx.config, self.ctx.now, &mut self.ctx.rng);
+        let takes = taker::take_leases(
+            &leases,
+            &self.ctx.id,
+            &self.ctx.config,
+            self.ctx.now,
+            &mut self.ctx.rng,
+        );
         let me = self.ctx.id.clone();
         for t in takes {
             if self.held.contains_key(&t.key) || !self.roles.taking.insert(t.key.clone()) {
@@ -182,7 +212,10 @@ impl<R: Record + Clone> Worker<R> {
             }
             let mut updates = alloc::vec![
                 Update::Set(attr::LEASE_OWNER, s(me.as_str())),
-                Update::Set(attr::LEASE_COUNTER, AttributeValue::number(t.expect_counter + 1)),
+                Update::Set(
+                    attr::LEASE_COUNTER,
+                    AttributeValue::number(t.expect_counter + 1)
+                ),
                 Update::Remove(attr::CHECKPOINT_OWNER),
             ];
             if t.from.as_ref() != Some(&me) {
@@ -195,13 +228,16 @@ impl<R: Record + Clone> Worker<R> {
                 return_item: true,
                 kind: WriteKind::Take,
             };
-            self.ctx.write(write, None, WriteOp::Take { steal: t.steal });
+            self.ctx
+                .write(write, None, WriteOp::Take { steal: t.steal });
         }
     }
 
     /// A lease is eligible for assignment once every parent lease is finished or gone.
     fn parents_done(&self, l: &Lease) -> bool {
-        l.parent_shard_ids.iter().all(|p| self.roles.table.get(p).is_none_or(Lease::is_finished))
+        l.parent_shard_ids
+            .iter()
+            .all(|p| self.roles.table.get(p).is_none_or(Lease::is_finished))
     }
 
     fn plan(&mut self) {
@@ -213,10 +249,23 @@ impl<R: Record + Clone> Worker<R> {
             .roles
             .workers
             .values()
-            .filter(|w| w.worker != me && !self.seen(&WorkerRow::key(&w.worker)).older_than(now, expiry))
-            .map(|w| PlanWorker { id: w.worker.clone(), max_leases: w.max_leases, leaving: w.leaving })
+            .filter(|w| {
+                w.worker != me
+                    && !self
+                        .seen(&WorkerRow::key(&w.worker))
+                        .older_than(now, expiry)
+            })
+            .map(|w| PlanWorker {
+                id: w.worker.clone(),
+                max_leases: w.max_leases,
+                leaving: w.leaving,
+            })
             .collect();
-        workers.push(PlanWorker { id: me.clone(), max_leases: self.ctx.config.max_leases_per_worker, leaving: false });
+        workers.push(PlanWorker {
+            id: me,
+            max_leases: self.ctx.config.max_leases_per_worker,
+            leaving: false,
+        });
         let leases: Vec<PlanLease> = self
             .roles
             .table
@@ -229,15 +278,28 @@ impl<R: Record + Clone> Worker<R> {
                     holder: if expired { None } else { l.owner.clone() },
                     counter: l.counter,
                     weight: l.throughput_kbps.unwrap_or(1.0),
-                    in_handoff: (!expired && l.checkpoint_owner.is_some()) || self.roles.leader_busy.contains(&l.key),
+                    in_handoff: (!expired && l.checkpoint_owner.is_some())
+                        || self.roles.leader_busy.contains(&l.key),
                 }
             })
             .collect();
-        let budget = usize::try_from(((leases.len() as u64) * self.ctx.config.move_budget_per_mille / 1000).max(1)).unwrap_or(usize::MAX);
-        let plan = balance::plan(&leases, &workers, budget, self.ctx.config.throughput_weighting);
+        let budget = usize::try_from(
+            ((leases.len() as u64) * self.ctx.config.move_budget_per_mille / 1000).max(1),
+        )
+        .unwrap_or(usize::MAX);
+        let plan = balance::plan(
+            &leases,
+            &workers,
+            budget,
+            self.ctx.config.throughput_weighting,
+        );
         for m in plan.moves {
             match m {
-                Move::Assign { lease, to, expect_counter } => {
+                Move::Assign {
+                    lease,
+                    to,
+                    expect_counter,
+                } => {
                     if !self.roles.leader_busy.insert(lease.clone()) {
                         continue;
                     }
@@ -245,7 +307,10 @@ impl<R: Record + Clone> Worker<R> {
                         key: lease.as_str().into(),
                         action: WriteAction::Update(alloc::vec![
                             Update::Set(attr::LEASE_OWNER, s(to.as_str())),
-                            Update::Set(attr::LEASE_COUNTER, AttributeValue::number(expect_counter + 1)),
+                            Update::Set(
+                                attr::LEASE_COUNTER,
+                                AttributeValue::number(expect_counter + 1)
+                            ),
                             Update::Remove(attr::CHECKPOINT_OWNER),
                             Update::Increment(attr::OWNER_SWITCHES, 1),
                         ]),
@@ -281,11 +346,23 @@ impl<R: Record + Clone> Worker<R> {
     fn cleanup(&mut self) {
         let mut deletes = Vec::new();
         for l in self.roles.table.values().filter(|l| l.is_finished()) {
-            if self.roles.leader_busy.contains(&l.key) {
+            // As the Java KCL: only once every parent lease is gone. While a parent row exists,
+            // shard sync would take a missing child for one never started and create it again.
+            if self.roles.leader_busy.contains(&l.key)
+                || l.parent_shard_ids
+                    .iter()
+                    .any(|p| self.roles.table.contains_key(p))
+            {
                 continue;
             }
             let mut children: BTreeSet<&LeaseKey> = l.child_shard_ids.iter().collect();
-            children.extend(self.roles.table.values().filter(|c| c.parent_shard_ids.contains(&l.key)).map(|c| &c.key));
+            children.extend(
+                self.roles
+                    .table
+                    .values()
+                    .filter(|c| c.parent_shard_ids.contains(&l.key))
+                    .map(|c| &c.key),
+            );
             let started = !children.is_empty()
                 && children.iter().all(|c| match self.roles.table.get(*c) {
                     Some(child) => !child.checkpoint.is_initial(),
@@ -322,6 +399,8 @@ impl<R: Record + Clone> Worker<R> {
         existing.extend(self.held.keys().cloned());
         existing.extend(self.roles.creating.iter().cloned());
         for lease in sync::leases_to_create(&shards, &existing, self.ctx.config.initial_position) {
+            // Children of what is created now come in the next round, after the next scan.
+            self.roles.sync_due = true;
             self.roles.creating.insert(lease.key.clone());
             let write = LeaseWrite {
                 key: lease.key.as_str().into(),
@@ -330,13 +409,20 @@ impl<R: Record + Clone> Worker<R> {
                 return_item: false,
                 kind: WriteKind::Create,
             };
-            self.ctx.write(write, None, WriteOp::Create { child_of: None });
+            self.ctx
+                .write(write, None, WriteOp::Create { child_of: None });
         }
     }
 
     // ---- results of table-level writes ------------------------------------------------------
 
-    pub(super) fn role_written(&mut self, key: LeaseKey, op: WriteOp, sent: Instant, result: Result<Option<Item>, Failure>) {
+    pub(super) fn role_written(
+        &mut self,
+        key: LeaseKey,
+        op: WriteOp,
+        sent: Instant,
+        result: Result<Option<Item>, Failure>,
+    ) {
         let ok = result.is_ok();
         match op {
             WriteOp::Owned(_) => self.ctx.stats.stale_results += 1,
@@ -359,9 +445,13 @@ impl<R: Record + Clone> Worker<R> {
                         self.adopt(item, sent, false);
                     }
                     Ok(None) | Err(Failure::ConditionFailed) => {
-                        self.ctx.read(key.as_str(), Pending::ReadAcquire { shard: key.clone() });
+                        self.ctx
+                            .read(key.as_str(), Pending::ReadAcquire { shard: key.clone() });
                     }
-                    Err(_) => self.ctx.timers.set(TimerKey::HandoffPoll(key), self.ctx.now + self.ctx.config.handoff_poll_interval),
+                    Err(_) => self.ctx.timers.set(
+                        TimerKey::HandoffPoll(key),
+                        self.ctx.now + self.ctx.config.handoff_poll_interval,
+                    ),
                 }
             }
             WriteOp::Create { child_of } => {
@@ -396,7 +486,10 @@ impl<R: Record + Clone> Worker<R> {
                     } else {
                         let write = LeaseWrite {
                             key: WorkerRow::key(&to),
-                            action: WriteAction::Update(alloc::vec![Update::AddToSet(attr::ASSIGNED_LEASES, alloc::vec![key.as_str().into()])]),
+                            action: WriteAction::Update(alloc::vec![Update::AddToSet(
+                                attr::ASSIGNED_LEASES,
+                                alloc::vec![key.as_str().into()]
+                            )]),
                             condition: Condition::Exists,
                             return_item: false,
                             kind: WriteKind::Notify,
@@ -425,14 +518,21 @@ impl<R: Record + Clone> Worker<R> {
                         Ok(_) => {}
                         Err(error) => {
                             self.ctx.stats.malformed_rows += 1;
-                            self.ctx.event(Event::MalformedRow { key: Some(WorkerRow::key(&self.ctx.id)), error });
+                            self.ctx.event(Event::MalformedRow {
+                                key: Some(WorkerRow::key(&self.ctx.id)),
+                                error,
+                            });
                         }
                     }
                 }
             }
             WriteOp::LeaderClaim { counter_after } => {
                 if ok && self.ctx.phase == Phase::Running {
-                    self.roles.leader = Leader::Leading { counter: counter_after, renewed_sent: sent, renewing: false };
+                    self.roles.leader = Leader::Leading {
+                        counter: counter_after,
+                        renewed_sent: sent,
+                        renewing: false,
+                    };
                     self.ctx.stats.leaderships += 1;
                     self.ctx.event(Event::BecameLeader);
                     self.roles.sync_due = true;
@@ -442,7 +542,12 @@ impl<R: Record + Clone> Worker<R> {
                 }
             }
             WriteOp::LeaderRenew { counter_after } => {
-                if let Leader::Leading { counter, renewed_sent, renewing } = &mut self.roles.leader {
+                if let Leader::Leading {
+                    counter,
+                    renewed_sent,
+                    renewing,
+                } = &mut self.roles.leader
+                {
                     *renewing = false;
                     match result {
                         Ok(_) => {
@@ -501,12 +606,20 @@ impl<R: Record + Clone> Worker<R> {
         if self.roles.acquiring.contains_key(&key) {
             return;
         }
-        self.roles.acquiring.insert(key.clone(), Acquiring { since: self.ctx.now, writing: false });
+        self.roles.acquiring.insert(
+            key.clone(),
+            Acquiring {
+                since: self.ctx.now,
+                writing: false,
+            },
+        );
         self.acquire_write(key);
     }
 
     fn acquire_write(&mut self, key: LeaseKey) {
-        let Some(a) = self.roles.acquiring.get_mut(&key) else { return };
+        let Some(a) = self.roles.acquiring.get_mut(&key) else {
+            return;
+        };
         if a.writing {
             return;
         }
@@ -515,7 +628,10 @@ impl<R: Record + Clone> Worker<R> {
         let write = LeaseWrite {
             key: key.as_str().into(),
             action: WriteAction::Update(alloc::vec![Update::Increment(attr::LEASE_COUNTER, 1)]),
-            condition: Condition::And(alloc::vec![Condition::eq_str(attr::LEASE_OWNER, me.as_str()), Condition::Absent(attr::CHECKPOINT_OWNER)]),
+            condition: Condition::And(alloc::vec![
+                Condition::eq_str(attr::LEASE_OWNER, me.as_str()),
+                Condition::Absent(attr::CHECKPOINT_OWNER)
+            ]),
             return_item: true,
             kind: WriteKind::Acquire,
         };
@@ -527,7 +643,8 @@ impl<R: Record + Clone> Worker<R> {
             self.ctx.stats.stale_results += 1;
             return;
         };
-        let give_up_at = a.since + self.ctx.config.handoff_timeout + self.ctx.config.failover_time * 2;
+        let give_up_at =
+            a.since + self.ctx.config.handoff_timeout + self.ctx.config.failover_time * 2;
         let me = self.ctx.id.clone();
         let row = match &result {
             Ok(Some(item)) => Lease::from_item(item).ok(),
@@ -548,7 +665,10 @@ impl<R: Record + Clone> Worker<R> {
         if ready {
             self.acquire_write(key);
         } else {
-            self.ctx.timers.set(TimerKey::HandoffPoll(key), self.ctx.now + self.ctx.config.handoff_poll_interval);
+            self.ctx.timers.set(
+                TimerKey::HandoffPoll(key),
+                self.ctx.now + self.ctx.config.handoff_poll_interval,
+            );
         }
     }
 
@@ -568,11 +688,20 @@ impl<R: Record + Clone> Worker<R> {
             let mut updates = alloc::vec![
                 Update::Set(attr::ENTITY_TYPE, s(ENTITY_WORKER)),
                 Update::Increment(attr::LEASE_COUNTER, 1),
-                Update::Set(attr::MAX_LEASES, AttributeValue::number(self.ctx.config.max_leases_per_worker)),
-                Update::Set(attr::LEAVING, AttributeValue::Bool(self.ctx.phase != Phase::Running)),
+                Update::Set(
+                    attr::MAX_LEASES,
+                    AttributeValue::number(self.ctx.config.max_leases_per_worker)
+                ),
+                Update::Set(
+                    attr::LEAVING,
+                    AttributeValue::Bool(self.ctx.phase != Phase::Running)
+                ),
             ];
             if !acked.is_empty() {
-                updates.push(Update::DeleteFromSet(attr::ASSIGNED_LEASES, acked.iter().map(|k| k.as_str().into()).collect()));
+                updates.push(Update::DeleteFromSet(
+                    attr::ASSIGNED_LEASES,
+                    acked.iter().map(|k| k.as_str().into()).collect(),
+                ));
             }
             let write = LeaseWrite {
                 key: WorkerRow::key(&self.ctx.id),
@@ -600,7 +729,10 @@ impl<R: Record + Clone> Worker<R> {
 
     pub(super) fn leader_check_timer(&mut self) {
         self.check_leadership();
-        if self.ctx.phase == Phase::Running && self.roles.leader == Leader::Follower && !self.roles.leader_check_in_flight {
+        if self.ctx.phase == Phase::Running
+            && self.roles.leader == Leader::Follower
+            && !self.roles.leader_check_in_flight
+        {
             self.roles.leader_check_in_flight = true;
             self.ctx.read(LEADER_KEY, Pending::ReadLeader);
         }
@@ -624,15 +756,25 @@ impl<R: Record + Clone> Worker<R> {
             }
             Ok(Some(item)) => match Row::from_item(&item) {
                 Ok(Row::Leader(row)) => {
-                    let seen = self.observer.observe(LEADER_KEY, row.counter, row.owner.is_some(), self.ctx.now);
-                    let free = row.owner.is_none() || row.owner.as_ref() == Some(&me) || seen.older_than(self.ctx.now, self.ctx.config.failover_time);
+                    let seen = self.observer.observe(
+                        LEADER_KEY,
+                        row.counter,
+                        row.owner.is_some(),
+                        self.ctx.now,
+                    );
+                    let free = row.owner.is_none()
+                        || row.owner.as_ref() == Some(&me)
+                        || seen.older_than(self.ctx.now, self.ctx.config.failover_time);
                     if !free {
                         return;
                     }
                     (
                         WriteAction::Update(alloc::vec![
                             Update::Set(attr::LEASE_OWNER, s(me.as_str())),
-                            Update::Set(attr::LEASE_COUNTER, AttributeValue::number(row.counter + 1)),
+                            Update::Set(
+                                attr::LEASE_COUNTER,
+                                AttributeValue::number(row.counter + 1)
+                            ),
                         ]),
                         Condition::eq_num(attr::LEASE_COUNTER, row.counter),
                         row.counter + 1,
@@ -641,21 +783,34 @@ impl<R: Record + Clone> Worker<R> {
                 Ok(_) => return,
                 Err(error) => {
                     self.ctx.stats.malformed_rows += 1;
-                    self.ctx.event(Event::MalformedRow { key: Some(LEADER_KEY.into()), error });
+                    self.ctx.event(Event::MalformedRow {
+                        key: Some(LEADER_KEY.into()),
+                        error,
+                    });
                     return;
                 }
             },
             Err(_) => return,
         };
         self.roles.leader = Leader::Claiming;
-        let write = LeaseWrite { key: LEADER_KEY.into(), action, condition, return_item: false, kind: WriteKind::Leader };
-        self.ctx.write(write, None, WriteOp::LeaderClaim { counter_after });
+        let write = LeaseWrite {
+            key: LEADER_KEY.into(),
+            action,
+            condition,
+            return_item: false,
+            kind: WriteKind::Leader,
+        };
+        self.ctx
+            .write(write, None, WriteOp::LeaderClaim { counter_after });
     }
 
     pub(super) fn roles_renew(&mut self) {
         self.check_leadership();
         let me = self.ctx.id.clone();
-        if let Leader::Leading { counter, renewing, .. } = &mut self.roles.leader {
+        if let Leader::Leading {
+            counter, renewing, ..
+        } = &mut self.roles.leader
+        {
             if *renewing {
                 return;
             }
@@ -663,12 +818,24 @@ impl<R: Record + Clone> Worker<R> {
             let c = *counter;
             let write = LeaseWrite {
                 key: LEADER_KEY.into(),
-                action: WriteAction::Update(alloc::vec![Update::Set(attr::LEASE_COUNTER, AttributeValue::number(c + 1))]),
-                condition: Condition::And(alloc::vec![Condition::eq_num(attr::LEASE_COUNTER, c), Condition::eq_str(attr::LEASE_OWNER, me.as_str())]),
+                action: WriteAction::Update(alloc::vec![Update::Set(
+                    attr::LEASE_COUNTER,
+                    AttributeValue::number(c + 1)
+                )]),
+                condition: Condition::And(alloc::vec![
+                    Condition::eq_num(attr::LEASE_COUNTER, c),
+                    Condition::eq_str(attr::LEASE_OWNER, me.as_str())
+                ]),
                 return_item: false,
                 kind: WriteKind::Leader,
             };
-            self.ctx.write(write, None, WriteOp::LeaderRenew { counter_after: c + 1 });
+            self.ctx.write(
+                write,
+                None,
+                WriteOp::LeaderRenew {
+                    counter_after: c + 1,
+                },
+            );
         }
     }
 
@@ -679,7 +846,10 @@ impl<R: Record + Clone> Worker<R> {
             return;
         }
         self.ctx.phase = Phase::ShuttingDown;
-        self.ctx.timers.set(TimerKey::Shutdown, self.ctx.now + self.ctx.config.shutdown_timeout);
+        self.ctx.timers.set(
+            TimerKey::Shutdown,
+            self.ctx.now + self.ctx.config.shutdown_timeout,
+        );
         let keys: Vec<LeaseKey> = self.held.keys().cloned().collect();
         for k in &keys {
             if let Some(h) = self.held.get_mut(k) {
@@ -709,7 +879,10 @@ impl<R: Record + Clone> Worker<R> {
                 self.settle(k);
             }
             // One more failover time for the final writes, then stop regardless.
-            self.ctx.timers.set(TimerKey::Shutdown, self.ctx.now + self.ctx.config.failover_time);
+            self.ctx.timers.set(
+                TimerKey::Shutdown,
+                self.ctx.now + self.ctx.config.failover_time,
+            );
         } else {
             for k in &keys {
                 if let Some(h) = self.held.get_mut(k) {
@@ -738,7 +911,10 @@ impl<R: Record + Clone> Worker<R> {
                         Update::Remove(attr::LEASE_OWNER),
                         Update::Set(attr::LEASE_COUNTER, AttributeValue::number(counter + 1)),
                     ]),
-                    condition: Condition::And(alloc::vec![Condition::eq_num(attr::LEASE_COUNTER, counter), Condition::eq_str(attr::LEASE_OWNER, me.as_str())]),
+                    condition: Condition::And(alloc::vec![
+                        Condition::eq_num(attr::LEASE_COUNTER, counter),
+                        Condition::eq_str(attr::LEASE_OWNER, me.as_str())
+                    ]),
                     return_item: false,
                     kind: WriteKind::Leader,
                 };

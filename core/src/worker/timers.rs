@@ -92,9 +92,15 @@ mod tests {
         let mut t = Timers::default();
         t.set(TimerKey::Renew, Instant::from_millis(10));
         t.set(TimerKey::Scan, Instant::from_millis(5));
-        assert_eq!(t.next(), Some((Instant::from_millis(5), TimerReason::ScanLeaseTable)));
+        assert_eq!(
+            t.next(),
+            Some((Instant::from_millis(5), TimerReason::ScanLeaseTable))
+        );
         t.set(TimerKey::Scan, Instant::from_millis(20));
-        assert_eq!(t.next(), Some((Instant::from_millis(10), TimerReason::RenewLeases)));
+        assert_eq!(
+            t.next(),
+            Some((Instant::from_millis(10), TimerReason::RenewLeases))
+        );
         assert_eq!(t.pop_due(Instant::from_millis(15)), [TimerKey::Renew]);
         t.cancel(&TimerKey::Scan);
         assert_eq!(t.next(), None);
