@@ -2,10 +2,10 @@
 //! workers), and the lease-row codec.
 #![allow(missing_docs)]
 
+use core::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 use kcl_core::balance::{plan, PlanLease, PlanWorker};
 use kcl_core::{Lease, LeaseKey, Position, SequenceNumber, WorkerId};
-use core::hint::black_box;
 
 fn view(leases: usize, workers: usize) -> (Vec<PlanLease>, Vec<PlanWorker>) {
     // Half the fleet holds everything (a scale-up from 500 to 1,000 workers), a few leases orphaned.

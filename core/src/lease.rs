@@ -399,7 +399,9 @@ impl Row {
     /// Decodes any row of the table.
     pub fn from_item(item: &Item) -> Result<Self, RowError> {
         match opt_s(item, attr::ENTITY_TYPE)? {
-            None | Some(ENTITY_LEASE) => Lease::from_item(item).map(|l| Self::Lease(alloc::boxed::Box::new(l))),
+            None | Some(ENTITY_LEASE) => {
+                Lease::from_item(item).map(|l| Self::Lease(alloc::boxed::Box::new(l)))
+            }
             Some(ENTITY_WORKER) => {
                 let key = req_s(item, attr::LEASE_KEY)?;
                 let worker = key
@@ -609,7 +611,10 @@ mod tests {
         assert_eq!(lease.hash_range.map(|r| r.end), Some(u128::MAX));
         assert_eq!(lease.extra.len(), 1);
         assert_eq!(lease.to_item(), row);
-        assert_eq!(Row::from_item(&row), Ok(Row::Lease(alloc::boxed::Box::new(lease))));
+        assert_eq!(
+            Row::from_item(&row),
+            Ok(Row::Lease(alloc::boxed::Box::new(lease)))
+        );
     }
 
     #[test]

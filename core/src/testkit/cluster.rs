@@ -472,7 +472,12 @@ impl Cluster {
     }
 
     fn after_handle(&mut self, node: NodeId) {
-        while let Some(cmd) = self.nodes.get_mut(node).and_then(|n| n.worker.as_mut()).and_then(Worker::poll_command) {
+        while let Some(cmd) = self
+            .nodes
+            .get_mut(node)
+            .and_then(|n| n.worker.as_mut())
+            .and_then(Worker::poll_command)
+        {
             self.command(node, cmd);
         }
         let Some(n) = self.nodes.get(node) else {

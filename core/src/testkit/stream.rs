@@ -244,12 +244,7 @@ impl MemStream {
 
     /// GetRecords: records from the iterator, the next iterator (none at the end of a closed
     /// shard), millis behind, and children at the end. Iterators expire after five minutes.
-    pub fn get(
-        &self,
-        iterator: &str,
-        limit: usize,
-        now_ms: u64,
-    ) -> Result<Fetched, Failure> {
+    pub fn get(&self, iterator: &str, limit: usize, now_ms: u64) -> Result<Fetched, Failure> {
         let mut parts = iterator.split('#');
         let (Some(shard), Some(index), Some(issued)) = (parts.next(), parts.next(), parts.next())
         else {
