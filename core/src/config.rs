@@ -137,7 +137,8 @@ impl Config {
 
     /// Renewal period: `D / 3 - epsilon` (3.308 s by default), as the Java KCL.
     pub fn renew_interval(&self) -> Duration {
-        Duration::from_millis(self.failover_time.as_millis() as u64 / 3).saturating_sub(self.epsilon)
+        Duration::from_millis(self.failover_time.as_millis() as u64 / 3)
+            .saturating_sub(self.epsilon)
     }
 
     /// How long after sending its last successful renewal an owner may deliver records.
