@@ -378,7 +378,6 @@ pub fn min_moves(loads: &[usize]) -> usize {
 mod tests {
     use super::*;
     use alloc::format;
-    use alloc::string::String;
     use proptest::prelude::*;
 
     fn lease(i: usize, holder: Option<usize>) -> PlanLease {
@@ -508,8 +507,6 @@ mod tests {
             let assigns = p.moves.len() - handoffs;
             prop_assert_eq!(assigns, unowned);
             // Minimal: no more handoffs than the surplus over the final quotas.
-            let mut with_orphans = owned.clone();
-            with_orphans.push(0);
             let total: usize = leases.len();
             let n = workers.len();
             let mut sorted = owned;
@@ -521,7 +518,6 @@ mod tests {
             let (mn, mx) = (after.iter().min().copied().unwrap_or(0), after.iter().max().copied().unwrap_or(0));
             prop_assert!(mx - mn <= 1, "{:?}", after);
             prop_assert!(plan(&leases, &workers, usize::MAX, false).moves.is_empty(), "steady state moves nothing");
-            let _ = String::new();
         }
     }
 }

@@ -166,16 +166,20 @@ mod tests {
         }
     }
 
+    fn take_as_me(leases: &[TakerLease], config: &Config, now_ms: u64) -> Vec<Take> {
+        take_leases(
+            leases,
+            &WorkerId::from("me"),
+            config,
+            Instant::from_millis(now_ms),
+            &mut Rng::new(1),
+        )
+    }
+
     #[test]
     fn new_unowned_leases_are_all_grabbed_by_the_first_scanner() {
         let leases: Vec<TakerLease> = (0..10).map(|i| lease(i, None, None)).collect();
-        let t = take_leases(
-            &leases,
-            &WorkerId::from("me"),
-            &Config::kcl2(),
-            Instant::from_millis(1000),
-            &mut Rng::new(1),
-        );
+        let t = take_as_me(&leases, &Config::kcl2(), 1000);
         assert_eq!(t.len(), 10, "Java's priority path ignores the target");
     }
 
@@ -188,13 +192,7 @@ mod tests {
         for i in 8..10 {
             leases.push(lease(i, Some("b"), Some(0)));
         }
-        let t = take_leases(
-            &leases,
-            &WorkerId::from("me"),
-            &Config::kcl2(),
-            Instant::from_millis(1000),
-            &mut Rng::new(1),
-        );
+        let t = take_as_me(&leases, &Config::kcl2(), 1000);
         assert_eq!(t.len(), 1);
         assert!(t[0].steal);
         assert_eq!(t[0].from.as_ref().map(WorkerId::as_str), Some("a"));
@@ -213,13 +211,7 @@ mod tests {
             priority_lease_assignment: false,
             ..Config::kcl2()
         };
-        let t = take_leases(
-            &leases,
-            &WorkerId::from("me"),
-            &cfg,
-            Instant::from_millis(20_000),
-            &mut Rng::new(1),
-        );
+        let t = take_as_me(&leases, &cfg, 20_000);
         // Workers: b and me (dead's leases are expired, so dead is not counted): target = ceil(9/2).
         assert_eq!(t.len(), 5);
         assert!(t.iter().all(|t| !t.steal));

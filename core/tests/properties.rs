@@ -218,6 +218,22 @@ fn seeded(seed: u64) -> (usize, usize, Faults, Vec<(u64, Action)>) {
     (workers, shards, faults, schedule)
 }
 
+/// Runs one seed's schedule under both policies; the failures.
+fn failures(seed: u64) -> Vec<(BalancingPolicy, TestCaseError)> {
+    let (workers, shards, faults, schedule) = seeded(seed);
+    [
+        BalancingPolicy::Coordinated,
+        BalancingPolicy::Kcl2Compatible,
+    ]
+    .into_iter()
+    .filter_map(|policy| {
+        chaos(policy, seed, workers, shards, faults, &schedule)
+            .err()
+            .map(|e| (policy, e))
+    })
+    .collect()
+}
+
 /// Seeds that still find bugs (a lease left
 /// unheld after heavy throttling: 17, 43; a child delivered before a parent's SHARD_END after
 /// throttled shard-end writes: 42). Kept out of the swarm until fixed, never forgotten.
@@ -228,14 +244,8 @@ const KNOWN_BUGS: [u64; 3] = [17, 42, 43];
 #[ignore = "reproduces open bugs; see KNOWN_BUGS"]
 fn known_bugs() {
     for seed in KNOWN_BUGS {
-        let (workers, shards, faults, schedule) = seeded(seed);
-        for policy in [
-            BalancingPolicy::Coordinated,
-            BalancingPolicy::Kcl2Compatible,
-        ] {
-            if let Err(e) = chaos(policy, seed, workers, shards, faults, &schedule) {
-                eprintln!("seed {seed}: {e}");
-            }
+        for (policy, e) in failures(seed) {
+            eprintln!("seed {seed} {policy:?}: {e}");
         }
     }
 }
@@ -256,16 +266,10 @@ fn swarm() {
         eprintln!("NOTE: seeds {KNOWN_BUGS:?} reproduce open bugs and are skipped here; `cargo test -p kcl-core --test properties -- --ignored known_bugs` runs them");
     }
     let mut failed = Vec::new();
-    for policy in [
-        BalancingPolicy::Coordinated,
-        BalancingPolicy::Kcl2Compatible,
-    ] {
-        for &seed in &seeds {
-            let (workers, shards, faults, schedule) = seeded(seed);
-            if let Err(e) = chaos(policy, seed, workers, shards, faults, &schedule) {
-                eprintln!("FAILED {e}\n  replay: KCL_SEED={seed} cargo test -p kcl-core --test properties swarm -- --nocapture");
-                failed.push((policy, seed));
-            }
+    for &seed in &seeds {
+        for (policy, e) in failures(seed) {
+            eprintln!("FAILED {e}\n  replay: KCL_SEED={seed} cargo test -p kcl-core --test properties swarm -- --nocapture");
+            failed.push((policy, seed));
         }
     }
     assert!(failed.is_empty(), "failing seeds: {failed:?}");

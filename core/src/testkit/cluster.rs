@@ -381,14 +381,13 @@ impl Cluster {
         self.now = self.now.max(t_ms);
     }
 
-    fn node_event_ok(&mut self, node: NodeId, inc: u64, at: u64, ev: &Ev) -> Option<bool> {
+    fn node_event_ok(&self, node: NodeId, inc: u64, at: u64) -> Option<bool> {
         let n = self.nodes.get(node)?;
         if n.inc != inc || n.worker.is_none() {
             return Some(false);
         }
         if at < n.paused_until {
             // Queued until the pause ends; the event keeps its place relative to others.
-            let _ = ev;
             return None;
         }
         Some(true)
@@ -411,7 +410,7 @@ impl Cluster {
         {
             return self.arrive(node, inc, cmd, lost_answer);
         }
-        match self.node_event_ok(node, inc, at, &ev) {
+        match self.node_event_ok(node, inc, at) {
             Some(true) => {}
             Some(false) => return,
             None => {

@@ -227,6 +227,16 @@ impl<R> Ctx<R> {
         self.out.push_back(Command::Event(e));
     }
 
+    /// A row that does not decode: counted, reported with its key when readable, left alone.
+    pub(crate) fn malformed(&mut self, item: &crate::item::Item, error: crate::lease::RowError) {
+        self.stats.malformed_rows += 1;
+        let key = match item.get(crate::lease::attr::LEASE_KEY) {
+            Some(crate::item::AttributeValue::S(k)) => Some(k.clone()),
+            _ => None,
+        };
+        self.event(Event::MalformedRow { key, error });
+    }
+
     /// Exponential backoff with equal jitter: half fixed, half random.
     pub(crate) fn backoff(&mut self, attempt: u32) -> Duration {
         let base = self.config.backoff_base.as_millis() as u64;

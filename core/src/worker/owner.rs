@@ -546,10 +546,7 @@ impl<R: Record + Clone> Held<R> {
             }
             Err(Failure::ConditionFailed) => match w {
                 // The lease moved on: what the final write meant to do is moot.
-                OwnedWrite::Final {
-                    kind: FinalKind::ShardEnd,
-                }
-                | OwnedWrite::Final { .. } => self.lose(ctx),
+                OwnedWrite::Final { .. } => self.lose(ctx),
                 other => {
                     let expect_counter = self.lease.counter + 1;
                     self.verifying = Some(other);
@@ -642,13 +639,7 @@ impl<R: Record + Clone> Held<R> {
                 self.lease.extra = row.extra;
                 self.detect_handoff(ctx);
             }
-            Err(error) => {
-                ctx.stats.malformed_rows += 1;
-                ctx.event(Event::MalformedRow {
-                    key: Some(self.lease.key.as_str().into()),
-                    error,
-                });
-            }
+            Err(error) => ctx.malformed(item, error),
         }
     }
 

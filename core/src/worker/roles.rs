@@ -141,14 +141,7 @@ impl<R: Record + Clone> Worker<R> {
                     workers.insert(w.worker.clone(), w);
                 }
                 Ok(Row::Leader(_) | Row::Foreign { .. }) => {}
-                Err(error) => {
-                    self.ctx.stats.malformed_rows += 1;
-                    let key = match item.get(attr::LEASE_KEY) {
-                        Some(AttributeValue::S(k)) => Some(k.clone()),
-                        _ => None,
-                    };
-                    self.ctx.event(Event::MalformedRow { key, error });
-                }
+                Err(error) => self.ctx.malformed(item, error),
             }
         }
         self.observer
@@ -516,13 +509,7 @@ impl<R: Record + Clone> Worker<R> {
                             }
                         }
                         Ok(_) => {}
-                        Err(error) => {
-                            self.ctx.stats.malformed_rows += 1;
-                            self.ctx.event(Event::MalformedRow {
-                                key: Some(WorkerRow::key(&self.ctx.id)),
-                                error,
-                            });
-                        }
+                        Err(error) => self.ctx.malformed(&item, error),
                     }
                 }
             }
@@ -585,14 +572,7 @@ impl<R: Record + Clone> Worker<R> {
                 self.held.insert(key.clone(), h);
                 self.settle(&key);
             }
-            Err(error) => {
-                self.ctx.stats.malformed_rows += 1;
-                let key = match item.get(attr::LEASE_KEY) {
-                    Some(AttributeValue::S(k)) => Some(k.clone()),
-                    _ => None,
-                };
-                self.ctx.event(Event::MalformedRow { key, error });
-            }
+            Err(error) => self.ctx.malformed(&item, error),
         }
     }
 
@@ -782,11 +762,7 @@ impl<R: Record + Clone> Worker<R> {
                 }
                 Ok(_) => return,
                 Err(error) => {
-                    self.ctx.stats.malformed_rows += 1;
-                    self.ctx.event(Event::MalformedRow {
-                        key: Some(LEADER_KEY.into()),
-                        error,
-                    });
+                    self.ctx.malformed(&item, error);
                     return;
                 }
             },
