@@ -2,8 +2,8 @@
 //! cluster: exclusivity (with clock drift inside the bound), checkpoint monotonicity and
 //! fencing, no loss, parent before child, and convergence after faults stop.
 //!
-//! A failure prints the seed; proptest also stores the failing case in
-//! `core/tests/properties.proptest-regressions` and replays it first on the next run.
+//! A swarm failure prints its seed and the command that replays it (`KCL_SEED=N`); a proptest
+//! failure prints the shrunk case, and `PROPTEST_RNG_SEED=N` explores other generator seeds.
 
 use kcl_core::balance::min_moves;
 use kcl_core::testkit::{Cluster, ClusterConfig, Faults};
@@ -110,6 +110,7 @@ fn chaos(
     }
     // Liveness phase: every node back up, clocks true, no more faults.
     c.run_until(t + 30_000);
+    c.set_faults(Faults::default());
     for n in 0..c.nodes() {
         if c.worker(n).is_none_or(|w| w.is_stopped()) {
             c.restart(n);
@@ -160,10 +161,9 @@ fn faults() -> impl Strategy<Value = Faults> {
 
 proptest! {
     // A fixed generator seed keeps CI reproducible; PROPTEST_RNG_SEED explores others.
-    #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, rng_seed: proptest::test_runner::RngSeed::Fixed(std::env::var("PROPTEST_RNG_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7)), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, rng_seed: proptest::test_runner::RngSeed::Fixed(std::env::var("PROPTEST_RNG_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7)), ..ProptestConfig::default() })]
 
     #[test]
-    #[ignore = "finds the open bugs of KNOWN_BUGS under throttling; run with --ignored"]
     fn coordinated_is_safe_and_live_under_chaos(
         seed in any::<u64>(),
         workers in 1usize..6,
@@ -175,7 +175,6 @@ proptest! {
     }
 
     #[test]
-    #[ignore = "finds the open bugs of KNOWN_BUGS under throttling; run with --ignored"]
     fn kcl2_is_safe_and_live_under_chaos(
         seed in any::<u64>(),
         workers in 1usize..6,
@@ -234,22 +233,6 @@ fn failures(seed: u64) -> Vec<(BalancingPolicy, TestCaseError)> {
     .collect()
 }
 
-/// Seeds that still find bugs (a lease left
-/// unheld after heavy throttling: 17, 43; a child delivered before a parent's SHARD_END after
-/// throttled shard-end writes: 42). Kept out of the swarm until fixed, never forgotten.
-const KNOWN_BUGS: [u64; 3] = [17, 42, 43];
-
-/// The open bugs, each with its seed.
-#[test]
-#[ignore = "reproduces open bugs; see KNOWN_BUGS"]
-fn known_bugs() {
-    for seed in KNOWN_BUGS {
-        for (policy, e) in failures(seed) {
-            eprintln!("seed {seed} {policy:?}: {e}");
-        }
-    }
-}
-
 /// Many seeds per policy; `KCL_SEED=N` replays one, `KCL_SEEDS=K` widens the swarm.
 #[test]
 fn swarm() {
@@ -259,12 +242,8 @@ fn swarm() {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(64))
-            .filter(|s| !KNOWN_BUGS.contains(s))
             .collect(),
     };
-    if std::env::var("KCL_SEED").is_err() {
-        eprintln!("NOTE: seeds {KNOWN_BUGS:?} reproduce open bugs and are skipped here; `cargo test -p kcl-core --test properties -- --ignored known_bugs` runs them");
-    }
     let mut failed = Vec::new();
     for &seed in &seeds {
         for (policy, e) in failures(seed) {

@@ -334,6 +334,11 @@ impl Cluster {
         }
     }
 
+    /// Changes the service faults from now on (to end a fault phase, say).
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.cfg.faults = faults;
+    }
+
     /// Sets a node's clock rate (1.0 is true time).
     pub fn drift(&mut self, node: NodeId, rate: f64) {
         let now = self.now;

@@ -110,6 +110,7 @@ pub(crate) struct Held<R> {
     write_attempts: u32,
     retry_at: Instant,
     verifying: Option<OwnedWrite>,
+    verify_read_due: bool,
     pub(crate) renew_due: bool,
     stage: Stage,
     proc: Proc,
@@ -161,6 +162,7 @@ impl<R: Record + Clone> Held<R> {
             write_attempts: 0,
             retry_at: ctx.now,
             verifying: None,
+            verify_read_due: false,
             renew_due: false,
             stage: Stage::Parents {
                 reading: 0,
@@ -387,6 +389,15 @@ impl<R: Record + Clone> Held<R> {
     }
 
     fn next_write(&mut self, ctx: &mut Ctx<R>) {
+        if self.verify_read_due {
+            if ctx.now < self.retry_at {
+                ctx.timers
+                    .set(TimerKey::Retry(self.key().clone()), self.retry_at);
+            } else {
+                self.send_verify_read(ctx);
+            }
+            return;
+        }
         if self.write.is_some() || self.verifying.is_some() {
             return;
         }
@@ -547,17 +558,12 @@ impl<R: Record + Clone> Held<R> {
             Err(Failure::ConditionFailed) => match w {
                 // The lease moved on: what the final write meant to do is moot.
                 OwnedWrite::Final { .. } => self.lose(ctx),
+                // Only one of this worker's own writes of unknown outcome can explain a lost
+                // race on a lease it holds; without one, the lease is gone.
+                _ if self.unknown_since.is_none() => self.lose(ctx),
                 other => {
-                    let expect_counter = self.lease.counter + 1;
                     self.verifying = Some(other);
-                    ctx.read(
-                        self.lease.key.as_str(),
-                        Pending::ReadOwn {
-                            shard: self.lease.key.clone(),
-                            token: self.token,
-                            expect_counter,
-                        },
-                    );
+                    self.send_verify_read(ctx);
                 }
             },
             Err(f) => {
@@ -588,6 +594,18 @@ impl<R: Record + Clone> Held<R> {
         }
     }
 
+    fn send_verify_read(&mut self, ctx: &mut Ctx<R>) {
+        self.verify_read_due = false;
+        ctx.read(
+            self.lease.key.as_str(),
+            Pending::ReadOwn {
+                shard: self.lease.key.clone(),
+                token: self.token,
+                expect_counter: self.lease.counter + 1,
+            },
+        );
+    }
+
     /// The answer to the read that follows a lost conditional write.
     pub(crate) fn verified(
         &mut self,
@@ -598,6 +616,15 @@ impl<R: Record + Clone> Held<R> {
         let Some(op) = self.verifying.take() else {
             return;
         };
+        if result.is_err() {
+            // The read failed: ask again while the window (or the unknown write) allows.
+            self.verifying = Some(op);
+            self.verify_read_due = true;
+            self.write_attempts += 1;
+            let delay = ctx.backoff(self.write_attempts);
+            self.retry_at = ctx.now + delay;
+            return;
+        }
         let row = match result {
             Ok(Some(item)) => Lease::from_item(&item).ok(),
             _ => None,
@@ -1046,16 +1073,24 @@ impl<R: Record + Clone> Held<R> {
 
     // ---- shard end ---------------------------------------------------------------------
 
+    /// Creates the leases of the children split off this shard. A merged child is left to shard
+    /// sync, which creates it once every parent's lease exists: created now, before the other
+    /// parent's lease, its owner would take that missing parent for finished.
     fn create_children(&mut self, ctx: &mut Ctx<R>) {
-        if self.children.is_empty() {
+        let own: Vec<&ChildShard> = self
+            .children
+            .iter()
+            .filter(|c| c.parents.iter().all(|p| p == &self.lease.key))
+            .collect();
+        if own.is_empty() {
             self.stage = Stage::EndingProcessor;
             return;
         }
         self.stage = Stage::EndingChildren {
-            outstanding: self.children.len(),
+            outstanding: own.len(),
             failed: false,
         };
-        for child in &self.children {
+        for child in own {
             let mut lease = Lease::new(child.shard_id.clone(), Position::TrimHorizon);
             lease.parent_shard_ids = child.parents.clone();
             lease.parent_shard_ids.sort_unstable();

@@ -146,6 +146,17 @@ impl<R: Record + Clone> Worker<R> {
         }
         self.observer
             .retain(|k| k == LEADER_KEY || keys.contains(k));
+        // A lease finished since the last scan may free a merged child: sync now, not in a minute.
+        if table.values().any(|l| {
+            l.is_finished()
+                && self
+                    .roles
+                    .table
+                    .get(&l.key)
+                    .is_none_or(|old| !old.is_finished())
+        }) {
+            self.roles.sync_due = true;
+        }
         self.roles.table = table;
         self.roles.workers = workers;
         if self.ctx.phase != Phase::Running {
@@ -356,10 +367,14 @@ impl<R: Record + Clone> Worker<R> {
                     .filter(|c| c.parent_shard_ids.contains(&l.key))
                     .map(|c| &c.key),
             );
+            // A child is deleted only after its parents are, so while this parent exists an
+            // absent child is one not created yet (a merge child waits for shard sync).
             let started = !children.is_empty()
-                && children.iter().all(|c| match self.roles.table.get(*c) {
-                    Some(child) => !child.checkpoint.is_initial(),
-                    None => l.child_shard_ids.contains(c),
+                && children.iter().all(|c| {
+                    self.roles
+                        .table
+                        .get(*c)
+                        .is_some_and(|child| !child.checkpoint.is_initial())
                 });
             if started {
                 deletes.push((l.key.clone(), l.counter));
