@@ -14,6 +14,7 @@
 //! A balanced worker keeps all its leases, and a plan applied to its own result is empty, so
 //! leases never move back and forth in steady state.
 
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use crate::lease::{LeaseKey, WorkerId};
@@ -44,26 +45,27 @@ pub struct PlanWorker {
     pub leaving: bool,
 }
 
-/// One decision of the planner.
+/// One decision of the planner. Leases and workers are named by their position in the slices
+/// given to [`plan`], so a plan costs no clones of keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Move {
     /// Give an unowned or expired lease to a worker (conditional on the counter seen).
     Assign {
-        /// The lease.
-        lease: LeaseKey,
-        /// The new owner.
-        to: WorkerId,
+        /// The lease (index into `leases`).
+        lease: usize,
+        /// The new owner (index into `workers`).
+        to: usize,
         /// The counter the write is conditional on.
         expect_counter: u64,
     },
     /// Ask an owner to hand a live lease over.
     Handoff {
-        /// The lease.
-        lease: LeaseKey,
-        /// The current owner.
-        from: WorkerId,
-        /// The new owner.
-        to: WorkerId,
+        /// The lease (index into `leases`).
+        lease: usize,
+        /// The current owner (index into `workers`).
+        from: usize,
+        /// The new owner (index into `workers`).
+        to: usize,
     },
 }
 
@@ -78,14 +80,17 @@ pub struct Plan {
     pub spillover: usize,
 }
 
-/// Plans one round. `workers` may be in any order; ties are broken by worker id and lease key,
-/// so the plan is a pure function of its inputs.
+/// Plans one round. `workers` may be in any order; `leases` should come in key order (as a scan
+/// returns them): ties are broken by worker id and by position in `leases`, so the plan is a pure
+/// function of its inputs.
 pub fn plan(leases: &[PlanLease], workers: &[PlanWorker], budget: usize, weighted: bool) -> Plan {
-    let mut ws: Vec<&PlanWorker> = workers.iter().collect();
-    ws.sort_by(|a, b| a.id.cmp(&b.id));
-    ws.dedup_by(|a, b| a.id == b.id);
+    // Workers sorted by id; `wpos` maps back to positions in `workers` for the moves.
+    let mut wpos: Vec<usize> = (0..workers.len()).collect();
+    wpos.sort_by(|&a, &b| workers[a].id.cmp(&workers[b].id));
+    wpos.dedup_by(|a, b| workers[*a].id == workers[*b].id);
+    let ws: Vec<&PlanWorker> = wpos.iter().map(|&i| &workers[i]).collect();
     let active: Vec<usize> = (0..ws.len()).filter(|&i| !ws[i].leaving).collect();
-    let index_of = |id: &WorkerId| ws.binary_search_by(|w| w.id.cmp(id)).ok();
+    let ids = IdIndex::new(&ws);
 
     // Leases held by workers the planner does not know are pinned: never counted, never moved.
     let mut held: Vec<Vec<usize>> = alloc::vec![Vec::new(); ws.len()];
@@ -94,7 +99,7 @@ pub fn plan(leases: &[PlanLease], workers: &[PlanWorker], budget: usize, weighte
     for (li, l) in leases.iter().enumerate() {
         match &l.holder {
             Some(h) => {
-                if let Some(wi) = index_of(h) {
+                if let Some(wi) = ids.get(h) {
                     held[wi].push(li);
                     total += 1;
                 }
@@ -112,7 +117,7 @@ pub fn plan(leases: &[PlanLease], workers: &[PlanWorker], budget: usize, weighte
         };
     }
     if weighted {
-        return plan_weighted(leases, &ws, &active, held, unassigned, budget);
+        return plan_weighted(leases, &ws, &wpos, &active, held, unassigned, budget);
     }
 
     // Quotas: floor or ceil of the mean; the ceils go to the heaviest workers, so the fewest
@@ -158,17 +163,15 @@ pub fn plan(leases: &[PlanLease], workers: &[PlanWorker], budget: usize, weighte
     for wi in 0..ws.len() {
         let q = if ws[wi].leaving { 0 } else { quota[wi] };
         if held[wi].len() > q {
-            let mut mine: Vec<usize> = held[wi]
+            // Last keys first: `held` is in input (key) order.
+            let movable = held[wi]
                 .iter()
+                .rev()
                 .copied()
-                .filter(|&li| !leases[li].in_handoff)
-                .collect();
-            mine.sort_by(|&a, &b| leases[b].key.cmp(&leases[a].key));
-            let give = (held[wi].len() - q).min(mine.len());
-            surplus.extend(mine.into_iter().take(give).map(|li| (li, wi)));
+                .filter(|&li| !leases[li].in_handoff);
+            surplus.extend(movable.take(held[wi].len() - q).map(|li| (li, wi)));
         }
     }
-    unassigned.sort_by(|&a, &b| leases[a].key.cmp(&leases[b].key));
 
     // Receivers, least loaded first, filled round-robin-by-deficit.
     let mut load: Vec<usize> = held.iter().map(Vec::len).collect();
@@ -179,24 +182,22 @@ pub fn plan(leases: &[PlanLease], workers: &[PlanWorker], budget: usize, weighte
         .filter(|&wi| load[wi] < quota[wi])
         .collect();
     receivers.sort_by(|&a, &b| load[a].cmp(&load[b]).then_with(|| ws[a].id.cmp(&ws[b].id)));
-    let mut r = 0usize;
+    // Round robin over workers below quota; a worker leaves the ring once it reaches it.
+    let mut ring: VecDeque<usize> = receivers.into();
     let mut next_receiver = |load: &mut Vec<usize>| -> Option<usize> {
-        for _ in 0..receivers.len() {
-            let wi = receivers[r % receivers.len()];
-            r += 1;
-            if load[wi] < quota[wi] {
-                load[wi] += 1;
-                return Some(wi);
-            }
+        let wi = ring.pop_front()?;
+        load[wi] += 1;
+        if load[wi] < quota[wi] {
+            ring.push_back(wi);
         }
-        None
+        Some(wi)
     };
     let mut unplaced = 0usize;
     for li in unassigned {
         match next_receiver(&mut load) {
             Some(wi) => moves.push(Move::Assign {
-                lease: leases[li].key.clone(),
-                to: ws[wi].id.clone(),
+                lease: li,
+                to: wpos[wi],
                 expect_counter: leases[li].counter,
             }),
             None => unplaced += 1,
@@ -213,9 +214,9 @@ pub fn plan(leases: &[PlanLease], workers: &[PlanWorker], budget: usize, weighte
             Some(wi) => {
                 handoffs += 1;
                 moves.push(Move::Handoff {
-                    lease: leases[li].key.clone(),
-                    from: ws[donor].id.clone(),
-                    to: ws[wi].id.clone(),
+                    lease: li,
+                    from: wpos[donor],
+                    to: wpos[wi],
                 });
             }
             None => break,
@@ -231,6 +232,7 @@ pub fn plan(leases: &[PlanLease], workers: &[PlanWorker], budget: usize, weighte
 fn plan_weighted(
     leases: &[PlanLease],
     ws: &[&PlanWorker],
+    wpos: &[usize],
     active: &[usize],
     mut held: Vec<Vec<usize>>,
     mut unassigned: Vec<usize>,
@@ -273,8 +275,8 @@ fn plan_weighted(
                 weight[wi] += w(li);
                 held[wi].push(li);
                 moves.push(Move::Assign {
-                    lease: leases[li].key.clone(),
-                    to: ws[wi].id.clone(),
+                    lease: li,
+                    to: wpos[wi],
                     expect_counter: leases[li].counter,
                 });
             }
@@ -301,9 +303,9 @@ fn plan_weighted(
                 held[to].push(li);
                 handoffs += 1;
                 moves.push(Move::Handoff {
-                    lease: leases[li].key.clone(),
-                    from: ws[wi].id.clone(),
-                    to: ws[to].id.clone(),
+                    lease: li,
+                    from: wpos[wi],
+                    to: wpos[to],
                 });
             }
         }
@@ -344,15 +346,62 @@ fn plan_weighted(
         weight[light] += w(li);
         handoffs += 1;
         moves.push(Move::Handoff {
-            lease: leases[li].key.clone(),
-            from: ws[heavy].id.clone(),
-            to: ws[light].id.clone(),
+            lease: li,
+            from: wpos[heavy],
+            to: wpos[light],
         });
     }
     Plan {
         moves,
         deferred,
         spillover,
+    }
+}
+
+/// Worker ids to their position in the sorted worker list: open addressing on an FNV-1a hash.
+/// Only looked up, never iterated, so no order can leak from it.
+struct IdIndex<'a> {
+    slots: Vec<u32>,
+    workers: &'a [&'a PlanWorker],
+}
+
+impl<'a> IdIndex<'a> {
+    const EMPTY: u32 = u32::MAX;
+
+    fn hash(id: &str) -> usize {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in id.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        h as usize
+    }
+
+    fn new(workers: &'a [&'a PlanWorker]) -> Self {
+        let size = (workers.len() * 2).next_power_of_two().max(2);
+        let mut slots = alloc::vec![Self::EMPTY; size];
+        for (i, w) in workers.iter().enumerate() {
+            let mut s = Self::hash(w.id.as_str()) & (size - 1);
+            while slots[s] != Self::EMPTY {
+                s = (s + 1) & (size - 1);
+            }
+            slots[s] = i as u32;
+        }
+        Self { slots, workers }
+    }
+
+    fn get(&self, id: &WorkerId) -> Option<usize> {
+        let mask = self.slots.len() - 1;
+        let mut s = Self::hash(id.as_str()) & mask;
+        loop {
+            let i = self.slots[s];
+            if i == Self::EMPTY {
+                return None;
+            }
+            if self.workers[i as usize].id == *id {
+                return Some(i as usize);
+            }
+            s = (s + 1) & mask;
+        }
     }
 }
 
@@ -397,15 +446,11 @@ mod tests {
         }
     }
 
-    /// Applies a plan and returns the leases per worker.
-    fn apply(leases: &mut [PlanLease], plan: &Plan) {
+    /// Applies a plan.
+    fn apply(leases: &mut [PlanLease], workers: &[PlanWorker], plan: &Plan) {
         for m in &plan.moves {
-            let (key, to) = match m {
-                Move::Assign { lease, to, .. } | Move::Handoff { lease, to, .. } => (lease, to),
-            };
-            if let Some(l) = leases.iter_mut().find(|l| &l.key == key) {
-                l.holder = Some(to.clone());
-            }
+            let (Move::Assign { lease, to, .. } | Move::Handoff { lease, to, .. }) = *m;
+            leases[lease].holder = Some(workers[to].id.clone());
         }
     }
 
@@ -429,7 +474,7 @@ mod tests {
         let p = plan(&leases, &workers, usize::MAX, false);
         assert_eq!(p.moves.len(), min_moves(&before));
         assert_eq!(p.moves.len(), 20);
-        apply(&mut leases, &p);
+        apply(&mut leases, &workers, &p);
         let after = loads(&leases, &workers);
         assert!(after.iter().all(|&l| l == 4), "{after:?}");
         assert!(plan(&leases, &workers, usize::MAX, false).moves.is_empty());
@@ -441,7 +486,7 @@ mod tests {
         let leases: Vec<PlanLease> = (0..10).map(|i| lease(i, None)).collect();
         let p = plan(&leases, &workers, 0, false);
         let mut l2 = leases;
-        apply(&mut l2, &p);
+        apply(&mut l2, &workers, &p);
         let mut after = loads(&l2, &workers);
         after.sort_unstable();
         assert_eq!(after, [2, 2, 3, 3]);
@@ -455,7 +500,7 @@ mod tests {
         workers[2].max_leases = 2;
         let mut leases: Vec<PlanLease> = (0..6).map(|i| lease(i, Some(0))).collect();
         let p = plan(&leases, &workers, usize::MAX, false);
-        apply(&mut leases, &p);
+        apply(&mut leases, &workers, &p);
         assert_eq!(loads(&leases, &workers), [2, 2, 2]);
         assert_eq!(p.spillover, 2);
     }
@@ -476,7 +521,7 @@ mod tests {
         leases[0].weight = 100.0;
         leases[1].weight = 100.0;
         let p = plan(&leases, &workers, usize::MAX, true);
-        apply(&mut leases, &p);
+        apply(&mut leases, &workers, &p);
         let w0: f64 = leases
             .iter()
             .filter(|l| l.holder == Some(workers[0].id.clone()))
@@ -513,7 +558,7 @@ mod tests {
             sorted.sort_unstable_by(|a, b| b.cmp(a));
             let surplus: usize = sorted.iter().enumerate().map(|(r, &l)| l.saturating_sub(total / n + usize::from(r < total % n))).sum();
             prop_assert_eq!(handoffs, surplus);
-            apply(&mut leases, &p);
+            apply(&mut leases, &workers, &p);
             let after = loads(&leases, &workers);
             let (mn, mx) = (after.iter().min().copied().unwrap_or(0), after.iter().max().copied().unwrap_or(0));
             prop_assert!(mx - mn <= 1, "{:?}", after);

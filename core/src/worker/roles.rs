@@ -304,6 +304,7 @@ impl<R: Record + Clone> Worker<R> {
                     to,
                     expect_counter,
                 } => {
+                    let (lease, to) = (leases[lease].key.clone(), workers[to].id.clone());
                     if !self.roles.leader_busy.insert(lease.clone()) {
                         continue;
                     }
@@ -325,6 +326,11 @@ impl<R: Record + Clone> Worker<R> {
                     self.ctx.write(write, None, WriteOp::Assign { to });
                 }
                 Move::Handoff { lease, from, to } => {
+                    let (lease, from, to) = (
+                        leases[lease].key.clone(),
+                        &workers[from].id,
+                        workers[to].id.clone(),
+                    );
                     if !self.roles.leader_busy.insert(lease.clone()) {
                         continue;
                     }
