@@ -14,8 +14,9 @@
 //! A balanced worker keeps all its leases, and a plan applied to its own result is empty, so
 //! leases never move back and forth in steady state.
 
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeSet, VecDeque};
 use alloc::vec::Vec;
+use core::cmp::Reverse;
 
 use crate::lease::{LeaseKey, WorkerId};
 
@@ -239,41 +240,68 @@ fn plan_weighted(
     budget: usize,
 ) -> Plan {
     let cap = |wi: usize| usize::try_from(ws[wi].max_leases).unwrap_or(usize::MAX);
+    // Weights in thousandths of a KB/s: exact sums and a total order for the ordered sets.
     let w = |li: usize| {
-        if leases[li].weight.is_finite() && leases[li].weight > 0.0 {
-            leases[li].weight
+        let x = leases[li].weight;
+        if x.is_finite() && x > 0.0 {
+            (x * 1000.0).min(u64::MAX as f64) as u64
         } else {
-            0.0
+            0
         }
     };
-    let mut weight: Vec<f64> = held
+    let mut weight: Vec<u64> = held
         .iter()
-        .map(|ls| ls.iter().map(|&li| w(li)).sum())
+        .map(|ls| ls.iter().map(|&li| w(li)).fold(0, u64::saturating_add))
         .collect();
+    let is_active: Vec<bool> = (0..ws.len()).map(|wi| !ws[wi].leaving).collect();
+    // Lightest first: (weight, leases held, id order); only active workers with room.
+    let mut light: BTreeSet<(u64, usize, usize)> = active
+        .iter()
+        .filter(|&&wi| held[wi].len() < cap(wi))
+        .map(|&wi| (weight[wi], held[wi].len(), wi))
+        .collect();
+    // Heaviest last: (weight, reversed id order) so ties go to the first id.
+    let mut heavy: BTreeSet<(u64, Reverse<usize>)> =
+        active.iter().map(|&wi| (weight[wi], Reverse(wi))).collect();
     let mut moves = Vec::new();
-    let lightest = |weight: &[f64], held: &[Vec<usize>], except: Option<usize>| -> Option<usize> {
-        active
-            .iter()
-            .copied()
-            .filter(|&wi| Some(wi) != except && held[wi].len() < cap(wi))
-            .min_by(|&a, &b| {
-                weight[a]
-                    .total_cmp(&weight[b])
-                    .then(held[a].len().cmp(&held[b].len()))
-                    .then_with(|| ws[a].id.cmp(&ws[b].id))
-            })
-    };
+    // (lightest, second lightest, heaviest), refreshed after every shift.
+    let mut ends = (
+        light.iter().next().map(|k| k.2),
+        light.iter().nth(1).map(|k| k.2),
+        heavy.iter().next_back().map(|k| k.1 .0),
+    );
+    let mut shift =
+        |weight: &mut Vec<u64>, held: &mut Vec<Vec<usize>>, wi: usize, li: usize, add: bool| {
+            if is_active[wi] {
+                light.remove(&(weight[wi], held[wi].len(), wi));
+                heavy.remove(&(weight[wi], Reverse(wi)));
+            }
+            if add {
+                weight[wi] = weight[wi].saturating_add(w(li));
+                held[wi].push(li);
+            } else {
+                weight[wi] = weight[wi].saturating_sub(w(li));
+                held[wi].retain(|&x| x != li);
+            }
+            if is_active[wi] {
+                if held[wi].len() < cap(wi) {
+                    light.insert((weight[wi], held[wi].len(), wi));
+                }
+                heavy.insert((weight[wi], Reverse(wi)));
+            }
+            (
+                light.iter().next().map(|k| k.2),
+                light.iter().nth(1).map(|k| k.2),
+                heavy.iter().next_back().map(|k| k.1 .0),
+            )
+        };
     // Heaviest unassigned first onto the lightest worker (longest-processing-time rule).
-    unassigned.sort_by(|&a, &b| {
-        w(b).total_cmp(&w(a))
-            .then_with(|| leases[a].key.cmp(&leases[b].key))
-    });
+    unassigned.sort_by(|&a, &b| w(b).cmp(&w(a)).then(a.cmp(&b)));
     let mut spillover = 0;
     for li in unassigned {
-        match lightest(&weight, &held, None) {
+        match ends.0 {
             Some(wi) => {
-                weight[wi] += w(li);
-                held[wi].push(li);
+                ends = shift(&mut weight, &mut held, wi, li, true);
                 moves.push(Move::Assign {
                     lease: li,
                     to: wpos[wi],
@@ -287,10 +315,10 @@ fn plan_weighted(
     let mut handoffs = 0;
     let mut deferred = 0;
     for wi in 0..ws.len() {
-        if !ws[wi].leaving {
+        if is_active[wi] {
             continue;
         }
-        for li in core::mem::take(&mut held[wi]) {
+        for li in held[wi].clone() {
             if leases[li].in_handoff {
                 continue;
             }
@@ -298,57 +326,44 @@ fn plan_weighted(
                 deferred += 1;
                 continue;
             }
-            if let Some(to) = lightest(&weight, &held, None) {
-                weight[to] += w(li);
-                held[to].push(li);
-                handoffs += 1;
-                moves.push(Move::Handoff {
-                    lease: li,
-                    from: wpos[wi],
-                    to: wpos[to],
-                });
-            }
+            let Some(to) = ends.0 else { break };
+            shift(&mut weight, &mut held, wi, li, false);
+            ends = shift(&mut weight, &mut held, to, li, true);
+            handoffs += 1;
+            moves.push(Move::Handoff {
+                lease: li,
+                from: wpos[wi],
+                to: wpos[to],
+            });
         }
     }
     // Then move the lease that best narrows the spread, while one exists.
-    let limit = leases.len().saturating_mul(2);
-    for _ in 0..limit {
-        let Some(&heavy) = active.iter().max_by(|&&a, &&b| {
-            weight[a]
-                .total_cmp(&weight[b])
-                .then_with(|| ws[b].id.cmp(&ws[a].id))
-        }) else {
-            break;
+    while let (Some(first), second, Some(heaviest)) = ends {
+        let light_wi = if first == heaviest {
+            second
+        } else {
+            Some(first)
         };
-        let Some(light) = lightest(&weight, &held, Some(heavy)) else {
-            break;
-        };
-        let gap = weight[heavy] - weight[light];
+        let Some(lw) = light_wi else { break };
+        let gap = weight[heaviest].saturating_sub(weight[lw]);
         // Moving weight x leaves the pair at (h - x, l + x): strictly better when 0 < x < gap.
-        let best = held[heavy]
+        let best = held[heaviest]
             .iter()
             .copied()
-            .filter(|&li| !leases[li].in_handoff && w(li) > 0.0 && w(li) < gap)
-            .min_by(|&a, &b| {
-                (gap / 2.0 - w(a))
-                    .abs()
-                    .total_cmp(&(gap / 2.0 - w(b)).abs())
-                    .then_with(|| leases[a].key.cmp(&leases[b].key))
-            });
+            .filter(|&li| !leases[li].in_handoff && w(li) > 0 && w(li) < gap)
+            .min_by_key(|&li| ((gap / 2).abs_diff(w(li)), li));
         let Some(li) = best else { break };
         if handoffs >= budget {
             deferred += 1;
             break;
         }
-        held[heavy].retain(|&x| x != li);
-        weight[heavy] -= w(li);
-        held[light].push(li);
-        weight[light] += w(li);
+        shift(&mut weight, &mut held, heaviest, li, false);
+        ends = shift(&mut weight, &mut held, lw, li, true);
         handoffs += 1;
         moves.push(Move::Handoff {
             lease: li,
-            from: wpos[heavy],
-            to: wpos[light],
+            from: wpos[heaviest],
+            to: wpos[lw],
         });
     }
     Plan {
@@ -563,6 +578,30 @@ mod tests {
             let (mn, mx) = (after.iter().min().copied().unwrap_or(0), after.iter().max().copied().unwrap_or(0));
             prop_assert!(mx - mn <= 1, "{:?}", after);
             prop_assert!(plan(&leases, &workers, usize::MAX, false).moves.is_empty(), "steady state moves nothing");
+        }
+
+        #[test]
+        fn weighted_plans_narrow_to_one_lease_and_then_stay(
+            n_workers in 1usize..8,
+            spec in proptest::collection::vec((proptest::option::of(0usize..8), 1u32..100), 0..40),
+        ) {
+            let workers: Vec<PlanWorker> = (0..n_workers).map(worker).collect();
+            let mut leases: Vec<PlanLease> = spec
+                .iter()
+                .enumerate()
+                .map(|(i, (h, wt))| PlanLease { weight: f64::from(*wt), ..lease(i, h.map(|h| h % n_workers)) })
+                .collect();
+            let p = plan(&leases, &workers, usize::MAX, true);
+            apply(&mut leases, &workers, &p);
+            let sums: Vec<f64> = workers
+                .iter()
+                .map(|w| leases.iter().filter(|l| l.holder.as_ref() == Some(&w.id)).map(|l| l.weight).sum())
+                .collect();
+            let spread = sums.iter().cloned().fold(f64::MIN, f64::max) - sums.iter().cloned().fold(f64::MAX, f64::min);
+            let heaviest = leases.iter().map(|l| l.weight).fold(0.0, f64::max);
+            prop_assert!(leases.iter().all(|l| l.holder.is_some()));
+            prop_assert!(spread <= heaviest + 1e-9, "spread {} heaviest {}", spread, heaviest);
+            prop_assert!(plan(&leases, &workers, usize::MAX, true).moves.is_empty(), "steady state moves nothing");
         }
     }
 }
