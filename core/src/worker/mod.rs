@@ -282,7 +282,8 @@ impl<R> Ctx<R> {
 /// taker ([`crate::taker`]).
 pub struct Worker<R> {
     pub(crate) ctx: Ctx<R>,
-    pub(crate) held: BTreeMap<LeaseKey, Held<R>>,
+    /// Held leases, boxed: a `Held` is large and B-tree nodes are often half empty.
+    pub(crate) held: BTreeMap<LeaseKey, alloc::boxed::Box<Held<R>>>,
     pub(crate) roles: Roles,
     pub(crate) observer: Observer,
 }

@@ -15,10 +15,95 @@ use crate::lease::{
     attr, Lease, LeaseKey, Row, WorkerId, WorkerRow, ENTITY_LEADER, ENTITY_WORKER, LEADER_KEY,
 };
 use crate::observe::Seen;
+use crate::sequence::Position;
 use crate::sync;
 use crate::taker::{self, TakerLease};
 use crate::time::Instant;
 use crate::write::{Condition, LeaseWrite, Update, WriteAction, WriteKind};
+
+/// What a scan keeps of a lease: only what taking, planning, sync and cleanup read, with the
+/// expiry observation folded in and owner ids shared between rows (about a third of a
+/// [`Lease`]).
+#[derive(Clone, Debug)]
+pub(crate) struct TableLease {
+    owner: Option<WorkerId>,
+    checkpoint_owner: Option<WorkerId>,
+    counter: u64,
+    seen: Seen,
+    progress: Progress,
+    throughput_kbps: Option<f32>,
+    parents: Vec<LeaseKey>,
+    children: Vec<LeaseKey>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Progress {
+    /// Still at its initial position.
+    NotStarted,
+    /// Checkpointed at a record.
+    Started,
+    /// At `SHARD_END`.
+    Finished,
+}
+
+impl TableLease {
+    fn is_finished(&self) -> bool {
+        self.progress == Progress::Finished
+    }
+}
+
+/// The leases of the last scan, sorted by key: a scan replaces it whole, so a sorted vector
+/// serves lookups at the memory cost of the entries alone (a B-tree built in key order leaves
+/// its nodes half empty).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LeaseTable {
+    entries: Vec<(LeaseKey, TableLease)>,
+}
+
+impl LeaseTable {
+    fn new(mut entries: Vec<(LeaseKey, TableLease)>) -> Self {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|a, b| a.0 == b.0);
+        entries.shrink_to_fit();
+        Self { entries }
+    }
+
+    fn position(&self, key: &LeaseKey) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(k, _)| k.cmp(key))
+    }
+
+    fn get(&self, key: &LeaseKey) -> Option<&TableLease> {
+        self.position(key).ok().map(|i| &self.entries[i].1)
+    }
+
+    fn contains_key(&self, key: &LeaseKey) -> bool {
+        self.position(key).is_ok()
+    }
+
+    fn remove(&mut self, key: &LeaseKey) {
+        if let Ok(i) = self.position(key) {
+            self.entries.remove(i);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&LeaseKey, &TableLease)> {
+        self.entries.iter().map(|(k, l)| (k, l))
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &LeaseKey> {
+        self.entries.iter().map(|(k, _)| k)
+    }
+}
+
+/// One shared `WorkerId` per distinct owner string seen in a scan.
+fn intern(ids: &mut BTreeSet<WorkerId>, id: Option<WorkerId>) -> Option<WorkerId> {
+    let id = id?;
+    if let Some(shared) = ids.get(id.as_str()) {
+        return Some(shared.clone());
+    }
+    ids.insert(id.clone());
+    Some(id)
+}
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Leader {
@@ -49,7 +134,7 @@ pub(crate) struct Roles {
     creating: BTreeSet<LeaseKey>,
     taking: BTreeSet<LeaseKey>,
     leader_busy: BTreeSet<LeaseKey>,
-    table: BTreeMap<LeaseKey, Lease>,
+    table: LeaseTable,
     workers: BTreeMap<WorkerId, WorkerRow>,
     leader: Leader,
     leader_check_in_flight: bool,
@@ -122,42 +207,66 @@ impl<R: Record + Clone> Worker<R> {
         let Ok(items) = result else { return };
         self.ctx.stats.scans += 1;
         let now = self.ctx.now;
-        let mut table = BTreeMap::new();
+        let mut entries: Vec<(LeaseKey, TableLease)> = Vec::with_capacity(items.len());
         let mut workers = BTreeMap::new();
-        let mut keys: BTreeSet<alloc::string::String> = BTreeSet::new();
+        let mut ids: BTreeSet<WorkerId> = BTreeSet::new();
+        let mut newly_finished = false;
         for item in &items {
             match Row::from_item(item) {
                 Ok(Row::Lease(l)) => {
+                    // Expiry on this worker's clock: the time a counter value was first seen.
+                    let old = self.roles.table.get(&l.key);
+                    let seen = match old {
+                        Some(o) if o.counter == l.counter => o.seen,
+                        Some(_) => Seen {
+                            counter: l.counter,
+                            since: Some(now),
+                        },
+                        None => Seen {
+                            counter: l.counter,
+                            since: l.owner.is_some().then_some(now),
+                        },
+                    };
+                    let progress = match &l.checkpoint {
+                        Position::ShardEnd => Progress::Finished,
+                        p if p.is_initial() => Progress::NotStarted,
+                        _ => Progress::Started,
+                    };
+                    newly_finished |=
+                        progress == Progress::Finished && old.is_none_or(|o| !o.is_finished());
                     let l = *l;
-                    self.observer
-                        .observe(l.key.as_str(), l.counter, l.owner.is_some(), now);
-                    keys.insert(l.key.as_str().into());
-                    table.insert(l.key.clone(), l);
+                    let entry = TableLease {
+                        owner: intern(&mut ids, l.owner),
+                        checkpoint_owner: intern(&mut ids, l.checkpoint_owner),
+                        counter: l.counter,
+                        seen,
+                        progress,
+                        throughput_kbps: l.throughput_kbps.map(|t| t as f32),
+                        parents: l.parent_shard_ids,
+                        children: l.child_shard_ids,
+                    };
+                    entries.push((l.key, entry));
                 }
                 Ok(Row::Worker(w)) => {
                     let k = WorkerRow::key(&w.worker);
                     self.observer.observe(&k, w.counter, true, now);
-                    keys.insert(k);
                     workers.insert(w.worker.clone(), w);
                 }
                 Ok(Row::Leader(_) | Row::Foreign { .. }) => {}
                 Err(error) => self.ctx.malformed(item, error),
             }
         }
-        self.observer
-            .retain(|k| k == LEADER_KEY || keys.contains(k));
+        // The observer keeps worker rows and the leader row; forget workers whose row is gone.
+        self.observer.retain(|k| {
+            k == LEADER_KEY
+                || k.strip_prefix(crate::lease::WORKER_KEY_PREFIX)
+                    .is_some_and(|w| workers.contains_key(w))
+        });
         // A lease finished since the last scan may free a merged child: sync now, not in a minute.
-        if table.values().any(|l| {
-            l.is_finished()
-                && self
-                    .roles
-                    .table
-                    .get(&l.key)
-                    .is_none_or(|old| !old.is_finished())
-        }) {
+        if newly_finished {
             self.roles.sync_due = true;
         }
-        self.roles.table = table;
+        self.roles.table = LeaseTable::new(entries);
         self.roles.workers = workers;
         if self.ctx.phase != Phase::Running {
             return;
@@ -193,13 +302,13 @@ impl<R: Record + Clone> Worker<R> {
         let leases: Vec<TakerLease> = self
             .roles
             .table
-            .values()
-            .filter(|l| !l.is_finished())
-            .map(|l| TakerLease {
-                key: l.key.clone(),
+            .iter()
+            .filter(|(_, l)| !l.is_finished())
+            .map(|(key, l)| TakerLease {
+                key: key.clone(),
                 owner: l.owner.clone(),
                 counter: l.counter,
-                seen: self.seen(l.key.as_str()),
+                seen: l.seen,
             })
             .collect();
         let takes = taker::take_leases(
@@ -238,10 +347,10 @@ impl<R: Record + Clone> Worker<R> {
     }
 
     /// A lease is eligible for assignment once every parent lease is finished or gone.
-    fn parents_done(&self, l: &Lease) -> bool {
-        l.parent_shard_ids
+    fn parents_done(&self, l: &TableLease) -> bool {
+        l.parents
             .iter()
-            .all(|p| self.roles.table.get(p).is_none_or(Lease::is_finished))
+            .all(|p| self.roles.table.get(p).is_none_or(TableLease::is_finished))
     }
 
     fn plan(&mut self) {
@@ -273,17 +382,17 @@ impl<R: Record + Clone> Worker<R> {
         let leases: Vec<PlanLease> = self
             .roles
             .table
-            .values()
-            .filter(|l| !l.is_finished() && self.parents_done(l))
-            .map(|l| {
-                let expired = l.owner.is_none() || self.seen(l.key.as_str()).older_than(now, d);
+            .iter()
+            .filter(|(_, l)| !l.is_finished() && self.parents_done(l))
+            .map(|(key, l)| {
+                let expired = l.owner.is_none() || l.seen.older_than(now, d);
                 PlanLease {
-                    key: l.key.clone(),
+                    key: key.clone(),
                     holder: if expired { None } else { l.owner.clone() },
                     counter: l.counter,
-                    weight: l.throughput_kbps.unwrap_or(1.0),
+                    weight: l.throughput_kbps.map_or(1.0, f64::from),
                     in_handoff: (!expired && l.checkpoint_owner.is_some())
-                        || self.roles.leader_busy.contains(&l.key),
+                        || self.roles.leader_busy.contains(key),
                 }
             })
             .collect();
@@ -354,36 +463,38 @@ impl<R: Record + Clone> Worker<R> {
     }
 
     fn cleanup(&mut self) {
+        let table = &self.roles.table;
+        // Children by parent, from both sides: a parent's childShardIds and a child's parents.
+        let mut children: BTreeMap<&LeaseKey, BTreeSet<&LeaseKey>> = BTreeMap::new();
+        for (key, l) in table.iter() {
+            for p in &l.parents {
+                children.entry(p).or_default().insert(key);
+            }
+            if l.is_finished() {
+                children.entry(key).or_default().extend(l.children.iter());
+            }
+        }
         let mut deletes = Vec::new();
-        for l in self.roles.table.values().filter(|l| l.is_finished()) {
+        for (key, l) in table.iter().filter(|(_, l)| l.is_finished()) {
             // As the Java KCL: only once every parent lease is gone. While a parent row exists,
             // shard sync would take a missing child for one never started and create it again.
-            if self.roles.leader_busy.contains(&l.key)
-                || l.parent_shard_ids
-                    .iter()
-                    .any(|p| self.roles.table.contains_key(p))
+            if self.roles.leader_busy.contains(key)
+                || l.parents.iter().any(|p| table.contains_key(p))
             {
                 continue;
             }
-            let mut children: BTreeSet<&LeaseKey> = l.child_shard_ids.iter().collect();
-            children.extend(
-                self.roles
-                    .table
-                    .values()
-                    .filter(|c| c.parent_shard_ids.contains(&l.key))
-                    .map(|c| &c.key),
-            );
             // A child is deleted only after its parents are, so while this parent exists an
             // absent child is one not created yet (a merge child waits for shard sync).
-            let started = !children.is_empty()
-                && children.iter().all(|c| {
-                    self.roles
-                        .table
-                        .get(*c)
-                        .is_some_and(|child| !child.checkpoint.is_initial())
-                });
+            let started = children.get(key).is_some_and(|cs| {
+                !cs.is_empty()
+                    && cs.iter().all(|c| {
+                        table
+                            .get(*c)
+                            .is_some_and(|child| child.progress != Progress::NotStarted)
+                    })
+            });
             if started {
-                deletes.push((l.key.clone(), l.counter));
+                deletes.push((key.clone(), l.counter));
             }
         }
         for (key, counter) in deletes {
@@ -393,7 +504,7 @@ impl<R: Record + Clone> Worker<R> {
                 action: WriteAction::Delete,
                 condition: Condition::And(alloc::vec![
                     Condition::eq_num(attr::LEASE_COUNTER, counter),
-                    Condition::eq_str(attr::CHECKPOINT, crate::sequence::Position::SHARD_END),
+                    Condition::eq_str(attr::CHECKPOINT, Position::SHARD_END),
                 ]),
                 return_item: false,
                 kind: WriteKind::Delete,
@@ -589,7 +700,7 @@ impl<R: Record + Clone> Worker<R> {
                 if self.held.contains_key(&key) || self.ctx.phase != Phase::Running {
                     return;
                 }
-                let h = Held::new(&mut self.ctx, lease, sent, steal);
+                let h = alloc::boxed::Box::new(Held::new(&mut self.ctx, lease, sent, steal));
                 self.held.insert(key.clone(), h);
                 self.settle(&key);
             }
