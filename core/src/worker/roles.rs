@@ -489,7 +489,7 @@ impl<R: Record + Clone> Worker<R> {
                 !cs.is_empty()
                     && cs.iter().all(|c| {
                         table
-                            .get(*c)
+                            .get(c)
                             .is_some_and(|child| child.progress != Progress::NotStarted)
                     })
             });
