@@ -96,7 +96,7 @@ fn main() {
             }),
             Command::ScanLeaseTable { req } => Some(Input::LeaseTableScanned {
                 req,
-                result: Ok(std::mem::take(&mut items)),
+                result: Ok(core::mem::take(&mut items)),
             }),
             _ => None,
         });
@@ -131,7 +131,7 @@ fn main() {
     drain(&mut w, 1, &mut |c| match c {
         Command::ScanLeaseTable { req } => Some(Input::LeaseTableScanned {
             req,
-            result: Ok(std::mem::take(&mut table)),
+            result: Ok(core::mem::take(&mut table)),
         }),
         Command::WriteLease { req, write } if write.kind == kcl_core::write::WriteKind::Take => {
             let i = write
