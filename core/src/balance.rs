@@ -597,7 +597,7 @@ mod tests {
                 .iter()
                 .map(|w| leases.iter().filter(|l| l.holder.as_ref() == Some(&w.id)).map(|l| l.weight).sum())
                 .collect();
-            let spread = sums.iter().cloned().fold(f64::MIN, f64::max) - sums.iter().cloned().fold(f64::MAX, f64::min);
+            let spread = sums.iter().copied().fold(f64::MIN, f64::max) - sums.iter().copied().fold(f64::MAX, f64::min);
             let heaviest = leases.iter().map(|l| l.weight).fold(0.0, f64::max);
             prop_assert!(leases.iter().all(|l| l.holder.is_some()));
             prop_assert!(spread <= heaviest + 1e-9, "spread {} heaviest {}", spread, heaviest);
