@@ -54,8 +54,11 @@ fn main() {
         c.put_records(5_000);
         c.run_until(start + 600_000);
         let loads: Vec<usize> = c.loads().into_iter().map(|(_, l)| l).collect();
+        let units = c.table.counts;
+        let hours = c.now_ms() as f64 / 3_600_000.0;
+        let shard_hours = hours * 100.0;
         println!(
-            "{policy:?}: scale-up 10 -> 20 workers on 100 shards balanced after {} with {} lease moves (minimum {}); after crash, pause and split: loads min {} max {}, violations {}, undelivered {}",
+            "{policy:?}: scale-up 10 -> 20 workers on 100 shards balanced after {} with {} lease moves (minimum {}); after crash, pause and split: loads min {} max {}, violations {}, undelivered {}; DynamoDB {:.1} read + {:.1} write units per shard-hour",
             converged.map_or("more than 120 s".into(), |s| format!("{s} s")),
             moves.acquisitions,
             kcl_core::balance::min_moves(&expected),
@@ -63,6 +66,8 @@ fn main() {
             loads.iter().max().unwrap_or(&0),
             c.violations().len(),
             c.undelivered().len(),
+            units.read_half_units as f64 / 2.0 / shard_hours,
+            units.write_units as f64 / shard_hours,
         );
         if !c.violations().is_empty() {
             println!("first violation: {:?}\nreplay: cargo run --release -p kcl-core --example fleet --features testkit {seed}", c.violations()[0]);
