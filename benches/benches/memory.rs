@@ -1,14 +1,17 @@
 //! Core memory per lease, measured with a counting allocator (not estimated):
 //! - a leader that has scanned a table of 10,000 leases and 1,000 worker rows and planned;
-//! - a worker holding 1,000 leases.
+//! - a follower holding 1,000 leases, each with an initialized processor, a shard iterator and
+//!   a GetRecords call in flight.
 //!
 //! Run: `cargo bench -p kcl-benches --bench memory`. Target: under 512 bytes per lease.
 #![allow(missing_docs)]
 
+use kcl_core::lease::LEADER_KEY;
 use kcl_core::testkit::TestRecord;
+use kcl_core::write::WriteKind;
 use kcl_core::{
-    AttributeValue, Command, Config, Input, Instant, Item, Lease, LeaseKey, Position, Worker,
-    WorkerId,
+    AttributeValue, Command, Config, Failure, Input, Instant, Item, Lease, LeaseKey, Position,
+    ProcessorCall, Worker, WorkerId,
 };
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use std::alloc::System;
@@ -118,46 +121,118 @@ fn main() {
     println!("leader after scanning {leases} leases and {workers} workers: {} bytes of core memory, {} bytes per lease", leader, leader / leases as i64);
     drop(w);
 
-    // A Kcl2Compatible worker that takes and holds 1,000 leases.
+    // A follower (default policy) that is assigned 1,000 leases through its heartbeat row,
+    // acquires them, initializes every processor and has a GetRecords call in flight on each:
+    // the steady state of a worker consuming its shards. The leases table view belongs to the
+    // leader, so what is live here is what holding a lease costs.
     let n = 1_000usize;
     let region = Region::new(GLOBAL);
-    let mut w =
-        Worker::<TestRecord>::new(Config::kcl2(), WorkerId::from("holder"), 1, Instant::ZERO)
-            .unwrap_or_else(|e| panic!("{e}"));
-    let mut table: Vec<Item> = (0..n).map(|i| lease_item(i, None)).collect();
-    // The scan (due at once) shows 1,000 unowned leases; every take succeeds and returns the row.
-    w.handle_timeout(Instant::ZERO);
-    let mut taken = 0;
-    drain(&mut w, 1, &mut |c| match c {
-        Command::ScanLeaseTable { req } => Some(Input::LeaseTableScanned {
-            req,
-            result: Ok(core::mem::take(&mut table)),
-        }),
-        Command::WriteLease { req, write } if write.kind == kcl_core::write::WriteKind::Take => {
-            let i = write
-                .key
-                .trim_start_matches("shardId-")
-                .parse::<usize>()
-                .ok()?;
-            let mut item = lease_item(i, Some("holder"));
-            item.insert("leaseCounter".into(), AttributeValue::number(2));
-            taken += 1;
-            Some(Input::LeaseWritten {
+    let mut w = Worker::<TestRecord>::new(
+        Config::default(),
+        WorkerId::from("holder"),
+        1,
+        Instant::ZERO,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut assignments: Vec<String> = (0..n).map(|i| format!("shardId-{i:012}")).collect();
+    let (mut acquired, mut fetching) = (0, 0);
+    // Kinesis shard iterators are opaque strings of roughly this length.
+    let iterator = "AAAAAAAAAAF".repeat(20);
+    let mut answer = |c: Command<TestRecord>| -> Option<Input<TestRecord>> {
+        match c {
+            Command::ReadLease { req, key } if key == LEADER_KEY => {
+                let mut it = Item::new();
+                it.insert("leaseKey".into(), AttributeValue::S(key));
+                it.insert(
+                    "entityType".into(),
+                    AttributeValue::S("KCL_RS_LEADER".into()),
+                );
+                it.insert("leaseOwner".into(), AttributeValue::S("leader".into()));
+                it.insert("leaseCounter".into(), AttributeValue::number(1));
+                Some(Input::LeaseRead {
+                    req,
+                    result: Ok(Some(it)),
+                })
+            }
+            Command::WriteLease { req, write } => match write.kind {
+                WriteKind::WorkerHeartbeat => {
+                    let mut it = worker_item(0);
+                    it.insert(
+                        "leaseKey".into(),
+                        AttributeValue::S("kcl-rs:worker:holder".into()),
+                    );
+                    if !assignments.is_empty() {
+                        it.insert(
+                            "assignedLeases".into(),
+                            AttributeValue::Ss(core::mem::take(&mut assignments)),
+                        );
+                    }
+                    Some(Input::LeaseWritten {
+                        req,
+                        result: Ok(Some(it)),
+                    })
+                }
+                WriteKind::Acquire => {
+                    let i = write
+                        .key
+                        .trim_start_matches("shardId-")
+                        .parse::<usize>()
+                        .ok()?;
+                    let mut item = lease_item(i, Some("holder"));
+                    item.insert("leaseCounter".into(), AttributeValue::number(2));
+                    acquired += 1;
+                    Some(Input::LeaseWritten {
+                        req,
+                        result: Ok(Some(item)),
+                    })
+                }
+                _ => Some(Input::LeaseWritten {
+                    req,
+                    result: Err(Failure::ConditionFailed),
+                }),
+            },
+            Command::Processor {
+                shard,
+                call,
+                action: ProcessorCall::Initialize { .. },
+            } => Some(Input::ProcessorReturned { shard, call }),
+            Command::GetShardIterator { req, .. } => Some(Input::IteratorObtained {
                 req,
-                result: Ok(Some(item)),
-            })
+                result: Ok(iterator.clone()),
+            }),
+            Command::GetRecords { .. } => {
+                fetching += 1;
+                None
+            }
+            _ => None,
         }
-        _ => None,
-    });
+    };
+    // Until the second heartbeat, which acknowledges the assignments.
+    let mut t = 0;
+    while t < 2_500 {
+        drain(&mut w, t, &mut answer);
+        match w.poll_timeout() {
+            Some((at, _)) if at.as_millis() < 2_500 => {
+                t = at.as_millis().max(t);
+                w.handle_timeout(at);
+            }
+            _ => break,
+        }
+    }
+    drain(&mut w, t, &mut answer);
     let held = w.leases().count();
     let bytes = live_bytes(&region);
     assert_eq!(
-        (taken, held),
+        (acquired, held),
         (n, n),
-        "every lease must have been taken and held"
+        "every assigned lease must have been acquired and held"
+    );
+    assert_eq!(
+        fetching, n,
+        "every consumer must have a GetRecords call in flight"
     );
     println!(
-        "worker holding {held} leases: {bytes} bytes of core memory, {} bytes per held lease",
+        "follower holding {held} running leases: {bytes} bytes of core memory, {} bytes per held lease",
         bytes / held.max(1) as i64
     );
 }

@@ -157,6 +157,9 @@ pub(crate) enum WriteOp {
 }
 
 /// The parts of a worker that per-lease code needs beside the lease itself.
+/// Commands the output queue keeps room for once drained.
+const OUT_QUEUE_KEPT: usize = 64;
+
 pub(crate) struct Ctx<R> {
     pub(crate) config: Config,
     pub(crate) id: WorkerId,
@@ -467,7 +470,12 @@ impl<R: Record + Clone> Worker<R> {
 
     /// The next command for the driver, in the order they were decided.
     pub fn poll_command(&mut self) -> Option<Command<R>> {
-        self.ctx.out.pop_front()
+        let command = self.ctx.out.pop_front();
+        if command.is_none() && self.ctx.out.capacity() > OUT_QUEUE_KEPT {
+            // A burst (a thousand acquisitions at once) must not pin its queue forever.
+            self.ctx.out.shrink_to(OUT_QUEUE_KEPT);
+        }
+        command
     }
 
     /// When to call [`Worker::handle_timeout`] next, and why; `None` once stopped.

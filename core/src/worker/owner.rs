@@ -29,7 +29,8 @@ pub(crate) enum OwnedWrite {
     },
     Checkpoint {
         counter_after: u64,
-        job: CheckpointJob,
+        /// Boxed: every request in flight carries an `OwnedWrite`, and renewals are the many.
+        job: alloc::boxed::Box<CheckpointJob>,
     },
     Final {
         kind: FinalKind,
@@ -441,7 +442,7 @@ impl<R: Record + Clone> Held<R> {
                 u,
                 OwnedWrite::Checkpoint {
                     counter_after: c + 1,
-                    job,
+                    job: alloc::boxed::Box::new(job),
                 },
                 WriteKind::Checkpoint,
                 true,
