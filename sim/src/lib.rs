@@ -1,7 +1,34 @@
-//! kcl-sim: the turmoil simulator of a fleet of kcl-core workers.
+//! kcl-sim: a deterministic simulator of a fleet of kcl-core workers on a simulated DynamoDB
+//! and a simulated Kinesis, with fault injection and invariant checkers outside the workers.
 //!
-//! **Not built yet.** This crate is an empty library so that the workspace layout of
-//! `DESIGN.md` exists; it exports nothing and does nothing. Until it exists, the
-//! multi-worker harness of kcl-core (`kcl_core::testkit`, example `fleet`) is the
-//! main job. The work is tracked by the issue "The simulator: thousands of workers
-//! through failures (kcl-sim)".
+//! One seed reproduces a run. A run is a warm-up, the scenario's change (workers joining or
+//! leaving, a rolling deploy, resharding) and, with chaos, a fault phase, then a liveness
+//! phase in which the fleet must settle. The checkers watch every step: exclusivity (judged on
+//! each worker's own delivery deadline converted to true time), checkpoints monotonic and
+//! written only by the owner, no loss, duplicates only across ownerships and after the
+//! checkpoint, parent before child, and liveness at the end. A violation carries the command
+//! that replays it.
+//!
+//! The engine is discrete-event: workers, services, processors and the nemesis are events on
+//! one queue ordered by (time, sequence), so thousands of workers cost what their work costs,
+//! not what a tick of thousands of hosts costs. Machines group workers: crashes and
+//! partitions apply per machine, pauses, drift and crashes per worker.
+//!
+//! Modules: [`kinesis`] and [`dynamo`] are the service models, [`fleet`] the engine,
+//! [`check`] the checkers, [`scenario`] the scenarios, nemesis and run, [`report`] and
+//! [`plot`] what a run tells. The `kcl-sim` binary is the command line (`kcl-sim --help`).
+
+// A std crate: the no_std lints of the workspace are for kcl-core.
+#![allow(clippy::std_instead_of_core)]
+
+pub mod check;
+pub mod dynamo;
+pub mod fleet;
+pub mod kinesis;
+pub mod plot;
+pub mod record;
+pub mod report;
+pub mod scenario;
+
+pub use report::{Comparison, Report};
+pub use scenario::{run, Drift, Faults, Policy, RunSpec, Scenario};

@@ -1,0 +1,302 @@
+//! The simulated DynamoDB lease table: conditional writes with the semantics the core relies on
+//! (kcl-core's reference `write::apply`), consistent and eventually consistent reads, scans in
+//! 1 MB pages that may be stale, and billing as DynamoDB bills: a write unit per KB of the larger
+//! of the item before and after (refused conditional writes are billed too), a read unit per
+//! 4 KB, halved for eventually consistent reads, counted per operation kind.
+
+use std::collections::BTreeMap;
+
+use kcl_core::item::item_size;
+use kcl_core::rng::Rng;
+use kcl_core::write::{apply, LeaseWrite, WriteAction};
+use kcl_core::{Failure, Item};
+
+/// How stale eventually consistent reads may be.
+#[derive(Clone, Debug)]
+pub struct Consistency {
+    /// A write is visible to eventually consistent reads at most this long after it (ms).
+    pub lag_ms: u64,
+    /// Per mille of eventually consistent reads of a recently written item that see the version
+    /// before the write.
+    pub stale_per_mille: u64,
+}
+
+impl Default for Consistency {
+    fn default() -> Self {
+        Self {
+            lag_ms: 1_000,
+            stale_per_mille: 100,
+        }
+    }
+}
+
+/// Billing and outcomes of one kind of operation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct OperationBill {
+    /// Calls answered.
+    pub calls: u64,
+    /// Read capacity units.
+    pub read_units: f64,
+    /// Write capacity units.
+    pub write_units: f64,
+    /// Conditional writes refused.
+    pub condition_failures: u64,
+}
+
+/// Bytes per scan page, as DynamoDB limits them.
+pub const SCAN_PAGE_BYTES: usize = 1024 * 1024;
+
+/// The table.
+#[derive(Clone, Debug, Default)]
+pub struct Dynamo {
+    items: BTreeMap<String, Item>,
+    /// The version before the last write of a recently written item, with the write's time.
+    previous: BTreeMap<String, (u64, Option<Item>)>,
+    consistency: Consistency,
+    /// Billing by operation kind (`scan`, `get_item`, and each write kind).
+    pub bills: BTreeMap<String, OperationBill>,
+}
+
+fn units(bytes: usize, per: usize) -> f64 {
+    bytes.div_ceil(per).max(1) as f64
+}
+
+impl Dynamo {
+    /// An empty table.
+    pub fn new(consistency: Consistency) -> Self {
+        Self {
+            consistency,
+            ..Self::default()
+        }
+    }
+
+    fn bill(&mut self, kind: &str) -> &mut OperationBill {
+        self.bills.entry(kind.to_owned()).or_default()
+    }
+
+    /// Read units billed so far.
+    pub fn read_units(&self) -> f64 {
+        self.bills.values().map(|b| b.read_units).sum()
+    }
+
+    /// Write units billed so far.
+    pub fn write_units(&self) -> f64 {
+        self.bills.values().map(|b| b.write_units).sum()
+    }
+
+    /// What an eventually consistent read of `key` sees at `now`.
+    fn eventual<'a>(&'a self, key: &str, now: u64, rng: &mut Rng) -> Option<&'a Item> {
+        if let Some((at, before)) = self.previous.get(key) {
+            if now < at + self.consistency.lag_ms
+                && rng.below(1000) < self.consistency.stale_per_mille
+            {
+                return before.as_ref();
+            }
+        }
+        self.items.get(key)
+    }
+
+    /// GetItem, consistent or not.
+    pub fn get(&mut self, now: u64, key: &str, consistent: bool, rng: &mut Rng) -> Option<Item> {
+        let item = if consistent {
+            self.items.get(key).cloned()
+        } else {
+            self.eventual(key, now, rng).cloned()
+        };
+        let u = units(item.as_ref().map_or(0, item_size), 4096);
+        let b = self.bill("get_item");
+        b.calls += 1;
+        b.read_units += if consistent { u } else { u / 2.0 };
+        item
+    }
+
+    /// One eventually consistent Scan page after `start_after`: items, and the key to continue
+    /// from when the page filled up.
+    pub fn scan_page(
+        &mut self,
+        now: u64,
+        start_after: Option<&str>,
+        rng: &mut Rng,
+    ) -> (Vec<Item>, Option<String>) {
+        let mut page = Vec::new();
+        let mut bytes = 0;
+        let mut last = None;
+        let keys: Box<dyn Iterator<Item = &String>> = match start_after {
+            Some(k) => Box::new(
+                self.items
+                    .range::<str, _>((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))
+                    .map(|(k, _)| k),
+            ),
+            None => Box::new(self.items.keys()),
+        };
+        let mut more = false;
+        for key in keys {
+            if bytes >= SCAN_PAGE_BYTES {
+                more = true;
+                break;
+            }
+            if let Some(item) = self.eventual(key, now, rng) {
+                bytes += item_size(item);
+                page.push(item.clone());
+            }
+            last = Some(key.clone());
+        }
+        let b = self.bill("scan");
+        b.calls += 1;
+        b.read_units += units(bytes, 4096) / 2.0;
+        (page, if more { last } else { None })
+    }
+
+    /// A conditional PutItem, UpdateItem or DeleteItem.
+    pub fn write(&mut self, now: u64, w: &LeaseWrite) -> Result<Option<Item>, Failure> {
+        let before = self.items.get(&w.key);
+        let result = apply(before, w);
+        let after_size = match &result {
+            Ok(Some(after)) => item_size(after),
+            _ => 0,
+        };
+        // The larger of the item before and after; a refused write is billed for the item as
+        // it stands (and a refused PutItem for the item it would have written, if larger).
+        let size = before
+            .map_or(0, item_size)
+            .max(after_size)
+            .max(match &w.action {
+                WriteAction::Put(i) => item_size(i),
+                _ => 0,
+            });
+        let kind = write_kind_name(w);
+        let b = self.bill(&kind);
+        b.calls += 1;
+        b.write_units += units(size, 1024);
+        match result {
+            Ok(after) => {
+                let out = if w.return_item { after.clone() } else { None };
+                let before = match after {
+                    Some(item) => self.items.insert(w.key.clone(), item),
+                    None => self.items.remove(&w.key),
+                };
+                self.previous.insert(w.key.clone(), (now, before));
+                Ok(out)
+            }
+            Err(_) => {
+                self.bill(&kind).condition_failures += 1;
+                Err(Failure::ConditionFailed)
+            }
+        }
+    }
+
+    /// Forgets versions no eventually consistent read can see any more.
+    pub fn settle(&mut self, now: u64) {
+        let lag = self.consistency.lag_ms;
+        self.previous.retain(|_, (at, _)| now < *at + lag);
+    }
+
+    /// The current item, unbilled (for checkers).
+    pub fn peek(&self, key: &str) -> Option<&Item> {
+        self.items.get(key)
+    }
+
+    /// Every item, unbilled (for checkers).
+    pub fn items(&self) -> impl Iterator<Item = (&String, &Item)> {
+        self.items.iter()
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+fn write_kind_name(w: &LeaseWrite) -> String {
+    let op = match w.action {
+        WriteAction::Put(_) => "put_item",
+        WriteAction::Update(_) => "update_item",
+        WriteAction::Delete => "delete_item",
+    };
+    format!("{op}:{:?}", w.kind).to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kcl_core::write::{Condition, Update, WriteKind};
+    use kcl_core::AttributeValue;
+
+    fn put(key: &str, pad: usize) -> LeaseWrite {
+        let mut item = Item::new();
+        item.insert("leaseKey".into(), AttributeValue::S(key.into()));
+        item.insert("pad".into(), AttributeValue::S("x".repeat(pad)));
+        LeaseWrite {
+            key: key.into(),
+            action: WriteAction::Put(item),
+            condition: Condition::NotExists,
+            return_item: false,
+            kind: WriteKind::Create,
+        }
+    }
+
+    #[test]
+    fn conditional_writes_are_billed_even_when_refused() {
+        let mut d = Dynamo::new(Consistency::default());
+        assert_eq!(d.write(0, &put("a", 3000)), Ok(None));
+        assert_eq!(d.write(1, &put("a", 10)), Err(Failure::ConditionFailed));
+        let b = d.bills["put_item:create"];
+        assert_eq!(b.calls, 2);
+        assert_eq!(b.condition_failures, 1);
+        // 3 KB written, then a refused write of a 10-byte item over a 3 KB one: 3 + 3 units.
+        assert_eq!(b.write_units, 6.0);
+        let bump = LeaseWrite {
+            key: "a".into(),
+            action: WriteAction::Update(vec![Update::Increment("leaseCounter", 1)]),
+            condition: Condition::Exists,
+            return_item: true,
+            kind: WriteKind::Renew,
+        };
+        assert!(matches!(d.write(2, &bump), Ok(Some(_))));
+    }
+
+    #[test]
+    fn scans_page_at_one_megabyte_and_bill_half_units() {
+        let mut d = Dynamo::new(Consistency::default());
+        for i in 0..300 {
+            assert!(d.write(0, &put(&format!("k{i:03}"), 10_000)).is_ok());
+        }
+        let mut rng = Rng::new(1);
+        let mut pages = 0;
+        let mut seen = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let (items, next) = d.scan_page(10_000, after.as_deref(), &mut rng);
+            pages += 1;
+            seen += items.len();
+            match next {
+                Some(k) => after = Some(k),
+                None => break,
+            }
+        }
+        assert_eq!(seen, 300);
+        assert_eq!(pages, 3, "about 3 MB in 1 MB pages");
+        let units = d.bills["scan"].read_units;
+        assert!((360.0..380.0).contains(&units), "{units}");
+    }
+
+    #[test]
+    fn eventually_consistent_reads_may_see_the_previous_version_for_a_while() {
+        let mut d = Dynamo::new(Consistency {
+            lag_ms: 100,
+            stale_per_mille: 1000,
+        });
+        let mut rng = Rng::new(1);
+        assert!(d.write(0, &put("a", 1)).is_ok());
+        assert_eq!(d.get(50, "a", false, &mut rng), None);
+        assert!(d.get(50, "a", true, &mut rng).is_some());
+        assert!(d.get(100, "a", false, &mut rng).is_some());
+        d.settle(100);
+        assert!(d.previous.is_empty());
+    }
+}

@@ -1,0 +1,658 @@
+//! The simulated Kinesis data stream: shards with hash-key ranges, partition keys hashed with
+//! MD5, sequence numbers as 56-digit decimal strings, every GetShardIterator type, GetRecords with
+//! the service's limits, iterators that expire, retention trimming, and resharding (SplitShard,
+//! MergeShards, UpdateShardCount by doubling or halving) with parent and child shards.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use kcl_core::io::{ChildShard, ShardDescription, StartingPosition};
+use kcl_core::{Failure, HashKeyRange, LeaseKey, RecordPosition, SequenceNumber};
+use md5::{Digest, Md5};
+
+use crate::record::SimRecord;
+
+/// Service limits, as documented for Kinesis Data Streams.
+#[derive(Clone, Debug)]
+pub struct KinesisLimits {
+    /// Records per GetRecords call.
+    pub max_records_per_call: usize,
+    /// Bytes per GetRecords call.
+    pub max_bytes_per_call: u64,
+    /// GetRecords calls per shard per second.
+    pub calls_per_shard_per_second: usize,
+    /// Bytes read per shard per second.
+    pub read_bytes_per_shard_per_second: u64,
+    /// Shard iterators expire after this long (ms).
+    pub iterator_lifetime_ms: u64,
+    /// Records older than this are trimmed (ms).
+    pub retention_ms: u64,
+}
+
+impl Default for KinesisLimits {
+    fn default() -> Self {
+        Self {
+            max_records_per_call: 10_000,
+            max_bytes_per_call: 10 * 1024 * 1024,
+            calls_per_shard_per_second: 5,
+            read_bytes_per_shard_per_second: 2 * 1024 * 1024,
+            iterator_lifetime_ms: 5 * 60 * 1000,
+            retention_ms: 24 * 3600 * 1000,
+        }
+    }
+}
+
+/// One record as the stream stores it.
+#[derive(Clone, Copy, Debug)]
+struct Stored {
+    /// Stream-wide, increasing: the sequence number is derived from it.
+    counter: u64,
+    arrival_ms: u64,
+    size: u32,
+}
+
+#[derive(Clone, Debug)]
+struct Shard {
+    id: LeaseKey,
+    parents: Vec<usize>,
+    range: HashKeyRange,
+    /// Index (within the shard, counting trimmed records) of `records[0]`.
+    first_index: u64,
+    records: VecDeque<Stored>,
+    closed: bool,
+    children: Vec<usize>,
+    /// Recent GetRecords calls: (ms, bytes), for the per-shard read limits.
+    reads: VecDeque<(u64, u64)>,
+}
+
+impl Shard {
+    fn end_index(&self) -> u64 {
+        self.first_index + self.records.len() as u64
+    }
+}
+
+/// A GetRecords answer.
+#[derive(Clone, Debug)]
+pub struct GetRecordsOutput {
+    /// Records in order.
+    pub records: Vec<SimRecord>,
+    /// `None` once a closed shard has been read to its end.
+    pub next_iterator: Option<String>,
+    /// How far the last record returned is behind the tip of the shard.
+    pub millis_behind_latest: u64,
+    /// At the end of a closed shard: its children.
+    pub child_shards: Vec<ChildShard>,
+}
+
+/// Calls answered, by API.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KinesisCounts {
+    /// ListShards.
+    pub list_shards: u64,
+    /// GetShardIterator.
+    pub get_shard_iterator: u64,
+    /// GetRecords.
+    pub get_records: u64,
+    /// GetRecords refused for the per-shard limits (ProvisionedThroughputExceeded).
+    pub throughput_exceeded: u64,
+    /// GetRecords with an expired iterator.
+    pub expired_iterators: u64,
+    /// Records put.
+    pub records_put: u64,
+    /// Records trimmed by retention.
+    pub records_trimmed: u64,
+}
+
+/// The stream.
+#[derive(Clone, Debug)]
+pub struct Kinesis {
+    shards: Vec<Shard>,
+    by_id: BTreeMap<LeaseKey, usize>,
+    /// Open shards sorted by the start of their hash range.
+    open: Vec<usize>,
+    next_counter: u64,
+    limits: KinesisLimits,
+    /// Calls answered so far.
+    pub counts: KinesisCounts,
+}
+
+/// The MD5 of a partition key as a 128-bit hash key, as Kinesis maps keys to shards.
+pub fn hash_key(partition_key: &str) -> u128 {
+    u128::from_be_bytes(Md5::digest(partition_key.as_bytes()).into())
+}
+
+/// The 56-digit sequence number of a record: Kinesis's are decimal strings that only grow.
+fn sequence_string(counter: u64, shard: usize) -> String {
+    format!("49{counter:036}{shard:018}")
+}
+
+fn parse_sequence(s: &str) -> Option<(u64, usize)> {
+    let digits = s.strip_prefix("49")?;
+    if digits.len() != 54 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let counter = digits[..36].parse().ok()?;
+    let shard = digits[36..].parse().ok()?;
+    Some((counter, shard))
+}
+
+fn invalid(what: &str) -> Failure {
+    Failure::Other(format!("InvalidArgumentException: {what}"))
+}
+
+impl Kinesis {
+    /// A stream of `shards` shards splitting the hash-key space evenly.
+    pub fn new(shards: usize, limits: KinesisLimits) -> Self {
+        let mut k = Self {
+            shards: Vec::new(),
+            by_id: BTreeMap::new(),
+            open: Vec::new(),
+            next_counter: 1,
+            limits,
+            counts: KinesisCounts::default(),
+        };
+        for range in even_ranges(
+            HashKeyRange {
+                start: 0,
+                end: u128::MAX,
+            },
+            shards.max(1),
+        ) {
+            k.add_shard(Vec::new(), range);
+        }
+        k
+    }
+
+    fn add_shard(&mut self, parents: Vec<usize>, range: HashKeyRange) -> usize {
+        let index = self.shards.len();
+        let id = LeaseKey::from(format!("shardId-{index:012}"));
+        self.by_id.insert(id.clone(), index);
+        for &p in &parents {
+            self.shards[p].children.push(index);
+        }
+        self.shards.push(Shard {
+            id,
+            parents,
+            range,
+            first_index: 0,
+            records: VecDeque::new(),
+            closed: false,
+            children: Vec::new(),
+            reads: VecDeque::new(),
+        });
+        let at = self
+            .open
+            .partition_point(|&s| self.shards[s].range.start < range.start);
+        self.open.insert(at, index);
+        index
+    }
+
+    fn close(&mut self, shard: usize) {
+        self.shards[shard].closed = true;
+        self.open.retain(|&s| s != shard);
+    }
+
+    /// Number of shards ever created.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Open shards, by index.
+    pub fn open_shards(&self) -> &[usize] {
+        &self.open
+    }
+
+    /// The id of shard `index`.
+    pub fn shard_id(&self, index: usize) -> Option<&LeaseKey> {
+        self.shards.get(index).map(|s| &s.id)
+    }
+
+    /// The index of shard `id`.
+    pub fn shard_index(&self, id: &str) -> Option<usize> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Parents of shard `index`.
+    pub fn parents(&self, index: usize) -> &[usize] {
+        self.shards.get(index).map_or(&[], |s| &s.parents)
+    }
+
+    /// Records ever put to shard `index` (trimmed ones included).
+    pub fn records_in(&self, index: usize) -> u64 {
+        self.shards.get(index).map_or(0, Shard::end_index)
+    }
+
+    /// Arrival time of record `i` of shard `index`, unless trimmed.
+    pub fn arrival_ms(&self, index: usize, i: u64) -> Option<u64> {
+        let s = self.shards.get(index)?;
+        let at = i.checked_sub(s.first_index)?;
+        s.records.get(at as usize).map(|r| r.arrival_ms)
+    }
+
+    /// Whether the shard is closed.
+    pub fn is_closed(&self, index: usize) -> bool {
+        self.shards.get(index).is_some_and(|s| s.closed)
+    }
+
+    /// PutRecord: the shard (by index) and the record's index within it.
+    pub fn put(&mut self, now_ms: u64, partition_key: &str, size: u32) -> (usize, u64) {
+        let hash = hash_key(partition_key);
+        let at = self
+            .open
+            .partition_point(|&s| self.shards[s].range.start <= hash);
+        // The open shards tile the whole key space, so the one starting at or before the hash
+        // holds it.
+        let shard = self.open[at.saturating_sub(1)];
+        let counter = self.next_counter;
+        self.next_counter += 1;
+        self.counts.records_put += 1;
+        let s = &mut self.shards[shard];
+        s.records.push_back(Stored {
+            counter,
+            arrival_ms: now_ms,
+            size,
+        });
+        (shard, s.end_index() - 1)
+    }
+
+    /// Drops records older than the retention period.
+    pub fn trim(&mut self, now_ms: u64) {
+        let horizon = now_ms.saturating_sub(self.limits.retention_ms);
+        for s in &mut self.shards {
+            while s.records.front().is_some_and(|r| r.arrival_ms < horizon) {
+                s.records.pop_front();
+                s.first_index += 1;
+                self.counts.records_trimmed += 1;
+            }
+        }
+    }
+
+    /// ListShards (all pages): every shard, open or closed.
+    pub fn list_shards(&mut self) -> Vec<ShardDescription> {
+        self.counts.list_shards += 1;
+        self.shards
+            .iter()
+            .map(|s| ShardDescription {
+                shard_id: s.id.clone(),
+                parent: s.parents.first().map(|&p| self.shards[p].id.clone()),
+                adjacent_parent: s.parents.get(1).map(|&p| self.shards[p].id.clone()),
+                hash_range: s.range,
+                closed: s.closed,
+            })
+            .collect()
+    }
+
+    /// GetShardIterator.
+    pub fn get_shard_iterator(
+        &mut self,
+        now_ms: u64,
+        shard_id: &str,
+        position: &StartingPosition,
+    ) -> Result<String, Failure> {
+        self.counts.get_shard_iterator += 1;
+        let index = self.shard_index(shard_id).ok_or(Failure::NotFound)?;
+        let s = &self.shards[index];
+        let at = match position {
+            StartingPosition::TrimHorizon => s.first_index,
+            StartingPosition::Latest => s.end_index(),
+            StartingPosition::AtTimestamp(ms) => {
+                s.first_index + s.records.partition_point(|r| r.arrival_ms < *ms) as u64
+            }
+            StartingPosition::AtSequenceNumber(seq)
+            | StartingPosition::AfterSequenceNumber(seq) => {
+                let (counter, owner) = parse_sequence(seq.as_str())
+                    .ok_or_else(|| invalid("malformed sequence number"))?;
+                if owner != index {
+                    return Err(invalid("sequence number belongs to another shard"));
+                }
+                let found = s.records.partition_point(|r| r.counter < counter);
+                let exact = s.records.get(found).is_some_and(|r| r.counter == counter);
+                let after = matches!(position, StartingPosition::AfterSequenceNumber(_));
+                // A trimmed sequence number starts at the trim horizon, as Kinesis does.
+                s.first_index + found as u64 + u64::from(after && exact)
+            }
+        };
+        Ok(format!("{index}/{at}/{now_ms}"))
+    }
+
+    /// GetRecords.
+    pub fn get_records(
+        &mut self,
+        now_ms: u64,
+        iterator: &str,
+        limit: usize,
+    ) -> Result<GetRecordsOutput, Failure> {
+        self.counts.get_records += 1;
+        let (index, at, issued) =
+            parse_iterator(iterator).ok_or_else(|| invalid("malformed shard iterator"))?;
+        if index >= self.shards.len() {
+            return Err(invalid("malformed shard iterator"));
+        }
+        if now_ms.saturating_sub(issued) > self.limits.iterator_lifetime_ms {
+            self.counts.expired_iterators += 1;
+            return Err(Failure::ExpiredIterator);
+        }
+        let limits = self.limits.clone();
+        let s = &mut self.shards[index];
+        while s.reads.front().is_some_and(|&(t, _)| t + 1000 <= now_ms) {
+            s.reads.pop_front();
+        }
+        let read_bytes: u64 = s.reads.iter().map(|&(_, b)| b).sum();
+        if s.reads.len() >= limits.calls_per_shard_per_second
+            || read_bytes >= limits.read_bytes_per_shard_per_second
+        {
+            self.counts.throughput_exceeded += 1;
+            return Err(Failure::Throttled);
+        }
+        let start = at.max(s.first_index);
+        let limit = limit.clamp(1, limits.max_records_per_call);
+        let mut records = Vec::new();
+        let mut bytes = 0u64;
+        let mut next = start;
+        while next < s.end_index() && records.len() < limit {
+            let r = s.records[(next - s.first_index) as usize];
+            if bytes + u64::from(r.size) > limits.max_bytes_per_call && !records.is_empty() {
+                break;
+            }
+            bytes += u64::from(r.size);
+            records.push(SimRecord {
+                position: RecordPosition::new(
+                    SequenceNumber::parse(&sequence_string(r.counter, index))
+                        .map_err(|_| invalid("sequence number"))?,
+                ),
+                shard: index as u32,
+                index: next,
+                size: r.size,
+            });
+            next += 1;
+        }
+        s.reads.push_back((now_ms, bytes));
+        let millis_behind_latest = match s.records.back() {
+            Some(tip) if next < s.end_index() => tip.arrival_ms.saturating_sub(
+                s.records[(next - s.first_index) as usize]
+                    .arrival_ms
+                    .min(tip.arrival_ms),
+            ),
+            _ => 0,
+        }
+        .max(if next < s.end_index() { 1 } else { 0 });
+        let at_end = s.closed && next >= s.end_index();
+        let children = if at_end {
+            s.children.clone()
+        } else {
+            Vec::new()
+        };
+        let child_shards = children
+            .iter()
+            .map(|&c| ChildShard {
+                shard_id: self.shards[c].id.clone(),
+                parents: {
+                    let mut p: Vec<LeaseKey> = self.shards[c]
+                        .parents
+                        .iter()
+                        .map(|&p| self.shards[p].id.clone())
+                        .collect();
+                    p.sort();
+                    p
+                },
+                hash_range: Some(self.shards[c].range),
+            })
+            .collect();
+        Ok(GetRecordsOutput {
+            records,
+            next_iterator: (!at_end).then(|| format!("{index}/{next}/{now_ms}")),
+            millis_behind_latest,
+            child_shards,
+        })
+    }
+
+    /// SplitShard at the middle of its hash range: two children.
+    pub fn split(&mut self, shard: usize) -> Result<[usize; 2], Failure> {
+        let s = self.shards.get(shard).ok_or(Failure::NotFound)?;
+        if s.closed || s.range.end == s.range.start {
+            return Err(invalid("shard cannot be split"));
+        }
+        let range = s.range;
+        let mid = range.start + (range.end - range.start) / 2;
+        self.close(shard);
+        let a = self.add_shard(
+            vec![shard],
+            HashKeyRange {
+                start: range.start,
+                end: mid,
+            },
+        );
+        let b = self.add_shard(
+            vec![shard],
+            HashKeyRange {
+                start: mid + 1,
+                end: range.end,
+            },
+        );
+        Ok([a, b])
+    }
+
+    /// MergeShards of two open shards with adjacent hash ranges: one child.
+    pub fn merge(&mut self, a: usize, b: usize) -> Result<usize, Failure> {
+        let (Some(sa), Some(sb)) = (self.shards.get(a), self.shards.get(b)) else {
+            return Err(Failure::NotFound);
+        };
+        let (lo, hi) = if sa.range.start < sb.range.start {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        let (rl, rh) = (self.shards[lo].range, self.shards[hi].range);
+        if self.shards[lo].closed
+            || self.shards[hi].closed
+            || rl.end.checked_add(1) != Some(rh.start)
+        {
+            return Err(invalid("shards are not open and adjacent"));
+        }
+        self.close(lo);
+        self.close(hi);
+        Ok(self.add_shard(
+            vec![lo, hi],
+            HashKeyRange {
+                start: rl.start,
+                end: rh.end,
+            },
+        ))
+    }
+
+    /// UpdateShardCount with uniform scaling, as Kinesis does it through splits and merges; the
+    /// model supports the two cases every other count reduces to: doubling and halving.
+    pub fn update_shard_count(&mut self, target: usize) -> Result<(), Failure> {
+        let open = self.open.clone();
+        if target == open.len() * 2 {
+            for s in open {
+                self.split(s)?;
+            }
+            Ok(())
+        } else if target * 2 == open.len() {
+            for pair in open.chunks(2) {
+                self.merge(pair[0], pair[1])?;
+            }
+            Ok(())
+        } else {
+            Err(invalid(
+                "the model scales by doubling or halving the open shard count",
+            ))
+        }
+    }
+}
+
+fn parse_iterator(iterator: &str) -> Option<(usize, u64, u64)> {
+    let mut parts = iterator.split('/');
+    let shard = parts.next()?.parse().ok()?;
+    let at = parts.next()?.parse().ok()?;
+    let issued = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some((shard, at, issued))
+}
+
+/// `n` contiguous ranges covering `range` evenly.
+fn even_ranges(range: HashKeyRange, n: usize) -> Vec<HashKeyRange> {
+    let n = n as u128;
+    let width = (range.end - range.start) / n;
+    (0..n)
+        .map(|i| HashKeyRange {
+            start: range.start + i * width,
+            end: if i + 1 == n {
+                range.end
+            } else {
+                range.start + (i + 1) * width - 1
+            },
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(n: usize) -> Kinesis {
+        Kinesis::new(n, KinesisLimits::default())
+    }
+
+    #[test]
+    fn partition_keys_land_in_the_shard_whose_range_holds_their_md5() {
+        let mut k = stream(4);
+        for i in 0..200 {
+            let key = format!("pk-{i}");
+            let (shard, _) = k.put(0, &key, 10);
+            let h = hash_key(&key);
+            let r = k.shards[shard].range;
+            assert!(r.start <= h && h <= r.end, "{key} -> {shard}");
+        }
+        // MD5("") is d41d8cd98f00b204e9800998ecf8427e.
+        assert_eq!(hash_key(""), 0xd41d8cd98f00b204e9800998ecf8427e);
+    }
+
+    #[test]
+    fn iterators_of_every_type_and_get_records_limits() {
+        let mut k = stream(1);
+        for t in 0..10 {
+            k.put(t * 100, "a", 100);
+        }
+        let seq = |k: &mut Kinesis, it: &str| -> Vec<u64> {
+            k.get_records(1_000, it, 100)
+                .map(|o| o.records.iter().map(|r| r.index).collect())
+                .unwrap_or_default()
+        };
+        let id = "shardId-000000000000";
+        let th = k
+            .get_shard_iterator(1_000, id, &StartingPosition::TrimHorizon)
+            .unwrap_or_default();
+        assert_eq!(seq(&mut k, &th), (0..10).collect::<Vec<_>>());
+        let latest = k
+            .get_shard_iterator(1_000, id, &StartingPosition::Latest)
+            .unwrap_or_default();
+        assert!(seq(&mut k, &latest).is_empty());
+        let ts = k
+            .get_shard_iterator(1_000, id, &StartingPosition::AtTimestamp(450))
+            .unwrap_or_default();
+        assert_eq!(seq(&mut k, &ts), (5..10).collect::<Vec<_>>());
+        let third = SequenceNumber::parse(&sequence_string(3, 0)).unwrap_or_else(|e| panic!("{e}"));
+        let at = k
+            .get_shard_iterator(
+                1_000,
+                id,
+                &StartingPosition::AtSequenceNumber(third.clone()),
+            )
+            .unwrap_or_default();
+        assert_eq!(seq(&mut k, &at), (2..10).collect::<Vec<_>>());
+        // Four calls so far at t = 1 s; the sixth within one second exceeds the per-shard limit.
+        let after = k
+            .get_shard_iterator(1_000, id, &StartingPosition::AfterSequenceNumber(third))
+            .unwrap_or_default();
+        assert_eq!(
+            k.get_records(1_000, &after, 100).map(|o| o.records.len()),
+            Ok(7)
+        );
+        assert_eq!(
+            k.get_records(1_000, &after, 100).map(|o| o.records.len()),
+            Err(Failure::Throttled)
+        );
+        assert_eq!(
+            k.get_records(2_000, &after, 100).map(|o| o.records.len()),
+            Ok(7)
+        );
+        assert_eq!(
+            k.get_records(1_000 + 5 * 60 * 1000 + 1, &after, 100)
+                .map(|o| o.records.len()),
+            Err(Failure::ExpiredIterator)
+        );
+        assert!(matches!(
+            k.get_records(2_000, "garbage", 1),
+            Err(Failure::Other(_))
+        ));
+        assert_eq!(
+            k.get_shard_iterator(0, "shardId-nope", &StartingPosition::Latest),
+            Err(Failure::NotFound)
+        );
+    }
+
+    #[test]
+    fn sequence_numbers_are_56_digits_and_grow() {
+        let a = SequenceNumber::parse(&sequence_string(9, 3)).unwrap_or_else(|e| panic!("{e}"));
+        let b = SequenceNumber::parse(&sequence_string(10, 0)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.as_str().len(), 56);
+        assert!(a < b);
+        assert_eq!(parse_sequence(a.as_str()), Some((9, 3)));
+    }
+
+    #[test]
+    fn split_and_merge_close_parents_and_report_children_at_the_end() {
+        let mut k = stream(2);
+        k.put(0, "x", 1);
+        let [a, b] = k.split(0).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(k.parents(a), &[0]);
+        // b is the upper half of shard 0, so it borders shard 1; a is not adjacent to 1.
+        assert!(k.merge(a, 1).is_err());
+        let merged = k.merge(b, 1).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(k.parents(merged), &[b, 1]);
+        let it = k
+            .get_shard_iterator(0, "shardId-000000000000", &StartingPosition::TrimHorizon)
+            .unwrap_or_default();
+        let out = k
+            .get_records(10, &it, 100)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(out.next_iterator, None);
+        assert_eq!(out.child_shards.len(), 2);
+        // The open shards still tile the key space.
+        let mut end = None;
+        for &s in k.open_shards() {
+            let r = k.shards[s].range;
+            assert_eq!(r.start, end.map_or(0, |e: u128| e + 1));
+            end = Some(r.end);
+        }
+        assert_eq!(end, Some(u128::MAX));
+        assert!(k.update_shard_count(k.open_shards().len() * 2).is_ok());
+        assert!(k.update_shard_count(3).is_err());
+    }
+
+    #[test]
+    fn retention_trims_and_trim_horizon_follows() {
+        let mut k = Kinesis::new(
+            1,
+            KinesisLimits {
+                retention_ms: 1_000,
+                ..KinesisLimits::default()
+            },
+        );
+        k.put(0, "a", 1);
+        k.put(1_500, "a", 1);
+        k.trim(2_000);
+        assert_eq!(k.counts.records_trimmed, 1);
+        let it = k
+            .get_shard_iterator(
+                2_000,
+                "shardId-000000000000",
+                &StartingPosition::TrimHorizon,
+            )
+            .unwrap_or_default();
+        let out = k
+            .get_records(2_000, &it, 10)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(out.records.iter().map(|r| r.index).collect::<Vec<_>>(), [1]);
+    }
+}

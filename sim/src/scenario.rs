@@ -1,0 +1,616 @@
+//! Scenarios: what happens to the fleet and when, the chaos nemesis, and the run that turns a
+//! [`RunSpec`] into a [`Report`].
+//!
+//! Every run has the same shape (TigerBeetle's VOPR, FoundationDB): a warm-up in which the
+//! fleet spreads the leases, the scenario's steps and, with `--faults chaos`, a fault phase, then
+//! a liveness phase without faults in which the fleet must settle: every lease held, every
+//! record delivered, the leases balanced. The producer stops for the last part of the run so
+//! that "no record lost" can be judged at the end.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Instant as WallInstant;
+
+use kcl_core::balance::min_moves;
+use kcl_core::rng::Rng;
+use kcl_core::{BalancingPolicy, Config};
+
+use crate::check::Violation;
+use crate::fleet::{Action, Fleet, FleetConfig, Service};
+use crate::report::Report;
+
+/// The scenarios.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// A fleet at rest: after the warm-up nothing should move.
+    Steady,
+    /// N workers, then N more join.
+    ScaleUp,
+    /// 2N workers, then N of them shut down gracefully.
+    ScaleDown,
+    /// Every worker replaced, one by one.
+    RollingDeploy,
+    /// Shards split and merged while the fleet consumes.
+    Reshard,
+    /// Every fault, then a liveness phase.
+    Chaos,
+}
+
+impl Scenario {
+    /// Every scenario, for help texts.
+    pub const ALL: [Scenario; 6] = [
+        Scenario::Steady,
+        Scenario::ScaleUp,
+        Scenario::ScaleDown,
+        Scenario::RollingDeploy,
+        Scenario::Reshard,
+        Scenario::Chaos,
+    ];
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Steady => "steady",
+            Self::ScaleUp => "scale-up",
+            Self::ScaleDown => "scale-down",
+            Self::RollingDeploy => "rolling-deploy",
+            Self::Reshard => "reshard",
+            Self::Chaos => "chaos",
+        }
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|c| c.name()).collect();
+                format!("unknown scenario {s:?}; one of: {}", names.join(", "))
+            })
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The balancing policy under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// kcl-rs's coordinated policy.
+    Default,
+    /// The Java KCL 2.x lease taker.
+    Kcl2,
+}
+
+impl Policy {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Kcl2 => "kcl2",
+        }
+    }
+
+    /// The workers' configuration.
+    pub fn config(self) -> Config {
+        let c = match self {
+            Self::Default => Config::default(),
+            Self::Kcl2 => Config::kcl2(),
+        };
+        debug_assert!(matches!(
+            (self, c.policy),
+            (Self::Default, BalancingPolicy::Coordinated)
+                | (Self::Kcl2, BalancingPolicy::Kcl2Compatible)
+        ));
+        c
+    }
+}
+
+impl FromStr for Policy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "default" => Ok(Self::Default),
+            "kcl2" => Ok(Self::Kcl2),
+            _ => Err(format!("unknown policy {s:?}; one of: default, kcl2")),
+        }
+    }
+}
+
+/// Injected faults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Faults {
+    /// Only the scenario's own steps.
+    None,
+    /// The nemesis, during the fault phase.
+    Chaos,
+}
+
+impl FromStr for Faults {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Self::None),
+            "chaos" => Ok(Self::Chaos),
+            _ => Err(format!("unknown faults {s:?}; one of: none, chaos")),
+        }
+    }
+}
+
+/// Clock drift injected by the nemesis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drift {
+    /// Rates within the core's stated bound (0.95 to 1.05: any two within 1.105 < 1.11).
+    Within,
+    /// Rates of 0.5 and 2, and one owner at 0.2 cut off DynamoDB: beyond the bound, so the
+    /// checkers must report a violation.
+    Beyond,
+}
+
+impl FromStr for Drift {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "within" => Ok(Self::Within),
+            "beyond" => Ok(Self::Beyond),
+            _ => Err(format!("unknown drift {s:?}; one of: within, beyond")),
+        }
+    }
+}
+
+/// Everything that defines a run; the same spec gives the same report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunSpec {
+    /// Scenario.
+    pub scenario: Scenario,
+    /// Workers (N).
+    pub workers: usize,
+    /// Shards at the start.
+    pub shards: usize,
+    /// Simulated duration (ms).
+    pub duration_ms: u64,
+    /// Seed.
+    pub seed: u64,
+    /// Policy.
+    pub policy: Policy,
+    /// Injected faults.
+    pub faults: Faults,
+    /// Drift mode of the nemesis.
+    pub drift: Drift,
+    /// Records put per second over the stream; `None`: one per shard per second, at most 1,000.
+    pub records_per_second: Option<f64>,
+    /// Workers per simulated machine; `None`: a quarter of the fleet, at most 20, so even a
+    /// small fleet spans several machines.
+    pub workers_per_machine: Option<usize>,
+}
+
+impl RunSpec {
+    /// A spec with the defaults of the command line.
+    pub fn new(scenario: Scenario) -> Self {
+        Self {
+            scenario,
+            workers: 10,
+            shards: 100,
+            duration_ms: 10 * 60 * 1000,
+            seed: 1,
+            policy: Policy::Default,
+            faults: if scenario == Scenario::Chaos {
+                Faults::Chaos
+            } else {
+                Faults::None
+            },
+            drift: Drift::Within,
+            records_per_second: None,
+            workers_per_machine: None,
+        }
+    }
+
+    /// The command that replays this run.
+    pub fn replay_command(&self) -> String {
+        let mut c = format!(
+            "cargo run --release -p kcl-sim -- run --scenario {} --workers {} --shards {} --duration {} --seed {} --policy {} --faults {}",
+            self.scenario,
+            self.workers,
+            self.shards,
+            format_duration(self.duration_ms),
+            self.seed,
+            self.policy.name(),
+            match self.faults {
+                Faults::None => "none",
+                Faults::Chaos => "chaos",
+            }
+        );
+        if self.drift == Drift::Beyond {
+            c.push_str(" --drift beyond");
+        }
+        if let Some(r) = self.records_per_second {
+            c.push_str(&format!(" --rate {r}"));
+        }
+        if let Some(k) = self.workers_per_machine {
+            c.push_str(&format!(" --workers-per-machine {k}"));
+        }
+        c
+    }
+
+    /// The phases of this run.
+    pub fn phases(&self) -> Phases {
+        let d = self.duration_ms;
+        // Long enough for either policy to spread the leases first (the Java taker needs about
+        // three of its 20-second rounds), the same for both so that `compare` is fair.
+        let warmup = (d / 4).clamp(60_000, 120_000).min(d / 2);
+        let tail = (d / 6).clamp(10_000.min(d / 4), 60_000);
+        let fault_end = warmup + (d.saturating_sub(warmup + tail)) / 2;
+        Phases {
+            warmup,
+            fault_end,
+            stop_producing: d - tail,
+        }
+    }
+}
+
+/// When the phases of a run begin and end (ms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Phases {
+    /// End of the warm-up: the scenario starts.
+    pub warmup: u64,
+    /// End of the fault phase (with `--faults chaos`, and for the chaos scenario).
+    pub fault_end: u64,
+    /// The producer stops here, so that every record can be judged delivered or lost.
+    pub stop_producing: u64,
+}
+
+/// Parses `90s`, `10m`, `1h`, `1500ms` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {s:?}: expected e.g. 90s, 10m, 1h"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n * 1e3,
+        "m" | "min" => n * 60e3,
+        "h" => n * 3600e3,
+        _ => return Err(format!("bad duration unit in {s:?}: ms, s, m or h")),
+    };
+    if !(1000.0..1e12).contains(&ms) {
+        return Err(format!("duration {s:?} out of range (at least 1s)"));
+    }
+    Ok(ms as u64)
+}
+
+/// Formats milliseconds as the shortest exact `parse_duration` input.
+pub fn format_duration(ms: u64) -> String {
+    if ms.is_multiple_of(3_600_000) {
+        format!("{}h", ms / 3_600_000)
+    } else if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// The fleet configuration of a spec.
+pub fn fleet_config(spec: &RunSpec) -> FleetConfig {
+    let mut worker = spec.policy.config();
+    worker.initial_position = kcl_core::InitialPosition::TrimHorizon;
+    FleetConfig {
+        seed: spec.seed,
+        shards: spec.shards,
+        workers_per_machine: spec
+            .workers_per_machine
+            .unwrap_or_else(|| spec.workers.div_ceil(4).clamp(1, 20)),
+        worker,
+        records_per_second: spec
+            .records_per_second
+            .unwrap_or_else(|| spec.shards.min(1000) as f64),
+        ..FleetConfig::default()
+    }
+}
+
+/// Schedules the scenario's steps; returns when the scenario's own change is over (the time
+/// convergence is measured from) and how many workers it starts with.
+fn scenario_steps(spec: &RunSpec, phases: &Phases, fleet: &mut Fleet) -> u64 {
+    let n = spec.workers;
+    let w = phases.warmup;
+    match spec.scenario {
+        Scenario::Steady | Scenario::Chaos => w,
+        Scenario::ScaleUp => {
+            fleet.at(w, Action::AddWorkers(n));
+            w
+        }
+        Scenario::ScaleDown => {
+            for node in n..2 * n {
+                fleet.at(w, Action::Shutdown(node));
+            }
+            w
+        }
+        Scenario::RollingDeploy => {
+            let window = phases.stop_producing.saturating_sub(w) / 2;
+            let every = (window / n.max(1) as u64).max(1_000);
+            for node in 0..n {
+                fleet.at(w + every * node as u64, Action::Replace(node));
+            }
+            w + every * n.saturating_sub(1) as u64
+        }
+        Scenario::Reshard => {
+            let changes = (spec.shards / 8).max(1);
+            let mut t = w;
+            for i in 0..changes {
+                fleet.at(
+                    t,
+                    if i % 2 == 0 {
+                        Action::Split
+                    } else {
+                        Action::Merge
+                    },
+                );
+                t += 1_000;
+            }
+            t
+        }
+    }
+}
+
+fn initial_workers(spec: &RunSpec) -> usize {
+    match spec.scenario {
+        Scenario::ScaleDown => 2 * spec.workers,
+        _ => spec.workers,
+    }
+}
+
+/// The nemesis: faults at random times in `[from, to)`, drawn from its own seeded generator.
+fn chaos(spec: &RunSpec, from: u64, to: u64, fleet: &mut Fleet) {
+    let mut rng = Rng::new(spec.seed ^ 0x6b63_6c2d_6e65_6d65);
+    let d = spec.policy.config().failover_time.as_millis() as u64;
+    // Each worker meets a fault about every five minutes; small fleets at least every 5 s.
+    let mean_gap = (300_000 / spec.workers.max(1) as u64).clamp(50, 5_000);
+    if spec.drift == Drift::Beyond {
+        // A clock at a fifth of true speed on an owner that cannot renew: its window outlives
+        // its lease by far.
+        fleet.at(
+            from + 1_000,
+            Action::DriftAndIsolate {
+                rate: 0.2,
+                ms: 30_000.min(to.saturating_sub(from + 1_000)),
+            },
+        );
+    }
+    let mut t = from;
+    loop {
+        t += rng.between(mean_gap / 2, mean_gap * 3 / 2);
+        if t >= to {
+            break;
+        }
+        let span = |rng: &mut Rng, lo: u64, hi: u64| rng.between(lo, hi).min(to - t);
+        let action = match rng.below(115) {
+            // Everything that was down is back before the liveness phase starts.
+            0..=19 => Action::CrashWorker {
+                restart_after_ms: span(&mut rng, 1_000, 30_000),
+            },
+            20..=24 => Action::CrashMachine {
+                restart_after_ms: span(&mut rng, 5_000, 60_000),
+            },
+            25..=34 => Action::Partition {
+                service: Service::Dynamo,
+                ms: span(&mut rng, 1_000, 30_000),
+            },
+            35..=44 => Action::Partition {
+                service: Service::Kinesis,
+                ms: span(&mut rng, 1_000, 30_000),
+            },
+            45..=54 => Action::Delay {
+                extra_ms: rng.between(100, 1_500),
+                ms: span(&mut rng, 5_000, 60_000),
+            },
+            // The classic lease killer: a stop-the-world longer than the lease duration.
+            55..=64 => Action::Pause {
+                ms: rng.between(d + 1, d * 5 / 2),
+            },
+            65..=74 => Action::Drift {
+                rate: match spec.drift {
+                    Drift::Within => 0.95 + rng.below(101) as f64 / 1000.0,
+                    Drift::Beyond => {
+                        if rng.below(2) == 0 {
+                            0.5
+                        } else {
+                            2.0
+                        }
+                    }
+                },
+            },
+            75..=94 => {
+                let service = if rng.below(2) == 0 {
+                    Service::Dynamo
+                } else {
+                    Service::Kinesis
+                };
+                let end = t + span(&mut rng, 5_000, 30_000);
+                fleet.at(
+                    end,
+                    Action::ServiceFaults {
+                        service,
+                        throttle_per_mille: 0,
+                        error_per_mille: 0,
+                    },
+                );
+                Action::ServiceFaults {
+                    service,
+                    throttle_per_mille: rng.between(50, 300),
+                    error_per_mille: rng.between(10, 100),
+                }
+            }
+            95..=104 => {
+                fleet.at(
+                    t + span(&mut rng, 5_000, 30_000),
+                    Action::ProcessorFailures(0),
+                );
+                Action::ProcessorFailures(rng.between(5, 50))
+            }
+            105..=109 => Action::Split,
+            _ => Action::Merge,
+        };
+        fleet.at(t, action);
+    }
+    fleet.at(to, Action::Calm);
+}
+
+/// Runs a spec; `progress` gets the simulated time reached now and then.
+pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(u64)) -> Report {
+    let started = WallInstant::now();
+    let phases = spec.phases();
+    let mut fleet = Fleet::new(fleet_config(spec), initial_workers(spec));
+    let mut trigger = scenario_steps(spec, &phases, &mut fleet);
+    if spec.faults == Faults::Chaos || spec.scenario == Scenario::Chaos {
+        chaos(spec, phases.warmup, phases.fault_end, &mut fleet);
+        trigger = trigger.max(phases.fault_end);
+    }
+    fleet.at(phases.stop_producing, Action::StopProducing);
+
+    fleet.run_until(phases.warmup.saturating_sub(1), progress);
+    let units_at_warmup = fleet.dynamo.read_units() + fleet.dynamo.write_units();
+    let loads_at_warmup = fleet.loads();
+    let unheld_at_warmup = fleet.timeline.last().map_or(0, |s| s.unheld);
+    let moves_before = fleet.counters.acquisitions;
+    let min_lease_moves = minimum_moves(spec, &loads_at_warmup, unheld_at_warmup);
+    fleet.run_until(spec.duration_ms, progress);
+
+    let records_lost = fleet.records_lost();
+    let mut violations: Vec<Violation> = fleet.checker.violations().to_vec();
+    let mut violation_count = fleet.checker.violation_count();
+    let unheld = fleet.timeline.last().map_or(0, |s| s.unheld);
+    let end = spec.duration_ms;
+    if records_lost > 0 {
+        violation_count += 1;
+        violations.push(Violation {
+            at_ms: end,
+            what: format!("no loss: {records_lost} records put were never delivered"),
+        });
+    }
+    if unheld > 0 || !fleet.caught_up {
+        violation_count += 1;
+        violations.push(Violation {
+            at_ms: end,
+            what: format!(
+                "liveness: after the faults stopped, {unheld} unfinished leases unheld and caught up = {}",
+                fleet.caught_up
+            ),
+        });
+    }
+    let converged = fleet.balanced_since.is_some() && fleet.caught_up && unheld == 0;
+    let convergence_seconds = fleet
+        .balanced_since
+        .filter(|_| converged)
+        .map(|t| t.saturating_sub(trigger) as f64 / 1000.0);
+    let scan_interval = spec.policy.config().scan_interval.as_secs_f64();
+    let hours = (end - phases.warmup) as f64 / 3_600_000.0;
+    let units = fleet.dynamo.read_units() + fleet.dynamo.write_units() - units_at_warmup;
+    let faults: BTreeMap<String, u64> = fleet.counters.faults.clone();
+    Report {
+        seed: spec.seed,
+        policy: spec.policy.name().into(),
+        scenario: spec.scenario.name().into(),
+        mode: "event".into(),
+        workers: spec.workers,
+        shards: spec.shards,
+        simulated_seconds: end as f64 / 1000.0,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        violations,
+        violation_count,
+        converged,
+        convergence_seconds,
+        scan_rounds_to_converge: convergence_seconds.map(|s| (s / scan_interval).ceil()),
+        measured_from_seconds: trigger as f64 / 1000.0,
+        change_from_seconds: phases.warmup as f64 / 1000.0,
+        lease_moves: fleet.counters.acquisitions - moves_before,
+        min_lease_moves,
+        handoffs: fleet.counters.handoffs,
+        leases_expired_under_owner: fleet.counters.losses,
+        records_put: fleet.checker.records_put,
+        records_delivered: fleet.checker.records_delivered,
+        records_lost,
+        duplicate_deliveries: fleet.checker.duplicate_deliveries,
+        ddb_read_units: fleet.dynamo.read_units(),
+        ddb_write_units: fleet.dynamo.write_units(),
+        ddb_units_per_shard_hour: units / (spec.shards as f64 * hours.max(1e-9)),
+        ddb_by_operation: fleet.dynamo.bills.clone(),
+        kinesis: fleet.kinesis.counts.clone(),
+        faults,
+        replay: spec.replay_command(),
+        timeline: fleet.timeline.clone(),
+    }
+}
+
+/// The fewest lease moves the scenario's own change requires, when the scenario defines one.
+fn minimum_moves(spec: &RunSpec, loads: &[usize], unheld: usize) -> Option<u64> {
+    let n = spec.workers;
+    let m = match spec.scenario {
+        Scenario::Steady => unheld,
+        Scenario::ScaleUp => {
+            let mut all = loads.to_vec();
+            all.extend(std::iter::repeat_n(0, n));
+            min_moves(&all) + unheld
+        }
+        Scenario::ScaleDown => {
+            // The leaving half's leases all move; the staying half keeps what fits its share.
+            let (stay, leave) = loads.split_at(loads.len().min(n));
+            let total: usize = loads.iter().sum::<usize>() + unheld;
+            let share = total.div_ceil(n.max(1));
+            leave.iter().sum::<usize>()
+                + unheld
+                + stay.iter().map(|&l| l.saturating_sub(share)).sum::<usize>()
+        }
+        Scenario::RollingDeploy => loads.iter().sum::<usize>() + unheld,
+        Scenario::Reshard | Scenario::Chaos => return None,
+    };
+    if spec.faults == Faults::Chaos {
+        return None;
+    }
+    Some(m as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_print_back() {
+        for (s, ms) in [
+            ("90s", 90_000),
+            ("10m", 600_000),
+            ("1h", 3_600_000),
+            ("1500ms", 1_500),
+            ("30", 30_000),
+        ] {
+            assert_eq!(parse_duration(s), Ok(ms), "{s}");
+            assert_eq!(parse_duration(&format_duration(ms)), Ok(ms));
+        }
+        assert!(parse_duration("10x").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn phases_leave_a_liveness_tail() {
+        for d in [10_000, 60_000, 600_000, 3_600_000] {
+            let mut s = RunSpec::new(Scenario::Chaos);
+            s.duration_ms = d;
+            let p = s.phases();
+            assert!(
+                p.warmup < p.fault_end && p.fault_end < p.stop_producing && p.stop_producing < d,
+                "{p:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Simulation tests: swarms of seeds through every scenario and the chaos nemesis, the
+//! properties the issue names (minimal moves, bounded rounds, the drift bound), determinism,
+//! and the command line. A failure names the seed and the command that replays it.
+//!
+//! `KCL_SIM_SEEDS=K` widens the swarms (16 seeds per policy by default).
+
+// A std crate: the no_std lints of the workspace are for kcl-core.
+#![allow(clippy::std_instead_of_core)]
+
+use std::process::Command;
+
+use kcl_sim::{run, Comparison, Drift, Faults, Policy, Report, RunSpec, Scenario};
+
+fn spec(scenario: Scenario, policy: Policy, seed: u64) -> RunSpec {
+    RunSpec {
+        workers: 5,
+        shards: 20,
+        duration_ms: 150_000,
+        seed,
+        policy,
+        ..RunSpec::new(scenario)
+    }
+}
+
+fn quiet(spec: &RunSpec) -> Report {
+    run(spec, &mut |_| {})
+}
+
+fn seeds() -> u64 {
+    std::env::var("KCL_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(16)
+}
+
+fn assert_clean(r: &Report) {
+    assert!(
+        r.violation_count == 0,
+        "seed {} violated an invariant: {:?}\nreplay: {}",
+        r.seed,
+        r.violations.first(),
+        r.replay
+    );
+}
+
+#[test]
+fn chaos_swarm_keeps_every_invariant_under_both_policies() {
+    for policy in [Policy::Default, Policy::Kcl2] {
+        for seed in 1..=seeds() {
+            let r = quiet(&spec(Scenario::Chaos, policy, seed));
+            assert_clean(&r);
+            assert!(
+                r.faults.values().sum::<u64>() > 5,
+                "seed {seed}: the nemesis did nothing"
+            );
+            assert_eq!(r.records_lost, 0);
+        }
+    }
+}
+
+#[test]
+fn every_scenario_runs_clean_and_settles() {
+    for scenario in Scenario::ALL {
+        for policy in [Policy::Default, Policy::Kcl2] {
+            let mut s = spec(scenario, policy, 7);
+            // The Java taker needs a few 20-second rounds to settle after a change.
+            s.duration_ms = 300_000;
+            let r = quiet(&s);
+            assert_clean(&r);
+            assert_eq!(r.records_lost, 0, "{}", r.replay);
+            assert!(r.records_put > 0 && r.records_delivered >= r.records_put);
+            if policy == Policy::Default {
+                assert!(r.converged, "{} did not converge: {}", scenario, r.replay);
+            }
+        }
+    }
+}
+
+#[test]
+fn resharding_creates_children_that_are_consumed_after_their_parents() {
+    let r = quiet(&spec(Scenario::Reshard, Policy::Default, 3));
+    assert_clean(&r);
+    assert!(r.faults.get("reshard").copied().unwrap_or(0) >= 2);
+    assert!(r.kinesis.list_shards > 0);
+}
+
+#[test]
+fn scale_up_moves_the_minimum_within_three_scan_rounds() {
+    for seed in 1..=4 {
+        let mut s = spec(Scenario::ScaleUp, Policy::Default, seed);
+        s.workers = 10;
+        s.shards = 100;
+        let r = quiet(&s);
+        assert_clean(&r);
+        let min = r.min_lease_moves.unwrap_or_default();
+        assert!(min > 0);
+        assert!(
+            r.lease_moves as f64 <= 1.05 * min as f64,
+            "seed {seed}: {} moves for a minimum of {min}",
+            r.lease_moves
+        );
+        assert!(
+            r.scan_rounds_to_converge.is_some_and(|n| n <= 3.0),
+            "seed {seed}: {:?} scan rounds",
+            r.scan_rounds_to_converge
+        );
+    }
+}
+
+#[test]
+fn a_steady_fleet_moves_nothing() {
+    for policy in [Policy::Default, Policy::Kcl2] {
+        let r = quiet(&spec(Scenario::Steady, policy, 5));
+        assert_clean(&r);
+        assert_eq!(r.lease_moves, 0, "{}", r.replay);
+        assert_eq!(r.duplicate_deliveries, 0);
+    }
+}
+
+#[test]
+fn drift_beyond_the_bound_is_reported() {
+    for seed in 1..=3 {
+        let s = RunSpec {
+            drift: Drift::Beyond,
+            faults: Faults::Chaos,
+            ..spec(Scenario::Chaos, Policy::Default, seed)
+        };
+        let r = quiet(&s);
+        assert!(
+            r.violations
+                .iter()
+                .any(|v| v.what.starts_with("exclusivity")),
+            "seed {seed}: a clock at a fifth of true speed went unnoticed: {:?}",
+            r.violations
+        );
+    }
+}
+
+#[test]
+fn same_seed_same_report_byte_for_byte() {
+    let s = spec(Scenario::Chaos, Policy::Default, 11);
+    let json = |mut r: Report| {
+        r.wall_seconds = 0.0;
+        r.to_json()
+    };
+    let a = json(quiet(&s));
+    assert_eq!(a, json(quiet(&s)));
+    assert_ne!(
+        a,
+        json(quiet(&RunSpec { seed: 12, ..s })),
+        "the seed must matter"
+    );
+}
+
+#[test]
+fn compare_reports_both_policies_and_their_ratios() {
+    let s = spec(Scenario::ScaleUp, Policy::Default, 2);
+    let c = Comparison::new(
+        quiet(&s),
+        quiet(&RunSpec {
+            policy: Policy::Kcl2,
+            ..s
+        }),
+    );
+    let v: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v["default"]["policy"], "default");
+    assert_eq!(v["kcl2"]["policy"], "kcl2");
+    let ratio = v["ratios"]["convergence_seconds"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    assert!(
+        ratio < 1.0,
+        "the default policy must converge faster: {ratio}"
+    );
+    for key in [
+        "seed",
+        "policy",
+        "scenario",
+        "workers",
+        "shards",
+        "simulated_seconds",
+        "wall_seconds",
+        "violations",
+        "converged",
+        "convergence_seconds",
+        "lease_moves",
+        "min_lease_moves",
+        "records_put",
+        "records_delivered",
+        "records_lost",
+        "duplicate_deliveries",
+        "ddb_read_units",
+        "ddb_write_units",
+        "ddb_units_per_shard_hour",
+        "faults",
+    ] {
+        assert!(v["default"].get(key).is_some(), "report lacks {key}");
+    }
+}
+
+#[test]
+fn the_command_line_writes_json_and_svg_and_fails_on_violations() {
+    let dir = std::env::temp_dir().join(format!("kcl-sim-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let json = dir.join("r.json");
+    let svg = dir.join("r.svg");
+    let bin = env!("CARGO_BIN_EXE_kcl-sim");
+    let out = Command::new(bin)
+        .args([
+            "run",
+            "--scenario",
+            "scale-up",
+            "--workers",
+            "4",
+            "--shards",
+            "16",
+        ])
+        .args(["--duration", "90s", "--seed", "3", "--quiet", "--json"])
+        .arg(&json)
+        .arg("--plot")
+        .arg(&svg)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report["scenario"], "scale-up");
+    let plot = std::fs::read_to_string(&svg).unwrap_or_else(|e| panic!("{e}"));
+    assert!(plot.starts_with("<svg") && plot.contains("lease moves"));
+
+    // A run with a violation exits 1 and prints the replay command.
+    let out = Command::new(bin)
+        .args([
+            "run",
+            "--scenario",
+            "chaos",
+            "--workers",
+            "5",
+            "--shards",
+            "20",
+        ])
+        .args(["--duration", "150s", "--drift", "beyond", "--quiet"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("replay: cargo run --release -p kcl-sim -- run --scenario chaos"),
+        "{stdout}"
+    );
+
+    // Bad input is a usage error, not a panic.
+    let out = Command::new(bin)
+        .args(["run", "--scenario", "nope"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scenario"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
