@@ -63,6 +63,55 @@ pub struct FleetConfig {
     pub kinesis: KinesisLimits,
     /// Sample the fleet (balance, liveness, the timeline) this often (ms).
     pub sample_every_ms: u64,
+    /// How calls travel between machines and services.
+    pub transport: Transport,
+}
+
+/// How calls travel between machines and services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// As events on the fleet's own queue, with modelled latency, delay and partitions.
+    Modelled,
+    /// Through a real (simulated) network that someone else runs, turmoil's: the fleet puts
+    /// calls in per-machine outboxes ([`Fleet::take_outbox`]), services take them up with
+    /// [`Fleet::serve`], answers come back with [`Fleet::answer_arrived`], and network faults
+    /// become [`NetOp`]s for the network's owner to apply.
+    Network,
+}
+
+/// A network fault for the owner of the network to apply (turmoil mode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetOp {
+    /// Cut (`on`) or repair a machine's link to a service.
+    Partition {
+        /// Machine.
+        machine: usize,
+        /// Service.
+        service: Service,
+        /// Cut when true, repaired when false.
+        on: bool,
+    },
+    /// Set the extra latency of a machine's links (0: back to normal).
+    Delay {
+        /// Machine.
+        machine: usize,
+        /// Added latency (ms).
+        extra_ms: u64,
+    },
+    /// The machine went down.
+    Crash(usize),
+    /// The machine came back.
+    Restart(usize),
+}
+
+/// A call in flight over the network.
+struct Envelope {
+    node: NodeId,
+    inc: u64,
+    cmd: Option<Command<SimRecord>>,
+    reply: Option<Input<SimRecord>>,
+    /// What the driver reports if no answer comes back in time.
+    failed: Option<Input<SimRecord>>,
 }
 
 impl Default for FleetConfig {
@@ -81,6 +130,7 @@ impl Default for FleetConfig {
             consistency: Consistency::default(),
             kinesis: KinesisLimits::default(),
             sample_every_ms: 1_000,
+            transport: Transport::Modelled,
         }
     }
 }
@@ -237,9 +287,19 @@ enum Ev {
     },
     Restart(NodeId),
     RestartMachine(usize),
+    DriverTimeout(u64),
+    Net(NetOp),
     Produce,
     Sample,
     Act(Action),
+}
+
+/// What a service made of a call.
+enum Served {
+    Reply(Input<SimRecord>),
+    /// A scan: its pages follow.
+    Scan(RequestId),
+    Nothing,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -397,6 +457,10 @@ pub struct Fleet {
     pub balanced_since: Option<u64>,
     /// Whether every record older than ten seconds had been delivered at the last sample.
     pub caught_up: bool,
+    envelopes: BTreeMap<u64, Envelope>,
+    next_envelope: u64,
+    outbox: Vec<Vec<(u64, Service)>>,
+    net_ops: Vec<NetOp>,
 }
 
 fn failed_input(cmd: &Command<SimRecord>, f: Failure) -> Option<Input<SimRecord>> {
@@ -427,6 +491,10 @@ fn failed_input(cmd: &Command<SimRecord>, f: Failure) -> Option<Input<SimRecord>
         },
         _ => return None,
     })
+}
+
+fn transient<T>() -> Result<T, Failure> {
+    Err(Failure::Transient)
 }
 
 fn service_of(cmd: &Command<SimRecord>) -> Service {
@@ -461,6 +529,10 @@ impl Fleet {
             timeline: Vec::new(),
             balanced_since: None,
             caught_up: false,
+            envelopes: BTreeMap::new(),
+            next_envelope: 0,
+            outbox: Vec::new(),
+            net_ops: Vec::new(),
             cfg,
         };
         for _ in 0..workers {
@@ -544,6 +616,7 @@ impl Fleet {
                 up: true,
                 ..Machine::default()
             });
+            self.outbox.push(Vec::new());
         }
         self.nodes.push(Node {
             id: WorkerId::from(format!("worker-{node:05}")),
@@ -699,6 +772,8 @@ impl Fleet {
                     }
                 }
             }
+            Ev::DriverTimeout(envelope) => self.driver_timeout(envelope),
+            Ev::Net(op) => self.net_ops.push(op),
             Ev::Produce => self.produce(),
             Ev::Sample => self.sample(),
             Ev::Act(action) => self.act(action),
@@ -747,6 +822,7 @@ impl Fleet {
                 action,
             } => self.processor(node, inc, shard, call, action),
             Command::Event(e) => self.event(e),
+            cmd if self.cfg.transport == Transport::Network => self.enqueue(node, inc, cmd),
             cmd => {
                 let machine = self.nodes[node].machine;
                 let l = self.latency(machine);
@@ -762,6 +838,134 @@ impl Fleet {
                 );
             }
         }
+    }
+
+    // ---- the network transport (turmoil mode) -------------------------------------------------
+
+    fn enqueue(&mut self, node: NodeId, inc: u64, cmd: Command<SimRecord>) {
+        self.next_envelope += 1;
+        let id = self.next_envelope;
+        let service = service_of(&cmd);
+        let failed = failed_input(&cmd, Failure::Transient);
+        self.envelopes.insert(
+            id,
+            Envelope {
+                node,
+                inc,
+                cmd: Some(cmd),
+                reply: None,
+                failed,
+            },
+        );
+        self.outbox[self.nodes[node].machine].push((id, service));
+        self.schedule(self.now + self.cfg.driver_timeout_ms, Ev::DriverTimeout(id));
+    }
+
+    /// Number of machines so far.
+    pub fn machine_count(&self) -> usize {
+        self.machines.len()
+    }
+
+    /// Calls a machine has to send, with the service each goes to.
+    pub fn take_outbox(&mut self, machine: usize) -> Vec<(u64, Service)> {
+        self.outbox
+            .get_mut(machine)
+            .map(core::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// A call reached its service: the service applies it. Returns whether an answer is ready
+    /// to travel back (a call the driver already gave up on has none).
+    pub fn serve(&mut self, envelope: u64) -> bool {
+        let Some((node, cmd)) = self
+            .envelopes
+            .get_mut(&envelope)
+            .and_then(|e| Some((e.node, e.cmd.take()?)))
+        else {
+            return false;
+        };
+        let reply = match self.serve_command(node, cmd) {
+            Served::Reply(input) => Some(input),
+            Served::Scan(req) => {
+                // Over the network the pages of a scan travel as one answer; each page is
+                // still read (and billed, and possibly stale) on its own.
+                let mut items = Vec::new();
+                let mut after: Option<String> = None;
+                loop {
+                    let (page, next) =
+                        self.dynamo
+                            .scan_page(self.now, after.as_deref(), &mut self.rng);
+                    items.extend(page);
+                    match next {
+                        Some(k) => after = Some(k),
+                        None => break,
+                    }
+                }
+                Some(Input::LeaseTableScanned {
+                    req,
+                    result: Ok(items),
+                })
+            }
+            Served::Nothing => None,
+        };
+        match (self.envelopes.get_mut(&envelope), reply) {
+            (Some(e), Some(r)) => {
+                e.reply = Some(r);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The answer to a call reached its machine: the driver hands it to the worker.
+    pub fn answer_arrived(&mut self, envelope: u64) {
+        let Some(e) = self.envelopes.remove(&envelope) else {
+            return;
+        };
+        match e.reply {
+            Some(input) => self.schedule(
+                self.now,
+                Ev::Deliver {
+                    node: e.node,
+                    inc: e.inc,
+                    input,
+                },
+            ),
+            // Not served yet: a duplicate or early datagram cannot happen, keep waiting.
+            None => {
+                self.envelopes.insert(envelope, e);
+            }
+        }
+    }
+
+    /// Network faults to apply since the last call.
+    pub fn take_net_ops(&mut self) -> Vec<NetOp> {
+        core::mem::take(&mut self.net_ops)
+    }
+
+    fn driver_timeout(&mut self, envelope: u64) {
+        if let Some(e) = self.envelopes.remove(&envelope) {
+            if let Some(input) = e.failed {
+                self.schedule(
+                    self.now,
+                    Ev::Deliver {
+                        node: e.node,
+                        inc: e.inc,
+                        input,
+                    },
+                );
+            }
+        }
+    }
+
+    fn network(&self) -> bool {
+        self.cfg.transport == Transport::Network
+    }
+
+    /// A network fault now, and its end after `ms` (turmoil mode).
+    fn net_fault(&mut self, op: NetOp, undo: NetOp, ms: u64) {
+        self.net_ops.push(op);
+        self.schedule(self.now + ms, Ev::Net(undo));
     }
 
     fn event(&mut self, e: Event) {
@@ -860,78 +1064,79 @@ impl Fleet {
             let failed = failed_input(&cmd, Failure::Transient);
             return self.lost(node, inc, sent, failed);
         }
+        match self.serve_command(node, cmd) {
+            Served::Reply(input) => self.reply(node, inc, sent, service, input),
+            Served::Scan(req) => self.scan_page(node, inc, sent, req, None, Vec::new()),
+            Served::Nothing => {}
+        }
+    }
+
+    /// A call arrives at its service: injected throttling and errors, then the model.
+    fn serve_command(&mut self, node: NodeId, cmd: Command<SimRecord>) -> Served {
+        let service = service_of(&cmd);
         let faults = self.service_faults[service as usize];
         if self.rng.below(1000) < faults.throttle_per_mille {
-            if let Some(input) = failed_input(&cmd, Failure::Throttled) {
-                self.reply(node, inc, sent, service, input);
-            }
-            return;
+            return failed_input(&cmd, Failure::Throttled).map_or(Served::Nothing, Served::Reply);
         }
         let error = self.rng.below(1000) < faults.error_per_mille;
         let now = self.now;
         let input = match cmd {
-            Command::ScanLeaseTable { req } => {
-                if error {
-                    failed_input(&Command::ScanLeaseTable { req }, Failure::Transient)
-                } else {
-                    return self.scan_page(node, inc, sent, req, None, Vec::new());
-                }
-            }
-            Command::ReadLease { req, key } => Some(Input::LeaseRead {
+            Command::ScanLeaseTable { req } if !error => return Served::Scan(req),
+            Command::ScanLeaseTable { req } => Input::LeaseTableScanned {
+                req,
+                result: transient(),
+            },
+            Command::ReadLease { req, key } => Input::LeaseRead {
                 req,
                 result: if error {
-                    Err(Failure::Transient)
+                    transient()
                 } else {
                     Ok(self.dynamo.get(now, &key, true, &mut self.rng))
                 },
-            }),
+            },
             Command::WriteLease { req, write } => {
                 // A 5xx on a write leaves its outcome unknown: half of them landed.
                 let lands = !error || self.rng.below(2) == 0;
                 let result = if lands {
                     self.table_write(node, &write)
                 } else {
-                    Err(Failure::Transient)
+                    transient()
                 };
-                Some(Input::LeaseWritten {
+                Input::LeaseWritten {
                     req,
-                    result: if error {
-                        Err(Failure::Transient)
-                    } else {
-                        result
-                    },
-                })
+                    result: if error { transient() } else { result },
+                }
             }
-            Command::ListShards { req } => Some(Input::ShardsListed {
+            Command::ListShards { req } => Input::ShardsListed {
                 req,
                 result: if error {
-                    Err(Failure::Transient)
+                    transient()
                 } else {
                     Ok(self.kinesis.list_shards())
                 },
-            }),
+            },
             Command::GetShardIterator {
                 req,
                 shard,
                 position,
-            } => Some(Input::IteratorObtained {
+            } => Input::IteratorObtained {
                 req,
                 result: if error {
-                    Err(Failure::Transient)
+                    transient()
                 } else {
                     self.kinesis
                         .get_shard_iterator(now, shard.as_str(), &position)
                 },
-            }),
+            },
             Command::GetRecords {
                 req,
                 iterator,
                 limit,
                 ..
-            } => Some(Input::RecordsFetched {
+            } => Input::RecordsFetched {
                 req,
                 result: if error {
-                    Err(Failure::Transient)
+                    transient()
                 } else {
                     self.kinesis
                         .get_records(now, &iterator, limit as usize)
@@ -942,12 +1147,10 @@ impl Fleet {
                             child_shards: o.child_shards,
                         })
                 },
-            }),
-            _ => None,
+            },
+            _ => return Served::Nothing,
         };
-        if let Some(input) = input {
-            self.reply(node, inc, sent, service, input);
-        }
+        Served::Reply(input)
     }
 
     fn table_write(
@@ -1255,6 +1458,9 @@ impl Fleet {
             Action::CrashMachine { restart_after_ms } => {
                 if let Some(node) = self.random_running() {
                     let m = self.nodes[node].machine;
+                    if self.network() {
+                        self.net_fault(NetOp::Crash(m), NetOp::Restart(m), restart_after_ms);
+                    }
                     self.machines[m].up = false;
                     for i in 0..self.nodes.len() {
                         if self.nodes[i].machine == m {
@@ -1266,14 +1472,21 @@ impl Fleet {
             }
             Action::Partition { service, ms } => {
                 if let Some(node) = self.random_running() {
-                    let m = self.nodes[node].machine;
-                    let until = &mut self.machines[m].partitioned_until[service as usize];
-                    *until = (*until).max(self.now + ms);
+                    self.partition(self.nodes[node].machine, service, ms);
                 }
             }
             Action::Delay { extra_ms, ms } => {
                 if let Some(node) = self.random_running() {
-                    let m = &mut self.machines[self.nodes[node].machine];
+                    let machine = self.nodes[node].machine;
+                    if self.network() {
+                        let op = NetOp::Delay { machine, extra_ms };
+                        let undo = NetOp::Delay {
+                            machine,
+                            extra_ms: 0,
+                        };
+                        self.net_fault(op, undo, ms);
+                    }
+                    let m = &mut self.machines[machine];
                     m.delay_until = self.now + ms;
                     m.extra_delay_ms = extra_ms;
                 }
@@ -1292,9 +1505,7 @@ impl Fleet {
             Action::DriftAndIsolate { rate, ms } => {
                 if let Some(node) = self.random_running() {
                     self.set_rate(node, rate);
-                    let m = self.nodes[node].machine;
-                    let until = &mut self.machines[m].partitioned_until[Service::Dynamo as usize];
-                    *until = (*until).max(self.now + ms);
+                    self.partition(self.nodes[node].machine, Service::Dynamo, ms);
                 }
             }
             Action::ServiceFaults {
@@ -1339,6 +1550,20 @@ impl Fleet {
                     }
                 }
             }
+        }
+    }
+
+    fn partition(&mut self, machine: usize, service: Service, ms: u64) {
+        if self.network() {
+            let op = |on| NetOp::Partition {
+                machine,
+                service,
+                on,
+            };
+            self.net_fault(op(true), op(false), ms);
+        } else {
+            let until = &mut self.machines[machine].partitioned_until[service as usize];
+            *until = (*until).max(self.now + ms);
         }
     }
 

@@ -25,10 +25,11 @@ pub mod check;
 pub mod dynamo;
 pub mod fleet;
 pub mod kinesis;
+pub mod net;
 pub mod plot;
 pub mod record;
 pub mod report;
 pub mod scenario;
 
 pub use report::{Comparison, Report};
-pub use scenario::{run, Drift, Faults, Policy, RunSpec, Scenario};
+pub use scenario::{run, Drift, Faults, Mode, Policy, RunSpec, Scenario};

@@ -35,6 +35,8 @@ OPTIONS:
   --drift within|beyond      nemesis clock drift; beyond must produce a violation [within]
   --rate R                   records put per second over the stream   [one per shard, at most 1000]
   --workers-per-machine K    workers sharing a simulated machine   [a quarter of the fleet, at most 20]
+  --mode event|turmoil       event: the discrete-event engine; turmoil: machines and services
+                             as turmoil hosts, every call a datagram             [event]
   --json PATH                write the report (compare: {default, kcl2, ratios})
   --plot PATH                write an SVG of leases per worker and moves over time
   --quiet                    no progress bar
@@ -94,6 +96,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
             "--policy" => spec.policy = value.parse()?,
             "--faults" => spec.faults = value.parse()?,
             "--drift" => spec.drift = value.parse()?,
+            "--mode" => spec.mode = value.parse()?,
             "--rate" => {
                 let r: f64 = value
                     .parse()

@@ -7,7 +7,6 @@
 //! record delivered, the leases balanced. The producer stops for the last part of the run so
 //! that "no record lost" can be judged at the end.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Instant as WallInstant;
@@ -17,7 +16,8 @@ use kcl_core::rng::Rng;
 use kcl_core::{BalancingPolicy, Config};
 
 use crate::check::Violation;
-use crate::fleet::{Action, Fleet, FleetConfig, Service};
+use crate::fleet::{Action, Fleet, FleetConfig, Service, Transport};
+use crate::net::TurmoilFleet;
 use crate::report::Report;
 
 /// The scenarios.
@@ -165,6 +165,36 @@ impl FromStr for Drift {
     }
 }
 
+/// Which engine carries the calls between machines and services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The discrete-event engine: fastest, for thousands of workers and seed swarms.
+    Event,
+    /// Machines and services as turmoil hosts, every call a datagram on turmoil's network.
+    Turmoil,
+}
+
+impl Mode {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Event => "event",
+            Self::Turmoil => "turmoil",
+        }
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "event" => Ok(Self::Event),
+            "turmoil" => Ok(Self::Turmoil),
+            _ => Err(format!("unknown mode {s:?}; one of: event, turmoil")),
+        }
+    }
+}
+
 /// Everything that defines a run; the same spec gives the same report.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunSpec {
@@ -189,6 +219,8 @@ pub struct RunSpec {
     /// Workers per simulated machine; `None`: a quarter of the fleet, at most 20, so even a
     /// small fleet spans several machines.
     pub workers_per_machine: Option<usize>,
+    /// The engine.
+    pub mode: Mode,
 }
 
 impl RunSpec {
@@ -209,6 +241,7 @@ impl RunSpec {
             drift: Drift::Within,
             records_per_second: None,
             workers_per_machine: None,
+            mode: Mode::Event,
         }
     }
 
@@ -232,6 +265,9 @@ impl RunSpec {
         }
         if let Some(r) = self.records_per_second {
             c.push_str(&format!(" --rate {r}"));
+        }
+        if self.mode == Mode::Turmoil {
+            c.push_str(" --mode turmoil");
         }
         if let Some(k) = self.workers_per_machine {
             c.push_str(&format!(" --workers-per-machine {k}"));
@@ -315,6 +351,10 @@ pub fn fleet_config(spec: &RunSpec) -> FleetConfig {
         records_per_second: spec
             .records_per_second
             .unwrap_or_else(|| spec.shards.min(1000) as f64),
+        transport: match spec.mode {
+            Mode::Event => Transport::Modelled,
+            Mode::Turmoil => Transport::Network,
+        },
         ..FleetConfig::default()
     }
 }
@@ -466,90 +506,133 @@ fn chaos(spec: &RunSpec, from: u64, to: u64, fleet: &mut Fleet) {
     fleet.at(to, Action::Calm);
 }
 
+/// The fleet in the engine that runs it.
+enum Engine {
+    Event(Box<Fleet>),
+    Turmoil(Box<TurmoilFleet>),
+}
+
+impl Engine {
+    fn run_until(&mut self, t: u64, progress: &mut dyn FnMut(u64)) -> Result<(), String> {
+        match self {
+            Self::Event(f) => {
+                f.run_until(t, progress);
+                Ok(())
+            }
+            Self::Turmoil(n) => n.run_until(t, progress),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Fleet) -> T) -> T {
+        match self {
+            Self::Event(fleet) => f(fleet),
+            Self::Turmoil(n) => f(&n.fleet()),
+        }
+    }
+}
+
 /// Runs a spec; `progress` gets the simulated time reached now and then.
 pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(u64)) -> Report {
     let started = WallInstant::now();
     let phases = spec.phases();
-    let mut fleet = Fleet::new(fleet_config(spec), initial_workers(spec));
+    let config = fleet_config(spec);
+    let latency = config.latency_ms;
+    let mut fleet = Fleet::new(config, initial_workers(spec));
     let mut trigger = scenario_steps(spec, &phases, &mut fleet);
     if spec.faults == Faults::Chaos || spec.scenario == Scenario::Chaos {
         chaos(spec, phases.warmup, phases.fault_end, &mut fleet);
         trigger = trigger.max(phases.fault_end);
     }
     fleet.at(phases.stop_producing, Action::StopProducing);
+    let mut engine = match spec.mode {
+        Mode::Event => Engine::Event(Box::new(fleet)),
+        Mode::Turmoil => Engine::Turmoil(Box::new(TurmoilFleet::new(
+            fleet,
+            spec.seed,
+            latency,
+            spec.duration_ms,
+        ))),
+    };
 
-    fleet.run_until(phases.warmup.saturating_sub(1), progress);
-    let units_at_warmup = fleet.dynamo.read_units() + fleet.dynamo.write_units();
-    let loads_at_warmup = fleet.loads();
-    let unheld_at_warmup = fleet.timeline.last().map_or(0, |s| s.unheld);
-    let moves_before = fleet.counters.acquisitions;
+    let mut failure = engine
+        .run_until(phases.warmup.saturating_sub(1), progress)
+        .err();
+    let (units_at_warmup, loads_at_warmup, unheld_at_warmup, moves_before) = engine.with(|f| {
+        (
+            f.dynamo.read_units() + f.dynamo.write_units(),
+            f.loads(),
+            f.timeline.last().map_or(0, |s| s.unheld),
+            f.counters.acquisitions,
+        )
+    });
     let min_lease_moves = minimum_moves(spec, &loads_at_warmup, unheld_at_warmup);
-    fleet.run_until(spec.duration_ms, progress);
-
-    let records_lost = fleet.records_lost();
-    let mut violations: Vec<Violation> = fleet.checker.violations().to_vec();
-    let mut violation_count = fleet.checker.violation_count();
-    let unheld = fleet.timeline.last().map_or(0, |s| s.unheld);
-    let end = spec.duration_ms;
-    if records_lost > 0 {
-        violation_count += 1;
-        violations.push(Violation {
-            at_ms: end,
-            what: format!("no loss: {records_lost} records put were never delivered"),
-        });
+    if failure.is_none() {
+        failure = engine.run_until(spec.duration_ms, progress).err();
     }
-    if unheld > 0 || !fleet.caught_up {
-        violation_count += 1;
-        violations.push(Violation {
-            at_ms: end,
-            what: format!(
+    let end = spec.duration_ms;
+    engine.with(|fleet| {
+        let records_lost = fleet.records_lost();
+        let mut violations: Vec<Violation> = fleet.checker.violations().to_vec();
+        let mut violation_count = fleet.checker.violation_count();
+        let unheld = fleet.timeline.last().map_or(0, |s| s.unheld);
+        let mut add = |what: String| {
+            violation_count += 1;
+            violations.push(Violation { at_ms: end, what });
+        };
+        if let Some(e) = &failure {
+            add(format!("the simulation itself failed: {e}"));
+        }
+        if records_lost > 0 {
+            add(format!("no loss: {records_lost} records put were never delivered"));
+        }
+        if unheld > 0 || !fleet.caught_up {
+            add(format!(
                 "liveness: after the faults stopped, {unheld} unfinished leases unheld and caught up = {}",
                 fleet.caught_up
-            ),
-        });
-    }
-    let converged = fleet.balanced_since.is_some() && fleet.caught_up && unheld == 0;
-    let convergence_seconds = fleet
-        .balanced_since
-        .filter(|_| converged)
-        .map(|t| t.saturating_sub(trigger) as f64 / 1000.0);
-    let scan_interval = spec.policy.config().scan_interval.as_secs_f64();
-    let hours = (end - phases.warmup) as f64 / 3_600_000.0;
-    let units = fleet.dynamo.read_units() + fleet.dynamo.write_units() - units_at_warmup;
-    let faults: BTreeMap<String, u64> = fleet.counters.faults.clone();
-    Report {
-        seed: spec.seed,
-        policy: spec.policy.name().into(),
-        scenario: spec.scenario.name().into(),
-        mode: "event".into(),
-        workers: spec.workers,
-        shards: spec.shards,
-        simulated_seconds: end as f64 / 1000.0,
-        wall_seconds: started.elapsed().as_secs_f64(),
-        violations,
-        violation_count,
-        converged,
-        convergence_seconds,
-        scan_rounds_to_converge: convergence_seconds.map(|s| (s / scan_interval).ceil()),
-        measured_from_seconds: trigger as f64 / 1000.0,
-        change_from_seconds: phases.warmup as f64 / 1000.0,
-        lease_moves: fleet.counters.acquisitions - moves_before,
-        min_lease_moves,
-        handoffs: fleet.counters.handoffs,
-        leases_expired_under_owner: fleet.counters.losses,
-        records_put: fleet.checker.records_put,
-        records_delivered: fleet.checker.records_delivered,
-        records_lost,
-        duplicate_deliveries: fleet.checker.duplicate_deliveries,
-        ddb_read_units: fleet.dynamo.read_units(),
-        ddb_write_units: fleet.dynamo.write_units(),
-        ddb_units_per_shard_hour: units / (spec.shards as f64 * hours.max(1e-9)),
-        ddb_by_operation: fleet.dynamo.bills.clone(),
-        kinesis: fleet.kinesis.counts.clone(),
-        faults,
-        replay: spec.replay_command(),
-        timeline: fleet.timeline.clone(),
-    }
+            ));
+        }
+        let converged = fleet.balanced_since.is_some() && fleet.caught_up && unheld == 0;
+        let convergence_seconds = fleet
+            .balanced_since
+            .filter(|_| converged)
+            .map(|t| t.saturating_sub(trigger) as f64 / 1000.0);
+        let scan_interval = spec.policy.config().scan_interval.as_secs_f64();
+        let hours = (end - phases.warmup) as f64 / 3_600_000.0;
+        let units = fleet.dynamo.read_units() + fleet.dynamo.write_units() - units_at_warmup;
+        Report {
+            seed: spec.seed,
+            policy: spec.policy.name().into(),
+            scenario: spec.scenario.name().into(),
+            mode: spec.mode.name().into(),
+            workers: spec.workers,
+            shards: spec.shards,
+            simulated_seconds: end as f64 / 1000.0,
+            wall_seconds: started.elapsed().as_secs_f64(),
+            violations,
+            violation_count,
+            converged,
+            convergence_seconds,
+            scan_rounds_to_converge: convergence_seconds.map(|s| (s / scan_interval).ceil()),
+            measured_from_seconds: trigger as f64 / 1000.0,
+            change_from_seconds: phases.warmup as f64 / 1000.0,
+            lease_moves: fleet.counters.acquisitions - moves_before,
+            min_lease_moves,
+            handoffs: fleet.counters.handoffs,
+            leases_expired_under_owner: fleet.counters.losses,
+            records_put: fleet.checker.records_put,
+            records_delivered: fleet.checker.records_delivered,
+            records_lost,
+            duplicate_deliveries: fleet.checker.duplicate_deliveries,
+            ddb_read_units: fleet.dynamo.read_units(),
+            ddb_write_units: fleet.dynamo.write_units(),
+            ddb_units_per_shard_hour: units / (spec.shards as f64 * hours.max(1e-9)),
+            ddb_by_operation: fleet.dynamo.bills.clone(),
+            kinesis: fleet.kinesis.counts.clone(),
+            faults: fleet.counters.faults.clone(),
+            replay: spec.replay_command(),
+            timeline: fleet.timeline.clone(),
+        }
+    })
 }
 
 /// The fewest lease moves the scenario's own change requires, when the scenario defines one.
