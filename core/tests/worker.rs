@@ -446,3 +446,64 @@ fn the_library_writes_shard_end_and_children_start_after_it() {
         "the processor was told the shard ended, once"
     );
 }
+
+/// Requests without an answer fail after `request_timeout`, each exactly then; an answered
+/// request never times out, and an answer after the timeout is stale.
+#[test]
+fn unanswered_requests_time_out_and_answered_ones_do_not() {
+    let config = Config::default();
+    let timeout = config.request_timeout.as_millis() as u64;
+    let mut w = Worker::<TestRecord>::new(config, WorkerId::from("w"), 1, Instant::ZERO)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // (request, sent at); the first request is answered at once, nothing else ever is.
+    let mut sent: Vec<(RequestId, u64)> = Vec::new();
+    let mut now = 0;
+    w.handle_timeout(Instant::ZERO);
+    while now <= 3 * timeout {
+        while let Some(c) = w.poll_command() {
+            let req = match c {
+                Command::ReadLease { req, .. }
+                | Command::WriteLease { req, .. }
+                | Command::ListShards { req }
+                | Command::ScanLeaseTable { req } => req,
+                _ => continue,
+            };
+            if sent.is_empty() {
+                w.handle(
+                    Instant::from_millis(now),
+                    Input::LeaseWritten {
+                        req,
+                        result: Err(kcl_core::Failure::Throttled),
+                    },
+                );
+            }
+            sent.push((req, now));
+        }
+        let expected = sent[1..]
+            .iter()
+            .filter(|&&(_, at)| at + timeout <= now)
+            .count() as u64;
+        assert_eq!(w.stats().request_timeouts, expected, "at {now} ms");
+        match w.poll_timeout() {
+            Some((at, _)) => {
+                now = at.as_millis().max(now);
+                w.handle_timeout(at);
+            }
+            None => break,
+        }
+    }
+    assert!(
+        w.stats().request_timeouts >= 3,
+        "heartbeats and leader reads kept timing out"
+    );
+    // A late answer to a timed-out request is counted as stale and changes nothing.
+    let stale = w.stats().stale_results;
+    w.handle(
+        Instant::from_millis(now),
+        Input::LeaseWritten {
+            req: sent[1].0,
+            result: Ok(None),
+        },
+    );
+    assert_eq!(w.stats().stale_results, stale + 1);
+}

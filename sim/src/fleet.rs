@@ -1055,7 +1055,8 @@ impl Fleet {
             };
             return self.lost(node, inc, sent, Some(failed));
         }
-        self.schedule(self.now, Ev::Deliver { node, inc, input });
+        // Straight to the worker (or to the end of its pause), without a trip through the queue.
+        self.dispatch(Ev::Deliver { node, inc, input });
     }
 
     fn at_service(&mut self, node: NodeId, inc: u64, sent: u64, cmd: Command<SimRecord>) {

@@ -168,6 +168,8 @@ pub(crate) struct Ctx<R> {
     next_req: u64,
     next_call: u64,
     pub(crate) pending: BTreeMap<RequestId, Pending>,
+    /// Every request's timeout in the order sent (answered ones are skipped when they come up).
+    deadlines: VecDeque<(RequestId, Instant)>,
     pub(crate) timers: Timers,
     pub(crate) out: VecDeque<Command<R>>,
     pub(crate) stats: Stats,
@@ -183,10 +185,11 @@ impl<R> Ctx<R> {
         self.next_req += 1;
         let req = RequestId(self.next_req);
         self.pending.insert(req, pending);
-        self.timers.set(
-            TimerKey::Request(req),
-            self.now + self.config.request_timeout,
-        );
+        let deadline = self.now + self.config.request_timeout;
+        if self.deadlines.is_empty() {
+            self.timers.set(TimerKey::Requests, deadline);
+        }
+        self.deadlines.push_back((req, deadline));
         self.out.push_back(command(req));
         req
     }
@@ -304,6 +307,7 @@ impl<R: Record + Clone> Worker<R> {
                 next_req: 0,
                 next_call: 0,
                 pending: BTreeMap::new(),
+                deadlines: VecDeque::new(),
                 timers: Timers::default(),
                 out: VecDeque::new(),
                 stats: Stats::default(),
@@ -494,8 +498,13 @@ impl<R: Record + Clone> Worker<R> {
 
     fn take_pending(&mut self, req: RequestId) -> Option<Pending> {
         let p = self.ctx.pending.remove(&req);
-        if p.is_some() {
-            self.ctx.timers.cancel(&TimerKey::Request(req));
+        // Answers mostly come in order: drop answered deadlines from the front so the queue
+        // holds only what is newer than the oldest request still in flight.
+        while let Some(&(front, _)) = self.ctx.deadlines.front() {
+            if self.ctx.pending.contains_key(&front) {
+                break;
+            }
+            self.ctx.deadlines.pop_front();
         }
         p
     }
@@ -576,10 +585,19 @@ impl<R: Record + Clone> Worker<R> {
 
     fn timer(&mut self, key: TimerKey) {
         match key {
-            TimerKey::Request(req) => {
-                if let Some(p) = self.ctx.pending.remove(&req) {
-                    self.ctx.stats.request_timeouts += 1;
-                    self.request_failed(req, p);
+            TimerKey::Requests => {
+                let now = self.ctx.now;
+                while let Some(&(req, deadline)) = self.ctx.deadlines.front() {
+                    let answered = !self.ctx.pending.contains_key(&req);
+                    if !answered && deadline > now {
+                        self.ctx.timers.set(TimerKey::Requests, deadline);
+                        break;
+                    }
+                    self.ctx.deadlines.pop_front();
+                    if let Some(p) = self.ctx.pending.remove(&req) {
+                        self.ctx.stats.request_timeouts += 1;
+                        self.request_failed(req, p);
+                    }
                 }
             }
             TimerKey::Renew => {

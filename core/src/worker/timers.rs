@@ -3,7 +3,7 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
-use crate::io::{RequestId, TimerReason};
+use crate::io::TimerReason;
 use crate::lease::LeaseKey;
 use crate::time::Instant;
 
@@ -21,7 +21,9 @@ pub(crate) enum TimerKey {
     Parents(LeaseKey),
     HandoffPoll(LeaseKey),
     HandoffTimeout(LeaseKey),
-    Request(RequestId),
+    /// The oldest request in flight reaches its timeout (one timer for all of them: they share
+    /// one timeout, so they expire in the order they were sent).
+    Requests,
 }
 
 impl TimerKey {
@@ -39,7 +41,7 @@ impl TimerKey {
             Self::Parents(_) => TimerReason::ParentPoll,
             Self::HandoffPoll(_) => TimerReason::HandoffPoll,
             Self::HandoffTimeout(_) => TimerReason::HandoffTimeout,
-            Self::Request(_) => TimerReason::RequestTimeout,
+            Self::Requests => TimerReason::RequestTimeout,
         }
     }
 }
@@ -52,10 +54,20 @@ pub(crate) struct Timers {
 
 impl Timers {
     pub(crate) fn set(&mut self, key: TimerKey, at: Instant) {
-        if let Some(old) = self.by_key.insert(key.clone(), at) {
-            self.queue.remove(&(old, key.clone()));
+        match self.by_key.get_mut(&key) {
+            // Re-arming a timer at the instant it already has is the common case (every step of
+            // a held lease re-arms its delivery window): no tree changes.
+            Some(old) if *old == at => {}
+            Some(old) => {
+                let previous = core::mem::replace(old, at);
+                self.queue.remove(&(previous, key.clone()));
+                self.queue.insert((at, key));
+            }
+            None => {
+                self.by_key.insert(key.clone(), at);
+                self.queue.insert((at, key));
+            }
         }
-        self.queue.insert((at, key));
     }
 
     pub(crate) fn cancel(&mut self, key: &TimerKey) {
