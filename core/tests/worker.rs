@@ -461,12 +461,12 @@ fn unanswered_requests_time_out_and_answered_ones_do_not() {
     w.handle_timeout(Instant::ZERO);
     while now <= 3 * timeout {
         while let Some(c) = w.poll_command() {
-            let req = match c {
-                Command::ReadLease { req, .. }
-                | Command::WriteLease { req, .. }
-                | Command::ListShards { req }
-                | Command::ScanLeaseTable { req } => req,
-                _ => continue,
+            let (Command::ReadLease { req, .. }
+            | Command::WriteLease { req, .. }
+            | Command::ListShards { req }
+            | Command::ScanLeaseTable { req }) = c
+            else {
+                continue;
             };
             if sent.is_empty() {
                 w.handle(
