@@ -425,6 +425,88 @@ pub enum Command<R> {
     Event(Event),
 }
 
+impl<R> Command<R> {
+    /// The request this command makes, if it is one (processor calls and events are not).
+    pub fn request(&self) -> Option<RequestId> {
+        match self {
+            Self::ScanLeaseTable { req }
+            | Self::ReadLease { req, .. }
+            | Self::WriteLease { req, .. }
+            | Self::ListShards { req }
+            | Self::GetShardIterator { req, .. }
+            | Self::GetRecords { req, .. } => Some(*req),
+            Self::Processor { .. } | Self::Event(_) => None,
+        }
+    }
+
+    /// The input that reports this request failed with `failure` (a driver's timeout, a
+    /// throttled or refused call); `None` for commands that are not requests.
+    pub fn failed(&self, failure: Failure) -> Option<Input<R>> {
+        let req = self.request()?;
+        Some(match self {
+            Self::ScanLeaseTable { .. } => Input::LeaseTableScanned {
+                req,
+                result: Err(failure),
+            },
+            Self::ReadLease { .. } => Input::LeaseRead {
+                req,
+                result: Err(failure),
+            },
+            Self::WriteLease { .. } => Input::LeaseWritten {
+                req,
+                result: Err(failure),
+            },
+            Self::ListShards { .. } => Input::ShardsListed {
+                req,
+                result: Err(failure),
+            },
+            Self::GetShardIterator { .. } => Input::IteratorObtained {
+                req,
+                result: Err(failure),
+            },
+            Self::GetRecords { .. } => Input::RecordsFetched {
+                req,
+                result: Err(failure),
+            },
+            Self::Processor { .. } | Self::Event(_) => return None,
+        })
+    }
+}
+
+impl<R> Input<R> {
+    /// The same result for the same request, failed with `failure` instead (an answer lost on
+    /// its way back becomes the driver's timeout); `None` for inputs that are not results.
+    pub fn failed(&self, failure: Failure) -> Option<Input<R>> {
+        Some(match self {
+            Self::LeaseTableScanned { req, .. } => Self::LeaseTableScanned {
+                req: *req,
+                result: Err(failure),
+            },
+            Self::LeaseRead { req, .. } => Self::LeaseRead {
+                req: *req,
+                result: Err(failure),
+            },
+            Self::LeaseWritten { req, .. } => Self::LeaseWritten {
+                req: *req,
+                result: Err(failure),
+            },
+            Self::ShardsListed { req, .. } => Self::ShardsListed {
+                req: *req,
+                result: Err(failure),
+            },
+            Self::IteratorObtained { req, .. } => Self::IteratorObtained {
+                req: *req,
+                result: Err(failure),
+            },
+            Self::RecordsFetched { req, .. } => Self::RecordsFetched {
+                req: *req,
+                result: Err(failure),
+            },
+            _ => return None,
+        })
+    }
+}
+
 /// Why [`crate::Worker::poll_timeout`] wants to be woken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]

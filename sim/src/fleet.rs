@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use kcl_core::io::{CallId, CheckpointTarget, Event, FetchedRecords, ProcessorCall, ReleaseReason};
 use kcl_core::rng::Rng;
+use kcl_core::testkit::DriftClock;
 use kcl_core::{
     Command, Config, Failure, FencingToken, Input, Instant, Item, Lease, LeaseKey, RequestId, Row,
     Worker, WorkerId,
@@ -345,40 +346,13 @@ impl Slab {
     }
 }
 
-/// A worker's clock: `rate` local ms per true ms since an origin.
-#[derive(Clone, Copy, Debug)]
-struct Clock {
-    rate: f64,
-    local_origin: u64,
-    true_origin: u64,
-}
-
-impl Clock {
-    fn local(&self, t: u64) -> Instant {
-        let elapsed = t.saturating_sub(self.true_origin) as f64 * self.rate;
-        Instant::from_millis(self.local_origin + elapsed as u64)
-    }
-
-    /// The first true instant at which this clock shows `local`.
-    fn true_time(&self, local: Instant) -> u64 {
-        let d = local.as_millis().saturating_sub(self.local_origin) as f64 / self.rate;
-        let mut t = self.true_origin + d.ceil() as u64;
-        // Float rounding can leave the ceiling a millisecond short, which would wake the
-        // worker too early forever.
-        while self.local(t) < local {
-            t += 1;
-        }
-        t
-    }
-}
-
 struct Node {
     id: WorkerId,
     machine: usize,
     worker: Option<Worker<SimRecord>>,
     inc: u64,
     paused_until: u64,
-    clock: Clock,
+    clock: DriftClock,
     wake_at: Option<u64>,
     batches: BTreeMap<LeaseKey, u32>,
     /// Shut down for good (scale-down, replaced): never restarted.
@@ -461,36 +435,6 @@ pub struct Fleet {
     next_envelope: u64,
     outbox: Vec<Vec<(u64, Service)>>,
     net_ops: Vec<NetOp>,
-}
-
-fn failed_input(cmd: &Command<SimRecord>, f: Failure) -> Option<Input<SimRecord>> {
-    Some(match cmd {
-        Command::ScanLeaseTable { req } => Input::LeaseTableScanned {
-            req: *req,
-            result: Err(f),
-        },
-        Command::ReadLease { req, .. } => Input::LeaseRead {
-            req: *req,
-            result: Err(f),
-        },
-        Command::WriteLease { req, .. } => Input::LeaseWritten {
-            req: *req,
-            result: Err(f),
-        },
-        Command::ListShards { req } => Input::ShardsListed {
-            req: *req,
-            result: Err(f),
-        },
-        Command::GetShardIterator { req, .. } => Input::IteratorObtained {
-            req: *req,
-            result: Err(f),
-        },
-        Command::GetRecords { req, .. } => Input::RecordsFetched {
-            req: *req,
-            result: Err(f),
-        },
-        _ => return None,
-    })
 }
 
 fn transient<T>() -> Result<T, Failure> {
@@ -624,11 +568,7 @@ impl Fleet {
             worker: None,
             inc: 0,
             paused_until: 0,
-            clock: Clock {
-                rate: 1.0,
-                local_origin: 1_000_000 + self.rng.below(1_000_000),
-                true_origin: self.now,
-            },
+            clock: DriftClock::new(1_000_000 + self.rng.below(1_000_000), self.now),
             wake_at: None,
             batches: BTreeMap::new(),
             retired: false,
@@ -846,7 +786,7 @@ impl Fleet {
         self.next_envelope += 1;
         let id = self.next_envelope;
         let service = service_of(&cmd);
-        let failed = failed_input(&cmd, Failure::Transient);
+        let failed = cmd.failed(Failure::Transient);
         self.envelopes.insert(
             id,
             Envelope {
@@ -1026,34 +966,8 @@ impl Fleet {
         input: Input<SimRecord>,
     ) {
         if self.partitioned(node, service) {
-            let failed = match &input {
-                Input::LeaseTableScanned { req, .. } => Input::LeaseTableScanned {
-                    req: *req,
-                    result: Err(Failure::Transient),
-                },
-                Input::LeaseRead { req, .. } => Input::LeaseRead {
-                    req: *req,
-                    result: Err(Failure::Transient),
-                },
-                Input::LeaseWritten { req, .. } => Input::LeaseWritten {
-                    req: *req,
-                    result: Err(Failure::Transient),
-                },
-                Input::ShardsListed { req, .. } => Input::ShardsListed {
-                    req: *req,
-                    result: Err(Failure::Transient),
-                },
-                Input::IteratorObtained { req, .. } => Input::IteratorObtained {
-                    req: *req,
-                    result: Err(Failure::Transient),
-                },
-                Input::RecordsFetched { req, .. } => Input::RecordsFetched {
-                    req: *req,
-                    result: Err(Failure::Transient),
-                },
-                _ => return,
-            };
-            return self.lost(node, inc, sent, Some(failed));
+            let failed = input.failed(Failure::Transient);
+            return self.lost(node, inc, sent, failed);
         }
         // Straight to the worker (or to the end of its pause), without a trip through the queue.
         self.dispatch(Ev::Deliver { node, inc, input });
@@ -1062,7 +976,7 @@ impl Fleet {
     fn at_service(&mut self, node: NodeId, inc: u64, sent: u64, cmd: Command<SimRecord>) {
         let service = service_of(&cmd);
         if self.partitioned(node, service) {
-            let failed = failed_input(&cmd, Failure::Transient);
+            let failed = cmd.failed(Failure::Transient);
             return self.lost(node, inc, sent, failed);
         }
         match self.serve_command(node, cmd) {
@@ -1077,7 +991,9 @@ impl Fleet {
         let service = service_of(&cmd);
         let faults = self.service_faults[service as usize];
         if self.rng.below(1000) < faults.throttle_per_mille {
-            return failed_input(&cmd, Failure::Throttled).map_or(Served::Nothing, Served::Reply);
+            return cmd
+                .failed(Failure::Throttled)
+                .map_or(Served::Nothing, Served::Reply);
         }
         let error = self.rng.below(1000) < faults.error_per_mille;
         let now = self.now;
@@ -1189,7 +1105,7 @@ impl Fleet {
         mut items: Vec<Item>,
     ) {
         if self.partitioned(node, Service::Dynamo) {
-            let failed = failed_input(&Command::ScanLeaseTable { req }, Failure::Transient);
+            let failed = Command::<SimRecord>::ScanLeaseTable { req }.failed(Failure::Transient);
             return self.lost(node, inc, sent, failed);
         }
         let faults = self.service_faults[Service::Dynamo as usize];
@@ -1546,7 +1462,7 @@ impl Fleet {
                     m.partitioned_until = [0; 2];
                 }
                 for node in 0..self.nodes.len() {
-                    if self.nodes[node].clock.rate != 1.0 {
+                    if self.nodes[node].clock.rate() != 1.0 {
                         self.set_rate(node, 1.0);
                     }
                 }
@@ -1571,12 +1487,7 @@ impl Fleet {
     fn set_rate(&mut self, node: NodeId, rate: f64) {
         let now = self.now;
         let n = &mut self.nodes[node];
-        let local = n.clock.local(now);
-        n.clock = Clock {
-            rate,
-            local_origin: local.as_millis(),
-            true_origin: now,
-        };
+        n.clock.set_rate(now, rate);
         // The worker's next wake-up moves with its clock.
         n.wake_at = None;
         if n.worker.is_some() {

@@ -5,7 +5,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::{MemStream, MemTable};
+use super::{DriftClock, MemStream, MemTable};
 use crate::config::Config;
 use crate::io::{
     CallId, CheckpointTarget, Command, Event, Failure, FencingToken, FetchedRecords, Input,
@@ -147,38 +147,9 @@ struct Node {
     inc: u64,
     paused_until: u64,
     partitioned_until: u64,
-    rate: f64,
-    local_origin: u64,
-    true_origin: u64,
+    clock: DriftClock,
     wake_at: Option<u64>,
     batches: BTreeMap<LeaseKey, u32>,
-}
-
-impl Node {
-    fn local(&self, t: u64) -> Instant {
-        Instant::from_millis(
-            self.local_origin + (t.saturating_sub(self.true_origin) as f64 * self.rate) as u64,
-        )
-    }
-    /// The first true instant at which this node's clock shows `local` (float rounding can
-    /// leave the ceiling a millisecond short, which would wake the worker too early forever).
-    fn true_time(&self, local: Instant) -> u64 {
-        let d = local.as_millis().saturating_sub(self.local_origin) as f64 / self.rate;
-        let mut t = self.true_origin + libm_ceil(d);
-        while self.local(t) < local {
-            t += 1;
-        }
-        t
-    }
-}
-
-fn libm_ceil(x: f64) -> u64 {
-    let t = x as u64;
-    if (t as f64) < x {
-        t + 1
-    } else {
-        t
-    }
 }
 
 /// The cluster.
@@ -282,9 +253,7 @@ impl Cluster {
             inc: 0,
             paused_until: 0,
             partitioned_until: 0,
-            rate: 1.0,
-            local_origin: 1_000_000,
-            true_origin: self.now,
+            clock: DriftClock::new(1_000_000, self.now),
             wake_at: None,
             batches: BTreeMap::new(),
         });
@@ -311,7 +280,7 @@ impl Cluster {
         };
         n.inc += 1;
         n.batches.clear();
-        let local = n.local(now);
+        let local = n.clock.local(now);
         n.worker = Worker::new(self.cfg.config.clone(), n.id.clone(), seed, local).ok();
         n.wake_at = None;
         self.after_handle(node);
@@ -343,10 +312,7 @@ impl Cluster {
     pub fn drift(&mut self, node: NodeId, rate: f64) {
         let now = self.now;
         if let Some(n) = self.nodes.get_mut(node) {
-            let local = n.local(now);
-            n.local_origin = local.as_millis();
-            n.true_origin = now;
-            n.rate = rate;
+            n.clock.set_rate(now, rate);
         }
     }
 
@@ -469,7 +435,7 @@ impl Cluster {
         let Some(n) = self.nodes.get_mut(node) else {
             return;
         };
-        let local = n.local(now);
+        let local = n.clock.local(now);
         let Some(w) = n.worker.as_mut() else { return };
         f(w, local);
         self.after_handle(node);
@@ -489,7 +455,7 @@ impl Cluster {
         };
         let Some(w) = n.worker.as_ref() else { return };
         if let Some((at, _)) = w.poll_timeout() {
-            let t = n.true_time(at).max(self.now);
+            let t = n.clock.true_time(at).max(self.now);
             if n.wake_at != Some(t) {
                 let inc = n.inc;
                 self.nodes[node].wake_at = Some(t);
@@ -535,7 +501,7 @@ impl Cluster {
                             },
                         );
                     }
-                    let failed = failed_input(&cmd, Failure::Transient);
+                    let failed = cmd.failed(Failure::Transient);
                     let t = self.now + self.cfg.driver_timeout_ms;
                     if let Some(input) = failed {
                         self.schedule(t, Ev::Result { node, inc, input });
@@ -631,7 +597,7 @@ impl Cluster {
         let throttled = self.rng.below(1000) < self.cfg.faults.throttle_per_mille;
         let now = self.now;
         let input = if throttled {
-            failed_input(&cmd, Failure::Throttled)
+            cmd.failed(Failure::Throttled)
         } else {
             match cmd {
                 Command::ScanLeaseTable { req } => Some(Input::LeaseTableScanned {
@@ -754,7 +720,7 @@ impl Cluster {
                 .as_ref()
                 .and_then(|w| w.delivery_deadline(shard.as_str()))
             {
-                let t = n.true_time(until);
+                let t = n.clock.true_time(until);
                 if t > now {
                     others.push((n.id.clone(), t));
                 }
@@ -892,34 +858,4 @@ impl Cluster {
         );
         self.unheld_leases().is_empty() && mx - mn <= spread
     }
-}
-
-fn failed_input(cmd: &Command<TestRecord>, f: Failure) -> Option<Input<TestRecord>> {
-    Some(match cmd {
-        Command::ScanLeaseTable { req } => Input::LeaseTableScanned {
-            req: *req,
-            result: Err(f),
-        },
-        Command::ReadLease { req, .. } => Input::LeaseRead {
-            req: *req,
-            result: Err(f),
-        },
-        Command::WriteLease { req, .. } => Input::LeaseWritten {
-            req: *req,
-            result: Err(f),
-        },
-        Command::ListShards { req } => Input::ShardsListed {
-            req: *req,
-            result: Err(f),
-        },
-        Command::GetShardIterator { req, .. } => Input::IteratorObtained {
-            req: *req,
-            result: Err(f),
-        },
-        Command::GetRecords { req, .. } => Input::RecordsFetched {
-            req: *req,
-            result: Err(f),
-        },
-        _ => return None,
-    })
 }

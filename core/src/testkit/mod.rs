@@ -4,10 +4,12 @@
 //! crashes, pauses, partitions and clock drift while checking the invariants of DESIGN.md on
 //! every step. quinn's `Pair`, grown to a fleet; the simulator builds on the same models.
 
+mod clock;
 mod cluster;
 mod stream;
 mod table;
 
+pub use clock::DriftClock;
 pub use cluster::{Cluster, ClusterConfig, Faults, NodeId, Report, TestRecord, Violation};
 pub use stream::{Fetched, MemStream, StreamRecord};
 pub use table::{MemTable, TableCounts};
