@@ -114,6 +114,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
             _ => return Err(format!("unknown option {name}")),
         }
     }
+    spec.validate()?;
     Ok(Args {
         command,
         spec,

@@ -275,6 +275,21 @@ impl RunSpec {
         c
     }
 
+    /// Whether the run can say anything: it needs room for a warm-up, the change and a
+    /// liveness phase.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.duration_ms < 60_000 {
+            return Err(format!(
+                "--duration {} is too short: a run needs at least 60s for the warm-up, the change and the liveness phase",
+                format_duration(self.duration_ms)
+            ));
+        }
+        if self.workers == 0 || self.shards == 0 {
+            return Err("--workers and --shards must be at least 1".into());
+        }
+        Ok(())
+    }
+
     /// The phases of this run.
     pub fn phases(&self) -> Phases {
         let d = self.duration_ms;
@@ -626,7 +641,7 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(u64)) -> Report {
             ddb_read_units: fleet.dynamo.read_units(),
             ddb_write_units: fleet.dynamo.write_units(),
             ddb_units_per_shard_hour: units / (spec.shards as f64 * hours.max(1e-9)),
-            ddb_by_operation: fleet.dynamo.bills.clone(),
+            ddb_by_operation: fleet.dynamo.bills(),
             kinesis: fleet.kinesis.counts.clone(),
             faults: fleet.counters.faults.clone(),
             replay: spec.replay_command(),

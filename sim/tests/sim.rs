@@ -281,6 +281,12 @@ fn the_command_line_writes_json_and_svg_and_fails_on_violations() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scenario"));
+    let out = Command::new(bin)
+        .args(["run", "--scenario", "steady", "--duration", "5s"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("too short"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
