@@ -39,7 +39,7 @@ OPTIONS:
                              as turmoil hosts, every call a datagram             [event]
   --json PATH                write the report (compare: {default, kcl2, ratios})
   --plot PATH                write an SVG of leases per worker and moves over time
-  --quiet                    no progress bar
+  --quiet                    no progress bar; swarm: only failing seeds and the summary
 ";
 
 struct Args {
@@ -214,27 +214,32 @@ fn main_inner(args: Args) -> Result<bool, String> {
         "swarm" => {
             let mut failing = Vec::new();
             let mut reports = Vec::new();
-            println!(
-                "{:>8} {:>10} {:>9} {:>12} {:>8} {:>7} {:>8}",
-                "seed", "violations", "converged", "convergence", "moves", "lost", "wall s"
-            );
+            // With --quiet only the failing seeds and the summary are printed.
+            if !args.quiet {
+                println!(
+                    "{:>8} {:>10} {:>9} {:>12} {:>8} {:>7} {:>8}",
+                    "seed", "violations", "converged", "convergence", "moves", "lost", "wall s"
+                );
+            }
             for seed in args.spec.seed..args.spec.seed + args.seeds {
                 let spec = RunSpec {
                     seed,
                     ..args.spec.clone()
                 };
                 let r = run_one(&spec, true);
-                println!(
-                    "{:>8} {:>10} {:>9} {:>12} {:>8} {:>7} {:>8.1}",
-                    seed,
-                    r.violation_count,
-                    r.converged,
-                    r.convergence_seconds
-                        .map_or("-".into(), |c| format!("{c:.1} s")),
-                    r.lease_moves,
-                    r.records_lost,
-                    r.wall_seconds
-                );
+                if !args.quiet {
+                    println!(
+                        "{:>8} {:>10} {:>9} {:>12} {:>8} {:>7} {:>8.1}",
+                        seed,
+                        r.violation_count,
+                        r.converged,
+                        r.convergence_seconds
+                            .map_or("-".into(), |c| format!("{c:.1} s")),
+                        r.lease_moves,
+                        r.records_lost,
+                        r.wall_seconds
+                    );
+                }
                 if r.violation_count > 0 {
                     failing.push(r.clone());
                 }
