@@ -204,8 +204,12 @@ pub enum Action {
     Split,
     /// Merge a random pair of adjacent open shards.
     Merge,
-    /// UpdateShardCount to this many open shards (double or half).
-    UpdateShardCount(usize),
+    /// UpdateShardCount to the open shard count times `per_mille` / 1000 (kept between half and
+    /// double, as Kinesis allows).
+    UpdateShardCount {
+        /// The target as a share of the open shards, in per mille.
+        per_mille: u64,
+    },
     /// Stop putting records (so the liveness phase can check that everything was delivered).
     StopProducing,
     /// Clear every injected fault: services healthy, no delays, clocks true, processors healthy.
@@ -239,7 +243,7 @@ impl Action {
                 ..
             } => "kinesis_errors",
             Self::ProcessorFailures(_) => "processor_failures",
-            Self::Split | Self::Merge | Self::UpdateShardCount(_) => "reshard",
+            Self::Split | Self::Merge | Self::UpdateShardCount { .. } => "reshard",
             _ => return None,
         })
     }
@@ -1450,8 +1454,12 @@ impl Fleet {
                     let _ = self.kinesis.merge(open[i], open[i + 1]);
                 }
             }
-            Action::UpdateShardCount(target) => {
-                let _ = self.kinesis.update_shard_count(target);
+            Action::UpdateShardCount { per_mille } => {
+                let open = self.kinesis.open_shards().len();
+                let target = (open as u64 * per_mille / 1000) as usize;
+                let _ = self
+                    .kinesis
+                    .update_shard_count(target.clamp(open.div_ceil(2), open * 2));
             }
             Action::StopProducing => self.producing = false,
             Action::Calm => {

@@ -1,7 +1,7 @@
 //! The simulated Kinesis data stream: shards with hash-key ranges, partition keys hashed with
 //! MD5, sequence numbers as 56-digit decimal strings, every GetShardIterator type, GetRecords with
 //! the service's limits, iterators that expire, retention trimming, and resharding (SplitShard,
-//! MergeShards, UpdateShardCount by doubling or halving) with parent and child shards.
+//! MergeShards, UpdateShardCount with uniform scaling) with parent and child shards.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -408,23 +408,30 @@ impl Kinesis {
     /// SplitShard at the middle of its hash range: two children.
     pub fn split(&mut self, shard: usize) -> Result<[usize; 2], Failure> {
         let s = self.shards.get(shard).ok_or(Failure::NotFound)?;
-        if s.closed || s.range.end == s.range.start {
-            return Err(invalid("shard cannot be split"));
-        }
         let range = s.range;
-        let mid = range.start + (range.end - range.start) / 2;
+        self.split_at(shard, range.start + (range.end - range.start) / 2 + 1)
+    }
+
+    /// SplitShard with `NewStartingHashKey` = `at`: the children hold `[start, at)` and
+    /// `[at, end]`.
+    pub fn split_at(&mut self, shard: usize, at: u128) -> Result<[usize; 2], Failure> {
+        let s = self.shards.get(shard).ok_or(Failure::NotFound)?;
+        let range = s.range;
+        if s.closed || at <= range.start || at > range.end {
+            return Err(invalid("shard cannot be split there"));
+        }
         self.close(shard);
         let a = self.add_shard(
             vec![shard],
             HashKeyRange {
                 start: range.start,
-                end: mid,
+                end: at - 1,
             },
         );
         let b = self.add_shard(
             vec![shard],
             HashKeyRange {
-                start: mid + 1,
+                start: at,
                 end: range.end,
             },
         );
@@ -459,25 +466,52 @@ impl Kinesis {
         ))
     }
 
-    /// UpdateShardCount with uniform scaling, as Kinesis does it through splits and merges; the
-    /// model supports the two cases every other count reduces to: doubling and halving.
+    /// UpdateShardCount with uniform scaling, as Kinesis does it: through splits and merges
+    /// (every child has one or two parents), to `target` open shards of equal ranges, where
+    /// `target` is between half and double the open count.
     pub fn update_shard_count(&mut self, target: usize) -> Result<(), Failure> {
-        let open = self.open.clone();
-        if target == open.len() * 2 {
-            for s in open {
-                self.split(s)?;
-            }
-            Ok(())
-        } else if target * 2 == open.len() {
-            for pair in open.chunks(2) {
-                self.merge(pair[0], pair[1])?;
-            }
-            Ok(())
-        } else {
-            Err(invalid(
-                "the model scales by doubling or halving the open shard count",
-            ))
+        let open = self.open.len();
+        if target == 0 || target * 2 < open || target > open * 2 {
+            return Err(invalid(
+                "UpdateShardCount scales to between half and double the open shards",
+            ));
         }
+        let targets = even_ranges(
+            HashKeyRange {
+                start: 0,
+                end: u128::MAX,
+            },
+            target,
+        );
+        // Split every open shard that straddles a boundary of the new ranges, at the boundary.
+        for t in &targets[1..] {
+            let at = t.start;
+            let holder = self.open.iter().copied().find(|&s| {
+                let r = self.shards[s].range;
+                r.start < at && at <= r.end
+            });
+            if let Some(s) = holder {
+                self.split_at(s, at)?;
+            }
+        }
+        // Every open shard now lies inside one new range: merge each range's pieces into one.
+        for t in &targets {
+            loop {
+                let inside: Vec<usize> = self
+                    .open
+                    .iter()
+                    .copied()
+                    .filter(|&s| {
+                        t.start <= self.shards[s].range.start && self.shards[s].range.end <= t.end
+                    })
+                    .collect();
+                if inside.len() < 2 {
+                    break;
+                }
+                self.merge(inside[0], inside[1])?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -626,8 +660,31 @@ mod tests {
             end = Some(r.end);
         }
         assert_eq!(end, Some(u128::MAX));
-        assert!(k.update_shard_count(k.open_shards().len() * 2).is_ok());
-        assert!(k.update_shard_count(3).is_err());
+        assert!(k.update_shard_count(k.open_shards().len() * 2 + 1).is_err());
+        assert!(k.update_shard_count(0).is_err());
+    }
+
+    #[test]
+    fn update_shard_count_scales_uniformly_through_splits_and_merges() {
+        let mut k = stream(4);
+        for target in [3, 6, 5, 10, 5, 4] {
+            k.update_shard_count(target)
+                .unwrap_or_else(|e| panic!("{target}: {e:?}"));
+            let open = k.open_shards().to_vec();
+            assert_eq!(open.len(), target);
+            let expected = even_ranges(
+                HashKeyRange {
+                    start: 0,
+                    end: u128::MAX,
+                },
+                target,
+            );
+            let ranges: Vec<HashKeyRange> = open.iter().map(|&s| k.shards[s].range).collect();
+            assert_eq!(ranges, expected, "uniform after scaling to {target}");
+        }
+        for s in 0..k.shard_count() {
+            assert!(k.parents(s).len() <= 2, "shard {s} has {:?}", k.parents(s));
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub enum Scenario {
     ScaleDown,
     /// Every worker replaced, one by one.
     RollingDeploy,
-    /// Shards split and merged while the fleet consumes.
+    /// Shards split and merged, then UpdateShardCount to 1.5x, while the fleet consumes.
     Reshard,
     /// Every fault, then a liveness phase.
     Chaos,
@@ -413,6 +413,8 @@ fn scenario_steps(spec: &RunSpec, phases: &Phases, fleet: &mut Fleet) -> u64 {
                 );
                 t += 1_000;
             }
+            // Then a uniform rescale to one and a half times the open shards.
+            fleet.at(t, Action::UpdateShardCount { per_mille: 1500 });
             t
         }
     }
