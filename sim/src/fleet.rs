@@ -1305,7 +1305,8 @@ impl Fleet {
         let now = self.now;
         self.kinesis.trim(now);
         self.dynamo.settle(now);
-        let mut held = std::collections::BTreeSet::new();
+        // Membership only, never iterated: a hash set cannot leak its order into the run.
+        let mut held = std::collections::HashSet::with_capacity(self.checker.unfinished().len());
         let (mut workers, mut min, mut max) = (0, usize::MAX, 0);
         for (_, w) in self.running_workers() {
             let mut n = 0;
