@@ -10,9 +10,9 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
-use kcl_core::io::{CallId, CheckpointTarget, Event, FetchedRecords, ProcessorCall, ReleaseReason};
+use kcl_core::io::{CallId, Event, FetchedRecords, ProcessorCall, ReleaseReason};
 use kcl_core::rng::Rng;
-use kcl_core::testkit::DriftClock;
+use kcl_core::testkit::{DriftClock, ProcessorOutcome};
 use kcl_core::{
     Command, Config, Failure, FencingToken, Input, Instant, Item, Lease, LeaseKey, RequestId, Row,
     Worker, WorkerId,
@@ -288,7 +288,7 @@ enum Ev {
         shard: LeaseKey,
         call: CallId,
         token: FencingToken,
-        outcome: ProcOutcome,
+        outcome: ProcessorOutcome,
     },
     Restart(NodeId),
     RestartMachine(usize),
@@ -305,13 +305,6 @@ enum Served {
     /// A scan: its pages follow.
     Scan(RequestId),
     Nothing,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ProcOutcome {
-    Returned,
-    Checkpoint,
-    Failed,
 }
 
 /// A queue entry: the event itself waits in a slab, so the heap moves 24 bytes, not an event.
@@ -1168,7 +1161,7 @@ impl Fleet {
                 checkpoint, token, ..
             } => {
                 self.checker.initialized(&shard, token, checkpoint);
-                (token, ProcOutcome::Returned)
+                (token, ProcessorOutcome::Returned)
             }
             ProcessorCall::ProcessRecords { records, token, .. } => {
                 self.check_exclusive(node, &shard, &records);
@@ -1184,20 +1177,20 @@ impl Fleet {
                 self.checker
                     .delivered(self.now, node, &shard, &parents, token, &records);
                 if self.rng.below(1000) < self.processor_failure_per_mille {
-                    (token, ProcOutcome::Failed)
+                    (token, ProcessorOutcome::Failed)
                 } else {
                     let every = self.cfg.checkpoint_every.max(1);
                     let n = self.nodes[node].batches.entry(shard.clone()).or_insert(0);
                     *n += 1;
                     if n.is_multiple_of(every) {
-                        (token, ProcOutcome::Checkpoint)
+                        (token, ProcessorOutcome::Checkpoint)
                     } else {
-                        (token, ProcOutcome::Returned)
+                        (token, ProcessorOutcome::Returned)
                     }
                 }
             }
-            ProcessorCall::ShardEnded { token } => (token, ProcOutcome::Returned),
-            ProcessorCall::ShutdownRequested { token } => (token, ProcOutcome::Checkpoint),
+            ProcessorCall::ShardEnded { token } => (token, ProcessorOutcome::Returned),
+            ProcessorCall::ShutdownRequested { token } => (token, ProcessorOutcome::Checkpoint),
             // Lease lost, checkpoint done: nothing to answer.
             _ => return,
         };
@@ -1220,36 +1213,10 @@ impl Fleet {
         shard: LeaseKey,
         call: CallId,
         token: FencingToken,
-        outcome: ProcOutcome,
+        outcome: ProcessorOutcome,
     ) {
-        match outcome {
-            ProcOutcome::Failed => {
-                self.with_worker(node, |w, now| {
-                    w.handle(now, Input::ProcessorFailed { shard, call })
-                });
-            }
-            ProcOutcome::Checkpoint => {
-                let s = shard.clone();
-                self.with_worker(node, |w, now| {
-                    w.handle(
-                        now,
-                        Input::CheckpointRequested {
-                            shard: s,
-                            ticket: call.0,
-                            token,
-                            target: CheckpointTarget::LastDelivered,
-                            prepare: false,
-                            state: None,
-                        },
-                    )
-                });
-                self.with_worker(node, |w, now| {
-                    w.handle(now, Input::ProcessorReturned { shard, call })
-                });
-            }
-            ProcOutcome::Returned => self.with_worker(node, |w, now| {
-                w.handle(now, Input::ProcessorReturned { shard, call })
-            }),
+        for input in outcome.inputs(shard, call, token) {
+            self.with_worker(node, |w, now| w.handle(now, input));
         }
     }
 

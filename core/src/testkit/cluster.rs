@@ -5,11 +5,11 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::{DriftClock, MemStream, MemTable};
+use super::{DriftClock, MemStream, MemTable, ProcessorOutcome};
 use crate::config::Config;
 use crate::io::{
-    CallId, CheckpointTarget, Command, Event, Failure, FencingToken, FetchedRecords, Input,
-    ProcessorCall, Record, ReleaseReason,
+    CallId, Command, Event, Failure, FencingToken, FetchedRecords, Input, ProcessorCall, Record,
+    ReleaseReason,
 };
 use crate::lease::{Lease, LeaseKey, WorkerId};
 use crate::rng::Rng;
@@ -136,7 +136,7 @@ enum Ev {
         inc: u64,
         shard: LeaseKey,
         call: CallId,
-        checkpoint: bool,
+        outcome: ProcessorOutcome,
         token: FencingToken,
     },
 }
@@ -402,29 +402,13 @@ impl Cluster {
                 node,
                 shard,
                 call,
-                checkpoint,
+                outcome,
                 token,
                 ..
             } => {
-                if checkpoint {
-                    let s = shard.clone();
-                    self.with_worker(node, |w, now| {
-                        w.handle(
-                            now,
-                            Input::CheckpointRequested {
-                                shard: s,
-                                ticket: call.0,
-                                token,
-                                target: CheckpointTarget::LastDelivered,
-                                prepare: false,
-                                state: None,
-                            },
-                        )
-                    });
+                for input in outcome.inputs(shard, call, token) {
+                    self.with_worker(node, |w, now| w.handle(now, input));
                 }
-                self.with_worker(node, |w, now| {
-                    w.handle(now, Input::ProcessorReturned { shard, call })
-                });
             }
             Ev::Arrive { .. } => {}
         }
@@ -531,66 +515,40 @@ impl Cluster {
     ) {
         let (lo, hi) = self.cfg.process_ms;
         let delay = self.rng.between(lo, hi);
-        match action {
+        let (token, outcome) = match action {
             ProcessorCall::Initialize {
                 checkpoint, token, ..
             } => {
                 self.init_checkpoint
                     .insert((shard.clone(), token), checkpoint);
-                self.schedule(
-                    self.now + delay,
-                    Ev::ProcDone {
-                        node,
-                        inc,
-                        shard,
-                        call,
-                        checkpoint: false,
-                        token,
-                    },
-                );
+                (token, ProcessorOutcome::Returned)
             }
             ProcessorCall::ProcessRecords { records, token, .. } => {
                 self.check_delivery(node, &shard, token, &records);
                 let every = self.cfg.checkpoint_every;
                 let n = self.nodes[node].batches.entry(shard.clone()).or_insert(0);
                 *n += 1;
-                let checkpoint = every > 0 && (*n).is_multiple_of(every);
-                self.schedule(
-                    self.now + delay,
-                    Ev::ProcDone {
-                        node,
-                        inc,
-                        shard,
-                        call,
-                        checkpoint,
-                        token,
-                    },
-                );
+                if every > 0 && (*n).is_multiple_of(every) {
+                    (token, ProcessorOutcome::Checkpoint)
+                } else {
+                    (token, ProcessorOutcome::Returned)
+                }
             }
-            ProcessorCall::ShardEnded { token } => self.schedule(
-                self.now + delay,
-                Ev::ProcDone {
-                    node,
-                    inc,
-                    shard,
-                    call,
-                    checkpoint: false,
-                    token,
-                },
-            ),
-            ProcessorCall::ShutdownRequested { token } => self.schedule(
-                self.now + delay,
-                Ev::ProcDone {
-                    node,
-                    inc,
-                    shard,
-                    call,
-                    checkpoint: true,
-                    token,
-                },
-            ),
-            ProcessorCall::LeaseLost | ProcessorCall::CheckpointDone { .. } => {}
-        }
+            ProcessorCall::ShardEnded { token } => (token, ProcessorOutcome::Returned),
+            ProcessorCall::ShutdownRequested { token } => (token, ProcessorOutcome::Checkpoint),
+            ProcessorCall::LeaseLost | ProcessorCall::CheckpointDone { .. } => return,
+        };
+        self.schedule(
+            self.now + delay,
+            Ev::ProcDone {
+                node,
+                inc,
+                shard,
+                call,
+                outcome,
+                token,
+            },
+        );
     }
 
     fn arrive(&mut self, node: NodeId, inc: u64, cmd: Command<TestRecord>, lost_answer: bool) {

@@ -6,10 +6,12 @@
 
 mod clock;
 mod cluster;
+mod processor;
 mod stream;
 mod table;
 
 pub use clock::DriftClock;
 pub use cluster::{Cluster, ClusterConfig, Faults, NodeId, Report, TestRecord, Violation};
+pub use processor::ProcessorOutcome;
 pub use stream::{Fetched, MemStream, StreamRecord};
 pub use table::{MemTable, TableCounts};
