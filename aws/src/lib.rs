@@ -1,5 +1,33 @@
-//! kcl-aws: the runtime-agnostic async driver and the DynamoDB / Kinesis backends on the AWS SDK.
+//! kcl-aws: the runtime-agnostic async driver of a [`kcl_core::Worker`] and its backends on the
+//! AWS SDK.
 //!
-//! **Not built yet.** This crate is an empty library so that the workspace layout of
-//! `DESIGN.md` exists; it exports nothing and does nothing. The work is tracked by the
-//! issue "Real AWS: the async driver, tokio and smol runtimes".
+//! - [`backend`]: the lease table and the stream as traits, one attempt per call, every outcome
+//!   classified as a [`kcl_core::Failure`];
+//! - [`DynamoLeaseTable`]: the lease table on DynamoDB (Java KCL 2.x layout), every core write as
+//!   a conditional `PutItem` / `UpdateItem` / `DeleteItem`;
+//! - [`KinesisStream`]: polling consumption through ListShards / GetShardIterator / GetRecords,
+//!   KPL aggregates split into user records ([`kpl`]);
+//! - [`Runtime`]: what the driver needs of tokio or smol.
+//!
+//! Both backends build their SDK client with the SDK's own retries turned off: a conditional
+//! write repeated by the SDK after its answer was lost fails its own condition and would look
+//! like a lost race, so retrying is left to the driver, which knows what may be repeated.
+
+// A std crate: the workspace lint that keeps kcl-core honest about `core` is noise here.
+#![allow(clippy::std_instead_of_core)]
+
+pub mod backend;
+mod dynamo;
+mod expression;
+mod failure;
+mod item;
+mod kinesis;
+pub mod kpl;
+mod record;
+mod runtime;
+
+pub use backend::{LeaseTable, ShardStream};
+pub use dynamo::DynamoLeaseTable;
+pub use kinesis::{KinesisStream, StreamId};
+pub use record::KinesisRecord;
+pub use runtime::Runtime;

@@ -3,7 +3,7 @@
 //! A [`LeaseWrite`] maps one to one onto a DynamoDB `PutItem` / `UpdateItem` / `DeleteItem` with a
 //! `ConditionExpression`, and [`apply`] is the reference semantics of that mapping: the in-memory
 //! table of the test kit and the simulator evaluate writes with it, and the AWS backend's
-//! integration tests check DynamoDB agrees.
+//! integration tests check DynamoDB agrees. (Not serde types: attribute names are `&'static str`.)
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -13,7 +13,6 @@ use crate::lease::attr;
 
 /// A condition on the current item, evaluated atomically with the write.
 #[derive(Clone, Debug, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Condition {
     /// Always true.
     Always,
@@ -73,7 +72,6 @@ fn values_equal(a: &AttributeValue, b: &AttributeValue) -> bool {
 
 /// One action of an update.
 #[derive(Clone, Debug, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Update {
     /// `SET name = value`.
     Set(&'static str, AttributeValue),
@@ -89,7 +87,6 @@ pub enum Update {
 
 /// What a write does to the item.
 #[derive(Clone, Debug, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum WriteAction {
     /// `PutItem` of the whole item.
     Put(Item),
@@ -102,7 +99,6 @@ pub enum WriteAction {
 /// Why the core issues a write: names the operation for metrics, logs and the simulator's
 /// billing, and never changes its semantics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum WriteKind {
     /// Create a lease row if absent.
@@ -137,7 +133,6 @@ pub enum WriteKind {
 
 /// A conditional write of one item of the lease table.
 #[derive(Clone, Debug, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct LeaseWrite {
     /// The item's `leaseKey`.
     pub key: String,

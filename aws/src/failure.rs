@@ -1,0 +1,94 @@
+//! Classifying the SDK's errors into the core's [`Failure`]s.
+//!
+//! The classification is by the service's error code, not the SDK's per-operation enums, so one
+//! function serves every operation of both services, and an error code an older SDK does not
+//! model is still classified.
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::http::Response;
+use kcl_core::Failure;
+
+/// The failure an SDK error means for the core.
+pub(crate) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    error: &SdkError<E, Response>,
+) -> Failure {
+    match error {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            classify_code(service.err().code(), status, service.err().message())
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            Failure::Transient
+        }
+        _ => Failure::Other(describe(error)),
+    }
+}
+
+/// The failure a service error code (and HTTP status) means.
+pub(crate) fn classify_code(code: Option<&str>, status: u16, message: Option<&str>) -> Failure {
+    match code.unwrap_or_default() {
+        "ConditionalCheckFailedException" => Failure::ConditionFailed,
+        "ProvisionedThroughputExceededException"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "LimitExceededException" => Failure::Throttled,
+        "ResourceNotFoundException" => Failure::NotFound,
+        "ExpiredIteratorException" => Failure::ExpiredIterator,
+        "InternalServerError"
+        | "InternalFailure"
+        | "ServiceUnavailable"
+        | "ServiceUnavailableException"
+        | "KMSThrottlingException" => Failure::Transient,
+        _ if status == 429 => Failure::Throttled,
+        _ if status >= 500 => Failure::Transient,
+        other => Failure::Other(format!(
+            "{}: {}",
+            if other.is_empty() { "error" } else { other },
+            message.unwrap_or("no message")
+        )),
+    }
+}
+
+/// The error and its sources on one line (the SDK's Display alone says only "service error").
+pub(crate) fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_failures() {
+        let c = |code: &str| classify_code(Some(code), 400, None);
+        assert_eq!(
+            c("ConditionalCheckFailedException"),
+            Failure::ConditionFailed
+        );
+        assert_eq!(
+            c("ProvisionedThroughputExceededException"),
+            Failure::Throttled
+        );
+        assert_eq!(c("ThrottlingException"), Failure::Throttled);
+        assert_eq!(c("RequestLimitExceeded"), Failure::Throttled);
+        assert_eq!(c("LimitExceededException"), Failure::Throttled);
+        assert_eq!(c("ExpiredIteratorException"), Failure::ExpiredIterator);
+        assert_eq!(c("ResourceNotFoundException"), Failure::NotFound);
+        assert_eq!(
+            classify_code(Some("AccessDeniedException"), 400, Some("no")),
+            Failure::Other("AccessDeniedException: no".into())
+        );
+        assert_eq!(classify_code(None, 503, None), Failure::Transient);
+        assert_eq!(
+            classify_code(Some("Whatever"), 429, None),
+            Failure::Throttled
+        );
+    }
+}

@@ -1,0 +1,72 @@
+//! Shared by the integration tests: clients for the local emulators `.ci/emulators.sh` starts,
+//! and a runtime for the driver's traits on tokio.
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::std_instead_of_core)]
+
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_credential_types::Credentials;
+
+/// The emulator endpoint in `var`, or `None` after a loud message: the test then does nothing.
+/// `.ci/test` always sets them, so CI never skips.
+pub fn endpoint(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!(
+                "\n*** SKIPPED: {var} is not set, so this test has no emulator to talk to. \
+                 Run it through ./.ci/test, or: eval \"$(.ci/emulators.sh start)\" ***\n"
+            );
+            None
+        }
+    }
+}
+
+fn credentials() -> Credentials {
+    // kinesis-local takes a 12-digit access key id as the account id.
+    Credentials::new("000000000000", "local", None, None, "emulator")
+}
+
+pub fn dynamodb(url: &str) -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(credentials())
+        .endpoint_url(url)
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+pub fn kinesis(url: &str) -> aws_sdk_kinesis::Client {
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+        .credentials_provider(credentials())
+        .endpoint_url(url)
+        .build();
+    aws_sdk_kinesis::Client::from_conf(config)
+}
+
+/// A name no other test run uses.
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+#[derive(Clone, Debug)]
+pub struct Tokio;
+
+impl kcl_aws::Runtime for Tokio {
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
+        tokio::time::sleep(duration)
+    }
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        drop(tokio::spawn(task));
+    }
+}
