@@ -17,17 +17,23 @@
 #![allow(clippy::std_instead_of_core)]
 
 pub mod backend;
+mod driver;
 mod dynamo;
 mod expression;
 mod failure;
 mod item;
 mod kinesis;
 pub mod kpl;
+mod processor;
 mod record;
+mod retry;
 mod runtime;
 
 pub use backend::{LeaseTable, ShardStream};
+pub use driver::{Driver, DriverConfig, ShutdownHandle};
 pub use dynamo::DynamoLeaseTable;
 pub use kinesis::{KinesisStream, StreamId};
+pub use processor::{Batch, Checkpointer, Initialize, ProcessorFactory, RecordProcessor};
 pub use record::KinesisRecord;
+pub use retry::RetryPolicy;
 pub use runtime::Runtime;

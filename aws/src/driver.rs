@@ -1,0 +1,555 @@
+//! The async driver of one [`kcl_core::Worker`]: carries its commands to the backends and the
+//! record processors, feeds every result back with its request id, and sleeps until the worker's
+//! next timeout.
+//!
+//! One task runs the worker and the service calls (up to [`DriverConfig::max_in_flight`] at a
+//! time, each with its own retries and timeout); each shard's processor runs in a task of its own,
+//! so a slow processor never holds the worker up: leases keep being renewed while it works.
+
+use core::future::poll_fn;
+
+use core::task::Poll;
+use core::time::Duration;
+use std::collections::{BTreeMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures_channel::oneshot;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
+use kcl_core::{
+    CallId, CheckpointError, Command, Config, ConfigError, Event, Failure, Input, Instant,
+    LeaseKey, ProcessorCall, Record, Stats, Worker, WorkerId,
+};
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+
+use crate::backend::{LeaseTable, ShardStream};
+use crate::processor::{
+    Batch, CheckpointRequest, Checkpointer, Initialize, Message, ProcessorFactory, RecordProcessor,
+};
+use crate::retry::RetryPolicy;
+use crate::runtime::Runtime;
+
+/// The driver's settings: the core's [`Config`] and how calls are made. Deserializes with serde;
+/// absent fields take their defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DriverConfig {
+    /// The worker's configuration (lease timing, balancing, fetching).
+    pub worker: Config,
+    /// Service calls in flight at once; more wait in order.
+    pub max_in_flight: usize,
+    /// Retries and timeouts of each call.
+    pub retry: RetryPolicy,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        Self {
+            worker: Config::default(),
+            max_in_flight: 64,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Asks a running [`Driver`] to shut down gracefully: processors are asked to checkpoint, leases
+/// are handed on, then [`Driver::run`] returns. Cheap to clone; usable from any task or thread.
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle(UnboundedSender<Message>);
+
+impl ShutdownHandle {
+    /// Starts the shutdown (idempotent).
+    pub fn shutdown(&self) {
+        // A driver that has already stopped has nothing left to shut down.
+        let _ = self.0.unbounded_send(Message::Shutdown);
+    }
+}
+
+type Call<R> = (CallId, ProcessorCall<R>);
+
+/// Runs one worker against a lease table and a stream.
+pub struct Driver<Rt, T, S, F>
+where
+    S: ShardStream,
+{
+    runtime: Rt,
+    table: Arc<T>,
+    stream: Arc<S>,
+    factory: F,
+    config: DriverConfig,
+    worker: Worker<S::Record>,
+    origin: std::time::Instant,
+    inbox: UnboundedReceiver<Message>,
+    outbox: UnboundedSender<Message>,
+    in_flight: FuturesUnordered<BoxFuture<'static, Input<S::Record>>>,
+    queued: VecDeque<Command<S::Record>>,
+    processors: BTreeMap<LeaseKey, UnboundedSender<Call<S::Record>>>,
+    checkpoints: BTreeMap<u64, (LeaseKey, oneshot::Sender<Result<(), CheckpointError>>)>,
+    next_ticket: u64,
+    owned: usize,
+    salt: u64,
+}
+
+impl<Rt, T, S, F> Driver<Rt, T, S, F>
+where
+    Rt: Runtime,
+    T: LeaseTable,
+    S: ShardStream,
+    S::Record: Clone,
+    F: ProcessorFactory<S::Record>,
+{
+    /// A driver for worker `id`. `seed` makes its choices (jitter, tie-breaks) reproducible; give
+    /// each worker of a fleet a different one.
+    pub fn new(
+        runtime: Rt,
+        table: T,
+        stream: S,
+        factory: F,
+        id: WorkerId,
+        config: DriverConfig,
+        seed: u64,
+    ) -> Result<Self, ConfigError> {
+        let origin = runtime.now();
+        let worker = Worker::new(config.worker.clone(), id, seed, Instant::ZERO)?;
+        let (outbox, inbox) = unbounded();
+        Ok(Self {
+            runtime,
+            table: Arc::new(table),
+            stream: Arc::new(stream),
+            factory,
+            config,
+            worker,
+            origin,
+            inbox,
+            outbox,
+            in_flight: FuturesUnordered::new(),
+            queued: VecDeque::new(),
+            processors: BTreeMap::new(),
+            checkpoints: BTreeMap::new(),
+            next_ticket: 0,
+            owned: 0,
+            salt: seed,
+        })
+    }
+
+    /// A handle that shuts this driver down.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.outbox.clone())
+    }
+
+    /// Runs the worker until it has shut down (see [`ShutdownHandle`]); returns its counters.
+    pub async fn run(mut self) -> Stats {
+        let span = tracing::info_span!("kcl.worker", worker = %self.worker.id());
+        async move {
+            let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
+            loop {
+                self.drain_commands();
+                if self.worker.is_stopped() {
+                    break;
+                }
+                let deadline = self.worker.poll_timeout().map(|(at, _)| at);
+                if timer.as_ref().map(|(at, _)| *at) != deadline {
+                    timer = deadline.map(|at| {
+                        let wait = self.until(at);
+                        (at, self.runtime.sleep(wait).boxed())
+                    });
+                }
+                let (in_flight, inbox) = (&mut self.in_flight, &mut self.inbox);
+                let wake = poll_fn(|cx| {
+                    if let Poll::Ready(Some(input)) = in_flight.poll_next_unpin(cx) {
+                        return Poll::Ready(Wake::Result(input));
+                    }
+                    if let Poll::Ready(message) = inbox.poll_next_unpin(cx) {
+                        return Poll::Ready(Wake::Message(message));
+                    }
+                    match &mut timer {
+                        Some((_, sleep)) => sleep.as_mut().poll(cx).map(|()| Wake::Timer),
+                        None => Poll::Pending,
+                    }
+                })
+                .await;
+                let now = self.now();
+                match wake {
+                    Wake::Result(input) => self.worker.handle(now, input),
+                    // The driver holds a sender itself, so the inbox never closes.
+                    Wake::Message(None) => {}
+                    Wake::Message(Some(message)) => self.on_message(now, message),
+                    Wake::Timer => {
+                        timer = None;
+                        self.worker.handle_timeout(now);
+                    }
+                }
+            }
+            self.worker.stats().clone()
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn now(&self) -> Instant {
+        kcl_core::time::from_std(self.origin, self.runtime.now())
+    }
+
+    fn until(&self, at: Instant) -> Duration {
+        let deadline = self.origin + Duration::from_millis(at.as_millis());
+        deadline.saturating_duration_since(self.runtime.now())
+    }
+
+    fn drain_commands(&mut self) {
+        while let Some(command) = self.worker.poll_command() {
+            match command {
+                Command::Processor {
+                    shard,
+                    call,
+                    action,
+                } => self.call_processor(shard, call, action),
+                Command::Event(event) => self.on_event(event),
+                request => self.queued.push_back(request),
+            }
+        }
+        while self.in_flight.len() < self.config.max_in_flight.max(1) {
+            let Some(command) = self.queued.pop_front() else {
+                break;
+            };
+            if let Some(call) = self.execute(command) {
+                self.in_flight.push(call);
+            }
+        }
+    }
+
+    fn on_message(&mut self, now: Instant, message: Message) {
+        let input = match message {
+            Message::Returned { shard, call } => Input::ProcessorReturned { shard, call },
+            Message::Failed { shard, call } => Input::ProcessorFailed { shard, call },
+            Message::Shutdown => Input::ShutdownRequested,
+            Message::Checkpoint {
+                shard,
+                token,
+                request,
+                reply,
+            } => {
+                let ticket = self.next_ticket;
+                self.next_ticket += 1;
+                self.checkpoints.insert(ticket, (shard.clone(), reply));
+                match request {
+                    CheckpointRequest::Checkpoint {
+                        target,
+                        prepare,
+                        state,
+                    } => Input::CheckpointRequested {
+                        shard,
+                        ticket,
+                        token,
+                        target,
+                        prepare,
+                        state,
+                    },
+                    CheckpointRequest::CommitPrepared => Input::CommitPreparedCheckpoint {
+                        shard,
+                        ticket,
+                        token,
+                    },
+                }
+            }
+        };
+        self.worker.handle(now, input);
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::LeaseAcquired { shard, token } => {
+                self.owned += 1;
+                tracing::info!(%shard, token = token.0, "lease acquired");
+                metrics::counter!("kcl_leases_acquired_total").increment(1);
+            }
+            Event::LeaseReleased { shard, reason } => {
+                self.owned = self.owned.saturating_sub(1);
+                tracing::info!(%shard, ?reason, "lease released");
+                metrics::counter!("kcl_leases_released_total").increment(1);
+                metrics::gauge!("kcl_millis_behind_latest", "shard" => shard.to_string()).set(0.0);
+                // Its processor finishes the calls it has (the last is LeaseLost, ShardEnded or
+                // ShutdownRequested) and stops.
+                self.processors.remove(&shard);
+                let stale: Vec<u64> = self
+                    .checkpoints
+                    .iter()
+                    .filter(|(_, (s, _))| *s == shard)
+                    .map(|(t, _)| *t)
+                    .collect();
+                for ticket in stale {
+                    if let Some((_, reply)) = self.checkpoints.remove(&ticket) {
+                        let _ = reply.send(Err(CheckpointError::LeaseLost));
+                    }
+                }
+            }
+            Event::BecameLeader => tracing::info!("became leader"),
+            Event::LeadershipLost => tracing::info!("leadership lost"),
+            Event::MalformedRow { key, error } => {
+                tracing::warn!(?key, ?error, "malformed lease row skipped");
+                metrics::counter!("kcl_malformed_rows_total").increment(1);
+            }
+            Event::Stopped => tracing::info!("worker stopped"),
+            other => tracing::debug!(?other, "event"),
+        }
+        metrics::gauge!("kcl_owned_leases").set(self.owned as f64);
+    }
+
+    fn call_processor(&mut self, shard: LeaseKey, call: CallId, action: ProcessorCall<S::Record>) {
+        match action {
+            ProcessorCall::CheckpointDone { ticket, result } => {
+                if let Some((_, reply)) = self.checkpoints.remove(&ticket) {
+                    // The processor may have stopped waiting; nothing to do then.
+                    let _ = reply.send(result);
+                }
+                return;
+            }
+            ProcessorCall::Initialize { .. } => {
+                let (calls, mailbox) = unbounded();
+                let processor = self.factory.create(&shard);
+                let task = run_processor(shard.clone(), processor, mailbox, self.outbox.clone());
+                self.runtime
+                    .spawn(task.instrument(tracing::info_span!("kcl.shard", %shard)));
+                self.processors.insert(shard.clone(), calls);
+            }
+            ProcessorCall::ProcessRecords {
+                ref records,
+                millis_behind_latest,
+                ..
+            } => {
+                let bytes: usize = records.iter().map(Record::size_bytes).sum();
+                metrics::counter!("kcl_records_delivered_total").increment(records.len() as u64);
+                metrics::counter!("kcl_bytes_delivered_total").increment(bytes as u64);
+                metrics::gauge!("kcl_millis_behind_latest", "shard" => shard.to_string())
+                    .set(millis_behind_latest as f64);
+            }
+            _ => {}
+        }
+        let lease_lost = matches!(action, ProcessorCall::LeaseLost);
+        let delivered = self
+            .processors
+            .get(&shard)
+            .is_some_and(|p| p.unbounded_send((call, action)).is_ok());
+        if !delivered && !lease_lost {
+            // Its task ended (it panicked earlier): the call cannot complete.
+            let now = self.now();
+            self.worker
+                .handle(now, Input::ProcessorFailed { shard, call });
+        }
+    }
+
+    /// The future that carries out one request, or `None` for commands that are not requests.
+    fn execute(
+        &mut self,
+        command: Command<S::Record>,
+    ) -> Option<BoxFuture<'static, Input<S::Record>>> {
+        let req = command.request()?;
+        let runtime = self.runtime.clone();
+        let retry = self.config.retry;
+        let salt = self.salt ^ req.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let table = Arc::clone(&self.table);
+        let stream = Arc::clone(&self.stream);
+        let call = async move {
+            let (op, input, attempts) = match command {
+                Command::ScanLeaseTable { req } => {
+                    let (r, n) = retry.run(&runtime, true, salt, || table.scan()).await;
+                    ("scan", Input::LeaseTableScanned { req, result: r }, n)
+                }
+                Command::ReadLease { req, key } => {
+                    let (r, n) = retry.run(&runtime, true, salt, || table.read(&key)).await;
+                    ("get_item", Input::LeaseRead { req, result: r }, n)
+                }
+                Command::WriteLease { req, write } => {
+                    let (r, n) = retry
+                        .run(&runtime, false, salt, || table.write(&write))
+                        .await;
+                    (write_op(&write), Input::LeaseWritten { req, result: r }, n)
+                }
+                Command::ListShards { req } => {
+                    let (r, n) = retry
+                        .run(&runtime, true, salt, || stream.list_shards())
+                        .await;
+                    ("list_shards", Input::ShardsListed { req, result: r }, n)
+                }
+                Command::GetShardIterator {
+                    req,
+                    shard,
+                    position,
+                } => {
+                    let (r, n) = retry
+                        .run(&runtime, true, salt, || {
+                            stream.shard_iterator(shard.as_str(), &position)
+                        })
+                        .await;
+                    (
+                        "get_shard_iterator",
+                        Input::IteratorObtained { req, result: r },
+                        n,
+                    )
+                }
+                Command::GetRecords {
+                    req,
+                    iterator,
+                    limit,
+                    ..
+                } => {
+                    let (r, n) = retry
+                        .run(&runtime, true, salt, || {
+                            stream.get_records(&iterator, limit)
+                        })
+                        .await;
+                    ("get_records", Input::RecordsFetched { req, result: r }, n)
+                }
+                other => {
+                    // `request()` said it is a request; a new kind the driver does not know yet
+                    // is answered as failed so the core's bookkeeping stays whole.
+                    let failed =
+                        other.failed(Failure::Other("not supported by this driver".into()));
+                    return failed.unwrap_or(Input::ShutdownRequested);
+                }
+            };
+            record_outcome(op, &input, attempts);
+            input
+        };
+        Some(
+            call.instrument(tracing::debug_span!("kcl.call", req = req.0))
+                .boxed(),
+        )
+    }
+}
+
+enum Wake<R> {
+    Result(Input<R>),
+    Message(Option<Message>),
+    Timer,
+}
+
+fn write_op(write: &kcl_core::write::LeaseWrite) -> &'static str {
+    match write.action {
+        kcl_core::write::WriteAction::Put(_) => "put_item",
+        kcl_core::write::WriteAction::Update(_) => "update_item",
+        kcl_core::write::WriteAction::Delete => "delete_item",
+    }
+}
+
+fn record_outcome<R>(op: &'static str, input: &Input<R>, attempts: u32) {
+    let failure = match input {
+        Input::LeaseTableScanned { result, .. } => result.as_ref().err(),
+        Input::LeaseRead { result, .. } | Input::LeaseWritten { result, .. } => {
+            result.as_ref().err()
+        }
+        Input::ShardsListed { result, .. } => result.as_ref().err(),
+        Input::IteratorObtained { result, .. } => result.as_ref().err(),
+        Input::RecordsFetched { result, .. } => result.as_ref().err(),
+        _ => None,
+    };
+    let outcome = match failure {
+        None => "ok",
+        Some(Failure::ConditionFailed) => "condition_failed",
+        Some(Failure::Throttled) => "throttled",
+        Some(Failure::ExpiredIterator) => "expired_iterator",
+        Some(Failure::NotFound) => "not_found",
+        Some(Failure::Transient) => "transient",
+        Some(Failure::Other(why)) => {
+            tracing::warn!(op, why, "call failed");
+            "other"
+        }
+    };
+    if attempts > 1 {
+        metrics::counter!("kcl_call_retries_total", "op" => op).increment(u64::from(attempts - 1));
+    }
+    metrics::counter!("kcl_calls_total", "op" => op, "outcome" => outcome).increment(1);
+    tracing::debug!(op, outcome, attempts, "call");
+}
+
+/// One shard's processor: its calls in order, each answered; a panic ends it.
+async fn run_processor<R, P>(
+    shard: LeaseKey,
+    mut processor: P,
+    mut calls: UnboundedReceiver<Call<R>>,
+    driver: UnboundedSender<Message>,
+) where
+    R: Send + 'static,
+    P: RecordProcessor<R>,
+{
+    while let Some((call, action)) = calls.next().await {
+        let outcome = AssertUnwindSafe(invoke(&shard, &mut processor, action, &driver))
+            .catch_unwind()
+            .await;
+        let message = match outcome {
+            Ok(false) => continue,
+            Ok(true) => Message::Returned {
+                shard: shard.clone(),
+                call,
+            },
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(%shard, panic = what, "record processor panicked; its lease is given up");
+                metrics::counter!("kcl_processor_failures_total").increment(1);
+                let _ = driver.unbounded_send(Message::Failed { shard, call });
+                return;
+            }
+        };
+        if driver.unbounded_send(message).is_err() {
+            return;
+        }
+    }
+}
+
+/// Makes one call; whether the driver expects a return for it.
+async fn invoke<R, P: RecordProcessor<R>>(
+    shard: &LeaseKey,
+    processor: &mut P,
+    action: ProcessorCall<R>,
+    driver: &UnboundedSender<Message>,
+) -> bool {
+    let checkpointer = |token| Checkpointer::new(shard.clone(), token, driver.clone());
+    match action {
+        ProcessorCall::Initialize {
+            checkpoint,
+            pending_checkpoint,
+            pending_state,
+            token,
+        } => {
+            let init = Initialize {
+                shard: shard.clone(),
+                checkpoint,
+                pending_checkpoint,
+                pending_state,
+                token,
+            };
+            processor.initialize(&init).await;
+        }
+        ProcessorCall::ProcessRecords {
+            records,
+            millis_behind_latest,
+            token,
+        } => {
+            let batch = Batch {
+                shard: shard.clone(),
+                records,
+                millis_behind_latest,
+                token,
+            };
+            processor.process_records(batch, &checkpointer(token)).await;
+        }
+        ProcessorCall::ShardEnded { token } => processor.shard_ended(&checkpointer(token)).await,
+        ProcessorCall::ShutdownRequested { token } => {
+            processor.shutdown_requested(&checkpointer(token)).await;
+        }
+        ProcessorCall::LeaseLost => {
+            processor.lease_lost().await;
+            return false;
+        }
+        // Answered by the driver itself; never sent here.
+        _ => return false,
+    }
+    true
+}

@@ -1,0 +1,252 @@
+//! The driver end to end on tokio, against dynalite and kinesalite: two workers share a stream,
+//! every record is processed, checkpoints land in the table, a panicking processor loses its lease
+//! cleanly and its records come again.
+#![allow(clippy::unwrap_used, clippy::std_instead_of_core)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use kcl_aws::{
+    Batch, Checkpointer, Driver, DriverConfig, DynamoLeaseTable, Initialize, KinesisRecord,
+    KinesisStream, LeaseTable, RecordProcessor,
+};
+use kcl_core::lease::attr;
+use kcl_core::{AttributeValue, Config, LeaseKey, WorkerId};
+
+/// Short lease timing so the test runs in seconds.
+fn config() -> DriverConfig {
+    let worker = Config {
+        failover_time: Duration::from_secs(3),
+        safety_margin: Duration::from_millis(500),
+        scan_interval: Duration::from_millis(500),
+        heartbeat_interval: Duration::from_millis(500),
+        leader_check_interval: Duration::from_secs(1),
+        shard_sync_interval: Duration::from_secs(2),
+        idle_time_between_reads: Duration::from_millis(100),
+        parent_poll_interval: Duration::from_millis(500),
+        ..Config::default()
+    };
+    DriverConfig {
+        worker,
+        ..DriverConfig::default()
+    }
+}
+
+type Seen = Arc<Mutex<Vec<(String, KinesisRecord)>>>;
+
+struct Collect {
+    seen: Seen,
+    /// Panics on its first batch while this is set (and clears it).
+    panic_once: Arc<AtomicBool>,
+}
+
+impl RecordProcessor<KinesisRecord> for Collect {
+    async fn initialize(&mut self, _init: &Initialize) {}
+
+    async fn process_records(&mut self, batch: Batch<KinesisRecord>, checkpointer: &Checkpointer) {
+        if !batch.records.is_empty() && self.panic_once.swap(false, Ordering::SeqCst) {
+            panic!("processor bug on {}", batch.shard);
+        }
+        let shard = batch.shard.to_string();
+        self.seen
+            .lock()
+            .unwrap()
+            .extend(batch.records.into_iter().map(|r| (shard.clone(), r)));
+        checkpointer.checkpoint().await.unwrap();
+    }
+}
+
+async fn setup(
+    shards: i32,
+    records: usize,
+) -> Option<(aws_sdk_kinesis::Client, String, DynamoLeaseTable)> {
+    let kinesis_url = common::endpoint("KCL_TEST_KINESIS")?;
+    let dynamo_url = common::endpoint("KCL_TEST_DYNAMODB")?;
+    let kinesis = common::kinesis(&kinesis_url);
+    let name = common::unique("driver");
+    kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(shards)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let entries: Vec<PutRecordsRequestEntry> = (0..records)
+        .map(|i| {
+            PutRecordsRequestEntry::builder()
+                .partition_key(format!("key-{i}"))
+                .data(Blob::new(i.to_string()))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    for chunk in entries.chunks(500) {
+        kinesis
+            .put_records()
+            .stream_name(&name)
+            .set_records(Some(chunk.to_vec()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let table = DynamoLeaseTable::new(&common::dynamodb(&dynamo_url), format!("{name}-leases"));
+    table
+        .ensure_table(&common::Tokio, Duration::from_secs(30))
+        .await
+        .unwrap();
+    Some((kinesis, name, table))
+}
+
+/// Waits until `count` distinct records were seen, for at most a minute.
+async fn wait_for(seen: &Seen, count: usize) {
+    for _ in 0..600 {
+        let distinct: BTreeSet<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, r)| String::from_utf8_lossy(&r.data).into_owned())
+            .collect();
+        if distinct.len() >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("only {} records were processed", seen.lock().unwrap().len());
+}
+
+/// The lease rows (not worker or leader rows), by shard.
+async fn lease_rows(table: &DynamoLeaseTable) -> BTreeMap<String, kcl_core::Item> {
+    table
+        .scan()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|item| match item.get(attr::LEASE_KEY) {
+            Some(AttributeValue::S(k)) if k.starts_with("shardId-") => Some((k.clone(), item)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn two_workers_process_every_record_and_checkpoint_it() {
+    let Some((kinesis, name, table)) = setup(4, 400).await else {
+        return;
+    };
+    let seen: Seen = Arc::default();
+    let mut runs = Vec::new();
+    let mut handles = Vec::new();
+    for w in 0..2u64 {
+        let seen = seen.clone();
+        let factory = move |_: &LeaseKey| Collect {
+            seen: seen.clone(),
+            panic_once: Arc::new(AtomicBool::new(false)),
+        };
+        let driver = Driver::new(
+            common::Tokio,
+            table.clone(),
+            KinesisStream::new(&kinesis, name.as_str()),
+            factory,
+            WorkerId::from(format!("worker-{w}").as_str()),
+            config(),
+            w,
+        )
+        .unwrap();
+        handles.push(driver.shutdown_handle());
+        runs.push(tokio::spawn(driver.run()));
+    }
+    wait_for(&seen, 400).await;
+    for h in &handles {
+        h.shutdown();
+    }
+    let mut delivered = 0;
+    for run in runs {
+        let stats = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stats.request_timeouts, 0);
+        // The leader spreads the four leases over both workers at once.
+        assert!(stats.leases_acquired >= 1, "{stats:?}");
+        delivered += stats.records_delivered;
+    }
+    assert!(delivered >= 400);
+
+    // Every shard's checkpoint is its last record, and nobody owns a lease after a shutdown.
+    let seen = seen.lock().unwrap();
+    let rows = lease_rows(&table).await;
+    assert_eq!(rows.len(), 4);
+    for (shard, row) in &rows {
+        let last = seen
+            .iter()
+            .filter(|(s, _)| s == shard)
+            .map(|(_, r)| r.position.sequence.clone())
+            .max();
+        let checkpoint = match row.get(attr::CHECKPOINT) {
+            Some(AttributeValue::S(c)) => c.clone(),
+            other => panic!("{shard}: checkpoint {other:?}"),
+        };
+        match last {
+            Some(last) => assert_eq!(checkpoint, last.as_str(), "{shard}"),
+            None => assert_eq!(checkpoint, "TRIM_HORIZON", "{shard}"),
+        }
+        assert!(
+            row.get(attr::LEASE_OWNER).is_none(),
+            "{shard} still owned: {row:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_processor_loses_its_lease_and_its_records_come_again() {
+    let Some((kinesis, name, table)) = setup(1, 50).await else {
+        return;
+    };
+    let seen: Seen = Arc::default();
+    let panic_once = Arc::new(AtomicBool::new(true));
+    let factory = {
+        let (seen, panic_once) = (seen.clone(), panic_once.clone());
+        move |_: &LeaseKey| Collect {
+            seen: seen.clone(),
+            panic_once: panic_once.clone(),
+        }
+    };
+    let driver = Driver::new(
+        common::Tokio,
+        table.clone(),
+        KinesisStream::new(&kinesis, name.as_str()),
+        factory,
+        WorkerId::from("solo"),
+        config(),
+        7,
+    )
+    .unwrap();
+    let handle = driver.shutdown_handle();
+    let run = tokio::spawn(driver.run());
+    wait_for(&seen, 50).await;
+    assert!(
+        !panic_once.load(Ordering::SeqCst),
+        "the processor did panic"
+    );
+    handle.shutdown();
+    let stats = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stats.leases_acquired >= 2,
+        "the lease was taken again: {stats:?}"
+    );
+    let seen = seen.lock().unwrap();
+    // The batch the processor panicked on was not checkpointed, so all 50 came again in order.
+    let sequences: Vec<_> = seen.iter().map(|(_, r)| r.position.clone()).collect();
+    assert_eq!(sequences.len(), 50);
+    assert!(sequences.windows(2).all(|w| w[0] < w[1]));
+}
