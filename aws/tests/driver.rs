@@ -180,8 +180,8 @@ async fn two_workers_process_every_record_and_checkpoint_it() {
     assert!(delivered >= 400);
 
     // Every shard's checkpoint is its last record, and nobody owns a lease after a shutdown.
-    let seen = seen.lock().unwrap();
     let rows = lease_rows(&table).await;
+    let seen = seen.lock().unwrap();
     assert_eq!(rows.len(), 4);
     for (shard, row) in &rows {
         let last = seen
