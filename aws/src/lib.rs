@@ -17,6 +17,7 @@
 #![allow(clippy::std_instead_of_core)]
 
 pub mod backend;
+mod consumer;
 mod driver;
 mod dynamo;
 mod expression;
@@ -30,6 +31,7 @@ mod retry;
 mod runtime;
 
 pub use backend::{LeaseTable, ShardStream};
+pub use consumer::{BuildError, Consumer, ConsumerBuilder};
 pub use driver::{Driver, DriverConfig, ShutdownHandle};
 pub use dynamo::DynamoLeaseTable;
 pub use kinesis::{KinesisStream, StreamId};
@@ -37,3 +39,9 @@ pub use processor::{Batch, Checkpointer, Initialize, ProcessorFactory, RecordPro
 pub use record::KinesisRecord;
 pub use retry::RetryPolicy;
 pub use runtime::Runtime;
+
+/// The core types a processor meets, so applications need not depend on kcl-core themselves.
+pub use kcl_core::{
+    CheckpointError, CheckpointTarget, Config, FencingToken, LeaseKey, Position, RecordPosition,
+    SequenceNumber, Stats, WorkerId,
+};

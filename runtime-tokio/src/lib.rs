@@ -1,5 +1,102 @@
-//! kcl-tokio: the thin tokio runtime for kcl-aws.
+//! kcl-tokio: kcl-rs on tokio.
 //!
-//! **Not built yet.** This crate is an empty library so that the workspace layout of
-//! `DESIGN.md` exists; it exports nothing and does nothing. The work is tracked by the
-//! issue "Real AWS: the async driver, tokio and smol runtimes".
+//! ```no_run
+//! # async fn example(factory: impl kcl_aws::ProcessorFactory<kcl_aws::KinesisRecord>) -> Result<(), kcl_aws::BuildError> {
+//! let consumer = kcl_tokio::build(kcl_aws::ConsumerBuilder::new("my-stream", "my-app"), factory).await?;
+//! let stats = kcl_tokio::run_until_signal(consumer).await; // Ctrl-C or SIGTERM: hand leases over, return
+//! # let _ = stats; Ok(()) }
+//! ```
+//!
+//! Credentials and region come from aws-config's default chain (environment, shared profile
+//! files, SSO, web identity, container and instance metadata); `AWS_ENDPOINT_URL_DYNAMODB` and
+//! `AWS_ENDPOINT_URL_KINESIS` point the clients at local emulators. Timers and the clock are
+//! tokio's, so `tokio::time::pause` drives a worker in tests.
+
+// A std crate: the workspace lint that keeps kcl-core honest about `core` is noise here.
+#![allow(clippy::std_instead_of_core)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use kcl_aws::{BuildError, Consumer, ConsumerBuilder, KinesisRecord, ProcessorFactory, Runtime};
+use kcl_core::Stats;
+
+/// The driver's [`Runtime`] on tokio (must be used inside a tokio runtime).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioRuntime;
+
+impl Runtime for TokioRuntime {
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
+        tokio::time::sleep(duration)
+    }
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        drop(tokio::spawn(task));
+    }
+}
+
+/// Loads the AWS configuration (aws-config's default chain) and builds the consumer: creates the
+/// lease table if it is absent.
+pub async fn build<F>(
+    builder: ConsumerBuilder,
+    factory: F,
+) -> Result<Consumer<TokioRuntime, F>, BuildError>
+where
+    F: ProcessorFactory<KinesisRecord>,
+{
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    builder.build(TokioRuntime, &sdk, factory).await
+}
+
+/// Runs the consumer until Ctrl-C or SIGTERM, then shuts it down gracefully: processors get
+/// `shutdown_requested` (and checkpoint), leases are released for the rest of the fleet.
+pub async fn run_until_signal<F>(consumer: Consumer<TokioRuntime, F>) -> Stats
+where
+    F: ProcessorFactory<KinesisRecord>,
+{
+    let handle = consumer.shutdown_handle();
+    let signal = tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("signal received: shutting down");
+        handle.shutdown();
+    });
+    let stats = consumer.run().await;
+    signal.abort();
+    stats
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_clock_is_tokios_so_paused_time_moves_it() {
+        let start = TokioRuntime.now();
+        TokioRuntime.sleep(Duration::from_secs(3600)).await;
+        assert_eq!(TokioRuntime.now() - start, Duration::from_secs(3600));
+    }
+}

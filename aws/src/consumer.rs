@@ -1,0 +1,170 @@
+//! Building a worker from an SDK configuration: what kcl-tokio and kcl-smol share.
+
+use core::time::Duration;
+
+use aws_types::SdkConfig;
+use kcl_core::{Failure, WorkerId};
+
+use crate::driver::{Driver, DriverConfig};
+use crate::dynamo::DynamoLeaseTable;
+use crate::kinesis::{KinesisStream, StreamId};
+use crate::processor::ProcessorFactory;
+use crate::record::KinesisRecord;
+use crate::runtime::Runtime;
+
+/// A worker consuming one stream, its leases in one table.
+pub type Consumer<Rt, F> = Driver<Rt, DynamoLeaseTable, KinesisStream, F>;
+
+/// Why a consumer could not be built.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BuildError {
+    /// The configuration cannot work.
+    Config(kcl_core::ConfigError),
+    /// The lease table could not be created or did not become `ACTIVE`.
+    LeaseTable(Failure),
+}
+
+impl core::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Config(e) => write!(f, "invalid configuration: {}", e.0),
+            Self::LeaseTable(e) => write!(f, "lease table: {e:?}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Builds a [`Consumer`]. The defaults are the Java KCL's where they are sensible: the lease
+/// table is named after the application, created on demand (`PAY_PER_REQUEST`) when absent;
+/// failover time 10 s; shards without a checkpoint start at `TRIM_HORIZON`; see
+/// [`kcl_core::Config`] for the rest.
+#[derive(Clone, Debug)]
+pub struct ConsumerBuilder {
+    stream: StreamId,
+    table: String,
+    worker_id: Option<WorkerId>,
+    config: DriverConfig,
+    dynamodb_endpoint: Option<String>,
+    kinesis_endpoint: Option<String>,
+    seed: Option<u64>,
+    table_timeout: Duration,
+}
+
+impl ConsumerBuilder {
+    /// Consumes `stream` (a name, or an ARN) as application `application`, whose lease table
+    /// has the application's name (as in the Java KCL).
+    pub fn new(stream: &str, application: &str) -> Self {
+        Self {
+            stream: StreamId::from(stream),
+            table: application.to_string(),
+            worker_id: None,
+            config: DriverConfig::default(),
+            dynamodb_endpoint: None,
+            kinesis_endpoint: None,
+            seed: None,
+            table_timeout: Duration::from_secs(300),
+        }
+    }
+
+    /// Another lease table name.
+    pub fn lease_table(mut self, table: &str) -> Self {
+        self.table = table.to_string();
+        self
+    }
+
+    /// The worker's identity in the lease table (default: host name, process id and start time).
+    pub fn worker_id(mut self, id: &str) -> Self {
+        self.worker_id = Some(WorkerId::from(id));
+        self
+    }
+
+    /// The driver's and the worker's settings.
+    pub fn config(mut self, config: DriverConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// A DynamoDB endpoint other than AWS's (a local emulator).
+    pub fn dynamodb_endpoint(mut self, url: &str) -> Self {
+        self.dynamodb_endpoint = Some(url.to_string());
+        self
+    }
+
+    /// A Kinesis endpoint other than AWS's (a local emulator).
+    pub fn kinesis_endpoint(mut self, url: &str) -> Self {
+        self.kinesis_endpoint = Some(url.to_string());
+        self
+    }
+
+    /// The seed of the worker's choices (default: from the worker id and the clock).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Builds the clients from `sdk`, creates the lease table if needed, and returns the worker,
+    /// ready to [`Driver::run`].
+    pub async fn build<Rt, F>(
+        self,
+        runtime: Rt,
+        sdk: &SdkConfig,
+        factory: F,
+    ) -> Result<Consumer<Rt, F>, BuildError>
+    where
+        Rt: Runtime,
+        F: ProcessorFactory<KinesisRecord>,
+    {
+        self.config.worker.validate().map_err(BuildError::Config)?;
+        let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk);
+        if let Some(url) = &self.dynamodb_endpoint {
+            dynamodb = dynamodb.endpoint_url(url);
+        }
+        let mut kinesis = aws_sdk_kinesis::config::Builder::from(sdk);
+        if let Some(url) = &self.kinesis_endpoint {
+            kinesis = kinesis.endpoint_url(url);
+        }
+        let table = DynamoLeaseTable::new(
+            &aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
+            self.table,
+        );
+        table
+            .ensure_table(&runtime, self.table_timeout)
+            .await
+            .map_err(BuildError::LeaseTable)?;
+        let stream = KinesisStream::new(
+            &aws_sdk_kinesis::Client::from_conf(kinesis.build()),
+            self.stream,
+        );
+        let id = self.worker_id.unwrap_or_else(default_worker_id);
+        let seed = self.seed.unwrap_or_else(|| seed_from(&id));
+        Driver::new(runtime, table, stream, factory, id, self.config, seed)
+            .map_err(BuildError::Config)
+    }
+}
+
+/// `host:pid:start-millis`: unique per process, and readable in the lease table.
+fn default_worker_id() -> WorkerId {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into());
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    WorkerId::from(format!("{host}:{}:{millis}", std::process::id()).as_str())
+}
+
+fn seed_from(id: &WorkerId) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    // FNV-1a over the id, mixed with the clock: distinct workers get distinct seeds.
+    id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    }) ^ u64::from(nanos)
+}
