@@ -13,9 +13,6 @@
 //! write repeated by the SDK after its answer was lost fails its own condition and would look
 //! like a lost race, so retrying is left to the driver, which knows what may be repeated.
 
-// A std crate: the workspace lint that keeps kcl-core honest about `core` is noise here.
-#![allow(clippy::std_instead_of_core)]
-
 pub mod backend;
 mod consumer;
 mod driver;

@@ -1,7 +1,7 @@
 //! The driver end to end on tokio, against dynalite and kinesalite: two workers share a stream,
 //! every record is processed, checkpoints land in the table, a panicking processor loses its lease
 //! cleanly and its records come again.
-#![allow(clippy::unwrap_used, clippy::std_instead_of_core)]
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! The DynamoDB lease table against dynalite: table creation, and every kind of conditional write
 //! the core issues agreeing with the core's reference semantics (`kcl_core::write::apply`).
-#![allow(clippy::unwrap_used, clippy::std_instead_of_core)]
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! Polling Kinesis against kinesalite (fast) and kinesis-local (returns ChildShards): shard
 //! listing, every iterator type, GetRecords to the end of a closed shard, KPL aggregates.
-#![allow(clippy::unwrap_used, clippy::std_instead_of_core)]
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -35,6 +35,8 @@
 
 #![no_std]
 #![forbid(unsafe_code)]
+// The core must build without std: name everything from `core` or `alloc` so it stays honest.
+#![warn(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
 
 extern crate alloc;
 #[cfg(feature = "std")]

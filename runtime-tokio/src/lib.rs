@@ -12,9 +12,6 @@
 //! `AWS_ENDPOINT_URL_KINESIS` point the clients at local emulators. Timers and the clock are
 //! tokio's, so `tokio::time::pause` drives a worker in tests.
 
-// A std crate: the workspace lint that keeps kcl-core honest about `core` is noise here.
-#![allow(clippy::std_instead_of_core)]
-
 use std::future::Future;
 use std::time::{Duration, Instant};
 

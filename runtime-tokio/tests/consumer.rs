@@ -1,7 +1,7 @@
 //! kcl-tokio end to end against dynalite and kinesalite: aws-config's chain (credentials and
 //! per-service endpoints from the environment), a consumer that processes every record, and a
 //! graceful shutdown that leaves every lease unowned with its final checkpoint.
-#![allow(clippy::unwrap_used, clippy::std_instead_of_core)]
+#![allow(clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

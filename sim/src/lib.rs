@@ -18,9 +18,6 @@
 //! [`check`] the checkers, [`scenario`] the scenarios, nemesis and run, [`report`] and
 //! [`plot`] what a run tells. The `kcl-sim` binary is the command line (`kcl-sim --help`).
 
-// A std crate: the no_std lints of the workspace are for kcl-core.
-#![allow(clippy::std_instead_of_core)]
-
 pub mod check;
 pub mod dynamo;
 pub mod fleet;

@@ -1,8 +1,5 @@
 //! The `kcl-sim` command line: `run`, `swarm` and `compare`.
 
-// A std crate: the no_std lints of the workspace are for kcl-core.
-#![allow(clippy::std_instead_of_core)]
-
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

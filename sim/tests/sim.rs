@@ -4,9 +4,6 @@
 //!
 //! `KCL_SIM_SEEDS=K` widens the swarms (16 seeds per policy by default).
 
-// A std crate: the no_std lints of the workspace are for kcl-core.
-#![allow(clippy::std_instead_of_core)]
-
 use std::process::Command;
 
 use kcl_sim::{run, Comparison, Drift, Faults, Mode, Policy, Report, RunSpec, Scenario};

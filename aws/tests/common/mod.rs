@@ -1,6 +1,6 @@
 //! Shared by the integration tests: clients for the local emulators `.ci/emulators.sh` starts,
 //! and a runtime for the driver's traits on tokio.
-#![allow(dead_code, unreachable_pub, missing_docs, clippy::std_instead_of_core)]
+#![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
