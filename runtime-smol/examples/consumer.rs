@@ -1,0 +1,44 @@
+//! Prints every record of a stream and checkpoints after each batch; Ctrl-C hands the leases on.
+//! No tokio runtime runs: the SDK is on smol.
+//!
+//! cargo run -p kcl-smol --example consumer -- STREAM APPLICATION
+//! (against emulators: AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:4568 AWS_ENDPOINT_URL_KINESIS=...)
+
+use kcl_aws::{
+    Batch, Checkpointer, ConsumerBuilder, Initialize, KinesisRecord, LeaseKey, RecordProcessor,
+};
+
+struct Print;
+
+impl RecordProcessor<KinesisRecord> for Print {
+    async fn initialize(&mut self, init: &Initialize) {
+        println!("{}: starting after {:?}", init.shard, init.checkpoint);
+    }
+
+    async fn process_records(&mut self, batch: Batch<KinesisRecord>, checkpointer: &Checkpointer) {
+        for record in &batch.records {
+            println!(
+                "{} {}: {}",
+                batch.shard,
+                record.position.sequence,
+                String::from_utf8_lossy(&record.data)
+            );
+        }
+        if let Err(e) = checkpointer.checkpoint().await {
+            eprintln!("{}: checkpoint refused: {e:?}", batch.shard);
+        }
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    smol::block_on(async {
+        let mut args = std::env::args().skip(1);
+        let stream = args.next().unwrap_or_else(|| "my-stream".into());
+        let application = args.next().unwrap_or_else(|| "my-application".into());
+        let builder = ConsumerBuilder::new(&stream, &application);
+        let consumer = kcl_smol::build(builder, |_: &LeaseKey| Print).await?;
+        let stats = kcl_smol::run_until_signal(consumer).await;
+        println!("stopped: {} records delivered", stats.records_delivered);
+        Ok(())
+    })
+}
