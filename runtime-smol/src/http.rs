@@ -72,25 +72,26 @@ impl Pool {
         let senders = idle.get_mut(origin)?;
         senders.retain(|s| !s.is_closed());
         let ready = senders.iter().position(Sender::is_ready)?;
-        let sender = senders.swap_remove(ready);
-        // HTTP/2 multiplexes: the connection stays available to others.
-        if let Sender::Http2(s) = &sender {
-            senders.push(Sender::Http2(s.clone()));
-        }
-        Some(sender)
+        Some(match &senders[ready] {
+            // HTTP/2 multiplexes: the connection stays in the pool for other requests.
+            Sender::Http2(s) => Sender::Http2(s.clone()),
+            Sender::Http1(_) => senders.swap_remove(ready),
+        })
     }
 
+    /// Pools a connection after a request was handed to it: HTTP/1 ones up to a bound, one
+    /// handle per origin for HTTP/2.
     fn put(&self, origin: Origin, sender: Sender) {
-        if let Ok(mut idle) = self.idle.lock() {
-            let senders = idle.entry(origin).or_default();
-            if senders.len() < IDLE_PER_ORIGIN && !matches!(sender, Sender::Http2(_)) {
-                senders.push(sender);
-            } else if let Sender::Http2(_) = sender {
-                // Already pooled by `take`, or new: keep one handle per connection.
-                if !senders.iter().any(|s| matches!(s, Sender::Http2(_))) {
-                    senders.push(sender);
-                }
-            }
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let senders = idle.entry(origin).or_default();
+        let keep = match sender {
+            Sender::Http1(_) => senders.len() < IDLE_PER_ORIGIN,
+            Sender::Http2(_) => !senders.iter().any(|s| matches!(s, Sender::Http2(_))),
+        };
+        if keep {
+            senders.push(sender);
         }
     }
 
@@ -241,6 +242,7 @@ impl Connector {
                 }
                 Sender::Http2(mut s) => {
                     let sent = s.try_send_request(request);
+                    self.pool.put(origin.clone(), Sender::Http2(s));
                     let result = self.within_read_timeout(sent).await?;
                     match result {
                         Ok(response) => response,
