@@ -26,6 +26,8 @@ mod processor;
 mod record;
 mod retry;
 mod runtime;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use backend::{LeaseTable, ShardStream};
 pub use consumer::{BuildError, Consumer, ConsumerBuilder};

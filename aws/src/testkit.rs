@@ -1,0 +1,124 @@
+//! Shared by the runtimes' integration tests (feature `testkit`): one scenario, written once,
+//! that a runtime passes by consuming a stream on the local emulators `.ci/emulators.sh` starts.
+
+use core::time::Duration;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_kinesis::primitives::Blob;
+use aws_types::SdkConfig;
+use futures_channel::oneshot;
+use kcl_core::LeaseKey;
+
+use crate::consumer::ConsumerBuilder;
+use crate::driver::DriverConfig;
+use crate::processor::{Batch, Checkpointer, Initialize, RecordProcessor};
+use crate::record::KinesisRecord;
+use crate::runtime::Runtime;
+
+/// Points aws-config's chain at the emulators (`AWS_ENDPOINT_URL_DYNAMODB` / `_KINESIS`, static
+/// credentials, a region) from `KCL_TEST_DYNAMODB` and `KCL_TEST_KINESIS`. Without them, says
+/// loudly that the test is skipped and returns `false`. Changes the process environment: call it
+/// from the only test of a test binary.
+pub fn emulator_environment() -> bool {
+    let (Ok(dynamodb), Ok(kinesis)) = (
+        std::env::var("KCL_TEST_DYNAMODB"),
+        std::env::var("KCL_TEST_KINESIS"),
+    ) else {
+        eprintln!(
+            "\n*** SKIPPED: KCL_TEST_DYNAMODB / KCL_TEST_KINESIS are not set, so there is no \
+             emulator to talk to. Run ./.ci/test, or: eval \"$(.ci/emulators.sh start)\" ***\n"
+        );
+        return false;
+    };
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", "000000000000"),
+        ("AWS_SECRET_ACCESS_KEY", "local"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb.as_str()),
+        ("AWS_ENDPOINT_URL_KINESIS", kinesis.as_str()),
+    ] {
+        std::env::set_var(k, v);
+    }
+    true
+}
+
+struct Count(Arc<Mutex<usize>>);
+
+impl RecordProcessor<KinesisRecord> for Count {
+    async fn initialize(&mut self, _init: &Initialize) {}
+    async fn process_records(&mut self, batch: Batch<KinesisRecord>, checkpointer: &Checkpointer) {
+        if let Ok(mut n) = self.0.lock() {
+            *n += batch.records.len();
+        }
+        if let Err(e) = checkpointer.checkpoint().await {
+            tracing::error!(error = ?e, "checkpoint refused");
+        }
+    }
+}
+
+/// Creates a 2-shard stream, puts 100 records, consumes them with one worker built from `sdk`
+/// on `runtime`, shuts it down gracefully; `Err` says what went wrong.
+pub async fn consume_a_stream<Rt: Runtime>(
+    runtime: Rt,
+    sdk: &SdkConfig,
+    name: &str,
+) -> Result<(), String> {
+    let client = aws_sdk_kinesis::Client::new(sdk);
+    let stream = format!("{name}-{}", std::process::id());
+    client
+        .create_stream()
+        .stream_name(&stream)
+        .shard_count(2)
+        .send()
+        .await
+        .map_err(|e| format!("CreateStream: {e:?}"))?;
+    runtime.sleep(Duration::from_millis(200)).await;
+    // Sequential calls on one client: an HTTP client with a pool reuses its connection.
+    for i in 0..100u8 {
+        client
+            .put_record()
+            .stream_name(&stream)
+            .partition_key(format!("k{i}"))
+            .data(Blob::new(vec![i]))
+            .send()
+            .await
+            .map_err(|e| format!("PutRecord: {e:?}"))?;
+    }
+    let mut config = DriverConfig::default();
+    config.worker.idle_time_between_reads = Duration::from_millis(100);
+    let count = Arc::new(Mutex::new(0));
+    let factory = {
+        let count = Arc::clone(&count);
+        move |_: &LeaseKey| Count(Arc::clone(&count))
+    };
+    let consumer = ConsumerBuilder::new(&stream, &format!("{stream}-app"))
+        .config(config)
+        .build(runtime.clone(), sdk, factory)
+        .await
+        .map_err(|e| e.to_string())?;
+    let handle = consumer.shutdown_handle();
+    let (stats_tx, stats) = oneshot::channel();
+    runtime.spawn(async move {
+        let _ = stats_tx.send(consumer.run().await);
+    });
+    let processed = || count.lock().map(|n| *n).unwrap_or(0);
+    for _ in 0..300 {
+        if processed() >= 100 {
+            break;
+        }
+        runtime.sleep(Duration::from_millis(100)).await;
+    }
+    if processed() != 100 {
+        return Err(format!("{} of 100 records processed", processed()));
+    }
+    handle.shutdown();
+    let deadline = core::pin::pin!(runtime.sleep(Duration::from_secs(30)));
+    let stopped = futures_util::future::select(stats, deadline).await;
+    let futures_util::future::Either::Left((Ok(stats), _)) = stopped else {
+        return Err("the consumer did not stop within 30 s of its shutdown".into());
+    };
+    if stats.records_delivered != 100 || stats.checkpoints < 2 {
+        return Err(format!("unexpected counters after shutdown: {stats:?}"));
+    }
+    Ok(())
+}
