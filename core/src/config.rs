@@ -72,7 +72,8 @@ pub struct Config {
     pub max_records: u32,
     /// At most this many GetRecords per second per shard is 5; this is the gap between calls.
     pub min_fetch_interval: Duration,
-    /// The gap after a call that returned no records or showed the shard caught up.
+    /// The gap after a call that returned no records, or fewer than `max_records` with the
+    /// shard caught up (`MillisBehindLatest` 0). A full batch is followed at `min_fetch_interval`.
     pub idle_time_between_reads: Duration,
     /// Fetched batches held per shard while the processor works on the previous one.
     pub max_prefetched_batches: usize,

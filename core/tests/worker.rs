@@ -17,11 +17,19 @@ struct Solo {
     calls: Vec<(LeaseKey, CallId, ProcessorCall<TestRecord>)>,
     events: Vec<Event>,
     shard_ended_calls: usize,
+    /// When each GetRecords was sent.
+    fetches: Vec<u64>,
+    /// Answer every GetRecords with `MillisBehindLatest` 0, as kinesalite does for open shards.
+    report_caught_up: bool,
 }
 
 impl Solo {
     fn new(shards: usize, records: usize) -> Self {
-        let w = Worker::new(Config::kcl2(), WorkerId::from("solo"), 1, Instant::ZERO)
+        Self::with_config(Config::kcl2(), shards, records)
+    }
+
+    fn with_config(config: Config, shards: usize, records: usize) -> Self {
+        let w = Worker::new(config, WorkerId::from("solo"), 1, Instant::ZERO)
             .unwrap_or_else(|e| panic!("{e}"));
         let mut stream = MemStream::new(shards);
         for i in 0..records {
@@ -35,6 +43,8 @@ impl Solo {
             calls: Vec::new(),
             events: Vec::new(),
             shard_ended_calls: 0,
+            fetches: Vec::new(),
+            report_caught_up: false,
         };
         s.pump();
         s
@@ -80,6 +90,8 @@ impl Solo {
                         limit,
                         ..
                     } => {
+                        self.fetches.push(self.now);
+                        let caught_up = self.report_caught_up;
                         let result = self.stream.get(&iterator, limit as usize, self.now).map(
                             |(records, next_iterator, millis_behind_latest, child_shards)| {
                                 FetchedRecords {
@@ -91,7 +103,11 @@ impl Solo {
                                         })
                                         .collect(),
                                     next_iterator,
-                                    millis_behind_latest,
+                                    millis_behind_latest: if caught_up {
+                                        0
+                                    } else {
+                                        millis_behind_latest
+                                    },
                                     child_shards,
                                 }
                             },
@@ -506,4 +522,32 @@ fn unanswered_requests_time_out_and_answered_ones_do_not() {
         },
     );
     assert_eq!(w.stats().stale_results, stale + 1);
+}
+
+#[test]
+fn a_full_batch_is_read_on_at_the_pace_limit_even_when_reported_caught_up() {
+    let config = Config {
+        max_records: 10,
+        ..Config::kcl2()
+    };
+    let (pace, idle) = (
+        config.min_fetch_interval.as_millis() as u64,
+        config.idle_time_between_reads.as_millis() as u64,
+    );
+    assert!(pace < idle);
+    // 35 records on one shard: three full batches, one of 5, then empty ones.
+    let mut s = Solo::with_config(config, 1, 35);
+    s.report_caught_up = true;
+    for _ in 0..1000 {
+        s.return_all();
+        s.advance(50);
+    }
+    let gaps: Vec<u64> = s.fetches.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.len() >= 5, "fetches at {:?}", s.fetches);
+    assert_eq!(gaps[..3], [pace, pace, pace], "fetches at {:?}", s.fetches);
+    assert!(
+        gaps[3..].iter().all(|g| *g >= idle),
+        "fetches at {:?}",
+        s.fetches
+    );
 }

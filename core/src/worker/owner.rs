@@ -996,6 +996,9 @@ impl<R: Record + Clone> Held<R> {
             Ok(batch) => {
                 self.fetch_attempts = 0;
                 let mut records = batch.records;
+                // A full batch means more is waiting, whatever `MillisBehindLatest` says (it is
+                // rounded, and emulators report 0 for open shards): read on at the pace limit.
+                let full = records.len() >= ctx.config.max_records as usize;
                 if let Some(floor) = &self.filter {
                     records.retain(|r| r.position() > floor);
                     if !records.is_empty() {
@@ -1015,7 +1018,7 @@ impl<R: Record + Clone> Held<R> {
                     }
                 }
                 let pace = sent + ctx.config.min_fetch_interval;
-                let idle = if empty || batch.millis_behind_latest == 0 {
+                let idle = if empty || (batch.millis_behind_latest == 0 && !full) {
                     ctx.now + ctx.config.idle_time_between_reads
                 } else {
                     ctx.now
