@@ -7,13 +7,15 @@ use kcl_core::{Failure, WorkerId};
 
 use crate::driver::{Driver, DriverConfig};
 use crate::dynamo::DynamoLeaseTable;
+use crate::fanout::FanOutStream;
 use crate::kinesis::{KinesisStream, StreamId};
 use crate::processor::ProcessorFactory;
 use crate::record::KinesisRecord;
+use crate::retrieval::Retrieval;
 use crate::runtime::Runtime;
 
 /// A worker consuming one stream, its leases in one table.
-pub type Consumer<Rt, F> = Driver<Rt, DynamoLeaseTable, KinesisStream, F>;
+pub type Consumer<Rt, F> = Driver<Rt, DynamoLeaseTable, Retrieval<Rt>, F>;
 
 /// Why a consumer could not be built.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,6 +24,8 @@ pub enum BuildError {
     Config(kcl_core::ConfigError),
     /// The lease table could not be created or did not become `ACTIVE`.
     LeaseTable(Failure),
+    /// The enhanced fan-out consumer could not be registered or did not become `ACTIVE`.
+    FanOut(Failure),
 }
 
 impl core::fmt::Display for BuildError {
@@ -29,6 +33,7 @@ impl core::fmt::Display for BuildError {
         match self {
             Self::Config(e) => write!(f, "invalid configuration: {}", e.0),
             Self::LeaseTable(e) => write!(f, "lease table: {e:?}"),
+            Self::FanOut(e) => write!(f, "enhanced fan-out consumer: {e:?}"),
         }
     }
 }
@@ -49,6 +54,7 @@ pub struct ConsumerBuilder {
     kinesis_endpoint: Option<String>,
     seed: Option<u64>,
     table_timeout: Duration,
+    fan_out: Option<String>,
 }
 
 impl ConsumerBuilder {
@@ -64,6 +70,7 @@ impl ConsumerBuilder {
             kinesis_endpoint: None,
             seed: None,
             table_timeout: Duration::from_secs(300),
+            fan_out: None,
         }
     }
 
@@ -103,6 +110,15 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Reads by enhanced fan-out (SubscribeToShard) through the stream consumer `consumer_name`
+    /// (the Java KCL uses the application name), registered if it does not exist yet. The
+    /// service then pushes records at up to 2 MB/s per shard to this application alone, and
+    /// paces them: `min_fetch_interval` and `idle_time_between_reads` are set to zero.
+    pub fn enhanced_fan_out(mut self, consumer_name: &str) -> Self {
+        self.fan_out = Some(consumer_name.to_string());
+        self
+    }
+
     /// Builds the clients from `sdk`, creates the lease table if needed, and returns the worker,
     /// ready to [`Driver::run`].
     pub async fn build<Rt, F>(
@@ -115,7 +131,12 @@ impl ConsumerBuilder {
         Rt: Runtime,
         F: ProcessorFactory<KinesisRecord>,
     {
-        self.config.worker.validate().map_err(BuildError::Config)?;
+        let mut config = self.config;
+        if self.fan_out.is_some() {
+            config.worker.min_fetch_interval = Duration::ZERO;
+            config.worker.idle_time_between_reads = Duration::ZERO;
+        }
+        config.worker.validate().map_err(BuildError::Config)?;
         let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk);
         if let Some(url) = &self.dynamodb_endpoint {
             dynamodb = dynamodb.endpoint_url(url);
@@ -132,14 +153,24 @@ impl ConsumerBuilder {
             .ensure_table(&runtime, self.table_timeout)
             .await
             .map_err(BuildError::LeaseTable)?;
-        let stream = KinesisStream::new(
-            &aws_sdk_kinesis::Client::from_conf(kinesis.build()),
-            self.stream,
-        );
+        let kinesis = aws_sdk_kinesis::Client::from_conf(kinesis.build());
+        let stream = match &self.fan_out {
+            None => Retrieval::Polling(KinesisStream::new(&kinesis, self.stream)),
+            Some(name) => Retrieval::FanOut(
+                FanOutStream::register(
+                    runtime.clone(),
+                    &kinesis,
+                    self.stream,
+                    name,
+                    self.table_timeout,
+                )
+                .await
+                .map_err(BuildError::FanOut)?,
+            ),
+        };
         let id = self.worker_id.unwrap_or_else(default_worker_id);
         let seed = self.seed.unwrap_or_else(|| seed_from(&id));
-        Driver::new(runtime, table, stream, factory, id, self.config, seed)
-            .map_err(BuildError::Config)
+        Driver::new(runtime, table, stream, factory, id, config, seed).map_err(BuildError::Config)
     }
 }
 

@@ -61,6 +61,11 @@ impl KinesisStream {
         &self.stream
     }
 
+    /// Its client (retries off).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     fn name(&self) -> Option<String> {
         match &self.stream {
             StreamId::Name(n) => Some(n.clone()),
@@ -93,7 +98,7 @@ fn sequence(s: &str) -> Result<SequenceNumber, Failure> {
 }
 
 /// The user records of one Kinesis record (several when it is a KPL aggregate).
-fn user_records(
+pub(crate) fn user_records(
     record: aws_sdk_kinesis::types::Record,
     out: &mut Vec<KinesisRecord>,
 ) -> Result<(), Failure> {
@@ -134,6 +139,27 @@ fn user_records(
         }
     }
     Ok(())
+}
+
+/// The children a closed shard's last GetRecords or SubscribeToShard event names.
+pub(crate) fn child_shards(
+    children: Vec<aws_sdk_kinesis::types::ChildShard>,
+) -> Result<Vec<ChildShard>, Failure> {
+    let mut out = Vec::with_capacity(children.len());
+    for child in children {
+        let mut parents: Vec<LeaseKey> = child
+            .parent_shards()
+            .iter()
+            .map(|p| LeaseKey::new(p))
+            .collect();
+        parents.sort_unstable();
+        out.push(ChildShard {
+            shard_id: LeaseKey::new(child.shard_id()),
+            parents,
+            hash_range: child.hash_key_range().map(hash_range).transpose()?,
+        });
+    }
+    Ok(out)
 }
 
 impl ShardStream for KinesisStream {
@@ -225,20 +251,6 @@ impl ShardStream for KinesisStream {
         for record in got.records {
             user_records(record, &mut records)?;
         }
-        let mut child_shards = Vec::new();
-        for child in got.child_shards.unwrap_or_default() {
-            let mut parents: Vec<LeaseKey> = child
-                .parent_shards()
-                .iter()
-                .map(|p| LeaseKey::new(p))
-                .collect();
-            parents.sort_unstable();
-            child_shards.push(ChildShard {
-                shard_id: LeaseKey::new(child.shard_id()),
-                parents,
-                hash_range: child.hash_key_range().map(hash_range).transpose()?,
-            });
-        }
         Ok(FetchedRecords {
             records,
             next_iterator: got.next_shard_iterator.filter(|i| !i.is_empty()),
@@ -246,7 +258,7 @@ impl ShardStream for KinesisStream {
                 .millis_behind_latest
                 .and_then(|m| u64::try_from(m).ok())
                 .unwrap_or(0),
-            child_shards,
+            child_shards: child_shards(got.child_shards.unwrap_or_default())?,
         })
     }
 }

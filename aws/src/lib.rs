@@ -7,6 +7,7 @@
 //!   a conditional `PutItem` / `UpdateItem` / `DeleteItem`;
 //! - [`KinesisStream`]: polling consumption through ListShards / GetShardIterator / GetRecords,
 //!   KPL aggregates split into user records ([`kpl`]);
+//! - [`FanOutStream`]: enhanced fan-out, SubscribeToShard events behind the same stream trait;
 //! - [`Runtime`]: what the driver needs of tokio or smol.
 //!
 //! Both backends build their SDK client with the SDK's own retries turned off: a conditional
@@ -19,11 +20,13 @@ mod driver;
 mod dynamo;
 mod expression;
 mod failure;
+mod fanout;
 mod item;
 mod kinesis;
 pub mod kpl;
 mod processor;
 mod record;
+mod retrieval;
 mod retry;
 mod runtime;
 #[cfg(feature = "testkit")]
@@ -33,9 +36,11 @@ pub use backend::{LeaseTable, ShardStream};
 pub use consumer::{BuildError, Consumer, ConsumerBuilder};
 pub use driver::{Driver, DriverConfig, ShutdownHandle};
 pub use dynamo::DynamoLeaseTable;
+pub use fanout::FanOutStream;
 pub use kinesis::{KinesisStream, StreamId};
 pub use processor::{Batch, Checkpointer, Initialize, ProcessorFactory, RecordProcessor};
 pub use record::KinesisRecord;
+pub use retrieval::Retrieval;
 pub use retry::RetryPolicy;
 pub use runtime::Runtime;
 

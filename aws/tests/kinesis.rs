@@ -4,70 +4,9 @@
 
 mod common;
 
-use std::time::Duration;
-
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
-use aws_sdk_kinesis::Client;
 use kcl_aws::kpl::{aggregate, UserRecordParts};
 use kcl_aws::{KinesisRecord, KinesisStream, ShardStream};
 use kcl_core::{Failure, StartingPosition};
-
-async fn create_stream(client: &Client, shards: i32) -> String {
-    let name = common::unique("stream");
-    client
-        .create_stream()
-        .stream_name(&name)
-        .shard_count(shards)
-        .send()
-        .await
-        .unwrap();
-    wait_active(client, &name).await;
-    name
-}
-
-async fn wait_active(client: &Client, name: &str) {
-    for _ in 0..200 {
-        let summary = client
-            .describe_stream_summary()
-            .stream_name(name)
-            .send()
-            .await
-            .unwrap();
-        if summary
-            .stream_description_summary()
-            .map(|s| s.stream_status())
-            == Some(&StreamStatus::Active)
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("stream {name} is not ACTIVE");
-}
-
-async fn put(client: &Client, stream: &str, entries: Vec<(String, Vec<u8>)>) {
-    for chunk in entries.chunks(500) {
-        let records = chunk
-            .iter()
-            .map(|(key, data)| {
-                PutRecordsRequestEntry::builder()
-                    .partition_key(key)
-                    .data(Blob::new(data.clone()))
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        let out = client
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(records))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(out.failed_record_count(), Some(0));
-    }
-}
 
 /// Every record of a shard from `position` until a call returns none (or the shard ends).
 async fn read_all(
@@ -95,7 +34,7 @@ async fn every_iterator_type_and_kpl_aggregates() {
         return;
     };
     let client = common::kinesis(&url);
-    let name = create_stream(&client, 2).await;
+    let name = common::create_stream(&client, 2).await;
     let stream = KinesisStream::new(&client, name.as_str());
 
     let shards = stream.list_shards().await.unwrap();
@@ -116,7 +55,7 @@ async fn every_iterator_type_and_kpl_aggregates() {
     let mut entries: Vec<(String, Vec<u8>)> =
         (0..30u8).map(|i| ("k".to_string(), vec![i])).collect();
     entries.insert(10, ("k".to_string(), aggregate(&users)));
-    put(&client, &name, entries).await;
+    common::put(&client, &name, entries).await;
 
     let mut per_shard = Vec::new();
     for shard in &shards {
@@ -174,9 +113,9 @@ async fn a_split_parent_ends_and_lists_its_children() {
         return;
     };
     let client = common::kinesis(&url);
-    let name = create_stream(&client, 1).await;
+    let name = common::create_stream(&client, 1).await;
     let stream = KinesisStream::new(&client, name.as_str());
-    put(
+    common::put(
         &client,
         &name,
         (0..10u8).map(|i| (format!("k{i}"), vec![i])).collect(),
@@ -191,7 +130,7 @@ async fn a_split_parent_ends_and_lists_its_children() {
         .send()
         .await
         .unwrap();
-    wait_active(&client, &name).await;
+    common::wait_active(&client, &name).await;
     let shards = stream.list_shards().await.unwrap();
     assert_eq!(shards.len(), 3);
     assert!(shards[0].closed);
@@ -217,7 +156,7 @@ async fn child_shards_are_reported_at_the_end_of_a_merged_parent() {
         return;
     };
     let client = common::kinesis(&url);
-    let name = create_stream(&client, 2).await;
+    let name = common::create_stream(&client, 2).await;
     let stream = KinesisStream::new(&client, name.as_str());
     let shards = stream.list_shards().await.unwrap();
     let (a, b) = (shards[0].shard_id.clone(), shards[1].shard_id.clone());
@@ -229,7 +168,7 @@ async fn child_shards_are_reported_at_the_end_of_a_merged_parent() {
         .send()
         .await
         .unwrap();
-    wait_active(&client, &name).await;
+    common::wait_active(&client, &name).await;
     let shards = stream.list_shards().await.unwrap();
     let child = shards.iter().find(|s| !s.closed).unwrap();
     assert_eq!(child.parents(), vec![a.clone(), b.clone()]);

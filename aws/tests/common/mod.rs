@@ -6,6 +6,9 @@ use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_credential_types::Credentials;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
+use aws_sdk_kinesis::Client;
 
 /// The emulator endpoint in `var`, or `None` after a loud message: the test then does nothing.
 /// `.ci/test` always sets them, so CI never skips.
@@ -37,14 +40,14 @@ pub fn dynamodb(url: &str) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 
-pub fn kinesis(url: &str) -> aws_sdk_kinesis::Client {
+pub fn kinesis(url: &str) -> Client {
     let config = aws_sdk_kinesis::Config::builder()
         .behavior_version_latest()
         .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
         .credentials_provider(credentials())
         .endpoint_url(url)
         .build();
-    aws_sdk_kinesis::Client::from_conf(config)
+    Client::from_conf(config)
 }
 
 /// A name no other test run uses.
@@ -68,5 +71,63 @@ impl kcl_aws::Runtime for Tokio {
     }
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         drop(tokio::spawn(task));
+    }
+}
+
+/// A fresh stream of `shards` shards, `ACTIVE`.
+pub async fn create_stream(client: &Client, shards: i32) -> String {
+    let name = unique("stream");
+    client
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(shards)
+        .send()
+        .await
+        .unwrap();
+    wait_active(client, &name).await;
+    name
+}
+
+pub async fn wait_active(client: &Client, name: &str) {
+    for _ in 0..200 {
+        let summary = client
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+            .unwrap();
+        if summary
+            .stream_description_summary()
+            .map(|s| s.stream_status())
+            == Some(&StreamStatus::Active)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("stream {name} is not ACTIVE");
+}
+
+/// Puts `entries` (partition key, data) with PutRecords, 500 at a time.
+pub async fn put(client: &Client, stream: &str, entries: Vec<(String, Vec<u8>)>) {
+    for chunk in entries.chunks(500) {
+        let records = chunk
+            .iter()
+            .map(|(key, data)| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key(key)
+                    .data(Blob::new(data.clone()))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let out = client
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(records))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.failed_record_count(), Some(0));
     }
 }
