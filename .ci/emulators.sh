@@ -4,6 +4,8 @@
 #   dynalite       DynamoDB                                   KCL_TEST_DYNAMODB      :4568
 #   kinesalite     Kinesis, fast (no UpdateShardCount / EFO)  KCL_TEST_KINESIS       :4567
 #   kinesis-local  Kinesis, complete but slow (EFO, ChildShards) KCL_TEST_KINESIS_FULL :4569
+#                  the same over TLS, HTTP/2 by ALPN              KCL_TEST_KINESIS_TLS   :4570
+#                  its self-signed certificate (PEM)              KCL_TEST_KINESIS_TLS_CERT
 #
 #   eval "$(.ci/emulators.sh start)"   # prints the exports; servers keep running in the background
 #   .ci/emulators.sh stop
@@ -52,9 +54,14 @@ start() {
     KINESIS_MOCK_TLS_PORT=4570 CREATE_STREAM_DURATION=0ms DELETE_STREAM_DURATION=0ms \
     REGISTER_STREAM_CONSUMER_DURATION=0ms MERGE_SHARDS_DURATION=0ms SPLIT_SHARD_DURATION=0ms \
     UPDATE_SHARD_COUNT_DURATION=0ms SHARD_LIMIT=1000 LOG_LEVEL=WARN node main.js
+  wait_port kinesis-local-tls 4570 "$run/kinesis-local.log"
+  node -e 'process.stdout.write(require(process.argv[1]).server.cert)' \
+    "$dir/node_modules/kinesis-local/server.json" >"$run/kinesis-local.pem"
   echo "export KCL_TEST_DYNAMODB=http://127.0.0.1:4568"
   echo "export KCL_TEST_KINESIS=http://127.0.0.1:4567"
   echo "export KCL_TEST_KINESIS_FULL=http://127.0.0.1:4569"
+  echo "export KCL_TEST_KINESIS_TLS=https://127.0.0.1:4570"
+  echo "export KCL_TEST_KINESIS_TLS_CERT=$run/kinesis-local.pem"
 }
 
 stop() {

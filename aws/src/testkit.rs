@@ -57,13 +57,39 @@ impl RecordProcessor<KinesisRecord> for Count {
 }
 
 /// Creates a 2-shard stream, puts 100 records, consumes them with one worker built from `sdk`
-/// on `runtime`, shuts it down gracefully; `Err` says what went wrong.
+/// on `runtime` by polling (kinesalite), shuts it down gracefully; `Err` says what went wrong.
 pub async fn consume_a_stream<Rt: Runtime>(
     runtime: Rt,
     sdk: &SdkConfig,
     name: &str,
 ) -> Result<(), String> {
-    let client = aws_sdk_kinesis::Client::new(sdk);
+    consume(runtime, sdk, name, None).await
+}
+
+/// The same by enhanced fan-out, on kinesis-local (`KCL_TEST_KINESIS_FULL`): the worker
+/// registers a stream consumer and reads through SubscribeToShard.
+pub async fn consume_a_stream_by_fan_out<Rt: Runtime>(
+    runtime: Rt,
+    sdk: &SdkConfig,
+    name: &str,
+) -> Result<(), String> {
+    let url = std::env::var("KCL_TEST_KINESIS_FULL")
+        .map_err(|_| "KCL_TEST_KINESIS_FULL (kinesis-local) is not set".to_string())?;
+    consume(runtime, sdk, name, Some(&url)).await
+}
+
+/// `fan_out`: kinesis-local's URL, to read by enhanced fan-out from there.
+async fn consume<Rt: Runtime>(
+    runtime: Rt,
+    sdk: &SdkConfig,
+    name: &str,
+    fan_out: Option<&str>,
+) -> Result<(), String> {
+    let mut kinesis = aws_sdk_kinesis::config::Builder::from(sdk);
+    if let Some(url) = fan_out {
+        kinesis = kinesis.endpoint_url(url);
+    }
+    let client = aws_sdk_kinesis::Client::from_conf(kinesis.build());
     let stream = format!("{name}-{}", std::process::id());
     client
         .create_stream()
@@ -91,8 +117,11 @@ pub async fn consume_a_stream<Rt: Runtime>(
         let count = Arc::clone(&count);
         move |_: &LeaseKey| Count(Arc::clone(&count))
     };
-    let consumer = ConsumerBuilder::new(&stream, &format!("{stream}-app"))
-        .config(config)
+    let mut builder = ConsumerBuilder::new(&stream, &format!("{stream}-app")).config(config);
+    if let Some(url) = fan_out {
+        builder = builder.kinesis_endpoint(url).enhanced_fan_out("testkit");
+    }
+    let consumer = builder
         .build(runtime.clone(), sdk, factory)
         .await
         .map_err(|e| e.to_string())?;

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -36,6 +37,41 @@ impl SmolHttpClient {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// A client whose TLS is `config` instead: other roots (a corporate CA), client
+    /// certificates, another crypto provider. Its ALPN protocols are set to `h2` and
+    /// `http/1.1`, so HTTP/2 is used where the server offers it.
+    pub fn with_tls(mut config: ClientConfig) -> Self {
+        config.alpn_protocols = alpn();
+        let pool = Pool {
+            tls: OnceLock::from(Ok(Arc::new(config))),
+            ..Pool::default()
+        };
+        Self {
+            pool: Arc::new(pool),
+        }
+    }
+
+    /// How many connections this client (and its clones) opened, by protocol.
+    pub fn connections_opened(&self) -> ConnectionsOpened {
+        ConnectionsOpened {
+            http1: self.pool.opened_http1.load(Ordering::Relaxed),
+            http2: self.pool.opened_http2.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Connections a [`SmolHttpClient`] opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionsOpened {
+    /// HTTP/1.1 connections (plain, or TLS without `h2` negotiated).
+    pub http1: u64,
+    /// HTTP/2 connections (TLS with `h2` negotiated by ALPN).
+    pub http2: u64,
+}
+
+fn alpn() -> Vec<Vec<u8>> {
+    vec![b"h2".to_vec(), b"http/1.1".to_vec()]
 }
 
 impl HttpClient for SmolHttpClient {
@@ -56,6 +92,8 @@ impl HttpClient for SmolHttpClient {
 struct Pool {
     idle: Mutex<HashMap<Origin, Vec<Sender>>>,
     tls: OnceLock<Result<Arc<ClientConfig>, String>>,
+    opened_http1: AtomicU64,
+    opened_http2: AtomicU64,
 }
 
 impl std::fmt::Debug for Pool {
@@ -122,7 +160,7 @@ fn tls_config() -> Result<Arc<ClientConfig>, String> {
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn();
     Ok(Arc::new(config))
 }
 
@@ -293,7 +331,7 @@ impl Connector {
         .map_err(|e| ConnectorError::io(e.into()))?;
         let _ = tcp.set_nodelay(true);
         if !origin.https {
-            return handshake(tcp, false).await;
+            return self.handshake(tcp, false).await;
         }
         let name = ServerName::try_from(origin.host.clone())
             .map_err(|e| user_error(format!("{}: {e}", origin.host)))?;
@@ -302,7 +340,20 @@ impl Connector {
             .await
             .map_err(|e| ConnectorError::io(e.into()))?;
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-        handshake(tls, h2).await
+        self.handshake(tls, h2).await
+    }
+
+    async fn handshake<IO>(&self, io: IO, h2: bool) -> Result<Sender, ConnectorError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let sender = handshake(io, h2).await?;
+        let counter = match sender {
+            Sender::Http1(_) => &self.pool.opened_http1,
+            Sender::Http2(_) => &self.pool.opened_http2,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(sender)
     }
 }
 

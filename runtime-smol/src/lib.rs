@@ -24,7 +24,9 @@ use aws_smithy_async::rt::sleep::{AsyncSleep, SharedAsyncSleep, Sleep};
 use kcl_aws::{BuildError, Consumer, ConsumerBuilder, KinesisRecord, ProcessorFactory, Runtime};
 use kcl_core::Stats;
 
-pub use http::SmolHttpClient;
+/// The TLS library [`SmolHttpClient::with_tls`] takes a configuration of.
+pub use futures_rustls::rustls;
+pub use http::{ConnectionsOpened, SmolHttpClient};
 
 /// The driver's [`Runtime`] on smol's global executor and timers.
 #[derive(Clone, Copy, Debug, Default)]

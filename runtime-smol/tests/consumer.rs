@@ -1,6 +1,7 @@
 //! kcl-smol end to end against the emulators with no tokio runtime in the process: the SDK on
 //! the smol HTTP client (a tokio call would panic "no reactor running"), credentials and endpoints
-//! from the environment, one consumer processing a stream, a graceful shutdown.
+//! from the environment, one consumer processing a stream by polling and one by enhanced fan-out
+//! (SubscribeToShard on kinesis-local, over the smol client), each shut down gracefully.
 
 #[test]
 fn a_consumer_on_smol_processes_a_stream() {
@@ -9,7 +10,11 @@ fn a_consumer_on_smol_processes_a_stream() {
     }
     smol::block_on(async {
         let sdk = kcl_smol::load_sdk_config().await;
-        let outcome = kcl_aws::testkit::consume_a_stream(kcl_smol::SmolRuntime, &sdk, "smol").await;
-        assert_eq!(outcome, Ok(()));
+        let polling = kcl_aws::testkit::consume_a_stream(kcl_smol::SmolRuntime, &sdk, "smol").await;
+        assert_eq!(polling, Ok(()), "by polling");
+        let fan_out =
+            kcl_aws::testkit::consume_a_stream_by_fan_out(kcl_smol::SmolRuntime, &sdk, "smol-efo")
+                .await;
+        assert_eq!(fan_out, Ok(()), "by enhanced fan-out");
     });
 }

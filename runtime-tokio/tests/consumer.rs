@@ -1,5 +1,6 @@
 //! kcl-tokio end to end against the emulators: aws-config's chain (credentials and per-service
-//! endpoints from the environment), one consumer processing a stream, a graceful shutdown.
+//! endpoints from the environment), one consumer processing a stream by polling and one by
+//! enhanced fan-out (SubscribeToShard on kinesis-local), each shut down gracefully.
 
 #[tokio::test]
 async fn a_consumer_built_from_the_environment_processes_a_stream() {
@@ -7,6 +8,10 @@ async fn a_consumer_built_from_the_environment_processes_a_stream() {
         return;
     }
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let outcome = kcl_aws::testkit::consume_a_stream(kcl_tokio::TokioRuntime, &sdk, "tokio").await;
-    assert_eq!(outcome, Ok(()));
+    let polling = kcl_aws::testkit::consume_a_stream(kcl_tokio::TokioRuntime, &sdk, "tokio").await;
+    assert_eq!(polling, Ok(()), "by polling");
+    let fan_out =
+        kcl_aws::testkit::consume_a_stream_by_fan_out(kcl_tokio::TokioRuntime, &sdk, "tokio-efo")
+            .await;
+    assert_eq!(fan_out, Ok(()), "by enhanced fan-out");
 }
