@@ -65,11 +65,22 @@ start() {
 }
 
 stop() {
+  local groups=()
   for pidfile in "$run"/*.pid; do
     [ -e "$pidfile" ] || continue
-    kill -- "-$(cat "$pidfile")" 2>/dev/null || true
+    groups+=("$(cat "$pidfile")")
     rm -f "$pidfile"
   done
+  [ "${#groups[@]}" -gt 0 ] || return 0
+  for g in "${groups[@]}"; do kill -- "-$g" 2>/dev/null || true; done
+  # kinesis-local ignores SIGTERM: what is still there after 2 s gets SIGKILL.
+  for _ in $(seq 1 20); do
+    local alive=0
+    for g in "${groups[@]}"; do kill -0 -- "-$g" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && return 0
+    sleep 0.1
+  done
+  for g in "${groups[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
 }
 
 case "${1:-}" in

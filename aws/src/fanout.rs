@@ -16,10 +16,10 @@
 //!   or repeated; a subscription that ends or fails anyway is replaced by the next call the same
 //!   way. A new subscription within 5 s of the previous one is refused by Kinesis
 //!   (`ResourceInUseException`): that is reported as throttling, and the core backs off.
-//! - Back-pressure: a reader task per subscription holds at most one event it has not handed
-//!   over. Until the core asks for more (it asks only while fewer than `max_prefetched_batches`
-//!   batches wait for the processor), the task does not read, and HTTP/2 flow control stops the
-//!   service from sending.
+//! - Back-pressure: a reader task per subscription holds at most two events the core has not
+//!   taken (one queued, one waiting for room). Until the core asks for more (it asks only while
+//!   fewer than `max_prefetched_batches` batches wait for the processor), the task does not
+//!   read, and HTTP/2 flow control stops the service from sending.
 //! - An event without a continuation sequence number ends the shard, with its child shards.
 //! - A subscription whose shard is no longer asked for (the lease moved) is closed at the next
 //!   call for any shard once it has been idle for [`FanOutStream::idle_close`].
@@ -232,8 +232,9 @@ impl<Rt: Runtime> FanOutStream<Rt> {
                 _ => classify(&e),
             })?;
         *self.opened.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        metrics::counter!("kcl_fan_out_subscriptions_total").increment(1);
         let mut receiver = got.event_stream;
-        // One event in hand at most: the task waits for room before reading the next.
+        // One event queued at most: the task waits for room before reading past the next.
         let (mut tx, events) = mpsc::channel(0);
         let (stop, mut stopped) = oneshot::channel::<()>();
         self.runtime.spawn(async move {
