@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use kcl_aws::{
     Batch, Checkpointer, Driver, DriverConfig, DynamoLeaseTable, Initialize, KinesisRecord,
     KinesisStream, LeaseTable, RecordProcessor,
@@ -69,33 +67,11 @@ async fn setup(
     let kinesis_url = common::endpoint("KCL_TEST_KINESIS")?;
     let dynamo_url = common::endpoint("KCL_TEST_DYNAMODB")?;
     let kinesis = common::kinesis(&kinesis_url);
-    let name = common::unique("driver");
-    kinesis
-        .create_stream()
-        .stream_name(&name)
-        .shard_count(shards)
-        .send()
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let entries: Vec<PutRecordsRequestEntry> = (0..records)
-        .map(|i| {
-            PutRecordsRequestEntry::builder()
-                .partition_key(format!("key-{i}"))
-                .data(Blob::new(i.to_string()))
-                .build()
-                .unwrap()
-        })
+    let name = common::create_stream(&kinesis, shards).await;
+    let entries = (0..records)
+        .map(|i| (format!("key-{i}"), i.to_string().into_bytes()))
         .collect();
-    for chunk in entries.chunks(500) {
-        kinesis
-            .put_records()
-            .stream_name(&name)
-            .set_records(Some(chunk.to_vec()))
-            .send()
-            .await
-            .unwrap();
-    }
+    common::put(&kinesis, &name, entries).await;
     let table = DynamoLeaseTable::new(&common::dynamodb(&dynamo_url), format!("{name}-leases"));
     table
         .ensure_table(&common::Tokio, Duration::from_secs(30))

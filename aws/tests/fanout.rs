@@ -140,15 +140,7 @@ async fn a_closed_parent_delivers_its_records_by_fan_out() {
     let (a, b) = (shards[0].shard_id.clone(), shards[1].shard_id.clone());
     let entries: Vec<(String, Vec<u8>)> = (0..6u8).map(|i| (format!("k{i}"), vec![i])).collect();
     common::put(&client, &name, entries).await;
-    client
-        .merge_shards()
-        .stream_name(&name)
-        .shard_to_merge(a.as_str())
-        .adjacent_shard_to_merge(b.as_str())
-        .send()
-        .await
-        .unwrap();
-    common::wait_active(&client, &name).await;
+    common::merge(&client, &name, a.as_str(), b.as_str()).await;
     let mut data = Vec::new();
     for parent in [&a, &b] {
         let polled = KinesisStream::new(&client, name.as_str());

@@ -160,15 +160,7 @@ async fn child_shards_are_reported_at_the_end_of_a_merged_parent() {
     let stream = KinesisStream::new(&client, name.as_str());
     let shards = stream.list_shards().await.unwrap();
     let (a, b) = (shards[0].shard_id.clone(), shards[1].shard_id.clone());
-    client
-        .merge_shards()
-        .stream_name(&name)
-        .shard_to_merge(a.as_str())
-        .adjacent_shard_to_merge(b.as_str())
-        .send()
-        .await
-        .unwrap();
-    common::wait_active(&client, &name).await;
+    common::merge(&client, &name, a.as_str(), b.as_str()).await;
     let shards = stream.list_shards().await.unwrap();
     let child = shards.iter().find(|s| !s.closed).unwrap();
     assert_eq!(child.parents(), vec![a.clone(), b.clone()]);

@@ -131,3 +131,16 @@ pub async fn put(client: &Client, stream: &str, entries: Vec<(String, Vec<u8>)>)
         assert_eq!(out.failed_record_count(), Some(0));
     }
 }
+
+/// Merges two adjacent shards and waits until the stream is `ACTIVE` again.
+pub async fn merge(client: &Client, stream: &str, a: &str, b: &str) {
+    client
+        .merge_shards()
+        .stream_name(stream)
+        .shard_to_merge(a)
+        .adjacent_shard_to_merge(b)
+        .send()
+        .await
+        .unwrap();
+    wait_active(client, stream).await;
+}
