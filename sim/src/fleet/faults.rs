@@ -1,0 +1,315 @@
+//! Scenario steps and injected faults: workers added, shut down, replaced, crashed with their
+//! machine, partitions, delays, pauses, clock drift, service errors, resharding.
+
+use super::*;
+
+/// Something done to the fleet at a time: a scenario step or an injected fault. Targets chosen
+/// "at random" are drawn from the fleet's seeded generator when the action runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Start this many new workers.
+    AddWorkers(usize),
+    /// Ask a worker to shut down gracefully (it hands its leases over).
+    Shutdown(NodeId),
+    /// Replace a worker: shut it down gracefully and start a new one.
+    Replace(NodeId),
+    /// Crash a random worker; it restarts (state lost) after this many ms.
+    CrashWorker {
+        /// Downtime.
+        restart_after_ms: u64,
+    },
+    /// Crash a random machine with all its workers; it restarts after this many ms.
+    CrashMachine {
+        /// Downtime.
+        restart_after_ms: u64,
+    },
+    /// Cut a random machine off a service.
+    Partition {
+        /// Which service.
+        service: Service,
+        /// For how long.
+        ms: u64,
+    },
+    /// Delay every message of a random machine by up to `extra_ms` more.
+    Delay {
+        /// Added latency, each way.
+        extra_ms: u64,
+        /// For how long.
+        ms: u64,
+    },
+    /// Stop a random worker's process (a stop-the-world pause).
+    Pause {
+        /// For how long.
+        ms: u64,
+    },
+    /// Set a random worker's clock rate.
+    Drift {
+        /// Local seconds per true second.
+        rate: f64,
+    },
+    /// Set a random worker's clock rate and cut its machine off DynamoDB (not Kinesis): with a
+    /// rate far below the core's bound the worker keeps delivering long after others may take
+    /// its leases, which the checkers must report.
+    DriftAndIsolate {
+        /// Local seconds per true second.
+        rate: f64,
+        /// How long the machine cannot reach DynamoDB.
+        ms: u64,
+    },
+    /// Make a service throttle and fail calls, in per mille, until changed.
+    ServiceFaults {
+        /// Which service.
+        service: Service,
+        /// Calls throttled.
+        throttle_per_mille: u64,
+        /// Calls failing with a 5xx (a write may have landed all the same).
+        error_per_mille: u64,
+    },
+    /// Make processors fail (panic) on this per mille of batches, until changed.
+    ProcessorFailures(u64),
+    /// Split a random open shard.
+    Split,
+    /// Merge a random pair of adjacent open shards.
+    Merge,
+    /// UpdateShardCount to the open shard count times `per_mille` / 1000 (kept between half and
+    /// double, as Kinesis allows).
+    UpdateShardCount {
+        /// The target as a share of the open shards, in per mille.
+        per_mille: u64,
+    },
+    /// Stop putting records (so the liveness phase can check that everything was delivered).
+    StopProducing,
+    /// Clear every injected fault: services healthy, no delays, clocks true, processors healthy.
+    Calm,
+}
+
+impl Action {
+    /// The fault kind this action counts as in reports, if it is a fault.
+    pub fn fault_kind(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::CrashWorker { .. } => "worker_crash",
+            Self::CrashMachine { .. } => "machine_crash",
+            Self::Partition {
+                service: Service::Dynamo,
+                ..
+            } => "partition_dynamodb",
+            Self::Partition {
+                service: Service::Kinesis,
+                ..
+            } => "partition_kinesis",
+            Self::Delay { .. } => "message_delay",
+            Self::Pause { .. } => "process_pause",
+            Self::Drift { .. } => "clock_drift",
+            Self::DriftAndIsolate { .. } => "clock_drift_beyond_bound",
+            Self::ServiceFaults {
+                service: Service::Dynamo,
+                ..
+            } => "dynamodb_errors",
+            Self::ServiceFaults {
+                service: Service::Kinesis,
+                ..
+            } => "kinesis_errors",
+            Self::ProcessorFailures(_) => "processor_failures",
+            Self::Split | Self::Merge | Self::UpdateShardCount { .. } => "reshard",
+            _ => return None,
+        })
+    }
+}
+
+impl Fleet {
+    pub(super) fn act(&mut self, action: Action) {
+        if let Some(kind) = action.fault_kind() {
+            *self.counters.faults.entry(kind.to_owned()).or_default() += 1;
+        }
+        match action {
+            Action::AddWorkers(n) => {
+                for _ in 0..n {
+                    self.add_worker();
+                }
+            }
+            Action::Shutdown(node) => {
+                if let Some(n) = self.nodes.get_mut(node) {
+                    n.retired = true;
+                }
+                self.with_worker(node, |w, now| w.handle(now, Input::ShutdownRequested));
+            }
+            Action::Replace(node) => {
+                self.act(Action::Shutdown(node));
+                self.add_worker();
+            }
+            Action::CrashWorker { restart_after_ms } => {
+                if let Some(node) = self.random_running() {
+                    self.crash(node);
+                    self.schedule(self.now + restart_after_ms, Ev::Restart(node));
+                }
+            }
+            Action::CrashMachine { restart_after_ms } => {
+                if let Some(node) = self.random_running() {
+                    let m = self.nodes[node].machine;
+                    if self.network() {
+                        self.net_fault(NetOp::Crash(m), NetOp::Restart(m), restart_after_ms);
+                    }
+                    self.machines[m].up = false;
+                    for i in 0..self.nodes.len() {
+                        if self.nodes[i].machine == m {
+                            self.crash(i);
+                        }
+                    }
+                    self.schedule(self.now + restart_after_ms, Ev::RestartMachine(m));
+                }
+            }
+            Action::Partition { service, ms } => {
+                if let Some(node) = self.random_running() {
+                    self.partition(self.nodes[node].machine, service, ms);
+                }
+            }
+            Action::Delay { extra_ms, ms } => {
+                if let Some(node) = self.random_running() {
+                    let machine = self.nodes[node].machine;
+                    if self.network() {
+                        let op = NetOp::Delay { machine, extra_ms };
+                        let undo = NetOp::Delay {
+                            machine,
+                            extra_ms: 0,
+                        };
+                        self.net_fault(op, undo, ms);
+                    }
+                    let m = &mut self.machines[machine];
+                    m.delay_until = self.now + ms;
+                    m.extra_delay_ms = extra_ms;
+                }
+            }
+            Action::Pause { ms } => {
+                if let Some(node) = self.random_running() {
+                    let n = &mut self.nodes[node];
+                    n.paused_until = n.paused_until.max(self.now + ms);
+                }
+            }
+            Action::Drift { rate } => {
+                if let Some(node) = self.random_running() {
+                    self.set_rate(node, rate);
+                }
+            }
+            Action::DriftAndIsolate { rate, ms } => {
+                if let Some(node) = self.random_running() {
+                    self.set_rate(node, rate);
+                    self.partition(self.nodes[node].machine, Service::Dynamo, ms);
+                }
+            }
+            Action::ServiceFaults {
+                service,
+                throttle_per_mille,
+                error_per_mille,
+            } => {
+                self.service_faults[service as usize] = ServiceFaults {
+                    throttle_per_mille,
+                    error_per_mille,
+                };
+            }
+            Action::ProcessorFailures(per_mille) => self.processor_failure_per_mille = per_mille,
+            Action::Split => {
+                let open = self.kinesis.open_shards().to_vec();
+                if !open.is_empty() {
+                    let s = open[self.rng.index(open.len())];
+                    let _ = self.kinesis.split(s);
+                }
+            }
+            Action::Merge => {
+                let open = self.kinesis.open_shards().to_vec();
+                if open.len() >= 2 {
+                    let i = self.rng.index(open.len() - 1);
+                    let _ = self.kinesis.merge(open[i], open[i + 1]);
+                }
+            }
+            Action::UpdateShardCount { per_mille } => {
+                let open = self.kinesis.open_shards().len();
+                let target = (open as u64 * per_mille / 1000) as usize;
+                let _ = self
+                    .kinesis
+                    .update_shard_count(target.clamp(open.div_ceil(2), open * 2));
+            }
+            Action::StopProducing => self.producing = false,
+            Action::Calm => {
+                self.service_faults = [ServiceFaults::default(); 2];
+                self.processor_failure_per_mille = 0;
+                for m in &mut self.machines {
+                    m.delay_until = 0;
+                    m.partitioned_until = [0; 2];
+                }
+                for node in 0..self.nodes.len() {
+                    if self.nodes[node].clock.rate() != 1.0 {
+                        self.set_rate(node, 1.0);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn crash(&mut self, node: NodeId) {
+        let n = &mut self.nodes[node];
+        n.worker = None;
+        n.inc += 1;
+        n.wake_at = None;
+        n.batches.clear();
+    }
+
+    pub(super) fn random_running(&mut self) -> Option<NodeId> {
+        let count = self.running_workers().count();
+        if count == 0 {
+            return None;
+        }
+        let pick = self.rng.index(count);
+        self.running_workers().nth(pick).map(|(i, _)| i)
+    }
+
+    pub(super) fn set_rate(&mut self, node: NodeId, rate: f64) {
+        let now = self.now;
+        let n = &mut self.nodes[node];
+        n.clock.set_rate(now, rate);
+        // The worker's next wake-up moves with its clock.
+        n.wake_at = None;
+        if n.worker.is_some() {
+            self.after_handle(node);
+        }
+    }
+
+    /// Starts a new worker on a machine with room; returns its node.
+    pub fn add_worker(&mut self) -> NodeId {
+        let node = self.nodes.len();
+        let per = self.cfg.workers_per_machine.max(1);
+        let machine = node / per;
+        while self.machines.len() <= machine {
+            self.machines.push(Machine {
+                up: true,
+                ..Machine::default()
+            });
+            self.outbox.push(Vec::new());
+        }
+        self.nodes.push(Node {
+            id: WorkerId::from(format!("worker-{node:05}")),
+            machine,
+            worker: None,
+            inc: 0,
+            paused_until: 0,
+            clock: DriftClock::new(1_000_000 + self.rng.below(1_000_000), self.now),
+            wake_at: None,
+            batches: BTreeMap::new(),
+            retired: false,
+        });
+        self.start(node);
+        node
+    }
+
+    pub(super) fn start(&mut self, node: NodeId) {
+        let seed = self.rng.next_u64();
+        let now = self.now;
+        let config = self.cfg.worker.clone();
+        let n = &mut self.nodes[node];
+        n.inc += 1;
+        n.batches.clear();
+        n.wake_at = None;
+        let local = n.clock.local(now);
+        n.worker = Worker::new(config, n.id.clone(), seed, local).ok();
+        self.after_handle(node);
+    }
+}

@@ -1,0 +1,612 @@
+//! The fleet: machines holding many workers, the services they call, the simulated record
+//! processors, a producer, one seeded schedule of events, and the checkers watching every step.
+//!
+//! Time is true simulated time in milliseconds. Every worker sees it through its own clock (a
+//! rate and an origin), so drift is real to the worker and judged in true time by the checkers.
+//! A request travels to its service (latency, plus any injected delay), is applied there at its
+//! arrival, and its answer travels back; a partition between a machine and a service loses the
+//! request or the answer, and the driver reports the call failed after its timeout.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use kcl_core::io::{CallId, Event, FetchedRecords, ProcessorCall, ReleaseReason};
+use kcl_core::rng::Rng;
+use kcl_core::testkit::{DriftClock, ProcessorOutcome};
+use kcl_core::{
+    Command, Config, Failure, FencingToken, Input, Instant, Item, Lease, LeaseKey, RequestId, Row,
+    Worker, WorkerId,
+};
+
+use crate::check::{touches_checkpoint, Checker};
+use crate::dynamo::{Consistency, Dynamo};
+use crate::kinesis::{Kinesis, KinesisLimits};
+use crate::record::SimRecord;
+
+mod faults;
+mod processors;
+mod services;
+mod transport;
+
+pub use faults::Action;
+use services::{service_of, Served};
+use transport::Envelope;
+pub use transport::{NetOp, Transport};
+
+/// A worker's index in the fleet (never reused).
+pub type NodeId = usize;
+
+/// The two services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Service {
+    /// The lease table.
+    Dynamo,
+    /// The stream.
+    Kinesis,
+}
+
+/// How to build a fleet.
+#[derive(Clone, Debug)]
+pub struct FleetConfig {
+    /// The one seed of the run.
+    pub seed: u64,
+    /// Shards at the start.
+    pub shards: usize,
+    /// Workers per simulated machine.
+    pub workers_per_machine: usize,
+    /// Every worker's configuration.
+    pub worker: Config,
+    /// One-way latency between a machine and a service, uniform in this range (ms).
+    pub latency_ms: (u64, u64),
+    /// How long a processor takes per call (ms).
+    pub process_ms: (u64, u64),
+    /// A processor checkpoints after every this many batches.
+    pub checkpoint_every: u32,
+    /// Records put per second, over the whole stream.
+    pub records_per_second: f64,
+    /// Payload bytes per record.
+    pub record_bytes: u32,
+    /// How long the driver waits for a lost call before reporting it failed (ms).
+    pub driver_timeout_ms: u64,
+    /// Eventually consistent reads.
+    pub consistency: Consistency,
+    /// Kinesis limits.
+    pub kinesis: KinesisLimits,
+    /// Sample the fleet (balance, liveness, the timeline) this often (ms).
+    pub sample_every_ms: u64,
+    /// How calls travel between machines and services.
+    pub transport: Transport,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            shards: 16,
+            workers_per_machine: 20,
+            worker: Config::default(),
+            latency_ms: (2, 10),
+            process_ms: (1, 20),
+            checkpoint_every: 3,
+            records_per_second: 16.0,
+            record_bytes: 200,
+            driver_timeout_ms: 2_000,
+            consistency: Consistency::default(),
+            kinesis: KinesisLimits::default(),
+            sample_every_ms: 1_000,
+            transport: Transport::Modelled,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Ev {
+    Wake {
+        node: NodeId,
+        inc: u64,
+        due: u64,
+    },
+    AtService {
+        node: NodeId,
+        inc: u64,
+        sent: u64,
+        cmd: Command<SimRecord>,
+    },
+    ScanPage {
+        node: NodeId,
+        inc: u64,
+        sent: u64,
+        req: RequestId,
+        after: Option<String>,
+        items: Vec<Item>,
+    },
+    Answer {
+        node: NodeId,
+        inc: u64,
+        sent: u64,
+        service: Service,
+        input: Input<SimRecord>,
+    },
+    Deliver {
+        node: NodeId,
+        inc: u64,
+        input: Input<SimRecord>,
+    },
+    ProcDone {
+        node: NodeId,
+        inc: u64,
+        shard: LeaseKey,
+        call: CallId,
+        token: FencingToken,
+        outcome: ProcessorOutcome,
+    },
+    Restart(NodeId),
+    RestartMachine(usize),
+    DriverTimeout(u64),
+    Net(NetOp),
+    Produce,
+    Sample,
+    Act(Action),
+}
+
+/// A queue entry: the event itself waits in a slab, so the heap moves 24 bytes, not an event.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Scheduled {
+    at: u64,
+    seq: u64,
+    slot: u32,
+}
+
+/// Events by slot, with the free slots for reuse.
+#[derive(Default)]
+struct Slab {
+    events: Vec<Option<Ev>>,
+    free: Vec<u32>,
+}
+
+impl Slab {
+    fn insert(&mut self, ev: Ev) -> u32 {
+        match self.free.pop() {
+            Some(slot) => {
+                self.events[slot as usize] = Some(ev);
+                slot
+            }
+            None => {
+                self.events.push(Some(ev));
+                (self.events.len() - 1) as u32
+            }
+        }
+    }
+
+    fn take(&mut self, slot: u32) -> Option<Ev> {
+        let ev = self.events.get_mut(slot as usize)?.take();
+        self.free.push(slot);
+        ev
+    }
+}
+
+struct Node {
+    id: WorkerId,
+    machine: usize,
+    worker: Option<Worker<SimRecord>>,
+    inc: u64,
+    paused_until: u64,
+    clock: DriftClock,
+    wake_at: Option<u64>,
+    batches: BTreeMap<LeaseKey, u32>,
+    /// Shut down for good (scale-down, replaced): never restarted.
+    retired: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Machine {
+    up: bool,
+    partitioned_until: [u64; 2],
+    delay_until: u64,
+    extra_delay_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct ServiceFaults {
+    throttle_per_mille: u64,
+    error_per_mille: u64,
+}
+
+/// One sample of the fleet, for the timeline and the plot.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Sample {
+    /// Simulated seconds.
+    pub t: f64,
+    /// Running workers.
+    pub workers: usize,
+    /// Fewest leases on a running worker.
+    pub min: usize,
+    /// Most leases on a running worker.
+    pub max: usize,
+    /// Unfinished leases no running worker holds.
+    pub unheld: usize,
+    /// Lease acquisitions so far.
+    pub moves: u64,
+}
+
+/// Counters of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Lease acquisitions (every change of owner, and every first assignment).
+    pub acquisitions: u64,
+    /// Leases handed over gracefully.
+    pub handoffs: u64,
+    /// Leases lost (expired under the owner).
+    pub losses: u64,
+    /// Faults injected, by kind.
+    pub faults: BTreeMap<String, u64>,
+}
+
+/// The fleet and everything around it.
+pub struct Fleet {
+    cfg: FleetConfig,
+    rng: Rng,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    slab: Slab,
+    nodes: Vec<Node>,
+    machines: Vec<Machine>,
+    service_faults: [ServiceFaults; 2],
+    processor_failure_per_mille: u64,
+    producing: bool,
+    produce_carry: f64,
+    /// The lease table.
+    pub dynamo: Dynamo,
+    /// The stream.
+    pub kinesis: Kinesis,
+    /// The checkers.
+    pub checker: Checker,
+    /// Counters.
+    pub counters: Counters,
+    /// One sample per `sample_every_ms`.
+    pub timeline: Vec<Sample>,
+    /// The first time the fleet was balanced and has stayed so since (ms).
+    pub balanced_since: Option<u64>,
+    /// Whether every record older than ten seconds had been delivered at the last sample.
+    pub caught_up: bool,
+    envelopes: BTreeMap<u64, Envelope>,
+    next_envelope: u64,
+    outbox: Vec<Vec<(u64, Service)>>,
+    net_ops: Vec<NetOp>,
+}
+
+impl Fleet {
+    /// A fleet with an empty lease table and `workers` workers: they create the leases by
+    /// shard sync.
+    pub fn new(cfg: FleetConfig, workers: usize) -> Self {
+        let mut f = Self {
+            rng: Rng::new(cfg.seed),
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            slab: Slab::default(),
+            nodes: Vec::new(),
+            machines: Vec::new(),
+            service_faults: [ServiceFaults::default(); 2],
+            processor_failure_per_mille: 0,
+            producing: true,
+            produce_carry: 0.0,
+            dynamo: Dynamo::new(cfg.consistency.clone()),
+            kinesis: Kinesis::new(cfg.shards, cfg.kinesis.clone()),
+            checker: Checker::default(),
+            counters: Counters::default(),
+            timeline: Vec::new(),
+            balanced_since: None,
+            caught_up: false,
+            envelopes: BTreeMap::new(),
+            next_envelope: 0,
+            outbox: Vec::new(),
+            net_ops: Vec::new(),
+            cfg,
+        };
+        for _ in 0..workers {
+            f.add_worker();
+        }
+        f.schedule(0, Ev::Produce);
+        f.schedule(f.cfg.sample_every_ms, Ev::Sample);
+        f
+    }
+
+    /// True time now (ms).
+    pub fn now_ms(&self) -> u64 {
+        self.now
+    }
+
+    /// Nodes ever started.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The worker of a node, while it runs.
+    pub fn worker(&self, node: NodeId) -> Option<&Worker<SimRecord>> {
+        self.nodes.get(node).and_then(|n| n.worker.as_ref())
+    }
+
+    /// Workers that run and are not stopping, by node.
+    fn running_workers(&self) -> impl Iterator<Item = (NodeId, &Worker<SimRecord>)> + '_ {
+        self.nodes.iter().enumerate().filter_map(|(i, n)| {
+            n.worker
+                .as_ref()
+                .filter(|w| !n.retired && !w.is_stopped())
+                .map(|w| (i, w))
+        })
+    }
+
+    /// Nodes whose worker runs and is not stopping.
+    pub fn running(&self) -> Vec<NodeId> {
+        self.running_workers().map(|(i, _)| i).collect()
+    }
+
+    /// Unfinished leases held, per running worker.
+    pub fn loads(&self) -> Vec<usize> {
+        self.running_workers()
+            .map(|(_, w)| w.leases().filter(|l| !l.lease.is_finished()).count())
+            .collect()
+    }
+
+    fn schedule(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        let slot = self.slab.insert(ev);
+        self.queue.push(Reverse(Scheduled {
+            at,
+            seq: self.seq,
+            slot,
+        }));
+    }
+
+    /// Runs `action` at true time `at_ms`.
+    pub fn at(&mut self, at_ms: u64, action: Action) {
+        self.schedule(at_ms, Ev::Act(action));
+    }
+
+    /// Runs until true time `until_ms`, calling `progress` now and then with the time reached.
+    pub fn run_until(&mut self, until_ms: u64, progress: &mut dyn FnMut(u64)) {
+        let mut steps = 0u64;
+        while let Some(Reverse(next)) = self.queue.peek() {
+            if next.at > until_ms {
+                break;
+            }
+            let Some(Reverse(Scheduled { at, slot, .. })) = self.queue.pop() else {
+                break;
+            };
+            let Some(ev) = self.slab.take(slot) else {
+                continue;
+            };
+            self.now = at;
+            self.dispatch(ev);
+            steps += 1;
+            if steps.is_multiple_of(65_536) {
+                progress(self.now);
+            }
+        }
+        self.now = self.now.max(until_ms);
+        progress(self.now);
+    }
+
+    fn node_live(&self, node: NodeId, inc: u64) -> bool {
+        self.nodes
+            .get(node)
+            .is_some_and(|n| n.inc == inc && n.worker.is_some())
+    }
+
+    fn dispatch(&mut self, ev: Ev) {
+        // Events at a worker wait while its process is paused; services never pause.
+        let target = match &ev {
+            Ev::Wake { node, inc, .. }
+            | Ev::Deliver { node, inc, .. }
+            | Ev::ProcDone { node, inc, .. } => Some((*node, *inc)),
+            _ => None,
+        };
+        if let Some((node, inc)) = target {
+            if !self.node_live(node, inc) {
+                return;
+            }
+            let until = self.nodes[node].paused_until;
+            if self.now < until {
+                return self.schedule(until, ev);
+            }
+        }
+        match ev {
+            Ev::Wake { node, due, .. } => {
+                if self.nodes[node].wake_at == Some(due) {
+                    self.nodes[node].wake_at = None;
+                    self.with_worker(node, |w, now| w.handle_timeout(now));
+                }
+            }
+            Ev::Deliver { node, input, .. } => {
+                self.with_worker(node, |w, now| w.handle(now, input))
+            }
+            Ev::ProcDone {
+                node,
+                shard,
+                call,
+                token,
+                outcome,
+                ..
+            } => self.processor_done(node, shard, call, token, outcome),
+            Ev::AtService {
+                node,
+                inc,
+                sent,
+                cmd,
+            } => self.at_service(node, inc, sent, cmd),
+            Ev::ScanPage {
+                node,
+                inc,
+                sent,
+                req,
+                after,
+                items,
+            } => self.scan_page(node, inc, sent, req, after, items),
+            Ev::Answer {
+                node,
+                inc,
+                sent,
+                service,
+                input,
+            } => self.answer(node, inc, sent, service, input),
+            Ev::Restart(node) => {
+                if !self.nodes[node].retired && self.nodes[node].worker.is_none() {
+                    let m = self.nodes[node].machine;
+                    if self.machines[m].up {
+                        self.start(node);
+                    }
+                }
+            }
+            Ev::RestartMachine(m) => {
+                self.machines[m].up = true;
+                let nodes: Vec<NodeId> = (0..self.nodes.len())
+                    .filter(|&i| self.nodes[i].machine == m && !self.nodes[i].retired)
+                    .collect();
+                for node in nodes {
+                    if self.nodes[node].worker.is_none() {
+                        self.start(node);
+                    }
+                }
+            }
+            Ev::DriverTimeout(envelope) => self.driver_timeout(envelope),
+            Ev::Net(op) => self.net_ops.push(op),
+            Ev::Produce => self.produce(),
+            Ev::Sample => self.sample(),
+            Ev::Act(action) => self.act(action),
+        }
+    }
+
+    fn with_worker(&mut self, node: NodeId, f: impl FnOnce(&mut Worker<SimRecord>, Instant)) {
+        let now = self.now;
+        let n = &mut self.nodes[node];
+        let local = n.clock.local(now);
+        let Some(w) = n.worker.as_mut() else { return };
+        f(w, local);
+        self.after_handle(node);
+    }
+
+    fn after_handle(&mut self, node: NodeId) {
+        while let Some(cmd) = self.nodes[node]
+            .worker
+            .as_mut()
+            .and_then(Worker::poll_command)
+        {
+            self.command(node, cmd);
+        }
+        let n = &self.nodes[node];
+        let Some(at) = n
+            .worker
+            .as_ref()
+            .and_then(Worker::poll_timeout)
+            .map(|(at, _)| n.clock.true_time(at).max(self.now))
+        else {
+            return;
+        };
+        if n.wake_at != Some(at) {
+            let inc = n.inc;
+            self.nodes[node].wake_at = Some(at);
+            self.schedule(at, Ev::Wake { node, inc, due: at });
+        }
+    }
+
+    fn command(&mut self, node: NodeId, cmd: Command<SimRecord>) {
+        let inc = self.nodes[node].inc;
+        match cmd {
+            Command::Processor {
+                shard,
+                call,
+                action,
+            } => self.processor(node, inc, shard, call, action),
+            Command::Event(e) => self.event(e),
+            cmd if self.cfg.transport == Transport::Network => self.enqueue(node, inc, cmd),
+            cmd => {
+                let machine = self.nodes[node].machine;
+                let l = self.latency(machine);
+                let sent = self.now;
+                self.schedule(
+                    sent + l,
+                    Ev::AtService {
+                        node,
+                        inc,
+                        sent,
+                        cmd,
+                    },
+                );
+            }
+        }
+    }
+
+    // ---- the network transport (turmoil mode) -------------------------------------------------
+
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::LeaseAcquired { .. } => self.counters.acquisitions += 1,
+            Event::LeaseReleased {
+                reason: ReleaseReason::HandedOver,
+                ..
+            } => self.counters.handoffs += 1,
+            Event::LeaseReleased {
+                reason: ReleaseReason::Lost,
+                ..
+            } => self.counters.losses += 1,
+            _ => {}
+        }
+    }
+
+    fn sample(&mut self) {
+        let now = self.now;
+        self.kinesis.trim(now);
+        self.dynamo.settle(now);
+        // Membership only, never iterated: a hash set cannot leak its order into the run.
+        let mut held = std::collections::HashSet::with_capacity(self.checker.unfinished().len());
+        let (mut workers, mut min, mut max) = (0, usize::MAX, 0);
+        for (_, w) in self.running_workers() {
+            let mut n = 0;
+            for l in w.leases().filter(|l| !l.lease.is_finished()) {
+                n += 1;
+                held.insert(l.lease.key.clone());
+            }
+            workers += 1;
+            min = min.min(n);
+            max = max.max(n);
+        }
+        let min = if workers == 0 { 0 } else { min };
+        let unheld = self
+            .checker
+            .unfinished()
+            .iter()
+            .filter(|k| !held.contains(*k))
+            .count();
+        let balanced = unheld == 0 && max - min <= 1 && workers > 0;
+        if balanced {
+            self.balanced_since.get_or_insert(now);
+        } else {
+            self.balanced_since = None;
+        }
+        let horizon = now.saturating_sub(10_000);
+        let mut caught_up = true;
+        for s in 0..self.kinesis.shard_count() {
+            let k = &self.kinesis;
+            if self.checker.behind(s, horizon, |i| k.arrival_ms(s, i)) {
+                caught_up = false;
+            }
+        }
+        self.caught_up = caught_up;
+        self.timeline.push(Sample {
+            t: now as f64 / 1000.0,
+            workers,
+            min,
+            max,
+            unheld,
+            moves: self.counters.acquisitions,
+        });
+        self.schedule(now + self.cfg.sample_every_ms, Ev::Sample);
+    }
+
+    /// Records never delivered, and the violations that says about a run that caught up.
+    pub fn records_lost(&self) -> u64 {
+        self.checker.undelivered()
+    }
+}

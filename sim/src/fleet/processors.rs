@@ -1,0 +1,133 @@
+//! The simulated record processors (their time, checkpoints, panics) and the producer; every
+//! delivery passes the exclusivity checker here.
+
+use super::*;
+
+impl Fleet {
+    pub(super) fn processor(
+        &mut self,
+        node: NodeId,
+        inc: u64,
+        shard: LeaseKey,
+        call: CallId,
+        action: ProcessorCall<SimRecord>,
+    ) {
+        let (lo, hi) = self.cfg.process_ms;
+        let delay = self.rng.between(lo, hi);
+        let (token, outcome) = match action {
+            ProcessorCall::Initialize {
+                checkpoint, token, ..
+            } => {
+                self.checker.initialized(&shard, token, checkpoint);
+                (token, ProcessorOutcome::Returned)
+            }
+            ProcessorCall::ProcessRecords { records, token, .. } => {
+                self.check_exclusive(node, &shard, &records);
+                let parents: Vec<LeaseKey> = match self.kinesis.shard_index(shard.as_str()) {
+                    Some(i) => self
+                        .kinesis
+                        .parents(i)
+                        .iter()
+                        .filter_map(|&p| self.kinesis.shard_id(p).cloned())
+                        .collect(),
+                    None => Vec::new(),
+                };
+                self.checker
+                    .delivered(self.now, node, &shard, &parents, token, &records);
+                if self.rng.below(1000) < self.processor_failure_per_mille {
+                    (token, ProcessorOutcome::Failed)
+                } else {
+                    let every = self.cfg.checkpoint_every.max(1);
+                    let n = self.nodes[node].batches.entry(shard.clone()).or_insert(0);
+                    *n += 1;
+                    if n.is_multiple_of(every) {
+                        (token, ProcessorOutcome::Checkpoint)
+                    } else {
+                        (token, ProcessorOutcome::Returned)
+                    }
+                }
+            }
+            ProcessorCall::ShardEnded { token } => (token, ProcessorOutcome::Returned),
+            ProcessorCall::ShutdownRequested { token } => (token, ProcessorOutcome::Checkpoint),
+            // Lease lost, checkpoint done: nothing to answer.
+            _ => return,
+        };
+        self.schedule(
+            self.now + delay,
+            Ev::ProcDone {
+                node,
+                inc,
+                shard,
+                call,
+                token,
+                outcome,
+            },
+        );
+    }
+
+    pub(super) fn processor_done(
+        &mut self,
+        node: NodeId,
+        shard: LeaseKey,
+        call: CallId,
+        token: FencingToken,
+        outcome: ProcessorOutcome,
+    ) {
+        for input in outcome.inputs(shard, call, token) {
+            self.with_worker(node, |w, now| w.handle(now, input));
+        }
+    }
+
+    /// Invariant 1: at this true instant no other worker may deliver this shard.
+    pub(super) fn check_exclusive(
+        &mut self,
+        node: NodeId,
+        shard: &LeaseKey,
+        records: &[SimRecord],
+    ) {
+        let Some(index) = records.first().map(|r| r.shard as usize) else {
+            return;
+        };
+        let others: Vec<NodeId> = self
+            .checker
+            .deliverers(index)
+            .iter()
+            .copied()
+            .filter(|&n| n != node)
+            .collect();
+        for other in others {
+            let n = &self.nodes[other];
+            let until = n
+                .worker
+                .as_ref()
+                .and_then(|w| w.delivery_deadline(shard.as_str()))
+                .map(|local| n.clock.true_time(local));
+            match until {
+                Some(t) if t > self.now => {
+                    let what = format!(
+                        "exclusivity: {} delivers {shard} while {} may deliver it until {t} ms",
+                        self.nodes[node].id, n.id
+                    );
+                    self.checker.violation(self.now, what);
+                }
+                _ => self.checker.forget_deliverer(index, other),
+            }
+        }
+    }
+
+    // ---- producer, sampling, actions -----------------------------------------------------------
+
+    pub(super) fn produce(&mut self) {
+        const TICK_MS: u64 = 100;
+        if self.producing {
+            self.produce_carry += self.cfg.records_per_second * TICK_MS as f64 / 1000.0;
+            while self.produce_carry >= 1.0 {
+                self.produce_carry -= 1.0;
+                let key = format!("pk-{}", self.rng.next_u64());
+                let (shard, index) = self.kinesis.put(self.now, &key, self.cfg.record_bytes);
+                self.checker.put(shard, index);
+            }
+        }
+        self.schedule(self.now + TICK_MS, Ev::Produce);
+    }
+}

@@ -1,0 +1,190 @@
+//! The services' side of a call: a command applied to the DynamoDB and Kinesis models, with the
+//! injected throttling and errors, and the answer it makes.
+
+use super::*;
+
+/// What a service made of a call.
+pub(super) enum Served {
+    Reply(Input<SimRecord>),
+    /// A scan: its pages follow.
+    Scan(RequestId),
+    Nothing,
+}
+
+pub(super) fn transient<T>() -> Result<T, Failure> {
+    Err(Failure::Transient)
+}
+
+pub(super) fn service_of(cmd: &Command<SimRecord>) -> Service {
+    match cmd {
+        Command::ListShards { .. }
+        | Command::GetShardIterator { .. }
+        | Command::GetRecords { .. } => Service::Kinesis,
+        _ => Service::Dynamo,
+    }
+}
+
+impl Fleet {
+    /// A call arrives at its service: injected throttling and errors, then the model.
+    pub(super) fn serve_command(&mut self, node: NodeId, cmd: Command<SimRecord>) -> Served {
+        let service = service_of(&cmd);
+        let faults = self.service_faults[service as usize];
+        if self.rng.below(1000) < faults.throttle_per_mille {
+            return cmd
+                .failed(Failure::Throttled)
+                .map_or(Served::Nothing, Served::Reply);
+        }
+        let error = self.rng.below(1000) < faults.error_per_mille;
+        let now = self.now;
+        let input = match cmd {
+            Command::ScanLeaseTable { req } if !error => return Served::Scan(req),
+            Command::ScanLeaseTable { req } => Input::LeaseTableScanned {
+                req,
+                result: transient(),
+            },
+            Command::ReadLease { req, key } => Input::LeaseRead {
+                req,
+                result: if error {
+                    transient()
+                } else {
+                    Ok(self.dynamo.get(now, &key, true, &mut self.rng))
+                },
+            },
+            Command::WriteLease { req, write } => {
+                // A 5xx on a write leaves its outcome unknown: half of them landed.
+                let lands = !error || self.rng.below(2) == 0;
+                let result = if lands {
+                    self.table_write(node, &write)
+                } else {
+                    transient()
+                };
+                Input::LeaseWritten {
+                    req,
+                    result: if error { transient() } else { result },
+                }
+            }
+            Command::ListShards { req } => Input::ShardsListed {
+                req,
+                result: if error {
+                    transient()
+                } else {
+                    Ok(self.kinesis.list_shards())
+                },
+            },
+            Command::GetShardIterator {
+                req,
+                shard,
+                position,
+            } => Input::IteratorObtained {
+                req,
+                result: if error {
+                    transient()
+                } else {
+                    self.kinesis
+                        .get_shard_iterator(now, shard.as_str(), &position)
+                },
+            },
+            Command::GetRecords {
+                req,
+                iterator,
+                limit,
+                ..
+            } => Input::RecordsFetched {
+                req,
+                result: if error {
+                    transient()
+                } else {
+                    self.kinesis
+                        .get_records(now, &iterator, limit as usize)
+                        .map(|o| FetchedRecords {
+                            records: o.records,
+                            next_iterator: o.next_iterator,
+                            millis_behind_latest: o.millis_behind_latest,
+                            child_shards: o.child_shards,
+                        })
+                },
+            },
+            _ => return Served::Nothing,
+        };
+        Served::Reply(input)
+    }
+
+    pub(super) fn table_write(
+        &mut self,
+        node: NodeId,
+        write: &kcl_core::write::LeaseWrite,
+    ) -> Result<Option<Item>, Failure> {
+        let check = touches_checkpoint(write);
+        let decode = |item: Option<&Item>| match item.map(Row::from_item) {
+            Some(Ok(Row::Lease(l))) => Some(*l),
+            _ => None,
+        };
+        let before: Option<Lease> = if check {
+            decode(self.dynamo.peek(&write.key))
+        } else {
+            None
+        };
+        let result = self.dynamo.write(self.now, write);
+        if check && result.is_ok() {
+            let after = decode(self.dynamo.peek(&write.key));
+            let writer = self.nodes[node].id.clone();
+            self.checker
+                .table_write(self.now, &writer, write, before.as_ref(), after.as_ref());
+        }
+        result
+    }
+
+    pub(super) fn scan_page(
+        &mut self,
+        node: NodeId,
+        inc: u64,
+        sent: u64,
+        req: RequestId,
+        after: Option<String>,
+        mut items: Vec<Item>,
+    ) {
+        if self.partitioned(node, Service::Dynamo) {
+            let failed = Command::<SimRecord>::ScanLeaseTable { req }.failed(Failure::Transient);
+            return self.lost(node, inc, sent, failed);
+        }
+        let faults = self.service_faults[Service::Dynamo as usize];
+        if self.rng.below(1000) < faults.throttle_per_mille {
+            let input = Input::LeaseTableScanned {
+                req,
+                result: Err(Failure::Throttled),
+            };
+            return self.reply(node, inc, sent, Service::Dynamo, input);
+        }
+        let (page, next) = self
+            .dynamo
+            .scan_page(self.now, after.as_deref(), &mut self.rng);
+        items.extend(page);
+        match next {
+            Some(key) => {
+                // The driver asks for the next page when this one arrives.
+                let machine = self.nodes[node].machine;
+                let rtt = self.latency(machine) + self.latency(machine);
+                self.schedule(
+                    self.now + rtt,
+                    Ev::ScanPage {
+                        node,
+                        inc,
+                        sent,
+                        req,
+                        after: Some(key),
+                        items,
+                    },
+                );
+            }
+            None => {
+                let input = Input::LeaseTableScanned {
+                    req,
+                    result: Ok(items),
+                };
+                self.reply(node, inc, sent, Service::Dynamo, input);
+            }
+        }
+    }
+
+    // ---- the simulated record processors ---------------------------------------------------
+}
