@@ -29,6 +29,7 @@
 //! waits for the next event, which Kinesis sends at least every few seconds.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -60,7 +61,7 @@ pub struct FanOutStream<Rt: Runtime> {
     subscriptions: Arc<Mutex<BTreeMap<String, Subscription>>>,
     renew_after: Duration,
     idle_close: Duration,
-    opened: Arc<Mutex<u64>>,
+    opened: Arc<AtomicU64>,
 }
 
 impl<Rt: Runtime> std::fmt::Debug for FanOutStream<Rt> {
@@ -197,7 +198,7 @@ impl<Rt: Runtime> FanOutStream<Rt> {
 
     /// How many subscriptions were opened so far.
     pub fn subscriptions_opened(&self) -> u64 {
-        *self.opened.lock().unwrap_or_else(PoisonError::into_inner)
+        self.opened.load(Ordering::Relaxed)
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Subscription>> {
@@ -231,7 +232,7 @@ impl<Rt: Runtime> FanOutStream<Rt> {
                 Some("ResourceInUseException") => Failure::Throttled,
                 _ => classify(&e),
             })?;
-        *self.opened.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.opened.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("kcl_fan_out_subscriptions_total").increment(1);
         let mut receiver = got.event_stream;
         // One event queued at most: the task waits for room before reading past the next.

@@ -90,6 +90,20 @@ impl WorkerArgs {
     }
 }
 
+/// A worker process's exit: its stats on success, what stopped it otherwise.
+pub fn exit(outcome: Result<kcl_aws::Stats, String>) -> std::process::ExitCode {
+    match outcome {
+        Ok(stats) => {
+            eprintln!("stopped: {stats:?}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Sends the worker's tracing output to stderr (the test keeps it per worker for diagnosis).
 pub fn trace_to_stderr() {
     tracing_subscriber::fmt()
@@ -130,7 +144,8 @@ impl RecordLog {
     }
 }
 
-fn now_millis() -> u128 {
+/// The wall clock in milliseconds since the Unix epoch (the processes share one machine).
+pub fn now_millis() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())

@@ -317,12 +317,6 @@ fn assert_java_schema(key: &str, row: &Row) {
     }
 }
 
-fn now_millis() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
-}
-
 /// Per worker, open leases owned; `None` while a lease is unowned or owned by someone else.
 fn owners(rows: &BTreeMap<String, Row>, survivors: &[String]) -> Option<BTreeMap<String, usize>> {
     let mut per_worker: BTreeMap<String, usize> =
@@ -398,7 +392,7 @@ async fn a_fleet_of_processes_consumes_through_resharding_and_a_kill() {
             let victim = fleet.workers.iter_mut().find(|w| w.id == killed).unwrap();
             victim.child.kill().expect("SIGKILL");
             victim.child.wait().unwrap();
-            killed_at = now_millis();
+            killed_at = kcl_e2e::now_millis();
         }
         put(
             &kinesis,

@@ -1,34 +1,16 @@
 //! The fleet test's worker on smol, with no tokio runtime:
 //! `fleet-worker-smol WORKER_ID STREAM APPLICATION CONFIG_JSON LOG`.
 
-use std::process::ExitCode;
+use kcl_e2e::WorkerArgs;
 
-fn main() -> ExitCode {
+fn main() -> std::process::ExitCode {
     kcl_e2e::trace_to_stderr();
-    let args = match kcl_e2e::WorkerArgs::parse(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    smol::block_on(async {
-        let built = match args.factory() {
-            Ok(factory) => kcl_smol::build(args.builder(), factory)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        match built {
-            Ok(consumer) => {
-                let stats = kcl_smol::run_until_signal(consumer).await;
-                eprintln!("stopped: {stats:?}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("cannot start: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    let outcome = smol::block_on(async {
+        let args = WorkerArgs::parse(std::env::args().skip(1))?;
+        let consumer = kcl_smol::build(args.builder(), args.factory()?)
+            .await
+            .map_err(|e| format!("cannot start: {e}"))?;
+        Ok(kcl_smol::run_until_signal(consumer).await)
+    });
+    kcl_e2e::exit(outcome)
 }

@@ -1,32 +1,16 @@
 //! The fleet test's worker on tokio: `fleet-worker-tokio WORKER_ID STREAM APPLICATION CONFIG_JSON LOG`.
 
-use std::process::ExitCode;
+use kcl_e2e::WorkerArgs;
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
+async fn main() -> std::process::ExitCode {
     kcl_e2e::trace_to_stderr();
-    let args = match kcl_e2e::WorkerArgs::parse(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let built = match args.factory() {
-        Ok(factory) => kcl_tokio::build(args.builder(), factory)
+    let outcome = async {
+        let args = WorkerArgs::parse(std::env::args().skip(1))?;
+        let consumer = kcl_tokio::build(args.builder(), args.factory()?)
             .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e),
+            .map_err(|e| format!("cannot start: {e}"))?;
+        Ok(kcl_tokio::run_until_signal(consumer).await)
     };
-    match built {
-        Ok(consumer) => {
-            let stats = kcl_tokio::run_until_signal(consumer).await;
-            eprintln!("stopped: {stats:?}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("cannot start: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    kcl_e2e::exit(outcome.await)
 }
