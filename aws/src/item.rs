@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue as Sdk;
+use kcl_core::item::attribute_name;
 use kcl_core::{AttributeValue, Item};
 
 /// The SDK value of a core value.
@@ -27,7 +28,9 @@ pub(crate) fn to_sdk(value: &AttributeValue) -> Sdk {
 
 /// The SDK item of a core item.
 pub(crate) fn item_to_sdk(item: &Item) -> HashMap<String, Sdk> {
-    item.iter().map(|(k, v)| (k.clone(), to_sdk(v))).collect()
+    item.iter()
+        .map(|(k, v)| (k.to_string(), to_sdk(v)))
+        .collect()
 }
 
 /// The core value of an SDK value; `None` for a type this SDK version does not know (such an
@@ -57,7 +60,7 @@ pub(crate) fn from_sdk(value: &Sdk) -> Option<AttributeValue> {
 pub(crate) fn item_from_sdk(item: &HashMap<String, Sdk>) -> Item {
     item.iter()
         .filter_map(|(k, v)| match from_sdk(v) {
-            Some(v) => Some((k.clone(), v)),
+            Some(v) => Some((attribute_name(k), v)),
             None => {
                 tracing::warn!(attribute = %k, "lease row attribute of a type this SDK does not know; left as it is");
                 None

@@ -1,5 +1,6 @@
 //! A DynamoDB-shaped item, defined in the core so that no SDK type crosses into it.
 
+use alloc::borrow::Cow;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -33,7 +34,7 @@ pub enum AttributeValue {
 impl AttributeValue {
     /// A number attribute from an unsigned integer.
     pub fn number(n: u64) -> Self {
-        Self::N(alloc::format!("{n}"))
+        Self::N(crate::decimal::format_u64(n))
     }
 
     /// A string set from any strings, sorted and de-duplicated as DynamoDB treats sets.
@@ -79,10 +80,41 @@ impl AttributeValue {
     }
 }
 
+/// An attribute's name. The names the lease table schema defines are `&'static str`s, so a row
+/// built or decoded by the core (or by a backend that recognises them, see [`attribute_name`])
+/// copies and frees no names: cloning a row is a copy per value only.
+pub type AttributeName = Cow<'static, str>;
+
 /// An item: attribute name to value, in name order.
-pub type Item = BTreeMap<String, AttributeValue>;
+pub type Item = BTreeMap<AttributeName, AttributeValue>;
+
+/// The name for an attribute read from outside: the schema's static name when it is one, an
+/// owned copy otherwise.
+pub fn attribute_name(name: &str) -> AttributeName {
+    match crate::lease::schema_name(name) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(name.into()),
+    }
+}
 
 /// The billed size of an item in bytes (names plus values).
 pub fn item_size(item: &Item) -> usize {
     item.iter().map(|(k, v)| k.len() + v.billed_size()).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_shared_and_others_owned() {
+        assert!(matches!(attribute_name("leaseKey"), Cow::Borrowed("leaseKey")));
+        assert!(matches!(
+            attribute_name("assignedLeases"),
+            Cow::Borrowed("assignedLeases")
+        ));
+        let other = attribute_name("someJavaFutureAttribute");
+        assert!(matches!(other, Cow::Owned(_)));
+        assert_eq!(other, "someJavaFutureAttribute");
+    }
 }

@@ -15,6 +15,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::decimal::parse_u128;
 use crate::item::{AttributeValue, Item};
 use crate::sequence::{Position, SequenceNumberError};
 
@@ -204,29 +205,32 @@ impl Lease {
 
     /// Decodes a lease row.
     pub fn from_item(item: &Item) -> Result<Self, RowError> {
-        let key = LeaseKey::from(req_s(item, attr::LEASE_KEY)?);
+        let row = LeaseFields::of(item);
+        let key = LeaseKey::from(req_s(&row, attr::LEASE_KEY)?);
         let (checkpoint, pending_checkpoint) = (
-            position(item, attr::CHECKPOINT, attr::CHECKPOINT_SUB)?
+            position(&row, attr::CHECKPOINT, attr::CHECKPOINT_SUB)?
                 .ok_or(RowError::missing(attr::CHECKPOINT))?,
-            position(item, attr::PENDING_CHECKPOINT, attr::PENDING_CHECKPOINT_SUB)?,
+            position(&row, attr::PENDING_CHECKPOINT, attr::PENDING_CHECKPOINT_SUB)?,
         );
         let hash_range = match (
-            opt_s(item, attr::STARTING_HASH_KEY)?,
-            opt_s(item, attr::ENDING_HASH_KEY)?,
+            opt_s(&row, attr::STARTING_HASH_KEY)?,
+            opt_s(&row, attr::ENDING_HASH_KEY)?,
         ) {
             (Some(s), Some(e)) => Some(HashKeyRange {
-                start: s.parse().map_err(|_| {
-                    RowError::invalid(attr::STARTING_HASH_KEY, "not a 128-bit decimal")
-                })?,
-                end: e.parse().map_err(|_| {
-                    RowError::invalid(attr::ENDING_HASH_KEY, "not a 128-bit decimal")
-                })?,
+                start: parse_u128(s).ok_or(RowError::invalid(
+                    attr::STARTING_HASH_KEY,
+                    "not a 128-bit decimal",
+                ))?,
+                end: parse_u128(e).ok_or(RowError::invalid(
+                    attr::ENDING_HASH_KEY,
+                    "not a 128-bit decimal",
+                ))?,
             }),
             (None, None) => None,
             (Some(_), None) => return Err(RowError::missing(attr::ENDING_HASH_KEY)),
             (None, Some(_)) => return Err(RowError::missing(attr::STARTING_HASH_KEY)),
         };
-        let throughput_kbps = match item.get(attr::THROUGHPUT_KBPS) {
+        let throughput_kbps = match row.get(attr::THROUGHPUT_KBPS) {
             None => None,
             Some(AttributeValue::N(n)) => Some(
                 n.parse::<f64>()
@@ -239,39 +243,34 @@ impl Lease {
             ),
             Some(v) => return Err(RowError::wrong_type(attr::THROUGHPUT_KBPS, "N", v)),
         };
-        let extra = item
-            .iter()
-            .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
         Ok(Self {
             key,
-            owner: opt_s(item, attr::LEASE_OWNER)?.map(WorkerId::from),
-            counter: req_n(item, attr::LEASE_COUNTER)?,
+            owner: opt_s(&row, attr::LEASE_OWNER)?.map(WorkerId::from),
+            counter: req_n(&row, attr::LEASE_COUNTER)?,
             checkpoint,
             pending_checkpoint,
-            pending_checkpoint_state: match item.get(attr::PENDING_CHECKPOINT_STATE) {
+            pending_checkpoint_state: match row.get(attr::PENDING_CHECKPOINT_STATE) {
                 None => None,
                 Some(AttributeValue::B(b)) => Some(b.clone()),
                 Some(v) => {
                     return Err(RowError::wrong_type(attr::PENDING_CHECKPOINT_STATE, "B", v))
                 }
             },
-            owner_switches_since_checkpoint: opt_n(item, attr::OWNER_SWITCHES)?.unwrap_or(0),
-            parent_shard_ids: opt_ss(item, attr::PARENT_SHARD_IDS)?,
-            child_shard_ids: opt_ss(item, attr::CHILD_SHARD_IDS)?,
+            owner_switches_since_checkpoint: opt_n(&row, attr::OWNER_SWITCHES)?.unwrap_or(0),
+            parent_shard_ids: opt_ss(&row, attr::PARENT_SHARD_IDS)?,
+            child_shard_ids: opt_ss(&row, attr::CHILD_SHARD_IDS)?,
             hash_range,
-            checkpoint_owner: opt_s(item, attr::CHECKPOINT_OWNER)?.map(WorkerId::from),
+            checkpoint_owner: opt_s(&row, attr::CHECKPOINT_OWNER)?.map(WorkerId::from),
             throughput_kbps,
-            extra,
+            extra: row.extra(item),
         })
     }
 
     /// Encodes the lease as a full row (what a create writes); unknown attributes come back.
     pub fn to_item(&self) -> Item {
         let mut item = self.extra.clone();
-        let mut put = |k: &str, v: AttributeValue| {
-            item.insert(k.to_string(), v);
+        let mut put = |k: &'static str, v: AttributeValue| {
+            item.insert(k.into(), v);
         };
         put(attr::LEASE_KEY, AttributeValue::S(self.key.as_str().into()));
         if let Some(o) = &self.owner {
@@ -322,24 +321,105 @@ impl Lease {
     }
 }
 
-/// The attributes [`Lease`] models; everything else goes to [`Lease::extra`].
-const KNOWN: &[&str] = &[
-    attr::LEASE_KEY,
-    attr::LEASE_OWNER,
-    attr::LEASE_COUNTER,
-    attr::CHECKPOINT,
-    attr::CHECKPOINT_SUB,
-    attr::PENDING_CHECKPOINT,
-    attr::PENDING_CHECKPOINT_SUB,
-    attr::PENDING_CHECKPOINT_STATE,
-    attr::OWNER_SWITCHES,
-    attr::PARENT_SHARD_IDS,
-    attr::CHILD_SHARD_IDS,
-    attr::STARTING_HASH_KEY,
-    attr::ENDING_HASH_KEY,
-    attr::CHECKPOINT_OWNER,
-    attr::THROUGHPUT_KBPS,
-];
+/// The schema's static name for `name`, if it is one of [`attr`].
+pub(crate) fn schema_name(name: &str) -> Option<&'static str> {
+    const ALL: [&str; 19] = [
+        attr::LEASE_KEY,
+        attr::LEASE_OWNER,
+        attr::LEASE_COUNTER,
+        attr::CHECKPOINT,
+        attr::CHECKPOINT_SUB,
+        attr::PENDING_CHECKPOINT,
+        attr::PENDING_CHECKPOINT_SUB,
+        attr::PENDING_CHECKPOINT_STATE,
+        attr::OWNER_SWITCHES,
+        attr::PARENT_SHARD_IDS,
+        attr::CHILD_SHARD_IDS,
+        attr::STARTING_HASH_KEY,
+        attr::ENDING_HASH_KEY,
+        attr::CHECKPOINT_OWNER,
+        attr::THROUGHPUT_KBPS,
+        attr::ENTITY_TYPE,
+        attr::MAX_LEASES,
+        attr::LEAVING,
+        attr::ASSIGNED_LEASES,
+    ];
+    ALL.iter().copied().find(|known| *known == name)
+}
+
+/// The attributes [`Lease`] models (everything else goes to [`Lease::extra`]), by slot.
+fn known_slot(name: &str) -> Option<usize> {
+    Some(match name {
+        attr::LEASE_KEY => 0,
+        attr::LEASE_OWNER => 1,
+        attr::LEASE_COUNTER => 2,
+        attr::CHECKPOINT => 3,
+        attr::CHECKPOINT_SUB => 4,
+        attr::PENDING_CHECKPOINT => 5,
+        attr::PENDING_CHECKPOINT_SUB => 6,
+        attr::PENDING_CHECKPOINT_STATE => 7,
+        attr::OWNER_SWITCHES => 8,
+        attr::PARENT_SHARD_IDS => 9,
+        attr::CHILD_SHARD_IDS => 10,
+        attr::STARTING_HASH_KEY => 11,
+        attr::ENDING_HASH_KEY => 12,
+        attr::CHECKPOINT_OWNER => 13,
+        attr::THROUGHPUT_KBPS => 14,
+        _ => return None,
+    })
+}
+
+/// A lease row's known attributes, found in one pass over the item: the leader decodes every
+/// row of the table on every scan, and a tree search per attribute (plus a search of the known
+/// names per attribute for [`Lease::extra`]) was most of that.
+struct LeaseFields<'a> {
+    slots: [Option<&'a AttributeValue>; 15],
+    unknown: bool,
+}
+
+impl<'a> LeaseFields<'a> {
+    fn of(item: &'a Item) -> Self {
+        let mut row = Self {
+            slots: [None; 15],
+            unknown: false,
+        };
+        for (name, value) in item {
+            match known_slot(name) {
+                Some(i) => row.slots[i] = Some(value),
+                None => row.unknown = true,
+            }
+        }
+        row
+    }
+
+    /// The attributes the lease does not model, kept so that writes give them back.
+    fn extra(&self, item: &Item) -> Item {
+        if !self.unknown {
+            return Item::new();
+        }
+        item.iter()
+            .filter(|(k, _)| known_slot(k).is_none())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// Where the row decoders read attributes from: a whole item, or a lease's slots.
+trait Attributes {
+    fn get(&self, name: &'static str) -> Option<&AttributeValue>;
+}
+
+impl Attributes for Item {
+    fn get(&self, name: &'static str) -> Option<&AttributeValue> {
+        BTreeMap::get(self, name)
+    }
+}
+
+impl Attributes for LeaseFields<'_> {
+    fn get(&self, name: &'static str) -> Option<&AttributeValue> {
+        known_slot(name).and_then(|i| self.slots[i])
+    }
+}
 
 /// A string set of lease keys.
 pub fn key_set(keys: &[LeaseKey]) -> AttributeValue {
@@ -364,7 +444,10 @@ pub struct WorkerRow {
 impl WorkerRow {
     /// The row key of a worker.
     pub fn key(worker: &WorkerId) -> String {
-        alloc::format!("{WORKER_KEY_PREFIX}{worker}")
+        let mut key = String::with_capacity(WORKER_KEY_PREFIX.len() + worker.as_str().len());
+        key.push_str(WORKER_KEY_PREFIX);
+        key.push_str(worker.as_str());
+        key
     }
 }
 
@@ -504,7 +587,7 @@ impl fmt::Display for RowError {
     }
 }
 
-fn opt_s<'a>(item: &'a Item, name: &'static str) -> Result<Option<&'a str>, RowError> {
+fn opt_s<'a>(item: &'a impl Attributes, name: &'static str) -> Result<Option<&'a str>, RowError> {
     match item.get(name) {
         None => Ok(None),
         Some(AttributeValue::S(s)) => Ok(Some(s)),
@@ -512,11 +595,11 @@ fn opt_s<'a>(item: &'a Item, name: &'static str) -> Result<Option<&'a str>, RowE
     }
 }
 
-fn req_s<'a>(item: &'a Item, name: &'static str) -> Result<&'a str, RowError> {
+fn req_s<'a>(item: &'a impl Attributes, name: &'static str) -> Result<&'a str, RowError> {
     opt_s(item, name)?.ok_or(RowError::missing(name))
 }
 
-fn opt_n(item: &Item, name: &'static str) -> Result<Option<u64>, RowError> {
+fn opt_n(item: &impl Attributes, name: &'static str) -> Result<Option<u64>, RowError> {
     match item.get(name) {
         None => Ok(None),
         Some(AttributeValue::N(n)) => n
@@ -527,11 +610,11 @@ fn opt_n(item: &Item, name: &'static str) -> Result<Option<u64>, RowError> {
     }
 }
 
-fn req_n(item: &Item, name: &'static str) -> Result<u64, RowError> {
+fn req_n(item: &impl Attributes, name: &'static str) -> Result<u64, RowError> {
     opt_n(item, name)?.ok_or(RowError::missing(name))
 }
 
-fn opt_ss(item: &Item, name: &'static str) -> Result<Vec<LeaseKey>, RowError> {
+fn opt_ss(item: &impl Attributes, name: &'static str) -> Result<Vec<LeaseKey>, RowError> {
     match item.get(name) {
         None => Ok(Vec::new()),
         Some(AttributeValue::Ss(v)) => {
@@ -545,7 +628,7 @@ fn opt_ss(item: &Item, name: &'static str) -> Result<Vec<LeaseKey>, RowError> {
 }
 
 fn position(
-    item: &Item,
+    item: &impl Attributes,
     name: &'static str,
     sub_name: &'static str,
 ) -> Result<Option<Position>, RowError> {

@@ -44,6 +44,7 @@ extern crate std;
 
 pub mod balance;
 pub mod config;
+pub mod decimal;
 pub mod io;
 pub mod item;
 pub mod lease;

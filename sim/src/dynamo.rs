@@ -109,14 +109,15 @@ impl Dynamo {
 
     /// What an eventually consistent read of `key` sees at `now`.
     fn eventual<'a>(&'a self, key: &str, now: u64, rng: &mut Rng) -> Option<&'a Item> {
-        if let Some((at, before)) = self.previous.get(key) {
-            if now < at + self.consistency.lag_ms
-                && rng.below(1000) < self.consistency.stale_per_mille
-            {
-                return before.as_ref();
-            }
+        match self.previous.get(key) {
+            Some((at, before)) if self.stale(*at, now, rng) => before.as_ref(),
+            _ => self.items.get(key),
         }
-        self.items.get(key)
+    }
+
+    /// Whether a read at `now` of an item written at `at` sees the version before the write.
+    fn stale(&self, at: u64, now: u64, rng: &mut Rng) -> bool {
+        now < at + self.consistency.lag_ms && rng.below(1000) < self.consistency.stale_per_mille
     }
 
     /// GetItem, consistent or not.
@@ -144,21 +145,31 @@ impl Dynamo {
         let mut page = Vec::new();
         let mut bytes = 0;
         let mut last = None;
-        let keys: Box<dyn Iterator<Item = &String>> = match start_after {
-            Some(k) => Box::new(
-                self.items
-                    .range::<str, _>((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))
-                    .map(|(k, _)| k),
-            ),
-            None => Box::new(self.items.keys()),
+        let from = match start_after {
+            Some(k) => std::ops::Bound::Excluded(k),
+            None => std::ops::Bound::Unbounded,
         };
+        // Both tables are in key order: walk the recent versions beside the items instead of
+        // searching them once per item.
+        let mut recent = self
+            .previous
+            .range::<str, _>((from, std::ops::Bound::Unbounded))
+            .peekable();
         let mut more = false;
-        for key in keys {
+        for (key, current) in self
+            .items
+            .range::<str, _>((from, std::ops::Bound::Unbounded))
+        {
             if bytes >= SCAN_PAGE_BYTES {
                 more = true;
                 break;
             }
-            if let Some(item) = self.eventual(key, now, rng) {
+            while recent.next_if(|(k, _)| *k < key).is_some() {}
+            let version = match recent.next_if(|(k, _)| *k == key) {
+                Some((_, (at, before))) if self.stale(*at, now, rng) => before.as_ref(),
+                _ => Some(current),
+            };
+            if let Some(item) = version {
                 bytes += item_size(item);
                 page.push(item.clone());
             }
@@ -172,21 +183,20 @@ impl Dynamo {
 
     /// A conditional PutItem, UpdateItem or DeleteItem.
     pub fn write(&mut self, now: u64, w: &LeaseWrite) -> Result<Option<Item>, Failure> {
-        let before = self.items.get(&w.key);
-        let result = apply(before, w);
+        // One search of the table: the item is read, and replaced in place, through this slot.
+        let mut slot = self.items.get_mut(&w.key);
+        let before_size = slot.as_deref().map_or(0, item_size);
+        let result = apply(slot.as_deref(), w);
         let after_size = match &result {
             Ok(Some(after)) => item_size(after),
             _ => 0,
         };
         // The larger of the item before and after; a refused write is billed for the item as
         // it stands (and a refused PutItem for the item it would have written, if larger).
-        let size = before
-            .map_or(0, item_size)
-            .max(after_size)
-            .max(match &w.action {
-                WriteAction::Put(i) => item_size(i),
-                _ => 0,
-            });
+        let size = before_size.max(after_size).max(match &w.action {
+            WriteAction::Put(i) => item_size(i),
+            _ => 0,
+        });
         let kind = Operation::Write(
             match w.action {
                 WriteAction::Put(_) => "put_item",
@@ -195,24 +205,26 @@ impl Dynamo {
             },
             w.kind,
         );
-        let b = self.bill(kind);
-        b.calls += 1;
-        b.write_units += units(size, 1024);
-        match result {
+        let outcome = match result {
             Ok(after) => {
                 let out = if w.return_item { after.clone() } else { None };
-                let before = match after {
-                    Some(item) => self.items.insert(w.key.clone(), item),
-                    None => self.items.remove(&w.key),
+                let before = match (slot.as_deref_mut(), after) {
+                    (Some(current), Some(item)) => Some(std::mem::replace(current, item)),
+                    (None, Some(item)) => self.items.insert(w.key.clone(), item),
+                    (_, None) => self.items.remove(&w.key),
                 };
                 self.previous.insert(w.key.clone(), (now, before));
                 Ok(out)
             }
-            Err(_) => {
-                self.bill(kind).condition_failures += 1;
-                Err(Failure::ConditionFailed)
-            }
+            Err(_) => Err(Failure::ConditionFailed),
+        };
+        let b = self.bill(kind);
+        b.calls += 1;
+        b.write_units += units(size, 1024);
+        if outcome.is_err() {
+            b.condition_failures += 1;
         }
+        outcome
     }
 
     /// Forgets versions no eventually consistent read can see any more.

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use kcl_core::decimal::{push_u64, push_u64_padded};
 use kcl_core::io::{ChildShard, ShardDescription, StartingPosition};
 use kcl_core::{Failure, HashKeyRange, LeaseKey, RecordPosition, SequenceNumber};
 use md5::{Digest, Md5};
@@ -122,7 +123,11 @@ pub fn hash_key(partition_key: &str) -> u128 {
 
 /// The 56-digit sequence number of a record: Kinesis's are decimal strings that only grow.
 fn sequence_string(counter: u64, shard: usize) -> String {
-    format!("49{counter:036}{shard:018}")
+    let mut s = String::with_capacity(56);
+    s.push_str("49");
+    push_u64_padded(&mut s, counter, 36);
+    push_u64_padded(&mut s, shard as u64, 18);
+    s
 }
 
 fn parse_sequence(s: &str) -> Option<(u64, usize)> {
@@ -311,7 +316,7 @@ impl Kinesis {
                 s.first_index + found as u64 + u64::from(after && exact)
             }
         };
-        Ok(format!("{index}/{at}/{now_ms}"))
+        Ok(iterator_string(index, at, now_ms))
     }
 
     /// GetRecords.
@@ -399,7 +404,7 @@ impl Kinesis {
             .collect();
         Ok(GetRecordsOutput {
             records,
-            next_iterator: (!at_end).then(|| format!("{index}/{next}/{now_ms}")),
+            next_iterator: (!at_end).then(|| iterator_string(index, next, now_ms)),
             millis_behind_latest,
             child_shards,
         })
@@ -513,6 +518,17 @@ impl Kinesis {
         }
         Ok(())
     }
+}
+
+/// `SHARD/POSITION/ISSUED_MS`: every GetRecords call makes one, so it is written by hand.
+fn iterator_string(shard: usize, at: u64, issued_ms: u64) -> String {
+    let mut s = String::with_capacity(32);
+    push_u64(&mut s, shard as u64);
+    s.push('/');
+    push_u64(&mut s, at);
+    s.push('/');
+    push_u64(&mut s, issued_ms);
+    s
 }
 
 fn parse_iterator(iterator: &str) -> Option<(usize, u64, u64)> {

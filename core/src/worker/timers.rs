@@ -1,7 +1,8 @@
 //! One table of timers, one deadline out (after quinn's `TimerTable`).
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::{BTreeMap, BinaryHeap};
 use alloc::vec::Vec;
+use core::cmp::Reverse;
 
 use crate::io::TimerReason;
 use crate::lease::LeaseKey;
@@ -46,52 +47,84 @@ impl TimerKey {
     }
 }
 
+/// Deadlines by key, and a min-heap of `(deadline, key)` entries. Re-arming a timer pushes a
+/// new entry and leaves the old one in the heap: an entry is live only while its deadline is
+/// the key's current one, and stale entries are dropped when they reach the top. A re-arm is
+/// one tree search and a heap push (an ordered set would need a search to remove the old entry
+/// and another to insert); the held leases of a busy worker re-arm their timers on nearly every
+/// input. Timers fire in the same order as before: by deadline, then by key.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Timers {
     by_key: BTreeMap<TimerKey, Instant>,
-    queue: BTreeSet<(Instant, TimerKey)>,
+    queue: BinaryHeap<Reverse<(Instant, TimerKey)>>,
 }
 
 impl Timers {
     pub(crate) fn set(&mut self, key: TimerKey, at: Instant) {
         match self.by_key.get_mut(&key) {
             // Re-arming a timer at the instant it already has is the common case (every step of
-            // a held lease re-arms its delivery window): no tree changes.
-            Some(old) if *old == at => {}
-            Some(old) => {
-                let previous = core::mem::replace(old, at);
-                self.queue.remove(&(previous, key.clone()));
-                self.queue.insert((at, key));
-            }
+            // a held lease re-arms its delivery window): nothing changes.
+            Some(old) if *old == at => return,
+            Some(old) => *old = at,
             None => {
                 self.by_key.insert(key.clone(), at);
-                self.queue.insert((at, key));
             }
         }
+        self.queue.push(Reverse((at, key)));
+        self.drop_stale();
+        self.compact();
     }
 
     pub(crate) fn cancel(&mut self, key: &TimerKey) {
-        if let Some(old) = self.by_key.remove(key) {
-            self.queue.remove(&(old, key.clone()));
+        if self.by_key.remove(key).is_some() {
+            self.drop_stale();
         }
     }
 
     pub(crate) fn next(&self) -> Option<(Instant, TimerReason)> {
-        self.queue.first().map(|(at, k)| (*at, k.reason()))
+        self.queue.peek().map(|Reverse((at, k))| (*at, k.reason()))
     }
 
     pub(crate) fn pop_due(&mut self, now: Instant) -> Vec<TimerKey> {
         let mut due = Vec::new();
-        while let Some((at, _)) = self.queue.first() {
+        while let Some(Reverse((at, _))) = self.queue.peek() {
             if *at > now {
                 break;
             }
-            if let Some((_, key)) = self.queue.pop_first() {
+            if let Some(Reverse((_, key))) = self.queue.pop() {
+                // The top is live (see `drop_stale`), so this is the key's current deadline.
                 self.by_key.remove(&key);
                 due.push(key);
             }
+            self.drop_stale();
         }
         due
+    }
+
+    fn is_live(&self, at: Instant, key: &TimerKey) -> bool {
+        self.by_key.get(key) == Some(&at)
+    }
+
+    /// Keeps the top of the heap live, so `next` is the earliest deadline that will fire.
+    fn drop_stale(&mut self) {
+        while let Some(Reverse((at, key))) = self.queue.peek() {
+            if self.is_live(*at, key) {
+                return;
+            }
+            self.queue.pop();
+        }
+    }
+
+    /// Rebuilds the heap from the live deadlines when stale entries outnumber them, so a timer
+    /// re-armed often but far ahead (a delivery window) cannot grow the heap without bound.
+    fn compact(&mut self) {
+        if self.queue.len() > 2 * self.by_key.len() + 64 {
+            self.queue = self
+                .by_key
+                .iter()
+                .map(|(key, at)| Reverse((*at, key.clone())))
+                .collect();
+        }
     }
 }
 
@@ -116,5 +149,41 @@ mod tests {
         assert_eq!(t.pop_due(Instant::from_millis(15)), [TimerKey::Renew]);
         t.cancel(&TimerKey::Scan);
         assert_eq!(t.next(), None);
+    }
+
+    #[test]
+    fn a_timer_moved_away_and_back_fires_once() {
+        let mut t = Timers::default();
+        let k = TimerKey::Fetch(LeaseKey::from("shard-1"));
+        t.set(k.clone(), Instant::from_millis(10));
+        t.set(k.clone(), Instant::from_millis(30));
+        t.set(k.clone(), Instant::from_millis(10));
+        t.set(TimerKey::Renew, Instant::from_millis(10));
+        // Same deadline: by key, as an ordered set would give them.
+        assert_eq!(
+            t.pop_due(Instant::from_millis(40)),
+            [TimerKey::Renew, k.clone()]
+        );
+        assert_eq!(t.next(), None);
+        assert_eq!(t.pop_due(Instant::from_millis(50)), []);
+    }
+
+    #[test]
+    fn re_arming_far_ahead_keeps_the_heap_bounded() {
+        let mut t = Timers::default();
+        let k = TimerKey::Window(LeaseKey::from("shard-1"));
+        for i in 0..10_000 {
+            t.set(k.clone(), Instant::from_millis(1_000_000 - i));
+            t.set(TimerKey::Renew, Instant::from_millis(2_000_000 + i));
+        }
+        assert!(
+            t.queue.len() <= 2 * t.by_key.len() + 65,
+            "{}",
+            t.queue.len()
+        );
+        assert_eq!(
+            t.next(),
+            Some((Instant::from_millis(990_001), TimerReason::DeliveryWindow))
+        );
     }
 }

@@ -123,7 +123,8 @@ impl Fleet {
             self.produce_carry += self.cfg.records_per_second * TICK_MS as f64 / 1000.0;
             while self.produce_carry >= 1.0 {
                 self.produce_carry -= 1.0;
-                let key = format!("pk-{}", self.rng.next_u64());
+                let mut key = String::from("pk-");
+                kcl_core::decimal::push_u64(&mut key, self.rng.next_u64());
                 let (shard, index) = self.kinesis.put(self.now, &key, self.cfg.record_bytes);
                 self.checker.put(shard, index);
             }
