@@ -60,10 +60,17 @@ pub fn push_u64_padded(out: &mut String, mut n: u64, width: usize) {
             break;
         }
     }
-    let digits = buf.len() - at;
-    out.extend(core::iter::repeat_n('0', width.saturating_sub(digits)));
-    // Only ASCII digits were written.
-    out.extend(buf[at..].iter().map(|&d| char::from(d)));
+    const ZEROS: &str = "0000000000000000000000000000000000000000";
+    let mut pad = width.saturating_sub(buf.len() - at);
+    while pad > 0 {
+        let n = pad.min(ZEROS.len());
+        out.push_str(&ZEROS[..n]);
+        pad -= n;
+    }
+    // Only ASCII digits were written, so this always succeeds.
+    if let Ok(digits) = core::str::from_utf8(&buf[at..]) {
+        out.push_str(digits);
+    }
 }
 
 #[cfg(test)]
@@ -97,7 +104,7 @@ mod tests {
     fn formats_as_the_standard_library_does() {
         for n in [0, 1, 9, 10, 99, 100, 1_000_000_007, u64::MAX - 1, u64::MAX] {
             assert_eq!(format_u64(n), format!("{n}"));
-            for width in [0, 1, 3, 20, 36] {
+            for width in [0, 1, 3, 20, 36, 45, 81] {
                 let mut s = String::from("x");
                 push_u64_padded(&mut s, n, width);
                 assert_eq!(s, format!("x{n:0width$}"));

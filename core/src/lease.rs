@@ -75,8 +75,37 @@ pub const WORKER_KEY_PREFIX: &str = "kcl-rs:worker:";
 macro_rules! shared_str {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[derive(Clone)]
         pub struct $name(Arc<str>);
+
+        // Ordered and compared as the strings are. Copies of one key share one allocation, and
+        // the map and timer searches that find a key end by comparing it with itself: that
+        // comparison is a pointer check.
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+            }
+        }
+        impl Eq for $name {}
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+                if Arc::ptr_eq(&self.0, &other.0) {
+                    core::cmp::Ordering::Equal
+                } else {
+                    self.0.cmp(&other.0)
+                }
+            }
+        }
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+        impl core::hash::Hash for $name {
+            fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+                self.0.hash(state)
+            }
+        }
 
         impl $name {
             /// Wraps a string.
