@@ -60,7 +60,7 @@ async fn scans_follow_every_page() {
     // 1 MB pages: 300 items of 8 KB need at least three.
     let blob = AttributeValue::B(vec![7; 8 * 1024]);
     for i in 0..300 {
-        let item = Item::from([("blob".into(), blob.clone())]);
+        let item = Item::from([("blob", blob.clone())]);
         let write = LeaseWrite {
             key: format!("shard-{i:04}"),
             action: WriteAction::Put(item),

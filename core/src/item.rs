@@ -4,6 +4,7 @@ use alloc::borrow::Cow;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt;
 
 /// One attribute value, as DynamoDB types them.
 #[derive(Clone, Debug, PartialEq)]
@@ -85,8 +86,143 @@ impl AttributeValue {
 /// copies and frees no names: cloning a row is a copy per value only.
 pub type AttributeName = Cow<'static, str>;
 
-/// An item: attribute name to value, in name order.
-pub type Item = BTreeMap<AttributeName, AttributeValue>;
+/// An item: attribute names to values, in name order, with the map operations the codecs and
+/// the reference write semantics use.
+///
+/// A sorted vector rather than a tree: a lease row has about a dozen attributes, so a copy is
+/// one allocation (plus one per owned value) instead of a node per few entries, and a lookup is
+/// a binary search in one block of memory. A simulated fleet copies, searches and updates
+/// millions of rows an hour.
+#[derive(Clone, Default, PartialEq)]
+pub struct Item(Vec<(AttributeName, AttributeValue)>);
+
+impl Item {
+    /// An empty item.
+    pub fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_ref().cmp(name))
+    }
+
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&AttributeValue> {
+        self.position(name).ok().map(|i| &self.0[i].1)
+    }
+
+    /// The value of `name`, to change in place.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut AttributeValue> {
+        self.position(name).ok().map(|i| &mut self.0[i].1)
+    }
+
+    /// Whether `name` is set.
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.position(name).is_ok()
+    }
+
+    /// Sets `name`, returning the value it replaces.
+    pub fn insert(&mut self, name: AttributeName, value: AttributeValue) -> Option<AttributeValue> {
+        match self.position(&name) {
+            Ok(i) => Some(core::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (name, value));
+                None
+            }
+        }
+    }
+
+    /// Removes `name`, returning its value.
+    pub fn remove(&mut self, name: &str) -> Option<AttributeValue> {
+        self.position(name).ok().map(|i| self.0.remove(i).1)
+    }
+
+    /// The attributes in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&AttributeName, &AttributeValue)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    /// The names in order.
+    pub fn keys(&self) -> impl Iterator<Item = &AttributeName> {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    /// The number of attributes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the item has no attributes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<K: Into<AttributeName>> FromIterator<(K, AttributeValue)> for Item {
+    /// As a map collects: a later value for a name replaces an earlier one.
+    fn from_iter<I: IntoIterator<Item = (K, AttributeValue)>>(iter: I) -> Self {
+        let mut item = Self::new();
+        item.extend(iter);
+        item
+    }
+}
+
+impl<K: Into<AttributeName>> Extend<(K, AttributeValue)> for Item {
+    fn extend<I: IntoIterator<Item = (K, AttributeValue)>>(&mut self, iter: I) {
+        for (k, v) in iter {
+            self.insert(k.into(), v);
+        }
+    }
+}
+
+impl<K: Into<AttributeName>, const N: usize> From<[(K, AttributeValue); N]> for Item {
+    fn from(pairs: [(K, AttributeValue); N]) -> Self {
+        pairs.into_iter().collect()
+    }
+}
+
+impl IntoIterator for Item {
+    type Item = (AttributeName, AttributeValue);
+    type IntoIter = alloc::vec::IntoIter<(AttributeName, AttributeValue)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Item {
+    type Item = (&'a AttributeName, &'a AttributeValue);
+    type IntoIter = core::iter::Map<
+        core::slice::Iter<'a, (AttributeName, AttributeValue)>,
+        fn(&'a (AttributeName, AttributeValue)) -> (&'a AttributeName, &'a AttributeValue),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Item {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Item {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = <BTreeMap<String, AttributeValue> as serde::Deserialize>::deserialize(d)?;
+        Ok(map
+            .into_iter()
+            .map(|(k, v)| (attribute_name(&k), v))
+            .collect())
+    }
+}
 
 /// The name for an attribute read from outside: the schema's static name when it is one, an
 /// owned copy otherwise.
@@ -108,7 +244,10 @@ mod tests {
 
     #[test]
     fn schema_names_are_shared_and_others_owned() {
-        assert!(matches!(attribute_name("leaseKey"), Cow::Borrowed("leaseKey")));
+        assert!(matches!(
+            attribute_name("leaseKey"),
+            Cow::Borrowed("leaseKey")
+        ));
         assert!(matches!(
             attribute_name("assignedLeases"),
             Cow::Borrowed("assignedLeases")
@@ -116,5 +255,26 @@ mod tests {
         let other = attribute_name("someJavaFutureAttribute");
         assert!(matches!(other, Cow::Owned(_)));
         assert_eq!(other, "someJavaFutureAttribute");
+    }
+
+    #[test]
+    fn an_item_behaves_as_a_map_in_name_order() {
+        let n = AttributeValue::number;
+        let mut item: Item = [("b", n(2)), ("a", n(1)), ("b", n(3))].into();
+        assert_eq!(item.len(), 2, "a later value replaces an earlier one");
+        assert_eq!(item.get("b"), Some(&n(3)));
+        assert_eq!(item.insert("c".into(), n(4)), None);
+        assert_eq!(item.insert("a".into(), n(5)), Some(n(1)));
+        let names: Vec<&str> = item.keys().map(|k| k.as_ref()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(item.remove("b"), Some(n(3)));
+        assert_eq!(item.remove("b"), None);
+        assert!(!item.contains_key("b"));
+        if let Some(v) = item.get_mut("c") {
+            *v = n(6);
+        }
+        assert_eq!(alloc::format!("{item:?}"), r#"{"a": N("5"), "c": N("6")}"#);
+        let again: Item = item.clone().into_iter().collect();
+        assert_eq!(again, item);
     }
 }

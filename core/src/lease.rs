@@ -440,7 +440,7 @@ trait Attributes {
 
 impl Attributes for Item {
     fn get(&self, name: &'static str) -> Option<&AttributeValue> {
-        BTreeMap::get(self, name)
+        Item::get(self, name)
     }
 }
 

@@ -48,9 +48,9 @@ impl Condition {
             Self::Exists => item.is_some(),
             Self::NotExists => item.is_none(),
             Self::Equals(name, value) => item
-                .and_then(|i| i.get(*name))
+                .and_then(|i| i.get(name))
                 .is_some_and(|v| values_equal(v, value)),
-            Self::Absent(name) => item.is_none_or(|i| !i.contains_key(*name)),
+            Self::Absent(name) => item.is_none_or(|i| !i.contains_key(name)),
             Self::And(all) => all.iter().all(|c| c.holds(item)),
             Self::Or(any) => any.iter().any(|c| c.holds(item)),
         }
@@ -181,10 +181,10 @@ fn apply_update(item: &mut Item, update: &Update) {
             item.insert((*name).into(), value.clone());
         }
         Update::Remove(name) => {
-            item.remove(*name);
+            item.remove(name);
         }
         Update::Increment(name, delta) => {
-            let old = match item.get(*name) {
+            let old = match item.get(name) {
                 Some(AttributeValue::N(n)) => n.parse::<u64>().unwrap_or(0),
                 _ => 0,
             };
@@ -194,7 +194,7 @@ fn apply_update(item: &mut Item, update: &Update) {
             );
         }
         Update::AddToSet(name, values) => {
-            let mut set = match item.remove(*name) {
+            let mut set = match item.remove(name) {
                 Some(AttributeValue::Ss(v)) => v,
                 _ => Vec::new(),
             };
@@ -202,10 +202,10 @@ fn apply_update(item: &mut Item, update: &Update) {
             item.insert((*name).into(), AttributeValue::string_set(set));
         }
         Update::DeleteFromSet(name, values) => {
-            if let Some(AttributeValue::Ss(set)) = item.get_mut(*name) {
+            if let Some(AttributeValue::Ss(set)) = item.get_mut(name) {
                 set.retain(|v| !values.contains(v));
                 if set.is_empty() {
-                    item.remove(*name);
+                    item.remove(name);
                 }
             }
         }

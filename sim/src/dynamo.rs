@@ -184,7 +184,7 @@ impl Dynamo {
     /// A conditional PutItem, UpdateItem or DeleteItem.
     pub fn write(&mut self, now: u64, w: &LeaseWrite) -> Result<Option<Item>, Failure> {
         // One search of the table: the item is read, and replaced in place, through this slot.
-        let mut slot = self.items.get_mut(&w.key);
+        let slot = self.items.get_mut(&w.key);
         let before_size = slot.as_deref().map_or(0, item_size);
         let result = apply(slot.as_deref(), w);
         let after_size = match &result {
@@ -208,7 +208,7 @@ impl Dynamo {
         let outcome = match result {
             Ok(after) => {
                 let out = if w.return_item { after.clone() } else { None };
-                let before = match (slot.as_deref_mut(), after) {
+                let before = match (slot, after) {
                     (Some(current), Some(item)) => Some(std::mem::replace(current, item)),
                     (None, Some(item)) => self.items.insert(w.key.clone(), item),
                     (_, None) => self.items.remove(&w.key),

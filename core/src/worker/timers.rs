@@ -160,10 +160,7 @@ mod tests {
         t.set(k.clone(), Instant::from_millis(10));
         t.set(TimerKey::Renew, Instant::from_millis(10));
         // Same deadline: by key, as an ordered set would give them.
-        assert_eq!(
-            t.pop_due(Instant::from_millis(40)),
-            [TimerKey::Renew, k.clone()]
-        );
+        assert_eq!(t.pop_due(Instant::from_millis(40)), [TimerKey::Renew, k]);
         assert_eq!(t.next(), None);
         assert_eq!(t.pop_due(Instant::from_millis(50)), []);
     }
