@@ -70,8 +70,15 @@ impl Timers {
                 self.by_key.insert(key.clone(), at);
             }
         }
+        // Only this key's previous entry can have gone stale, and it matters only on top.
+        let top_went_stale = matches!(
+            self.queue.peek(),
+            Some(Reverse((top_at, top_key))) if *top_key == key && *top_at != at
+        );
         self.queue.push(Reverse((at, key)));
-        self.drop_stale();
+        if top_went_stale {
+            self.drop_stale();
+        }
         self.compact();
     }
 
