@@ -376,40 +376,42 @@ pub(crate) fn schema_name(name: &str) -> Option<&'static str> {
     ALL.iter().copied().find(|known| *known == name)
 }
 
-/// The attributes [`Lease`] models (everything else goes to [`Lease::extra`]), by slot.
+/// The attributes [`Lease`] models (everything else goes to [`Lease::extra`]).
+const LEASE_ATTRIBUTES: [&str; 15] = [
+    attr::LEASE_KEY,
+    attr::LEASE_OWNER,
+    attr::LEASE_COUNTER,
+    attr::CHECKPOINT,
+    attr::CHECKPOINT_SUB,
+    attr::PENDING_CHECKPOINT,
+    attr::PENDING_CHECKPOINT_SUB,
+    attr::PENDING_CHECKPOINT_STATE,
+    attr::OWNER_SWITCHES,
+    attr::PARENT_SHARD_IDS,
+    attr::CHILD_SHARD_IDS,
+    attr::STARTING_HASH_KEY,
+    attr::ENDING_HASH_KEY,
+    attr::CHECKPOINT_OWNER,
+    attr::THROUGHPUT_KBPS,
+];
+
+/// Where `name` sits in [`LEASE_ATTRIBUTES`].
 fn known_slot(name: &str) -> Option<usize> {
-    Some(match name {
-        attr::LEASE_KEY => 0,
-        attr::LEASE_OWNER => 1,
-        attr::LEASE_COUNTER => 2,
-        attr::CHECKPOINT => 3,
-        attr::CHECKPOINT_SUB => 4,
-        attr::PENDING_CHECKPOINT => 5,
-        attr::PENDING_CHECKPOINT_SUB => 6,
-        attr::PENDING_CHECKPOINT_STATE => 7,
-        attr::OWNER_SWITCHES => 8,
-        attr::PARENT_SHARD_IDS => 9,
-        attr::CHILD_SHARD_IDS => 10,
-        attr::STARTING_HASH_KEY => 11,
-        attr::ENDING_HASH_KEY => 12,
-        attr::CHECKPOINT_OWNER => 13,
-        attr::THROUGHPUT_KBPS => 14,
-        _ => return None,
-    })
+    LEASE_ATTRIBUTES.iter().position(|known| *known == name)
 }
 
 /// A lease row's known attributes, found in one pass over the item: the leader decodes every
 /// row of the table on every scan, and a tree search per attribute (plus a search of the known
 /// names per attribute for [`Lease::extra`]) was most of that.
 struct LeaseFields<'a> {
-    slots: [Option<&'a AttributeValue>; 15],
+    slots: [Option<&'a AttributeValue>; LEASE_ATTRIBUTES.len()],
     unknown: bool,
 }
 
 impl<'a> LeaseFields<'a> {
     fn of(item: &'a Item) -> Self {
         let mut row = Self {
-            slots: [None; 15],
+            slots: [None; LEASE_ATTRIBUTES.len()],
             unknown: false,
         };
         for (name, value) in item {
