@@ -139,7 +139,7 @@ impl Item {
 
     /// The attributes in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&AttributeName, &AttributeValue)> {
-        self.0.iter().map(|(k, v)| (k, v))
+        self.into_iter()
     }
 
     /// The names in order.

@@ -350,32 +350,6 @@ impl Lease {
     }
 }
 
-/// The schema's static name for `name`, if it is one of [`attr`].
-pub(crate) fn schema_name(name: &str) -> Option<&'static str> {
-    const ALL: [&str; 19] = [
-        attr::LEASE_KEY,
-        attr::LEASE_OWNER,
-        attr::LEASE_COUNTER,
-        attr::CHECKPOINT,
-        attr::CHECKPOINT_SUB,
-        attr::PENDING_CHECKPOINT,
-        attr::PENDING_CHECKPOINT_SUB,
-        attr::PENDING_CHECKPOINT_STATE,
-        attr::OWNER_SWITCHES,
-        attr::PARENT_SHARD_IDS,
-        attr::CHILD_SHARD_IDS,
-        attr::STARTING_HASH_KEY,
-        attr::ENDING_HASH_KEY,
-        attr::CHECKPOINT_OWNER,
-        attr::THROUGHPUT_KBPS,
-        attr::ENTITY_TYPE,
-        attr::MAX_LEASES,
-        attr::LEAVING,
-        attr::ASSIGNED_LEASES,
-    ];
-    ALL.iter().copied().find(|known| *known == name)
-}
-
 /// The attributes [`Lease`] models (everything else goes to [`Lease::extra`]).
 const LEASE_ATTRIBUTES: [&str; 15] = [
     attr::LEASE_KEY,
@@ -394,6 +368,23 @@ const LEASE_ATTRIBUTES: [&str; 15] = [
     attr::CHECKPOINT_OWNER,
     attr::THROUGHPUT_KBPS,
 ];
+
+/// The attributes only the default policy's own rows (worker and leader rows) have.
+const ROW_ATTRIBUTES: [&str; 4] = [
+    attr::ENTITY_TYPE,
+    attr::MAX_LEASES,
+    attr::LEAVING,
+    attr::ASSIGNED_LEASES,
+];
+
+/// The schema's static name for `name`, if it is one of [`attr`].
+pub(crate) fn schema_name(name: &str) -> Option<&'static str> {
+    LEASE_ATTRIBUTES
+        .iter()
+        .chain(&ROW_ATTRIBUTES)
+        .copied()
+        .find(|known| *known == name)
+}
 
 /// Where `name` sits in [`LEASE_ATTRIBUTES`].
 fn known_slot(name: &str) -> Option<usize> {
