@@ -32,6 +32,8 @@ OPTIONS:
   --drift within|beyond      nemesis clock drift; beyond must produce a violation [within]
   --rate R                   records put per second over the stream   [one per shard, at most 1000]
   --workers-per-machine K    workers sharing a simulated machine   [a quarter of the fleet, at most 20]
+  --threads 1|2              threads for the workers' steps; the report is the same either way
+                             [2 from 200 workers when the machine has two cores, else 1]
   --mode event|turmoil       event: the discrete-event engine; turmoil: machines and services
                              as turmoil hosts, every call a datagram             [event]
   --json PATH                write the report (compare: {default, kcl2, ratios})
@@ -103,6 +105,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
                 }
                 spec.records_per_second = Some(r);
             }
+            "--threads" => spec.threads = Some(num(name, value)?.clamp(1, 2) as usize),
             "--workers-per-machine" => {
                 spec.workers_per_machine = Some(num(name, value)?.max(1) as usize)
             }

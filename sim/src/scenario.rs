@@ -221,7 +221,13 @@ pub struct RunSpec {
     pub workers_per_machine: Option<usize>,
     /// The engine.
     pub mode: Mode,
+    /// Threads for the workers' steps; `None`: two from [`PARALLEL_FROM_WORKERS`] workers when
+    /// the machine has two cores. Never changes the report.
+    pub threads: Option<usize>,
 }
+
+/// The fleet size from which a second thread pays for its hand-offs by default.
+pub const PARALLEL_FROM_WORKERS: usize = 200;
 
 impl RunSpec {
     /// A spec with the defaults of the command line.
@@ -242,6 +248,7 @@ impl RunSpec {
             records_per_second: None,
             workers_per_machine: None,
             mode: Mode::Event,
+            threads: None,
         }
     }
 
@@ -370,6 +377,14 @@ pub fn fleet_config(spec: &RunSpec) -> FleetConfig {
             Mode::Event => Transport::Modelled,
             Mode::Turmoil => Transport::Network,
         },
+        threads: spec.threads.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            if spec.workers >= PARALLEL_FROM_WORKERS && cores > 1 {
+                2
+            } else {
+                1
+            }
+        }),
         ..FleetConfig::default()
     }
 }

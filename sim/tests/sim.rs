@@ -170,6 +170,27 @@ fn same_seed_same_report_byte_for_byte() {
 }
 
 #[test]
+fn a_second_thread_changes_nothing_in_the_report() {
+    // Big enough that most instants have several workers stepping at once.
+    let s = RunSpec {
+        workers: 120,
+        shards: 480,
+        duration_ms: 90_000,
+        ..spec(Scenario::Chaos, Policy::Default, 5)
+    };
+    let one = quiet(&RunSpec {
+        threads: Some(1),
+        ..s
+    });
+    let two = quiet(&RunSpec {
+        threads: Some(2),
+        ..s
+    });
+    assert_clean(&one);
+    assert_eq!(RunSpecless(&one).json(), RunSpecless(&two).json());
+}
+
+#[test]
 fn compare_reports_both_policies_and_their_ratios() {
     let s = spec(Scenario::ScaleUp, Policy::Default, 2);
     let c = Comparison::new(

@@ -289,6 +289,7 @@ impl Fleet {
             id: WorkerId::from(format!("worker-{node:05}")),
             machine,
             worker: None,
+            stepping: false,
             inc: 0,
             paused_until: 0,
             clock: DriftClock::new(1_000_000 + self.rng.below(1_000_000), self.now),
@@ -309,7 +310,9 @@ impl Fleet {
         n.batches.clear();
         n.wake_at = None;
         let local = n.clock.local(now);
-        n.worker = Worker::new(config, n.id.clone(), seed, local).ok();
+        n.worker = Worker::new(config, n.id.clone(), seed, local)
+            .ok()
+            .map(Box::new);
         self.after_handle(node);
     }
 }

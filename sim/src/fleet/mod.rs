@@ -7,8 +7,7 @@
 //! arrival, and its answer travels back; a partition between a machine and a service loses the
 //! request or the answer, and the driver reports the call failed after its timeout.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 
 use kcl_core::io::{CallId, Event, FetchedRecords, ProcessorCall, ReleaseReason};
 use kcl_core::rng::Rng;
@@ -23,12 +22,18 @@ use crate::dynamo::{Consistency, Dynamo};
 use crate::kinesis::{Kinesis, KinesisLimits};
 use crate::record::SimRecord;
 
+mod batch;
 mod faults;
+mod pool;
 mod processors;
+mod queue;
 mod services;
 mod transport;
 
+use batch::{Batch, Step};
 pub use faults::Action;
+use pool::Pool;
+use queue::Queue;
 use services::{service_of, Served};
 use transport::Envelope;
 pub use transport::{NetOp, Transport};
@@ -76,6 +81,9 @@ pub struct FleetConfig {
     pub sample_every_ms: u64,
     /// How calls travel between machines and services.
     pub transport: Transport,
+    /// Threads for the workers' steps: 1, or 2 to run them beside the services (modelled
+    /// transport only). The report is the same either way.
+    pub threads: usize,
 }
 
 impl Default for FleetConfig {
@@ -95,6 +103,7 @@ impl Default for FleetConfig {
             kinesis: KinesisLimits::default(),
             sample_every_ms: 1_000,
             transport: Transport::Modelled,
+            threads: 1,
         }
     }
 }
@@ -149,46 +158,13 @@ enum Ev {
     Act(Action),
 }
 
-/// A queue entry: the event itself waits in a slab, so the heap moves 24 bytes, not an event.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Scheduled {
-    at: u64,
-    seq: u64,
-    slot: u32,
-}
-
-/// Events by slot, with the free slots for reuse.
-#[derive(Default)]
-struct Slab {
-    events: Vec<Option<Ev>>,
-    free: Vec<u32>,
-}
-
-impl Slab {
-    fn insert(&mut self, ev: Ev) -> u32 {
-        match self.free.pop() {
-            Some(slot) => {
-                self.events[slot as usize] = Some(ev);
-                slot
-            }
-            None => {
-                self.events.push(Some(ev));
-                (self.events.len() - 1) as u32
-            }
-        }
-    }
-
-    fn take(&mut self, slot: u32) -> Option<Ev> {
-        let ev = self.events.get_mut(slot as usize)?.take();
-        self.free.push(slot);
-        ev
-    }
-}
-
 struct Node {
     id: WorkerId,
     machine: usize,
-    worker: Option<Worker<SimRecord>>,
+    /// Boxed: a batch takes it out of the node while it steps.
+    worker: Option<Box<Worker<SimRecord>>>,
+    /// Steps in the batch being run (its worker is out of the node).
+    stepping: bool,
     inc: u64,
     paused_until: u64,
     clock: DriftClock,
@@ -247,9 +223,7 @@ pub struct Fleet {
     cfg: FleetConfig,
     rng: Rng,
     now: u64,
-    seq: u64,
-    queue: BinaryHeap<Reverse<Scheduled>>,
-    slab: Slab,
+    queue: Queue<Ev>,
     nodes: Vec<Node>,
     machines: Vec<Machine>,
     service_faults: [ServiceFaults; 2],
@@ -283,9 +257,7 @@ impl Fleet {
         let mut f = Self {
             rng: Rng::new(cfg.seed),
             now: 0,
-            seq: 0,
-            queue: BinaryHeap::new(),
-            slab: Slab::default(),
+            queue: Queue::new(),
             nodes: Vec::new(),
             machines: Vec::new(),
             service_faults: [ServiceFaults::default(); 2],
@@ -325,14 +297,14 @@ impl Fleet {
 
     /// The worker of a node, while it runs.
     pub fn worker(&self, node: NodeId) -> Option<&Worker<SimRecord>> {
-        self.nodes.get(node).and_then(|n| n.worker.as_ref())
+        self.nodes.get(node).and_then(|n| n.worker.as_deref())
     }
 
     /// Workers that run and are not stopping, by node.
     fn running_workers(&self) -> impl Iterator<Item = (NodeId, &Worker<SimRecord>)> + '_ {
         self.nodes.iter().enumerate().filter_map(|(i, n)| {
             n.worker
-                .as_ref()
+                .as_deref()
                 .filter(|w| !n.retired && !w.is_stopped())
                 .map(|w| (i, w))
         })
@@ -351,13 +323,7 @@ impl Fleet {
     }
 
     fn schedule(&mut self, at: u64, ev: Ev) {
-        self.seq += 1;
-        let slot = self.slab.insert(ev);
-        self.queue.push(Reverse(Scheduled {
-            at,
-            seq: self.seq,
-            slot,
-        }));
+        self.queue.push(at, ev);
     }
 
     /// Runs `action` at true time `at_ms`.
@@ -367,26 +333,52 @@ impl Fleet {
 
     /// Runs until true time `until_ms`, calling `progress` now and then with the time reached.
     pub fn run_until(&mut self, until_ms: u64, progress: &mut dyn FnMut(u64)) {
-        let mut steps = 0u64;
-        while let Some(Reverse(next)) = self.queue.peek() {
-            if next.at > until_ms {
-                break;
-            }
-            let Some(Reverse(Scheduled { at, slot, .. })) = self.queue.pop() else {
-                break;
-            };
-            let Some(ev) = self.slab.take(slot) else {
-                continue;
-            };
-            self.now = at;
-            self.dispatch(ev);
-            steps += 1;
-            if steps.is_multiple_of(65_536) {
-                progress(self.now);
-            }
+        if self.cfg.threads > 1 && !self.network() {
+            let pool = Pool::new();
+            std::thread::scope(|s| {
+                s.spawn(|| pool.help(Step::run));
+                self.run_batches(until_ms, progress, Some(&pool));
+                pool.stop();
+            });
+        } else {
+            self.run_batches(until_ms, progress, None);
         }
         self.now = self.now.max(until_ms);
         progress(self.now);
+    }
+
+    /// The event loop: the events due at one instant, gathered into batches (see [`batch`]);
+    /// an event that is not batched runs alone, after the batch gathered before it.
+    fn run_batches(
+        &mut self,
+        until_ms: u64,
+        progress: &mut dyn FnMut(u64),
+        pool: Option<&Pool<Step>>,
+    ) {
+        let mut count = 0u64;
+        let mut batch = Batch::default();
+        let mut events = Vec::new();
+        while let Some(at) = self.queue.take_next(until_ms, &mut events) {
+            self.now = at;
+            for (_, ev) in events.drain(..) {
+                if Self::batched(&ev) {
+                    self.gather(&mut batch, ev);
+                } else {
+                    if !batch.is_empty() {
+                        self.run_batch(&mut batch, pool);
+                    }
+                    self.dispatch(ev);
+                }
+                count += 1;
+                if count.is_multiple_of(65_536) {
+                    progress(self.now);
+                }
+            }
+            if !batch.is_empty() {
+                self.run_batch(&mut batch, pool);
+            }
+        }
+        self.queue.recycle(events);
     }
 
     fn node_live(&self, node: NodeId, inc: u64) -> bool {
@@ -395,62 +387,9 @@ impl Fleet {
             .is_some_and(|n| n.inc == inc && n.worker.is_some())
     }
 
+    /// An event that runs alone (see [`Fleet::batched`]).
     fn dispatch(&mut self, ev: Ev) {
-        // Events at a worker wait while its process is paused; services never pause.
-        let target = match &ev {
-            Ev::Wake { node, inc, .. }
-            | Ev::Deliver { node, inc, .. }
-            | Ev::ProcDone { node, inc, .. } => Some((*node, *inc)),
-            _ => None,
-        };
-        if let Some((node, inc)) = target {
-            if !self.node_live(node, inc) {
-                return;
-            }
-            let until = self.nodes[node].paused_until;
-            if self.now < until {
-                return self.schedule(until, ev);
-            }
-        }
         match ev {
-            Ev::Wake { node, due, .. } => {
-                if self.nodes[node].wake_at == Some(due) {
-                    self.nodes[node].wake_at = None;
-                    self.with_worker(node, |w, now| w.handle_timeout(now));
-                }
-            }
-            Ev::Deliver { node, input, .. } => {
-                self.with_worker(node, |w, now| w.handle(now, input))
-            }
-            Ev::ProcDone {
-                node,
-                shard,
-                call,
-                token,
-                outcome,
-                ..
-            } => self.processor_done(node, shard, call, token, outcome),
-            Ev::AtService {
-                node,
-                inc,
-                sent,
-                cmd,
-            } => self.at_service(node, inc, sent, cmd),
-            Ev::ScanPage {
-                node,
-                inc,
-                sent,
-                req,
-                after,
-                items,
-            } => self.scan_page(node, inc, sent, req, after, items),
-            Ev::Answer {
-                node,
-                inc,
-                sent,
-                service,
-                input,
-            } => self.answer(node, inc, sent, service, input),
             Ev::Restart(node) => {
                 if !self.nodes[node].retired && self.nodes[node].worker.is_none() {
                     let m = self.nodes[node].machine;
@@ -475,6 +414,11 @@ impl Fleet {
             Ev::Produce => self.produce(),
             Ev::Sample => self.sample(),
             Ev::Act(action) => self.act(action),
+            batched => {
+                let mut batch = Batch::default();
+                self.gather(&mut batch, batched);
+                self.run_batch(&mut batch, None);
+            }
         }
     }
 
@@ -491,17 +435,23 @@ impl Fleet {
         while let Some(cmd) = self.nodes[node]
             .worker
             .as_mut()
-            .and_then(Worker::poll_command)
+            .and_then(|w| w.poll_command())
         {
             self.command(node, cmd);
         }
-        let n = &self.nodes[node];
-        let Some(at) = n
+        let deadline = self.nodes[node]
             .worker
             .as_ref()
-            .and_then(Worker::poll_timeout)
-            .map(|(at, _)| n.clock.true_time(at).max(self.now))
-        else {
+            .and_then(|w| w.poll_timeout())
+            .map(|(at, _)| at);
+        self.arm_wake(node, deadline);
+    }
+
+    /// Schedules a worker's wake-up at its next deadline (on its own clock), unless one is
+    /// already due then.
+    fn arm_wake(&mut self, node: NodeId, deadline: Option<Instant>) {
+        let n = &self.nodes[node];
+        let Some(at) = deadline.map(|at| n.clock.true_time(at).max(self.now)) else {
             return;
         };
         if n.wake_at != Some(at) {

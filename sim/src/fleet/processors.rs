@@ -65,19 +65,6 @@ impl Fleet {
         );
     }
 
-    pub(super) fn processor_done(
-        &mut self,
-        node: NodeId,
-        shard: LeaseKey,
-        call: CallId,
-        token: FencingToken,
-        outcome: ProcessorOutcome,
-    ) {
-        for input in outcome.inputs(shard, call, token) {
-            self.with_worker(node, |w, now| w.handle(now, input));
-        }
-    }
-
     /// Invariant 1: at this true instant no other worker may deliver this shard.
     pub(super) fn check_exclusive(
         &mut self,

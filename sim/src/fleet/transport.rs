@@ -195,22 +195,6 @@ impl Fleet {
         );
     }
 
-    pub(super) fn answer(
-        &mut self,
-        node: NodeId,
-        inc: u64,
-        sent: u64,
-        service: Service,
-        input: Input<SimRecord>,
-    ) {
-        if self.partitioned(node, service) {
-            let failed = input.failed(Failure::Transient);
-            return self.lost(node, inc, sent, failed);
-        }
-        // Straight to the worker (or to the end of its pause), without a trip through the queue.
-        self.dispatch(Ev::Deliver { node, inc, input });
-    }
-
     pub(super) fn at_service(
         &mut self,
         node: NodeId,

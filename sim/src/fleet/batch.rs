@@ -1,0 +1,246 @@
+//! The engine's step: every event due at one instant, as one batch in three phases.
+//!
+//! 1. **Services.** Calls arriving at DynamoDB and Kinesis are applied, in queue order.
+//! 2. **Workers.** Every worker with an input or a due timer takes one step: `handle` or
+//!    `handle_timeout`, then its commands and next deadline are drained. A step reads and writes
+//!    only its own worker, so the steps of distinct workers are independent of each other and
+//!    of phase 1, and run on a second thread beside it when the fleet has one ([`Pool`]).
+//! 3. **Effects,** in queue order: each step's commands are carried out (the random latency,
+//!    the processors and the checkers see them here), its wake-up is scheduled, and events that
+//!    had to wait (a paused process, a lost answer) are put back on the queue.
+//!
+//! A second event for a worker that already steps in the batch waits for the next batch at the
+//! same instant, so a worker sees its inputs one at a time and in order. Events that reach into
+//! the fleet itself (faults, the producer, samples, restarts) run alone, between batches. Which
+//! thread ran a step never shows: the order of every random draw, command and check is fixed by
+//! the queue, so a seed gives the same report with one thread or two.
+
+use super::pool::Pool;
+use super::*;
+
+/// A worker's part of a batch: the worker itself (out of its node while it steps), what it
+/// handles, and what came out.
+pub(super) struct Step {
+    /// Its place in the batch.
+    index: usize,
+    node: NodeId,
+    local: Instant,
+    worker: Box<Worker<SimRecord>>,
+    work: Work,
+    commands: Vec<Command<SimRecord>>,
+    deadline: Option<Instant>,
+}
+
+enum Work {
+    Timeout,
+    Input(Input<SimRecord>),
+    /// A processor call ended: what the application tells the worker, in order.
+    Inputs(Vec<Input<SimRecord>>),
+}
+
+impl Step {
+    /// The pure part: one worker's step, on whichever thread.
+    pub(super) fn run(&mut self) {
+        let w = &mut self.worker;
+        match core::mem::replace(&mut self.work, Work::Timeout) {
+            Work::Timeout => w.handle_timeout(self.local),
+            Work::Input(input) => w.handle(self.local, input),
+            Work::Inputs(inputs) => {
+                for input in inputs {
+                    w.handle(self.local, input);
+                }
+            }
+        }
+        while let Some(cmd) = w.poll_command() {
+            self.commands.push(cmd);
+        }
+        self.deadline = w.poll_timeout().map(|(at, _)| at);
+    }
+}
+
+/// What phase 3 does for one event of the batch, in queue order.
+enum Effect {
+    /// The effects of `steps[i]`.
+    Step(usize),
+    /// An event that waits: back on the queue.
+    Later(u64, Ev),
+}
+
+/// One instant's batch, as it is gathered.
+#[derive(Default)]
+pub(super) struct Batch {
+    services: Vec<Ev>,
+    steps: Vec<Step>,
+    effects: Vec<Effect>,
+}
+
+impl Batch {
+    pub(super) fn is_empty(&self) -> bool {
+        self.services.is_empty() && self.effects.is_empty()
+    }
+}
+
+/// Whether a worker event steps now.
+enum Readiness {
+    Step,
+    /// A dead incarnation's event.
+    Drop,
+    /// Waits: for the end of a pause, or for the next batch when the worker already steps.
+    Wait(u64),
+}
+
+impl Fleet {
+    /// Whether an event belongs in a batch; the others run alone.
+    pub(super) fn batched(ev: &Ev) -> bool {
+        matches!(
+            ev,
+            Ev::Wake { .. }
+                | Ev::AtService { .. }
+                | Ev::ScanPage { .. }
+                | Ev::Answer { .. }
+                | Ev::Deliver { .. }
+                | Ev::ProcDone { .. }
+        )
+    }
+
+    /// Adds an event due now to the batch.
+    pub(super) fn gather(&mut self, batch: &mut Batch, ev: Ev) {
+        let node = match ev {
+            Ev::AtService { .. } | Ev::ScanPage { .. } => return batch.services.push(ev),
+            Ev::Answer {
+                node,
+                inc,
+                sent,
+                service,
+                input,
+            } => {
+                if self.partitioned(node, service) {
+                    if let Some(input) = input.failed(Failure::Transient) {
+                        let at = (sent + self.cfg.driver_timeout_ms).max(self.now);
+                        let ev = Ev::Deliver { node, inc, input };
+                        batch.effects.push(Effect::Later(at, ev));
+                    }
+                    return;
+                }
+                return self.gather(batch, Ev::Deliver { node, inc, input });
+            }
+            Ev::Wake { node, inc, .. }
+            | Ev::Deliver { node, inc, .. }
+            | Ev::ProcDone { node, inc, .. } => match self.readiness(node, inc) {
+                Readiness::Step => node,
+                Readiness::Drop => return,
+                Readiness::Wait(at) => return batch.effects.push(Effect::Later(at, ev)),
+            },
+            _ => return,
+        };
+        let work = match ev {
+            Ev::Wake { due, .. } => {
+                if self.nodes[node].wake_at != Some(due) {
+                    return;
+                }
+                self.nodes[node].wake_at = None;
+                Work::Timeout
+            }
+            Ev::Deliver { input, .. } => Work::Input(input),
+            Ev::ProcDone {
+                shard,
+                call,
+                token,
+                outcome,
+                ..
+            } => Work::Inputs(outcome.inputs(shard, call, token)),
+            _ => return,
+        };
+        let n = &mut self.nodes[node];
+        let Some(worker) = n.worker.take() else {
+            return;
+        };
+        n.stepping = true;
+        let index = batch.steps.len();
+        batch.effects.push(Effect::Step(index));
+        batch.steps.push(Step {
+            index,
+            node,
+            local: n.clock.local(self.now),
+            worker,
+            work,
+            commands: Vec::new(),
+            deadline: None,
+        });
+    }
+
+    fn readiness(&self, node: NodeId, inc: u64) -> Readiness {
+        let n = &self.nodes[node];
+        if n.stepping {
+            Readiness::Wait(self.now)
+        } else if !self.node_live(node, inc) {
+            Readiness::Drop
+        } else if self.now < n.paused_until {
+            Readiness::Wait(n.paused_until)
+        } else {
+            Readiness::Step
+        }
+    }
+
+    /// Runs a gathered batch through its three phases.
+    pub(super) fn run_batch(&mut self, batch: &mut Batch, pool: Option<&Pool<Step>>) {
+        let services = core::mem::take(&mut batch.services);
+        let steps = core::mem::take(&mut batch.steps);
+        let mut steps = match pool {
+            Some(pool) if steps.len() > 1 => {
+                let mut steps = pool.run(steps, Step::run, || self.serve_all(services));
+                steps.sort_unstable_by_key(|s| s.index);
+                steps
+            }
+            _ => {
+                self.serve_all(services);
+                let mut steps = steps;
+                steps.iter_mut().for_each(Step::run);
+                steps
+            }
+        };
+        // Every worker is back in its node before any effect: the checkers may look at any.
+        let mut outcomes = Vec::with_capacity(steps.len());
+        for step in steps.drain(..) {
+            let n = &mut self.nodes[step.node];
+            n.worker = Some(step.worker);
+            n.stepping = false;
+            outcomes.push(Some((step.node, step.commands, step.deadline)));
+        }
+        for effect in core::mem::take(&mut batch.effects) {
+            match effect {
+                Effect::Step(i) => {
+                    if let Some((node, commands, deadline)) = outcomes[i].take() {
+                        for cmd in commands {
+                            self.command(node, cmd);
+                        }
+                        self.arm_wake(node, deadline);
+                    }
+                }
+                Effect::Later(at, ev) => self.schedule(at, ev),
+            }
+        }
+    }
+
+    fn serve_all(&mut self, services: Vec<Ev>) {
+        for ev in services {
+            match ev {
+                Ev::AtService {
+                    node,
+                    inc,
+                    sent,
+                    cmd,
+                } => self.at_service(node, inc, sent, cmd),
+                Ev::ScanPage {
+                    node,
+                    inc,
+                    sent,
+                    req,
+                    after,
+                    items,
+                } => self.scan_page(node, inc, sent, req, after, items),
+                _ => {}
+            }
+        }
+    }
+}
