@@ -13,6 +13,9 @@ use std::collections::BTreeMap;
 /// Milliseconds the ring covers ahead of the earliest instant it may still hold.
 const RING_MS: u64 = 8_192;
 
+/// Emptied buckets kept for reuse.
+const SPARE_BUCKETS: usize = 256;
+
 /// Events by instant; within an instant, first scheduled, first taken.
 pub(super) struct Queue<E> {
     /// Bucket `t % RING_MS` holds the events due at `t`, for `t` from `base` on.
@@ -25,7 +28,9 @@ pub(super) struct Queue<E> {
     far: BTreeMap<(u64, u64), E>,
     /// Scheduling order.
     seq: u64,
-    /// Emptied buckets, kept for their capacity.
+    /// Emptied buckets, kept for their capacity: an instant's bucket is taken whole, and the
+    /// next instant to get its first event gets one of these, still in cache. A bucket without
+    /// events holds no memory, so the ring costs what is queued, not its length.
     spare: Vec<Vec<(u64, E)>>,
 }
 
@@ -45,7 +50,11 @@ impl<E> Queue<E> {
     pub(super) fn push(&mut self, at: u64, ev: E) {
         self.seq += 1;
         if at >= self.base && at < self.base + RING_MS {
-            self.ring[(at % RING_MS) as usize].push((self.seq, ev));
+            let bucket = &mut self.ring[(at % RING_MS) as usize];
+            if bucket.capacity() == 0 {
+                *bucket = self.spare.pop().unwrap_or_default();
+            }
+            bucket.push((self.seq, ev));
             self.in_ring += 1;
         } else {
             self.far.insert((at, self.seq), ev);
@@ -78,10 +87,10 @@ impl<E> Queue<E> {
         if at == self.base && self.in_ring > 0 {
             let bucket = &mut self.ring[(at % RING_MS) as usize];
             if !bucket.is_empty() {
-                let fresh = self.spare.pop().unwrap_or_default();
-                let events = std::mem::replace(bucket, fresh);
+                let events = std::mem::take(bucket);
                 self.in_ring -= events.len();
-                self.spare.push(std::mem::replace(out, events));
+                let drained = std::mem::replace(out, events);
+                self.recycle(drained);
             }
         }
         if far_first == Some(at) {
@@ -104,7 +113,7 @@ impl<E> Queue<E> {
     /// Gives back the vector `take_next` filled, emptied, for its capacity.
     pub(super) fn recycle(&mut self, mut used: Vec<(u64, E)>) {
         used.clear();
-        if self.spare.len() < 4 {
+        if self.spare.len() < SPARE_BUCKETS && used.capacity() > 0 {
             self.spare.push(used);
         }
     }
