@@ -4,7 +4,8 @@
 //! of the item before and after (refused conditional writes are billed too), a read unit per
 //! 4 KB, halved for eventually consistent reads, counted per operation kind.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasherDefault;
 
 use kcl_core::item::item_size;
 use kcl_core::rng::Rng;
@@ -46,12 +47,29 @@ pub struct OperationBill {
 /// Bytes per scan page, as DynamoDB limits them.
 pub const SCAN_PAGE_BYTES: usize = 1024 * 1024;
 
-/// The table.
+/// One key of the table: its item, if it exists, and the version before its last write while an
+/// eventually consistent read may still see it.
+#[derive(Clone, Debug)]
+struct Row {
+    item: Option<Item>,
+    /// The version before the last write, with the write's time.
+    previous: Option<(u64, Option<Item>)>,
+}
+
+/// The table. Rows are found by key through a hash index and walked in key order by scans; a
+/// search of an ordered map of 10,000 keys compared the wanted key with a score of others, each
+/// in its own allocation, for every renewal.
 #[derive(Clone, Debug, Default)]
 pub struct Dynamo {
-    items: BTreeMap<String, Item>,
-    /// The version before the last write of a recently written item, with the write's time.
-    previous: BTreeMap<String, (u64, Option<Item>)>,
+    rows: Vec<Row>,
+    /// Row by key, for reads and writes. Only looked up, never iterated: its order cannot leak.
+    index: HashMap<String, usize, BuildHasherDefault<std::hash::DefaultHasher>>,
+    /// Row by key in key order, for scans and checkers. A deleted item's key stays, without item.
+    order: BTreeMap<String, usize>,
+    /// Items that exist.
+    live: usize,
+    /// Rows with a previous version not yet forgotten.
+    recent: Vec<usize>,
     consistency: Consistency,
     bills: BTreeMap<Operation, OperationBill>,
 }
@@ -109,10 +127,20 @@ impl Dynamo {
 
     /// What an eventually consistent read of `key` sees at `now`.
     fn eventual<'a>(&'a self, key: &str, now: u64, rng: &mut Rng) -> Option<&'a Item> {
-        match self.previous.get(key) {
+        let row = self.row(key)?;
+        self.version(row, now, rng)
+    }
+
+    /// What an eventually consistent read sees of a row at `now`.
+    fn version<'a>(&self, row: &'a Row, now: u64, rng: &mut Rng) -> Option<&'a Item> {
+        match &row.previous {
             Some((at, before)) if self.stale(*at, now, rng) => before.as_ref(),
-            _ => self.items.get(key),
+            _ => row.item.as_ref(),
         }
+    }
+
+    fn row(&self, key: &str) -> Option<&Row> {
+        self.index.get(key).map(|&i| &self.rows[i])
     }
 
     /// Whether a read at `now` of an item written at `at` sees the version before the write.
@@ -123,7 +151,7 @@ impl Dynamo {
     /// GetItem, consistent or not.
     pub fn get(&mut self, now: u64, key: &str, consistent: bool, rng: &mut Rng) -> Option<Item> {
         let item = if consistent {
-            self.items.get(key).cloned()
+            self.peek(key).cloned()
         } else {
             self.eventual(key, now, rng).cloned()
         };
@@ -149,27 +177,20 @@ impl Dynamo {
             Some(k) => std::ops::Bound::Excluded(k),
             None => std::ops::Bound::Unbounded,
         };
-        // Both tables are in key order: walk the recent versions beside the items instead of
-        // searching them once per item.
-        let mut recent = self
-            .previous
-            .range::<str, _>((from, std::ops::Bound::Unbounded))
-            .peekable();
         let mut more = false;
-        for (key, current) in self
-            .items
+        for (key, &i) in self
+            .order
             .range::<str, _>((from, std::ops::Bound::Unbounded))
         {
+            let row = &self.rows[i];
+            if row.item.is_none() {
+                continue;
+            }
             if bytes >= SCAN_PAGE_BYTES {
                 more = true;
                 break;
             }
-            while recent.next_if(|(k, _)| *k < key).is_some() {}
-            let version = match recent.next_if(|(k, _)| *k == key) {
-                Some((_, (at, before))) if self.stale(*at, now, rng) => before.as_ref(),
-                _ => Some(current),
-            };
-            if let Some(item) = version {
+            if let Some(item) = self.version(row, now, rng) {
                 bytes += item_size(item);
                 page.push(item.clone());
             }
@@ -183,10 +204,10 @@ impl Dynamo {
 
     /// A conditional PutItem, UpdateItem or DeleteItem.
     pub fn write(&mut self, now: u64, w: &LeaseWrite) -> Result<Option<Item>, Failure> {
-        // One search of the table: the item is read, and replaced in place, through this slot.
-        let slot = self.items.get_mut(&w.key);
-        let before_size = slot.as_deref().map_or(0, item_size);
-        let result = apply(slot.as_deref(), w);
+        let slot = self.index.get(w.key.as_str()).copied();
+        let current = slot.and_then(|i| self.rows[i].item.as_ref());
+        let before_size = current.map_or(0, item_size);
+        let result = apply(current, w);
         let after_size = match &result {
             Ok(Some(after)) => item_size(after),
             _ => 0,
@@ -208,12 +229,18 @@ impl Dynamo {
         let outcome = match result {
             Ok(after) => {
                 let out = if w.return_item { after.clone() } else { None };
-                let before = match (slot, after) {
-                    (Some(current), Some(item)) => Some(std::mem::replace(current, item)),
-                    (None, Some(item)) => self.items.insert(w.key.clone(), item),
-                    (_, None) => self.items.remove(&w.key),
+                let i = match slot {
+                    Some(i) => i,
+                    None => self.add_row(&w.key),
                 };
-                self.previous.insert(w.key.clone(), (now, before));
+                let row = &mut self.rows[i];
+                let existed = row.item.is_some();
+                let before = std::mem::replace(&mut row.item, after);
+                let exists = row.item.is_some();
+                if row.previous.replace((now, before)).is_none() {
+                    self.recent.push(i);
+                }
+                self.live = self.live + usize::from(exists) - usize::from(existed);
                 Ok(out)
             }
             Err(_) => Err(Failure::ConditionFailed),
@@ -227,30 +254,51 @@ impl Dynamo {
         outcome
     }
 
+    fn add_row(&mut self, key: &str) -> usize {
+        let i = self.rows.len();
+        self.rows.push(Row {
+            item: None,
+            previous: None,
+        });
+        self.index.insert(key.to_owned(), i);
+        self.order.insert(key.to_owned(), i);
+        i
+    }
+
     /// Forgets versions no eventually consistent read can see any more.
     pub fn settle(&mut self, now: u64) {
         let lag = self.consistency.lag_ms;
-        self.previous.retain(|_, (at, _)| now < *at + lag);
+        let rows = &mut self.rows;
+        self.recent.retain(|&i| {
+            let row = &mut rows[i];
+            let keep = row.previous.as_ref().is_some_and(|(at, _)| now < *at + lag);
+            if !keep {
+                row.previous = None;
+            }
+            keep
+        });
     }
 
     /// The current item, unbilled (for checkers).
     pub fn peek(&self, key: &str) -> Option<&Item> {
-        self.items.get(key)
+        self.row(key)?.item.as_ref()
     }
 
-    /// Every item, unbilled (for checkers).
+    /// Every item in key order, unbilled (for checkers).
     pub fn items(&self) -> impl Iterator<Item = (&String, &Item)> {
-        self.items.iter()
+        self.order
+            .iter()
+            .filter_map(|(k, &i)| Some((k, self.rows[i].item.as_ref()?)))
     }
 
     /// Number of items.
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.live
     }
 
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.live == 0
     }
 }
 
@@ -330,6 +378,7 @@ mod tests {
         assert!(d.get(50, "a", true, &mut rng).is_some());
         assert!(d.get(100, "a", false, &mut rng).is_some());
         d.settle(100);
-        assert!(d.previous.is_empty());
+        assert!(d.recent.is_empty());
+        assert!(d.rows.iter().all(|r| r.previous.is_none()));
     }
 }

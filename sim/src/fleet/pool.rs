@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Spins before the idle helper starts yielding its core.
-const SPINS_BEFORE_YIELD: u32 = 8192;
+const SPINS_BEFORE_YIELD: u32 = 512;
 
 /// Tasks shared by the fleet's thread and one helper.
 pub(super) struct Pool<T> {
