@@ -66,12 +66,21 @@ enum Effect {
     Later(u64, Ev),
 }
 
+/// A step's commands and next deadline, kept for phase 3.
+type Outcome = Option<(NodeId, Vec<Command<SimRecord>>, Option<Instant>)>;
+
+/// Command lists kept for reuse.
+const SPARE_COMMAND_LISTS: usize = 256;
+
 /// One instant's batch, as it is gathered.
 #[derive(Default)]
 pub(super) struct Batch {
     services: Vec<Ev>,
     steps: Vec<Step>,
     effects: Vec<Effect>,
+    outcomes: Vec<Outcome>,
+    /// Emptied command lists of earlier steps, still allocated.
+    spare_commands: Vec<Vec<Command<SimRecord>>>,
 }
 
 impl Batch {
@@ -164,7 +173,7 @@ impl Fleet {
             local: n.clock.local(self.now),
             worker,
             work,
-            commands: Vec::new(),
+            commands: batch.spare_commands.pop().unwrap_or_default(),
             deadline: None,
         });
     }
@@ -184,35 +193,39 @@ impl Fleet {
 
     /// Runs a gathered batch through its three phases.
     pub(super) fn run_batch(&mut self, batch: &mut Batch, pool: Option<&Pool<Step>>) {
-        let services = core::mem::take(&mut batch.services);
-        let steps = core::mem::take(&mut batch.steps);
-        let mut steps = match pool {
+        // The batch's vectors go back into it emptied: their capacity serves the next batch.
+        let mut services = core::mem::take(&mut batch.services);
+        let mut steps = core::mem::take(&mut batch.steps);
+        match pool {
             Some(pool) if steps.len() > 1 => {
-                let mut steps = pool.run(steps, Step::run, || self.serve_all(services));
+                pool.run(&mut steps, Step::run, || self.serve_all(&mut services));
                 steps.sort_unstable_by_key(|s| s.index);
-                steps
             }
             _ => {
-                self.serve_all(services);
-                let mut steps = steps;
+                self.serve_all(&mut services);
                 steps.iter_mut().for_each(Step::run);
-                steps
             }
-        };
+        }
+        batch.services = services;
         // Every worker is back in its node before any effect: the checkers may look at any.
-        let mut outcomes = Vec::with_capacity(steps.len());
+        let mut outcomes = core::mem::take(&mut batch.outcomes);
         for step in steps.drain(..) {
             let n = &mut self.nodes[step.node];
             n.worker = Some(step.worker);
             n.stepping = false;
             outcomes.push(Some((step.node, step.commands, step.deadline)));
         }
-        for effect in core::mem::take(&mut batch.effects) {
+        batch.steps = steps;
+        let mut effects = core::mem::take(&mut batch.effects);
+        for effect in effects.drain(..) {
             match effect {
                 Effect::Step(i) => {
-                    if let Some((node, commands, deadline)) = outcomes[i].take() {
-                        for cmd in commands {
+                    if let Some((node, mut commands, deadline)) = outcomes[i].take() {
+                        for cmd in commands.drain(..) {
                             self.command(node, cmd);
+                        }
+                        if batch.spare_commands.len() < SPARE_COMMAND_LISTS {
+                            batch.spare_commands.push(commands);
                         }
                         self.arm_wake(node, deadline);
                     }
@@ -220,10 +233,13 @@ impl Fleet {
                 Effect::Later(at, ev) => self.schedule(at, ev),
             }
         }
+        outcomes.clear();
+        batch.effects = effects;
+        batch.outcomes = outcomes;
     }
 
-    fn serve_all(&mut self, services: Vec<Ev>) {
-        for ev in services {
+    fn serve_all(&mut self, services: &mut Vec<Ev>) {
+        for ev in services.drain(..) {
             match ev {
                 Ev::AtService {
                     node,

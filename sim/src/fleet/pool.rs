@@ -69,19 +69,13 @@ impl<T: Send> Pool<T> {
         self.stop.store(true, Ordering::Release);
     }
 
-    /// Runs `tasks` on both threads while this thread also does `meanwhile`; returns every task,
-    /// run, in no particular order.
-    pub(super) fn run(
-        &self,
-        tasks: Vec<T>,
-        run: impl Fn(&mut T),
-        meanwhile: impl FnOnce(),
-    ) -> Vec<T> {
-        let n = tasks.len();
-        self.unfinished.store(n, Ordering::Release);
+    /// Runs `tasks` on both threads while this thread also does `meanwhile`; every task comes
+    /// back into `tasks`, run, in no particular order.
+    pub(super) fn run(&self, tasks: &mut Vec<T>, run: impl Fn(&mut T), meanwhile: impl FnOnce()) {
+        self.unfinished.store(tasks.len(), Ordering::Release);
         {
             let mut todo = lock(&self.todo);
-            todo.extend(tasks);
+            todo.append(tasks);
             self.queued.store(todo.len(), Ordering::Release);
         }
         meanwhile();
@@ -93,7 +87,7 @@ impl<T: Send> Pool<T> {
             );
             std::hint::spin_loop();
         }
-        std::mem::take(&mut *lock(&self.done))
+        tasks.append(&mut lock(&self.done));
     }
 
     /// Takes one task, runs it and files it as done; false when none was left.
@@ -129,7 +123,8 @@ mod tests {
             for round in 0..200usize {
                 let tasks: Vec<(usize, u64)> = (0..round % 37).map(|i| (i, 0)).collect();
                 let mut side = 0;
-                let mut back = pool.run(tasks, |t| t.1 = t.0 as u64 * 3, || side += 1);
+                let mut back = tasks;
+                pool.run(&mut back, |t| t.1 = t.0 as u64 * 3, || side += 1);
                 back.sort_unstable();
                 assert_eq!(side, 1);
                 assert_eq!(back.len(), round % 37);
