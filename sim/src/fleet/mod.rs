@@ -510,13 +510,14 @@ impl Fleet {
         self.kinesis.trim(now);
         self.dynamo.settle(now);
         // Membership only, never iterated: a hash set cannot leak its order into the run.
-        let mut held = std::collections::HashSet::with_capacity(self.checker.unfinished().len());
+        let mut held: std::collections::HashSet<&str> =
+            std::collections::HashSet::with_capacity(self.checker.unfinished().len());
         let (mut workers, mut min, mut max) = (0, usize::MAX, 0);
         for (_, w) in self.running_workers() {
             let mut n = 0;
             for l in w.leases().filter(|l| !l.lease.is_finished()) {
                 n += 1;
-                held.insert(l.lease.key.clone());
+                held.insert(l.lease.key.as_str());
             }
             workers += 1;
             min = min.min(n);
@@ -527,7 +528,7 @@ impl Fleet {
             .checker
             .unfinished()
             .iter()
-            .filter(|k| !held.contains(*k))
+            .filter(|k| !held.contains(k.as_str()))
             .count();
         let balanced = unheld == 0 && max - min <= 1 && workers > 0;
         if balanced {
