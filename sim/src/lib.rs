@@ -10,8 +10,11 @@
 //! that replays it.
 //!
 //! The engine is discrete-event: workers, services, processors and the nemesis are events on
-//! one queue ordered by (time, sequence), so thousands of workers cost what their work costs,
-//! not what a tick of thousands of hosts costs. Machines group workers: crashes and
+//! one queue, by true millisecond and then in the order they were scheduled, so thousands of
+//! workers cost what their work costs, not what a tick of thousands of hosts costs. The events
+//! of one millisecond run as a batch (services, then every worker's step, then the effects in
+//! queue order; see `fleet::batch`), which lets the workers' steps run on a second thread
+//! without changing any report. Machines group workers: crashes and
 //! partitions apply per machine, pauses, drift and crashes per worker.
 //!
 //! Modules: [`kinesis`] and [`dynamo`] are the service models, [`fleet`] the engine,

@@ -124,9 +124,8 @@ impl Fleet {
                 input,
             } => {
                 if self.partitioned(node, service) {
-                    if let Some(input) = input.failed(Failure::Transient) {
-                        let at = (sent + self.cfg.driver_timeout_ms).max(self.now);
-                        let ev = Ev::Deliver { node, inc, input };
+                    let failed = input.failed(Failure::Transient);
+                    if let Some((at, ev)) = self.timed_out(node, inc, sent, failed) {
                         batch.effects.push(Effect::Later(at, ev));
                     }
                     return;

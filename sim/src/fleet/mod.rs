@@ -6,6 +6,9 @@
 //! A request travels to its service (latency, plus any injected delay), is applied there at its
 //! arrival, and its answer travels back; a partition between a machine and a service loses the
 //! request or the answer, and the driver reports the call failed after its timeout.
+//!
+//! The events wait in a ring of millisecond buckets ([`queue`]); each millisecond's run as a
+//! batch ([`batch`]), whose worker steps may run on a second thread ([`pool`]).
 
 use std::collections::BTreeMap;
 

@@ -168,10 +168,21 @@ impl Fleet {
         sent: u64,
         failed: Option<Input<SimRecord>>,
     ) {
-        if let Some(input) = failed {
-            let at = (sent + self.cfg.driver_timeout_ms).max(self.now);
-            self.schedule(at, Ev::Deliver { node, inc, input });
+        if let Some((at, ev)) = self.timed_out(node, inc, sent, failed) {
+            self.schedule(at, ev);
         }
+    }
+
+    /// When and how the driver reports a call that got no answer.
+    pub(super) fn timed_out(
+        &self,
+        node: NodeId,
+        inc: u64,
+        sent: u64,
+        failed: Option<Input<SimRecord>>,
+    ) -> Option<(u64, Ev)> {
+        let at = (sent + self.cfg.driver_timeout_ms).max(self.now);
+        failed.map(|input| (at, Ev::Deliver { node, inc, input }))
     }
 
     pub(super) fn reply(
