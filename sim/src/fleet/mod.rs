@@ -340,8 +340,10 @@ impl Fleet {
             let pool = Pool::new();
             std::thread::scope(|s| {
                 s.spawn(|| pool.help(Step::run));
+                // Stopped however this thread leaves, or a panic here would wait for the helper
+                // forever.
+                let _stop = pool.stopper();
                 self.run_batches(until_ms, progress, Some(&pool));
-                pool.stop();
             });
         } else {
             self.run_batches(until_ms, progress, None);

@@ -27,6 +27,15 @@ pub(super) struct Pool<T> {
     helping: AtomicBool,
 }
 
+/// Stops the helper when dropped.
+pub(super) struct Stopper<'a>(&'a AtomicBool);
+
+impl Drop for Stopper<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 /// Clears [`Pool::helping`] however the helper leaves.
 struct Leaving<'a>(&'a AtomicBool);
 
@@ -64,9 +73,9 @@ impl<T: Send> Pool<T> {
         }
     }
 
-    /// Ends [`Pool::help`].
-    pub(super) fn stop(&self) {
-        self.stop.store(true, Ordering::Release);
+    /// Ends [`Pool::help`] when dropped.
+    pub(super) fn stopper(&self) -> Stopper<'_> {
+        Stopper(&self.stop)
     }
 
     /// Runs `tasks` on both threads while this thread also does `meanwhile`; every task comes
@@ -120,6 +129,7 @@ mod tests {
         let pool = Pool::<(usize, u64)>::new();
         std::thread::scope(|s| {
             s.spawn(|| pool.help(|t| t.1 = t.0 as u64 * 3));
+            let _stop = pool.stopper();
             for round in 0..200usize {
                 let tasks: Vec<(usize, u64)> = (0..round % 37).map(|i| (i, 0)).collect();
                 let mut side = 0;
@@ -132,7 +142,20 @@ mod tests {
                     assert_eq!((*index, *v), (i, i as u64 * 3));
                 }
             }
-            pool.stop();
         });
+    }
+
+    #[test]
+    fn a_panic_on_the_fleets_thread_does_not_wait_for_the_helper() {
+        let pool = Pool::<u32>::new();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::thread::scope(|s| {
+                s.spawn(|| pool.help(|_| {}));
+                let _stop = pool.stopper();
+                let mut tasks = vec![1, 2, 3];
+                pool.run(&mut tasks, |_| {}, || panic!("a service model failed"));
+            });
+        }));
+        assert!(result.is_err());
     }
 }
