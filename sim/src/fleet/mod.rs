@@ -84,8 +84,9 @@ pub struct FleetConfig {
     pub sample_every_ms: u64,
     /// How calls travel between machines and services.
     pub transport: Transport,
-    /// Threads for the workers' steps: 1, or 2 to run them beside the services (modelled
-    /// transport only). The report is the same either way.
+    /// Threads for the workers' steps: 1, or more to run them on a second thread beside the
+    /// services (modelled transport only; there is one helper). The report is the same either
+    /// way.
     pub threads: usize,
 }
 
