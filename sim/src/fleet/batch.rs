@@ -51,11 +51,19 @@ impl Step {
                 }
             }
         }
-        while let Some(cmd) = w.poll_command() {
-            self.commands.push(cmd);
-        }
-        self.deadline = w.poll_timeout().map(|(at, _)| at);
+        self.deadline = drain(w, &mut self.commands);
     }
+}
+
+/// A worker's commands, in the order decided, into `commands`; then its next deadline.
+pub(super) fn drain(
+    worker: &mut Worker<SimRecord>,
+    commands: &mut Vec<Command<SimRecord>>,
+) -> Option<Instant> {
+    while let Some(cmd) = worker.poll_command() {
+        commands.push(cmd);
+    }
+    worker.poll_timeout().map(|(at, _)| at)
 }
 
 /// What phase 3 does for one event of the batch, in queue order.

@@ -437,19 +437,20 @@ impl Fleet {
         self.after_handle(node);
     }
 
+    /// Carries out what a worker decided outside a batch (started, told to shut down), as a
+    /// batch's third phase does for a step.
     fn after_handle(&mut self, node: NodeId) {
-        while let Some(cmd) = self.nodes[node]
+        let mut commands = Vec::new();
+        let Some(deadline) = self.nodes[node]
             .worker
             .as_mut()
-            .and_then(|w| w.poll_command())
-        {
+            .map(|w| batch::drain(w, &mut commands))
+        else {
+            return;
+        };
+        for cmd in commands {
             self.command(node, cmd);
         }
-        let deadline = self.nodes[node]
-            .worker
-            .as_ref()
-            .and_then(|w| w.poll_timeout())
-            .map(|(at, _)| at);
         self.arm_wake(node, deadline);
     }
 
