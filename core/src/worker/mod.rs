@@ -21,7 +21,7 @@ use crate::write::LeaseWrite;
 
 use owner::Held;
 use roles::Roles;
-use timers::{TimerKey, Timers};
+use timers::{Due, LeaseTimer, TimerKey, Timers};
 
 /// Counters of what a worker did and saw; plain data, compared whole by determinism tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -583,9 +583,9 @@ impl<R: Record + Clone> Worker<R> {
         }
     }
 
-    fn timer(&mut self, key: TimerKey) {
-        match key {
-            TimerKey::Requests => {
+    fn timer(&mut self, due: Due) {
+        match due {
+            Due::Worker(TimerKey::Requests) => {
                 let now = self.ctx.now;
                 while let Some(&(req, deadline)) = self.ctx.deadlines.front() {
                     let answered = !self.ctx.pending.contains_key(&req);
@@ -600,7 +600,7 @@ impl<R: Record + Clone> Worker<R> {
                     }
                 }
             }
-            TimerKey::Renew => {
+            Due::Worker(TimerKey::Renew) => {
                 let keys: Vec<LeaseKey> = self.held.keys().cloned().collect();
                 for k in &keys {
                     if let Some(h) = self.held.get_mut(k) {
@@ -612,33 +612,26 @@ impl<R: Record + Clone> Worker<R> {
                 let at = self.ctx.now + self.ctx.config.renew_interval();
                 self.ctx.timers.set(TimerKey::Renew, at);
             }
-            TimerKey::Window(ref k)
-            | TimerKey::Fetch(ref k)
-            | TimerKey::Retry(ref k)
-            | TimerKey::HandoffTimeout(ref k)
-            | TimerKey::Parents(ref k) => {
-                let is_timeout = matches!(key, TimerKey::HandoffTimeout(_));
-                let is_parents = matches!(key, TimerKey::Parents(_));
-                let k = k.clone();
+            Due::Lease(LeaseTimer::HandoffPoll, k) => self.acquire_poll(k),
+            Due::Lease(kind, k) => {
                 if let Some(h) = self.held.get_mut(&k) {
-                    if is_timeout {
-                        h.handoff_timed_out(&mut self.ctx);
-                    } else if is_parents {
-                        h.read_parents(&mut self.ctx);
+                    match kind {
+                        LeaseTimer::HandoffTimeout => h.handoff_timed_out(&mut self.ctx),
+                        LeaseTimer::Parents => h.read_parents(&mut self.ctx),
+                        _ => {}
                     }
                 }
                 self.settle(&k);
             }
-            TimerKey::HandoffPoll(k) => self.acquire_poll(k),
-            TimerKey::Scan => self.scan_timer(),
-            TimerKey::Heartbeat => self.heartbeat_timer(),
-            TimerKey::LeaderCheck => self.leader_check_timer(),
-            TimerKey::ShardSync => {
+            Due::Worker(TimerKey::Scan) => self.scan_timer(),
+            Due::Worker(TimerKey::Heartbeat) => self.heartbeat_timer(),
+            Due::Worker(TimerKey::LeaderCheck) => self.leader_check_timer(),
+            Due::Worker(TimerKey::ShardSync) => {
                 self.roles.sync_due = true;
                 let at = self.ctx.now + self.ctx.config.shard_sync_interval;
                 self.ctx.timers.set(TimerKey::ShardSync, at);
             }
-            TimerKey::Shutdown => self.shutdown_timed_out(),
+            Due::Worker(TimerKey::Shutdown) => self.shutdown_timed_out(),
         }
     }
 

@@ -8,7 +8,7 @@ use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::timers::TimerKey;
+use super::timers::{LeaseTimer, TimerSlot};
 use super::{Ctx, Pending, WriteOp};
 use crate::config::{Config, InitialPosition};
 use crate::io::{
@@ -101,6 +101,8 @@ pub(crate) enum Exit {
 pub(crate) struct Held<R> {
     pub(crate) lease: Lease,
     pub(crate) token: FencingToken,
+    /// Where this lease's timers are, until [`Held::forget_timers`].
+    timers: TimerSlot,
     /// Send time of the last write on this lease known to have succeeded.
     renewed_sent: Instant,
     /// Send time of the oldest write whose outcome is unknown since then.
@@ -153,9 +155,11 @@ impl<R: Record + Clone> Held<R> {
         } else {
             ctx.now
         };
+        let timers = ctx.timers.claim(&lease.key);
         let mut h = Self {
             lease,
             token,
+            timers,
             renewed_sent: sent,
             unknown_since: None,
             no_delivery_before,
@@ -201,10 +205,6 @@ impl<R: Record + Clone> Held<R> {
         self.gone
     }
 
-    fn key(&self) -> &LeaseKey {
-        &self.lease.key
-    }
-
     fn window_end(&self, config: &Config) -> Instant {
         self.renewed_sent + config.delivery_window()
     }
@@ -228,16 +228,7 @@ impl<R: Record + Clone> Held<R> {
     }
 
     pub(crate) fn forget_timers(&self, ctx: &mut Ctx<R>) {
-        let k = self.key().clone();
-        for t in [
-            TimerKey::Window(k.clone()),
-            TimerKey::Fetch(k.clone()),
-            TimerKey::Retry(k.clone()),
-            TimerKey::Parents(k.clone()),
-            TimerKey::HandoffTimeout(k),
-        ] {
-            ctx.timers.cancel(&t);
-        }
+        ctx.timers.release(self.timers);
     }
 
     /// The condition of every write on a held lease: the counter this worker wrote last, and
@@ -269,12 +260,14 @@ impl<R: Record + Clone> Held<R> {
                 _ => None,
             };
             match rescue.map(|s| s + ctx.config.delivery_window()) {
-                Some(end) if end > now => ctx.timers.set(TimerKey::Window(self.key().clone()), end),
+                Some(end) if end > now => {
+                    ctx.timers.set_lease(self.timers, LeaseTimer::Window, end)
+                }
                 _ => return self.lose(ctx),
             }
         } else {
             ctx.timers
-                .set(TimerKey::Window(self.key().clone()), window_end);
+                .set_lease(self.timers, LeaseTimer::Window, window_end);
         }
         self.next_write(ctx);
         if self.gone {
@@ -351,10 +344,8 @@ impl<R: Record + Clone> Held<R> {
             _ => ctx.config.handoff_timeout,
         };
         self.exit = Some(exit);
-        ctx.timers.set(
-            TimerKey::HandoffTimeout(self.key().clone()),
-            ctx.now + limit,
-        );
+        ctx.timers
+            .set_lease(self.timers, LeaseTimer::HandoffTimeout, ctx.now + limit);
     }
 
     pub(crate) fn handoff_timed_out(&mut self, ctx: &mut Ctx<R>) {
@@ -393,7 +384,7 @@ impl<R: Record + Clone> Held<R> {
         if self.verify_read_due {
             if ctx.now < self.retry_at {
                 ctx.timers
-                    .set(TimerKey::Retry(self.key().clone()), self.retry_at);
+                    .set_lease(self.timers, LeaseTimer::Retry, self.retry_at);
             } else {
                 self.send_verify_read(ctx);
             }
@@ -404,7 +395,7 @@ impl<R: Record + Clone> Held<R> {
         }
         if ctx.now < self.retry_at {
             ctx.timers
-                .set(TimerKey::Retry(self.key().clone()), self.retry_at);
+                .set_lease(self.timers, LeaseTimer::Retry, self.retry_at);
             return;
         }
         let me = ctx.id.clone();
@@ -892,8 +883,9 @@ impl<R: Record + Clone> Held<R> {
         *blocked |= !finished;
         if *reading == 0 {
             if *blocked {
-                ctx.timers.set(
-                    TimerKey::Parents(self.lease.key.clone()),
+                ctx.timers.set_lease(
+                    self.timers,
+                    LeaseTimer::Parents,
                     ctx.now + ctx.config.parent_poll_interval,
                 );
             } else {
@@ -908,7 +900,7 @@ impl<R: Record + Clone> Held<R> {
         }
         if ctx.now < self.next_fetch_at {
             ctx.timers
-                .set(TimerKey::Fetch(self.key().clone()), self.next_fetch_at);
+                .set_lease(self.timers, LeaseTimer::Fetch, self.next_fetch_at);
             return;
         }
         let position = self.start.clone().unwrap_or(StartingPosition::TrimHorizon);
@@ -950,7 +942,7 @@ impl<R: Record + Clone> Held<R> {
         let delay = ctx.backoff(self.fetch_attempts);
         self.next_fetch_at = ctx.now + delay;
         ctx.timers
-            .set(TimerKey::Fetch(self.key().clone()), self.next_fetch_at);
+            .set_lease(self.timers, LeaseTimer::Fetch, self.next_fetch_at);
     }
 
     fn fetch(&mut self, ctx: &mut Ctx<R>) {
@@ -965,7 +957,7 @@ impl<R: Record + Clone> Held<R> {
         };
         if ctx.now < self.next_fetch_at {
             ctx.timers
-                .set(TimerKey::Fetch(self.key().clone()), self.next_fetch_at);
+                .set_lease(self.timers, LeaseTimer::Fetch, self.next_fetch_at);
             return;
         }
         self.fetch_sent = Some(ctx.now);
@@ -1050,7 +1042,7 @@ impl<R: Record + Clone> Held<R> {
         if self.deliver_until(&ctx.config, ctx.now).is_none() {
             if ctx.now < self.no_delivery_before {
                 ctx.timers
-                    .set(TimerKey::Fetch(self.key().clone()), self.no_delivery_before);
+                    .set_lease(self.timers, LeaseTimer::Fetch, self.no_delivery_before);
             }
             return;
         }
@@ -1137,7 +1129,7 @@ impl<R: Record + Clone> Held<R> {
                 self.stage = Stage::Running;
                 self.end = Some(core::mem::take(&mut self.children));
                 ctx.timers
-                    .set(TimerKey::Fetch(self.key().clone()), self.next_fetch_at);
+                    .set_lease(self.timers, LeaseTimer::Fetch, self.next_fetch_at);
             } else {
                 self.stage = Stage::EndingProcessor;
             }

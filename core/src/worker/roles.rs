@@ -5,7 +5,7 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
 use super::owner::{Exit, Held};
-use super::timers::TimerKey;
+use super::timers::{LeaseTimer, TimerKey};
 use super::{Pending, Phase, Worker, WriteOp};
 use crate::balance::{self, Move, PlanLease, PlanWorker};
 use crate::config::{BalancingPolicy, Config};
@@ -573,8 +573,9 @@ impl<R: Record + Clone> Worker<R> {
                         self.ctx
                             .read(key.as_str(), Pending::ReadAcquire { shard: key.clone() });
                     }
-                    Err(_) => self.ctx.timers.set(
-                        TimerKey::HandoffPoll(key),
+                    Err(_) => self.ctx.timers.set_for(
+                        &key,
+                        LeaseTimer::HandoffPoll,
                         self.ctx.now + self.ctx.config.handoff_poll_interval,
                     ),
                 }
@@ -777,8 +778,9 @@ impl<R: Record + Clone> Worker<R> {
         if ready {
             self.acquire_write(key);
         } else {
-            self.ctx.timers.set(
-                TimerKey::HandoffPoll(key),
+            self.ctx.timers.set_for(
+                &key,
+                LeaseTimer::HandoffPoll,
                 self.ctx.now + self.ctx.config.handoff_poll_interval,
             );
         }
