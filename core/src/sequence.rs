@@ -49,7 +49,7 @@ impl SequenceNumber {
         if s.is_empty() {
             return Err(SequenceNumberError::Empty);
         }
-        if !s.bytes().all(|b| b.is_ascii_digit()) {
+        if !crate::decimal::all_digits(s.as_bytes()) {
             return Err(SequenceNumberError::NotDecimal);
         }
         if s.len() > MAX_SEQUENCE_DIGITS {

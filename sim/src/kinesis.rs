@@ -132,7 +132,7 @@ fn sequence_string(counter: u64, shard: usize) -> String {
 
 fn parse_sequence(s: &str) -> Option<(u64, usize)> {
     let digits = s.strip_prefix("49")?;
-    if digits.len() != 54 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if digits.len() != 54 || !kcl_core::decimal::all_digits(digits.as_bytes()) {
         return None;
     }
     let counter = digits[..36].parse().ok()?;
