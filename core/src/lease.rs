@@ -17,7 +17,7 @@ use core::fmt;
 
 use crate::decimal::parse_u128;
 use crate::item::{AttributeValue, Item};
-use crate::sequence::{Position, SequenceNumberError};
+use crate::sequence::{Position, SequenceNumber, SequenceNumberError};
 
 /// Attribute names of the lease table.
 pub mod attr {
@@ -234,65 +234,7 @@ impl Lease {
 
     /// Decodes a lease row.
     pub fn from_item(item: &Item) -> Result<Self, RowError> {
-        let row = LeaseFields::of(item);
-        let key = LeaseKey::from(req_s(&row, attr::LEASE_KEY)?);
-        let (checkpoint, pending_checkpoint) = (
-            position(&row, attr::CHECKPOINT, attr::CHECKPOINT_SUB)?
-                .ok_or(RowError::missing(attr::CHECKPOINT))?,
-            position(&row, attr::PENDING_CHECKPOINT, attr::PENDING_CHECKPOINT_SUB)?,
-        );
-        let hash_range = match (
-            opt_s(&row, attr::STARTING_HASH_KEY)?,
-            opt_s(&row, attr::ENDING_HASH_KEY)?,
-        ) {
-            (Some(s), Some(e)) => Some(HashKeyRange {
-                start: parse_u128(s).ok_or(RowError::invalid(
-                    attr::STARTING_HASH_KEY,
-                    "not a 128-bit decimal",
-                ))?,
-                end: parse_u128(e).ok_or(RowError::invalid(
-                    attr::ENDING_HASH_KEY,
-                    "not a 128-bit decimal",
-                ))?,
-            }),
-            (None, None) => None,
-            (Some(_), None) => return Err(RowError::missing(attr::ENDING_HASH_KEY)),
-            (None, Some(_)) => return Err(RowError::missing(attr::STARTING_HASH_KEY)),
-        };
-        let throughput_kbps = match row.get(attr::THROUGHPUT_KBPS) {
-            None => None,
-            Some(AttributeValue::N(n)) => Some(
-                n.parse::<f64>()
-                    .ok()
-                    .filter(|v| v.is_finite() && *v >= 0.0)
-                    .ok_or(RowError::invalid(
-                        attr::THROUGHPUT_KBPS,
-                        "not a non-negative number",
-                    ))?,
-            ),
-            Some(v) => return Err(RowError::wrong_type(attr::THROUGHPUT_KBPS, "N", v)),
-        };
-        Ok(Self {
-            key,
-            owner: opt_s(&row, attr::LEASE_OWNER)?.map(WorkerId::from),
-            counter: req_n(&row, attr::LEASE_COUNTER)?,
-            checkpoint,
-            pending_checkpoint,
-            pending_checkpoint_state: match row.get(attr::PENDING_CHECKPOINT_STATE) {
-                None => None,
-                Some(AttributeValue::B(b)) => Some(b.clone()),
-                Some(v) => {
-                    return Err(RowError::wrong_type(attr::PENDING_CHECKPOINT_STATE, "B", v))
-                }
-            },
-            owner_switches_since_checkpoint: opt_n(&row, attr::OWNER_SWITCHES)?.unwrap_or(0),
-            parent_shard_ids: opt_ss(&row, attr::PARENT_SHARD_IDS)?,
-            child_shard_ids: opt_ss(&row, attr::CHILD_SHARD_IDS)?,
-            hash_range,
-            checkpoint_owner: opt_s(&row, attr::CHECKPOINT_OWNER)?.map(WorkerId::from),
-            throughput_kbps,
-            extra: row.extra(item),
-        })
+        LeaseRow::from_item(item).map(|row| row.to_lease(item))
     }
 
     /// Encodes the lease as a full row (what a create writes); unknown attributes come back.
@@ -413,9 +355,158 @@ impl<'a> LeaseFields<'a> {
         }
         row
     }
+}
 
-    /// The attributes the lease does not model, kept so that writes give them back.
-    fn extra(&self, item: &Item) -> Item {
+/// Where the row decoders read attributes from: a whole item, or a lease's slots.
+trait Attributes<'a> {
+    fn get(&self, name: &'static str) -> Option<&'a AttributeValue>;
+}
+
+impl<'a> Attributes<'a> for &'a Item {
+    fn get(&self, name: &'static str) -> Option<&'a AttributeValue> {
+        Item::get(self, name)
+    }
+}
+
+impl<'a> Attributes<'a> for LeaseFields<'a> {
+    fn get(&self, name: &'static str) -> Option<&'a AttributeValue> {
+        known_slot(name).and_then(|i| self.slots[i])
+    }
+}
+
+/// A checkpoint attribute that passed [`Position::check`], borrowed from its row.
+#[derive(Clone, Debug)]
+pub(crate) struct PositionRef<'a> {
+    checkpoint: &'a str,
+    sub_sequence: u64,
+    /// The sentinel it names; `None` for a sequence number.
+    sentinel: Option<Position>,
+}
+
+impl PositionRef<'_> {
+    pub(crate) fn to_position(&self) -> Position {
+        match &self.sentinel {
+            Some(sentinel) => sentinel.clone(),
+            None => Position::record(SequenceNumber::checked(self.checkpoint), self.sub_sequence),
+        }
+    }
+
+    pub(crate) fn is_shard_end(&self) -> bool {
+        self.sentinel == Some(Position::ShardEnd)
+    }
+
+    /// One of the initial-position sentinels: nothing processed yet.
+    pub(crate) fn is_initial(&self) -> bool {
+        self.sentinel.as_ref().is_some_and(Position::is_initial)
+    }
+}
+
+/// A lease row checked as [`Lease::from_item`] checks it (which builds on this), its attributes
+/// borrowed from the item rather than copied. The leader reads every row of the table on every
+/// scan and a holder reads its row back after every renewal; neither needs an owned [`Lease`],
+/// and copying one out was most of the cost of both.
+#[derive(Debug)]
+pub(crate) struct LeaseRow<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) owner: Option<&'a str>,
+    pub(crate) counter: u64,
+    pub(crate) checkpoint: PositionRef<'a>,
+    pending_checkpoint: Option<PositionRef<'a>>,
+    pending_checkpoint_state: Option<&'a [u8]>,
+    owner_switches_since_checkpoint: u64,
+    parent_shard_ids: &'a [String],
+    child_shard_ids: &'a [String],
+    hash_range: Option<HashKeyRange>,
+    pub(crate) checkpoint_owner: Option<&'a str>,
+    pub(crate) throughput_kbps: Option<f64>,
+    /// Whether the row has attributes the lease does not model.
+    unknown: bool,
+}
+
+impl<'a> LeaseRow<'a> {
+    pub(crate) fn from_item(item: &'a Item) -> Result<Self, RowError> {
+        let row = LeaseFields::of(item);
+        let key = req_s(&row, attr::LEASE_KEY)?;
+        let (checkpoint, pending_checkpoint) = (
+            position(&row, attr::CHECKPOINT, attr::CHECKPOINT_SUB)?
+                .ok_or(RowError::missing(attr::CHECKPOINT))?,
+            position(&row, attr::PENDING_CHECKPOINT, attr::PENDING_CHECKPOINT_SUB)?,
+        );
+        let hash_range = match (
+            opt_s(&row, attr::STARTING_HASH_KEY)?,
+            opt_s(&row, attr::ENDING_HASH_KEY)?,
+        ) {
+            (Some(s), Some(e)) => Some(HashKeyRange {
+                start: parse_u128(s).ok_or(RowError::invalid(
+                    attr::STARTING_HASH_KEY,
+                    "not a 128-bit decimal",
+                ))?,
+                end: parse_u128(e).ok_or(RowError::invalid(
+                    attr::ENDING_HASH_KEY,
+                    "not a 128-bit decimal",
+                ))?,
+            }),
+            (None, None) => None,
+            (Some(_), None) => return Err(RowError::missing(attr::ENDING_HASH_KEY)),
+            (None, Some(_)) => return Err(RowError::missing(attr::STARTING_HASH_KEY)),
+        };
+        let throughput_kbps = match row.get(attr::THROUGHPUT_KBPS) {
+            None => None,
+            Some(AttributeValue::N(n)) => Some(
+                n.parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .ok_or(RowError::invalid(
+                        attr::THROUGHPUT_KBPS,
+                        "not a non-negative number",
+                    ))?,
+            ),
+            Some(v) => return Err(RowError::wrong_type(attr::THROUGHPUT_KBPS, "N", v)),
+        };
+        Ok(Self {
+            key,
+            owner: opt_s(&row, attr::LEASE_OWNER)?,
+            counter: req_n(&row, attr::LEASE_COUNTER)?,
+            checkpoint,
+            pending_checkpoint,
+            pending_checkpoint_state: match row.get(attr::PENDING_CHECKPOINT_STATE) {
+                None => None,
+                Some(AttributeValue::B(b)) => Some(b),
+                Some(v) => {
+                    return Err(RowError::wrong_type(attr::PENDING_CHECKPOINT_STATE, "B", v))
+                }
+            },
+            owner_switches_since_checkpoint: opt_n(&row, attr::OWNER_SWITCHES)?.unwrap_or(0),
+            parent_shard_ids: opt_ss(&row, attr::PARENT_SHARD_IDS)?,
+            child_shard_ids: opt_ss(&row, attr::CHILD_SHARD_IDS)?,
+            hash_range,
+            checkpoint_owner: opt_s(&row, attr::CHECKPOINT_OWNER)?,
+            throughput_kbps,
+            unknown: row.unknown,
+        })
+    }
+
+    /// A lease row, or `None` when the item is a row of another kind (see [`Row::from_item`]).
+    pub(crate) fn of_row(item: &'a Item) -> Result<Option<Self>, RowError> {
+        match opt_s(&item, attr::ENTITY_TYPE)? {
+            None | Some(ENTITY_LEASE) => Self::from_item(item).map(Some),
+            Some(_) => Ok(None),
+        }
+    }
+
+    /// `parentShardId`, sorted.
+    pub(crate) fn parents(&self) -> Vec<LeaseKey> {
+        key_list(self.parent_shard_ids)
+    }
+
+    /// `childShardIds`, sorted.
+    pub(crate) fn children(&self) -> Vec<LeaseKey> {
+        key_list(self.child_shard_ids)
+    }
+
+    /// The attributes the lease does not model, kept so that writes give them back; `item` is
+    /// the row this was read from.
+    pub(crate) fn extra(&self, item: &Item) -> Item {
         if !self.unknown {
             return Item::new();
         }
@@ -424,23 +515,36 @@ impl<'a> LeaseFields<'a> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
-}
 
-/// Where the row decoders read attributes from: a whole item, or a lease's slots.
-trait Attributes {
-    fn get(&self, name: &'static str) -> Option<&AttributeValue>;
-}
-
-impl Attributes for Item {
-    fn get(&self, name: &'static str) -> Option<&AttributeValue> {
-        Item::get(self, name)
+    /// The owned lease; `item` is the row this was read from.
+    pub(crate) fn to_lease(&self, item: &Item) -> Lease {
+        Lease {
+            key: LeaseKey::from(self.key),
+            owner: self.owner.map(WorkerId::from),
+            counter: self.counter,
+            checkpoint: self.checkpoint.to_position(),
+            pending_checkpoint: self
+                .pending_checkpoint
+                .as_ref()
+                .map(PositionRef::to_position),
+            pending_checkpoint_state: self.pending_checkpoint_state.map(<[u8]>::to_vec),
+            owner_switches_since_checkpoint: self.owner_switches_since_checkpoint,
+            parent_shard_ids: self.parents(),
+            child_shard_ids: self.children(),
+            hash_range: self.hash_range,
+            checkpoint_owner: self.checkpoint_owner.map(WorkerId::from),
+            throughput_kbps: self.throughput_kbps,
+            extra: self.extra(item),
+        }
     }
 }
 
-impl Attributes for LeaseFields<'_> {
-    fn get(&self, name: &'static str) -> Option<&AttributeValue> {
-        known_slot(name).and_then(|i| self.slots[i])
-    }
+/// Lease keys from a string set, sorted and without duplicates.
+fn key_list(set: &[String]) -> Vec<LeaseKey> {
+    let mut keys: Vec<LeaseKey> = set.iter().map(|s| LeaseKey::new(s)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 /// A string set of lease keys.
@@ -503,12 +607,12 @@ pub enum Row {
 impl Row {
     /// Decodes any row of the table.
     pub fn from_item(item: &Item) -> Result<Self, RowError> {
-        match opt_s(item, attr::ENTITY_TYPE)? {
+        match opt_s(&item, attr::ENTITY_TYPE)? {
             None | Some(ENTITY_LEASE) => {
                 Lease::from_item(item).map(|l| Self::Lease(alloc::boxed::Box::new(l)))
             }
             Some(ENTITY_WORKER) => {
-                let key = req_s(item, attr::LEASE_KEY)?;
+                let key = req_s(&item, attr::LEASE_KEY)?;
                 let worker = key
                     .strip_prefix(WORKER_KEY_PREFIX)
                     .ok_or(RowError::invalid(
@@ -517,22 +621,22 @@ impl Row {
                     ))?;
                 Ok(Row::Worker(WorkerRow {
                     worker: WorkerId::from(worker),
-                    counter: req_n(item, attr::LEASE_COUNTER)?,
-                    max_leases: opt_n(item, attr::MAX_LEASES)?.unwrap_or(u64::MAX),
+                    counter: req_n(&item, attr::LEASE_COUNTER)?,
+                    max_leases: opt_n(&item, attr::MAX_LEASES)?.unwrap_or(u64::MAX),
                     leaving: match item.get(attr::LEAVING) {
                         None => false,
                         Some(AttributeValue::Bool(b)) => *b,
                         Some(v) => return Err(RowError::wrong_type(attr::LEAVING, "BOOL", v)),
                     },
-                    assigned: opt_ss(item, attr::ASSIGNED_LEASES)?,
+                    assigned: key_list(opt_ss(&item, attr::ASSIGNED_LEASES)?),
                 }))
             }
             Some(ENTITY_LEADER) => Ok(Row::Leader(LeaderRow {
-                owner: opt_s(item, attr::LEASE_OWNER)?.map(WorkerId::from),
-                counter: req_n(item, attr::LEASE_COUNTER)?,
+                owner: opt_s(&item, attr::LEASE_OWNER)?.map(WorkerId::from),
+                counter: req_n(&item, attr::LEASE_COUNTER)?,
             })),
             Some(other) => Ok(Row::Foreign {
-                key: req_s(item, attr::LEASE_KEY)?.into(),
+                key: req_s(&item, attr::LEASE_KEY)?.into(),
                 entity_type: other.into(),
             }),
         }
@@ -609,7 +713,7 @@ impl fmt::Display for RowError {
     }
 }
 
-fn opt_s<'a>(item: &'a impl Attributes, name: &'static str) -> Result<Option<&'a str>, RowError> {
+fn opt_s<'a>(item: &impl Attributes<'a>, name: &'static str) -> Result<Option<&'a str>, RowError> {
     match item.get(name) {
         None => Ok(None),
         Some(AttributeValue::S(s)) => Ok(Some(s)),
@@ -617,11 +721,11 @@ fn opt_s<'a>(item: &'a impl Attributes, name: &'static str) -> Result<Option<&'a
     }
 }
 
-fn req_s<'a>(item: &'a impl Attributes, name: &'static str) -> Result<&'a str, RowError> {
+fn req_s<'a>(item: &impl Attributes<'a>, name: &'static str) -> Result<&'a str, RowError> {
     opt_s(item, name)?.ok_or(RowError::missing(name))
 }
 
-fn opt_n(item: &impl Attributes, name: &'static str) -> Result<Option<u64>, RowError> {
+fn opt_n<'a>(item: &impl Attributes<'a>, name: &'static str) -> Result<Option<u64>, RowError> {
     match item.get(name) {
         None => Ok(None),
         Some(AttributeValue::N(n)) => n
@@ -632,36 +736,36 @@ fn opt_n(item: &impl Attributes, name: &'static str) -> Result<Option<u64>, RowE
     }
 }
 
-fn req_n(item: &impl Attributes, name: &'static str) -> Result<u64, RowError> {
+fn req_n<'a>(item: &impl Attributes<'a>, name: &'static str) -> Result<u64, RowError> {
     opt_n(item, name)?.ok_or(RowError::missing(name))
 }
 
-fn opt_ss(item: &impl Attributes, name: &'static str) -> Result<Vec<LeaseKey>, RowError> {
+fn opt_ss<'a>(item: &impl Attributes<'a>, name: &'static str) -> Result<&'a [String], RowError> {
     match item.get(name) {
-        None => Ok(Vec::new()),
-        Some(AttributeValue::Ss(v)) => {
-            let mut keys: Vec<LeaseKey> = v.iter().map(|s| LeaseKey::new(s)).collect();
-            keys.sort_unstable();
-            keys.dedup();
-            Ok(keys)
-        }
+        None => Ok(&[]),
+        Some(AttributeValue::Ss(v)) => Ok(v),
         Some(v) => Err(RowError::wrong_type(name, "SS", v)),
     }
 }
 
-fn position(
-    item: &impl Attributes,
+fn position<'a>(
+    item: &impl Attributes<'a>,
     name: &'static str,
     sub_name: &'static str,
-) -> Result<Option<Position>, RowError> {
-    let Some(cp) = opt_s(item, name)? else {
+) -> Result<Option<PositionRef<'a>>, RowError> {
+    let Some(checkpoint) = opt_s(item, name)? else {
         return Ok(None);
     };
-    let sub = opt_n(item, sub_name)?.unwrap_or(0);
-    Position::parse(cp, sub).map(Some).map_err(|e| RowError {
+    let sub_sequence = opt_n(item, sub_name)?.unwrap_or(0);
+    let sentinel = Position::check(checkpoint).map_err(|e| RowError {
         attribute: name,
         kind: RowErrorKind::BadSequence(e),
-    })
+    })?;
+    Ok(Some(PositionRef {
+        checkpoint,
+        sub_sequence,
+        sentinel,
+    }))
 }
 
 /// The leases of a table view by key, for code that needs ordered lookups.

@@ -46,6 +46,17 @@ pub struct SequenceNumber(Arc<str>);
 impl SequenceNumber {
     /// Parses a decimal sequence number.
     pub fn parse(s: &str) -> Result<Self, SequenceNumberError> {
+        Self::check(s)?;
+        Ok(Self(Arc::from(s)))
+    }
+
+    /// A string [`SequenceNumber::check`] accepted.
+    pub(crate) fn checked(s: &str) -> Self {
+        Self(Arc::from(s))
+    }
+
+    /// Whether `s` is a sequence number, without keeping it.
+    pub(crate) fn check(s: &str) -> Result<(), SequenceNumberError> {
         if s.is_empty() {
             return Err(SequenceNumberError::Empty);
         }
@@ -55,7 +66,7 @@ impl SequenceNumber {
         if s.len() > MAX_SEQUENCE_DIGITS {
             return Err(SequenceNumberError::TooLong(s.len()));
         }
-        Ok(Self(Arc::from(s)))
+        Ok(())
     }
 
     /// The sequence number as Kinesis wrote it.
@@ -177,13 +188,22 @@ impl Position {
 
     /// Parses the `checkpoint` attribute and its sub-sequence number.
     pub fn parse(checkpoint: &str, sub_sequence: u64) -> Result<Self, SequenceNumberError> {
-        Ok(match checkpoint {
+        Ok(match Self::check(checkpoint)? {
+            Some(sentinel) => sentinel,
+            None => Self::record(SequenceNumber::checked(checkpoint), sub_sequence),
+        })
+    }
+
+    /// Checks the `checkpoint` attribute without building a position: the sentinel it names,
+    /// or `None` for a sequence number.
+    pub(crate) fn check(checkpoint: &str) -> Result<Option<Self>, SequenceNumberError> {
+        Ok(Some(match checkpoint {
             Self::TRIM_HORIZON => Self::TrimHorizon,
             Self::LATEST => Self::Latest,
             Self::AT_TIMESTAMP => Self::AtTimestamp,
             Self::SHARD_END => Self::ShardEnd,
-            s => Self::record(SequenceNumber::parse(s)?, sub_sequence),
-        })
+            s => return SequenceNumber::check(s).map(|()| None),
+        }))
     }
 
     /// The `checkpoint` attribute's string and the sub-sequence number to store beside it.

@@ -16,7 +16,7 @@ use crate::io::{
     FetchedRecords, ProcessorCall, Record, ReleaseReason, StartingPosition,
 };
 use crate::item::{AttributeValue, Item};
-use crate::lease::{attr, key_set, Lease, LeaseKey, WorkerId};
+use crate::lease::{attr, key_set, Lease, LeaseKey, LeaseRow, WorkerId};
 use crate::sequence::{Position, RecordPosition};
 use crate::time::Instant;
 use crate::write::{Condition, LeaseWrite, Update, WriteAction, WriteKind};
@@ -650,12 +650,14 @@ impl<R: Record + Clone> Held<R> {
     }
 
     /// Learns from the row a write returned: a handoff request shows up here.
+    /// Takes from the row its own write returned what others may have changed: the owner and
+    /// the hand-off attribute (the leader's), and attributes this codec does not know.
     fn absorb(&mut self, ctx: &mut Ctx<R>, item: &Item) {
-        match Lease::from_item(item) {
+        match LeaseRow::from_item(item) {
             Ok(row) => {
-                self.lease.owner = row.owner;
-                self.lease.checkpoint_owner = row.checkpoint_owner;
-                self.lease.extra = row.extra;
+                follow(&mut self.lease.owner, row.owner);
+                follow(&mut self.lease.checkpoint_owner, row.checkpoint_owner);
+                self.lease.extra = row.extra(item);
                 self.detect_handoff(ctx);
             }
             Err(error) => ctx.malformed(item, error),
@@ -1134,5 +1136,13 @@ impl<R: Record + Clone> Held<R> {
                 self.stage = Stage::EndingProcessor;
             }
         }
+    }
+}
+
+/// Sets a worker attribute to the row's value, keeping the id it has when the name is the same
+/// (nearly always: a renewal reads back the owner it wrote).
+fn follow(slot: &mut Option<WorkerId>, name: Option<&str>) {
+    if slot.as_ref().map(WorkerId::as_str) != name {
+        *slot = name.map(WorkerId::from);
     }
 }

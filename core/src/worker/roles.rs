@@ -12,7 +12,8 @@ use crate::config::{BalancingPolicy, Config};
 use crate::io::{Command, Event, Failure, Record, ShardDescription};
 use crate::item::{AttributeValue, Item};
 use crate::lease::{
-    attr, Lease, LeaseKey, Row, WorkerId, WorkerRow, ENTITY_LEADER, ENTITY_WORKER, LEADER_KEY,
+    attr, Lease, LeaseKey, LeaseRow, Row, WorkerId, WorkerRow, ENTITY_LEADER, ENTITY_WORKER,
+    LEADER_KEY,
 };
 use crate::observe::Seen;
 use crate::sequence::Position;
@@ -72,6 +73,17 @@ impl LeaseTable {
         self.entries.binary_search_by(|(k, _)| k.cmp(key))
     }
 
+    /// Where `key` is, trying `hint` first.
+    fn find(&self, key: &str, hint: usize) -> Option<usize> {
+        match self.entries.get(hint) {
+            Some((k, _)) if k.as_str() == key => Some(hint),
+            _ => self
+                .entries
+                .binary_search_by(|(k, _)| k.as_str().cmp(key))
+                .ok(),
+        }
+    }
+
     fn get(&self, key: &LeaseKey) -> Option<&TableLease> {
         self.position(key).ok().map(|i| &self.entries[i].1)
     }
@@ -96,11 +108,12 @@ impl LeaseTable {
 }
 
 /// One shared `WorkerId` per distinct owner string seen in a scan.
-fn intern(ids: &mut BTreeSet<WorkerId>, id: Option<WorkerId>) -> Option<WorkerId> {
+fn intern(ids: &mut BTreeSet<WorkerId>, id: Option<&str>) -> Option<WorkerId> {
     let id = id?;
-    if let Some(shared) = ids.get(id.as_str()) {
+    if let Some(shared) = ids.get(id) {
         return Some(shared.clone());
     }
+    let id = WorkerId::from(id);
     ids.insert(id.clone());
     Some(id)
 }
@@ -211,50 +224,71 @@ impl<R: Record + Clone> Worker<R> {
         let mut workers = BTreeMap::new();
         let mut ids: BTreeSet<WorkerId> = BTreeSet::new();
         let mut newly_finished = false;
+        // Rows come in key order from this table (real DynamoDB scans need not): the entry
+        // after the last one found is tried before a search.
+        let mut next_old = 0;
         for item in &items {
-            match Row::from_item(item) {
-                Ok(Row::Lease(l)) => {
-                    // Expiry on this worker's clock: the time a counter value was first seen.
-                    let old = self.roles.table.get(&l.key);
-                    let seen = match old {
-                        Some(o) if o.counter == l.counter => o.seen,
-                        Some(_) => Seen {
-                            counter: l.counter,
-                            since: Some(now),
-                        },
-                        None => Seen {
-                            counter: l.counter,
-                            since: l.owner.is_some().then_some(now),
-                        },
-                    };
-                    let progress = match &l.checkpoint {
-                        Position::ShardEnd => Progress::Finished,
-                        p if p.is_initial() => Progress::NotStarted,
-                        _ => Progress::Started,
-                    };
-                    newly_finished |=
-                        progress == Progress::Finished && old.is_none_or(|o| !o.is_finished());
-                    let l = *l;
-                    let entry = TableLease {
-                        owner: intern(&mut ids, l.owner),
-                        checkpoint_owner: intern(&mut ids, l.checkpoint_owner),
-                        counter: l.counter,
-                        seen,
-                        progress,
-                        throughput_kbps: l.throughput_kbps.map(|t| t as f32),
-                        parents: l.parent_shard_ids,
-                        children: l.child_shard_ids,
-                    };
-                    entries.push((l.key, entry));
+            let row = match LeaseRow::of_row(item) {
+                Ok(Some(l)) => l,
+                Ok(None) => {
+                    match Row::from_item(item) {
+                        Ok(Row::Worker(w)) => {
+                            let k = WorkerRow::key(&w.worker);
+                            self.observer.observe(&k, w.counter, true, now);
+                            workers.insert(w.worker.clone(), w);
+                        }
+                        Ok(Row::Lease(_) | Row::Leader(_) | Row::Foreign { .. }) => {}
+                        Err(error) => self.ctx.malformed(item, error),
+                    }
+                    continue;
                 }
-                Ok(Row::Worker(w)) => {
-                    let k = WorkerRow::key(&w.worker);
-                    self.observer.observe(&k, w.counter, true, now);
-                    workers.insert(w.worker.clone(), w);
+                Err(error) => {
+                    self.ctx.malformed(item, error);
+                    continue;
                 }
-                Ok(Row::Leader(_) | Row::Foreign { .. }) => {}
-                Err(error) => self.ctx.malformed(item, error),
-            }
+            };
+            let old_at = self.roles.table.find(row.key, next_old);
+            let old = old_at.map(|i| {
+                next_old = i + 1;
+                &self.roles.table.entries[i]
+            });
+            // Expiry on this worker's clock: the time a counter value was first seen.
+            let seen = match old {
+                Some((_, o)) if o.counter == row.counter => o.seen,
+                Some(_) => Seen {
+                    counter: row.counter,
+                    since: Some(now),
+                },
+                None => Seen {
+                    counter: row.counter,
+                    since: row.owner.is_some().then_some(now),
+                },
+            };
+            let progress = if row.checkpoint.is_shard_end() {
+                Progress::Finished
+            } else if row.checkpoint.is_initial() {
+                Progress::NotStarted
+            } else {
+                Progress::Started
+            };
+            newly_finished |=
+                progress == Progress::Finished && old.is_none_or(|(_, o)| !o.is_finished());
+            // The key the last scan made, when there is one: no new copy of the string.
+            let key = match old {
+                Some((k, _)) => k.clone(),
+                None => LeaseKey::from(row.key),
+            };
+            let entry = TableLease {
+                owner: intern(&mut ids, row.owner),
+                checkpoint_owner: intern(&mut ids, row.checkpoint_owner),
+                counter: row.counter,
+                seen,
+                progress,
+                throughput_kbps: row.throughput_kbps.map(|t| t as f32),
+                parents: row.parents(),
+                children: row.children(),
+            };
+            entries.push((key, entry));
         }
         // The observer keeps worker rows and the leader row; forget workers whose row is gone.
         self.observer.retain(|k| {
