@@ -5,7 +5,6 @@
 //! 4 KB, halved for eventually consistent reads, counted per operation kind.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::BuildHasherDefault;
 
 use kcl_core::item::item_size;
 use kcl_core::rng::Rng;
@@ -47,8 +46,8 @@ pub struct OperationBill {
 /// Bytes per scan page, as DynamoDB limits them.
 pub const SCAN_PAGE_BYTES: usize = 1024 * 1024;
 
-/// One key of the table: its item, if it exists, and the version before its last write while an
-/// eventually consistent read may still see it.
+/// One key of the table: its item, if it exists, and the version before its last write (which an
+/// eventually consistent read sees only while the write is recent).
 #[derive(Clone, Debug)]
 struct Row {
     item: Option<Item>,
@@ -63,13 +62,11 @@ struct Row {
 pub struct Dynamo {
     rows: Vec<Row>,
     /// Row by key, for reads and writes. Only looked up, never iterated: its order cannot leak.
-    index: HashMap<String, usize, BuildHasherDefault<std::hash::DefaultHasher>>,
+    index: HashMap<String, usize, crate::hash::FastHash>,
     /// Row by key in key order, for scans and checkers. A deleted item's key stays, without item.
     order: BTreeMap<String, usize>,
     /// Items that exist.
     live: usize,
-    /// Rows with a previous version not yet forgotten.
-    recent: Vec<usize>,
     consistency: Consistency,
     bills: BTreeMap<Operation, OperationBill>,
 }
@@ -237,9 +234,8 @@ impl Dynamo {
                 let existed = row.item.is_some();
                 let before = std::mem::replace(&mut row.item, after);
                 let exists = row.item.is_some();
-                if row.previous.replace((now, before)).is_none() {
-                    self.recent.push(i);
-                }
+                // The version before goes when the next write replaces it: a read checks its age.
+                row.previous = Some((now, before));
                 self.live = self.live + usize::from(exists) - usize::from(existed);
                 Ok(out)
             }
@@ -263,20 +259,6 @@ impl Dynamo {
         self.index.insert(key.to_owned(), i);
         self.order.insert(key.to_owned(), i);
         i
-    }
-
-    /// Forgets versions no eventually consistent read can see any more.
-    pub fn settle(&mut self, now: u64) {
-        let lag = self.consistency.lag_ms;
-        let rows = &mut self.rows;
-        self.recent.retain(|&i| {
-            let row = &mut rows[i];
-            let keep = row.previous.as_ref().is_some_and(|(at, _)| now < *at + lag);
-            if !keep {
-                row.previous = None;
-            }
-            keep
-        });
     }
 
     /// The current item, unbilled (for checkers).
@@ -377,8 +359,6 @@ mod tests {
         assert_eq!(d.get(50, "a", false, &mut rng), None);
         assert!(d.get(50, "a", true, &mut rng).is_some());
         assert!(d.get(100, "a", false, &mut rng).is_some());
-        d.settle(100);
-        assert!(d.recent.is_empty());
-        assert!(d.rows.iter().all(|r| r.previous.is_none()));
+        assert!(d.get(5_000, "a", false, &mut rng).is_some());
     }
 }

@@ -24,6 +24,7 @@
 pub mod check;
 pub mod dynamo;
 pub mod fleet;
+pub mod hash;
 pub mod kinesis;
 pub mod net;
 pub mod plot;

@@ -359,6 +359,12 @@ impl<R: Record + Clone> Worker<R> {
             .map(move |h| h.view(&self.ctx.config, now))
     }
 
+    /// The rows of the leases this worker holds, in key order: [`Worker::leases`] without the
+    /// delivery windows, which take a look at more of each lease's state.
+    pub fn held_leases(&self) -> impl Iterator<Item = &Lease> + '_ {
+        self.held.values().map(|h| &h.lease)
+    }
+
     /// Until when (on its own clock) the worker may deliver records of `shard`; `None` when it
     /// may not. Checkers convert this to true time to judge exclusivity, which also covers a
     /// worker that is paused: a paused worker's window keeps its end.

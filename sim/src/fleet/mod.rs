@@ -515,16 +515,18 @@ impl Fleet {
     fn sample(&mut self) {
         let now = self.now;
         self.kinesis.trim(now);
-        self.dynamo.settle(now);
         // Membership only, never iterated: a hash set cannot leak its order into the run.
-        let mut held: std::collections::HashSet<&str> =
-            std::collections::HashSet::with_capacity(self.checker.unfinished().len());
+        let mut held: std::collections::HashSet<&str, crate::hash::FastHash> =
+            std::collections::HashSet::with_capacity_and_hasher(
+                self.checker.unfinished().len(),
+                Default::default(),
+            );
         let (mut workers, mut min, mut max) = (0, usize::MAX, 0);
         for (_, w) in self.running_workers() {
             let mut n = 0;
-            for l in w.leases().filter(|l| !l.lease.is_finished()) {
+            for lease in w.held_leases().filter(|l| !l.is_finished()) {
                 n += 1;
-                held.insert(l.lease.key.as_str());
+                held.insert(lease.key.as_str());
             }
             workers += 1;
             min = min.min(n);
