@@ -1,5 +1,6 @@
 //! The [`Worker`]: one KCL worker's decisions, as a sans-IO state machine.
 
+mod in_flight;
 mod owner;
 mod roles;
 mod timers;
@@ -19,6 +20,7 @@ use crate::rng::Rng;
 use crate::time::Instant;
 use crate::write::LeaseWrite;
 
+use in_flight::InFlight;
 use owner::Held;
 use roles::Roles;
 use timers::{Due, LeaseTimer, TimerKey, Timers};
@@ -167,9 +169,7 @@ pub(crate) struct Ctx<R> {
     pub(crate) now: Instant,
     next_req: u64,
     next_call: u64,
-    pub(crate) pending: BTreeMap<RequestId, Pending>,
-    /// Every request's timeout in the order sent (answered ones are skipped when they come up).
-    deadlines: VecDeque<(RequestId, Instant)>,
+    in_flight: InFlight,
     pub(crate) timers: Timers,
     pub(crate) out: VecDeque<Command<R>>,
     pub(crate) stats: Stats,
@@ -184,12 +184,11 @@ impl<R> Ctx<R> {
     ) -> RequestId {
         self.next_req += 1;
         let req = RequestId(self.next_req);
-        self.pending.insert(req, pending);
         let deadline = self.now + self.config.request_timeout;
-        if self.deadlines.is_empty() {
+        if self.in_flight.is_empty() {
             self.timers.set(TimerKey::Requests, deadline);
         }
-        self.deadlines.push_back((req, deadline));
+        self.in_flight.add(req, deadline, pending);
         self.out.push_back(command(req));
         req
     }
@@ -306,8 +305,7 @@ impl<R: Record + Clone> Worker<R> {
                 now,
                 next_req: 0,
                 next_call: 0,
-                pending: BTreeMap::new(),
-                deadlines: VecDeque::new(),
+                in_flight: InFlight::default(),
                 timers: Timers::default(),
                 out: VecDeque::new(),
                 stats: Stats::default(),
@@ -348,7 +346,7 @@ impl<R: Record + Clone> Worker<R> {
 
     /// Requests sent and not yet answered.
     pub fn pending_requests(&self) -> usize {
-        self.ctx.pending.len()
+        self.ctx.in_flight.len()
     }
 
     /// The leases it holds, in key order.
@@ -503,16 +501,7 @@ impl<R: Record + Clone> Worker<R> {
     }
 
     fn take_pending(&mut self, req: RequestId) -> Option<Pending> {
-        let p = self.ctx.pending.remove(&req);
-        // Answers mostly come in order: drop answered deadlines from the front so the queue
-        // holds only what is newer than the oldest request still in flight.
-        while let Some(&(front, _)) = self.ctx.deadlines.front() {
-            if self.ctx.pending.contains_key(&front) {
-                break;
-            }
-            self.ctx.deadlines.pop_front();
-        }
-        p
+        self.ctx.in_flight.take(req)
     }
 
     /// A result for a request that is unknown (late, duplicate) or of another kind.
@@ -526,11 +515,9 @@ impl<R: Record + Clone> Worker<R> {
     }
 
     fn with_held(&mut self, shard: &LeaseKey, f: impl FnOnce(&mut Held<R>, &mut Ctx<R>)) {
-        match self.held.get_mut(shard) {
-            Some(h) => f(h, &mut self.ctx),
-            None => self.ctx.stats.stale_processor_inputs += 1,
+        if !self.touch(shard, |h, ctx| f(h, ctx)) {
+            self.ctx.stats.stale_processor_inputs += 1;
         }
-        self.settle(shard);
     }
 
     fn with_token(
@@ -539,24 +526,37 @@ impl<R: Record + Clone> Worker<R> {
         token: FencingToken,
         f: impl FnOnce(&mut Held<R>, &mut Ctx<R>),
     ) {
-        match self.held.get_mut(shard) {
-            Some(h) if h.token == token => f(h, &mut self.ctx),
-            _ => self.ctx.stats.stale_results += 1,
+        let mut current = false;
+        self.touch(shard, |h, ctx| {
+            current = h.token == token;
+            if current {
+                f(h, ctx);
+            }
+        });
+        if !current {
+            self.ctx.stats.stale_results += 1;
         }
-        self.settle(shard);
     }
 
     /// Drives a held lease after anything touched it, and forgets it once it is gone.
     pub(crate) fn settle(&mut self, shard: &LeaseKey) {
-        if let Some(h) = self.held.get_mut(shard) {
-            h.drive(&mut self.ctx);
-            if h.is_gone() {
-                let h = self.held.remove(shard);
-                if let Some(h) = h {
-                    h.forget_timers(&mut self.ctx);
-                }
+        self.touch(shard, |_, _| {});
+    }
+
+    /// Runs `f` on a held lease, then drives it and forgets it once it is gone (one search of
+    /// the held leases for all three); false when the lease is not held.
+    fn touch(&mut self, shard: &LeaseKey, f: impl FnOnce(&mut Held<R>, &mut Ctx<R>)) -> bool {
+        let Some(h) = self.held.get_mut(shard) else {
+            return false;
+        };
+        f(h, &mut self.ctx);
+        h.drive(&mut self.ctx);
+        if h.is_gone() {
+            if let Some(h) = self.held.remove(shard) {
+                h.forget_timers(&mut self.ctx);
             }
         }
+        true
     }
 
     fn checkpoint_requested(
@@ -593,14 +593,12 @@ impl<R: Record + Clone> Worker<R> {
         match due {
             Due::Worker(TimerKey::Requests) => {
                 let now = self.ctx.now;
-                while let Some(&(req, deadline)) = self.ctx.deadlines.front() {
-                    let answered = !self.ctx.pending.contains_key(&req);
-                    if !answered && deadline > now {
+                while let Some((req, deadline)) = self.ctx.in_flight.oldest() {
+                    if deadline > now {
                         self.ctx.timers.set(TimerKey::Requests, deadline);
                         break;
                     }
-                    self.ctx.deadlines.pop_front();
-                    if let Some(p) = self.ctx.pending.remove(&req) {
+                    if let Some(p) = self.ctx.in_flight.take(req) {
                         self.ctx.stats.request_timeouts += 1;
                         self.request_failed(req, p);
                     }
@@ -620,14 +618,11 @@ impl<R: Record + Clone> Worker<R> {
             }
             Due::Lease(LeaseTimer::HandoffPoll, k) => self.acquire_poll(k),
             Due::Lease(kind, k) => {
-                if let Some(h) = self.held.get_mut(&k) {
-                    match kind {
-                        LeaseTimer::HandoffTimeout => h.handoff_timed_out(&mut self.ctx),
-                        LeaseTimer::Parents => h.read_parents(&mut self.ctx),
-                        _ => {}
-                    }
-                }
-                self.settle(&k);
+                self.touch(&k, |h, ctx| match kind {
+                    LeaseTimer::HandoffTimeout => h.handoff_timed_out(ctx),
+                    LeaseTimer::Parents => h.read_parents(ctx),
+                    _ => {}
+                });
             }
             Due::Worker(TimerKey::Scan) => self.scan_timer(),
             Due::Worker(TimerKey::Heartbeat) => self.heartbeat_timer(),
