@@ -171,7 +171,10 @@ impl LeaseTable for DynamoLeaseTable {
         match &write.action {
             WriteAction::Put(item) => {
                 let mut item = item.clone();
-                item.insert(attr::LEASE_KEY.into(), AttributeValue::S(write.key.clone()));
+                item.insert(
+                    attr::LEASE_KEY.into(),
+                    AttributeValue::S(write.key.as_str().into()),
+                );
                 self.client
                     .put_item()
                     .table_name(&self.table)

@@ -13,8 +13,8 @@ use kcl_core::{AttributeValue, Item};
 /// The SDK value of a core value.
 pub(crate) fn to_sdk(value: &AttributeValue) -> Sdk {
     match value {
-        AttributeValue::S(s) => Sdk::S(s.clone()),
-        AttributeValue::N(n) => Sdk::N(n.clone()),
+        AttributeValue::S(s) => Sdk::S(s.to_string()),
+        AttributeValue::N(n) => Sdk::N(n.to_string()),
         AttributeValue::B(b) => Sdk::B(Blob::new(b.clone())),
         AttributeValue::Ss(v) => Sdk::Ss(v.clone()),
         AttributeValue::Ns(v) => Sdk::Ns(v.clone()),
@@ -38,8 +38,8 @@ pub(crate) fn item_to_sdk(item: &Item) -> HashMap<String, Sdk> {
 /// names, so DynamoDB keeps it).
 pub(crate) fn from_sdk(value: &Sdk) -> Option<AttributeValue> {
     Some(match value {
-        Sdk::S(s) => AttributeValue::S(s.clone()),
-        Sdk::N(n) => AttributeValue::N(n.clone()),
+        Sdk::S(s) => AttributeValue::S(s.as_str().into()),
+        Sdk::N(n) => AttributeValue::N(n.as_str().into()),
         Sdk::B(b) => AttributeValue::B(b.as_ref().to_vec()),
         Sdk::Ss(v) => AttributeValue::string_set(v.iter().cloned()),
         Sdk::Ns(v) => AttributeValue::Ns(v.clone()),

@@ -105,7 +105,7 @@ async fn lease_rows(table: &DynamoLeaseTable) -> BTreeMap<String, kcl_core::Item
         .unwrap()
         .into_iter()
         .filter_map(|item| match item.get(attr::LEASE_KEY) {
-            Some(AttributeValue::S(k)) if k.starts_with("shardId-") => Some((k.clone(), item)),
+            Some(AttributeValue::S(k)) if k.starts_with("shardId-") => Some((k.to_string(), item)),
             _ => None,
         })
         .collect()
@@ -166,7 +166,7 @@ async fn two_workers_process_every_record_and_checkpoint_it() {
             .map(|(_, r)| r.position.sequence.clone())
             .max();
         let checkpoint = match row.get(attr::CHECKPOINT) {
-            Some(AttributeValue::S(c)) => c.clone(),
+            Some(AttributeValue::S(c)) => c.to_string(),
             other => panic!("{shard}: checkpoint {other:?}"),
         };
         match last {

@@ -76,7 +76,7 @@ async fn scans_follow_every_page() {
         .unwrap()
         .iter()
         .map(|i| match i.get(attr::LEASE_KEY) {
-            Some(AttributeValue::S(k)) => k.clone(),
+            Some(AttributeValue::S(k)) => k.to_string(),
             other => panic!("leaseKey {other:?}"),
         })
         .collect();

@@ -33,7 +33,7 @@ fn worker_item(i: usize) -> Item {
     let mut it = Item::new();
     it.insert(
         "leaseKey".into(),
-        AttributeValue::S(format!("kcl-rs:worker:worker-{i:05}")),
+        AttributeValue::S(format!("kcl-rs:worker:worker-{i:05}").into()),
     );
     it.insert(
         "entityType".into(),
@@ -142,7 +142,7 @@ fn main() {
         match c {
             Command::ReadLease { req, key } if key == LEADER_KEY => {
                 let mut it = Item::new();
-                it.insert("leaseKey".into(), AttributeValue::S(key));
+                it.insert("leaseKey".into(), AttributeValue::S(key.into()));
                 it.insert(
                     "entityType".into(),
                     AttributeValue::S("KCL_RS_LEADER".into()),

@@ -63,13 +63,26 @@ pub fn push_u64(out: &mut String, n: u64) {
 
 /// Appends `n` in decimal with leading zeros to at least `width` digits, as
 /// `write!(out, "{n:0width$}")` would (which writes the padding a character at a time).
-pub fn push_u64_padded(out: &mut String, mut n: u64, width: usize) {
+pub fn push_u64_padded(out: &mut String, n: u64, width: usize) {
+    let mut buf = [0u8; 20];
+    let digits = u64_digits(n, &mut buf);
+    const ZEROS: &str = "0000000000000000000000000000000000000000";
+    let mut pad = width.saturating_sub(digits.len());
+    while pad > 0 {
+        let n = pad.min(ZEROS.len());
+        out.push_str(&ZEROS[..n]);
+        pad -= n;
+    }
+    out.push_str(digits);
+}
+
+/// `n` in decimal, written at the end of `buf`.
+pub fn u64_digits(mut n: u64, buf: &mut [u8; 20]) -> &str {
     const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
         2021222324252627282930313233343536373839\
         4041424344454647484950515253545556575859\
         6061626364656667686970717273747576777879\
         8081828384858687888990919293949596979899";
-    let mut buf = [0u8; 20];
     let mut at = buf.len();
     // Two digits per division.
     while n >= 100 {
@@ -86,17 +99,8 @@ pub fn push_u64_padded(out: &mut String, mut n: u64, width: usize) {
         at -= 1;
         buf[at] = b'0' + n as u8;
     }
-    const ZEROS: &str = "0000000000000000000000000000000000000000";
-    let mut pad = width.saturating_sub(buf.len() - at);
-    while pad > 0 {
-        let n = pad.min(ZEROS.len());
-        out.push_str(&ZEROS[..n]);
-        pad -= n;
-    }
     // Only ASCII digits were written, so this always succeeds.
-    if let Ok(digits) = core::str::from_utf8(&buf[at..]) {
-        out.push_str(digits);
-    }
+    core::str::from_utf8(&buf[at..]).unwrap_or("0")
 }
 
 #[cfg(test)]

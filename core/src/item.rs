@@ -8,13 +8,16 @@ use alloc::vec::Vec;
 use core::fmt;
 
 /// One attribute value, as DynamoDB types them.
+///
+/// Strings and numbers are shared (`Arc<str>`): a DynamoDB write copies the row it changes, and
+/// with shared values that copy is a reference count per attribute instead of an allocation.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum AttributeValue {
     /// `S`: a string.
-    S(String),
+    S(Arc<str>),
     /// `N`: a number, kept as DynamoDB's decimal string.
-    N(String),
+    N(Arc<str>),
     /// `B`: binary.
     B(Vec<u8>),
     /// `SS`: a string set (kept sorted, without duplicates, by the codec).
@@ -36,7 +39,8 @@ pub enum AttributeValue {
 impl AttributeValue {
     /// A number attribute from an unsigned integer.
     pub fn number(n: u64) -> Self {
-        Self::N(crate::decimal::format_u64(n))
+        let mut digits = [0u8; 20];
+        Self::N(Arc::from(crate::decimal::u64_digits(n, &mut digits)))
     }
 
     /// A string set from any strings, sorted and de-duplicated as DynamoDB treats sets.

@@ -275,9 +275,12 @@ impl Lease {
         if let Some(r) = self.hash_range {
             put(
                 attr::STARTING_HASH_KEY,
-                AttributeValue::S(r.start.to_string()),
+                AttributeValue::S(r.start.to_string().into()),
             );
-            put(attr::ENDING_HASH_KEY, AttributeValue::S(r.end.to_string()));
+            put(
+                attr::ENDING_HASH_KEY,
+                AttributeValue::S(r.end.to_string().into()),
+            );
         }
         if let Some(o) = &self.checkpoint_owner {
             put(attr::CHECKPOINT_OWNER, AttributeValue::S(o.as_str().into()));
@@ -285,7 +288,7 @@ impl Lease {
         if let Some(t) = self.throughput_kbps {
             put(
                 attr::THROUGHPUT_KBPS,
-                AttributeValue::N(alloc::format!("{t}")),
+                AttributeValue::N(alloc::format!("{t}").into()),
             );
         }
         item

@@ -5,7 +5,6 @@
 //! A [`Position`] is what a checkpoint holds: a sentinel or a sequence number with the KPL
 //! sub-sequence number of a user record inside an aggregated record.
 
-use alloc::string::String;
 use alloc::sync::Arc;
 use core::cmp::Ordering;
 use core::fmt;
@@ -207,13 +206,14 @@ impl Position {
     }
 
     /// The `checkpoint` attribute's string and the sub-sequence number to store beside it.
-    pub fn to_attribute(&self) -> (String, u64) {
+    /// A record's string is the sequence number's own, shared.
+    pub fn to_attribute(&self) -> (Arc<str>, u64) {
         match self {
             Self::TrimHorizon => (Self::TRIM_HORIZON.into(), 0),
             Self::Latest => (Self::LATEST.into(), 0),
             Self::AtTimestamp => (Self::AT_TIMESTAMP.into(), 0),
             Self::ShardEnd => (Self::SHARD_END.into(), 0),
-            Self::Record(r) => (r.sequence.as_str().into(), r.sub_sequence),
+            Self::Record(r) => (r.sequence.0.clone(), r.sub_sequence),
         }
     }
 

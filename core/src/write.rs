@@ -160,19 +160,26 @@ pub fn apply(current: Option<&Item>, write: &LeaseWrite) -> Result<Option<Item>,
     Ok(match &write.action {
         WriteAction::Put(item) => {
             let mut item = item.clone();
-            item.insert(attr::LEASE_KEY.into(), AttributeValue::S(write.key.clone()));
+            set_key(&mut item, &write.key);
             Some(item)
         }
         WriteAction::Delete => None,
         WriteAction::Update(updates) => {
             let mut item = current.cloned().unwrap_or_default();
-            item.insert(attr::LEASE_KEY.into(), AttributeValue::S(write.key.clone()));
+            set_key(&mut item, &write.key);
             for u in updates {
                 apply_update(&mut item, u);
             }
             Some(item)
         }
     })
+}
+
+/// The key attribute, as the write's key; an item that has it already is left as it is.
+fn set_key(item: &mut Item, key: &str) {
+    if !matches!(item.get(attr::LEASE_KEY), Some(AttributeValue::S(k)) if **k == *key) {
+        item.insert(attr::LEASE_KEY.into(), AttributeValue::S(key.into()));
+    }
 }
 
 fn apply_update(item: &mut Item, update: &Update) {

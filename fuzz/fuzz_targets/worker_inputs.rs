@@ -23,14 +23,14 @@ fn lease_item(b: u8, me: &str) -> Item {
     let mut i = Item::new();
     i.insert(
         "leaseKey".into(),
-        AttributeValue::S(format!("shard-{}", b % 4)),
+        AttributeValue::S(format!("shard-{}", b % 4).into()),
     );
     if b & 0x10 != 0 {
         i.insert("leaseOwner".into(), AttributeValue::S(me.into()));
     }
     i.insert(
         "leaseCounter".into(),
-        AttributeValue::N(format!("{}", b % 7)),
+        AttributeValue::N(format!("{}", b % 7).into()),
     );
     i.insert(
         "checkpoint".into(),

@@ -293,7 +293,7 @@ mod tests {
     fn put(key: &str, pad: usize) -> LeaseWrite {
         let mut item = Item::new();
         item.insert("leaseKey".into(), AttributeValue::S(key.into()));
-        item.insert("pad".into(), AttributeValue::S("x".repeat(pad)));
+        item.insert("pad".into(), AttributeValue::S("x".repeat(pad).into()));
         LeaseWrite {
             key: key.into(),
             action: WriteAction::Put(item),

@@ -236,7 +236,7 @@ impl<R> Ctx<R> {
     pub(crate) fn malformed(&mut self, item: &crate::item::Item, error: crate::lease::RowError) {
         self.stats.malformed_rows += 1;
         let key = match item.get(crate::lease::attr::LEASE_KEY) {
-            Some(crate::item::AttributeValue::S(k)) => Some(k.clone()),
+            Some(crate::item::AttributeValue::S(k)) => Some(String::from(&**k)),
             _ => None,
         };
         self.event(Event::MalformedRow { key, error });
