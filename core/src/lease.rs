@@ -510,13 +510,7 @@ impl<'a> LeaseRow<'a> {
     /// The attributes the lease does not model, kept so that writes give them back; `item` is
     /// the row this was read from.
     pub(crate) fn extra(&self, item: &Item) -> Item {
-        if !self.unknown {
-            return Item::new();
-        }
-        item.iter()
-            .filter(|(k, _)| known_slot(k).is_none())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        unknown_attributes(item, self.unknown)
     }
 
     /// The owned lease; `item` is the row this was read from.
@@ -540,6 +534,44 @@ impl<'a> LeaseRow<'a> {
             extra: self.extra(item),
         }
     }
+}
+
+/// What the holder of a lease follows in the row its own write returned: the attributes other
+/// writers change, which are the owner and the hand-off attribute (the leader's) and attributes
+/// this codec does not know (anyone's). The rest of the row is what the holder wrote itself, and
+/// was checked when it took the lease; reading it back after every renewal was most of a
+/// renewal's cost.
+pub(crate) struct Followed<'a> {
+    pub(crate) owner: Option<&'a str>,
+    pub(crate) checkpoint_owner: Option<&'a str>,
+    unknown: bool,
+}
+
+impl<'a> Followed<'a> {
+    pub(crate) fn from_item(item: &'a Item) -> Result<Self, RowError> {
+        let row = LeaseFields::of(item);
+        Ok(Self {
+            owner: opt_s(&row, attr::LEASE_OWNER)?,
+            checkpoint_owner: opt_s(&row, attr::CHECKPOINT_OWNER)?,
+            unknown: row.unknown,
+        })
+    }
+
+    /// As [`LeaseRow::extra`].
+    pub(crate) fn extra(&self, item: &Item) -> Item {
+        unknown_attributes(item, self.unknown)
+    }
+}
+
+/// The attributes of `item` a lease does not model (`any`: whether there are some).
+fn unknown_attributes(item: &Item, any: bool) -> Item {
+    if !any {
+        return Item::new();
+    }
+    item.iter()
+        .filter(|(k, _)| known_slot(k).is_none())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// Lease keys from a string set, sorted and without duplicates.

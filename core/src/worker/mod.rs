@@ -291,6 +291,8 @@ pub struct Worker<R> {
     pub(crate) held: BTreeMap<LeaseKey, alloc::boxed::Box<Held<R>>>,
     pub(crate) roles: Roles,
     pub(crate) observer: Observer,
+    /// The timers firing at a wake-up, kept allocated between wake-ups.
+    due: Vec<Due>,
 }
 
 impl<R: Record + Clone> Worker<R> {
@@ -312,6 +314,7 @@ impl<R: Record + Clone> Worker<R> {
                 phase: Phase::Running,
             },
             held: BTreeMap::new(),
+            due: Vec::new(),
             roles: Roles::default(),
             observer: Observer::default(),
         };
@@ -470,9 +473,12 @@ impl<R: Record + Clone> Worker<R> {
         if self.ctx.phase == Phase::Stopped {
             return;
         }
-        for key in self.ctx.timers.pop_due(now) {
+        let mut due = core::mem::take(&mut self.due);
+        self.ctx.timers.pop_due(now, &mut due);
+        for key in due.drain(..) {
             self.timer(key);
         }
+        self.due = due;
         self.after_input();
     }
 

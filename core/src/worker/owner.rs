@@ -16,7 +16,7 @@ use crate::io::{
     FetchedRecords, ProcessorCall, Record, ReleaseReason, StartingPosition,
 };
 use crate::item::{AttributeValue, Item};
-use crate::lease::{attr, key_set, Lease, LeaseKey, LeaseRow, WorkerId};
+use crate::lease::{attr, key_set, Followed, Lease, LeaseKey, WorkerId};
 use crate::sequence::{Position, RecordPosition};
 use crate::time::Instant;
 use crate::write::{Condition, LeaseWrite, Update, WriteAction, WriteKind};
@@ -650,10 +650,10 @@ impl<R: Record + Clone> Held<R> {
     }
 
     /// Learns from the row a write returned: a handoff request shows up here.
-    /// Takes from the row its own write returned what others may have changed: the owner and
-    /// the hand-off attribute (the leader's), and attributes this codec does not know.
+    /// Takes from the row its own write returned what others may have changed (see
+    /// [`Followed`]).
     fn absorb(&mut self, ctx: &mut Ctx<R>, item: &Item) {
-        match LeaseRow::from_item(item) {
+        match Followed::from_item(item) {
             Ok(row) => {
                 follow(&mut self.lease.owner, row.owner);
                 follow(&mut self.lease.checkpoint_owner, row.checkpoint_owner);

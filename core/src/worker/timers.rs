@@ -180,6 +180,8 @@ pub(crate) struct Timers {
     /// Timers armed.
     armed: usize,
     queue: BinaryHeap<Reverse<(Instant, Id)>>,
+    /// Room to sort the timers that fire at one wake-up, kept between wake-ups.
+    firing: Vec<(Instant, Rank, Due)>,
 }
 
 impl Timers {
@@ -313,10 +315,10 @@ impl Timers {
         Some((*at, reason))
     }
 
-    /// The timers due at `now`, disarmed, in firing order: by deadline, then by rank, then by
-    /// lease key.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Vec<Due> {
-        let mut due: Vec<(Instant, u8, Due)> = Vec::new();
+    /// The timers due at `now`, disarmed, into `due` in firing order: by deadline, then by
+    /// rank, then by lease key.
+    pub(crate) fn pop_due(&mut self, now: Instant, due: &mut Vec<Due>) {
+        let mut firing = core::mem::take(&mut self.firing);
         while let Some(&Reverse((at, id))) = self.queue.peek() {
             if at > now {
                 break;
@@ -344,12 +346,12 @@ impl Timers {
                 if matches!(fired, Due::Lease(..)) {
                     self.free_if_idle(id.slot());
                 }
-                due.push((at, rank, fired));
+                firing.push((at, rank, fired));
             }
             self.drop_stale();
         }
-        if due.len() > 1 {
-            due.sort_by(|a, b| {
+        if firing.len() > 1 {
+            firing.sort_by(|a, b| {
                 a.0.cmp(&b.0)
                     .then(a.1.cmp(&b.1))
                     .then_with(|| match (&a.2, &b.2) {
@@ -358,7 +360,8 @@ impl Timers {
                     })
             });
         }
-        due.into_iter().map(|(_, _, d)| d).collect()
+        due.extend(firing.drain(..).map(|(_, _, d)| d));
+        self.firing = firing;
     }
 
     fn is_live(&self, at: Instant, id: Id) -> bool {
@@ -410,6 +413,14 @@ mod tests {
         Instant::from_millis(ms)
     }
 
+    impl Timers {
+        fn due(&mut self, now: Instant) -> Vec<Due> {
+            let mut due = Vec::new();
+            self.pop_due(now, &mut due);
+            due
+        }
+    }
+
     #[test]
     fn earliest_wins_and_reset_moves() {
         let mut t = Timers::default();
@@ -419,7 +430,7 @@ mod tests {
         assert_eq!(t.next(), Some((at(5), TimerReason::Fetch)));
         t.set_lease(shard, LeaseTimer::Fetch, at(20));
         assert_eq!(t.next(), Some((at(10), TimerReason::RenewLeases)));
-        assert_eq!(t.pop_due(at(15)), [Due::Worker(TimerKey::Renew)]);
+        assert_eq!(t.due(at(15)), [Due::Worker(TimerKey::Renew)]);
         t.release(shard);
         assert_eq!(t.next(), None);
         assert!(t.slots.iter().all(Option::is_none), "{:?}", t.slots);
@@ -435,14 +446,14 @@ mod tests {
         t.set_lease(s, LeaseTimer::Fetch, at(10));
         t.set(TimerKey::Renew, at(10));
         assert_eq!(
-            t.pop_due(at(40)),
+            t.due(at(40)),
             [
                 Due::Worker(TimerKey::Renew),
                 Due::Lease(LeaseTimer::Fetch, k)
             ]
         );
         assert_eq!(t.next(), None);
-        assert_eq!(t.pop_due(at(50)), []);
+        assert_eq!(t.due(at(50)), []);
     }
 
     #[test]
@@ -461,7 +472,7 @@ mod tests {
         t.set(TimerKey::Scan, at(7));
         t.set_lease(sb, LeaseTimer::Window, at(6));
         assert_eq!(
-            t.pop_due(at(7)),
+            t.due(at(7)),
             [
                 Due::Lease(LeaseTimer::Window, b.clone()),
                 Due::Worker(TimerKey::Scan),
@@ -485,9 +496,9 @@ mod tests {
         let new = t.claim(&LeaseKey::from("shard-2"));
         assert_eq!(new, old, "the slot is reused");
         t.set_lease(new, LeaseTimer::Fetch, at(20));
-        assert_eq!(t.pop_due(at(15)), []);
+        assert_eq!(t.due(at(15)), []);
         assert_eq!(
-            t.pop_due(at(20)),
+            t.due(at(20)),
             [Due::Lease(LeaseTimer::Fetch, LeaseKey::from("shard-2"))]
         );
     }
@@ -500,7 +511,7 @@ mod tests {
         t.set_for(&k, LeaseTimer::HandoffPoll, at(10));
         t.set_lease(s, LeaseTimer::HandoffTimeout, at(5));
         t.release(s);
-        assert_eq!(t.pop_due(at(10)), [Due::Lease(LeaseTimer::HandoffPoll, k)]);
+        assert_eq!(t.due(at(10)), [Due::Lease(LeaseTimer::HandoffPoll, k)]);
         assert!(t.slots.iter().all(Option::is_none));
     }
 
