@@ -333,7 +333,13 @@ pub(crate) fn schema_name(name: &str) -> Option<&'static str> {
 
 /// Where `name` sits in [`LEASE_ATTRIBUTES`].
 fn known_slot(name: &str) -> Option<usize> {
-    LEASE_ATTRIBUTES.iter().position(|known| *known == name)
+    // A name the core built or decoded is the schema's own string: found by address first.
+    let same =
+        |known: &&str| core::ptr::eq(known.as_ptr(), name.as_ptr()) && known.len() == name.len();
+    LEASE_ATTRIBUTES
+        .iter()
+        .position(same)
+        .or_else(|| LEASE_ATTRIBUTES.iter().position(|known| *known == name))
 }
 
 /// A lease row's known attributes, found in one pass over the item: the leader decodes every

@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kcl_core::lease::attr;
+use kcl_core::lease::ENTITY_LEASE;
 use kcl_core::write::{LeaseWrite, Update, WriteAction};
-use kcl_core::{FencingToken, Lease, LeaseKey, Position, WorkerId};
+use kcl_core::{AttributeValue, FencingToken, Item, LeaseKey, Position, WorkerId};
 
 use crate::record::SimRecord;
 
@@ -178,26 +179,35 @@ impl Checker {
     }
 
     /// A lease-table write landed: invariant 2 (checkpoints never move backwards and only the
-    /// owner moves them), and the bookkeeping of which leases exist and are finished.
+    /// owner moves them), and the bookkeeping of which leases exist and are finished. The rows
+    /// are read, not decoded: only a checkpoint that changed is parsed.
     pub fn table_write(
         &mut self,
         now: u64,
         writer: &WorkerId,
         write: &LeaseWrite,
-        before: Option<&Lease>,
-        after: Option<&Lease>,
+        before: Option<&Item>,
+        after: Option<&Item>,
     ) {
-        match after {
+        let (before, after) = (
+            before.and_then(LeaseRowView::of),
+            after.and_then(LeaseRowView::of),
+        );
+        match &after {
             Some(a) if a.is_finished() => {
-                self.unfinished.remove(&a.key);
-                self.finished.insert(a.key.clone());
+                self.unfinished.remove(a.key);
+                if !self.finished.contains(a.key) {
+                    self.finished.insert(LeaseKey::from(a.key));
+                }
             }
             Some(a) => {
-                self.unfinished.insert(a.key.clone());
+                if !self.unfinished.contains(a.key) {
+                    self.unfinished.insert(LeaseKey::from(a.key));
+                }
             }
             None => {
-                if let Some(b) = before {
-                    self.unfinished.remove(&b.key);
+                if let Some(b) = &before {
+                    self.unfinished.remove(b.key);
                 }
             }
         }
@@ -207,16 +217,22 @@ impl Checker {
         if a.checkpoint == b.checkpoint {
             return;
         }
-        if a.checkpoint < b.checkpoint {
+        let (Some(from), Some(to)) = (b.position(), a.position()) else {
+            return;
+        };
+        if to == from {
+            return;
+        }
+        if to < from {
             self.violation(
                 now,
                 format!(
-                    "checkpoint of {} moved backwards: {:?} -> {:?} by {writer} ({:?})",
-                    a.key, b.checkpoint, a.checkpoint, write.kind
+                    "checkpoint of {} moved backwards: {from:?} -> {to:?} by {writer} ({:?})",
+                    a.key, write.kind
                 ),
             );
         }
-        let owner = b.owner.as_ref() == Some(writer) || b.checkpoint_owner.as_ref() == Some(writer);
+        let owner = b.owner == Some(writer.as_str()) || b.checkpoint_owner == Some(writer.as_str());
         if !owner {
             self.violation(
                 now,
@@ -265,6 +281,51 @@ impl Checker {
     }
 }
 
+/// What the checkers read of a lease row, borrowed from it: its key, checkpoint and owners.
+/// Rows of other kinds (worker and leader rows) have no view.
+struct LeaseRowView<'a> {
+    key: &'a str,
+    /// `checkpoint` and `checkpointSubSequenceNumber`, as stored.
+    checkpoint: (&'a str, Option<&'a str>),
+    owner: Option<&'a str>,
+    checkpoint_owner: Option<&'a str>,
+}
+
+impl<'a> LeaseRowView<'a> {
+    fn of(item: &'a Item) -> Option<Self> {
+        let string = |name| match item.get(name) {
+            Some(AttributeValue::S(s)) => Some(&**s),
+            _ => None,
+        };
+        let number = |name| match item.get(name) {
+            Some(AttributeValue::N(n)) => Some(&**n),
+            _ => None,
+        };
+        if !matches!(string(attr::ENTITY_TYPE), None | Some(ENTITY_LEASE)) {
+            return None;
+        }
+        Some(Self {
+            key: string(attr::LEASE_KEY)?,
+            checkpoint: (string(attr::CHECKPOINT)?, number(attr::CHECKPOINT_SUB)),
+            owner: string(attr::LEASE_OWNER),
+            checkpoint_owner: string(attr::CHECKPOINT_OWNER),
+        })
+    }
+
+    fn is_finished(&self) -> bool {
+        self.checkpoint.0 == Position::SHARD_END
+    }
+
+    /// The checkpoint, when it parses (the workers' writes always do).
+    fn position(&self) -> Option<Position> {
+        let sub = match self.checkpoint.1 {
+            Some(n) => n.parse().ok()?,
+            None => 0,
+        };
+        Position::parse(self.checkpoint.0, sub).ok()
+    }
+}
+
 /// Whether a write can move a checkpoint (only those are decoded and checked, which keeps the
 /// many renewals cheap).
 pub fn touches_checkpoint(write: &LeaseWrite) -> bool {
@@ -273,5 +334,86 @@ pub fn touches_checkpoint(write: &LeaseWrite) -> bool {
         WriteAction::Update(updates) => updates
             .iter()
             .any(|u| matches!(u, Update::Set(a, _) | Update::Remove(a) if *a == attr::CHECKPOINT)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kcl_core::write::{Condition, WriteKind};
+
+    fn row(checkpoint: &str, sub: Option<&str>, owner: &str) -> Item {
+        let s = |v: &str| AttributeValue::S(v.into());
+        let mut item: Item = [
+            (attr::LEASE_KEY, s("shard-1")),
+            (attr::CHECKPOINT, s(checkpoint)),
+            (attr::LEASE_OWNER, s(owner)),
+        ]
+        .into();
+        if let Some(sub) = sub {
+            item.insert(attr::CHECKPOINT_SUB.into(), AttributeValue::N(sub.into()));
+        }
+        item
+    }
+
+    fn write() -> LeaseWrite {
+        LeaseWrite {
+            key: "shard-1".into(),
+            action: WriteAction::Update(Vec::new()),
+            condition: Condition::Always,
+            return_item: false,
+            kind: WriteKind::Checkpoint,
+        }
+    }
+
+    fn check(before: &Item, after: &Item, writer: &str) -> Vec<String> {
+        let mut c = Checker::default();
+        c.table_write(
+            7,
+            &WorkerId::from(writer),
+            &write(),
+            Some(before),
+            Some(after),
+        );
+        c.violations().iter().map(|v| v.what.clone()).collect()
+    }
+
+    #[test]
+    fn a_checkpoint_moves_forward_by_its_owner_only() {
+        let (a, b) = (row("100", None, "w1"), row("200", Some("0"), "w1"));
+        assert!(check(&a, &b, "w1").is_empty());
+        let back = check(&b, &a, "w1");
+        assert!(
+            back.len() == 1 && back[0].contains("moved backwards"),
+            "{back:?}"
+        );
+        let stranger = check(&a, &b, "w2");
+        assert!(
+            stranger.len() == 1 && stranger[0].contains("not its owner"),
+            "{stranger:?}"
+        );
+        // The same position written differently is no move, whoever writes it.
+        assert!(check(&row("0100", Some("0"), "w1"), &a, "w2").is_empty());
+        // Sub-sequence numbers order records of one aggregated sequence number.
+        let (x, y) = (row("100", Some("1"), "w1"), row("100", Some("2"), "w1"));
+        assert!(check(&y, &x, "w1")[0].contains("moved backwards"));
+    }
+
+    #[test]
+    fn the_table_writes_keep_the_unfinished_and_finished_leases() {
+        let mut c = Checker::default();
+        let w = WorkerId::from("w1");
+        let open = row("100", None, "w1");
+        c.table_write(1, &w, &write(), None, Some(&open));
+        assert!(c.unfinished().contains("shard-1"));
+        let ended = row(Position::SHARD_END, None, "w1");
+        c.table_write(2, &w, &write(), Some(&open), Some(&ended));
+        assert!(c.unfinished().is_empty());
+        assert!(c.is_finished(&LeaseKey::from("shard-1")));
+        assert!(c.violations().is_empty(), "{:?}", c.violations());
+        let worker_row: Item =
+            [(attr::ENTITY_TYPE, AttributeValue::S("KCL_RS_WORKER".into()))].into();
+        c.table_write(3, &w, &write(), None, Some(&worker_row));
+        assert!(c.unfinished().is_empty(), "a worker row is no lease");
     }
 }

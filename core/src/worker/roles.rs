@@ -65,7 +65,11 @@ impl LeaseTable {
     fn new(mut entries: Vec<(LeaseKey, TableLease)>) -> Self {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         entries.dedup_by(|a, b| a.0 == b.0);
-        entries.shrink_to_fit();
+        // Room for the scan's other rows (workers') is kept: a copy of the whole table to give
+        // back a sixth of it is not worth it.
+        if entries.capacity() > entries.len() + entries.len() / 2 {
+            entries.shrink_to_fit();
+        }
         Self { entries }
     }
 
@@ -104,6 +108,19 @@ impl LeaseTable {
 
     fn keys(&self) -> impl Iterator<Item = &LeaseKey> {
         self.entries.iter().map(|(k, _)| k)
+    }
+}
+
+/// The id named `name`: the last scan's when it named the same worker (nearly always; one string
+/// comparison instead of a search of every worker's id), otherwise one shared per scan.
+fn worker_id(
+    ids: &mut BTreeSet<WorkerId>,
+    last: Option<&WorkerId>,
+    name: Option<&str>,
+) -> Option<WorkerId> {
+    match last {
+        Some(id) if Some(id.as_str()) == name => Some(id.clone()),
+        _ => intern(ids, name),
     }
 }
 
@@ -278,9 +295,18 @@ impl<R: Record + Clone> Worker<R> {
                 Some((k, _)) => k.clone(),
                 None => LeaseKey::from(row.key),
             };
+            let old_lease = old.map(|(_, o)| o);
             let entry = TableLease {
-                owner: intern(&mut ids, row.owner),
-                checkpoint_owner: intern(&mut ids, row.checkpoint_owner),
+                owner: worker_id(
+                    &mut ids,
+                    old_lease.and_then(|o| o.owner.as_ref()),
+                    row.owner,
+                ),
+                checkpoint_owner: worker_id(
+                    &mut ids,
+                    old_lease.and_then(|o| o.checkpoint_owner.as_ref()),
+                    row.checkpoint_owner,
+                ),
                 counter: row.counter,
                 seen,
                 progress,

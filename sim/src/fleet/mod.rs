@@ -16,8 +16,8 @@ use kcl_core::io::{CallId, Event, FetchedRecords, ProcessorCall, ReleaseReason};
 use kcl_core::rng::Rng;
 use kcl_core::testkit::{DriftClock, ProcessorOutcome};
 use kcl_core::{
-    Command, Config, Failure, FencingToken, Input, Instant, Item, Lease, LeaseKey, RequestId, Row,
-    Worker, WorkerId,
+    Command, Config, Failure, FencingToken, Input, Instant, Item, LeaseKey, RequestId, Worker,
+    WorkerId,
 };
 
 use crate::check::{touches_checkpoint, Checker};

@@ -115,21 +115,18 @@ impl Fleet {
         write: &kcl_core::write::LeaseWrite,
     ) -> Result<Option<Item>, Failure> {
         let check = touches_checkpoint(write);
-        let decode = |item: Option<&Item>| match item.map(Row::from_item) {
-            Some(Ok(Row::Lease(l))) => Some(*l),
-            _ => None,
-        };
-        let before: Option<Lease> = if check {
-            decode(self.dynamo.peek(&write.key))
+        // Rows are shared: keeping the one before the write costs a reference count.
+        let before = if check {
+            self.dynamo.peek(&write.key).cloned()
         } else {
             None
         };
         let result = self.dynamo.write(self.now, write);
         if check && result.is_ok() {
-            let after = decode(self.dynamo.peek(&write.key));
             let writer = self.nodes[node].id.clone();
+            let after = self.dynamo.peek(&write.key);
             self.checker
-                .table_write(self.now, &writer, write, before.as_ref(), after.as_ref());
+                .table_write(self.now, &writer, write, before.as_ref(), after);
         }
         result
     }
