@@ -85,6 +85,8 @@ const SPARE_COMMAND_LISTS: usize = 256;
 pub(super) struct Batch {
     services: Vec<Ev>,
     steps: Vec<Step>,
+    /// Steps gathered so far (those handed to the pool as they were gathered included).
+    stepped: usize,
     effects: Vec<Effect>,
     outcomes: Vec<Outcome>,
     /// Emptied command lists of earlier steps, still allocated.
@@ -120,8 +122,9 @@ impl Fleet {
         )
     }
 
-    /// Adds an event due now to the batch.
-    pub(super) fn gather(&mut self, batch: &mut Batch, ev: Ev) {
+    /// Adds an event due now to the batch. With a pool, a step is handed to it at once, so
+    /// the helper starts stepping workers while this thread still gathers.
+    pub(super) fn gather(&mut self, batch: &mut Batch, ev: Ev, pool: Option<&Pool<Step>>) {
         let node = match ev {
             Ev::AtService { .. } | Ev::ScanPage { .. } => return batch.services.push(ev),
             Ev::Answer {
@@ -138,7 +141,7 @@ impl Fleet {
                     }
                     return;
                 }
-                return self.gather(batch, Ev::Deliver { node, inc, input });
+                return self.gather(batch, Ev::Deliver { node, inc, input }, pool);
             }
             Ev::Wake { node, inc, .. }
             | Ev::Deliver { node, inc, .. }
@@ -172,9 +175,10 @@ impl Fleet {
             return;
         };
         n.stepping = true;
-        let index = batch.steps.len();
+        let index = batch.stepped;
+        batch.stepped += 1;
         batch.effects.push(Effect::Step(index));
-        batch.steps.push(Step {
+        let step = Step {
             index,
             node,
             local: n.clock.local(self.now),
@@ -182,7 +186,11 @@ impl Fleet {
             work,
             commands: batch.spare_commands.pop().unwrap_or_default(),
             deadline: None,
-        });
+        };
+        match pool {
+            Some(pool) => pool.submit(step),
+            None => batch.steps.push(step),
+        }
     }
 
     fn readiness(&self, node: NodeId, inc: u64) -> Readiness {
@@ -203,12 +211,13 @@ impl Fleet {
         // The batch's vectors go back into it emptied: their capacity serves the next batch.
         let mut services = core::mem::take(&mut batch.services);
         let mut steps = core::mem::take(&mut batch.steps);
+        batch.stepped = 0;
         match pool {
-            Some(pool) if steps.len() > 1 => {
+            Some(pool) => {
                 pool.run(&mut steps, Step::run, || self.serve_all(&mut services));
                 steps.sort_unstable_by_key(|s| s.index);
             }
-            _ => {
+            None => {
                 self.serve_all(&mut services);
                 steps.iter_mut().for_each(Step::run);
             }

@@ -368,7 +368,7 @@ impl Fleet {
             self.now = at;
             for (_, ev) in events.drain(..) {
                 if Self::batched(&ev) {
-                    self.gather(&mut batch, ev);
+                    self.gather(&mut batch, ev, pool);
                 } else {
                     if !batch.is_empty() {
                         self.run_batch(&mut batch, pool);
@@ -422,7 +422,7 @@ impl Fleet {
             Ev::Act(action) => self.act(action),
             batched => {
                 let mut batch = Batch::default();
-                self.gather(&mut batch, batched);
+                self.gather(&mut batch, batched, None);
                 self.run_batch(&mut batch, None);
             }
         }

@@ -78,11 +78,19 @@ impl<T: Send> Pool<T> {
         Stopper(&self.stop)
     }
 
-    /// Runs `tasks` on both threads while this thread also does `meanwhile`; every task comes
-    /// back into `tasks`, run, in no particular order.
+    /// Hands over one task now: the helper may start on it before [`Pool::run`].
+    pub(super) fn submit(&self, task: T) {
+        self.unfinished.fetch_add(1, Ordering::AcqRel);
+        let mut todo = lock(&self.todo);
+        todo.push(task);
+        self.queued.store(todo.len(), Ordering::Release);
+    }
+
+    /// Runs `tasks` and those submitted since the last run on both threads while this thread
+    /// also does `meanwhile`; every task comes back into `tasks`, run, in no particular order.
     pub(super) fn run(&self, tasks: &mut Vec<T>, run: impl Fn(&mut T), meanwhile: impl FnOnce()) {
-        self.unfinished.store(tasks.len(), Ordering::Release);
-        {
+        if !tasks.is_empty() {
+            self.unfinished.fetch_add(tasks.len(), Ordering::AcqRel);
             let mut todo = lock(&self.todo);
             todo.append(tasks);
             self.queued.store(todo.len(), Ordering::Release);
@@ -131,7 +139,13 @@ mod tests {
             s.spawn(|| pool.help(|t| t.1 = t.0 as u64 * 3));
             let _stop = pool.stopper();
             for round in 0..200usize {
-                let tasks: Vec<(usize, u64)> = (0..round % 37).map(|i| (i, 0)).collect();
+                let mut tasks: Vec<(usize, u64)> = (0..round % 37).map(|i| (i, 0)).collect();
+                // Some handed over ahead of the run.
+                for _ in 0..round % 5 {
+                    if let Some(t) = tasks.pop() {
+                        pool.submit(t);
+                    }
+                }
                 let mut side = 0;
                 let mut back = tasks;
                 pool.run(&mut back, |t| t.1 = t.0 as u64 * 3, || side += 1);
