@@ -65,11 +65,7 @@ impl LeaseTable {
     fn new(mut entries: Vec<(LeaseKey, TableLease)>) -> Self {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         entries.dedup_by(|a, b| a.0 == b.0);
-        // Room for the scan's other rows (workers') is kept: a copy of the whole table to give
-        // back a sixth of it is not worth it.
-        if entries.capacity() > entries.len() + entries.len() / 2 {
-            entries.shrink_to_fit();
-        }
+        entries.shrink_to_fit();
         Self { entries }
     }
 

@@ -145,10 +145,40 @@ impl Id {
     }
 }
 
+/// A timer's deadline while armed: an `Option<Instant>` in half the room (a held lease keeps six
+/// of these; a worker may hold thousands of leases).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Deadline(u64);
+
+impl Default for Deadline {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
+impl Deadline {
+    /// Disarmed. The instant it stands for, `u64::MAX` ms, is 584 million years after start.
+    const NONE: Self = Self(u64::MAX);
+
+    fn get(self) -> Option<Instant> {
+        (self != Self::NONE).then(|| Instant::from_millis(self.0))
+    }
+
+    fn set(&mut self, at: Instant) {
+        self.0 = at.as_millis();
+    }
+
+    fn take(&mut self) -> Option<Instant> {
+        let at = self.get();
+        *self = Self::NONE;
+        at
+    }
+}
+
 #[derive(Clone, Debug)]
 struct LeaseSlot {
     key: LeaseKey,
-    at: [Option<Instant>; LEASE_TIMERS.len()],
+    at: [Deadline; LEASE_TIMERS.len()],
     /// Held by a lease of this worker, which keeps the slot; otherwise the slot goes when its
     /// last timer does.
     claimed: bool,
@@ -156,7 +186,7 @@ struct LeaseSlot {
 
 impl LeaseSlot {
     fn is_idle(&self) -> bool {
-        !self.claimed && self.at.iter().all(Option::is_none)
+        !self.claimed && self.at.iter().all(|d| *d == Deadline::NONE)
     }
 }
 
@@ -171,7 +201,7 @@ impl LeaseSlot {
 /// latency, and a tree of string keys is several cold cache lines per search.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Timers {
-    worker: [Option<Instant>; WORKER_TIMERS.len()],
+    worker: [Deadline; WORKER_TIMERS.len()],
     slots: Vec<Option<LeaseSlot>>,
     free: Vec<u32>,
     /// The slot of every lease that has one; searched only when a lease gets or gives up its
@@ -214,7 +244,7 @@ impl Timers {
         }
         let entry = LeaseSlot {
             key: key.clone(),
-            at: [None; LEASE_TIMERS.len()],
+            at: [Deadline::NONE; LEASE_TIMERS.len()],
             claimed: false,
         };
         let i = match self.free.pop() {
@@ -246,7 +276,7 @@ impl Timers {
         }
     }
 
-    fn deadline(&mut self, id: Id) -> Option<&mut Option<Instant>> {
+    fn deadline(&mut self, id: Id) -> Option<&mut Deadline> {
         match kind_of(id.rank()) {
             Kind::Worker(i) => self.worker.get_mut(i),
             Kind::Lease(k) => self.slots.get_mut(id.slot())?.as_mut()?.at.get_mut(k),
@@ -257,13 +287,13 @@ impl Timers {
         let Some(deadline) = self.deadline(id) else {
             return;
         };
-        match deadline {
+        match deadline.get() {
             // Re-arming a timer at the instant it already has is the common case (every step
             // of a held lease re-arms its delivery window): nothing changes.
-            Some(old) if *old == at => return,
-            Some(old) => *old = at,
+            Some(old) if old == at => return,
+            Some(_) => deadline.set(at),
             None => {
-                *deadline = Some(at);
+                deadline.set(at);
                 self.armed += 1;
             }
         }
@@ -330,13 +360,13 @@ impl Timers {
                 Kind::Worker(i) => self
                     .worker
                     .get_mut(i)
-                    .and_then(Option::take)
+                    .and_then(Deadline::take)
                     .and_then(|_| Some(Due::Worker(*WORKER_TIMERS.get(i)?))),
                 Kind::Lease(k) => match self.slots.get_mut(id.slot()) {
                     Some(Some(slot)) => slot
                         .at
                         .get_mut(k)
-                        .and_then(Option::take)
+                        .and_then(Deadline::take)
                         .and_then(|_| Some(Due::Lease(*LEASE_TIMERS.get(k)?, slot.key.clone()))),
                     _ => None,
                 },
@@ -372,7 +402,7 @@ impl Timers {
                 _ => None,
             },
         };
-        deadline == Some(&Some(at))
+        deadline.and_then(|d| d.get()) == Some(at)
     }
 
     /// Keeps the top of the heap live, so `next` is the earliest deadline that will fire.
@@ -392,10 +422,10 @@ impl Timers {
             let worker = WORKER_TIMERS
                 .iter()
                 .zip(self.worker)
-                .filter_map(|(k, at)| Some(Reverse((at?, Id::worker(*k)))));
+                .filter_map(|(k, at)| Some(Reverse((at.get()?, Id::worker(*k)))));
             let leases = self.slots.iter().enumerate().flat_map(|(i, s)| {
                 LEASE_TIMERS.iter().filter_map(move |kind| {
-                    let at = s.as_ref()?.at[*kind as usize]?;
+                    let at = s.as_ref()?.at[*kind as usize].get()?;
                     // Slots are numbered from a u32 (see `slot_of`).
                     Some(Reverse((at, Id::lease(TimerSlot(i as u32), *kind))))
                 })

@@ -4,7 +4,8 @@
 //! 2. **Workers.** Every worker with an input or a due timer takes one step: `handle` or
 //!    `handle_timeout`, then its commands and next deadline are drained. A step reads and writes
 //!    only its own worker, so the steps of distinct workers are independent of each other and
-//!    of phase 1, and run on a second thread beside it when the fleet has one ([`Pool`]).
+//!    of phase 1, and run on a second thread beside it when the fleet has one ([`Pool`]). The
+//!    helper starts on each step as soon as it is gathered, before phase 1 begins.
 //! 3. **Effects,** in queue order: each step's commands are carried out (the random latency,
 //!    the processors and the checkers see them here), its wake-up is scheduled, and events that
 //!    had to wait (a paused process, a lost answer) are put back on the queue.

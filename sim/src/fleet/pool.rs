@@ -1,7 +1,7 @@
-//! A second thread for the pure part of a batch: the fleet hands it a list of independent
-//! tasks, runs its own sequential work meanwhile, then helps with what is left and takes the
-//! finished tasks back. Which thread ran a task never shows in its result, so a run is the same
-//! with or without the pool.
+//! A second thread for the pure part of a batch: the fleet hands it independent tasks (one by
+//! one as it finds them, [`Pool::submit`], or as a list), runs its own sequential work
+//! meanwhile, then helps with what is left and takes the finished tasks back. Which thread ran a
+//! task never shows in its result, so a run is the same with or without the pool.
 //!
 //! A batch is short (about 20 steps, around a tenth of a millisecond, at 2,000 workers; about
 //! one per simulated millisecond), so the helper waits by spinning, then by yielding: parking
