@@ -122,7 +122,7 @@ impl serde::Serialize for SequenceNumber {
 #[cfg(feature = "serde")]
 impl<'de> serde::Deserialize<'de> for SequenceNumber {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <String as serde::Deserialize>::deserialize(d)?;
+        let s = <alloc::string::String as serde::Deserialize>::deserialize(d)?;
         Self::parse(&s).map_err(serde::de::Error::custom)
     }
 }
