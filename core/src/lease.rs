@@ -838,7 +838,10 @@ mod tests {
             // A copy of the name, not the schema's own string, is found too.
             assert_eq!(known_slot(&String::from(*name)), Some(i), "{name}");
         }
-        for other in ROW_ATTRIBUTES.iter().chain(&["", "leasekey", "someJavaAttribute"]) {
+        for other in ROW_ATTRIBUTES
+            .iter()
+            .chain(&["", "leasekey", "someJavaAttribute"])
+        {
             assert_eq!(known_slot(other), None, "{other}");
         }
     }

@@ -284,6 +284,11 @@ impl Timers {
     }
 
     fn arm(&mut self, id: Id, at: Instant) {
+        if Deadline::NONE.0 == at.as_millis() {
+            // The end of time (where a saturating sum lands) never comes, and is how a
+            // deadline says disarmed.
+            return self.disarm(id);
+        }
         let Some(deadline) = self.deadline(id) else {
             return;
         };
@@ -543,6 +548,18 @@ mod tests {
         t.release(s);
         assert_eq!(t.due(at(10)), [Due::Lease(LeaseTimer::HandoffPoll, k)]);
         assert!(t.slots.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn a_deadline_at_the_end_of_time_never_fires() {
+        let mut t = Timers::default();
+        let s = t.claim(&LeaseKey::from("shard-1"));
+        t.set_lease(s, LeaseTimer::Fetch, at(10));
+        t.set_lease(s, LeaseTimer::Fetch, Instant::from_millis(u64::MAX));
+        t.set(TimerKey::Renew, Instant::from_millis(u64::MAX));
+        assert_eq!(t.next(), None);
+        assert_eq!(t.armed, 0);
+        assert_eq!(t.due(Instant::from_millis(u64::MAX)), []);
     }
 
     #[test]
