@@ -521,7 +521,7 @@ impl<R: Record + Clone> Worker<R> {
     }
 
     fn with_held(&mut self, shard: &LeaseKey, f: impl FnOnce(&mut Held<R>, &mut Ctx<R>)) {
-        if !self.touch(shard, |h, ctx| f(h, ctx)) {
+        if !self.touch(shard, f) {
             self.ctx.stats.stale_processor_inputs += 1;
         }
     }

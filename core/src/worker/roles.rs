@@ -69,31 +69,28 @@ impl LeaseTable {
         Self { entries }
     }
 
-    fn position(&self, key: &LeaseKey) -> Result<usize, usize> {
-        self.entries.binary_search_by(|(k, _)| k.cmp(key))
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(k, _)| k.as_str().cmp(key))
     }
 
     /// Where `key` is, trying `hint` first.
     fn find(&self, key: &str, hint: usize) -> Option<usize> {
         match self.entries.get(hint) {
             Some((k, _)) if k.as_str() == key => Some(hint),
-            _ => self
-                .entries
-                .binary_search_by(|(k, _)| k.as_str().cmp(key))
-                .ok(),
+            _ => self.position(key).ok(),
         }
     }
 
     fn get(&self, key: &LeaseKey) -> Option<&TableLease> {
-        self.position(key).ok().map(|i| &self.entries[i].1)
+        self.position(key.as_str()).ok().map(|i| &self.entries[i].1)
     }
 
     fn contains_key(&self, key: &LeaseKey) -> bool {
-        self.position(key).is_ok()
+        self.position(key.as_str()).is_ok()
     }
 
     fn remove(&mut self, key: &LeaseKey) {
-        if let Ok(i) = self.position(key) {
+        if let Ok(i) = self.position(key.as_str()) {
             self.entries.remove(i);
         }
     }
