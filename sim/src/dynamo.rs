@@ -51,8 +51,10 @@ pub const SCAN_PAGE_BYTES: usize = 1024 * 1024;
 #[derive(Clone, Debug)]
 struct Row {
     item: Option<Item>,
-    /// The version before the last write, with the write's time.
-    previous: Option<(u64, Option<Item>)>,
+    /// The item's billed size, kept: every call is billed by it.
+    size: usize,
+    /// The version before the last write, with the write's time and its size.
+    previous: Option<(u64, Option<Item>, usize)>,
 }
 
 /// The table. Rows are found by key through a hash index and walked in key order by scans; a
@@ -122,17 +124,11 @@ impl Dynamo {
         self.bills.values().map(|b| b.write_units).sum()
     }
 
-    /// What an eventually consistent read of `key` sees at `now`.
-    fn eventual<'a>(&'a self, key: &str, now: u64, rng: &mut Rng) -> Option<&'a Item> {
-        let row = self.row(key)?;
-        self.version(row, now, rng)
-    }
-
-    /// What an eventually consistent read sees of a row at `now`.
-    fn version<'a>(&self, row: &'a Row, now: u64, rng: &mut Rng) -> Option<&'a Item> {
+    /// What an eventually consistent read sees of a row at `now`, and its size.
+    fn version<'a>(&self, row: &'a Row, now: u64, rng: &mut Rng) -> (Option<&'a Item>, usize) {
         match &row.previous {
-            Some((at, before)) if self.stale(*at, now, rng) => before.as_ref(),
-            _ => row.item.as_ref(),
+            Some((at, before, size)) if self.stale(*at, now, rng) => (before.as_ref(), *size),
+            _ => (row.item.as_ref(), row.size),
         }
     }
 
@@ -147,12 +143,13 @@ impl Dynamo {
 
     /// GetItem, consistent or not.
     pub fn get(&mut self, now: u64, key: &str, consistent: bool, rng: &mut Rng) -> Option<Item> {
-        let item = if consistent {
-            self.peek(key).cloned()
-        } else {
-            self.eventual(key, now, rng).cloned()
+        let (item, size) = match self.row(key) {
+            None => (None, 0),
+            Some(row) if consistent => (row.item.as_ref(), row.size),
+            Some(row) => self.version(row, now, rng),
         };
-        let u = units(item.as_ref().map_or(0, item_size), 4096);
+        let item = item.cloned();
+        let u = units(size, 4096);
         let b = self.bill(Operation::GetItem);
         b.calls += 1;
         b.read_units += if consistent { u } else { u / 2.0 };
@@ -187,8 +184,8 @@ impl Dynamo {
                 more = true;
                 break;
             }
-            if let Some(item) = self.version(row, now, rng) {
-                bytes += item_size(item);
+            if let (Some(item), size) = self.version(row, now, rng) {
+                bytes += size;
                 page.push(item.clone());
             }
             last = Some(key.clone());
@@ -203,7 +200,7 @@ impl Dynamo {
     pub fn write(&mut self, now: u64, w: &LeaseWrite) -> Result<Option<Item>, Failure> {
         let slot = self.index.get(w.key.as_str()).copied();
         let current = slot.and_then(|i| self.rows[i].item.as_ref());
-        let before_size = current.map_or(0, item_size);
+        let before_size = slot.map_or(0, |i| self.rows[i].size);
         let result = apply(current, w);
         let after_size = match &result {
             Ok(Some(after)) => item_size(after),
@@ -233,9 +230,10 @@ impl Dynamo {
                 let row = &mut self.rows[i];
                 let existed = row.item.is_some();
                 let before = std::mem::replace(&mut row.item, after);
+                let before_size = std::mem::replace(&mut row.size, after_size);
                 let exists = row.item.is_some();
                 // The version before goes when the next write replaces it: a read checks its age.
-                row.previous = Some((now, before));
+                row.previous = Some((now, before, before_size));
                 self.live = self.live + usize::from(exists) - usize::from(existed);
                 Ok(out)
             }
@@ -254,6 +252,7 @@ impl Dynamo {
         let i = self.rows.len();
         self.rows.push(Row {
             item: None,
+            size: 0,
             previous: None,
         });
         self.index.insert(key.to_owned(), i);

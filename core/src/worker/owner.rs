@@ -490,7 +490,7 @@ impl<R: Record + Clone> Held<R> {
             self.bytes_since_renew = 0;
             u.push(Update::Set(
                 attr::THROUGHPUT_KBPS,
-                AttributeValue::N(alloc::format!("{:.3}", self.throughput_kbps).into()),
+                AttributeValue::N(crate::decimal::format_fixed3(self.throughput_kbps).into()),
             ));
             (
                 u,

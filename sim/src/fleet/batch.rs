@@ -189,7 +189,10 @@ impl Fleet {
             deadline: None,
         };
         match pool {
-            Some(pool) => pool.submit(step),
+            Some(pool) => {
+                let side = step.node;
+                pool.submit(step, side)
+            }
             None => batch.steps.push(step),
         }
     }
