@@ -3,7 +3,7 @@
 //! the service's limits, iterators that expire, retention trimming, and resharding (SplitShard,
 //! MergeShards, UpdateShardCount with uniform scaling) with parent and child shards.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use kcl_core::decimal::{push_u64, push_u64_padded};
 use kcl_core::io::{ChildShard, ShardDescription, StartingPosition};
@@ -107,7 +107,8 @@ pub struct KinesisCounts {
 #[derive(Clone, Debug)]
 pub struct Kinesis {
     shards: Vec<Shard>,
-    by_id: BTreeMap<LeaseKey, usize>,
+    /// Only looked up, never iterated: its order cannot leak.
+    by_id: std::collections::HashMap<LeaseKey, usize, crate::hash::FastHash>,
     /// Open shards sorted by the start of their hash range.
     open: Vec<usize>,
     next_counter: u64,
@@ -149,7 +150,7 @@ impl Kinesis {
     pub fn new(shards: usize, limits: KinesisLimits) -> Self {
         let mut k = Self {
             shards: Vec::new(),
-            by_id: BTreeMap::new(),
+            by_id: Default::default(),
             open: Vec::new(),
             next_counter: 1,
             limits,

@@ -38,7 +38,11 @@ impl Fleet {
                     (token, ProcessorOutcome::Failed)
                 } else {
                     let every = self.cfg.checkpoint_every.max(1);
-                    let n = self.nodes[node].batches.entry(shard.clone()).or_insert(0);
+                    let batches = &mut self.nodes[node].batches;
+                    let n = match batches.get_mut(&shard) {
+                        Some(n) => n,
+                        None => batches.entry(shard.clone()).or_insert(0),
+                    };
                     *n += 1;
                     if n.is_multiple_of(every) {
                         (token, ProcessorOutcome::Checkpoint)
