@@ -29,12 +29,19 @@ impl DriftClock {
 
     /// What the clock shows at true time `t`.
     pub fn local(&self, t: u64) -> Instant {
+        // Most clocks never drift: integers give the same answer without the float round trip.
+        if self.rate == 1.0 {
+            return Instant::from_millis(self.local_origin + t.saturating_sub(self.true_origin));
+        }
         let elapsed = t.saturating_sub(self.true_origin) as f64 * self.rate;
         Instant::from_millis(self.local_origin + elapsed as u64)
     }
 
     /// The first true instant at which the clock shows `local`.
     pub fn true_time(&self, local: Instant) -> u64 {
+        if self.rate == 1.0 {
+            return self.true_origin + local.as_millis().saturating_sub(self.local_origin);
+        }
         let d = local.as_millis().saturating_sub(self.local_origin) as f64 / self.rate;
         let mut t = self.true_origin + ceil(d);
         // Float rounding can leave the ceiling a millisecond off either way: short would wake
@@ -71,6 +78,23 @@ fn ceil(x: f64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clock_at_true_speed_answers_as_the_general_formula_does() {
+        let c = DriftClock::new(1_000_000, 500);
+        let general = |t: u64| {
+            let elapsed = t.saturating_sub(c.true_origin) as f64 * c.rate;
+            Instant::from_millis(c.local_origin + elapsed as u64)
+        };
+        for t in [0, 499, 500, 501, 10_000, 3_600_000] {
+            assert_eq!(c.local(t), general(t));
+        }
+        for local in [0, 999_999, 1_000_000, 1_000_001, 4_600_000] {
+            let t = c.true_time(Instant::from_millis(local));
+            assert!(c.local(t) >= Instant::from_millis(local) || local < 1_000_000);
+            assert!(t <= 500 || c.local(t - 1) < Instant::from_millis(local));
+        }
+    }
 
     #[test]
     fn true_time_inverts_local_time_at_any_rate() {
