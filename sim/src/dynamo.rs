@@ -78,7 +78,15 @@ pub struct Dynamo {
 enum Operation {
     Scan,
     GetItem,
-    Write(&'static str, WriteKind),
+    Write(WriteCall, WriteKind),
+}
+
+/// The DynamoDB call a write is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum WriteCall {
+    PutItem,
+    UpdateItem,
+    DeleteItem,
 }
 
 impl Operation {
@@ -86,7 +94,14 @@ impl Operation {
         match self {
             Self::Scan => "scan".into(),
             Self::GetItem => "get_item".into(),
-            Self::Write(op, kind) => format!("{op}:{kind:?}").to_lowercase(),
+            Self::Write(call, kind) => {
+                let call = match call {
+                    WriteCall::PutItem => "put_item",
+                    WriteCall::UpdateItem => "update_item",
+                    WriteCall::DeleteItem => "delete_item",
+                };
+                format!("{call}:{kind:?}").to_lowercase()
+            }
         }
     }
 }
@@ -214,9 +229,9 @@ impl Dynamo {
         });
         let kind = Operation::Write(
             match w.action {
-                WriteAction::Put(_) => "put_item",
-                WriteAction::Update(_) => "update_item",
-                WriteAction::Delete => "delete_item",
+                WriteAction::Put(_) => WriteCall::PutItem,
+                WriteAction::Update(_) => WriteCall::UpdateItem,
+                WriteAction::Delete => WriteCall::DeleteItem,
             },
             w.kind,
         );

@@ -351,7 +351,8 @@ impl Kinesis {
         }
         let start = at.max(s.first_index);
         let limit = limit.clamp(1, limits.max_records_per_call);
-        let mut records = Vec::new();
+        let available = usize::try_from(s.end_index().saturating_sub(start)).unwrap_or(limit);
+        let mut records = Vec::with_capacity(available.min(limit));
         let mut bytes = 0u64;
         let mut next = start;
         while next < s.end_index() && records.len() < limit {
