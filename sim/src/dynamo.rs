@@ -84,9 +84,9 @@ enum Operation {
 /// The DynamoDB call a write is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum WriteCall {
-    PutItem,
-    UpdateItem,
-    DeleteItem,
+    Put,
+    Update,
+    Delete,
 }
 
 impl Operation {
@@ -96,9 +96,9 @@ impl Operation {
             Self::GetItem => "get_item".into(),
             Self::Write(call, kind) => {
                 let call = match call {
-                    WriteCall::PutItem => "put_item",
-                    WriteCall::UpdateItem => "update_item",
-                    WriteCall::DeleteItem => "delete_item",
+                    WriteCall::Put => "put_item",
+                    WriteCall::Update => "update_item",
+                    WriteCall::Delete => "delete_item",
                 };
                 format!("{call}:{kind:?}").to_lowercase()
             }
@@ -229,9 +229,9 @@ impl Dynamo {
         });
         let kind = Operation::Write(
             match w.action {
-                WriteAction::Put(_) => WriteCall::PutItem,
-                WriteAction::Update(_) => WriteCall::UpdateItem,
-                WriteAction::Delete => WriteCall::DeleteItem,
+                WriteAction::Put(_) => WriteCall::Put,
+                WriteAction::Update(_) => WriteCall::Update,
+                WriteAction::Delete => WriteCall::Delete,
             },
             w.kind,
         );

@@ -189,10 +189,7 @@ impl Fleet {
             deadline: None,
         };
         match pool {
-            Some(pool) => {
-                let side = step.node;
-                pool.submit(step, side)
-            }
+            Some(pool) => pool.submit(step),
             None => batch.steps.push(step),
         }
     }

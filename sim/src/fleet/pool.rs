@@ -15,9 +15,7 @@ const SPINS_BEFORE_YIELD: u32 = 512;
 
 /// Tasks shared by the fleet's thread and one helper.
 pub(super) struct Pool<T> {
-    /// Tasks waiting: the helper's, then the fleet thread's (each takes the other's when it
-    /// has none left).
-    todo: Mutex<[Vec<T>; 2]>,
+    todo: Mutex<Vec<T>>,
     done: Mutex<Vec<T>>,
     /// Tasks waiting in `todo`: what the idle helper watches instead of the lock.
     queued: AtomicUsize,
@@ -50,7 +48,7 @@ impl Drop for Leaving<'_> {
 impl<T: Send> Pool<T> {
     pub(super) fn new() -> Self {
         Self {
-            todo: Mutex::new([Vec::new(), Vec::new()]),
+            todo: Mutex::new(Vec::new()),
             done: Mutex::new(Vec::new()),
             queued: AtomicUsize::new(0),
             unfinished: AtomicUsize::new(0),
@@ -64,7 +62,7 @@ impl<T: Send> Pool<T> {
         let _leaving = Leaving(&self.helping);
         let mut idle = 0u32;
         while !self.stop.load(Ordering::Acquire) {
-            if self.queued.load(Ordering::Acquire) > 0 && self.run_one(&run, 0) {
+            if self.queued.load(Ordering::Acquire) > 0 && self.run_one(&run) {
                 idle = 0;
             } else if idle < SPINS_BEFORE_YIELD {
                 idle += 1;
@@ -81,11 +79,11 @@ impl<T: Send> Pool<T> {
     }
 
     /// Hands over one task now: the helper may start on it before [`Pool::run`].
-    pub(super) fn submit(&self, task: T, side: usize) {
+    pub(super) fn submit(&self, task: T) {
         self.unfinished.fetch_add(1, Ordering::AcqRel);
         let mut todo = lock(&self.todo);
-        todo[side & 1].push(task);
-        self.queued.store(todo[0].len() + todo[1].len(), Ordering::Release);
+        todo.push(task);
+        self.queued.store(todo.len(), Ordering::Release);
     }
 
     /// Runs `tasks` and those submitted since the last run on both threads while this thread
@@ -94,11 +92,11 @@ impl<T: Send> Pool<T> {
         if !tasks.is_empty() {
             self.unfinished.fetch_add(tasks.len(), Ordering::AcqRel);
             let mut todo = lock(&self.todo);
-            todo[1].append(tasks);
-            self.queued.store(todo[0].len() + todo[1].len(), Ordering::Release);
+            todo.append(tasks);
+            self.queued.store(todo.len(), Ordering::Release);
         }
         meanwhile();
-        while self.run_one(&run, 1) {}
+        while self.run_one(&run) {}
         while self.unfinished.load(Ordering::Acquire) > 0 {
             assert!(
                 self.helping.load(Ordering::Acquire),
@@ -110,11 +108,11 @@ impl<T: Send> Pool<T> {
     }
 
     /// Takes one task, runs it and files it as done; false when none was left.
-    fn run_one(&self, run: &impl Fn(&mut T), side: usize) -> bool {
+    fn run_one(&self, run: &impl Fn(&mut T)) -> bool {
         let task = {
             let mut todo = lock(&self.todo);
-            let task = todo[side].pop().or_else(|| todo[1 - side].pop());
-            self.queued.store(todo[0].len() + todo[1].len(), Ordering::Release);
+            let task = todo.pop();
+            self.queued.store(todo.len(), Ordering::Release);
             task
         };
         let Some(mut task) = task else { return false };
@@ -145,7 +143,7 @@ mod tests {
                 // Some handed over ahead of the run.
                 for _ in 0..round % 5 {
                     if let Some(t) = tasks.pop() {
-                        pool.submit(t, round);
+                        pool.submit(t);
                     }
                 }
                 let mut side = 0;
