@@ -533,12 +533,27 @@ fn iterator_string(shard: usize, at: u64, issued_ms: u64) -> String {
     s
 }
 
+/// The parts of an iterator [`iterator_string`] made; `None` for anything else. Read by hand
+/// like it is written: every GetRecords call reads one.
 fn parse_iterator(iterator: &str) -> Option<(usize, u64, u64)> {
-    let mut parts = iterator.split('/');
-    let shard = parts.next()?.parse().ok()?;
-    let at = parts.next()?.parse().ok()?;
-    let issued = parts.next()?.parse().ok()?;
-    parts.next().is_none().then_some((shard, at, issued))
+    let mut parts = [0u64; 3];
+    let mut part = 0;
+    let mut digits = 0;
+    for b in iterator.bytes() {
+        match b {
+            b'0'..=b'9' if digits < 19 => {
+                parts[part] = parts[part] * 10 + u64::from(b - b'0');
+                digits += 1;
+            }
+            b'/' if digits > 0 && part < 2 => {
+                part += 1;
+                digits = 0;
+            }
+            _ => return None,
+        }
+    }
+    let [shard, at, issued] = parts;
+    (part == 2 && digits > 0).then_some((usize::try_from(shard).ok()?, at, issued))
 }
 
 /// `n` contiguous ranges covering `range` evenly.
@@ -563,6 +578,32 @@ mod tests {
 
     fn stream(n: usize) -> Kinesis {
         Kinesis::new(n, KinesisLimits::default())
+    }
+
+    #[test]
+    fn iterators_read_back_what_was_written_and_nothing_else() {
+        for (shard, at, issued) in [
+            (0, 0, 0),
+            (7, 123_456, 3_600_000),
+            (9_999, u64::MAX / 10, 1),
+        ] {
+            let it = iterator_string(shard, at, issued);
+            assert_eq!(parse_iterator(&it), Some((shard, at, issued)), "{it}");
+        }
+        for bad in [
+            "",
+            "1/2",
+            "1/2/3/4",
+            "1//3",
+            "/1/2",
+            "1/2/",
+            "a/2/3",
+            "1/2/3x",
+            "+1/2/3",
+            "1/2/99999999999999999999",
+        ] {
+            assert_eq!(parse_iterator(bad), None, "{bad}");
+        }
     }
 
     #[test]
