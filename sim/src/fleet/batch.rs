@@ -126,33 +126,39 @@ impl Fleet {
     /// Adds an event due now to the batch. With a pool, a step is handed to it at once, so
     /// the helper starts stepping workers while this thread still gathers.
     pub(super) fn gather(&mut self, batch: &mut Batch, ev: Ev, pool: Option<&Pool<Step>>) {
-        let node = match ev {
+        let (node, inc) = match &ev {
             Ev::AtService { .. } | Ev::ScanPage { .. } => return batch.services.push(ev),
-            Ev::Answer {
-                node,
-                inc,
-                sent,
-                service,
-                input,
-            } => {
-                if self.partitioned(node, service) {
+            Ev::Answer { node, inc, .. }
+            | Ev::Wake { node, inc, .. }
+            | Ev::Deliver { node, inc, .. }
+            | Ev::ProcDone { node, inc, .. } => (*node, *inc),
+            _ => return,
+        };
+        if let Ev::Answer { service, .. } = ev {
+            if self.partitioned(node, service) {
+                if let Ev::Answer { sent, input, .. } = ev {
                     let failed = input.failed(Failure::Transient);
                     if let Some((at, ev)) = self.timed_out(node, inc, sent, failed) {
                         batch.effects.push(Effect::Later(at, ev));
                     }
-                    return;
                 }
-                return self.gather(batch, Ev::Deliver { node, inc, input }, pool);
+                return;
             }
-            Ev::Wake { node, inc, .. }
-            | Ev::Deliver { node, inc, .. }
-            | Ev::ProcDone { node, inc, .. } => match self.readiness(node, inc) {
-                Readiness::Step => node,
-                Readiness::Drop => return,
-                Readiness::Wait(at) => return batch.effects.push(Effect::Later(at, ev)),
-            },
-            _ => return,
-        };
+        }
+        match self.readiness(node, inc) {
+            Readiness::Step => {}
+            Readiness::Drop => return,
+            Readiness::Wait(at) => {
+                // An answer that got through waits as delivered: it crossed the network already.
+                let ev = match ev {
+                    Ev::Answer {
+                        node, inc, input, ..
+                    } => Ev::Deliver { node, inc, input },
+                    ev => ev,
+                };
+                return batch.effects.push(Effect::Later(at, ev));
+            }
+        }
         let work = match ev {
             Ev::Wake { due, .. } => {
                 if self.nodes[node].wake_at != Some(due) {
@@ -161,7 +167,7 @@ impl Fleet {
                 self.nodes[node].wake_at = None;
                 Work::Timeout
             }
-            Ev::Deliver { input, .. } => Work::Input(input),
+            Ev::Deliver { input, .. } | Ev::Answer { input, .. } => Work::Input(input),
             Ev::ProcDone {
                 shard,
                 call,
