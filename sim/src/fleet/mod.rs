@@ -366,7 +366,7 @@ impl Fleet {
         let mut events = Vec::new();
         while let Some(at) = self.queue.take_next(until_ms, &mut events) {
             self.now = at;
-            for (_, ev) in events.drain(..) {
+            for ev in events.drain(..) {
                 if Self::batched(&ev) {
                     self.gather(&mut batch, ev, pool);
                 } else {

@@ -5,8 +5,9 @@
 //! next timer), so those wait in a ring with one bucket per millisecond: scheduling one is a
 //! push, and taking an instant's events is one swap of a vector. A binary heap of a hundred
 //! thousand events took a cache miss per level on every push and pop. Events further ahead than
-//! the ring reaches (the nemesis's plan, long pauses) wait in an ordered map and are merged in
-//! by their scheduling order when their instant comes.
+//! the ring reaches (the nemesis's plan, long pauses) wait in an ordered map and come first
+//! when their instant comes: an instant enters the ring's reach only after it was out of it, so
+//! its far events were all scheduled before any of its near ones.
 
 use std::collections::BTreeMap;
 
@@ -18,20 +19,21 @@ const SPARE_BUCKETS: usize = 256;
 
 /// Events by instant; within an instant, first scheduled, first taken.
 pub(super) struct Queue<E> {
-    /// Bucket `t % RING_MS` holds the events due at `t`, for `t` from `base` on.
-    ring: Vec<Vec<(u64, E)>>,
+    /// Bucket `t % RING_MS` holds the events due at `t`, for `t` from `base` on, in the order
+    /// they were scheduled.
+    ring: Vec<Vec<E>>,
     /// No event in the ring is due before this instant.
     base: u64,
     /// Events in the ring.
     in_ring: usize,
     /// Events beyond the ring's reach when scheduled (or before `base`), by instant and order.
     far: BTreeMap<(u64, u64), E>,
-    /// Scheduling order.
+    /// Scheduling order of far events.
     seq: u64,
     /// Emptied buckets, kept for their capacity: an instant's bucket is taken whole, and the
     /// next instant to get its first event gets one of these, still in cache. A bucket without
     /// events holds no memory, so the ring costs what is queued, not its length.
-    spare: Vec<Vec<(u64, E)>>,
+    spare: Vec<Vec<E>>,
 }
 
 impl<E> Queue<E> {
@@ -48,15 +50,15 @@ impl<E> Queue<E> {
 
     /// Schedules `ev` at instant `at`.
     pub(super) fn push(&mut self, at: u64, ev: E) {
-        self.seq += 1;
         if at >= self.base && at < self.base + RING_MS {
             let bucket = &mut self.ring[(at % RING_MS) as usize];
             if bucket.capacity() == 0 {
                 *bucket = self.spare.pop().unwrap_or_default();
             }
-            bucket.push((self.seq, ev));
+            bucket.push(ev);
             self.in_ring += 1;
         } else {
+            self.seq += 1;
             self.far.insert((at, self.seq), ev);
         }
     }
@@ -64,7 +66,7 @@ impl<E> Queue<E> {
     /// The earliest instant with events, if it is no later than `until`, with all of its events
     /// in the order they were scheduled, in `out` (emptied first). Events scheduled for that
     /// instant from now on come with the next call.
-    pub(super) fn take_next(&mut self, until: u64, out: &mut Vec<(u64, E)>) -> Option<u64> {
+    pub(super) fn take_next(&mut self, until: u64, out: &mut Vec<E>) -> Option<u64> {
         out.clear();
         if self.in_ring == 0 && self.far.is_empty() {
             return None;
@@ -94,24 +96,21 @@ impl<E> Queue<E> {
             }
         }
         if far_first == Some(at) {
-            let mut merged = false;
+            // Scheduled before any of the instant's near events (see the module's comment).
+            let near = std::mem::take(out);
             while let Some(entry) = self.far.first_entry() {
                 if entry.key().0 != at {
                     break;
                 }
-                let seq = entry.key().1;
-                out.push((seq, entry.remove()));
-                merged = true;
+                out.push(entry.remove());
             }
-            if merged {
-                out.sort_by_key(|&(seq, _)| seq);
-            }
+            out.extend(near);
         }
         Some(at)
     }
 
     /// Gives back the vector `take_next` filled, emptied, for its capacity.
-    pub(super) fn recycle(&mut self, mut used: Vec<(u64, E)>) {
+    pub(super) fn recycle(&mut self, mut used: Vec<E>) {
         used.clear();
         if self.spare.len() < SPARE_BUCKETS && used.capacity() > 0 {
             self.spare.push(used);
@@ -139,7 +138,7 @@ mod tests {
         let mut got = Vec::new();
         let mut out = Vec::new();
         while let Some(at) = q.take_next(until, &mut out) {
-            got.extend(out.drain(..).map(|(_, id)| (at, id)));
+            got.extend(out.drain(..).map(|id| (at, id)));
         }
         got
     }
@@ -191,7 +190,7 @@ mod tests {
                     prop_assert!(pending.is_empty());
                     continue;
                 };
-                let got: Vec<(u64, u32)> = out.drain(..).map(|(_, id)| (at, id)).collect();
+                let got: Vec<(u64, u32)> = out.drain(..).map(|id| (at, id)).collect();
                 prop_assert_eq!(&got[..], &expected[..got.len()]);
                 prop_assert!(expected.get(got.len()).is_none_or(|&(t, _)| t > at));
                 pending = expected[got.len()..].to_vec();
