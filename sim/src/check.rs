@@ -2,7 +2,7 @@
 //! simulated applications see: records put and delivered, lease-table writes, processors
 //! initialized; the fleet asks them at every delivery and every table write.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kcl_core::lease::attr;
 use kcl_core::lease::ENTITY_LEASE;
@@ -46,8 +46,9 @@ pub struct Checker {
     violations: Vec<Violation>,
     violation_count: u64,
     shards: Vec<ShardLog>,
-    /// The checkpoint each ownership (shard, token) started from.
-    init: BTreeMap<(LeaseKey, FencingToken), Position>,
+    /// The checkpoint each ownership started from, by shard and token. Only looked up, never
+    /// iterated: its order cannot leak.
+    init: HashMap<LeaseKey, BTreeMap<FencingToken, Position>, crate::hash::FastHash>,
     finished: BTreeSet<LeaseKey>,
     unfinished: BTreeSet<LeaseKey>,
     /// Records delivered, duplicates included.
@@ -95,7 +96,14 @@ impl Checker {
 
     /// A processor was initialized for an ownership.
     pub fn initialized(&mut self, shard: &LeaseKey, token: FencingToken, checkpoint: Position) {
-        self.init.insert((shard.clone(), token), checkpoint);
+        match self.init.get_mut(shard.as_str()) {
+            Some(by_token) => by_token.insert(token, checkpoint),
+            None => self
+                .init
+                .entry(shard.clone())
+                .or_default()
+                .insert(token, checkpoint),
+        };
     }
 
     /// The nodes that delivered `shard` recently; the fleet asks each whether it still may.
@@ -128,7 +136,11 @@ impl Checker {
                 );
             }
         }
-        let floor = self.init.get(&(shard_id.clone(), token)).cloned();
+        let floor = self
+            .init
+            .get(shard_id.as_str())
+            .and_then(|by_token| by_token.get(&token))
+            .cloned();
         let Some(first) = records.first() else {
             return;
         };
