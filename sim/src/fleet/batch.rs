@@ -134,17 +134,22 @@ impl Fleet {
             | Ev::ProcDone { node, inc, .. } => (*node, *inc),
             _ => return,
         };
-        if let Ev::Answer { service, .. } = ev {
-            if self.partitioned(node, service) {
-                if let Ev::Answer { sent, input, .. } = ev {
-                    let failed = input.failed(Failure::Transient);
-                    if let Some((at, ev)) = self.timed_out(node, inc, sent, failed) {
-                        batch.effects.push(Effect::Later(at, ev));
-                    }
+        // An answer the partition cut off never arrives: the driver reports the call failed.
+        let ev = match ev {
+            Ev::Answer {
+                sent,
+                service,
+                input,
+                ..
+            } if self.partitioned(node, service) => {
+                let failed = input.failed(Failure::Transient);
+                if let Some((at, ev)) = self.timed_out(node, inc, sent, failed) {
+                    batch.effects.push(Effect::Later(at, ev));
                 }
                 return;
             }
-        }
+            ev => ev,
+        };
         match self.readiness(node, inc) {
             Readiness::Step => {}
             Readiness::Drop => return,
