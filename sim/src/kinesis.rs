@@ -541,8 +541,10 @@ fn parse_iterator(iterator: &str) -> Option<(usize, u64, u64)> {
     let mut digits = 0;
     for b in iterator.bytes() {
         match b {
-            b'0'..=b'9' if digits < 19 => {
-                parts[part] = parts[part] * 10 + u64::from(b - b'0');
+            b'0'..=b'9' => {
+                parts[part] = parts[part]
+                    .checked_mul(10)?
+                    .checked_add(u64::from(b - b'0'))?;
                 digits += 1;
             }
             b'/' if digits > 0 && part < 2 => {
@@ -586,6 +588,7 @@ mod tests {
             (0, 0, 0),
             (7, 123_456, 3_600_000),
             (9_999, u64::MAX / 10, 1),
+            (1, u64::MAX, u64::MAX),
         ] {
             let it = iterator_string(shard, at, issued);
             assert_eq!(parse_iterator(&it), Some((shard, at, issued)), "{it}");
