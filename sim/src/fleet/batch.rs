@@ -8,7 +8,11 @@
 //!    helper starts on each step as soon as it is gathered, before phase 1 begins.
 //! 3. **Effects,** in queue order: each step's commands are carried out (the random latency,
 //!    the processors and the checkers see them here), its wake-up is scheduled, and events that
-//!    had to wait (a paused process, a lost answer) are put back on the queue.
+//!    had to wait (a paused process, a lost answer) are put back on the queue. A step's effects
+//!    need only that step to have run, so with a helper they begin with the first step's while
+//!    the helper still runs later ones. The one effect that looks at other workers, the
+//!    exclusivity check of a delivery, first takes back the steps of the workers it will look
+//!    at: every worker it sees has taken its step of the batch, as without a helper.
 //!
 //! A second event for a worker that already steps in the batch waits for the next batch at the
 //! same instant, so a worker sees its inputs one at a time and in order. Events that reach into
@@ -22,8 +26,6 @@ use super::*;
 /// A worker's part of a batch: the worker itself (out of its node while it steps), what it
 /// handles, and what came out.
 pub(super) struct Step {
-    /// Its place in the batch.
-    index: usize,
     node: NodeId,
     local: Instant,
     worker: Box<Worker<SimRecord>>,
@@ -75,8 +77,8 @@ enum Effect {
     Later(u64, Ev),
 }
 
-/// A step's commands and next deadline, kept for phase 3.
-type Outcome = Option<(NodeId, Vec<Command<SimRecord>>, Option<Instant>)>;
+/// A step's commands and next deadline, for phase 3.
+type Outcome = (NodeId, Vec<Command<SimRecord>>, Option<Instant>);
 
 /// Command lists kept for reuse.
 const SPARE_COMMAND_LISTS: usize = 256;
@@ -85,11 +87,13 @@ const SPARE_COMMAND_LISTS: usize = 256;
 #[derive(Default)]
 pub(super) struct Batch {
     services: Vec<Ev>,
-    steps: Vec<Step>,
+    /// Without a pool: the steps, by number (taken out as their effects begin).
+    steps: Vec<Option<Step>>,
     /// Steps gathered so far (those handed to the pool as they were gathered included).
     stepped: usize,
     effects: Vec<Effect>,
-    outcomes: Vec<Outcome>,
+    /// Steps taken back ahead of their turn in phase 3, by number.
+    early: Vec<Option<Outcome>>,
     /// Emptied command lists of earlier steps, still allocated.
     spare_commands: Vec<Vec<Command<SimRecord>>>,
 }
@@ -186,12 +190,11 @@ impl Fleet {
         let Some(worker) = n.worker.take() else {
             return;
         };
-        n.stepping = true;
         let index = batch.stepped;
+        n.stepping = Some(index);
         batch.stepped += 1;
         batch.effects.push(Effect::Step(index));
         let step = Step {
-            index,
             node,
             local: n.clock.local(self.now),
             worker,
@@ -200,14 +203,14 @@ impl Fleet {
             deadline: None,
         };
         match pool {
-            Some(pool) => pool.submit(step),
-            None => batch.steps.push(step),
+            Some(pool) => pool.submit(index, step),
+            None => batch.steps.push(Some(step)),
         }
     }
 
     fn readiness(&self, node: NodeId, inc: u64) -> Readiness {
         let n = &self.nodes[node];
-        if n.stepping {
+        if n.stepping.is_some() {
             Readiness::Wait(self.now)
         } else if !self.node_live(node, inc) {
             Readiness::Drop
@@ -222,48 +225,87 @@ impl Fleet {
     pub(super) fn run_batch(&mut self, batch: &mut Batch, pool: Option<&Pool<Step>>) {
         // The batch's vectors go back into it emptied: their capacity serves the next batch.
         let mut services = core::mem::take(&mut batch.services);
-        let mut steps = core::mem::take(&mut batch.steps);
-        batch.stepped = 0;
-        match pool {
-            Some(pool) => {
-                pool.run(&mut steps, Step::run, || self.serve_all(&mut services));
-                steps.sort_unstable_by_key(|s| s.index);
-            }
-            None => {
-                self.serve_all(&mut services);
-                steps.iter_mut().for_each(Step::run);
-            }
-        }
+        self.serve_all(&mut services);
         batch.services = services;
-        // Every worker is back in its node before any effect: the checkers may look at any.
-        let mut outcomes = core::mem::take(&mut batch.outcomes);
-        for step in steps.drain(..) {
-            let n = &mut self.nodes[step.node];
-            n.worker = Some(step.worker);
-            n.stepping = false;
-            outcomes.push(Some((step.node, step.commands, step.deadline)));
+        if pool.is_none() {
+            batch.steps.iter_mut().flatten().for_each(Step::run);
         }
-        batch.steps = steps;
+        batch.early.clear();
+        batch.early.resize_with(batch.stepped, || None);
+        batch.stepped = 0;
         let mut effects = core::mem::take(&mut batch.effects);
         for effect in effects.drain(..) {
             match effect {
                 Effect::Step(i) => {
-                    if let Some((node, mut commands, deadline)) = outcomes[i].take() {
-                        for cmd in commands.drain(..) {
-                            self.command(node, cmd);
-                        }
-                        if batch.spare_commands.len() < SPARE_COMMAND_LISTS {
-                            batch.spare_commands.push(commands);
-                        }
-                        self.arm_wake(node, deadline);
+                    let (node, mut commands, deadline) = match batch.early[i].take() {
+                        Some(outcome) => outcome,
+                        None => self.take_step(&mut batch.steps, i, pool),
+                    };
+                    self.take_deliverers(batch, &commands, pool);
+                    for cmd in commands.drain(..) {
+                        self.command(node, cmd);
                     }
+                    if batch.spare_commands.len() < SPARE_COMMAND_LISTS {
+                        batch.spare_commands.push(commands);
+                    }
+                    self.arm_wake(node, deadline);
                 }
                 Effect::Later(at, ev) => self.schedule(at, ev),
             }
         }
-        outcomes.clear();
         batch.effects = effects;
-        batch.outcomes = outcomes;
+        batch.steps.clear();
+    }
+
+    /// Step `i`, run, with its worker back in its node.
+    fn take_step(
+        &mut self,
+        steps: &mut [Option<Step>],
+        i: usize,
+        pool: Option<&Pool<Step>>,
+    ) -> Outcome {
+        let step = match pool {
+            Some(pool) => pool.take(i, Step::run),
+            // Every step is taken once: a second take is a bug in this file.
+            None => steps[i]
+                .take()
+                .unwrap_or_else(|| unreachable!("step {i} taken twice")),
+        };
+        let n = &mut self.nodes[step.node];
+        n.worker = Some(step.worker);
+        n.stepping = None;
+        (step.node, step.commands, step.deadline)
+    }
+
+    /// Before a delivery's exclusivity check ([`Fleet::check_exclusive`]) looks at the shard's
+    /// other recent deliverers, takes back the steps of those that step in this batch.
+    fn take_deliverers(
+        &mut self,
+        batch: &mut Batch,
+        commands: &[Command<SimRecord>],
+        pool: Option<&Pool<Step>>,
+    ) {
+        for cmd in commands {
+            let Command::Processor {
+                action: ProcessorCall::ProcessRecords { records, .. },
+                ..
+            } = cmd
+            else {
+                continue;
+            };
+            let Some(shard) = records.first().map(|r| r.shard as usize) else {
+                continue;
+            };
+            while let Some(j) = self
+                .checker
+                .deliverers(shard)
+                .iter()
+                .find_map(|&other| self.nodes[other].stepping)
+            {
+                let outcome = self.take_step(&mut batch.steps, j, pool);
+                batch.early[j] = Some(outcome);
+            }
+        }
     }
 
     fn serve_all(&mut self, services: &mut Vec<Ev>) {

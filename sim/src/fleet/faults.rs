@@ -289,7 +289,7 @@ impl Fleet {
             id: WorkerId::from(format!("worker-{node:05}")),
             machine,
             worker: None,
-            stepping: false,
+            stepping: None,
             inc: 0,
             paused_until: 0,
             clock: DriftClock::new(1_000_000 + self.rng.below(1_000_000), self.now),

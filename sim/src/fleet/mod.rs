@@ -167,8 +167,9 @@ struct Node {
     machine: usize,
     /// Boxed: a batch takes it out of the node while it steps.
     worker: Option<Box<Worker<SimRecord>>>,
-    /// Steps in the batch being run (its worker is out of the node).
-    stepping: bool,
+    /// Its step's number in the batch being run, until the step is taken back (its worker
+    /// is out of the node meanwhile).
+    stepping: Option<usize>,
     inc: u64,
     paused_until: u64,
     clock: DriftClock,

@@ -1,12 +1,16 @@
-//! A second thread for the pure part of a batch: the fleet hands it independent tasks (one by
-//! one as it finds them, [`Pool::submit`], or as a list), runs its own sequential work
-//! meanwhile, then helps with what is left and takes the finished tasks back. Which thread ran a
-//! task never shows in its result, so a run is the same with or without the pool.
+//! A second thread for the pure part of a batch: the fleet hands it independent tasks, one by
+//! one as it finds them ([`Pool::submit`]), and takes each back by its number when it needs
+//! its result ([`Pool::take`]). The helper runs tasks in the order they were handed over, the
+//! order the fleet takes them back in; a task the helper has not started when the fleet needs
+//! it, the fleet runs itself. So the fleet carries out the first tasks' results while the
+//! helper still runs the later ones. Which thread ran a task never shows in its result, so a
+//! run is the same with or without the pool.
 //!
 //! A batch is short (about 20 steps, around a tenth of a millisecond, at 2,000 workers; about
-//! one per simulated millisecond), so the helper waits by spinning, then by yielding: parking
-//! and waking a thread for every batch would cost a good part of one.
+//! one per simulated millisecond), so both threads wait by spinning (the helper then by
+//! yielding): parking and waking a thread for every batch would cost a good part of one.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -15,12 +19,14 @@ const SPINS_BEFORE_YIELD: u32 = 512;
 
 /// Tasks shared by the fleet's thread and one helper.
 pub(super) struct Pool<T> {
-    todo: Mutex<Vec<T>>,
-    done: Mutex<Vec<T>>,
+    /// Handed over, not started: in the order handed over, each with its number.
+    todo: Mutex<VecDeque<(usize, T)>>,
+    /// Finished by the helper, not taken back yet: by number.
+    done: Mutex<Vec<Option<T>>>,
     /// Tasks waiting in `todo`: what the idle helper watches instead of the lock.
     queued: AtomicUsize,
-    /// Tasks of the current batch not finished yet.
-    unfinished: AtomicUsize,
+    /// Tasks the helper has finished, ever: what the fleet's thread watches while it waits.
+    finished: AtomicUsize,
     stop: AtomicBool,
     /// Cleared when the helper leaves [`Pool::help`], normally or by a panic in a task: the
     /// fleet's thread must not wait forever for a task that died with it.
@@ -48,10 +54,10 @@ impl Drop for Leaving<'_> {
 impl<T: Send> Pool<T> {
     pub(super) fn new() -> Self {
         Self {
-            todo: Mutex::new(Vec::new()),
+            todo: Mutex::new(VecDeque::new()),
             done: Mutex::new(Vec::new()),
             queued: AtomicUsize::new(0),
-            unfinished: AtomicUsize::new(0),
+            finished: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             helping: AtomicBool::new(true),
         }
@@ -62,7 +68,7 @@ impl<T: Send> Pool<T> {
         let _leaving = Leaving(&self.helping);
         let mut idle = 0u32;
         while !self.stop.load(Ordering::Acquire) {
-            if self.queued.load(Ordering::Acquire) > 0 && self.run_one(&run) {
+            if self.queued.load(Ordering::Acquire) > 0 && self.run_first(&run) {
                 idle = 0;
             } else if idle < SPINS_BEFORE_YIELD {
                 idle += 1;
@@ -78,47 +84,88 @@ impl<T: Send> Pool<T> {
         Stopper(&self.stop)
     }
 
-    /// Hands over one task now: the helper may start on it before [`Pool::run`].
-    pub(super) fn submit(&self, task: T) {
-        self.unfinished.fetch_add(1, Ordering::AcqRel);
+    /// Hands over task number `index`; the helper may start on it at once. Numbers are handed
+    /// over in increasing order and each is taken back once before it is used again.
+    pub(super) fn submit(&self, index: usize, task: T) {
         let mut todo = lock(&self.todo);
-        todo.push(task);
+        todo.push_back((index, task));
         self.queued.store(todo.len(), Ordering::Release);
     }
 
-    /// Runs `tasks` and those submitted since the last run on both threads while this thread
-    /// also does `meanwhile`; every task comes back into `tasks`, run, in no particular order.
-    pub(super) fn run(&self, tasks: &mut Vec<T>, run: impl Fn(&mut T), meanwhile: impl FnOnce()) {
-        if !tasks.is_empty() {
-            self.unfinished.fetch_add(tasks.len(), Ordering::AcqRel);
-            let mut todo = lock(&self.todo);
-            todo.append(tasks);
-            self.queued.store(todo.len(), Ordering::Release);
+    /// Task number `index`, run: finished by the helper, or run here if the helper has not
+    /// started it, or waited for while the helper runs it.
+    pub(super) fn take(&self, index: usize, run: impl Fn(&mut T)) -> T {
+        loop {
+            let finished = self.finished.load(Ordering::Acquire);
+            if let Some(task) = lock(&self.done).get_mut(index).and_then(Option::take) {
+                return task;
+            }
+            let queued = {
+                let mut todo = lock(&self.todo);
+                let task = match todo.front() {
+                    // The common case: the helper works from the front too.
+                    Some((first, _)) if *first == index => todo.pop_front(),
+                    _ => todo
+                        .iter()
+                        .position(|(i, _)| *i == index)
+                        .and_then(|at| todo.remove(at)),
+                };
+                self.queued.store(todo.len(), Ordering::Release);
+                task
+            };
+            if let Some((_, mut task)) = queued {
+                run(&mut task);
+                return task;
+            }
+            // The helper runs it: meanwhile run the last task handed over, which the helper
+            // would reach last.
+            if self.run_last(&run) {
+                continue;
+            }
+            while self.finished.load(Ordering::Acquire) == finished {
+                assert!(
+                    self.helping.load(Ordering::Acquire),
+                    "the helper thread died in a task (its panic follows)"
+                );
+                std::hint::spin_loop();
+            }
         }
-        meanwhile();
-        while self.run_one(&run) {}
-        while self.unfinished.load(Ordering::Acquire) > 0 {
-            assert!(
-                self.helping.load(Ordering::Acquire),
-                "the helper thread died in a task (its panic follows)"
-            );
-            std::hint::spin_loop();
-        }
-        tasks.append(&mut lock(&self.done));
     }
 
-    /// Takes one task, runs it and files it as done; false when none was left.
-    fn run_one(&self, run: &impl Fn(&mut T)) -> bool {
+    /// Takes the first task handed over, runs it and files it as done; false when none was
+    /// left.
+    fn run_first(&self, run: &impl Fn(&mut T)) -> bool {
+        self.run_one(run, VecDeque::pop_front)
+    }
+
+    /// [`Pool::run_first`] from the other end.
+    fn run_last(&self, run: &impl Fn(&mut T)) -> bool {
+        self.run_one(run, VecDeque::pop_back)
+    }
+
+    fn run_one(
+        &self,
+        run: &impl Fn(&mut T),
+        pick: impl FnOnce(&mut VecDeque<(usize, T)>) -> Option<(usize, T)>,
+    ) -> bool {
         let task = {
             let mut todo = lock(&self.todo);
-            let task = todo.pop();
+            let task = pick(&mut todo);
             self.queued.store(todo.len(), Ordering::Release);
             task
         };
-        let Some(mut task) = task else { return false };
+        let Some((index, mut task)) = task else {
+            return false;
+        };
         run(&mut task);
-        lock(&self.done).push(task);
-        self.unfinished.fetch_sub(1, Ordering::AcqRel);
+        {
+            let mut done = lock(&self.done);
+            if done.len() <= index {
+                done.resize_with(index + 1, || None);
+            }
+            done[index] = Some(task);
+        }
+        self.finished.fetch_add(1, Ordering::AcqRel);
         true
     }
 }
@@ -133,27 +180,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_task_runs_once_and_comes_back() {
-        let pool = Pool::<(usize, u64)>::new();
+    fn every_task_comes_back_run_once_by_its_number() {
+        let pool = Pool::<(usize, u64, u32)>::new();
+        let run = |t: &mut (usize, u64, u32)| {
+            t.1 = t.0 as u64 * 3;
+            t.2 += 1;
+        };
         std::thread::scope(|s| {
-            s.spawn(|| pool.help(|t| t.1 = t.0 as u64 * 3));
+            s.spawn(|| pool.help(run));
             let _stop = pool.stopper();
-            for round in 0..200usize {
-                let mut tasks: Vec<(usize, u64)> = (0..round % 37).map(|i| (i, 0)).collect();
-                // Some handed over ahead of the run.
-                for _ in 0..round % 5 {
-                    if let Some(t) = tasks.pop() {
-                        pool.submit(t);
-                    }
+            for round in 0..500usize {
+                let n = round % 37;
+                for i in 0..n {
+                    pool.submit(i, (i, 0, 0));
                 }
-                let mut side = 0;
-                let mut back = tasks;
-                pool.run(&mut back, |t| t.1 = t.0 as u64 * 3, || side += 1);
-                back.sort_unstable();
-                assert_eq!(side, 1);
-                assert_eq!(back.len(), round % 37);
-                for (i, (index, v)) in back.iter().enumerate() {
-                    assert_eq!((*index, *v), (i, i as u64 * 3));
+                // In order mostly; every fifth round one task is wanted early, as the
+                // exclusivity check does.
+                let early = (round % 5 == 0 && n > 2).then(|| n - 1);
+                if let Some(e) = early {
+                    let t = pool.take(e, run);
+                    assert_eq!(t, (e, e as u64 * 3, 1));
+                }
+                for i in (0..n).filter(|&i| Some(i) != early) {
+                    assert_eq!(pool.take(i, run), (i, i as u64 * 3, 1));
                 }
             }
         });
@@ -166,8 +215,26 @@ mod tests {
             std::thread::scope(|s| {
                 s.spawn(|| pool.help(|_| {}));
                 let _stop = pool.stopper();
-                let mut tasks = vec![1, 2, 3];
-                pool.run(&mut tasks, |_| {}, || panic!("a service model failed"));
+                pool.submit(0, 1);
+                panic!("a service model failed");
+            });
+        }));
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn a_panic_in_the_helper_ends_the_wait_for_its_task() {
+        let pool = Pool::<u32>::new();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::thread::scope(|s| {
+                s.spawn(|| pool.help(|_| panic!("a step failed")));
+                let _stop = pool.stopper();
+                pool.submit(0, 1);
+                // Give the helper the task before asking for it.
+                while pool.queued.load(Ordering::Acquire) > 0 {
+                    std::hint::spin_loop();
+                }
+                pool.take(0, |_| {});
             });
         }));
         assert!(result.is_err());

@@ -88,6 +88,13 @@ impl Fleet {
             .collect();
         for other in others {
             let n = &self.nodes[other];
+            // A worker out of its node would look like one that stopped delivering; the batch
+            // takes back the steps of the shard's deliverers before this check.
+            assert!(
+                n.stepping.is_none(),
+                "the exclusivity check looked at {} while it stepped",
+                n.id
+            );
             let until = n
                 .worker
                 .as_ref()
