@@ -7,17 +7,20 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
+/// A string or number value: up to 23 bytes in line, longer ones shared (an `Arc<str>`), so
+/// cloning one never allocates. A DynamoDB write copies the row it changes: most of a lease
+/// row's values (counters, owners, shard ids) are short, and copying them is a copy of bytes,
+/// not a reference count on memory of its own that the copy would have to reach.
+pub use smol_str::SmolStr as Text;
+
 /// One attribute value, as DynamoDB types them.
-///
-/// Strings and numbers are shared (`Arc<str>`): a DynamoDB write copies the row it changes, and
-/// with shared values that copy is a reference count per attribute instead of an allocation.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum AttributeValue {
     /// `S`: a string.
-    S(Arc<str>),
+    S(Text),
     /// `N`: a number, kept as DynamoDB's decimal string.
-    N(Arc<str>),
+    N(Text),
     /// `B`: binary.
     B(Vec<u8>),
     /// `SS`: a string set (kept sorted, without duplicates, by the codec).
@@ -40,7 +43,7 @@ impl AttributeValue {
     /// A number attribute from an unsigned integer.
     pub fn number(n: u64) -> Self {
         let mut digits = [0u8; 20];
-        Self::N(Arc::from(crate::decimal::u64_digits(n, &mut digits)))
+        Self::N(Text::new(crate::decimal::u64_digits(n, &mut digits)))
     }
 
     /// A string set from any strings, sorted and de-duplicated as DynamoDB treats sets.

@@ -207,13 +207,14 @@ impl Position {
 
     /// The `checkpoint` attribute's string and the sub-sequence number to store beside it.
     /// A record's string is the sequence number's own, shared.
-    pub fn to_attribute(&self) -> (Arc<str>, u64) {
+    pub fn to_attribute(&self) -> (crate::item::Text, u64) {
+        use crate::item::Text;
         match self {
-            Self::TrimHorizon => (Self::TRIM_HORIZON.into(), 0),
-            Self::Latest => (Self::LATEST.into(), 0),
-            Self::AtTimestamp => (Self::AT_TIMESTAMP.into(), 0),
-            Self::ShardEnd => (Self::SHARD_END.into(), 0),
-            Self::Record(r) => (r.sequence.0.clone(), r.sub_sequence),
+            Self::TrimHorizon => (Text::new_static(Self::TRIM_HORIZON), 0),
+            Self::Latest => (Text::new_static(Self::LATEST), 0),
+            Self::AtTimestamp => (Text::new_static(Self::AT_TIMESTAMP), 0),
+            Self::ShardEnd => (Text::new_static(Self::SHARD_END), 0),
+            Self::Record(r) => (Text::from(r.sequence.0.clone()), r.sub_sequence),
         }
     }
 
