@@ -386,7 +386,10 @@ where
                         .await;
                     (
                         "get_shard_iterator",
-                        Input::IteratorObtained { req, result: r },
+                        Input::IteratorObtained {
+                            req,
+                            result: r.map(Into::into),
+                        },
                         n,
                     )
                 }

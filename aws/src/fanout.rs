@@ -426,7 +426,7 @@ impl<Rt: Runtime> ShardStream for FanOutStream<Rt> {
             match &fetched.next_iterator {
                 Some(next) => {
                     if let Some(sub) = borrowed.sub.as_mut() {
-                        sub.position.clone_from(next);
+                        sub.position = next.to_string();
                     }
                 }
                 None => borrowed.sub = None,
@@ -452,10 +452,7 @@ fn fetched(
     } else {
         let after = SequenceNumber::parse(&event.continuation_sequence_number)
             .map_err(|e| Failure::Other(format!("continuation sequence number: {e:?}")))?;
-        Some(encode_position(
-            shard,
-            &StartingPosition::AfterSequenceNumber(after),
-        ))
+        Some(encode_position(shard, &StartingPosition::AfterSequenceNumber(after)).into())
     };
     Ok(FetchedRecords {
         records,

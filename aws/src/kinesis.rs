@@ -253,7 +253,10 @@ impl ShardStream for KinesisStream {
         }
         Ok(FetchedRecords {
             records,
-            next_iterator: got.next_shard_iterator.filter(|i| !i.is_empty()),
+            next_iterator: got
+                .next_shard_iterator
+                .filter(|i| !i.is_empty())
+                .map(Into::into),
             millis_behind_latest: got
                 .millis_behind_latest
                 .and_then(|m| u64::try_from(m).ok())

@@ -60,7 +60,7 @@ async fn read(
         records.extend(batch.records.iter().cloned());
         match &batch.next_iterator {
             None => return (records, Some(batch), events),
-            Some(next) => iterator.clone_from(next),
+            Some(next) => iterator = next.to_string(),
         }
         if records.len() >= want {
             return (records, None, events);

@@ -23,7 +23,7 @@ async fn read_all(
         match batch.next_iterator {
             None => return (records, true),
             Some(_) if empty => return (records, false),
-            Some(next) => iterator = next,
+            Some(next) => iterator = next.to_string(),
         }
     }
 }
@@ -171,7 +171,7 @@ async fn child_shards_are_reported_at_the_end_of_a_merged_parent() {
     let end = loop {
         let batch = stream.get_records(&iterator, 100).await.unwrap();
         match batch.next_iterator {
-            Some(next) => iterator = next,
+            Some(next) => iterator = next.to_string(),
             None => break batch,
         }
     };

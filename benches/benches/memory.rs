@@ -198,7 +198,7 @@ fn main() {
             } => Some(Input::ProcessorReturned { shard, call }),
             Command::GetShardIterator { req, .. } => Some(Input::IteratorObtained {
                 req,
-                result: Ok(iterator.clone()),
+                result: Ok(iterator.as_str().into()),
             }),
             Command::GetRecords { .. } => {
                 fetching += 1;

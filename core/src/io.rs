@@ -3,7 +3,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::item::Item;
+use crate::item::{Item, Text};
 use crate::lease::{HashKeyRange, LeaseKey, RowError};
 use crate::sequence::{Position, RecordPosition, SequenceNumber};
 use crate::write::LeaseWrite;
@@ -139,7 +139,7 @@ pub struct FetchedRecords<R> {
     /// The records, in order.
     pub records: Vec<R>,
     /// The next iterator; `None` at the end of a closed shard.
-    pub next_iterator: Option<String>,
+    pub next_iterator: Option<Text>,
     /// `MillisBehindLatest`.
     pub millis_behind_latest: u64,
     /// At the end of a closed shard: its children.
@@ -194,7 +194,7 @@ pub enum Input<R> {
         /// The request.
         req: RequestId,
         /// The iterator, or why it could not be had.
-        result: Result<String, Failure>,
+        result: Result<Text, Failure>,
     },
     /// GetRecords.
     RecordsFetched {
@@ -407,8 +407,9 @@ pub enum Command<R> {
         req: RequestId,
         /// The shard.
         shard: LeaseKey,
-        /// The iterator.
-        iterator: String,
+        /// The iterator. A [`Text`]: asking again with the same iterator (after a throttled
+        /// call) copies no string; AWS's iterators are a few hundred bytes.
+        iterator: Text,
         /// At most this many records.
         limit: u32,
     },

@@ -169,7 +169,8 @@ fn fan_out_runs_over_http2_on_the_smol_client() {
                     data.extend(batch.records.iter().map(|r| r.data[0]));
                     iterator = batch
                         .next_iterator
-                        .unwrap_or_else(|| panic!("an open shard ended"));
+                        .unwrap_or_else(|| panic!("an open shard ended"))
+                        .to_string();
                 }
                 Err(Failure::Throttled | Failure::Transient) => {
                     smol::Timer::after(Duration::from_millis(500)).await;

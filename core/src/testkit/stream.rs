@@ -1,9 +1,9 @@
 //! A Kinesis stream model: shards with hash ranges, sequence numbers as large decimal strings,
 //! iterators, shard end with child shards, splits and merges.
 
+use crate::item::Text;
 use alloc::collections::BTreeMap;
 use alloc::format;
-use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::io::{ChildShard, Failure, ShardDescription, StartingPosition};
@@ -29,7 +29,7 @@ struct Shard {
 }
 
 /// A GetRecords answer: records, next iterator, millis behind, children at the end.
-pub type Fetched = (Vec<StreamRecord>, Option<String>, u64, Vec<ChildShard>);
+pub type Fetched = (Vec<StreamRecord>, Option<Text>, u64, Vec<ChildShard>);
 
 /// The stream.
 #[derive(Clone, Debug, Default)]
@@ -223,7 +223,7 @@ impl MemStream {
         shard: &str,
         at: &StartingPosition,
         now_ms: u64,
-    ) -> Result<String, Failure> {
+    ) -> Result<Text, Failure> {
         let s = self.shards.get(shard).ok_or(Failure::NotFound)?;
         let index = match at {
             StartingPosition::TrimHorizon | StartingPosition::AtTimestamp(_) => 0,
@@ -239,7 +239,7 @@ impl MemStream {
                 .position(|r| &r.position.sequence > q)
                 .unwrap_or(s.records.len()),
         };
-        Ok(format!("{shard}#{index}#{now_ms}"))
+        Ok(format!("{shard}#{index}#{now_ms}").into())
     }
 
     /// GetRecords: records from the iterator, the next iterator (none at the end of a closed
@@ -283,7 +283,7 @@ impl MemStream {
         } else {
             Ok((
                 records,
-                Some(format!("{shard}#{end}#{now_ms}")),
+                Some(format!("{shard}#{end}#{now_ms}").into()),
                 behind,
                 Vec::new(),
             ))

@@ -5,7 +5,6 @@
 //! next, so the order in which results arrive never matters.
 
 use alloc::collections::VecDeque;
-use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::timers::{LeaseTimer, TimerSlot};
@@ -15,7 +14,7 @@ use crate::io::{
     CallId, CheckpointError, CheckpointTarget, ChildShard, Event, Failure, FencingToken,
     FetchedRecords, ProcessorCall, Record, ReleaseReason, StartingPosition,
 };
-use crate::item::{AttributeValue, Item};
+use crate::item::{AttributeValue, Item, Text};
 use crate::lease::{attr, key_set, Followed, Lease, LeaseKey, WorkerId};
 use crate::sequence::{Position, RecordPosition};
 use crate::time::Instant;
@@ -123,7 +122,7 @@ pub(crate) struct Held<R> {
     // Retrieval.
     start: Option<StartingPosition>,
     filter: Option<RecordPosition>,
-    iterator: Option<String>,
+    iterator: Option<Text>,
     iterator_pending: bool,
     fetch_sent: Option<Instant>,
     next_fetch_at: Instant,
@@ -922,7 +921,7 @@ impl<R: Record + Clone> Held<R> {
         );
     }
 
-    pub(crate) fn iterator_obtained(&mut self, ctx: &mut Ctx<R>, result: Result<String, Failure>) {
+    pub(crate) fn iterator_obtained(&mut self, ctx: &mut Ctx<R>, result: Result<Text, Failure>) {
         self.iterator_pending = false;
         match result {
             Ok(it) => {
