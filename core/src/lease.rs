@@ -11,12 +11,11 @@
 
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
 use crate::decimal::parse_u128;
-use crate::item::{AttributeValue, Item};
+use crate::item::{AttributeValue, Item, Text};
 use crate::sequence::{Position, SequenceNumber, SequenceNumberError};
 
 /// Attribute names of the lease table.
@@ -72,28 +71,19 @@ pub const LEADER_KEY: &str = "kcl-rs:leader";
 /// Prefix of worker rows' `leaseKey`.
 pub const WORKER_KEY_PREFIX: &str = "kcl-rs:worker:";
 
-macro_rules! shared_str {
+macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone)]
-        pub struct $name(Arc<str>);
+        #[derive(Clone, PartialEq, Eq)]
+        pub struct $name(Text);
 
-        // Ordered and compared as the strings are. Copies of one key share one allocation, and
-        // the map and timer searches that find a key end by comparing it with itself: that
-        // comparison is a pointer check.
-        impl PartialEq for $name {
-            fn eq(&self, other: &Self) -> bool {
-                Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
-            }
-        }
-        impl Eq for $name {}
+        // In line up to 23 bytes (shard ids and worker ids are 12 to 20): a key in a map's
+        // node is compared where it lies, and a copy copies bytes instead of counting a
+        // reference that both of the simulator's threads touch. Ordered and hashed as the
+        // strings are (maps of keys are searched with `&str` too).
         impl Ord for $name {
             fn cmp(&self, other: &Self) -> core::cmp::Ordering {
-                if Arc::ptr_eq(&self.0, &other.0) {
-                    core::cmp::Ordering::Equal
-                } else {
-                    self.0.cmp(&other.0)
-                }
+                self.0.as_str().cmp(other.0.as_str())
             }
         }
         impl PartialOrd for $name {
@@ -103,18 +93,18 @@ macro_rules! shared_str {
         }
         impl core::hash::Hash for $name {
             fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
-                self.0.hash(state)
+                self.0.as_str().hash(state)
             }
         }
 
         impl $name {
             /// Wraps a string.
             pub fn new(s: &str) -> Self {
-                Self(Arc::from(s))
+                Self(Text::new(s))
             }
             /// The string.
             pub fn as_str(&self) -> &str {
-                &self.0
+                self.0.as_str()
             }
         }
         impl From<&str> for $name {
@@ -124,7 +114,7 @@ macro_rules! shared_str {
         }
         impl From<String> for $name {
             fn from(s: String) -> Self {
-                Self(Arc::from(s))
+                Self(Text::from(s))
             }
         }
         impl fmt::Debug for $name {
@@ -157,11 +147,11 @@ macro_rules! shared_str {
     };
 }
 
-shared_str!(
+string_id!(
     /// A lease key: the shard id in single-stream mode. Cheap to clone.
     LeaseKey
 );
-shared_str!(
+string_id!(
     /// A worker's identity in the lease table. Cheap to clone.
     WorkerId
 );
