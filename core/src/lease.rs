@@ -74,28 +74,12 @@ pub const WORKER_KEY_PREFIX: &str = "kcl-rs:worker:";
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq)]
-        pub struct $name(Text);
-
         // In line up to 23 bytes (shard ids and worker ids are 12 to 20): a key in a map's
         // node is compared where it lies, and a copy copies bytes instead of counting a
-        // reference that both of the simulator's threads touch. Ordered and hashed as the
-        // strings are (maps of keys are searched with `&str` too).
-        impl Ord for $name {
-            fn cmp(&self, other: &Self) -> core::cmp::Ordering {
-                self.0.as_str().cmp(other.0.as_str())
-            }
-        }
-        impl PartialOrd for $name {
-            fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
-                Some(self.cmp(other))
-            }
-        }
-        impl core::hash::Hash for $name {
-            fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
-                self.0.as_str().hash(state)
-            }
-        }
+        // reference that both of the simulator's threads touch. `Text` orders and hashes as
+        // its string does, so maps of keys can be searched with `&str` too.
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Text);
 
         impl $name {
             /// Wraps a string.

@@ -524,8 +524,8 @@ impl Kinesis {
     }
 }
 
-/// `SHARD/POSITION/ISSUED_MS`: every GetRecords call makes one, so it is written by hand.
-/// An iterator: shard, position and time issued. Mostly under 24 bytes, so held in line.
+/// `SHARD/POSITION/ISSUED_MS`: every GetRecords call makes one, so it is written by hand,
+/// and it is mostly under 24 bytes, so held in line.
 fn iterator_string(shard: usize, at: u64, issued_ms: u64) -> Text {
     let mut s = SmolStrBuilder::new();
     let mut digits = [0u8; 20];

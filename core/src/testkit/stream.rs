@@ -1,12 +1,12 @@
 //! A Kinesis stream model: shards with hash ranges, sequence numbers as large decimal strings,
 //! iterators, shard end with child shards, splits and merges.
 
-use crate::item::Text;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::vec::Vec;
 
 use crate::io::{ChildShard, Failure, ShardDescription, StartingPosition};
+use crate::item::Text;
 use crate::lease::{HashKeyRange, LeaseKey};
 use crate::sequence::{RecordPosition, SequenceNumber};
 
