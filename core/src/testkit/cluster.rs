@@ -68,7 +68,8 @@ pub struct ClusterConfig {
     pub faults: Faults,
     /// How long a partitioned node's driver waits before reporting a call failed (ms).
     pub driver_timeout_ms: u64,
-    /// Keep a line per lease-table write in [`Cluster::log`] (for replaying a failing seed).
+    /// Keep a line per command and per lease-table write in [`Cluster::log`] (for replaying a
+    /// failing seed, and as the oracle of a refactor: see `examples/trace.rs`).
     pub trace: bool,
 }
 
@@ -170,7 +171,7 @@ pub struct Cluster {
     finished: BTreeSet<LeaseKey>,
     report: Report,
     next_worker: usize,
-    /// With `trace`: one line per lease-table write, in order.
+    /// With `trace`: one line per command a worker issued and per lease-table write, in order.
     pub log: Vec<String>,
 }
 
@@ -450,6 +451,9 @@ impl Cluster {
 
     fn command(&mut self, node: NodeId, cmd: Command<TestRecord>) {
         let inc = self.nodes[node].inc;
+        if self.cfg.trace {
+            self.log.push(format!("t={} node={node} {cmd:?}", self.now));
+        }
         match cmd {
             Command::Processor {
                 shard,
