@@ -49,6 +49,7 @@ pub mod io;
 pub mod item;
 pub mod lease;
 pub mod observe;
+pub mod protocol;
 pub mod rng;
 pub mod sequence;
 pub mod sync;

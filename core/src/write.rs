@@ -1,9 +1,10 @@
 //! Conditional writes as data: the core decides every condition; drivers only carry them out.
 //!
 //! A [`LeaseWrite`] maps one to one onto a DynamoDB `PutItem` / `UpdateItem` / `DeleteItem` with a
-//! `ConditionExpression`, and [`apply`] is the reference semantics of that mapping: the in-memory
-//! table of the test kit and the simulator evaluate writes with it, and the AWS backend's
-//! integration tests check DynamoDB agrees. (Not serde types: attribute names are `&'static str`.)
+//! `ConditionExpression`; the worker builds every one it issues from a
+//! [`LeaseOp`](crate::protocol::LeaseOp), the protocol's operations. [`apply`] is the reference
+//! semantics of that mapping: the in-memory table of the test kit and the simulator evaluate
+//! writes with it, and the AWS backend's integration tests check DynamoDB agrees. (Not serde types: attribute names are `&'static str`.)
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -127,8 +128,6 @@ pub enum WriteKind {
     Notify,
     /// Create, renew or take the leader row.
     Leader,
-    /// Record child shard ids on a finished parent.
-    Children,
 }
 
 /// A conditional write of one item of the lease table.

@@ -16,9 +16,9 @@ use crate::io::{
 };
 use crate::lease::{Lease, LeaseKey, WorkerId};
 use crate::observe::Observer;
+use crate::protocol::LeaseOp;
 use crate::rng::Rng;
 use crate::time::Instant;
-use crate::write::LeaseWrite;
 
 use in_flight::InFlight;
 use owner::Held;
@@ -195,10 +195,11 @@ impl<R> Ctx<R> {
 
     pub(crate) fn write(
         &mut self,
-        write: LeaseWrite,
+        lease_op: &LeaseOp,
         token: Option<FencingToken>,
         op: WriteOp,
     ) -> RequestId {
+        let write = lease_op.to_write();
         let key = LeaseKey::from(write.key.as_str());
         let sent = self.now;
         self.request(

@@ -14,11 +14,11 @@ use crate::io::{
     CallId, CheckpointError, CheckpointTarget, ChildShard, Event, Failure, FencingToken,
     FetchedRecords, ProcessorCall, Record, ReleaseReason, StartingPosition,
 };
-use crate::item::{AttributeValue, Item, Text};
-use crate::lease::{attr, key_set, Followed, Lease, LeaseKey, WorkerId};
+use crate::item::{Item, Text};
+use crate::lease::{Followed, Lease, WorkerId};
+use crate::protocol::{CheckpointKind, LeaseOp};
 use crate::sequence::{Position, RecordPosition};
 use crate::time::Instant;
-use crate::write::{Condition, LeaseWrite, Update, WriteAction, WriteKind};
 
 /// A write on a held lease and what to do when it lands.
 #[derive(Clone, Debug)]
@@ -230,18 +230,6 @@ impl<R: Record + Clone> Held<R> {
         ctx.timers.release(self.timers);
     }
 
-    /// The condition of every write on a held lease: the counter this worker wrote last, and
-    /// this worker as owner or as the old owner finishing a handoff.
-    fn own_condition(&self, me: &WorkerId) -> Condition {
-        Condition::And(alloc::vec![
-            Condition::eq_num(attr::LEASE_COUNTER, self.lease.counter),
-            Condition::Or(alloc::vec![
-                Condition::eq_str(attr::LEASE_OWNER, me.as_str()),
-                Condition::eq_str(attr::CHECKPOINT_OWNER, me.as_str())
-            ]),
-        ])
-    }
-
     // ---- the step function -------------------------------------------------------------
 
     pub(crate) fn drive(&mut self, ctx: &mut Ctx<R>) {
@@ -397,120 +385,72 @@ impl<R: Record + Clone> Held<R> {
                 .set_lease(self.timers, LeaseTimer::Retry, self.retry_at);
             return;
         }
-        let me = ctx.id.clone();
-        let c = self.lease.counter;
-        let (updates, op, kind, return_item) = if let Some(job) = self.jobs.front().cloned() {
-            let mut u = alloc::vec![Update::Set(
-                attr::LEASE_COUNTER,
-                AttributeValue::number(c + 1)
-            )];
-            let (cp, sub) = job.position.to_attribute();
-            if job.prepare {
-                u.push(Update::Set(attr::PENDING_CHECKPOINT, AttributeValue::S(cp)));
-                u.push(Update::Set(
-                    attr::PENDING_CHECKPOINT_SUB,
-                    AttributeValue::number(sub),
-                ));
-                u.push(match &job.state {
-                    Some(s) => {
-                        Update::Set(attr::PENDING_CHECKPOINT_STATE, AttributeValue::B(s.clone()))
-                    }
-                    None => Update::Remove(attr::PENDING_CHECKPOINT_STATE),
-                });
+        let shard = self.lease.key.clone();
+        let counter = self.lease.counter;
+        let holder = ctx.id.clone();
+        let (lease_op, op) = if let Some(job) = self.jobs.front().cloned() {
+            let kind = if job.prepare {
+                CheckpointKind::Prepare {
+                    state: job.state.clone(),
+                }
             } else {
-                u.push(Update::Set(attr::CHECKPOINT, AttributeValue::S(cp)));
-                u.push(Update::Set(
-                    attr::CHECKPOINT_SUB,
-                    AttributeValue::number(sub),
-                ));
-                u.push(Update::Set(attr::OWNER_SWITCHES, AttributeValue::number(0)));
-                u.push(Update::Remove(attr::PENDING_CHECKPOINT));
-                u.push(Update::Remove(attr::PENDING_CHECKPOINT_SUB));
-                u.push(Update::Remove(attr::PENDING_CHECKPOINT_STATE));
-            }
+                CheckpointKind::Commit
+            };
             (
-                u,
+                LeaseOp::Checkpoint {
+                    shard,
+                    counter,
+                    holder,
+                    at: job.position.clone(),
+                    kind,
+                },
                 OwnedWrite::Checkpoint {
-                    counter_after: c + 1,
+                    counter_after: counter + 1,
                     job: alloc::boxed::Box::new(job),
                 },
-                WriteKind::Checkpoint,
-                true,
             )
-        } else if let Some(kind) = self.final_ready(&me) {
-            let mut u = alloc::vec![Update::Set(
-                attr::LEASE_COUNTER,
-                AttributeValue::number(c + 1)
-            )];
-            match kind {
-                FinalKind::CompleteHandoff => {
-                    u.push(Update::Remove(attr::CHECKPOINT_OWNER));
-                    u.push(Update::Increment(attr::OWNER_SWITCHES, 1));
-                }
-                FinalKind::Release(_) => {
-                    u.push(Update::Remove(attr::LEASE_OWNER));
-                    u.push(Update::Remove(attr::CHECKPOINT_OWNER));
-                }
-                FinalKind::ShardEnd => {
-                    let (cp, sub) = Position::ShardEnd.to_attribute();
-                    u.push(Update::Set(attr::CHECKPOINT, AttributeValue::S(cp)));
-                    u.push(Update::Set(
-                        attr::CHECKPOINT_SUB,
-                        AttributeValue::number(sub),
-                    ));
-                    u.push(Update::Set(attr::OWNER_SWITCHES, AttributeValue::number(0)));
-                    u.push(Update::Remove(attr::PENDING_CHECKPOINT));
-                    u.push(Update::Remove(attr::PENDING_CHECKPOINT_SUB));
-                    u.push(Update::Remove(attr::PENDING_CHECKPOINT_STATE));
-                    u.push(Update::Remove(attr::LEASE_OWNER));
-                    u.push(Update::Remove(attr::CHECKPOINT_OWNER));
-                    if !self.children.is_empty() {
-                        let ids: Vec<LeaseKey> =
-                            self.children.iter().map(|c| c.shard_id.clone()).collect();
-                        u.push(Update::Set(attr::CHILD_SHARD_IDS, key_set(&ids)));
-                    }
-                }
-            }
-            let wk = match kind {
-                FinalKind::CompleteHandoff => WriteKind::CompleteHandoff,
-                FinalKind::Release(_) => WriteKind::Release,
-                FinalKind::ShardEnd => WriteKind::Checkpoint,
+        } else if let Some(kind) = self.final_ready(&holder) {
+            let lease_op = match kind {
+                FinalKind::CompleteHandoff => LeaseOp::CompleteHandoff {
+                    shard,
+                    counter,
+                    holder,
+                },
+                FinalKind::Release(_) => LeaseOp::Release {
+                    shard,
+                    counter,
+                    holder,
+                },
+                FinalKind::ShardEnd => LeaseOp::FinishShard {
+                    shard,
+                    counter,
+                    holder,
+                    children: self.children.iter().map(|c| c.shard_id.clone()).collect(),
+                },
             };
-            (u, OwnedWrite::Final { kind }, wk, false)
+            (lease_op, OwnedWrite::Final { kind })
         } else if self.renew_due {
-            let mut u = alloc::vec![Update::Set(
-                attr::LEASE_COUNTER,
-                AttributeValue::number(c + 1)
-            )];
             // Throughput over the last renewal interval, smoothed (alpha 0.5, as Java 3.x).
             let secs = ctx.config.renew_interval().as_secs_f64().max(0.001);
             let kbps = (self.bytes_since_renew as f64 / 1024.0) / secs;
             self.throughput_kbps = 0.5 * self.throughput_kbps + 0.5 * kbps;
             self.bytes_since_renew = 0;
-            u.push(Update::Set(
-                attr::THROUGHPUT_KBPS,
-                AttributeValue::N(crate::decimal::format_fixed3(self.throughput_kbps).into()),
-            ));
             (
-                u,
-                OwnedWrite::Renew {
-                    counter_after: c + 1,
+                LeaseOp::Renew {
+                    shard,
+                    counter,
+                    holder,
+                    throughput_kbps: self.throughput_kbps,
                 },
-                WriteKind::Renew,
-                true,
+                OwnedWrite::Renew {
+                    counter_after: counter + 1,
+                },
             )
         } else {
             return;
         };
-        let write = LeaseWrite {
-            key: self.lease.key.as_str().into(),
-            action: WriteAction::Update(updates),
-            condition: self.own_condition(&me),
-            return_item,
-            kind,
-        };
         self.write = Some(ctx.now);
-        ctx.write(write, Some(self.token), WriteOp::Owned(op));
+        ctx.write(&lease_op, Some(self.token), WriteOp::Owned(op));
     }
 
     /// The result of a write on this lease.
@@ -1092,15 +1032,8 @@ impl<R: Record + Clone> Held<R> {
             lease.parent_shard_ids = child.parents.clone();
             lease.parent_shard_ids.sort_unstable();
             lease.hash_range = child.hash_range;
-            let write = LeaseWrite {
-                key: child.shard_id.as_str().into(),
-                action: WriteAction::Put(lease.to_item()),
-                condition: Condition::NotExists,
-                return_item: false,
-                kind: WriteKind::Create,
-            };
             ctx.write(
-                write,
+                &LeaseOp::Create { lease },
                 None,
                 WriteOp::Create {
                     child_of: Some((self.lease.key.clone(), self.token)),

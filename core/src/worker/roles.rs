@@ -10,17 +10,13 @@ use super::{Pending, Phase, Worker, WriteOp};
 use crate::balance::{self, Move, PlanLease, PlanWorker};
 use crate::config::{BalancingPolicy, Config};
 use crate::io::{Command, Event, Failure, Record, ShardDescription};
-use crate::item::{AttributeValue, Item};
-use crate::lease::{
-    attr, Lease, LeaseKey, LeaseRow, Row, WorkerId, WorkerRow, ENTITY_LEADER, ENTITY_WORKER,
-    LEADER_KEY,
-};
+use crate::item::Item;
+use crate::lease::{Lease, LeaseKey, LeaseRow, Row, WorkerId, WorkerRow, LEADER_KEY};
 use crate::observe::Seen;
-use crate::sequence::Position;
+use crate::protocol::LeaseOp;
 use crate::sync;
 use crate::taker::{self, TakerLease};
 use crate::time::Instant;
-use crate::write::{Condition, LeaseWrite, Update, WriteAction, WriteKind};
 
 /// What a scan keeps of a lease: only what taking, planning, sync and cleanup read, with the
 /// expiry observation folded in and owner ids shared between rows (about a third of a
@@ -170,10 +166,6 @@ impl Roles {
     pub(crate) fn is_leader(&self, config: &Config, now: Instant) -> bool {
         matches!(self.leader, Leader::Leading { renewed_sent, .. } if now < renewed_sent + config.delivery_window())
     }
-}
-
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.into())
 }
 
 impl<R: Record + Clone> Worker<R> {
@@ -376,26 +368,13 @@ impl<R: Record + Clone> Worker<R> {
             if self.held.contains_key(&t.key) || !self.roles.taking.insert(t.key.clone()) {
                 continue;
             }
-            let mut updates = alloc::vec![
-                Update::Set(attr::LEASE_OWNER, s(me.as_str())),
-                Update::Set(
-                    attr::LEASE_COUNTER,
-                    AttributeValue::number(t.expect_counter + 1)
-                ),
-                Update::Remove(attr::CHECKPOINT_OWNER),
-            ];
-            if t.from.as_ref() != Some(&me) {
-                updates.push(Update::Increment(attr::OWNER_SWITCHES, 1));
-            }
-            let write = LeaseWrite {
-                key: t.key.as_str().into(),
-                action: WriteAction::Update(updates),
-                condition: Condition::eq_num(attr::LEASE_COUNTER, t.expect_counter),
-                return_item: true,
-                kind: WriteKind::Take,
+            let op = LeaseOp::Take {
+                shard: t.key.clone(),
+                counter: t.expect_counter,
+                taker: me.clone(),
+                from: t.from.clone(),
             };
-            self.ctx
-                .write(write, None, WriteOp::Take { steal: t.steal });
+            self.ctx.write(&op, None, WriteOp::Take { steal: t.steal });
         }
     }
 
@@ -470,22 +449,12 @@ impl<R: Record + Clone> Worker<R> {
                     if !self.roles.leader_busy.insert(lease.clone()) {
                         continue;
                     }
-                    let write = LeaseWrite {
-                        key: lease.as_str().into(),
-                        action: WriteAction::Update(alloc::vec![
-                            Update::Set(attr::LEASE_OWNER, s(to.as_str())),
-                            Update::Set(
-                                attr::LEASE_COUNTER,
-                                AttributeValue::number(expect_counter + 1)
-                            ),
-                            Update::Remove(attr::CHECKPOINT_OWNER),
-                            Update::Increment(attr::OWNER_SWITCHES, 1),
-                        ]),
-                        condition: Condition::eq_num(attr::LEASE_COUNTER, expect_counter),
-                        return_item: false,
-                        kind: WriteKind::Assign,
+                    let op = LeaseOp::Assign {
+                        shard: lease,
+                        counter: expect_counter,
+                        to: to.clone(),
                     };
-                    self.ctx.write(write, None, WriteOp::Assign { to });
+                    self.ctx.write(&op, None, WriteOp::Assign { to });
                 }
                 Move::Handoff { lease, from, to } => {
                     let (lease, from, to) = (
@@ -496,20 +465,12 @@ impl<R: Record + Clone> Worker<R> {
                     if !self.roles.leader_busy.insert(lease.clone()) {
                         continue;
                     }
-                    let write = LeaseWrite {
-                        key: lease.as_str().into(),
-                        action: WriteAction::Update(alloc::vec![
-                            Update::Set(attr::LEASE_OWNER, s(to.as_str())),
-                            Update::Set(attr::CHECKPOINT_OWNER, s(from.as_str())),
-                        ]),
-                        condition: Condition::And(alloc::vec![
-                            Condition::eq_str(attr::LEASE_OWNER, from.as_str()),
-                            Condition::Absent(attr::CHECKPOINT_OWNER),
-                        ]),
-                        return_item: false,
-                        kind: WriteKind::InitiateHandoff,
+                    let op = LeaseOp::InitiateHandoff {
+                        shard: lease,
+                        from: from.clone(),
+                        to: to.clone(),
                     };
-                    self.ctx.write(write, None, WriteOp::InitiateHandoff { to });
+                    self.ctx.write(&op, None, WriteOp::InitiateHandoff { to });
                 }
             }
         }
@@ -552,17 +513,11 @@ impl<R: Record + Clone> Worker<R> {
         }
         for (key, counter) in deletes {
             self.roles.leader_busy.insert(key.clone());
-            let write = LeaseWrite {
-                key: key.as_str().into(),
-                action: WriteAction::Delete,
-                condition: Condition::And(alloc::vec![
-                    Condition::eq_num(attr::LEASE_COUNTER, counter),
-                    Condition::eq_str(attr::CHECKPOINT, Position::SHARD_END),
-                ]),
-                return_item: false,
-                kind: WriteKind::Delete,
+            let op = LeaseOp::Delete {
+                shard: key,
+                counter,
             };
-            self.ctx.write(write, None, WriteOp::Delete);
+            self.ctx.write(&op, None, WriteOp::Delete);
         }
     }
 
@@ -580,15 +535,11 @@ impl<R: Record + Clone> Worker<R> {
             // Children of what is created now come in the next round, after the next scan.
             self.roles.sync_due = true;
             self.roles.creating.insert(lease.key.clone());
-            let write = LeaseWrite {
-                key: lease.key.as_str().into(),
-                action: WriteAction::Put(lease.to_item()),
-                condition: Condition::NotExists,
-                return_item: false,
-                kind: WriteKind::Create,
-            };
-            self.ctx
-                .write(write, None, WriteOp::Create { child_of: None });
+            self.ctx.write(
+                &LeaseOp::Create { lease },
+                None,
+                WriteOp::Create { child_of: None },
+            );
         }
     }
 
@@ -663,17 +614,11 @@ impl<R: Record + Clone> Worker<R> {
                     if to == self.ctx.id {
                         self.start_acquire(key);
                     } else {
-                        let write = LeaseWrite {
-                            key: WorkerRow::key(&to),
-                            action: WriteAction::Update(alloc::vec![Update::AddToSet(
-                                attr::ASSIGNED_LEASES,
-                                alloc::vec![key.as_str().into()]
-                            )]),
-                            condition: Condition::Exists,
-                            return_item: false,
-                            kind: WriteKind::Notify,
+                        let op = LeaseOp::Notify {
+                            worker: to,
+                            shard: key,
                         };
-                        self.ctx.write(write, None, WriteOp::Notify);
+                        self.ctx.write(&op, None, WriteOp::Notify);
                     }
                 }
             }
@@ -790,18 +735,11 @@ impl<R: Record + Clone> Worker<R> {
             return;
         }
         a.writing = true;
-        let me = self.ctx.id.clone();
-        let write = LeaseWrite {
-            key: key.as_str().into(),
-            action: WriteAction::Update(alloc::vec![Update::Increment(attr::LEASE_COUNTER, 1)]),
-            condition: Condition::And(alloc::vec![
-                Condition::eq_str(attr::LEASE_OWNER, me.as_str()),
-                Condition::Absent(attr::CHECKPOINT_OWNER)
-            ]),
-            return_item: true,
-            kind: WriteKind::Acquire,
+        let op = LeaseOp::Acquire {
+            shard: key,
+            worker: self.ctx.id.clone(),
         };
-        self.ctx.write(write, None, WriteOp::Acquire);
+        self.ctx.write(&op, None, WriteOp::Acquire);
     }
 
     pub(super) fn acquire_read(&mut self, key: LeaseKey, result: Result<Option<Item>, Failure>) {
@@ -852,32 +790,13 @@ impl<R: Record + Clone> Worker<R> {
         if !self.roles.heartbeat_in_flight && !self.roles.stop_started {
             self.roles.heartbeat_in_flight = true;
             let acked: Vec<LeaseKey> = self.roles.inbox_acks.iter().cloned().collect();
-            let mut updates = alloc::vec![
-                Update::Set(attr::ENTITY_TYPE, s(ENTITY_WORKER)),
-                Update::Increment(attr::LEASE_COUNTER, 1),
-                Update::Set(
-                    attr::MAX_LEASES,
-                    AttributeValue::number(self.ctx.config.max_leases_per_worker)
-                ),
-                Update::Set(
-                    attr::LEAVING,
-                    AttributeValue::Bool(self.ctx.phase != Phase::Running)
-                ),
-            ];
-            if !acked.is_empty() {
-                updates.push(Update::DeleteFromSet(
-                    attr::ASSIGNED_LEASES,
-                    acked.iter().map(|k| k.as_str().into()).collect(),
-                ));
-            }
-            let write = LeaseWrite {
-                key: WorkerRow::key(&self.ctx.id),
-                action: WriteAction::Update(updates),
-                condition: Condition::Always,
-                return_item: true,
-                kind: WriteKind::WorkerHeartbeat,
+            let op = LeaseOp::Heartbeat {
+                worker: self.ctx.id.clone(),
+                max_leases: self.ctx.config.max_leases_per_worker,
+                leaving: self.ctx.phase != Phase::Running,
+                acked: acked.clone(),
             };
-            self.ctx.write(write, None, WriteOp::Heartbeat { acked });
+            self.ctx.write(&op, None, WriteOp::Heartbeat { acked });
         }
         let at = self.ctx.now + self.ctx.config.heartbeat_interval;
         self.ctx.timers.set(TimerKey::Heartbeat, at);
@@ -913,14 +832,8 @@ impl<R: Record + Clone> Worker<R> {
             return;
         }
         let me = self.ctx.id.clone();
-        let (action, condition, counter_after) = match result {
-            Ok(None) => {
-                let mut item = Item::new();
-                item.insert(attr::ENTITY_TYPE.into(), s(ENTITY_LEADER));
-                item.insert(attr::LEASE_OWNER.into(), s(me.as_str()));
-                item.insert(attr::LEASE_COUNTER.into(), AttributeValue::number(1));
-                (WriteAction::Put(item), Condition::NotExists, 1)
-            }
+        let seen_counter = match result {
+            Ok(None) => None,
             Ok(Some(item)) => match Row::from_item(&item) {
                 Ok(Row::Leader(row)) => {
                     let seen = self.observer.observe(
@@ -935,17 +848,7 @@ impl<R: Record + Clone> Worker<R> {
                     if !free {
                         return;
                     }
-                    (
-                        WriteAction::Update(alloc::vec![
-                            Update::Set(attr::LEASE_OWNER, s(me.as_str())),
-                            Update::Set(
-                                attr::LEASE_COUNTER,
-                                AttributeValue::number(row.counter + 1)
-                            ),
-                        ]),
-                        Condition::eq_num(attr::LEASE_COUNTER, row.counter),
-                        row.counter + 1,
-                    )
+                    Some(row.counter)
                 }
                 Ok(_) => return,
                 Err(error) => {
@@ -956,15 +859,13 @@ impl<R: Record + Clone> Worker<R> {
             Err(_) => return,
         };
         self.roles.leader = Leader::Claiming;
-        let write = LeaseWrite {
-            key: LEADER_KEY.into(),
-            action,
-            condition,
-            return_item: false,
-            kind: WriteKind::Leader,
+        let op = LeaseOp::ClaimLeader {
+            worker: me,
+            counter: seen_counter,
         };
+        let counter_after = seen_counter.map_or(1, |c| c + 1);
         self.ctx
-            .write(write, None, WriteOp::LeaderClaim { counter_after });
+            .write(&op, None, WriteOp::LeaderClaim { counter_after });
     }
 
     pub(super) fn roles_renew(&mut self) {
@@ -979,21 +880,12 @@ impl<R: Record + Clone> Worker<R> {
             }
             *renewing = true;
             let c = *counter;
-            let write = LeaseWrite {
-                key: LEADER_KEY.into(),
-                action: WriteAction::Update(alloc::vec![Update::Set(
-                    attr::LEASE_COUNTER,
-                    AttributeValue::number(c + 1)
-                )]),
-                condition: Condition::And(alloc::vec![
-                    Condition::eq_num(attr::LEASE_COUNTER, c),
-                    Condition::eq_str(attr::LEASE_OWNER, me.as_str())
-                ]),
-                return_item: false,
-                kind: WriteKind::Leader,
+            let op = LeaseOp::RenewLeader {
+                worker: me,
+                counter: c,
             };
             self.ctx.write(
-                write,
+                &op,
                 None,
                 WriteOp::LeaderRenew {
                     counter_after: c + 1,
@@ -1068,31 +960,16 @@ impl<R: Record + Clone> Worker<R> {
             let me = self.ctx.id.clone();
             if let Leader::Leading { counter, .. } = self.roles.leader {
                 self.roles.stop_writes += 1;
-                let write = LeaseWrite {
-                    key: LEADER_KEY.into(),
-                    action: WriteAction::Update(alloc::vec![
-                        Update::Remove(attr::LEASE_OWNER),
-                        Update::Set(attr::LEASE_COUNTER, AttributeValue::number(counter + 1)),
-                    ]),
-                    condition: Condition::And(alloc::vec![
-                        Condition::eq_num(attr::LEASE_COUNTER, counter),
-                        Condition::eq_str(attr::LEASE_OWNER, me.as_str())
-                    ]),
-                    return_item: false,
-                    kind: WriteKind::Leader,
+                let op = LeaseOp::ReleaseLeader {
+                    worker: me.clone(),
+                    counter,
                 };
-                self.ctx.write(write, None, WriteOp::LeaderRelease);
+                self.ctx.write(&op, None, WriteOp::LeaderRelease);
             }
             if self.policy() == BalancingPolicy::Coordinated {
                 self.roles.stop_writes += 1;
-                let write = LeaseWrite {
-                    key: WorkerRow::key(&me),
-                    action: WriteAction::Delete,
-                    condition: Condition::Always,
-                    return_item: false,
-                    kind: WriteKind::WorkerHeartbeat,
-                };
-                self.ctx.write(write, None, WriteOp::WorkerRowDelete);
+                let op = LeaseOp::DeleteWorkerRow { worker: me };
+                self.ctx.write(&op, None, WriteOp::WorkerRowDelete);
             }
         }
         if self.roles.stop_writes == 0 {

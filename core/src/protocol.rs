@@ -1,0 +1,1057 @@
+//! The lease protocol: every write any worker makes to the lease table, as data.
+//!
+//! A [`LeaseOp`] names one operation of the protocol with the values it depends on, and
+//! [`LeaseOp::to_write`] turns it into the conditional [`LeaseWrite`] a driver carries out. This
+//! module is the only place in the crate that builds a `LeaseWrite`, so the table below is the
+//! whole protocol. `c` is the lease counter the issuer last saw (the holder: the counter its own
+//! last write left), `me` the issuing worker.
+//!
+//! | operation | issued by | condition | update | the condition failing means |
+//! |---|---|---|---|---|
+//! | [`Renew`](LeaseOp::Renew) | the holder, every renew interval | `leaseCounter = c` and (`leaseOwner = me` or `checkpointOwner = me`) | `leaseCounter = c+1`, `throughputKBps` | another worker changed the lease: it is lost, unless a write of this holder's own whose outcome is unknown explains it (then a consistent read decides) |
+//! | [`Checkpoint`](LeaseOp::Checkpoint) (commit) | the holder, for its processor | as renew | counter `c+1`, `checkpoint` + sub-sequence, `ownerSwitchesSinceCheckpoint = 0`, the pending checkpoint removed | as renew |
+//! | [`Checkpoint`](LeaseOp::Checkpoint) (prepare) | the holder, for its processor | as renew | counter `c+1`, `pendingCheckpoint` + sub-sequence and its state (removed when none) | as renew |
+//! | [`CompleteHandoff`](LeaseOp::CompleteHandoff) | the old owner, once its processor finished | as renew | counter `c+1`, `checkpointOwner` removed, `ownerSwitchesSinceCheckpoint + 1` | the lease moved on; nothing more to do |
+//! | [`Release`](LeaseOp::Release) | the holder (shutdown without a successor, a failed processor) | as renew | counter `c+1`, `leaseOwner` and `checkpointOwner` removed | as complete handoff |
+//! | [`FinishShard`](LeaseOp::FinishShard) | the holder, after the processor's `shard_ended` | as renew | counter `c+1`, `checkpoint = SHARD_END`, the pending checkpoint, `leaseOwner` and `checkpointOwner` removed, `childShardIds` | as complete handoff |
+//! | [`Create`](LeaseOp::Create) | shard sync; a parent at its shard end, for split children | the row is absent | the whole row, unowned | it exists already, which is as good |
+//! | [`Take`](LeaseOp::Take) | a worker's Java 2.x taker (`Kcl2Compatible`) | `leaseCounter = c` (seen unchanged for the failover time, or unowned) | `leaseOwner = me`, counter `c+1`, `checkpointOwner` removed, `ownerSwitchesSinceCheckpoint + 1` unless `me` owned it | another worker renewed or took it first |
+//! | [`Assign`](LeaseOp::Assign) | the leader, for an unowned or expired lease | `leaseCounter = c` | `leaseOwner = to`, counter `c+1`, `checkpointOwner` removed, `ownerSwitchesSinceCheckpoint + 1` | the lease changed since the scan; the next plan sees it |
+//! | [`InitiateHandoff`](LeaseOp::InitiateHandoff) | the leader, to move a live lease | `leaseOwner = from` and no `checkpointOwner` | `leaseOwner = to`, `checkpointOwner = from` | the owner changed or a handoff is under way |
+//! | [`Acquire`](LeaseOp::Acquire) | the new owner, after an assignment or handoff | `leaseOwner = me` and no `checkpointOwner` | counter `+ 1` | the old owner has not completed yet (poll again), or the lease moved on |
+//! | [`Delete`](LeaseOp::Delete) | the leader's cleanup | `leaseCounter = c` and `checkpoint = SHARD_END` | the row deleted | the row changed; the next scan decides again |
+//! | [`Heartbeat`](LeaseOp::Heartbeat) | every worker (`Coordinated`), every heartbeat interval | none | `entityType`, counter `+ 1`, `maxLeases`, `leaving`, acknowledged keys removed from `assignedLeases` | (cannot fail) |
+//! | [`Notify`](LeaseOp::Notify) | the leader, after an assignment or handoff to another worker | the worker row exists | the lease added to `assignedLeases` | the worker is gone; its lease expires and is assigned again |
+//! | [`ClaimLeader`](LeaseOp::ClaimLeader) | a follower that saw the leader row absent, unowned, its own or expired | the row absent (`c` unknown), or `leaseCounter = c` | `leaseOwner = me`, counter `c+1` (a new row: 1) | another worker claimed it first |
+//! | [`RenewLeader`](LeaseOp::RenewLeader) | the leader, every renew interval | `leaseCounter = c` and `leaseOwner = me` | counter `c+1` | leadership is lost |
+//! | [`ReleaseLeader`](LeaseOp::ReleaseLeader) | the leader, at the end of its shutdown | as renew leader | `leaseOwner` removed, counter `c+1` | it was lost already |
+//! | [`DeleteWorkerRow`](LeaseOp::DeleteWorkerRow) | every worker, at the end of its shutdown | none | the worker row deleted | (cannot fail) |
+//!
+//! **Fencing.** Every operation of a holder on its own lease is conditional on the counter its
+//! last write left and on the holder being `leaseOwner` (or, during a handoff, `checkpointOwner`),
+//! so once any other worker has changed the lease, nothing the old holder sends can land: a
+//! paused or partitioned worker can never move a checkpoint or finish a shard it lost. Every
+//! ownership begins with a write that bumps the counter (a take, or the acquire that follows an
+//! assignment or a handoff), which is why the counter right after it is the ownership's
+//! [`FencingToken`](crate::FencingToken). The unit tests below check each operation
+//! against [`write::apply`](crate::write::apply) and, by property, that no holder operation lands
+//! on a row whose counter or owner differ.
+//!
+//! **Expiry** is judged on the observer's own clock ([`crate::observe`]): a row is expired when
+//! its counter has not changed for `failover_time` since the observer first saw that value. A
+//! holder stops delivering `failover_time - safety_margin` after it *sent* its last renewal that
+//! landed, so it stops before any observer may take the lease while clock rates differ by less
+//! than [`Config::tolerated_clock_rate_ratio`](crate::Config::tolerated_clock_rate_ratio).
+//!
+//! **Graceful handoff** (`Coordinated`), in five steps:
+//! 1. the leader writes [`InitiateHandoff`](LeaseOp::InitiateHandoff): the new owner becomes
+//!    `leaseOwner`, the old one `checkpointOwner`; then [`Notify`](LeaseOp::Notify)s the new owner;
+//! 2. the old owner learns it from the row its next renewal returns, stops delivering, and calls
+//!    its processor's `shutdown_requested`, which may still checkpoint (its writes stay
+//!    conditional on `checkpointOwner = me`);
+//! 3. the old owner writes [`CompleteHandoff`](LeaseOp::CompleteHandoff), removing
+//!    `checkpointOwner`;
+//! 4. the new owner, told by the `assignedLeases` of its heartbeat row, polls the row until
+//!    `checkpointOwner` is gone and writes [`Acquire`](LeaseOp::Acquire);
+//! 5. the acquire's returned row is its lease, from the checkpoint the old owner left. A handoff
+//!    that takes longer than `handoff_timeout` is forced: the old processor is told the lease is
+//!    lost, and the old owner completes without waiting for it.
+//!
+//! **Election** (`Coordinated`): the leader row is a lease on leadership. A follower reads it
+//! every `leader_check_interval` and claims it when it is absent, unowned, its own or expired on
+//! the follower's clock; the leader renews it with its leases and acts as leader only inside the
+//! same delivery window a lease has. Safety never depends on the leader: each of its writes is
+//! conditional on what it saw.
+
+use alloc::vec::Vec;
+
+use crate::item::{AttributeValue, Item};
+use crate::lease::{
+    attr, key_set, Lease, LeaseKey, WorkerId, WorkerRow, ENTITY_LEADER, ENTITY_WORKER, LEADER_KEY,
+};
+use crate::sequence::Position;
+use crate::write::{Condition, LeaseWrite, Update, WriteAction, WriteKind};
+
+/// What a checkpoint operation writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum CheckpointKind {
+    /// Move `checkpoint`: records up to the position are processed.
+    Commit,
+    /// Two-phase: write `pendingCheckpoint` (with the application's bytes), to be committed later.
+    Prepare {
+        /// Application bytes stored with the prepared checkpoint.
+        state: Option<Vec<u8>>,
+    },
+}
+
+/// One operation of the lease protocol (see the [module documentation](self) for the table).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum LeaseOp {
+    /// The holder bumps the counter to prove it is alive, with its recent throughput.
+    Renew {
+        /// The lease.
+        shard: LeaseKey,
+        /// The counter the holder's last write left.
+        counter: u64,
+        /// The holding worker.
+        holder: WorkerId,
+        /// Throughput over the last renew interval, smoothed, in KB/s.
+        throughput_kbps: f64,
+    },
+    /// The holder moves the checkpoint, or prepares one.
+    Checkpoint {
+        /// The lease.
+        shard: LeaseKey,
+        /// The counter the holder's last write left.
+        counter: u64,
+        /// The holding worker.
+        holder: WorkerId,
+        /// The position.
+        at: Position,
+        /// Commit or prepare.
+        kind: CheckpointKind,
+    },
+    /// The old owner of a handoff gives the lease to the new one.
+    CompleteHandoff {
+        /// The lease.
+        shard: LeaseKey,
+        /// The counter the holder's last write left.
+        counter: u64,
+        /// The old owner.
+        holder: WorkerId,
+    },
+    /// The holder gives the lease up, leaving it unowned.
+    Release {
+        /// The lease.
+        shard: LeaseKey,
+        /// The counter the holder's last write left.
+        counter: u64,
+        /// The holding worker.
+        holder: WorkerId,
+    },
+    /// The holder checkpoints `SHARD_END` and gives the finished lease up.
+    FinishShard {
+        /// The lease.
+        shard: LeaseKey,
+        /// The counter the holder's last write left.
+        counter: u64,
+        /// The holding worker.
+        holder: WorkerId,
+        /// The shard's children (`childShardIds`; not written when empty).
+        children: Vec<LeaseKey>,
+    },
+    /// A new lease row, if there is none.
+    Create {
+        /// The row to write.
+        lease: Lease,
+    },
+    /// A taker takes a lease it saw unowned or expired (or steals one, Java 2.x style).
+    Take {
+        /// The lease.
+        shard: LeaseKey,
+        /// The counter the taker saw.
+        counter: u64,
+        /// The taking worker.
+        taker: WorkerId,
+        /// The owner the taker saw.
+        from: Option<WorkerId>,
+    },
+    /// The leader gives an unowned or expired lease to a worker.
+    Assign {
+        /// The lease.
+        shard: LeaseKey,
+        /// The counter the leader saw.
+        counter: u64,
+        /// The new owner.
+        to: WorkerId,
+    },
+    /// The leader asks a live owner to hand a lease to another worker.
+    InitiateHandoff {
+        /// The lease.
+        shard: LeaseKey,
+        /// The owner now.
+        from: WorkerId,
+        /// The new owner.
+        to: WorkerId,
+    },
+    /// The new owner of an assignment or handoff starts holding the lease.
+    Acquire {
+        /// The lease.
+        shard: LeaseKey,
+        /// The new owner.
+        worker: WorkerId,
+    },
+    /// The leader deletes a finished lease.
+    Delete {
+        /// The lease.
+        shard: LeaseKey,
+        /// The counter the leader saw.
+        counter: u64,
+    },
+    /// A worker's heartbeat row: alive, its capacity, and which assignments it has seen.
+    Heartbeat {
+        /// The worker.
+        worker: WorkerId,
+        /// The most leases it will hold.
+        max_leases: u64,
+        /// It is shutting down.
+        leaving: bool,
+        /// Assigned leases it has taken note of (removed from `assignedLeases`).
+        acked: Vec<LeaseKey>,
+    },
+    /// The leader tells a worker about a lease assigned or handed to it.
+    Notify {
+        /// The worker.
+        worker: WorkerId,
+        /// The lease.
+        shard: LeaseKey,
+    },
+    /// A follower claims the leader row.
+    ClaimLeader {
+        /// The claiming worker.
+        worker: WorkerId,
+        /// The counter it saw; `None` when the row did not exist.
+        counter: Option<u64>,
+    },
+    /// The leader renews the leader row.
+    RenewLeader {
+        /// The leader.
+        worker: WorkerId,
+        /// The counter its last write left.
+        counter: u64,
+    },
+    /// The leader steps down.
+    ReleaseLeader {
+        /// The leader.
+        worker: WorkerId,
+        /// The counter its last write left.
+        counter: u64,
+    },
+    /// A worker leaving deletes its heartbeat row.
+    DeleteWorkerRow {
+        /// The worker.
+        worker: WorkerId,
+    },
+}
+
+impl LeaseOp {
+    /// The conditional write that carries the operation out.
+    pub fn to_write(&self) -> LeaseWrite {
+        let (key, action, condition) = match self {
+            Self::Renew {
+                shard,
+                counter,
+                holder,
+                throughput_kbps,
+            } => (
+                shard.as_str().into(),
+                WriteAction::Update(alloc::vec![
+                    bump(*counter),
+                    Update::Set(
+                        attr::THROUGHPUT_KBPS,
+                        AttributeValue::N(crate::decimal::format_fixed3(*throughput_kbps).into()),
+                    ),
+                ]),
+                held_by(*counter, holder),
+            ),
+            Self::Checkpoint {
+                shard,
+                counter,
+                holder,
+                at,
+                kind,
+            } => {
+                let (checkpoint, sub) = at.to_attribute();
+                let mut updates = alloc::vec![bump(*counter)];
+                match kind {
+                    CheckpointKind::Prepare { state } => {
+                        updates.push(Update::Set(
+                            attr::PENDING_CHECKPOINT,
+                            AttributeValue::S(checkpoint),
+                        ));
+                        updates.push(Update::Set(
+                            attr::PENDING_CHECKPOINT_SUB,
+                            AttributeValue::number(sub),
+                        ));
+                        updates.push(match state {
+                            Some(s) => Update::Set(
+                                attr::PENDING_CHECKPOINT_STATE,
+                                AttributeValue::B(s.clone()),
+                            ),
+                            None => Update::Remove(attr::PENDING_CHECKPOINT_STATE),
+                        });
+                    }
+                    CheckpointKind::Commit => {
+                        set_checkpoint(&mut updates, checkpoint, sub);
+                    }
+                }
+                (
+                    shard.as_str().into(),
+                    WriteAction::Update(updates),
+                    held_by(*counter, holder),
+                )
+            }
+            Self::CompleteHandoff {
+                shard,
+                counter,
+                holder,
+            } => (
+                shard.as_str().into(),
+                WriteAction::Update(alloc::vec![
+                    bump(*counter),
+                    Update::Remove(attr::CHECKPOINT_OWNER),
+                    Update::Increment(attr::OWNER_SWITCHES, 1),
+                ]),
+                held_by(*counter, holder),
+            ),
+            Self::Release {
+                shard,
+                counter,
+                holder,
+            } => (
+                shard.as_str().into(),
+                WriteAction::Update(alloc::vec![
+                    bump(*counter),
+                    Update::Remove(attr::LEASE_OWNER),
+                    Update::Remove(attr::CHECKPOINT_OWNER),
+                ]),
+                held_by(*counter, holder),
+            ),
+            Self::FinishShard {
+                shard,
+                counter,
+                holder,
+                children,
+            } => {
+                let (checkpoint, sub) = Position::ShardEnd.to_attribute();
+                let mut updates = alloc::vec![bump(*counter)];
+                set_checkpoint(&mut updates, checkpoint, sub);
+                updates.push(Update::Remove(attr::LEASE_OWNER));
+                updates.push(Update::Remove(attr::CHECKPOINT_OWNER));
+                if !children.is_empty() {
+                    updates.push(Update::Set(attr::CHILD_SHARD_IDS, key_set(children)));
+                }
+                (
+                    shard.as_str().into(),
+                    WriteAction::Update(updates),
+                    held_by(*counter, holder),
+                )
+            }
+            Self::Create { lease } => (
+                lease.key.as_str().into(),
+                WriteAction::Put(lease.to_item()),
+                Condition::NotExists,
+            ),
+            Self::Take {
+                shard,
+                counter,
+                taker,
+                from,
+            } => {
+                let mut updates = alloc::vec![
+                    Update::Set(attr::LEASE_OWNER, string(taker.as_str())),
+                    Update::Set(attr::LEASE_COUNTER, AttributeValue::number(counter + 1)),
+                    Update::Remove(attr::CHECKPOINT_OWNER),
+                ];
+                if from.as_ref() != Some(taker) {
+                    updates.push(Update::Increment(attr::OWNER_SWITCHES, 1));
+                }
+                (
+                    shard.as_str().into(),
+                    WriteAction::Update(updates),
+                    Condition::eq_num(attr::LEASE_COUNTER, *counter),
+                )
+            }
+            Self::Assign { shard, counter, to } => (
+                shard.as_str().into(),
+                WriteAction::Update(alloc::vec![
+                    Update::Set(attr::LEASE_OWNER, string(to.as_str())),
+                    Update::Set(attr::LEASE_COUNTER, AttributeValue::number(counter + 1)),
+                    Update::Remove(attr::CHECKPOINT_OWNER),
+                    Update::Increment(attr::OWNER_SWITCHES, 1),
+                ]),
+                Condition::eq_num(attr::LEASE_COUNTER, *counter),
+            ),
+            Self::InitiateHandoff { shard, from, to } => (
+                shard.as_str().into(),
+                WriteAction::Update(alloc::vec![
+                    Update::Set(attr::LEASE_OWNER, string(to.as_str())),
+                    Update::Set(attr::CHECKPOINT_OWNER, string(from.as_str())),
+                ]),
+                Condition::And(alloc::vec![
+                    Condition::eq_str(attr::LEASE_OWNER, from.as_str()),
+                    Condition::Absent(attr::CHECKPOINT_OWNER),
+                ]),
+            ),
+            Self::Acquire { shard, worker } => (
+                shard.as_str().into(),
+                WriteAction::Update(alloc::vec![Update::Increment(attr::LEASE_COUNTER, 1)]),
+                Condition::And(alloc::vec![
+                    Condition::eq_str(attr::LEASE_OWNER, worker.as_str()),
+                    Condition::Absent(attr::CHECKPOINT_OWNER),
+                ]),
+            ),
+            Self::Delete { shard, counter } => (
+                shard.as_str().into(),
+                WriteAction::Delete,
+                Condition::And(alloc::vec![
+                    Condition::eq_num(attr::LEASE_COUNTER, *counter),
+                    Condition::eq_str(attr::CHECKPOINT, Position::SHARD_END),
+                ]),
+            ),
+            Self::Heartbeat {
+                worker,
+                max_leases,
+                leaving,
+                acked,
+            } => {
+                let mut updates = alloc::vec![
+                    Update::Set(attr::ENTITY_TYPE, string(ENTITY_WORKER)),
+                    Update::Increment(attr::LEASE_COUNTER, 1),
+                    Update::Set(attr::MAX_LEASES, AttributeValue::number(*max_leases)),
+                    Update::Set(attr::LEAVING, AttributeValue::Bool(*leaving)),
+                ];
+                if !acked.is_empty() {
+                    updates.push(Update::DeleteFromSet(
+                        attr::ASSIGNED_LEASES,
+                        acked.iter().map(|k| k.as_str().into()).collect(),
+                    ));
+                }
+                (
+                    WorkerRow::key(worker),
+                    WriteAction::Update(updates),
+                    Condition::Always,
+                )
+            }
+            Self::Notify { worker, shard } => (
+                WorkerRow::key(worker),
+                WriteAction::Update(alloc::vec![Update::AddToSet(
+                    attr::ASSIGNED_LEASES,
+                    alloc::vec![shard.as_str().into()],
+                )]),
+                Condition::Exists,
+            ),
+            Self::ClaimLeader { worker, counter } => match counter {
+                None => {
+                    let mut item = Item::new();
+                    item.insert(attr::ENTITY_TYPE.into(), string(ENTITY_LEADER));
+                    item.insert(attr::LEASE_OWNER.into(), string(worker.as_str()));
+                    item.insert(attr::LEASE_COUNTER.into(), AttributeValue::number(1));
+                    (
+                        LEADER_KEY.into(),
+                        WriteAction::Put(item),
+                        Condition::NotExists,
+                    )
+                }
+                Some(c) => (
+                    LEADER_KEY.into(),
+                    WriteAction::Update(alloc::vec![
+                        Update::Set(attr::LEASE_OWNER, string(worker.as_str())),
+                        Update::Set(attr::LEASE_COUNTER, AttributeValue::number(c + 1)),
+                    ]),
+                    Condition::eq_num(attr::LEASE_COUNTER, *c),
+                ),
+            },
+            Self::RenewLeader { worker, counter } => (
+                LEADER_KEY.into(),
+                WriteAction::Update(alloc::vec![bump(*counter)]),
+                leads(*counter, worker),
+            ),
+            Self::ReleaseLeader { worker, counter } => (
+                LEADER_KEY.into(),
+                WriteAction::Update(alloc::vec![
+                    Update::Remove(attr::LEASE_OWNER),
+                    Update::Set(attr::LEASE_COUNTER, AttributeValue::number(counter + 1)),
+                ]),
+                leads(*counter, worker),
+            ),
+            Self::DeleteWorkerRow { worker } => (
+                WorkerRow::key(worker),
+                WriteAction::Delete,
+                Condition::Always,
+            ),
+        };
+        LeaseWrite {
+            key,
+            action,
+            condition,
+            return_item: self.returns_item(),
+            kind: self.kind(),
+        }
+    }
+
+    /// Why the write is issued, for metrics, logs and billing.
+    pub fn kind(&self) -> WriteKind {
+        match self {
+            Self::Renew { .. } => WriteKind::Renew,
+            // Shard end is the last checkpoint of a lease.
+            Self::Checkpoint { .. } | Self::FinishShard { .. } => WriteKind::Checkpoint,
+            Self::CompleteHandoff { .. } => WriteKind::CompleteHandoff,
+            Self::Release { .. } => WriteKind::Release,
+            Self::Create { .. } => WriteKind::Create,
+            Self::Take { .. } => WriteKind::Take,
+            Self::Assign { .. } => WriteKind::Assign,
+            Self::InitiateHandoff { .. } => WriteKind::InitiateHandoff,
+            Self::Acquire { .. } => WriteKind::Acquire,
+            Self::Delete { .. } => WriteKind::Delete,
+            Self::Heartbeat { .. } | Self::DeleteWorkerRow { .. } => WriteKind::WorkerHeartbeat,
+            Self::Notify { .. } => WriteKind::Notify,
+            Self::ClaimLeader { .. } | Self::RenewLeader { .. } | Self::ReleaseLeader { .. } => {
+                WriteKind::Leader
+            }
+        }
+    }
+
+    /// Whether the issuer needs the row as the write left it: a holder's renewals and checkpoints
+    /// learn of handoffs from it, a take or acquire starts its lease from it, a heartbeat reads
+    /// its assignments from it. (`ReturnValues=ALL_NEW` costs no read units.)
+    fn returns_item(&self) -> bool {
+        matches!(
+            self,
+            Self::Renew { .. }
+                | Self::Checkpoint { .. }
+                | Self::Take { .. }
+                | Self::Acquire { .. }
+                | Self::Heartbeat { .. }
+        )
+    }
+
+    /// The counter the row has once the write landed, where the issuer can know it.
+    pub fn counter_after(&self) -> Option<u64> {
+        match self {
+            Self::Renew { counter, .. }
+            | Self::Checkpoint { counter, .. }
+            | Self::CompleteHandoff { counter, .. }
+            | Self::Release { counter, .. }
+            | Self::FinishShard { counter, .. }
+            | Self::Take { counter, .. }
+            | Self::Assign { counter, .. }
+            | Self::RenewLeader { counter, .. }
+            | Self::ReleaseLeader { counter, .. } => Some(counter + 1),
+            Self::ClaimLeader { counter, .. } => Some(counter.map_or(1, |c| c + 1)),
+            Self::Create { lease } => Some(lease.counter),
+            Self::InitiateHandoff { .. }
+            | Self::Acquire { .. }
+            | Self::Delete { .. }
+            | Self::Heartbeat { .. }
+            | Self::Notify { .. }
+            | Self::DeleteWorkerRow { .. } => None,
+        }
+    }
+}
+
+fn string(v: &str) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+/// `leaseCounter = counter + 1`.
+fn bump(counter: u64) -> Update {
+    Update::Set(attr::LEASE_COUNTER, AttributeValue::number(counter + 1))
+}
+
+/// The condition of every write of a holder on its lease: the counter its last write left, and
+/// the holder as owner or as the old owner finishing a handoff.
+fn held_by(counter: u64, holder: &WorkerId) -> Condition {
+    Condition::And(alloc::vec![
+        Condition::eq_num(attr::LEASE_COUNTER, counter),
+        Condition::Or(alloc::vec![
+            Condition::eq_str(attr::LEASE_OWNER, holder.as_str()),
+            Condition::eq_str(attr::CHECKPOINT_OWNER, holder.as_str()),
+        ]),
+    ])
+}
+
+/// The condition of the leader's writes on the leader row.
+fn leads(counter: u64, leader: &WorkerId) -> Condition {
+    Condition::And(alloc::vec![
+        Condition::eq_num(attr::LEASE_COUNTER, counter),
+        Condition::eq_str(attr::LEASE_OWNER, leader.as_str()),
+    ])
+}
+
+/// A committed checkpoint: the position, a fresh count of owner switches, no pending checkpoint.
+fn set_checkpoint(updates: &mut Vec<Update>, checkpoint: crate::item::Text, sub: u64) {
+    updates.push(Update::Set(attr::CHECKPOINT, AttributeValue::S(checkpoint)));
+    updates.push(Update::Set(
+        attr::CHECKPOINT_SUB,
+        AttributeValue::number(sub),
+    ));
+    updates.push(Update::Set(attr::OWNER_SWITCHES, AttributeValue::number(0)));
+    updates.push(Update::Remove(attr::PENDING_CHECKPOINT));
+    updates.push(Update::Remove(attr::PENDING_CHECKPOINT_SUB));
+    updates.push(Update::Remove(attr::PENDING_CHECKPOINT_STATE));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::{LeaderRow, Row};
+    use crate::write::{apply, ConditionFailed};
+    use alloc::vec;
+
+    fn key(s: &str) -> LeaseKey {
+        LeaseKey::from(s)
+    }
+
+    fn worker(s: &str) -> WorkerId {
+        WorkerId::from(s)
+    }
+
+    fn at(sequence: &str) -> Position {
+        Position::parse(sequence, 0).expect("a sequence number")
+    }
+
+    /// `shard-1` held by `w1` at counter 7, checkpointed at 100, with a prepared checkpoint.
+    fn held() -> Lease {
+        let mut l = Lease::new(key("shard-1"), at("100"));
+        l.owner = Some(worker("w1"));
+        l.counter = 7;
+        l.pending_checkpoint = Some(at("150"));
+        l.pending_checkpoint_state = Some(vec![1, 2]);
+        l.owner_switches_since_checkpoint = 2;
+        l
+    }
+
+    /// Applies `op` to `before` as DynamoDB would, and decodes the lease row it leaves.
+    fn lease_after(before: Option<&Lease>, op: &LeaseOp) -> Result<Option<Lease>, ConditionFailed> {
+        let item = before.map(Lease::to_item);
+        let after = apply(item.as_ref(), &op.to_write())?;
+        Ok(after.map(|i| Lease::from_item(&i).expect("a lease row")))
+    }
+
+    fn row_after(before: Option<&Item>, op: &LeaseOp) -> Result<Option<Row>, ConditionFailed> {
+        let after = apply(before, &op.to_write())?;
+        Ok(after.map(|i| Row::from_item(&i).expect("a row")))
+    }
+
+    fn renew(counter: u64, holder: &str) -> LeaseOp {
+        LeaseOp::Renew {
+            shard: key("shard-1"),
+            counter,
+            holder: worker(holder),
+            throughput_kbps: 2.5,
+        }
+    }
+
+    /// Checks what each holder operation does to the row it is meant for, and what it returns.
+    #[test]
+    fn holder_operations_do_what_the_table_says() {
+        let before = held();
+        type Change = fn(&mut Lease);
+        let cases: Vec<(LeaseOp, Change)> = vec![
+            (renew(7, "w1"), |l| l.throughput_kbps = Some(2.5)),
+            (
+                LeaseOp::Checkpoint {
+                    shard: key("shard-1"),
+                    counter: 7,
+                    holder: worker("w1"),
+                    at: at("120"),
+                    kind: CheckpointKind::Commit,
+                },
+                |l| {
+                    l.checkpoint = at("120");
+                    l.pending_checkpoint = None;
+                    l.pending_checkpoint_state = None;
+                    l.owner_switches_since_checkpoint = 0;
+                },
+            ),
+            (
+                LeaseOp::Checkpoint {
+                    shard: key("shard-1"),
+                    counter: 7,
+                    holder: worker("w1"),
+                    at: at("130"),
+                    kind: CheckpointKind::Prepare {
+                        state: Some(vec![9]),
+                    },
+                },
+                |l| {
+                    l.pending_checkpoint = Some(at("130"));
+                    l.pending_checkpoint_state = Some(vec![9]);
+                },
+            ),
+            (
+                LeaseOp::Checkpoint {
+                    shard: key("shard-1"),
+                    counter: 7,
+                    holder: worker("w1"),
+                    at: at("130"),
+                    kind: CheckpointKind::Prepare { state: None },
+                },
+                |l| {
+                    l.pending_checkpoint = Some(at("130"));
+                    l.pending_checkpoint_state = None;
+                },
+            ),
+            (
+                LeaseOp::Release {
+                    shard: key("shard-1"),
+                    counter: 7,
+                    holder: worker("w1"),
+                },
+                |l| l.owner = None,
+            ),
+            (
+                LeaseOp::FinishShard {
+                    shard: key("shard-1"),
+                    counter: 7,
+                    holder: worker("w1"),
+                    children: vec![key("shard-3"), key("shard-2")],
+                },
+                |l| {
+                    l.checkpoint = Position::ShardEnd;
+                    l.pending_checkpoint = None;
+                    l.pending_checkpoint_state = None;
+                    l.owner_switches_since_checkpoint = 0;
+                    l.owner = None;
+                    l.child_shard_ids = vec![key("shard-2"), key("shard-3")];
+                },
+            ),
+            (
+                LeaseOp::FinishShard {
+                    shard: key("shard-1"),
+                    counter: 7,
+                    holder: worker("w1"),
+                    children: Vec::new(),
+                },
+                |l| {
+                    l.checkpoint = Position::ShardEnd;
+                    l.pending_checkpoint = None;
+                    l.pending_checkpoint_state = None;
+                    l.owner_switches_since_checkpoint = 0;
+                    l.owner = None;
+                },
+            ),
+        ];
+        for (op, change) in cases {
+            let mut expected = before.clone();
+            expected.counter = 8;
+            change(&mut expected);
+            assert_eq!(
+                lease_after(Some(&before), &op),
+                Ok(Some(expected)),
+                "{op:?}"
+            );
+            assert_eq!(op.counter_after(), Some(8), "{op:?}");
+            assert_eq!(op.to_write().key, "shard-1");
+        }
+    }
+
+    #[test]
+    fn a_handoff_moves_the_lease_in_three_writes() {
+        let mut lease = held();
+        let initiate = LeaseOp::InitiateHandoff {
+            shard: key("shard-1"),
+            from: worker("w1"),
+            to: worker("w2"),
+        };
+        let during = lease_after(Some(&lease), &initiate)
+            .expect("w1 owns it")
+            .expect("row");
+        lease.owner = Some(worker("w2"));
+        lease.checkpoint_owner = Some(worker("w1"));
+        assert_eq!(during, lease, "the counter stays: w1 still holds it");
+        assert_eq!(
+            lease_after(Some(&during), &initiate),
+            Err(ConditionFailed),
+            "one handoff at a time"
+        );
+        let acquire = LeaseOp::Acquire {
+            shard: key("shard-1"),
+            worker: worker("w2"),
+        };
+        assert_eq!(
+            lease_after(Some(&during), &acquire),
+            Err(ConditionFailed),
+            "not before the old owner completes"
+        );
+        // The old owner still renews and checkpoints as checkpoint owner.
+        let renewed = lease_after(Some(&during), &renew(7, "w1"))
+            .expect("w1 is checkpoint owner")
+            .expect("row");
+        let complete = LeaseOp::CompleteHandoff {
+            shard: key("shard-1"),
+            counter: 8,
+            holder: worker("w1"),
+        };
+        let completed = lease_after(Some(&renewed), &complete)
+            .expect("ok")
+            .expect("row");
+        assert_eq!(completed.owner, Some(worker("w2")));
+        assert_eq!(completed.checkpoint_owner, None);
+        assert_eq!(completed.counter, 9);
+        assert_eq!(completed.owner_switches_since_checkpoint, 3);
+        let acquired = lease_after(Some(&completed), &acquire)
+            .expect("ok")
+            .expect("row");
+        assert_eq!(acquired.counter, 10, "the new ownership's token");
+        assert_eq!(
+            lease_after(Some(&acquired), &renew(9, "w1")),
+            Err(ConditionFailed),
+            "the old owner is fenced"
+        );
+    }
+
+    #[test]
+    fn takers_and_the_leader_change_owners_only_from_what_they_saw() {
+        let lease = held();
+        let take = |counter, taker: &str| LeaseOp::Take {
+            shard: key("shard-1"),
+            counter,
+            taker: worker(taker),
+            from: Some(worker("w1")),
+        };
+        let taken = lease_after(Some(&lease), &take(7, "w2"))
+            .expect("ok")
+            .expect("row");
+        assert_eq!(taken.owner, Some(worker("w2")));
+        assert_eq!(taken.counter, 8);
+        assert_eq!(taken.owner_switches_since_checkpoint, 3);
+        assert_eq!(take(7, "w2").counter_after(), Some(8));
+        let retaken = lease_after(Some(&lease), &take(7, "w1"))
+            .expect("ok")
+            .expect("row");
+        assert_eq!(retaken.owner_switches_since_checkpoint, 2, "no switch");
+        assert_eq!(
+            lease_after(Some(&lease), &take(6, "w2")),
+            Err(ConditionFailed)
+        );
+        let mut handing = lease.clone();
+        handing.checkpoint_owner = Some(worker("w3"));
+        let assign = |counter| LeaseOp::Assign {
+            shard: key("shard-1"),
+            counter,
+            to: worker("w2"),
+        };
+        let assigned = lease_after(Some(&handing), &assign(7))
+            .expect("ok")
+            .expect("row");
+        assert_eq!(assigned.owner, Some(worker("w2")));
+        assert_eq!(assigned.checkpoint_owner, None);
+        assert_eq!(assigned.counter, 8);
+        assert_eq!(assigned.owner_switches_since_checkpoint, 3);
+        assert_eq!(
+            lease_after(Some(&handing), &assign(8)),
+            Err(ConditionFailed)
+        );
+        let wrong_owner = LeaseOp::InitiateHandoff {
+            shard: key("shard-1"),
+            from: worker("w3"),
+            to: worker("w2"),
+        };
+        assert_eq!(
+            lease_after(Some(&lease), &wrong_owner),
+            Err(ConditionFailed)
+        );
+    }
+
+    #[test]
+    fn rows_are_created_once_and_deleted_only_when_finished() {
+        let lease = Lease::new(key("shard-9"), Position::TrimHorizon);
+        let create = LeaseOp::Create {
+            lease: lease.clone(),
+        };
+        assert_eq!(create.to_write().key, "shard-9");
+        assert_eq!(lease_after(None, &create), Ok(Some(lease.clone())));
+        assert_eq!(lease_after(Some(&lease), &create), Err(ConditionFailed));
+        let delete = |counter| LeaseOp::Delete {
+            shard: key("shard-9"),
+            counter,
+        };
+        assert_eq!(
+            lease_after(Some(&lease), &delete(0)),
+            Err(ConditionFailed),
+            "not finished"
+        );
+        let mut finished = lease;
+        finished.checkpoint = Position::ShardEnd;
+        assert_eq!(
+            lease_after(Some(&finished), &delete(1)),
+            Err(ConditionFailed)
+        );
+        assert_eq!(lease_after(Some(&finished), &delete(0)), Ok(None));
+    }
+
+    #[test]
+    fn heartbeats_and_notifications_keep_the_worker_row() {
+        let heartbeat = |acked: Vec<LeaseKey>, leaving| LeaseOp::Heartbeat {
+            worker: worker("w1"),
+            max_leases: 5,
+            leaving,
+            acked,
+        };
+        let notify = |shard: &str| LeaseOp::Notify {
+            worker: worker("w1"),
+            shard: key(shard),
+        };
+        assert_eq!(row_after(None, &notify("shard-1")), Err(ConditionFailed));
+        let first = apply(None, &heartbeat(Vec::new(), false).to_write())
+            .expect("always")
+            .expect("row");
+        let told = apply(Some(&first), &notify("shard-1").to_write())
+            .and_then(|i| apply(i.as_ref(), &notify("shard-2").to_write()))
+            .expect("exists")
+            .expect("row");
+        let acked = row_after(Some(&told), &heartbeat(vec![key("shard-1")], true));
+        match acked {
+            Ok(Some(Row::Worker(row))) => {
+                assert_eq!(row.worker, worker("w1"));
+                assert_eq!(row.counter, 2);
+                assert_eq!(row.max_leases, 5);
+                assert!(row.leaving);
+                assert_eq!(row.assigned, vec![key("shard-2")]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let gone = LeaseOp::DeleteWorkerRow {
+            worker: worker("w1"),
+        };
+        assert_eq!(row_after(Some(&told), &gone), Ok(None));
+        assert_eq!(gone.kind(), WriteKind::WorkerHeartbeat);
+    }
+
+    #[test]
+    fn the_leader_row_is_a_lease_on_leadership() {
+        let claim = |worker_name: &str, counter| LeaseOp::ClaimLeader {
+            worker: worker(worker_name),
+            counter,
+        };
+        let leader = |owner: Option<&str>, counter| {
+            Ok(Some(Row::Leader(LeaderRow {
+                owner: owner.map(worker),
+                counter,
+            })))
+        };
+        let first = apply(None, &claim("w1", None).to_write())
+            .expect("absent")
+            .expect("row");
+        assert_eq!(row_after(None, &claim("w1", None)), leader(Some("w1"), 1));
+        assert_eq!(claim("w1", None).counter_after(), Some(1));
+        assert_eq!(
+            row_after(Some(&first), &claim("w2", None)),
+            Err(ConditionFailed)
+        );
+        let renew = |worker_name: &str, counter| LeaseOp::RenewLeader {
+            worker: worker(worker_name),
+            counter,
+        };
+        assert_eq!(
+            row_after(Some(&first), &renew("w1", 1)),
+            leader(Some("w1"), 2)
+        );
+        assert_eq!(
+            row_after(Some(&first), &renew("w2", 1)),
+            Err(ConditionFailed)
+        );
+        assert_eq!(
+            row_after(Some(&first), &renew("w1", 2)),
+            Err(ConditionFailed)
+        );
+        let taken = apply(Some(&first), &claim("w2", Some(1)).to_write())
+            .expect("counter 1")
+            .expect("row");
+        assert_eq!(
+            Row::from_item(&taken),
+            Ok(Row::Leader(LeaderRow {
+                owner: Some(worker("w2")),
+                counter: 2
+            }))
+        );
+        let release = |worker_name: &str| LeaseOp::ReleaseLeader {
+            worker: worker(worker_name),
+            counter: 2,
+        };
+        assert_eq!(
+            row_after(Some(&taken), &release("w1")),
+            Err(ConditionFailed)
+        );
+        assert_eq!(row_after(Some(&taken), &release("w2")), leader(None, 3));
+        for op in [claim("w1", None), renew("w1", 1), release("w1")] {
+            assert_eq!(op.kind(), WriteKind::Leader);
+            assert_eq!(op.to_write().key, LEADER_KEY);
+        }
+    }
+
+    fn holder_op(which: u8, counter: u64, holder: WorkerId) -> LeaseOp {
+        let shard = key("shard-1");
+        match which % 6 {
+            0 => LeaseOp::Renew {
+                shard,
+                counter,
+                holder,
+                throughput_kbps: 1.0,
+            },
+            1 => LeaseOp::Checkpoint {
+                shard,
+                counter,
+                holder,
+                at: at("120"),
+                kind: CheckpointKind::Commit,
+            },
+            2 => LeaseOp::Checkpoint {
+                shard,
+                counter,
+                holder,
+                at: at("120"),
+                kind: CheckpointKind::Prepare { state: None },
+            },
+            3 => LeaseOp::CompleteHandoff {
+                shard,
+                counter,
+                holder,
+            },
+            4 => LeaseOp::Release {
+                shard,
+                counter,
+                holder,
+            },
+            _ => LeaseOp::FinishShard {
+                shard,
+                counter,
+                holder,
+                children: vec![key("shard-2")],
+            },
+        }
+    }
+
+    const NAMES: [&str; 3] = ["w1", "w2", "w3"];
+
+    fn name(i: u8) -> Option<WorkerId> {
+        NAMES.get(usize::from(i)).map(|n| worker(n))
+    }
+
+    proptest::proptest! {
+        /// The fencing proof: a holder operation lands exactly when the row still has the
+        /// counter the holder last left and names it as owner or as checkpoint owner. Counters
+        /// and names come from small sets, so equal and different values both occur often.
+        #[test]
+        fn a_holder_operation_lands_only_on_the_row_it_holds(
+            which in 0u8..6,
+            counter in 0u64..4,
+            holder in 0u8..3,
+            row_counter in 0u64..4,
+            owner in 0u8..4,
+            checkpoint_owner in 0u8..4,
+        ) {
+            let holder = name(holder).expect("one of the names");
+            let mut row = held();
+            row.counter = row_counter;
+            row.owner = name(owner);
+            row.checkpoint_owner = name(checkpoint_owner);
+            let op = holder_op(which, counter, holder.clone());
+            let holds = row_counter == counter
+                && (row.owner.as_ref() == Some(&holder)
+                    || row.checkpoint_owner.as_ref() == Some(&holder));
+            let result = lease_after(Some(&row), &op);
+            proptest::prop_assert_eq!(result.is_ok(), holds, "{:?} on {:?}", op, row);
+            if let Ok(after) = result {
+                let after = after.expect("holder writes keep the row");
+                proptest::prop_assert_eq!(Some(after.counter), op.counter_after());
+            }
+            // A row that is gone takes no holder write either.
+            proptest::prop_assert_eq!(lease_after(None, &op), Err(ConditionFailed));
+        }
+    }
+}
