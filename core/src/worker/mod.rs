@@ -1,7 +1,7 @@
 //! The [`Worker`]: one KCL worker's decisions, as a sans-IO state machine.
 
+mod held;
 mod in_flight;
-mod owner;
 mod roles;
 mod timers;
 
@@ -16,12 +16,12 @@ use crate::io::{
 };
 use crate::lease::{Lease, LeaseKey, WorkerId};
 use crate::observe::Observer;
-use crate::protocol::LeaseOp;
+use crate::protocol::{CheckpointKind, LeaseOp};
 use crate::rng::Rng;
 use crate::time::Instant;
 
+use held::{CheckpointAsk, HeldLease};
 use in_flight::InFlight;
-use owner::Held;
 use roles::Roles;
 use timers::{Due, LeaseTimer, TimerKey, Timers};
 
@@ -109,9 +109,14 @@ pub(crate) enum Pending {
     ReadAcquire {
         shard: LeaseKey,
     },
+    /// A held lease's write on its own row; the lease keeps what the write is for.
+    OwnWrite {
+        shard: LeaseKey,
+        token: FencingToken,
+    },
+    /// Any other write.
     Write {
         key: LeaseKey,
-        token: Option<FencingToken>,
         op: WriteOp,
         sent: Instant,
     },
@@ -128,8 +133,6 @@ pub(crate) enum Pending {
 /// What a write was for.
 #[derive(Clone, Debug)]
 pub(crate) enum WriteOp {
-    /// A write on a held lease (renewal, checkpoint, final write); see [`owner`].
-    Owned(owner::OwnedWrite),
     Take {
         steal: bool,
     },
@@ -158,10 +161,10 @@ pub(crate) enum WriteOp {
     WorkerRowDelete,
 }
 
-/// The parts of a worker that per-lease code needs beside the lease itself.
 /// Commands the output queue keeps room for once drained.
 const OUT_QUEUE_KEPT: usize = 64;
 
+/// The parts of a worker that per-lease code needs beside the lease itself.
 pub(crate) struct Ctx<R> {
     pub(crate) config: Config,
     pub(crate) id: WorkerId,
@@ -177,6 +180,22 @@ pub(crate) struct Ctx<R> {
 }
 
 impl<R> Ctx<R> {
+    pub(crate) fn new(config: Config, id: WorkerId, seed: u64, now: Instant) -> Self {
+        Self {
+            config,
+            id,
+            rng: Rng::new(seed),
+            now,
+            next_req: 0,
+            next_call: 0,
+            in_flight: InFlight::default(),
+            timers: Timers::default(),
+            out: VecDeque::new(),
+            stats: Stats::default(),
+            phase: Phase::Running,
+        }
+    }
+
     fn request(
         &mut self,
         pending: Pending,
@@ -193,24 +212,23 @@ impl<R> Ctx<R> {
         req
     }
 
-    pub(crate) fn write(
-        &mut self,
-        lease_op: &LeaseOp,
-        token: Option<FencingToken>,
-        op: WriteOp,
-    ) -> RequestId {
+    /// Sends a write that is not a held lease's own; `op` says what its answer is for.
+    pub(crate) fn write(&mut self, lease_op: &LeaseOp, op: WriteOp) -> RequestId {
         let write = lease_op.to_write();
         let key = LeaseKey::from(write.key.as_str());
         let sent = self.now;
-        self.request(
-            Pending::Write {
-                key,
-                token,
-                op,
-                sent,
-            },
-            |req| Command::WriteLease { req, write },
-        )
+        self.request(Pending::Write { key, op, sent }, |req| {
+            Command::WriteLease { req, write }
+        })
+    }
+
+    /// Sends a held lease's write on its own row.
+    pub(crate) fn own_write(&mut self, lease_op: &LeaseOp, token: FencingToken) -> RequestId {
+        let write = lease_op.to_write();
+        let shard = LeaseKey::from(write.key.as_str());
+        self.request(Pending::OwnWrite { shard, token }, |req| {
+            Command::WriteLease { req, write }
+        })
     }
 
     pub(crate) fn read(&mut self, key: &str, pending: Pending) -> RequestId {
@@ -288,8 +306,8 @@ impl<R> Ctx<R> {
 /// taker ([`crate::taker`]).
 pub struct Worker<R> {
     pub(crate) ctx: Ctx<R>,
-    /// Held leases, boxed: a `Held` is large and B-tree nodes are often half empty.
-    pub(crate) held: BTreeMap<LeaseKey, alloc::boxed::Box<Held<R>>>,
+    /// Held leases, boxed: a `HeldLease` is large and B-tree nodes are often half empty.
+    pub(crate) held: BTreeMap<LeaseKey, alloc::boxed::Box<HeldLease<R>>>,
     pub(crate) roles: Roles,
     pub(crate) observer: Observer,
     /// The timers firing at a wake-up, kept allocated between wake-ups.
@@ -301,19 +319,7 @@ impl<R: Record + Clone> Worker<R> {
     pub fn new(config: Config, id: WorkerId, seed: u64, now: Instant) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut w = Self {
-            ctx: Ctx {
-                config,
-                id,
-                rng: Rng::new(seed),
-                now,
-                next_req: 0,
-                next_call: 0,
-                in_flight: InFlight::default(),
-                timers: Timers::default(),
-                out: VecDeque::new(),
-                stats: Stats::default(),
-                phase: Phase::Running,
-            },
+            ctx: Ctx::new(config, id, seed, now),
             held: BTreeMap::new(),
             due: Vec::new(),
             roles: Roles::default(),
@@ -398,26 +404,24 @@ impl<R: Record + Clone> Worker<R> {
                 target,
                 prepare,
                 state,
-            } => self.checkpoint_requested(
-                shard,
-                ticket,
-                token,
-                owner::CheckpointAsk::Move {
-                    target,
-                    prepare,
-                    state,
-                },
-            ),
+            } => {
+                let kind = if prepare {
+                    CheckpointKind::Prepare { state }
+                } else {
+                    CheckpointKind::Commit
+                };
+                self.checkpoint_requested(
+                    shard,
+                    ticket,
+                    token,
+                    CheckpointAsk::Move { target, kind },
+                )
+            }
             Input::CommitPreparedCheckpoint {
                 shard,
                 ticket,
                 token,
-            } => self.checkpoint_requested(
-                shard,
-                ticket,
-                token,
-                owner::CheckpointAsk::CommitPrepared,
-            ),
+            } => self.checkpoint_requested(shard, ticket, token, CheckpointAsk::CommitPrepared),
             Input::LeaseTableScanned { req, result } => match self.take_pending(req) {
                 Some(Pending::Scan) => self.scanned(result),
                 other => self.unexpected(req, other),
@@ -444,12 +448,8 @@ impl<R: Record + Clone> Worker<R> {
                 other => self.unexpected(req, other),
             },
             Input::LeaseWritten { req, result } => match self.take_pending(req) {
-                Some(Pending::Write {
-                    key,
-                    token,
-                    op,
-                    sent,
-                }) => self.written(key, token, op, sent, result),
+                Some(Pending::OwnWrite { shard, token }) => self.own_written(shard, token, result),
+                Some(Pending::Write { key, op, sent }) => self.written(key, op, sent, result),
                 other => self.unexpected(req, other),
             },
             Input::IteratorObtained { req, result } => match self.take_pending(req) {
@@ -521,7 +521,7 @@ impl<R: Record + Clone> Worker<R> {
         }
     }
 
-    fn with_held(&mut self, shard: &LeaseKey, f: impl FnOnce(&mut Held<R>, &mut Ctx<R>)) {
+    fn with_held(&mut self, shard: &LeaseKey, f: impl FnOnce(&mut HeldLease<R>, &mut Ctx<R>)) {
         if !self.touch(shard, f) {
             self.ctx.stats.stale_processor_inputs += 1;
         }
@@ -531,7 +531,7 @@ impl<R: Record + Clone> Worker<R> {
         &mut self,
         shard: &LeaseKey,
         token: FencingToken,
-        f: impl FnOnce(&mut Held<R>, &mut Ctx<R>),
+        f: impl FnOnce(&mut HeldLease<R>, &mut Ctx<R>),
     ) {
         let mut current = false;
         self.touch(shard, |h, ctx| {
@@ -552,12 +552,12 @@ impl<R: Record + Clone> Worker<R> {
 
     /// Runs `f` on a held lease, then drives it and forgets it once it is gone (one search of
     /// the held leases for all three); false when the lease is not held.
-    fn touch(&mut self, shard: &LeaseKey, f: impl FnOnce(&mut Held<R>, &mut Ctx<R>)) -> bool {
+    fn touch(&mut self, shard: &LeaseKey, f: impl FnOnce(&mut HeldLease<R>, &mut Ctx<R>)) -> bool {
         let Some(h) = self.held.get_mut(shard) else {
             return false;
         };
         f(h, &mut self.ctx);
-        h.drive(&mut self.ctx);
+        h.step(&mut self.ctx);
         if h.is_gone() {
             if let Some(h) = self.held.remove(shard) {
                 h.forget_timers(&mut self.ctx);
@@ -571,7 +571,7 @@ impl<R: Record + Clone> Worker<R> {
         shard: LeaseKey,
         ticket: u64,
         token: FencingToken,
-        ask: owner::CheckpointAsk,
+        ask: CheckpointAsk,
     ) {
         match self.held.get_mut(&shard) {
             Some(h) if h.token == token => {
@@ -615,7 +615,7 @@ impl<R: Record + Clone> Worker<R> {
                 let keys: Vec<LeaseKey> = self.held.keys().cloned().collect();
                 for k in &keys {
                     if let Some(h) = self.held.get_mut(k) {
-                        h.renew_due = true;
+                        h.renew_due();
                     }
                     self.settle(k);
                 }
@@ -661,12 +661,12 @@ impl<R: Record + Clone> Worker<R> {
             }),
             Pending::ReadLeader => self.leader_read(Err(Failure::Transient)),
             Pending::ReadAcquire { shard } => self.acquire_read(shard, Err(Failure::Transient)),
-            Pending::Write {
-                key,
-                token,
-                op,
-                sent,
-            } => self.written(key, token, op, sent, Err(Failure::Transient)),
+            Pending::OwnWrite { shard, token } => {
+                self.own_written(shard, token, Err(Failure::Transient))
+            }
+            Pending::Write { key, op, sent } => {
+                self.written(key, op, sent, Err(Failure::Transient))
+            }
             Pending::Iterator { shard, token } => self.with_token(&shard, token, |h, ctx| {
                 h.iterator_obtained(ctx, Err(Failure::Transient))
             }),
@@ -676,26 +676,35 @@ impl<R: Record + Clone> Worker<R> {
         }
     }
 
+    fn own_written(
+        &mut self,
+        shard: LeaseKey,
+        token: FencingToken,
+        result: Result<Option<crate::item::Item>, crate::io::Failure>,
+    ) {
+        self.count_write_failure(&result);
+        self.with_token(&shard, token, |h, ctx| h.written(ctx, result));
+    }
+
     fn written(
         &mut self,
         key: LeaseKey,
-        token: Option<FencingToken>,
         op: WriteOp,
         sent: Instant,
         result: Result<Option<crate::item::Item>, crate::io::Failure>,
     ) {
-        if matches!(result, Err(crate::io::Failure::ConditionFailed)) {
-            self.ctx.stats.condition_failures += 1;
-        }
-        if matches!(result, Err(crate::io::Failure::Throttled)) {
-            self.ctx.stats.throttled += 1;
-        }
-        match op {
-            WriteOp::Owned(w) => match token {
-                Some(t) => self.with_token(&key, t, |h, ctx| h.written(ctx, w, sent, result)),
-                None => self.ctx.stats.stale_results += 1,
-            },
-            other => self.role_written(key, other, sent, result),
+        self.count_write_failure(&result);
+        self.role_written(key, op, sent, result);
+    }
+
+    fn count_write_failure(
+        &mut self,
+        result: &Result<Option<crate::item::Item>, crate::io::Failure>,
+    ) {
+        match result {
+            Err(crate::io::Failure::ConditionFailed) => self.ctx.stats.condition_failures += 1,
+            Err(crate::io::Failure::Throttled) => self.ctx.stats.throttled += 1,
+            _ => {}
         }
     }
 

@@ -4,7 +4,7 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
-use super::owner::{Exit, Held};
+use super::held::{Exit, HeldLease};
 use super::timers::{LeaseTimer, TimerKey};
 use super::{Pending, Phase, Worker, WriteOp};
 use crate::balance::{self, Move, PlanLease, PlanWorker};
@@ -374,7 +374,7 @@ impl<R: Record + Clone> Worker<R> {
                 taker: me.clone(),
                 from: t.from.clone(),
             };
-            self.ctx.write(&op, None, WriteOp::Take { steal: t.steal });
+            self.ctx.write(&op, WriteOp::Take { steal: t.steal });
         }
     }
 
@@ -454,7 +454,7 @@ impl<R: Record + Clone> Worker<R> {
                         counter: expect_counter,
                         to: to.clone(),
                     };
-                    self.ctx.write(&op, None, WriteOp::Assign { to });
+                    self.ctx.write(&op, WriteOp::Assign { to });
                 }
                 Move::Handoff { lease, from, to } => {
                     let (lease, from, to) = (
@@ -470,7 +470,7 @@ impl<R: Record + Clone> Worker<R> {
                         from: from.clone(),
                         to: to.clone(),
                     };
-                    self.ctx.write(&op, None, WriteOp::InitiateHandoff { to });
+                    self.ctx.write(&op, WriteOp::InitiateHandoff { to });
                 }
             }
         }
@@ -517,7 +517,7 @@ impl<R: Record + Clone> Worker<R> {
                 shard: key,
                 counter,
             };
-            self.ctx.write(&op, None, WriteOp::Delete);
+            self.ctx.write(&op, WriteOp::Delete);
         }
     }
 
@@ -537,7 +537,6 @@ impl<R: Record + Clone> Worker<R> {
             self.roles.creating.insert(lease.key.clone());
             self.ctx.write(
                 &LeaseOp::Create { lease },
-                None,
                 WriteOp::Create { child_of: None },
             );
         }
@@ -554,7 +553,6 @@ impl<R: Record + Clone> Worker<R> {
     ) {
         let ok = result.is_ok();
         match op {
-            WriteOp::Owned(_) => self.ctx.stats.stale_results += 1,
             WriteOp::Take { steal } => {
                 self.roles.taking.remove(&key);
                 if let Ok(Some(item)) = result {
@@ -618,7 +616,7 @@ impl<R: Record + Clone> Worker<R> {
                             worker: to,
                             shard: key,
                         };
-                        self.ctx.write(&op, None, WriteOp::Notify);
+                        self.ctx.write(&op, WriteOp::Notify);
                     }
                 }
             }
@@ -699,7 +697,7 @@ impl<R: Record + Clone> Worker<R> {
                 if self.held.contains_key(&key) || self.ctx.phase != Phase::Running {
                     return;
                 }
-                let h = alloc::boxed::Box::new(Held::new(&mut self.ctx, lease, sent, steal));
+                let h = alloc::boxed::Box::new(HeldLease::new(&mut self.ctx, lease, sent, steal));
                 self.held.insert(key.clone(), h);
                 self.settle(&key);
             }
@@ -739,7 +737,7 @@ impl<R: Record + Clone> Worker<R> {
             shard: key,
             worker: self.ctx.id.clone(),
         };
-        self.ctx.write(&op, None, WriteOp::Acquire);
+        self.ctx.write(&op, WriteOp::Acquire);
     }
 
     pub(super) fn acquire_read(&mut self, key: LeaseKey, result: Result<Option<Item>, Failure>) {
@@ -796,7 +794,7 @@ impl<R: Record + Clone> Worker<R> {
                 leaving: self.ctx.phase != Phase::Running,
                 acked: acked.clone(),
             };
-            self.ctx.write(&op, None, WriteOp::Heartbeat { acked });
+            self.ctx.write(&op, WriteOp::Heartbeat { acked });
         }
         let at = self.ctx.now + self.ctx.config.heartbeat_interval;
         self.ctx.timers.set(TimerKey::Heartbeat, at);
@@ -864,8 +862,7 @@ impl<R: Record + Clone> Worker<R> {
             counter: seen_counter,
         };
         let counter_after = seen_counter.map_or(1, |c| c + 1);
-        self.ctx
-            .write(&op, None, WriteOp::LeaderClaim { counter_after });
+        self.ctx.write(&op, WriteOp::LeaderClaim { counter_after });
     }
 
     pub(super) fn roles_renew(&mut self) {
@@ -886,7 +883,6 @@ impl<R: Record + Clone> Worker<R> {
             };
             self.ctx.write(
                 &op,
-                None,
                 WriteOp::LeaderRenew {
                     counter_after: c + 1,
                 },
@@ -964,12 +960,12 @@ impl<R: Record + Clone> Worker<R> {
                     worker: me.clone(),
                     counter,
                 };
-                self.ctx.write(&op, None, WriteOp::LeaderRelease);
+                self.ctx.write(&op, WriteOp::LeaderRelease);
             }
             if self.policy() == BalancingPolicy::Coordinated {
                 self.roles.stop_writes += 1;
                 let op = LeaseOp::DeleteWorkerRow { worker: me };
-                self.ctx.write(&op, None, WriteOp::WorkerRowDelete);
+                self.ctx.write(&op, WriteOp::WorkerRowDelete);
             }
         }
         if self.roles.stop_writes == 0 {

@@ -1,0 +1,530 @@
+//! One held lease: its [`tenure`] (renewal, the delivery window, its own writes), its shard
+//! [`reader`] and its processor [`session`], stepped together by [`HeldLease::step`].
+//!
+//! Every answer or timer only updates state; the step that follows looks at the state and issues
+//! whatever is next, so the order in which answers arrive never matters.
+
+mod reader;
+mod session;
+mod tenure;
+
+use crate::config::Config;
+use crate::io::{ChildShard, Event, Failure, FencingToken, FetchedRecords, Record, ReleaseReason};
+use crate::item::{Item, Text};
+use crate::lease::{Followed, Lease, WorkerId};
+use crate::protocol::{CheckpointKind, LeaseOp};
+use crate::sequence::Position;
+use crate::time::Instant;
+
+use super::timers::{LeaseTimer, TimerSlot};
+use super::{Ctx, LeaseView, Pending, WriteOp};
+
+pub(crate) use session::{CheckpointAsk, Exit};
+
+use reader::ShardReader;
+use session::{ParentsRead, ProcessorSession, Returned, Step};
+use tenure::{Leave, Next, OwnWrite, Tenure, Verified, Written};
+
+pub(crate) struct HeldLease<R> {
+    /// The row as this worker last wrote or read it.
+    pub(crate) lease: Lease,
+    pub(crate) token: FencingToken,
+    /// Where this lease's timers are, until [`HeldLease::forget_timers`].
+    timers: TimerSlot,
+    tenure: Tenure,
+    reader: ShardReader<R>,
+    session: ProcessorSession,
+    /// Released or lost: the worker forgets it after this step.
+    gone: bool,
+}
+
+impl<R: Record + Clone> HeldLease<R> {
+    /// A lease this worker now holds: `lease` is the row after the write that made it ours,
+    /// sent at `sent`.
+    pub(crate) fn new(ctx: &mut Ctx<R>, lease: Lease, sent: Instant, stolen: bool) -> Self {
+        let token = FencingToken(lease.counter);
+        ctx.stats.leases_acquired += 1;
+        if stolen {
+            ctx.stats.leases_stolen += 1;
+        }
+        ctx.event(Event::LeaseAcquired {
+            shard: lease.key.clone(),
+            token,
+        });
+        let finished = lease.is_finished();
+        let mut held = Self {
+            timers: ctx.timers.claim(&lease.key),
+            tenure: Tenure::new(&ctx.config, ctx.now, sent, stolen),
+            reader: ShardReader::new(ctx.now),
+            session: ProcessorSession::new(finished),
+            lease,
+            token,
+            gone: false,
+        };
+        if !finished {
+            held.read_parents(ctx);
+        }
+        held
+    }
+
+    pub(crate) fn is_gone(&self) -> bool {
+        self.gone
+    }
+
+    pub(crate) fn deliver_until(&self, config: &Config, now: Instant) -> Option<Instant> {
+        if self.gone || self.session.is_leaving() {
+            return None;
+        }
+        self.tenure.deliver_until(config, now)
+    }
+
+    pub(crate) fn view(&self, config: &Config, now: Instant) -> LeaseView<'_> {
+        LeaseView {
+            lease: &self.lease,
+            token: self.token,
+            deliver_until: self.deliver_until(config, now),
+        }
+    }
+
+    pub(crate) fn forget_timers(&self, ctx: &mut Ctx<R>) {
+        ctx.timers.release(self.timers);
+    }
+
+    /// Issues whatever is next, in this order:
+    /// 1. the tenure's window: once it has closed (and no write in flight may reopen it), the
+    ///    lease is lost;
+    /// 2. the tenure's next write, by priority: the checkpoint the processor asked for first,
+    ///    then the last write the session is ready for, then a renewal that is due;
+    /// 3. while leaving, only: what was read ahead is dropped, and an idle processor is asked to
+    ///    shut down;
+    /// 4. otherwise the session's next processor call, fed by the reader, then the reader's next
+    ///    request.
+    pub(crate) fn step(&mut self, ctx: &mut Ctx<R>) {
+        if self.gone {
+            return;
+        }
+        if !self.tenure.window_holds(ctx, self.timers) {
+            return self.lose(ctx);
+        }
+        self.next_write(ctx);
+        if self.session.is_leaving() {
+            self.reader.clear();
+            self.session
+                .ask_to_shut_down(ctx, &self.lease.key, self.token);
+        } else {
+            self.step_session(ctx);
+        }
+        debug_assert!(
+            !(self.session.is_abandoned() && self.session.has_jobs()),
+            "no checkpoints wait once the processor is abandoned"
+        );
+        debug_assert!(
+            !self.session.is_leaving() || !self.reader.has_batch(),
+            "nothing is read ahead while leaving"
+        );
+    }
+
+    fn step_session(&mut self, ctx: &mut Ctx<R>) {
+        let shard = &self.lease.key;
+        match self.session.step() {
+            Step::Wait => {}
+            Step::Initialize => self.session.initialize(ctx, &self.lease, self.token),
+            Step::StartReading => self
+                .reader
+                .request_iterator(ctx, self.timers, shard, self.token),
+            Step::EndShard => self.session.end_shard(ctx, shard, self.token),
+            Step::Read { idle } => {
+                if idle {
+                    self.deliver(ctx);
+                }
+                self.reader
+                    .fetch(ctx, self.timers, &self.lease.key, self.token);
+                if self.session.step() == (Step::Read { idle: true })
+                    && self.reader.end_reached(ctx.now)
+                {
+                    let children = self.reader.take_end();
+                    self.create_children(ctx, children);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, ctx: &mut Ctx<R>) {
+        if !self.reader.has_batch() {
+            return;
+        }
+        if self.deliver_until(&ctx.config, ctx.now).is_none() {
+            self.tenure.wait_for_delivery(ctx, self.timers);
+            return;
+        }
+        let Some((records, millis_behind_latest)) = self.reader.next_batch() else {
+            return;
+        };
+        let bytes = self.session.deliver(
+            ctx,
+            &self.lease.key,
+            self.token,
+            records,
+            millis_behind_latest,
+        );
+        self.tenure.delivered_bytes(bytes);
+    }
+
+    // ---- the tenure's writes ---------------------------------------------------------------
+
+    fn next_write(&mut self, ctx: &mut Ctx<R>) {
+        match self.tenure.poll(ctx, self.timers) {
+            Next::Wait => return,
+            Next::VerifyRead => return self.send_verify_read(ctx),
+            Next::Write => {}
+        }
+        let shard = self.lease.key.clone();
+        let counter = self.lease.counter;
+        let holder = ctx.id.clone();
+        let (op, write) = if let Some(job) = self.session.next_job() {
+            let op = LeaseOp::Checkpoint {
+                shard,
+                counter,
+                holder,
+                at: job.position.clone(),
+                kind: job.kind.clone(),
+            };
+            (
+                op,
+                OwnWrite::Checkpoint(alloc::boxed::Box::new(job.clone())),
+            )
+        } else if let Some(leave) = self
+            .session
+            .last_write(&holder, self.lease.checkpoint_owner.as_ref())
+        {
+            let op = match leave {
+                Leave::CompleteHandoff => LeaseOp::CompleteHandoff {
+                    shard,
+                    counter,
+                    holder,
+                },
+                Leave::Release(_) => LeaseOp::Release {
+                    shard,
+                    counter,
+                    holder,
+                },
+                Leave::FinishShard => LeaseOp::FinishShard {
+                    shard,
+                    counter,
+                    holder,
+                    children: self
+                        .session
+                        .children()
+                        .iter()
+                        .map(|c| c.shard_id.clone())
+                        .collect(),
+                },
+            };
+            (op, OwnWrite::Leave(leave))
+        } else if self.tenure.renew_due() {
+            let op = LeaseOp::Renew {
+                shard,
+                counter,
+                holder,
+                throughput_kbps: self.tenure.renewal_throughput(&ctx.config),
+            };
+            (op, OwnWrite::Renew)
+        } else {
+            return;
+        };
+        self.tenure.sent(ctx.now, write);
+        ctx.own_write(&op, self.token);
+    }
+
+    /// The answer to this lease's own write.
+    pub(crate) fn written(&mut self, ctx: &mut Ctx<R>, result: Result<Option<Item>, Failure>) {
+        let outcome = match &result {
+            Ok(_) => self.tenure.written(ctx, Ok(())),
+            Err(f) => self.tenure.written(ctx, Err(f)),
+        };
+        let Some(outcome) = outcome else {
+            ctx.stats.stale_results += 1;
+            return;
+        };
+        match outcome {
+            Written::Landed(write) => {
+                self.lease.counter += 1;
+                match write {
+                    OwnWrite::Renew => ctx.stats.renewals += 1,
+                    OwnWrite::Checkpoint(job) => {
+                        self.session.checkpoint_landed(ctx, &mut self.lease, &job)
+                    }
+                    OwnWrite::Leave(leave) => return self.finish(ctx, leave),
+                }
+                if let Ok(Some(item)) = result {
+                    self.adopt_changes(ctx, &item);
+                }
+            }
+            Written::Lost => self.lose(ctx),
+            Written::Verify => self.send_verify_read(ctx),
+            Written::Failed { write, throttled } => {
+                if let OwnWrite::Checkpoint(_) = write {
+                    self.session
+                        .checkpoint_failed(ctx, &self.lease.key, throttled);
+                }
+            }
+        }
+    }
+
+    fn send_verify_read(&mut self, ctx: &mut Ctx<R>) {
+        self.tenure.verify_read_sent();
+        ctx.read(
+            self.lease.key.as_str(),
+            Pending::ReadOwn {
+                shard: self.lease.key.clone(),
+                token: self.token,
+                expect_counter: self.lease.counter + 1,
+            },
+        );
+    }
+
+    /// The answer to the read that follows a refused write.
+    pub(crate) fn verified(
+        &mut self,
+        ctx: &mut Ctx<R>,
+        expect_counter: u64,
+        result: Result<Option<Item>, Failure>,
+    ) {
+        let row = match &result {
+            Ok(Some(item)) => Lease::from_item(item).ok(),
+            _ => None,
+        };
+        let me = &ctx.id;
+        let held = row.as_ref().is_some_and(|row| {
+            row.counter == expect_counter
+                && (row.owner.as_ref() == Some(me) || row.checkpoint_owner.as_ref() == Some(me))
+        });
+        match self.tenure.verified(ctx, result.is_err(), held) {
+            None | Some(Verified::Retry) => {}
+            Some(Verified::Lost) => self.lose(ctx),
+            Some(Verified::Held(write)) => {
+                let Some(row) = row else { return };
+                // One of this worker's own writes of unknown outcome landed: adopt its counter.
+                self.lease.counter = row.counter;
+                if let OwnWrite::Checkpoint(job) = write {
+                    if job.kind == CheckpointKind::Commit && row.checkpoint == job.position {
+                        self.session.checkpoint_landed(ctx, &mut self.lease, &job);
+                    }
+                }
+                self.lease.owner = row.owner;
+                self.lease.checkpoint_owner = row.checkpoint_owner;
+                self.notice_handoff(ctx);
+            }
+        }
+    }
+
+    /// Takes from the row its own write returned what others may have changed (see
+    /// [`Followed`]): a handoff request shows up here.
+    fn adopt_changes(&mut self, ctx: &mut Ctx<R>, item: &Item) {
+        match Followed::from_item(item) {
+            Ok(row) => {
+                follow(&mut self.lease.owner, row.owner);
+                follow(&mut self.lease.checkpoint_owner, row.checkpoint_owner);
+                self.lease.extra = row.extra(item);
+                self.notice_handoff(ctx);
+            }
+            Err(error) => ctx.malformed(item, error),
+        }
+    }
+
+    fn notice_handoff(&mut self, ctx: &mut Ctx<R>) {
+        let me = &ctx.id;
+        if self.lease.checkpoint_owner.as_ref() == Some(me) && self.lease.owner.as_ref() != Some(me)
+        {
+            self.begin_exit(ctx, Exit::Handoff);
+        }
+    }
+
+    pub(crate) fn renew_due(&mut self) {
+        self.tenure.set_renew_due();
+    }
+
+    // ---- leaving ---------------------------------------------------------------------------
+
+    /// Starts leaving the lease (handoff requested, worker shutdown).
+    pub(crate) fn begin_exit(&mut self, ctx: &mut Ctx<R>, exit: Exit) {
+        if !self.session.begin_leaving(exit) {
+            return;
+        }
+        let limit = match exit {
+            Exit::Shutdown => ctx.config.shutdown_timeout,
+            _ => ctx.config.handoff_timeout,
+        };
+        ctx.timers
+            .set_lease(self.timers, LeaseTimer::HandoffTimeout, ctx.now + limit);
+    }
+
+    /// The processor did not finish leaving in time.
+    pub(crate) fn handoff_timed_out(&mut self, ctx: &mut Ctx<R>) {
+        self.session.give_up_waiting(ctx, &self.lease.key);
+    }
+
+    fn finish(&mut self, ctx: &mut Ctx<R>, leave: Leave) {
+        let reason = match leave {
+            Leave::CompleteHandoff => {
+                ctx.stats.handoffs_completed += 1;
+                if self.session.exit() == Some(Exit::Shutdown) {
+                    ReleaseReason::Shutdown
+                } else {
+                    ReleaseReason::HandedOver
+                }
+            }
+            Leave::Release(reason) => reason,
+            Leave::FinishShard => {
+                self.lease.checkpoint = Position::ShardEnd;
+                ReleaseReason::ShardEnded
+            }
+        };
+        ctx.event(Event::LeaseReleased {
+            shard: self.lease.key.clone(),
+            reason,
+        });
+        self.gone = true;
+    }
+
+    /// The lease is lost: the processor is told, nothing more is delivered or written.
+    pub(crate) fn lose(&mut self, ctx: &mut Ctx<R>) {
+        if self.gone {
+            return;
+        }
+        self.session.lose(ctx, &self.lease.key);
+        ctx.stats.leases_lost += 1;
+        ctx.event(Event::LeaseReleased {
+            shard: self.lease.key.clone(),
+            reason: ReleaseReason::Lost,
+        });
+        self.gone = true;
+    }
+
+    // ---- the processor ---------------------------------------------------------------------
+
+    pub(crate) fn processor_returned(
+        &mut self,
+        ctx: &mut Ctx<R>,
+        call: crate::io::CallId,
+        failed: bool,
+    ) {
+        let returned = self
+            .session
+            .processor_returned(ctx, &self.lease.key, call, failed);
+        if returned == Returned::Initialized {
+            self.reader.start_at(&self.lease.checkpoint, &ctx.config);
+        }
+    }
+
+    pub(crate) fn checkpoint_requested(
+        &mut self,
+        ctx: &mut Ctx<R>,
+        ticket: u64,
+        ask: CheckpointAsk,
+    ) {
+        if self.gone {
+            ctx.call(
+                &self.lease.key,
+                crate::io::ProcessorCall::CheckpointDone {
+                    ticket,
+                    result: Err(crate::io::CheckpointError::LeaseLost),
+                },
+            );
+            return;
+        }
+        self.session
+            .checkpoint_requested(ctx, &self.lease, ticket, ask);
+    }
+
+    // ---- parents, the reader's answers and children -----------------------------------------
+
+    /// Reads the parents' leases (again); with none, the shard starts at once.
+    pub(crate) fn read_parents(&mut self, ctx: &mut Ctx<R>) {
+        let parents = &self.lease.parent_shard_ids;
+        self.session.await_parents(parents.len());
+        for p in parents {
+            ctx.read(
+                p.as_str(),
+                Pending::ReadParent {
+                    shard: self.lease.key.clone(),
+                    token: self.token,
+                },
+            );
+        }
+    }
+
+    pub(crate) fn parent_read(&mut self, ctx: &mut Ctx<R>, result: Result<Option<Item>, Failure>) {
+        let finished = match result {
+            Ok(None) => true,
+            Ok(Some(item)) => Lease::from_item(&item).is_ok_and(|l| l.is_finished()),
+            Err(_) => false,
+        };
+        if self.session.parent_read(finished) == ParentsRead::Blocked {
+            ctx.timers.set_lease(
+                self.timers,
+                LeaseTimer::Parents,
+                ctx.now + ctx.config.parent_poll_interval,
+            );
+        }
+    }
+
+    pub(crate) fn iterator_obtained(&mut self, ctx: &mut Ctx<R>, result: Result<Text, Failure>) {
+        if self.reader.iterator_obtained(ctx, self.timers, result) {
+            self.session.reading();
+        }
+    }
+
+    pub(crate) fn records_fetched(
+        &mut self,
+        ctx: &mut Ctx<R>,
+        result: Result<FetchedRecords<R>, Failure>,
+    ) {
+        self.reader.records_fetched(
+            ctx,
+            self.timers,
+            result,
+            self.session.last_delivered(),
+            &self.lease.checkpoint,
+        );
+    }
+
+    /// Creates the leases of the children split off this shard. A merged child is left to shard
+    /// sync, which creates it once every parent's lease exists: created now, before the other
+    /// parent's lease, its owner would take that missing parent for finished.
+    fn create_children(&mut self, ctx: &mut Ctx<R>, children: alloc::vec::Vec<ChildShard>) {
+        let mut creating = 0;
+        for child in children
+            .iter()
+            .filter(|c| c.parents.iter().all(|p| p == &self.lease.key))
+        {
+            let mut lease = Lease::new(child.shard_id.clone(), Position::TrimHorizon);
+            lease.parent_shard_ids = child.parents.clone();
+            lease.parent_shard_ids.sort_unstable();
+            lease.hash_range = child.hash_range;
+            ctx.write(
+                &LeaseOp::Create { lease },
+                WriteOp::Create {
+                    child_of: Some((self.lease.key.clone(), self.token)),
+                },
+            );
+            creating += 1;
+        }
+        self.session.shard_end(children, creating);
+    }
+
+    /// A child lease was created (or already existed), or not.
+    pub(crate) fn child_created(&mut self, ctx: &mut Ctx<R>, ok: bool) {
+        if let Some(children) = self.session.child_created(ok) {
+            self.reader.retry_end(ctx, self.timers, children);
+        }
+    }
+}
+
+/// Sets a worker attribute to the row's value, keeping the id it has when the name is the same
+/// (nearly always: a renewal reads back the owner it wrote).
+fn follow(slot: &mut Option<WorkerId>, name: Option<&str>) {
+    if slot.as_ref().map(WorkerId::as_str) != name {
+        *slot = name.map(WorkerId::from);
+    }
+}
