@@ -27,6 +27,23 @@ impl Seen {
         self.since.map(|s| now.saturating_since(s))
     }
 
+    /// What is known of a row whose counter is `counter` at `now`, given what was known before:
+    /// the same counter keeps its first sighting, a new one is first seen now, and a row seen
+    /// for the first time counts from now only when it is owned.
+    pub fn after(previous: Option<Seen>, counter: u64, owned: bool, now: Instant) -> Seen {
+        match previous {
+            Some(s) if s.counter == counter => s,
+            Some(_) => Seen {
+                counter,
+                since: Some(now),
+            },
+            None => Seen {
+                counter,
+                since: owned.then_some(now),
+            },
+        }
+    }
+
     /// Whether the counter has been unchanged for longer than `d`.
     pub fn older_than(&self, now: Instant, d: Duration) -> bool {
         self.unchanged_for(now).is_none_or(|u| u > d)
@@ -43,19 +60,12 @@ impl Observer {
     /// Records a counter seen at `now`; returns what is known of the row.
     pub fn observe(&mut self, key: &str, counter: u64, owned: bool, now: Instant) -> Seen {
         match self.seen.get_mut(key) {
-            Some(s) if s.counter == counter => *s,
             Some(s) => {
-                *s = Seen {
-                    counter,
-                    since: Some(now),
-                };
+                *s = Seen::after(Some(*s), counter, owned, now);
                 *s
             }
             None => {
-                let s = Seen {
-                    counter,
-                    since: owned.then_some(now),
-                };
+                let s = Seen::after(None, counter, owned, now);
                 self.seen.insert(key.into(), s);
                 s
             }

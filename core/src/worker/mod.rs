@@ -1,8 +1,14 @@
 //! The [`Worker`]: one KCL worker's decisions, as a sans-IO state machine.
 
+mod election;
 mod held;
 mod in_flight;
-mod roles;
+mod inbox;
+mod leader;
+mod shard_sync;
+mod shutdown;
+mod table_view;
+mod taking;
 mod timers;
 
 use alloc::collections::{BTreeMap, VecDeque};
@@ -20,9 +26,15 @@ use crate::protocol::{CheckpointKind, LeaseOp};
 use crate::rng::Rng;
 use crate::time::Instant;
 
+use election::Election;
 use held::{CheckpointAsk, HeldLease};
 use in_flight::InFlight;
-use roles::Roles;
+use inbox::Inbox;
+use leader::Planning;
+use shard_sync::ShardSync;
+use shutdown::Shutdown;
+use table_view::TableView;
+use taking::Taking;
 use timers::{Due, LeaseTimer, TimerKey, Timers};
 
 /// Counters of what a worker did and saw; plain data, compared whole by determinism tests.
@@ -89,6 +101,15 @@ pub(crate) enum Phase {
     Running,
     ShuttingDown,
     Stopped,
+}
+
+/// A role's one request of a kind: none, or the one in flight (a role never sends a second
+/// while one is unanswered).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Outstanding {
+    #[default]
+    Idle,
+    InFlight(RequestId),
 }
 
 /// What a pending request was for, so its result can be routed and checked.
@@ -305,13 +326,20 @@ impl<R> Ctx<R> {
 /// the Java KCL 2.x. With [`BalancingPolicy::Kcl2Compatible`] every worker runs the Java 2.x
 /// taker ([`crate::taker`]).
 pub struct Worker<R> {
-    pub(crate) ctx: Ctx<R>,
+    ctx: Ctx<R>,
     /// Held leases, boxed: a `HeldLease` is large and B-tree nodes are often half empty.
-    pub(crate) held: BTreeMap<LeaseKey, alloc::boxed::Box<HeldLease<R>>>,
-    pub(crate) roles: Roles,
-    pub(crate) observer: Observer,
+    held: BTreeMap<LeaseKey, alloc::boxed::Box<HeldLease<R>>>,
+    /// When this worker first saw each worker row's and the leader row's counter.
+    observer: Observer,
     /// The timers firing at a wake-up, kept allocated between wake-ups.
     due: Vec<Due>,
+    view: TableView,
+    taking: Taking,
+    election: Election,
+    planning: Planning,
+    inbox: Inbox,
+    sync: ShardSync,
+    shutdown: Shutdown,
 }
 
 impl<R: Record + Clone> Worker<R> {
@@ -321,9 +349,15 @@ impl<R: Record + Clone> Worker<R> {
         let mut w = Self {
             ctx: Ctx::new(config, id, seed, now),
             held: BTreeMap::new(),
-            due: Vec::new(),
-            roles: Roles::default(),
             observer: Observer::default(),
+            due: Vec::new(),
+            view: TableView::default(),
+            taking: Taking::default(),
+            election: Election::default(),
+            planning: Planning::default(),
+            inbox: Inbox::default(),
+            sync: ShardSync::default(),
+            shutdown: Shutdown::default(),
         };
         w.start();
         Ok(w)
@@ -351,7 +385,7 @@ impl<R: Record + Clone> Worker<R> {
 
     /// Whether it acts as leader at `now` (Coordinated only).
     pub fn is_leader(&self, now: Instant) -> bool {
-        self.roles.is_leader(&self.ctx.config, now)
+        self.election.is_leader(&self.ctx.config, now)
     }
 
     /// Requests sent and not yet answered.
@@ -619,7 +653,7 @@ impl<R: Record + Clone> Worker<R> {
                     }
                     self.settle(k);
                 }
-                self.roles_renew();
+                self.renew_leadership();
                 let at = self.ctx.now + self.ctx.config.renew_interval();
                 self.ctx.timers.set(TimerKey::Renew, at);
             }
@@ -634,11 +668,7 @@ impl<R: Record + Clone> Worker<R> {
             Due::Worker(TimerKey::Scan) => self.scan_timer(),
             Due::Worker(TimerKey::Heartbeat) => self.heartbeat_timer(),
             Due::Worker(TimerKey::LeaderCheck) => self.leader_check_timer(),
-            Due::Worker(TimerKey::ShardSync) => {
-                self.roles.sync_due = true;
-                let at = self.ctx.now + self.ctx.config.shard_sync_interval;
-                self.ctx.timers.set(TimerKey::ShardSync, at);
-            }
+            Due::Worker(TimerKey::ShardSync) => self.sync_timer(),
             Due::Worker(TimerKey::Shutdown) => self.shutdown_timed_out(),
         }
     }
@@ -686,6 +716,7 @@ impl<R: Record + Clone> Worker<R> {
         self.with_token(&shard, token, |h, ctx| h.written(ctx, result));
     }
 
+    /// The answer to a write that is not a held lease's own, to the role that made it.
     fn written(
         &mut self,
         key: LeaseKey,
@@ -694,7 +725,68 @@ impl<R: Record + Clone> Worker<R> {
         result: Result<Option<crate::item::Item>, crate::io::Failure>,
     ) {
         self.count_write_failure(&result);
-        self.role_written(key, op, sent, result);
+        match op {
+            WriteOp::Take { steal } => self.taken(key, steal, sent, result),
+            WriteOp::Acquire => self.acquired(key, sent, result),
+            WriteOp::Create { child_of } => self.created(key, child_of, result),
+            WriteOp::Delete => self.deleted(key, result),
+            WriteOp::Assign { to } => self.assigned(key, to, result),
+            WriteOp::InitiateHandoff { to } => self.handoff_initiated(key, to, result),
+            WriteOp::Notify => {}
+            WriteOp::Heartbeat { acked } => self.heartbeat_written(acked, result),
+            WriteOp::LeaderClaim { counter_after } => self.claimed(counter_after, sent, result),
+            WriteOp::LeaderRenew { counter_after } => {
+                self.leader_renewed(counter_after, sent, result)
+            }
+            WriteOp::LeaderRelease => {
+                self.election.step_down();
+                self.cleaned_up();
+            }
+            WriteOp::WorkerRowDelete => self.cleaned_up(),
+        }
+    }
+
+    /// Starts holding a lease from the row a take or acquire returned.
+    fn adopt(&mut self, item: crate::item::Item, sent: Instant, steal: bool) {
+        match Lease::from_item(&item) {
+            Ok(lease) => {
+                let key = lease.key.clone();
+                if self.held.contains_key(&key) || self.ctx.phase != Phase::Running {
+                    return;
+                }
+                let h = alloc::boxed::Box::new(HeldLease::new(&mut self.ctx, lease, sent, steal));
+                self.held.insert(key.clone(), h);
+                self.settle(&key);
+            }
+            Err(error) => self.ctx.malformed(&item, error),
+        }
+    }
+
+    /// Arms the worker's first timers.
+    fn start(&mut self) {
+        let now = self.ctx.now;
+        let renew = self.ctx.config.renew_interval();
+        self.ctx.timers.set(TimerKey::Renew, now + renew);
+        self.ctx.timers.set(
+            TimerKey::ShardSync,
+            now + self.ctx.config.shard_sync_interval,
+        );
+        match self.policy() {
+            BalancingPolicy::Kcl2Compatible => {
+                self.sync.due = true;
+                self.ctx.timers.set(TimerKey::Scan, now);
+            }
+            BalancingPolicy::Coordinated => {
+                self.ctx.timers.set(TimerKey::Heartbeat, now);
+                // A little jitter so a fleet started at once does not race for leadership in step.
+                let spread = self.ctx.config.leader_check_interval.as_millis() as u64 / 10;
+                let j = self.ctx.rng.below(spread + 1);
+                self.ctx.timers.set(
+                    TimerKey::LeaderCheck,
+                    now + Duration::from_millis(j),
+                );
+            }
+        }
     }
 
     fn count_write_failure(

@@ -1,0 +1,204 @@
+//! Leader election under `Coordinated`: the leader row is a lease on leadership, claimed by a
+//! follower that finds it absent, unowned, its own or expired on its own clock, and renewed with
+//! the worker's leases. The leader acts as leader only inside the same delivery window a lease
+//! has (see [`crate::protocol`]).
+
+use super::timers::TimerKey;
+use super::{Outstanding, Pending, Phase, Worker, WriteOp};
+use crate::config::Config;
+use crate::io::{Event, Failure, Record};
+use crate::item::Item;
+use crate::lease::{Row, LEADER_KEY};
+use crate::protocol::LeaseOp;
+use crate::time::Instant;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+enum Leader {
+    #[default]
+    Follower,
+    /// A claim is in flight.
+    Claiming,
+    Leading {
+        /// The counter its last write left.
+        counter: u64,
+        /// Send time of its last write that landed.
+        renewed_sent: Instant,
+        renewal: Outstanding,
+    },
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Election {
+    leader: Leader,
+    /// The read of the leader row in flight.
+    check: Outstanding,
+}
+
+impl Election {
+    /// Whether this worker may act as leader at `now`.
+    pub(crate) fn is_leader(&self, config: &Config, now: Instant) -> bool {
+        matches!(self.leader, Leader::Leading { renewed_sent, .. } if now < renewed_sent + config.delivery_window())
+    }
+
+    /// Whether it holds the leader row, window or not.
+    pub(crate) fn is_leading(&self) -> bool {
+        matches!(self.leader, Leader::Leading { .. })
+    }
+
+    /// The counter of the leader row this worker holds.
+    pub(crate) fn leading_counter(&self) -> Option<u64> {
+        match self.leader {
+            Leader::Leading { counter, .. } => Some(counter),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn step_down(&mut self) {
+        self.leader = Leader::Follower;
+    }
+}
+
+impl<R: Record + Clone> Worker<R> {
+    /// Leadership ends with the window of its last renewal that landed.
+    pub(super) fn check_leadership(&mut self) {
+        if let Leader::Leading { renewed_sent, .. } = self.election.leader {
+            if self.ctx.now >= renewed_sent + self.ctx.config.delivery_window() {
+                self.election.leader = Leader::Follower;
+                self.ctx.event(Event::LeadershipLost);
+            }
+        }
+    }
+
+    pub(super) fn leader_check_timer(&mut self) {
+        self.check_leadership();
+        if self.ctx.phase == Phase::Running
+            && self.election.leader == Leader::Follower
+            && self.election.check == Outstanding::Idle
+        {
+            let req = self.ctx.read(LEADER_KEY, Pending::ReadLeader);
+            self.election.check = Outstanding::InFlight(req);
+        }
+        let at = self.ctx.now + self.ctx.config.leader_check_interval;
+        self.ctx.timers.set(TimerKey::LeaderCheck, at);
+    }
+
+    /// The leader row, read by a follower: claim it if it is free.
+    pub(super) fn leader_read(&mut self, result: Result<Option<Item>, Failure>) {
+        self.election.check = Outstanding::Idle;
+        if self.election.leader != Leader::Follower || self.ctx.phase != Phase::Running {
+            return;
+        }
+        let me = self.ctx.id.clone();
+        let seen_counter = match result {
+            Ok(None) => None,
+            Ok(Some(item)) => match Row::from_item(&item) {
+                Ok(Row::Leader(row)) => {
+                    let seen = self.observer.observe(
+                        LEADER_KEY,
+                        row.counter,
+                        row.owner.is_some(),
+                        self.ctx.now,
+                    );
+                    let free = row.owner.is_none()
+                        || row.owner.as_ref() == Some(&me)
+                        || seen.older_than(self.ctx.now, self.ctx.config.failover_time);
+                    if !free {
+                        return;
+                    }
+                    Some(row.counter)
+                }
+                Ok(_) => return,
+                Err(error) => {
+                    self.ctx.malformed(&item, error);
+                    return;
+                }
+            },
+            Err(_) => return,
+        };
+        self.election.leader = Leader::Claiming;
+        let op = LeaseOp::ClaimLeader {
+            worker: me,
+            counter: seen_counter,
+        };
+        let counter_after = op.counter_after().unwrap_or(1);
+        self.ctx.write(&op, WriteOp::LeaderClaim { counter_after });
+    }
+
+    /// A claim's answer: leading from its send time, with a scan and a shard sync at once.
+    pub(super) fn claimed(
+        &mut self,
+        counter_after: u64,
+        sent: Instant,
+        result: Result<Option<Item>, Failure>,
+    ) {
+        if result.is_ok() && self.ctx.phase == Phase::Running {
+            self.election.leader = Leader::Leading {
+                counter: counter_after,
+                renewed_sent: sent,
+                renewal: Outstanding::Idle,
+            };
+            self.ctx.stats.leaderships += 1;
+            self.ctx.event(Event::BecameLeader);
+            self.sync.due = true;
+            self.ctx.timers.set(TimerKey::Scan, self.ctx.now);
+        } else {
+            self.election.leader = Leader::Follower;
+        }
+    }
+
+    /// Renews the leader row with the worker's leases.
+    pub(super) fn renew_leadership(&mut self) {
+        self.check_leadership();
+        let Leader::Leading {
+            counter,
+            renewal: Outstanding::Idle,
+            ..
+        } = self.election.leader
+        else {
+            return;
+        };
+        let op = LeaseOp::RenewLeader {
+            worker: self.ctx.id.clone(),
+            counter,
+        };
+        let req = self.ctx.write(
+            &op,
+            WriteOp::LeaderRenew {
+                counter_after: counter + 1,
+            },
+        );
+        if let Leader::Leading { renewal, .. } = &mut self.election.leader {
+            *renewal = Outstanding::InFlight(req);
+        }
+    }
+
+    pub(super) fn leader_renewed(
+        &mut self,
+        counter_after: u64,
+        sent: Instant,
+        result: Result<Option<Item>, Failure>,
+    ) {
+        let Leader::Leading {
+            counter,
+            renewed_sent,
+            renewal,
+        } = &mut self.election.leader
+        else {
+            return;
+        };
+        *renewal = Outstanding::Idle;
+        match result {
+            Ok(_) => {
+                *counter = counter_after;
+                if sent > *renewed_sent {
+                    *renewed_sent = sent;
+                }
+            }
+            Err(Failure::ConditionFailed) => {
+                self.election.leader = Leader::Follower;
+                self.ctx.event(Event::LeadershipLost);
+            }
+            Err(_) => {}
+        }
+    }
+}

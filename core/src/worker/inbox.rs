@@ -1,0 +1,197 @@
+//! A worker's heartbeat and inbox under `Coordinated`: its heartbeat row proves it alive and
+//! carries, in the row the write returns, the leases the leader assigned or handed to it; each
+//! is acquired once its old owner has let go, and acknowledged by the next heartbeat.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::vec::Vec;
+
+use super::timers::{LeaseTimer, TimerKey};
+use super::{Outstanding, Pending, Phase, Worker, WriteOp};
+use crate::config::BalancingPolicy;
+use crate::io::{Failure, Record};
+use crate::item::Item;
+use crate::lease::{Lease, LeaseKey, Row};
+use crate::protocol::LeaseOp;
+use crate::time::Instant;
+
+/// A lease assigned to this worker, not yet acquired.
+#[derive(Clone, Debug)]
+struct Acquiring {
+    since: Instant,
+    write: Outstanding,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Inbox {
+    heartbeat: Outstanding,
+    acquiring: BTreeMap<LeaseKey, Acquiring>,
+    /// Assignments seen and done with (acquired, given up, or held already), to be removed from
+    /// the worker row by the next heartbeat.
+    acks: BTreeSet<LeaseKey>,
+}
+
+impl Inbox {
+    /// Gives up every acquisition under way (at shutdown); they are acknowledged.
+    pub(crate) fn give_up(&mut self) {
+        let keys: Vec<LeaseKey> = self.acquiring.keys().cloned().collect();
+        for k in keys {
+            self.acquiring.remove(&k);
+            self.acks.insert(k);
+        }
+    }
+}
+
+impl<R: Record + Clone> Worker<R> {
+    pub(super) fn heartbeat_timer(&mut self) {
+        if self.policy() != BalancingPolicy::Coordinated || self.ctx.phase == Phase::Stopped {
+            return;
+        }
+        if self.inbox.heartbeat == Outstanding::Idle && !self.shutdown.cleaning_up() {
+            let acked: Vec<LeaseKey> = self.inbox.acks.iter().cloned().collect();
+            let op = LeaseOp::Heartbeat {
+                worker: self.ctx.id.clone(),
+                max_leases: self.ctx.config.max_leases_per_worker,
+                leaving: self.ctx.phase != Phase::Running,
+                acked: acked.clone(),
+            };
+            let req = self.ctx.write(&op, WriteOp::Heartbeat { acked });
+            self.inbox.heartbeat = Outstanding::InFlight(req);
+        }
+        let at = self.ctx.now + self.ctx.config.heartbeat_interval;
+        self.ctx.timers.set(TimerKey::Heartbeat, at);
+    }
+
+    pub(super) fn heartbeat_written(
+        &mut self,
+        acked: Vec<LeaseKey>,
+        result: Result<Option<Item>, Failure>,
+    ) {
+        self.inbox.heartbeat = Outstanding::Idle;
+        let Ok(Some(item)) = result else { return };
+        for k in &acked {
+            self.inbox.acks.remove(k);
+        }
+        match Row::from_item(&item) {
+            Ok(Row::Worker(row)) => {
+                for k in row.assigned {
+                    if self.held.contains_key(&k) || self.ctx.phase != Phase::Running {
+                        self.inbox.acks.insert(k);
+                    } else {
+                        self.start_acquire(k);
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(error) => self.ctx.malformed(&item, error),
+        }
+    }
+
+    pub(super) fn start_acquire(&mut self, key: LeaseKey) {
+        if self.held.contains_key(&key) || self.ctx.phase != Phase::Running {
+            self.inbox.acks.insert(key);
+            return;
+        }
+        if self.inbox.acquiring.contains_key(&key) {
+            return;
+        }
+        self.inbox.acquiring.insert(
+            key.clone(),
+            Acquiring {
+                since: self.ctx.now,
+                write: Outstanding::Idle,
+            },
+        );
+        self.acquire_write(key);
+    }
+
+    fn acquire_write(&mut self, key: LeaseKey) {
+        let Some(a) = self.inbox.acquiring.get(&key) else {
+            return;
+        };
+        if a.write != Outstanding::Idle {
+            return;
+        }
+        let op = LeaseOp::Acquire {
+            shard: key.clone(),
+            worker: self.ctx.id.clone(),
+        };
+        let req = self.ctx.write(&op, WriteOp::Acquire);
+        if let Some(a) = self.inbox.acquiring.get_mut(&key) {
+            a.write = Outstanding::InFlight(req);
+        }
+    }
+
+    /// An acquire's answer: the returned row is the lease; refused, the row is read to see
+    /// whether the old owner is still finishing.
+    pub(super) fn acquired(
+        &mut self,
+        key: LeaseKey,
+        sent: Instant,
+        result: Result<Option<Item>, Failure>,
+    ) {
+        let Some(a) = self.inbox.acquiring.get_mut(&key) else {
+            self.ctx.stats.stale_results += 1;
+            return;
+        };
+        a.write = Outstanding::Idle;
+        match result {
+            Ok(Some(item)) => {
+                self.inbox.acquiring.remove(&key);
+                self.inbox.acks.insert(key);
+                self.adopt(item, sent, false);
+            }
+            Ok(None) | Err(Failure::ConditionFailed) => {
+                self.ctx
+                    .read(key.as_str(), Pending::ReadAcquire { shard: key.clone() });
+            }
+            Err(_) => self.ctx.timers.set_for(
+                &key,
+                LeaseTimer::HandoffPoll,
+                self.ctx.now + self.ctx.config.handoff_poll_interval,
+            ),
+        }
+    }
+
+    /// The row of a lease being acquired: acquire it once the old owner completed, poll while it
+    /// has not, give up once it is someone else's, gone or finished, or the wait is too long.
+    pub(super) fn acquire_read(&mut self, key: LeaseKey, result: Result<Option<Item>, Failure>) {
+        let Some(a) = self.inbox.acquiring.get(&key) else {
+            self.ctx.stats.stale_results += 1;
+            return;
+        };
+        let give_up_at =
+            a.since + self.ctx.config.handoff_timeout + self.ctx.config.failover_time * 2;
+        let me = self.ctx.id.clone();
+        let row = match &result {
+            Ok(Some(item)) => Lease::from_item(item).ok(),
+            _ => None,
+        };
+        let keep_waiting = match (&result, &row) {
+            (Ok(None), _) => false,
+            (Ok(Some(_)), None) => false,
+            (Ok(Some(_)), Some(l)) => l.owner.as_ref() == Some(&me) && !l.is_finished(),
+            (Err(_), _) => true,
+        };
+        if !keep_waiting || self.ctx.now >= give_up_at || self.ctx.phase != Phase::Running {
+            self.inbox.acquiring.remove(&key);
+            self.inbox.acks.insert(key);
+            return;
+        }
+        let ready = row.as_ref().is_some_and(|l| l.checkpoint_owner.is_none());
+        if ready {
+            self.acquire_write(key);
+        } else {
+            self.ctx.timers.set_for(
+                &key,
+                LeaseTimer::HandoffPoll,
+                self.ctx.now + self.ctx.config.handoff_poll_interval,
+            );
+        }
+    }
+
+    pub(super) fn acquire_poll(&mut self, key: LeaseKey) {
+        if self.inbox.acquiring.contains_key(&key) {
+            self.acquire_write(key);
+        }
+    }
+}

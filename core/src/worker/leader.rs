@@ -1,0 +1,205 @@
+//! The leader's duties under `Coordinated`: planning from the table view ([`crate::balance`])
+//! into assignments and handoffs, telling the new owners, and deleting finished leases.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::vec::Vec;
+
+use super::{Worker, WriteOp};
+use crate::balance::{self, Move, PlanLease, PlanWorker};
+use crate::io::{Failure, Record};
+use crate::item::Item;
+use crate::lease::{LeaseKey, WorkerId, WorkerRow};
+use crate::protocol::LeaseOp;
+use crate::worker::table_view::Progress;
+
+/// The leases with a write of the leader in flight (an assignment, a handoff or a delete): the
+/// next plan leaves them alone.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Planning {
+    busy: BTreeSet<LeaseKey>,
+}
+
+impl<R: Record + Clone> Worker<R> {
+    pub(super) fn plan(&mut self) {
+        let now = self.ctx.now;
+        let d = self.ctx.config.failover_time;
+        let expiry = self.ctx.config.worker_expiry();
+        let me = self.ctx.id.clone();
+        let mut workers: Vec<PlanWorker> = self
+            .view
+            .workers
+            .values()
+            .filter(|w| {
+                w.worker != me
+                    && !self
+                        .seen(&WorkerRow::key(&w.worker))
+                        .older_than(now, expiry)
+            })
+            .map(|w| PlanWorker {
+                id: w.worker.clone(),
+                max_leases: w.max_leases,
+                leaving: w.leaving,
+            })
+            .collect();
+        workers.push(PlanWorker {
+            id: me,
+            max_leases: self.ctx.config.max_leases_per_worker,
+            leaving: false,
+        });
+        let leases: Vec<PlanLease> = self
+            .view
+            .leases
+            .iter()
+            .filter(|(_, l)| !l.is_finished() && self.parents_done(l))
+            .map(|(key, l)| {
+                let expired = l.owner.is_none() || l.seen.older_than(now, d);
+                PlanLease {
+                    key: key.clone(),
+                    holder: if expired { None } else { l.owner.clone() },
+                    counter: l.counter,
+                    weight: l.throughput_kbps.map_or(1.0, f64::from),
+                    in_handoff: (!expired && l.checkpoint_owner.is_some())
+                        || self.planning.busy.contains(key),
+                }
+            })
+            .collect();
+        let budget = usize::try_from(
+            ((leases.len() as u64) * self.ctx.config.move_budget_per_mille / 1000).max(1),
+        )
+        .unwrap_or(usize::MAX);
+        let plan = balance::plan(
+            &leases,
+            &workers,
+            budget,
+            self.ctx.config.throughput_weighting,
+        );
+        for m in plan.moves {
+            match m {
+                Move::Assign {
+                    lease,
+                    to,
+                    expect_counter,
+                } => {
+                    let (lease, to) = (leases[lease].key.clone(), workers[to].id.clone());
+                    if !self.planning.busy.insert(lease.clone()) {
+                        continue;
+                    }
+                    let op = LeaseOp::Assign {
+                        shard: lease,
+                        counter: expect_counter,
+                        to: to.clone(),
+                    };
+                    self.ctx.write(&op, WriteOp::Assign { to });
+                }
+                Move::Handoff { lease, from, to } => {
+                    let (lease, from, to) = (
+                        leases[lease].key.clone(),
+                        &workers[from].id,
+                        workers[to].id.clone(),
+                    );
+                    if !self.planning.busy.insert(lease.clone()) {
+                        continue;
+                    }
+                    let op = LeaseOp::InitiateHandoff {
+                        shard: lease,
+                        from: from.clone(),
+                        to: to.clone(),
+                    };
+                    self.ctx.write(&op, WriteOp::InitiateHandoff { to });
+                }
+            }
+        }
+    }
+
+    /// Deletes the finished leases whose children have started and whose own parents are gone.
+    pub(super) fn cleanup(&mut self) {
+        let table = &self.view.leases;
+        // Children by parent, from both sides: a parent's childShardIds and a child's parents.
+        let mut children: BTreeMap<&LeaseKey, BTreeSet<&LeaseKey>> = BTreeMap::new();
+        for (key, l) in table.iter() {
+            for p in &l.parents {
+                children.entry(p).or_default().insert(key);
+            }
+            if l.is_finished() {
+                children.entry(key).or_default().extend(l.children.iter());
+            }
+        }
+        let mut deletes = Vec::new();
+        for (key, l) in table.iter().filter(|(_, l)| l.is_finished()) {
+            // As the Java KCL: only once every parent lease is gone. While a parent row exists,
+            // shard sync would take a missing child for one never started and create it again.
+            if self.planning.busy.contains(key) || l.parents.iter().any(|p| table.contains_key(p)) {
+                continue;
+            }
+            // A child is deleted only after its parents are, so while this parent exists an
+            // absent child is one not created yet (a merge child waits for shard sync).
+            let started = children.get(key).is_some_and(|cs| {
+                !cs.is_empty()
+                    && cs.iter().all(|c| {
+                        table
+                            .get(c)
+                            .is_some_and(|child| child.progress != Progress::NotStarted)
+                    })
+            });
+            if started {
+                deletes.push((key.clone(), l.counter));
+            }
+        }
+        for (key, counter) in deletes {
+            self.planning.busy.insert(key.clone());
+            let op = LeaseOp::Delete {
+                shard: key,
+                counter,
+            };
+            self.ctx.write(&op, WriteOp::Delete);
+        }
+    }
+
+    pub(super) fn deleted(&mut self, key: LeaseKey, result: Result<Option<Item>, Failure>) {
+        self.planning.busy.remove(&key);
+        if result.is_ok() {
+            self.ctx.stats.leases_deleted += 1;
+            self.view.leases.remove(&key);
+        }
+    }
+
+    pub(super) fn assigned(
+        &mut self,
+        key: LeaseKey,
+        to: WorkerId,
+        result: Result<Option<Item>, Failure>,
+    ) {
+        self.planning.busy.remove(&key);
+        if result.is_ok() {
+            self.ctx.stats.assignments += 1;
+            self.tell_new_owner(key, to);
+        }
+    }
+
+    pub(super) fn handoff_initiated(
+        &mut self,
+        key: LeaseKey,
+        to: WorkerId,
+        result: Result<Option<Item>, Failure>,
+    ) {
+        self.planning.busy.remove(&key);
+        if result.is_ok() {
+            self.ctx.stats.handoffs_initiated += 1;
+            self.tell_new_owner(key, to);
+        }
+    }
+
+    /// The new owner of an assignment or handoff learns of it from its worker row (or, when it
+    /// is this worker, acquires it at once).
+    fn tell_new_owner(&mut self, key: LeaseKey, to: WorkerId) {
+        if to == self.ctx.id {
+            self.start_acquire(key);
+        } else {
+            let op = LeaseOp::Notify {
+                worker: to,
+                shard: key,
+            };
+            self.ctx.write(&op, WriteOp::Notify);
+        }
+    }
+}

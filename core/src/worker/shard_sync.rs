@@ -1,0 +1,81 @@
+//! Shard sync: the scanning worker lists the stream's shards and creates the leases missing
+//! from the table ([`crate::sync`]), parents before children, when it starts, every
+//! `shard_sync_interval`, and as soon as a lease reaches its shard end.
+
+use alloc::collections::BTreeSet;
+use alloc::vec::Vec;
+
+use super::timers::TimerKey;
+use super::{Outstanding, Pending, Phase, Worker, WriteOp};
+use crate::io::{Command, Failure, FencingToken, Record, ShardDescription};
+use crate::item::Item;
+use crate::lease::LeaseKey;
+use crate::protocol::LeaseOp;
+use crate::sync;
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ShardSync {
+    /// A sync is to run after the next scan.
+    pub(crate) due: bool,
+    listing: Outstanding,
+    /// Leases whose create is in flight.
+    creating: BTreeSet<LeaseKey>,
+}
+
+impl<R: Record + Clone> Worker<R> {
+    pub(super) fn sync_timer(&mut self) {
+        self.sync.due = true;
+        let at = self.ctx.now + self.ctx.config.shard_sync_interval;
+        self.ctx.timers.set(TimerKey::ShardSync, at);
+    }
+
+    /// Lists the shards if a sync is due and none is under way.
+    pub(super) fn sync_if_due(&mut self) {
+        if self.sync.due && self.sync.listing == Outstanding::Idle {
+            let req = self
+                .ctx
+                .request(Pending::ListShards, |req| Command::ListShards { req });
+            self.sync.listing = Outstanding::InFlight(req);
+        }
+    }
+
+    pub(super) fn shards_listed(&mut self, result: Result<Vec<ShardDescription>, Failure>) {
+        self.sync.listing = Outstanding::Idle;
+        let Ok(shards) = result else { return };
+        if self.ctx.phase != Phase::Running {
+            return;
+        }
+        self.sync.due = false;
+        let mut existing: BTreeSet<LeaseKey> = self.view.leases.keys().cloned().collect();
+        existing.extend(self.held.keys().cloned());
+        existing.extend(self.sync.creating.iter().cloned());
+        for lease in sync::leases_to_create(&shards, &existing, self.ctx.config.initial_position) {
+            // Children of what is created now come in the next round, after the next scan.
+            self.sync.due = true;
+            self.sync.creating.insert(lease.key.clone());
+            self.ctx.write(
+                &LeaseOp::Create { lease },
+                WriteOp::Create { child_of: None },
+            );
+        }
+    }
+
+    /// A create's answer, from shard sync or from a parent at its shard end (`child_of`). A row
+    /// that existed already counts as created for the parent.
+    pub(super) fn created(
+        &mut self,
+        key: LeaseKey,
+        child_of: Option<(LeaseKey, FencingToken)>,
+        result: Result<Option<Item>, Failure>,
+    ) {
+        self.sync.creating.remove(&key);
+        let ok = result.is_ok();
+        if ok {
+            self.ctx.stats.leases_created += 1;
+        }
+        if let Some((shard, token)) = child_of {
+            let created = ok || result == Err(Failure::ConditionFailed);
+            self.with_token(&shard, token, |h, ctx| h.child_created(ctx, created));
+        }
+    }
+}

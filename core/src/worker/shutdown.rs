@@ -1,0 +1,116 @@
+//! A graceful shutdown: every held lease is left (handed over where a handoff is under way,
+//! released otherwise) after its processor's `shutdown_requested`; after `shutdown_timeout` the
+//! processors still busy are given up on, and one failover time later whatever is left is
+//! dropped. Then the leader row is released and the worker row deleted, and the worker stops.
+
+use alloc::vec::Vec;
+
+use super::held::Exit;
+use super::timers::TimerKey;
+use super::{Phase, Worker, WriteOp};
+use crate::config::BalancingPolicy;
+use crate::io::{Event, Record};
+use crate::lease::LeaseKey;
+use crate::protocol::LeaseOp;
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Shutdown {
+    /// `shutdown_timeout` passed: processors still busy were given up on.
+    forced: bool,
+    /// Every lease is left, and the worker's own rows are being cleaned up: the writes whose
+    /// answers are outstanding.
+    cleanup: Option<usize>,
+}
+
+impl Shutdown {
+    pub(crate) fn cleaning_up(&self) -> bool {
+        self.cleanup.is_some()
+    }
+}
+
+impl<R: Record + Clone> Worker<R> {
+    pub(super) fn shutdown(&mut self) {
+        if self.ctx.phase != Phase::Running {
+            return;
+        }
+        self.ctx.phase = Phase::ShuttingDown;
+        self.ctx.timers.set(
+            TimerKey::Shutdown,
+            self.ctx.now + self.ctx.config.shutdown_timeout,
+        );
+        let keys: Vec<LeaseKey> = self.held.keys().cloned().collect();
+        for k in &keys {
+            if let Some(h) = self.held.get_mut(k) {
+                h.begin_exit(&mut self.ctx, Exit::Shutdown);
+            }
+            self.settle(k);
+        }
+        self.inbox.give_up();
+        if self.policy() == BalancingPolicy::Coordinated {
+            // Tell the leader at once that this worker is leaving.
+            self.heartbeat_timer();
+        }
+    }
+
+    pub(super) fn shutdown_timed_out(&mut self) {
+        let keys: Vec<LeaseKey> = self.held.keys().cloned().collect();
+        if !self.shutdown.forced {
+            self.shutdown.forced = true;
+            for k in &keys {
+                if let Some(h) = self.held.get_mut(k) {
+                    h.handoff_timed_out(&mut self.ctx);
+                }
+                self.settle(k);
+            }
+            // One more failover time for the final writes, then stop regardless.
+            self.ctx.timers.set(
+                TimerKey::Shutdown,
+                self.ctx.now + self.ctx.config.failover_time,
+            );
+        } else {
+            for k in &keys {
+                if let Some(h) = self.held.get_mut(k) {
+                    h.lose(&mut self.ctx);
+                }
+                self.settle(k);
+            }
+            self.shutdown.cleanup = Some(0);
+        }
+    }
+
+    /// After every input: once nothing is held any more, cleans up and stops.
+    pub(super) fn after_input(&mut self) {
+        if self.ctx.phase != Phase::ShuttingDown || !self.held.is_empty() {
+            return;
+        }
+        if self.shutdown.cleanup.is_none() {
+            let mut writes = 0;
+            let me = self.ctx.id.clone();
+            if let Some(counter) = self.election.leading_counter() {
+                writes += 1;
+                let op = LeaseOp::ReleaseLeader {
+                    worker: me.clone(),
+                    counter,
+                };
+                self.ctx.write(&op, WriteOp::LeaderRelease);
+            }
+            if self.policy() == BalancingPolicy::Coordinated {
+                writes += 1;
+                let op = LeaseOp::DeleteWorkerRow { worker: me };
+                self.ctx.write(&op, WriteOp::WorkerRowDelete);
+            }
+            self.shutdown.cleanup = Some(writes);
+        }
+        if self.shutdown.cleanup == Some(0) {
+            self.ctx.phase = Phase::Stopped;
+            self.ctx.event(Event::Stopped);
+        }
+    }
+
+    /// The answer to a cleanup write (whatever it is: the worker stops either way).
+    pub(super) fn cleaned_up(&mut self) {
+        if let Some(writes) = &mut self.shutdown.cleanup {
+            *writes = writes.saturating_sub(1);
+        }
+    }
+}

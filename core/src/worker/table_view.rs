@@ -1,0 +1,299 @@
+//! The worker's view of the lease table, as its last scan showed it: the leases (what taking,
+//! planning, sync and cleanup read of them, with when each counter was first seen) and the
+//! worker rows. Kept by the workers that scan: every worker under `Kcl2Compatible`, the leader
+//! under `Coordinated`.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::vec::Vec;
+
+use super::{Ctx, Outstanding, Pending, Phase, Worker};
+use crate::config::BalancingPolicy;
+use crate::io::{Command, Failure, Record};
+use crate::item::Item;
+use crate::lease::{LeaseKey, LeaseRow, Row, WorkerId, WorkerRow, LEADER_KEY, WORKER_KEY_PREFIX};
+use crate::observe::{Observer, Seen};
+use crate::worker::timers::TimerKey;
+
+/// What a scan keeps of a lease.
+#[derive(Clone, Debug)]
+pub(crate) struct TableLease {
+    pub(crate) owner: Option<WorkerId>,
+    pub(crate) checkpoint_owner: Option<WorkerId>,
+    pub(crate) counter: u64,
+    /// When this worker first saw the counter: expiry is judged on its own clock.
+    pub(crate) seen: Seen,
+    pub(crate) progress: Progress,
+    pub(crate) throughput_kbps: Option<f32>,
+    pub(crate) parents: Vec<LeaseKey>,
+    pub(crate) children: Vec<LeaseKey>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// Still at its initial position.
+    NotStarted,
+    /// Checkpointed at a record.
+    Started,
+    /// At `SHARD_END`.
+    Finished,
+}
+
+impl TableLease {
+    pub(crate) fn is_finished(&self) -> bool {
+        self.progress == Progress::Finished
+    }
+}
+
+/// The leases of the last scan, sorted by key. A scan replaces it whole, so a sorted vector
+/// serves lookups with the memory of the entries alone.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LeaseTable {
+    entries: Vec<(LeaseKey, TableLease)>,
+}
+
+impl LeaseTable {
+    fn new(mut entries: Vec<(LeaseKey, TableLease)>) -> Self {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|a, b| a.0 == b.0);
+        entries.shrink_to_fit();
+        Self { entries }
+    }
+
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(k, _)| k.as_str().cmp(key))
+    }
+
+    /// Where `key` is, trying `hint` first.
+    fn find(&self, key: &str, hint: usize) -> Option<usize> {
+        match self.entries.get(hint) {
+            Some((k, _)) if k.as_str() == key => Some(hint),
+            _ => self.position(key).ok(),
+        }
+    }
+
+    pub(crate) fn get(&self, key: &LeaseKey) -> Option<&TableLease> {
+        self.position(key.as_str()).ok().map(|i| &self.entries[i].1)
+    }
+
+    pub(crate) fn contains_key(&self, key: &LeaseKey) -> bool {
+        self.position(key.as_str()).is_ok()
+    }
+
+    pub(crate) fn remove(&mut self, key: &LeaseKey) {
+        if let Ok(i) = self.position(key.as_str()) {
+            self.entries.remove(i);
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&LeaseKey, &TableLease)> {
+        self.entries.iter().map(|(k, l)| (k, l))
+    }
+
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &LeaseKey> {
+        self.entries.iter().map(|(k, _)| k)
+    }
+}
+
+/// What a scan found that others act on.
+pub(crate) struct ScanSummary {
+    /// A lease reached `SHARD_END` since the last scan (it may free a merged child).
+    pub(crate) newly_finished: bool,
+}
+
+/// The last scan, and the scan in flight.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TableView {
+    pub(crate) leases: LeaseTable,
+    pub(crate) workers: BTreeMap<WorkerId, WorkerRow>,
+    scan: Outstanding,
+}
+
+impl TableView {
+    /// Replaces the view with the rows of a scan completed at `now`. Worker rows' counters go
+    /// to the observer, which forgets the workers whose row is gone; a row that does not decode
+    /// is reported and skipped.
+    pub(crate) fn refresh<R>(
+        &mut self,
+        items: &[Item],
+        observer: &mut Observer,
+        ctx: &mut Ctx<R>,
+    ) -> ScanSummary {
+        let now = ctx.now;
+        let mut entries: Vec<(LeaseKey, TableLease)> = Vec::with_capacity(items.len());
+        let mut workers = BTreeMap::new();
+        let mut ids: BTreeSet<WorkerId> = BTreeSet::new();
+        let mut newly_finished = false;
+        // Rows come in key order from this table (real DynamoDB scans need not): the entry
+        // after the last one found is tried before a search.
+        let mut next_old = 0;
+        for item in items {
+            let row = match LeaseRow::of_row(item) {
+                Ok(Some(l)) => l,
+                Ok(None) => {
+                    match Row::from_item(item) {
+                        Ok(Row::Worker(w)) => {
+                            let k = WorkerRow::key(&w.worker);
+                            observer.observe(&k, w.counter, true, now);
+                            workers.insert(w.worker.clone(), w);
+                        }
+                        Ok(Row::Lease(_) | Row::Leader(_) | Row::Foreign { .. }) => {}
+                        Err(error) => ctx.malformed(item, error),
+                    }
+                    continue;
+                }
+                Err(error) => {
+                    ctx.malformed(item, error);
+                    continue;
+                }
+            };
+            let old = self.leases.find(row.key, next_old).map(|i| {
+                next_old = i + 1;
+                &self.leases.entries[i]
+            });
+            let seen = Seen::after(
+                old.map(|(_, o)| o.seen),
+                row.counter,
+                row.owner.is_some(),
+                now,
+            );
+            let progress = if row.checkpoint.is_shard_end() {
+                Progress::Finished
+            } else if row.checkpoint.is_initial() {
+                Progress::NotStarted
+            } else {
+                Progress::Started
+            };
+            newly_finished |=
+                progress == Progress::Finished && old.is_none_or(|(_, o)| !o.is_finished());
+            // The key the last scan made, when there is one.
+            let key = match old {
+                Some((k, _)) => k.clone(),
+                None => LeaseKey::from(row.key),
+            };
+            let old_lease = old.map(|(_, o)| o);
+            let entry = TableLease {
+                owner: worker_id(
+                    &mut ids,
+                    old_lease.and_then(|o| o.owner.as_ref()),
+                    row.owner,
+                ),
+                checkpoint_owner: worker_id(
+                    &mut ids,
+                    old_lease.and_then(|o| o.checkpoint_owner.as_ref()),
+                    row.checkpoint_owner,
+                ),
+                counter: row.counter,
+                seen,
+                progress,
+                throughput_kbps: row.throughput_kbps.map(|t| t as f32),
+                parents: row.parents(),
+                children: row.children(),
+            };
+            entries.push((key, entry));
+        }
+        // The observer keeps worker rows and the leader row.
+        observer.retain(|k| {
+            k == LEADER_KEY
+                || k.strip_prefix(WORKER_KEY_PREFIX)
+                    .is_some_and(|w| workers.contains_key(w))
+        });
+        self.leases = LeaseTable::new(entries);
+        self.workers = workers;
+        ScanSummary { newly_finished }
+    }
+}
+
+/// The id named `name`: the last scan's when it named the same worker (nearly always),
+/// otherwise one shared by every row of this scan that names it.
+fn worker_id(
+    ids: &mut BTreeSet<WorkerId>,
+    last: Option<&WorkerId>,
+    name: Option<&str>,
+) -> Option<WorkerId> {
+    match last {
+        Some(id) if Some(id.as_str()) == name => Some(id.clone()),
+        _ => intern(ids, name),
+    }
+}
+
+fn intern(ids: &mut BTreeSet<WorkerId>, id: Option<&str>) -> Option<WorkerId> {
+    let id = id?;
+    if let Some(shared) = ids.get(id) {
+        return Some(shared.clone());
+    }
+    let id = WorkerId::from(id);
+    ids.insert(id.clone());
+    Some(id)
+}
+
+impl<R: Record + Clone> Worker<R> {
+    /// Whether this worker keeps the table view: every worker under `Kcl2Compatible`, the
+    /// leader under `Coordinated`.
+    pub(super) fn scans_table(&self) -> bool {
+        self.policy() == BalancingPolicy::Kcl2Compatible
+            || self.election.is_leader(&self.ctx.config, self.ctx.now)
+    }
+
+    pub(super) fn scan_timer(&mut self) {
+        self.check_leadership();
+        if self.ctx.phase == Phase::Running
+            && self.scans_table()
+            && self.view.scan == Outstanding::Idle
+        {
+            let req = self
+                .ctx
+                .request(Pending::Scan, |req| Command::ScanLeaseTable { req });
+            self.view.scan = Outstanding::InFlight(req);
+        }
+        if self.policy() == BalancingPolicy::Kcl2Compatible || self.election.is_leading() {
+            let at = self.ctx.now + self.ctx.config.scan_interval;
+            self.ctx.timers.set(TimerKey::Scan, at);
+        }
+    }
+
+    /// A scan's answer: the view is refreshed, then the scanning roles act on it (taking or
+    /// planning, cleanup, shard sync).
+    pub(super) fn scanned(&mut self, result: Result<Vec<Item>, Failure>) {
+        self.view.scan = Outstanding::Idle;
+        let Ok(items) = result else { return };
+        self.ctx.stats.scans += 1;
+        let summary = self.view.refresh(&items, &mut self.observer, &mut self.ctx);
+        // A lease finished since the last scan may free a merged child: sync now, not in a minute.
+        if summary.newly_finished {
+            self.sync.due = true;
+        }
+        if self.ctx.phase != Phase::Running {
+            return;
+        }
+        match self.policy() {
+            BalancingPolicy::Kcl2Compatible => self.take_leases(),
+            BalancingPolicy::Coordinated => {
+                if self.election.is_leader(&self.ctx.config, self.ctx.now) {
+                    self.plan();
+                }
+            }
+        }
+        if self.scans_table() {
+            if self.ctx.config.cleanup_finished_leases {
+                self.cleanup();
+            }
+            self.sync_if_due();
+        }
+    }
+
+    /// What this worker knows of a worker or leader row's counter.
+    pub(super) fn seen(&self, key: &str) -> Seen {
+        self.observer.get(key).unwrap_or(Seen {
+            counter: 0,
+            since: None,
+        })
+    }
+
+    /// A lease may be given out once every parent lease is finished or gone.
+    pub(super) fn parents_done(&self, lease: &TableLease) -> bool {
+        lease
+            .parents
+            .iter()
+            .all(|p| self.view.leases.get(p).is_none_or(TableLease::is_finished))
+    }
+}
