@@ -202,3 +202,79 @@ impl<R: Record + Clone> Worker<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::io::Event;
+    use crate::item::Item;
+    use crate::lease::{LeaderRow, Row, WorkerId, LEADER_KEY};
+    use crate::protocol::LeaseOp;
+    use crate::worker::testing::Harness;
+    use crate::write::WriteKind;
+
+    fn leader_row(h: &Harness) -> Option<LeaderRow> {
+        match h.table.get(LEADER_KEY).map(Row::from_item) {
+            Some(Ok(Row::Leader(row))) => Some(row),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_follower_claims_an_absent_leader_row_and_renews_it() {
+        let mut h = Harness::new(Config::default(), "w1");
+        h.run_until(1_000);
+        assert!(h.w.is_leader(h.now));
+        assert!(h.events().contains(&&Event::BecameLeader));
+        assert_eq!(
+            leader_row(&h).and_then(|r| r.owner),
+            Some(WorkerId::from("w1"))
+        );
+        h.run_until(10_000);
+        let row = leader_row(&h).expect("a leader row");
+        assert!(row.counter >= 3, "renewed with the leases: {row:?}");
+        assert!(h.w.is_leader(h.now));
+    }
+
+    #[test]
+    fn a_live_leader_is_left_alone_and_an_expired_one_replaced() {
+        let mut h = Harness::new(Config::default(), "w1");
+        h.apply(&LeaseOp::ClaimLeader {
+            worker: WorkerId::from("w9"),
+            counter: None,
+        });
+        // w9 never renews. Checks every 5 s see the same counter; w1 claims once it has
+        // stood still for the failover time (10 s) on w1's clock.
+        h.run_until(10_000);
+        assert!(!h.w.is_leader(h.now));
+        assert!(h.writes(WriteKind::Leader).is_empty());
+        h.run_until(16_000);
+        assert!(h.w.is_leader(h.now));
+        assert_eq!(
+            leader_row(&h).map(|r| r.owner),
+            Some(Some(WorkerId::from("w1")))
+        );
+    }
+
+    #[test]
+    fn leadership_ends_with_the_window_of_the_last_renewal_that_landed() {
+        let mut h = Harness::new(Config::default(), "w1");
+        h.run_until(1_000);
+        assert!(h.w.is_leader(h.now));
+        h.cut_off = true;
+        h.run_until(20_000);
+        assert!(!h.w.is_leader(h.now));
+        assert!(h.events().contains(&&Event::LeadershipLost));
+        // Another worker took the row meanwhile: the next renewal is refused.
+        let mut h = Harness::new(Config::default(), "w1");
+        h.run_until(1_000);
+        let mut taken = Item::new();
+        taken.insert(
+            crate::lease::attr::LEASE_COUNTER.into(),
+            crate::item::AttributeValue::number(99),
+        );
+        h.table.insert(LEADER_KEY.into(), taken);
+        h.run_until(5_000);
+        assert!(!h.w.is_leader(h.now));
+    }
+}

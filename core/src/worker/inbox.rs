@@ -195,3 +195,93 @@ impl<R: Record + Clone> Worker<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::lease::{LeaseKey, Row, WorkerId, WorkerRow};
+    use crate::protocol::LeaseOp;
+    use crate::worker::testing::{owned, Harness};
+    use crate::write::WriteKind;
+
+    /// A worker that is not the leader (w9 leads, renewing as the test goes).
+    fn follower() -> Harness {
+        let mut h = Harness::new(Config::default(), "w2");
+        h.apply(&LeaseOp::ClaimLeader {
+            worker: WorkerId::from("w9"),
+            counter: None,
+        });
+        h
+    }
+
+    fn assigned(h: &Harness) -> alloc::vec::Vec<LeaseKey> {
+        match h
+            .table
+            .get(&WorkerRow::key(&WorkerId::from("w2")))
+            .map(Row::from_item)
+        {
+            Some(Ok(Row::Worker(row))) => row.assigned,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn notify(h: &mut Harness, shard: &str) {
+        h.apply(&LeaseOp::Notify {
+            worker: WorkerId::from("w2"),
+            shard: LeaseKey::from(shard),
+        });
+    }
+
+    #[test]
+    fn an_assignment_in_the_heartbeat_row_is_acquired_and_acknowledged() {
+        let mut h = follower();
+        h.run_until(100);
+        h.put(&owned("shard-1", "w2", 4));
+        notify(&mut h, "shard-1");
+        assert_eq!(assigned(&h), [LeaseKey::from("shard-1")]);
+        h.run_until(2_100);
+        assert!(h.holds("shard-1"));
+        assert_eq!(h.lease("shard-1").map(|l| l.counter), Some(5), "acquired");
+        h.run_until(4_100);
+        assert!(
+            assigned(&h).is_empty(),
+            "acknowledged by the next heartbeat"
+        );
+        assert!(!h.w.is_leader(h.now));
+    }
+
+    #[test]
+    fn a_handoff_is_acquired_once_the_old_owner_completed_it() {
+        let mut h = follower();
+        h.run_until(100);
+        let mut handing = owned("shard-1", "w2", 4);
+        handing.checkpoint_owner = Some(WorkerId::from("w1"));
+        h.put(&handing);
+        notify(&mut h, "shard-1");
+        h.run_until(3_000);
+        assert!(!h.holds("shard-1"), "w1 still finishes");
+        let refused = h.writes(WriteKind::Acquire).len();
+        assert!(refused >= 2, "polled: {refused}");
+        h.apply(&LeaseOp::CompleteHandoff {
+            shard: LeaseKey::from("shard-1"),
+            counter: 4,
+            holder: WorkerId::from("w1"),
+        });
+        h.run_until(3_600);
+        assert!(h.holds("shard-1"));
+        assert_eq!(h.lease("shard-1").map(|l| l.counter), Some(6));
+    }
+
+    #[test]
+    fn an_assignment_that_moved_on_is_given_up() {
+        let mut h = follower();
+        h.run_until(100);
+        h.put(&owned("shard-1", "w3", 4));
+        notify(&mut h, "shard-1");
+        h.run_until(2_100);
+        assert!(!h.holds("shard-1"));
+        h.run_until(4_100);
+        assert!(assigned(&h).is_empty(), "acknowledged all the same");
+        assert_eq!(h.writes(WriteKind::Acquire).len(), 1);
+    }
+}

@@ -203,3 +203,76 @@ impl<R: Record + Clone> Worker<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::lease::{Lease, LeaseKey, WorkerId, WorkerRow};
+    use crate::protocol::LeaseOp;
+    use crate::sequence::{Position, SequenceNumber};
+    use crate::worker::testing::{unowned, Harness};
+    use crate::write::{WriteAction, WriteKind};
+
+    fn heartbeat(h: &mut Harness, worker: &str) {
+        h.apply(&LeaseOp::Heartbeat {
+            worker: WorkerId::from(worker),
+            max_leases: u64::MAX,
+            leaving: false,
+            acked: alloc::vec::Vec::new(),
+        });
+    }
+
+    #[test]
+    fn orphans_are_spread_over_the_live_workers_and_each_new_owner_told() {
+        let mut h = Harness::new(Config::default(), "w1");
+        heartbeat(&mut h, "w2");
+        h.put(&unowned("shard-1"));
+        h.put(&unowned("shard-2"));
+        h.run_until(1_000);
+        let assigned: alloc::vec::Vec<Option<WorkerId>> = ["shard-1", "shard-2"]
+            .iter()
+            .map(|k| h.lease(k).and_then(|l| l.owner))
+            .collect();
+        assert!(
+            assigned.contains(&Some(WorkerId::from("w1"))),
+            "{assigned:?}"
+        );
+        assert!(
+            assigned.contains(&Some(WorkerId::from("w2"))),
+            "{assigned:?}"
+        );
+        assert_eq!(h.writes(WriteKind::Assign).len(), 2);
+        let notes = h.writes(WriteKind::Notify);
+        assert_eq!(notes.len(), 1, "w1 acquires its own at once");
+        assert_eq!(notes[0].key, WorkerRow::key(&WorkerId::from("w2")));
+        assert_eq!(h.w.held_leases().count(), 1);
+        assert_eq!(h.w.stats().assignments, 2);
+    }
+
+    #[test]
+    fn a_finished_parent_is_deleted_once_its_children_started() {
+        let mut h = Harness::new(Config::default(), "w1");
+        let mut parent = unowned("shard-0");
+        parent.checkpoint = Position::ShardEnd;
+        parent.child_shard_ids = alloc::vec![LeaseKey::from("shard-1")];
+        h.put(&parent);
+        let mut child: Lease = unowned("shard-1");
+        child.parent_shard_ids = alloc::vec![LeaseKey::from("shard-0")];
+        h.put(&child);
+        h.run_until(1_000);
+        assert!(
+            h.lease("shard-0").is_some(),
+            "the child has not started yet"
+        );
+        // The child's new owner checkpoints a record.
+        let mut started = h.lease("shard-1").expect("child");
+        started.checkpoint = Position::record(SequenceNumber::parse("5").expect("digits"), 0);
+        h.put(&started);
+        h.run_until(5_000);
+        assert!(h.lease("shard-0").is_none(), "deleted");
+        let deletes = h.writes(WriteKind::Delete);
+        assert_eq!(deletes.len(), 1);
+        assert_eq!(deletes[0].action, WriteAction::Delete);
+        assert_eq!(h.w.stats().leases_deleted, 1);
+    }
+}

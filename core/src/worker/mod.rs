@@ -1,5 +1,6 @@
 //! The [`Worker`]: one KCL worker's decisions, as a sans-IO state machine.
 
+mod ctx;
 mod election;
 mod held;
 mod in_flight;
@@ -7,289 +8,36 @@ mod inbox;
 mod leader;
 mod shard_sync;
 mod shutdown;
+mod stats;
 mod table_view;
 mod taking;
+#[cfg(test)]
+mod testing;
 mod timers;
 
-use alloc::collections::{BTreeMap, VecDeque};
-use alloc::string::String;
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::time::Duration;
 
 use crate::config::{BalancingPolicy, Config, ConfigError};
-use crate::io::{
-    CallId, Command, Event, FencingToken, Input, ProcessorCall, Record, RequestId, TimerReason,
-};
+use crate::io::{Command, FencingToken, Input, ProcessorCall, Record, RequestId, TimerReason};
 use crate::lease::{Lease, LeaseKey, WorkerId};
 use crate::observe::Observer;
-use crate::protocol::{CheckpointKind, LeaseOp};
-use crate::rng::Rng;
+use crate::protocol::CheckpointKind;
 use crate::time::Instant;
 
 use election::Election;
 use held::{CheckpointAsk, HeldLease};
-use in_flight::InFlight;
 use inbox::Inbox;
 use leader::Planning;
 use shard_sync::ShardSync;
 use shutdown::Shutdown;
 use table_view::TableView;
 use taking::Taking;
-use timers::{Due, LeaseTimer, TimerKey, Timers};
+use timers::{Due, LeaseTimer, TimerKey};
 
-/// Counters of what a worker did and saw; plain data, compared whole by determinism tests.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct Stats {
-    /// Results with an unknown, late or duplicate request id, or of the wrong kind: ignored.
-    pub stale_results: u64,
-    /// Processor returns or checkpoint requests for calls or tokens that are not current.
-    pub stale_processor_inputs: u64,
-    /// Rows that failed to decode (skipped, left as they are).
-    pub malformed_rows: u64,
-    /// Lease-table scans completed.
-    pub scans: u64,
-    /// Leases this worker came to hold.
-    pub leases_acquired: u64,
-    /// Of those, taken live from another worker (Kcl2Compatible steals).
-    pub leases_stolen: u64,
-    /// Leases lost (renewal refused or delivery window passed).
-    pub leases_lost: u64,
-    /// Leases handed over to another worker.
-    pub handoffs_completed: u64,
-    /// Handoffs this worker started as leader.
-    pub handoffs_initiated: u64,
-    /// Unowned or expired leases this worker assigned as leader.
-    pub assignments: u64,
-    /// Successful renewals.
-    pub renewals: u64,
-    /// Checkpoints written.
-    pub checkpoints: u64,
-    /// Calls throttled by either service.
-    pub throttled: u64,
-    /// Writes that lost a conditional race.
-    pub condition_failures: u64,
-    /// Requests forgotten after `request_timeout`.
-    pub request_timeouts: u64,
-    /// Batches delivered to processors.
-    pub batches_delivered: u64,
-    /// Records delivered to processors.
-    pub records_delivered: u64,
-    /// Expired shard iterators.
-    pub expired_iterators: u64,
-    /// Leases created by shard sync or at shard end.
-    pub leases_created: u64,
-    /// Finished leases deleted.
-    pub leases_deleted: u64,
-    /// Times this worker became leader.
-    pub leaderships: u64,
-}
-
-/// What a checker may read of one held lease.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LeaseView<'a> {
-    /// The lease as this worker last wrote or read it.
-    pub lease: &'a Lease,
-    /// The ownership's fencing token.
-    pub token: FencingToken,
-    /// Until when (on this worker's clock) it may deliver records; `None` while it may not.
-    pub deliver_until: Option<Instant>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Running,
-    ShuttingDown,
-    Stopped,
-}
-
-/// A role's one request of a kind: none, or the one in flight (a role never sends a second
-/// while one is unanswered).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum Outstanding {
-    #[default]
-    Idle,
-    InFlight(RequestId),
-}
-
-/// What a pending request was for, so its result can be routed and checked.
-#[derive(Clone, Debug)]
-pub(crate) enum Pending {
-    Scan,
-    ListShards,
-    ReadParent {
-        shard: LeaseKey,
-        token: FencingToken,
-    },
-    ReadOwn {
-        shard: LeaseKey,
-        token: FencingToken,
-        expect_counter: u64,
-    },
-    ReadLeader,
-    ReadAcquire {
-        shard: LeaseKey,
-    },
-    /// A held lease's write on its own row; the lease keeps what the write is for.
-    OwnWrite {
-        shard: LeaseKey,
-        token: FencingToken,
-    },
-    /// Any other write.
-    Write {
-        key: LeaseKey,
-        op: WriteOp,
-        sent: Instant,
-    },
-    Iterator {
-        shard: LeaseKey,
-        token: FencingToken,
-    },
-    Fetch {
-        shard: LeaseKey,
-        token: FencingToken,
-    },
-}
-
-/// What a write was for.
-#[derive(Clone, Debug)]
-pub(crate) enum WriteOp {
-    Take {
-        steal: bool,
-    },
-    Acquire,
-    Create {
-        child_of: Option<(LeaseKey, FencingToken)>,
-    },
-    Delete,
-    Assign {
-        to: WorkerId,
-    },
-    InitiateHandoff {
-        to: WorkerId,
-    },
-    Notify,
-    Heartbeat {
-        acked: Vec<LeaseKey>,
-    },
-    LeaderClaim {
-        counter_after: u64,
-    },
-    LeaderRenew {
-        counter_after: u64,
-    },
-    LeaderRelease,
-    WorkerRowDelete,
-}
-
-/// Commands the output queue keeps room for once drained.
-const OUT_QUEUE_KEPT: usize = 64;
-
-/// The parts of a worker that per-lease code needs beside the lease itself.
-pub(crate) struct Ctx<R> {
-    pub(crate) config: Config,
-    pub(crate) id: WorkerId,
-    pub(crate) rng: Rng,
-    pub(crate) now: Instant,
-    next_req: u64,
-    next_call: u64,
-    in_flight: InFlight,
-    pub(crate) timers: Timers,
-    pub(crate) out: VecDeque<Command<R>>,
-    pub(crate) stats: Stats,
-    pub(crate) phase: Phase,
-}
-
-impl<R> Ctx<R> {
-    pub(crate) fn new(config: Config, id: WorkerId, seed: u64, now: Instant) -> Self {
-        Self {
-            config,
-            id,
-            rng: Rng::new(seed),
-            now,
-            next_req: 0,
-            next_call: 0,
-            in_flight: InFlight::default(),
-            timers: Timers::default(),
-            out: VecDeque::new(),
-            stats: Stats::default(),
-            phase: Phase::Running,
-        }
-    }
-
-    fn request(
-        &mut self,
-        pending: Pending,
-        command: impl FnOnce(RequestId) -> Command<R>,
-    ) -> RequestId {
-        self.next_req += 1;
-        let req = RequestId(self.next_req);
-        let deadline = self.now + self.config.request_timeout;
-        if self.in_flight.is_empty() {
-            self.timers.set(TimerKey::Requests, deadline);
-        }
-        self.in_flight.add(req, deadline, pending);
-        self.out.push_back(command(req));
-        req
-    }
-
-    /// Sends a write that is not a held lease's own; `op` says what its answer is for.
-    pub(crate) fn write(&mut self, lease_op: &LeaseOp, op: WriteOp) -> RequestId {
-        let write = lease_op.to_write();
-        let key = LeaseKey::from(write.key.as_str());
-        let sent = self.now;
-        self.request(Pending::Write { key, op, sent }, |req| {
-            Command::WriteLease { req, write }
-        })
-    }
-
-    /// Sends a held lease's write on its own row.
-    pub(crate) fn own_write(&mut self, lease_op: &LeaseOp, token: FencingToken) -> RequestId {
-        let write = lease_op.to_write();
-        let shard = LeaseKey::from(write.key.as_str());
-        self.request(Pending::OwnWrite { shard, token }, |req| {
-            Command::WriteLease { req, write }
-        })
-    }
-
-    pub(crate) fn read(&mut self, key: &str, pending: Pending) -> RequestId {
-        let key = String::from(key);
-        self.request(pending, |req| Command::ReadLease { req, key })
-    }
-
-    pub(crate) fn call(&mut self, shard: &LeaseKey, action: ProcessorCall<R>) -> CallId {
-        self.next_call += 1;
-        let call = CallId(self.next_call);
-        self.out.push_back(Command::Processor {
-            shard: shard.clone(),
-            call,
-            action,
-        });
-        call
-    }
-
-    pub(crate) fn event(&mut self, e: Event) {
-        self.out.push_back(Command::Event(e));
-    }
-
-    /// A row that does not decode: counted, reported with its key when readable, left alone.
-    pub(crate) fn malformed(&mut self, item: &crate::item::Item, error: crate::lease::RowError) {
-        self.stats.malformed_rows += 1;
-        let key = match item.get(crate::lease::attr::LEASE_KEY) {
-            Some(crate::item::AttributeValue::S(k)) => Some(String::from(&**k)),
-            _ => None,
-        };
-        self.event(Event::MalformedRow { key, error });
-    }
-
-    /// Exponential backoff with equal jitter: half fixed, half random.
-    pub(crate) fn backoff(&mut self, attempt: u32) -> Duration {
-        let base = self.config.backoff_base.as_millis() as u64;
-        let cap = self.config.backoff_max.as_millis() as u64;
-        let full = base.saturating_mul(1u64 << attempt.min(20)).min(cap).max(1);
-        Duration::from_millis(full / 2 + self.rng.below(full / 2 + 1))
-    }
-}
+pub(crate) use ctx::{Ctx, Outstanding, Pending, Phase, WriteOp};
+pub use stats::{LeaseView, Stats};
 
 /// One KCL worker's brain: leases, heartbeats, balancing, handoff, checkpoints and the shard
 /// lifecycle, decided from inputs and a clock value it is given.
@@ -390,7 +138,7 @@ impl<R: Record + Clone> Worker<R> {
 
     /// Requests sent and not yet answered.
     pub fn pending_requests(&self) -> usize {
-        self.ctx.in_flight.len()
+        self.ctx.pending_requests()
     }
 
     /// The leases it holds, in key order.
@@ -519,12 +267,7 @@ impl<R: Record + Clone> Worker<R> {
 
     /// The next command for the driver, in the order they were decided.
     pub fn poll_command(&mut self) -> Option<Command<R>> {
-        let command = self.ctx.out.pop_front();
-        if command.is_none() && self.ctx.out.capacity() > OUT_QUEUE_KEPT {
-            // A burst (a thousand acquisitions at once) must not pin its queue forever.
-            self.ctx.out.shrink_to(OUT_QUEUE_KEPT);
-        }
-        command
+        self.ctx.next_command()
     }
 
     /// When to call [`Worker::handle_timeout`] next, and why; `None` once stopped.
@@ -542,7 +285,7 @@ impl<R: Record + Clone> Worker<R> {
     }
 
     fn take_pending(&mut self, req: RequestId) -> Option<Pending> {
-        self.ctx.in_flight.take(req)
+        self.ctx.answered(req)
     }
 
     /// A result for a request that is unknown (late, duplicate) or of another kind.
@@ -634,12 +377,12 @@ impl<R: Record + Clone> Worker<R> {
         match due {
             Due::Worker(TimerKey::Requests) => {
                 let now = self.ctx.now;
-                while let Some((req, deadline)) = self.ctx.in_flight.oldest() {
+                while let Some((req, deadline)) = self.ctx.oldest_request() {
                     if deadline > now {
                         self.ctx.timers.set(TimerKey::Requests, deadline);
                         break;
                     }
-                    if let Some(p) = self.ctx.in_flight.take(req) {
+                    if let Some(p) = self.ctx.answered(req) {
                         self.ctx.stats.request_timeouts += 1;
                         self.request_failed(req, p);
                     }
@@ -781,10 +524,9 @@ impl<R: Record + Clone> Worker<R> {
                 // A little jitter so a fleet started at once does not race for leadership in step.
                 let spread = self.ctx.config.leader_check_interval.as_millis() as u64 / 10;
                 let j = self.ctx.rng.below(spread + 1);
-                self.ctx.timers.set(
-                    TimerKey::LeaderCheck,
-                    now + Duration::from_millis(j),
-                );
+                self.ctx
+                    .timers
+                    .set(TimerKey::LeaderCheck, now + Duration::from_millis(j));
             }
         }
     }

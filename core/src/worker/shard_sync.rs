@@ -79,3 +79,43 @@ impl<R: Record + Clone> Worker<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::io::{Command, ShardDescription};
+    use crate::lease::{HashKeyRange, LeaseKey};
+    use crate::worker::testing::Harness;
+    use crate::write::WriteKind;
+
+    fn shard(id: &str) -> ShardDescription {
+        ShardDescription {
+            shard_id: LeaseKey::from(id),
+            parent: None,
+            adjacent_parent: None,
+            hash_range: HashKeyRange { start: 0, end: 1 },
+            closed: false,
+        }
+    }
+
+    #[test]
+    fn missing_leases_are_created_after_the_first_scan_and_only_once() {
+        let mut h = Harness::new(Config::kcl2(), "w1");
+        h.shards = alloc::vec![shard("shard-0"), shard("shard-1")];
+        h.run_until(1);
+        let creates = h.writes(WriteKind::Create);
+        assert_eq!(creates.len(), 2);
+        assert_eq!(h.w.stats().leases_created, 2);
+        assert!(h.lease("shard-0").is_some() && h.lease("shard-1").is_some());
+        // Leases were created, so the next scan lists again (their children may be missing),
+        // and creates nothing that exists.
+        h.run_until(25_000);
+        let lists = h
+            .log
+            .iter()
+            .filter(|c| matches!(c, Command::ListShards { .. }))
+            .count();
+        assert!(lists >= 2, "{lists}");
+        assert_eq!(h.writes(WriteKind::Create).len(), 2);
+    }
+}

@@ -114,3 +114,90 @@ impl<R: Record + Clone> Worker<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::io::{Event, Input, ProcessorCall, ReleaseReason};
+    use crate::worker::testing::{unowned, Harness};
+    use crate::write::WriteKind;
+
+    fn holding(config: Config) -> Harness {
+        let mut h = Harness::new(config, "w1");
+        h.put(&unowned("shard-1"));
+        h.run_until(1_000);
+        assert!(h.holds("shard-1"));
+        h
+    }
+
+    #[test]
+    fn a_shutdown_asks_the_processor_releases_the_lease_and_stops() {
+        let mut h = holding(Config::kcl2());
+        h.handle(Input::ShutdownRequested);
+        assert!(h
+            .calls("shard-1")
+            .iter()
+            .any(|c| matches!(c, ProcessorCall::ShutdownRequested { .. })));
+        assert_eq!(h.writes(WriteKind::Release).len(), 1);
+        assert_eq!(h.lease("shard-1").and_then(|l| l.owner), None);
+        assert!(h.events().iter().any(|e| matches!(
+            e,
+            Event::LeaseReleased {
+                reason: ReleaseReason::Shutdown,
+                ..
+            }
+        )));
+        assert!(h.w.is_stopped());
+        assert_eq!(h.events().last(), Some(&&Event::Stopped));
+        assert_eq!(h.w.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_processor_that_does_not_shut_down_in_time_is_given_up_on() {
+        let mut h = holding(Config::kcl2());
+        h.processor_hangs = true;
+        h.handle(Input::ShutdownRequested);
+        h.run_until(30_900);
+        assert!(!h.w.is_stopped(), "shutdown_requested still runs");
+        assert!(h.writes(WriteKind::Release).is_empty());
+        h.run_until(31_000);
+        assert!(h.calls("shard-1").contains(&&ProcessorCall::LeaseLost));
+        assert_eq!(h.writes(WriteKind::Release).len(), 1);
+        assert!(h.w.is_stopped());
+    }
+
+    #[test]
+    fn a_shutdown_cut_off_from_the_table_ends_with_the_window_of_its_last_write() {
+        let mut h = holding(Config::kcl2());
+        h.cut_off = true;
+        h.handle(Input::ShutdownRequested);
+        // The release, sent at 1 s, may still land: the lease is held until 10 s.
+        h.run_until(9_900);
+        assert!(!h.w.is_stopped());
+        h.run_until(10_100);
+        assert!(h.w.is_stopped());
+        assert!(h.events().iter().any(|e| matches!(
+            e,
+            Event::LeaseReleased {
+                reason: ReleaseReason::Lost,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn a_leader_releases_its_row_and_deletes_its_worker_row_before_it_stops() {
+        let mut h = holding(Config::default());
+        assert!(h.w.is_leader(h.now));
+        h.handle(Input::ShutdownRequested);
+        assert!(h.w.is_stopped());
+        assert!(h
+            .table
+            .get(crate::lease::LEADER_KEY)
+            .is_some_and(|row| !row.contains_key(crate::lease::attr::LEASE_OWNER)));
+        assert!(h
+            .table
+            .keys()
+            .all(|k| !k.starts_with(crate::lease::WORKER_KEY_PREFIX)));
+    }
+}

@@ -297,3 +297,119 @@ impl<R: Record + Clone> Worker<R> {
             .all(|p| self.view.leases.get(p).is_none_or(TableLease::is_finished))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::io::{BasicRecord, Command, Event};
+    use crate::item::AttributeValue;
+    use crate::lease::{attr, Lease};
+    use crate::protocol::LeaseOp;
+    use crate::sequence::Position;
+    use crate::time::Instant;
+    use crate::worker::testing::{owned, unowned};
+    use crate::write::apply;
+
+    fn worker_row(name: &str) -> Item {
+        let op = LeaseOp::Heartbeat {
+            worker: WorkerId::from(name),
+            max_leases: 3,
+            leaving: false,
+            acked: Vec::new(),
+        };
+        apply(None, &op.to_write()).expect("always").expect("a row")
+    }
+
+    fn finished(key: &str) -> Lease {
+        let mut l = unowned(key);
+        l.checkpoint = Position::ShardEnd;
+        l
+    }
+
+    #[test]
+    fn a_scan_keeps_when_each_counter_was_first_seen() {
+        let mut ctx: Ctx<BasicRecord> = Ctx::new(
+            Config::default(),
+            WorkerId::from("w1"),
+            7,
+            Instant::from_millis(1_000),
+        );
+        let mut observer = Observer::default();
+        let mut view = TableView::default();
+        let rows = [
+            owned("shard-1", "w2", 4).to_item(),
+            owned("shard-2", "w2", 9).to_item(),
+            unowned("shard-3").to_item(),
+            worker_row("w2"),
+        ];
+        let summary = view.refresh(&rows, &mut observer, &mut ctx);
+        assert!(!summary.newly_finished);
+        assert_eq!(view.leases.keys().count(), 3);
+        let first = view.leases.get(&LeaseKey::from("shard-1")).expect("leased");
+        assert_eq!(first.seen.since, Some(Instant::from_millis(1_000)));
+        assert_eq!(first.owner, Some(WorkerId::from("w2")));
+        assert_eq!(
+            view.leases
+                .get(&LeaseKey::from("shard-3"))
+                .map(|l| l.seen.since),
+            Some(None),
+            "unowned when first seen: as if forever"
+        );
+        assert_eq!(view.workers.len(), 1);
+        assert!(observer
+            .get(&WorkerRow::key(&WorkerId::from("w2")))
+            .is_some());
+        // Later: shard-1 unchanged, shard-2 renewed, shard-3 finished, the worker row gone.
+        ctx.now = Instant::from_millis(5_000);
+        let rows = [
+            owned("shard-1", "w2", 4).to_item(),
+            owned("shard-2", "w2", 10).to_item(),
+            finished("shard-3").to_item(),
+        ];
+        let summary = view.refresh(&rows, &mut observer, &mut ctx);
+        assert!(summary.newly_finished);
+        let get = |k: &str| {
+            view.leases
+                .get(&LeaseKey::from(k))
+                .expect("leased")
+                .seen
+                .since
+        };
+        assert_eq!(get("shard-1"), Some(Instant::from_millis(1_000)));
+        assert_eq!(get("shard-2"), Some(Instant::from_millis(5_000)));
+        assert!(view.workers.is_empty());
+        assert!(observer
+            .get(&WorkerRow::key(&WorkerId::from("w2")))
+            .is_none());
+        let again = view.refresh(&rows, &mut observer, &mut ctx);
+        assert!(!again.newly_finished, "finished once");
+    }
+
+    #[test]
+    fn a_malformed_row_is_reported_and_skipped() {
+        let mut ctx: Ctx<BasicRecord> =
+            Ctx::new(Config::default(), WorkerId::from("w1"), 7, Instant::ZERO);
+        let mut observer = Observer::default();
+        let mut view = TableView::default();
+        let mut bad = owned("shard-1", "w2", 4).to_item();
+        bad.insert(attr::LEASE_COUNTER.into(), AttributeValue::S("four".into()));
+        let mut foreign = unowned("metrics").to_item();
+        foreign.insert(
+            attr::ENTITY_TYPE.into(),
+            AttributeValue::S("WORKER_METRIC_STATS".into()),
+        );
+        let rows = [bad, foreign, owned("shard-2", "w2", 1).to_item()];
+        view.refresh(&rows, &mut observer, &mut ctx);
+        assert_eq!(
+            view.leases.keys().cloned().collect::<Vec<_>>(),
+            [LeaseKey::from("shard-2")]
+        );
+        assert_eq!(ctx.stats.malformed_rows, 1);
+        let events: Vec<Command<BasicRecord>> = ctx.out.drain(..).collect();
+        assert!(matches!(
+            &events[..],
+            [Command::Event(Event::MalformedRow { key: Some(k), .. })] if k == "shard-1"
+        ));
+    }
+}

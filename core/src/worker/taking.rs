@@ -68,3 +68,43 @@ impl<R: Record + Clone> Worker<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::worker::testing::{owned, unowned, Harness};
+    use crate::write::{Condition, WriteKind};
+
+    #[test]
+    fn an_unowned_lease_is_taken_at_once_and_an_expired_one_after_the_failover_time() {
+        let mut h = Harness::new(Config::kcl2(), "w1");
+        h.put(&unowned("shard-1"));
+        h.put(&owned("shard-2", "w2", 5));
+        h.run_until(1);
+        assert!(h.holds("shard-1"));
+        assert!(!h.holds("shard-2"), "w2's lease is not expired yet");
+        let takes = h.writes(WriteKind::Take);
+        assert_eq!(takes.len(), 1);
+        assert_eq!(
+            takes[0].condition,
+            Condition::eq_num(crate::lease::attr::LEASE_COUNTER, 0)
+        );
+        // w2 never renews: at the next scan its counter has stood still for the failover time.
+        h.run_until(25_000);
+        assert!(h.holds("shard-2"));
+        let takes = h.writes(WriteKind::Take);
+        assert_eq!(
+            takes.len(),
+            2,
+            "one take per lease, none while one is in flight"
+        );
+        assert_eq!(
+            takes[1].condition,
+            Condition::eq_num(crate::lease::attr::LEASE_COUNTER, 5)
+        );
+        assert_eq!(
+            h.lease("shard-2").and_then(|l| l.owner),
+            Some(crate::WorkerId::from("w1"))
+        );
+    }
+}

@@ -528,3 +528,89 @@ fn follow(slot: &mut Option<WorkerId>, name: Option<&str>) {
         *slot = name.map(WorkerId::from);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::io::{Command, Event, ProcessorCall, ReleaseReason};
+    use crate::lease::WorkerId;
+    use crate::worker::testing::{unowned, Harness};
+    use crate::write::WriteKind;
+
+    /// A Java-2.x-style worker holding `shard-1`, its processor initialized.
+    fn holding() -> Harness {
+        let mut h = Harness::new(Config::kcl2(), "w1");
+        h.put(&unowned("shard-1"));
+        h.run_until(100);
+        assert!(h.holds("shard-1"));
+        assert!(matches!(
+            h.calls("shard-1")[..],
+            [ProcessorCall::Initialize { .. }]
+        ));
+        h
+    }
+
+    fn released(h: &Harness, why: ReleaseReason) -> bool {
+        h.events().iter().any(|e| {
+            matches!(e, Event::LeaseReleased { shard, reason } if shard.as_str() == "shard-1" && *reason == why)
+        })
+    }
+
+    #[test]
+    fn renewals_keep_the_window_open() {
+        let mut h = holding();
+        h.run_until(60_000);
+        assert!(h.holds("shard-1"));
+        assert!(h.w.delivery_deadline("shard-1").is_some());
+        assert!(h.writes(WriteKind::Renew).len() >= 17, "every 3.3 s");
+    }
+
+    #[test]
+    fn a_lease_cut_off_from_the_table_is_lost_when_its_window_closes() {
+        let mut h = holding();
+        h.cut_off = true;
+        h.run_until(9_000);
+        assert!(h.holds("shard-1"), "renewals sent since still may land");
+        h.run_until(20_000);
+        assert!(!h.holds("shard-1"));
+        assert!(released(&h, ReleaseReason::Lost));
+        assert_eq!(h.calls("shard-1").last(), Some(&&ProcessorCall::LeaseLost));
+    }
+
+    #[test]
+    fn a_handoff_read_back_from_a_renewal_is_completed_after_shutdown_requested() {
+        let mut h = holding();
+        h.apply(&crate::protocol::LeaseOp::InitiateHandoff {
+            shard: crate::lease::LeaseKey::from("shard-1"),
+            from: WorkerId::from("w1"),
+            to: WorkerId::from("w2"),
+        });
+        h.run_until(4_000);
+        assert!(!h.holds("shard-1"));
+        assert!(h
+            .calls("shard-1")
+            .iter()
+            .any(|c| matches!(c, ProcessorCall::ShutdownRequested { .. })));
+        assert_eq!(h.writes(WriteKind::CompleteHandoff).len(), 1);
+        assert!(released(&h, ReleaseReason::HandedOver));
+        let lease = h.lease("shard-1").expect("row");
+        assert_eq!(lease.owner, Some(WorkerId::from("w2")));
+        assert_eq!(lease.checkpoint_owner, None);
+    }
+
+    #[test]
+    fn a_renewal_of_unknown_outcome_is_verified_when_the_next_is_refused() {
+        let mut h = holding();
+        h.unknown_outcome = Some(WriteKind::Renew);
+        h.run_until(20_000);
+        let reads = h
+            .log
+            .iter()
+            .filter(|c| matches!(c, Command::ReadLease { key, .. } if key == "shard-1"))
+            .count();
+        assert_eq!(reads, 1, "one verification read");
+        assert!(h.holds("shard-1"), "the renewal that timed out had landed");
+        assert!(!released(&h, ReleaseReason::Lost));
+        assert_eq!(h.w.stats().condition_failures, 1);
+    }
+}
