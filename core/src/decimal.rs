@@ -1,13 +1,13 @@
-//! Decimal numbers as the lease table stores them, read and written without the general
-//! formatting machinery: a leader decodes two 39-digit hash keys per row for every row of the
-//! table on every scan, and every lease write spells out a counter or two.
+//! Decimal numbers as the lease table stores them (hash keys, counters, throughputs), read and
+//! written without the general formatting machinery. Each function gives exactly what the
+//! standard library's parsing or formatting gives, which the tests check.
 
 use alloc::string::String;
 
 /// Reads an unsigned decimal of at most 39 digits, the width of a hash key. The same values as
 /// `str::parse::<u128>`, which it falls back to for anything but plain digits (a sign, an
 /// empty string, an overflow), so errors are the standard library's too.
-pub fn parse_u128(s: &str) -> Option<u128> {
+pub(crate) fn parse_u128(s: &str) -> Option<u128> {
     const MAX: &[u8] = b"340282366920938463463374607431768211455";
     let digits = s.as_bytes();
     // Digit strings of equal length compare as the numbers do, so this excludes overflow and
@@ -31,7 +31,7 @@ pub fn parse_u128(s: &str) -> Option<u128> {
 
 /// Whether every byte is an ASCII digit. Without an early exit, so that the compiler can test
 /// many bytes at once: the strings checked (hash keys, sequence numbers) are 20 to 56 digits.
-pub fn all_digits(bytes: &[u8]) -> bool {
+pub(crate) fn all_digits(bytes: &[u8]) -> bool {
     bytes
         .iter()
         .fold(false, |bad, b| bad | (b.wrapping_sub(b'0') > 9))
@@ -53,7 +53,7 @@ fn eight_digits(word: [u8; 8]) -> u64 {
 /// throughput so, and the general float formatting costs ten times this. Values whose rounding
 /// this cannot settle with plain `f64` arithmetic (within a millionth of a tie, negative, not
 /// finite, or over four million) go to the formatter.
-pub fn format_fixed3(x: f64) -> String {
+pub(crate) fn format_fixed3(x: f64) -> String {
     // Below 2^32 the product's rounding error is under 5e-7, so a fraction further than 1e-6
     // from one half rounds the same way as the exact value does.
     const FAST_BELOW: f64 = 4_294_967_296.0;
@@ -68,41 +68,21 @@ pub fn format_fixed3(x: f64) -> String {
     }
     let thousandths = whole + u64::from(fraction > 0.5);
     let mut out = String::with_capacity(16);
-    push_u64(&mut out, thousandths / 1000);
+    let mut digits = [0u8; 20];
+    out.push_str(u64_digits(thousandths / 1000, &mut digits));
     out.push('.');
-    push_u64_padded(&mut out, thousandths % 1000, 3);
-    out
-}
-
-/// `n` in decimal, as `format!("{n}")` writes it.
-pub fn format_u64(n: u64) -> String {
-    let mut out = String::with_capacity(20);
-    push_u64(&mut out, n);
-    out
-}
-
-/// Appends `n` in decimal, as `write!(out, "{n}")` would.
-pub fn push_u64(out: &mut String, n: u64) {
-    push_u64_padded(out, n, 0);
-}
-
-/// Appends `n` in decimal with leading zeros to at least `width` digits, as
-/// `write!(out, "{n:0width$}")` would (which writes the padding a character at a time).
-pub fn push_u64_padded(out: &mut String, n: u64, width: usize) {
-    let mut buf = [0u8; 20];
-    let digits = u64_digits(n, &mut buf);
-    const ZEROS: &str = "0000000000000000000000000000000000000000";
-    let mut pad = width.saturating_sub(digits.len());
-    while pad > 0 {
-        let n = pad.min(ZEROS.len());
-        out.push_str(&ZEROS[..n]);
-        pad -= n;
+    let fraction = thousandths % 1000;
+    for floor in [100, 10] {
+        if fraction < floor {
+            out.push('0');
+        }
     }
-    out.push_str(digits);
+    out.push_str(u64_digits(fraction, &mut digits));
+    out
 }
 
 /// `n` in decimal, written at the end of `buf`.
-pub fn u64_digits(mut n: u64, buf: &mut [u8; 20]) -> &str {
+pub(crate) fn u64_digits(mut n: u64, buf: &mut [u8; 20]) -> &str {
     const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
         2021222324252627282930313233343536373839\
         4041424344454647484950515253545556575859\
@@ -192,12 +172,8 @@ mod tests {
     #[test]
     fn formats_as_the_standard_library_does() {
         for n in [0, 1, 9, 10, 99, 100, 1_000_000_007, u64::MAX - 1, u64::MAX] {
-            assert_eq!(format_u64(n), format!("{n}"));
-            for width in [0, 1, 3, 20, 36, 45, 81] {
-                let mut s = String::from("x");
-                push_u64_padded(&mut s, n, width);
-                assert_eq!(s, format!("x{n:0width$}"));
-            }
+            let mut buf = [0u8; 20];
+            assert_eq!(u64_digits(n, &mut buf), format!("{n}"));
         }
     }
 
@@ -218,7 +194,8 @@ mod tests {
 
         #[test]
         fn every_u64_formats(n: u64) {
-            proptest::prop_assert_eq!(format_u64(n), format!("{n}"));
+            let mut buf = [0u8; 20];
+            proptest::prop_assert_eq!(u64_digits(n, &mut buf), format!("{n}"));
         }
 
         #[test]

@@ -7,11 +7,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
-/// A string or number value: up to 23 bytes in line, longer ones shared (an `Arc<str>`), so
-/// cloning one never allocates. A DynamoDB write copies the row it changes: most of a lease
-/// row's values (counters, owners, shard ids) are short, and copying them is a copy of bytes,
-/// not a reference count on memory of its own that the copy would have to reach.
-pub use smol_str::SmolStr as Text;
+pub use crate::text::Text;
 
 /// One attribute value, as DynamoDB types them.
 #[derive(Clone, Debug, PartialEq)]

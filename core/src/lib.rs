@@ -44,7 +44,7 @@ extern crate std;
 
 pub mod balance;
 pub mod config;
-pub mod decimal;
+mod decimal;
 pub mod io;
 pub mod item;
 pub mod lease;
@@ -54,6 +54,7 @@ pub mod rng;
 pub mod sequence;
 pub mod sync;
 pub mod taker;
+mod text;
 pub mod time;
 mod worker;
 pub mod write;
@@ -70,5 +71,6 @@ pub use io::{
 pub use item::{AttributeValue, Item};
 pub use lease::{HashKeyRange, Lease, LeaseKey, Row, RowError, WorkerId};
 pub use sequence::{Position, RecordPosition, SequenceNumber};
+pub use text::Text;
 pub use time::Instant;
 pub use worker::{LeaseView, Stats, Worker};

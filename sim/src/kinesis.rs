@@ -5,12 +5,10 @@
 
 use std::collections::VecDeque;
 
-use kcl_core::decimal::{push_u64_padded, u64_digits};
 use kcl_core::io::{ChildShard, ShardDescription, StartingPosition};
 use kcl_core::item::Text;
 use kcl_core::{Failure, HashKeyRange, LeaseKey, RecordPosition, SequenceNumber};
 use md5::{Digest, Md5};
-use smol_str::SmolStrBuilder;
 
 use crate::record::SimRecord;
 
@@ -128,14 +126,22 @@ pub fn hash_key(partition_key: &str) -> u128 {
 fn sequence_string(counter: u64, shard: usize) -> String {
     let mut s = String::with_capacity(56);
     s.push_str("49");
-    push_u64_padded(&mut s, counter, 36);
-    push_u64_padded(&mut s, shard as u64, 18);
+    push_padded(&mut s, counter, 36);
+    push_padded(&mut s, shard as u64, 18);
     s
+}
+
+/// `n` in decimal, with leading zeros to `width` digits.
+fn push_padded(s: &mut String, n: u64, width: usize) {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n);
+    s.extend(std::iter::repeat_n('0', width.saturating_sub(digits.len())));
+    s.push_str(digits);
 }
 
 fn parse_sequence(s: &str) -> Option<(u64, usize)> {
     let digits = s.strip_prefix("49")?;
-    if digits.len() != 54 || !kcl_core::decimal::all_digits(digits.as_bytes()) {
+    if digits.len() != 54 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let counter = digits[..36].parse().ok()?;
@@ -524,17 +530,24 @@ impl Kinesis {
     }
 }
 
-/// `SHARD/POSITION/ISSUED_MS`: every GetRecords call makes one, so it is written by hand,
-/// and it is mostly under 24 bytes, so held in line.
+/// `SHARD/POSITION/ISSUED_MS`: every GetRecords call makes one, so it is written by hand into a
+/// buffer on the stack (three u64s and two separators fit), mostly short enough to be held in
+/// line.
 fn iterator_string(shard: usize, at: u64, issued_ms: u64) -> Text {
-    let mut s = SmolStrBuilder::new();
-    let mut digits = [0u8; 20];
-    s.push_str(u64_digits(shard as u64, &mut digits));
-    s.push('/');
-    s.push_str(u64_digits(at, &mut digits));
-    s.push('/');
-    s.push_str(u64_digits(issued_ms, &mut digits));
-    s.finish()
+    let mut out = [0u8; 3 * 20 + 2];
+    let mut len = 0;
+    for (i, n) in [shard as u64, at, issued_ms].into_iter().enumerate() {
+        if i > 0 {
+            out[len] = b'/';
+            len += 1;
+        }
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(n).as_bytes();
+        out[len..len + digits.len()].copy_from_slice(digits);
+        len += digits.len();
+    }
+    // Only ASCII digits and slashes were written.
+    Text::new(std::str::from_utf8(&out[..len]).unwrap_or_default())
 }
 
 /// The parts of an iterator [`iterator_string`] made; `None` for anything else. Read by hand

@@ -122,7 +122,7 @@ impl Fleet {
             while self.produce_carry >= 1.0 {
                 self.produce_carry -= 1.0;
                 let mut key = String::from("pk-");
-                kcl_core::decimal::push_u64(&mut key, self.rng.next_u64());
+                key.push_str(itoa::Buffer::new().format(self.rng.next_u64()));
                 let (shard, index) = self.kinesis.put(self.now, &key, self.cfg.record_bytes);
                 self.checker.put(shard, index);
             }

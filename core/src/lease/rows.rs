@@ -1,0 +1,101 @@
+//! The default policy's own rows (a heartbeat row per worker, the leader row) and [`Row`], any
+//! row of the table decoded.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::borrowed::{opt_n, opt_s, opt_ss, req_n, req_s};
+use super::schema::{attr, ENTITY_LEADER, ENTITY_LEASE, ENTITY_WORKER, WORKER_KEY_PREFIX};
+use super::{key_list, Lease, LeaseKey, RowError, WorkerId};
+use crate::item::{AttributeValue, Item};
+
+/// A worker's heartbeat row (default policy only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerRow {
+    /// The worker.
+    pub worker: WorkerId,
+    /// Heartbeat counter; liveness is judged by its changes on the observer's clock.
+    pub counter: u64,
+    /// The most leases the worker will hold.
+    pub max_leases: u64,
+    /// The worker is shutting down and should receive no leases.
+    pub leaving: bool,
+    /// Leases assigned or handed over to the worker, not yet acknowledged.
+    pub assigned: Vec<LeaseKey>,
+}
+
+impl WorkerRow {
+    /// The row key of a worker.
+    pub fn key(worker: &WorkerId) -> String {
+        let mut key = String::with_capacity(WORKER_KEY_PREFIX.len() + worker.as_str().len());
+        key.push_str(WORKER_KEY_PREFIX);
+        key.push_str(worker.as_str());
+        key
+    }
+}
+
+/// The leader row (default policy only): a lease on leadership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderRow {
+    /// The leader; `None` after a leader stepped down.
+    pub owner: Option<WorkerId>,
+    /// Fencing counter, bumped by every renewal.
+    pub counter: u64,
+}
+
+/// Any row of the lease table, decoded.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Row {
+    /// A shard lease.
+    Lease(alloc::boxed::Box<Lease>),
+    /// A worker heartbeat row.
+    Worker(WorkerRow),
+    /// The leader row.
+    Leader(LeaderRow),
+    /// A row of another kind (Java 3.x metrics, migration state, ...): left alone.
+    Foreign {
+        /// Its key.
+        key: String,
+        /// Its `entityType`.
+        entity_type: String,
+    },
+}
+
+impl Row {
+    /// Decodes any row of the table.
+    pub fn from_item(item: &Item) -> Result<Self, RowError> {
+        match opt_s(&item, attr::ENTITY_TYPE)? {
+            None | Some(ENTITY_LEASE) => {
+                Lease::from_item(item).map(|l| Self::Lease(alloc::boxed::Box::new(l)))
+            }
+            Some(ENTITY_WORKER) => {
+                let key = req_s(&item, attr::LEASE_KEY)?;
+                let worker = key
+                    .strip_prefix(WORKER_KEY_PREFIX)
+                    .ok_or(RowError::invalid(
+                        attr::LEASE_KEY,
+                        "worker row key lacks its prefix",
+                    ))?;
+                Ok(Row::Worker(WorkerRow {
+                    worker: WorkerId::from(worker),
+                    counter: req_n(&item, attr::LEASE_COUNTER)?,
+                    max_leases: opt_n(&item, attr::MAX_LEASES)?.unwrap_or(u64::MAX),
+                    leaving: match item.get(attr::LEAVING) {
+                        None => false,
+                        Some(AttributeValue::Bool(b)) => *b,
+                        Some(v) => return Err(RowError::wrong_type(attr::LEAVING, "BOOL", v)),
+                    },
+                    assigned: key_list(opt_ss(&item, attr::ASSIGNED_LEASES)?),
+                }))
+            }
+            Some(ENTITY_LEADER) => Ok(Row::Leader(LeaderRow {
+                owner: opt_s(&item, attr::LEASE_OWNER)?.map(WorkerId::from),
+                counter: req_n(&item, attr::LEASE_COUNTER)?,
+            })),
+            Some(other) => Ok(Row::Foreign {
+                key: req_s(&item, attr::LEASE_KEY)?.into(),
+                entity_type: other.into(),
+            }),
+        }
+    }
+}
