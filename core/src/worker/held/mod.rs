@@ -4,6 +4,7 @@
 //! Every answer or timer only updates state; the step that follows looks at the state and issues
 //! whatever is next, so the order in which answers arrive never matters.
 
+mod checkpoints;
 mod reader;
 mod session;
 mod tenure;
@@ -19,7 +20,8 @@ use crate::time::Instant;
 use super::timers::{LeaseTimer, TimerSlot};
 use super::{Ctx, LeaseView, Pending, WriteOp};
 
-pub(crate) use session::{CheckpointAsk, Exit};
+pub(crate) use checkpoints::CheckpointAsk;
+pub(crate) use session::Exit;
 
 use reader::ShardReader;
 use session::{ParentsRead, ProcessorSession, Returned, Step};
@@ -115,7 +117,7 @@ impl<R: Record + Clone> HeldLease<R> {
             self.step_session(ctx);
         }
         debug_assert!(
-            !(self.session.is_abandoned() && self.session.has_jobs()),
+            !self.session.is_abandoned() || self.session.checkpoints.is_empty(),
             "no checkpoints wait once the processor is abandoned"
         );
         debug_assert!(
@@ -181,7 +183,7 @@ impl<R: Record + Clone> HeldLease<R> {
         let shard = self.lease.key.clone();
         let counter = self.lease.counter;
         let holder = ctx.id.clone();
-        let (op, write) = if let Some(job) = self.session.next_job() {
+        let (op, write) = if let Some(job) = self.session.checkpoints.next() {
             let op = LeaseOp::Checkpoint {
                 shard,
                 counter,
@@ -252,7 +254,7 @@ impl<R: Record + Clone> HeldLease<R> {
                 match write {
                     OwnWrite::Renew => ctx.stats.renewals += 1,
                     OwnWrite::Checkpoint(job) => {
-                        self.session.checkpoint_landed(ctx, &mut self.lease, &job)
+                        self.session.checkpoints.landed(ctx, &mut self.lease, &job)
                     }
                     OwnWrite::Leave(leave) => return self.finish(ctx, leave),
                 }
@@ -265,7 +267,8 @@ impl<R: Record + Clone> HeldLease<R> {
             Written::Failed { write, throttled } => {
                 if let OwnWrite::Checkpoint(_) = write {
                     self.session
-                        .checkpoint_failed(ctx, &self.lease.key, throttled);
+                        .checkpoints
+                        .failed(ctx, &self.lease.key, throttled);
                 }
             }
         }
@@ -308,7 +311,7 @@ impl<R: Record + Clone> HeldLease<R> {
                 self.lease.counter = row.counter;
                 if let OwnWrite::Checkpoint(job) = write {
                     if job.kind == CheckpointKind::Commit && row.checkpoint == job.position {
-                        self.session.checkpoint_landed(ctx, &mut self.lease, &job);
+                        self.session.checkpoints.landed(ctx, &mut self.lease, &job);
                     }
                 }
                 self.lease.owner = row.owner;

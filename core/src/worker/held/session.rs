@@ -6,37 +6,17 @@
 //! phase's bookkeeping (answers still arrive), but once leaving starts, the session makes no call
 //! but `shutdown_requested`, and then none at all.
 
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use crate::io::{
-    CallId, CheckpointError, CheckpointTarget, ChildShard, FencingToken, ProcessorCall, Record,
-    ReleaseReason,
+    CallId, CheckpointError, ChildShard, FencingToken, ProcessorCall, Record, ReleaseReason,
 };
 use crate::lease::{Lease, LeaseKey, WorkerId};
-use crate::protocol::CheckpointKind;
-use crate::sequence::{Position, RecordPosition};
+use crate::sequence::RecordPosition;
 use crate::worker::Ctx;
 
+use super::checkpoints::{CheckpointAsk, Checkpoints};
 use super::tenure::Leave;
-
-/// A checkpoint request accepted and waiting for its write.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct CheckpointJob {
-    pub(crate) ticket: u64,
-    pub(crate) position: Position,
-    pub(crate) kind: CheckpointKind,
-}
-
-/// What the processor asked for.
-#[derive(Clone, Debug)]
-pub(crate) enum CheckpointAsk {
-    Move {
-        target: CheckpointTarget,
-        kind: CheckpointKind,
-    },
-    CommitPrepared,
-}
 
 /// Where the shard's processing stands.
 #[derive(Clone, Debug, PartialEq)]
@@ -140,7 +120,7 @@ pub(crate) enum ParentsRead {
 pub(crate) struct ProcessorSession {
     phase: Phase,
     leaving: Option<Leaving>,
-    jobs: VecDeque<CheckpointJob>,
+    pub(crate) checkpoints: Checkpoints,
     last_delivered: Option<RecordPosition>,
 }
 
@@ -158,7 +138,7 @@ impl ProcessorSession {
                 }
             },
             leaving: None,
-            jobs: VecDeque::new(),
+            checkpoints: Checkpoints::default(),
             last_delivered: None,
         }
     }
@@ -376,7 +356,8 @@ impl ProcessorSession {
                 why: Exit::ProcessorFailed,
                 processor: Farewell::Abandoned,
             });
-            self.fail_jobs(ctx, shard, CheckpointError::LeaseLost);
+            self.checkpoints
+                .fail_all(ctx, shard, CheckpointError::LeaseLost);
             return Returned::Failed;
         }
         if let Some(leaving) = &mut self.leaving {
@@ -446,7 +427,8 @@ impl ProcessorSession {
                 processor: Farewell::Abandoned,
                 ..leaving
             });
-            self.fail_jobs(ctx, shard, CheckpointError::LeaseLost);
+            self.checkpoints
+                .fail_all(ctx, shard, CheckpointError::LeaseLost);
         }
     }
 
@@ -456,7 +438,8 @@ impl ProcessorSession {
         if matches!(self.processor(), Processor::Busy(_) | Processor::Idle) {
             ctx.call(shard, ProcessorCall::LeaseLost);
         }
-        self.fail_jobs(ctx, shard, CheckpointError::LeaseLost);
+        self.checkpoints
+            .fail_all(ctx, shard, CheckpointError::LeaseLost);
     }
 
     /// The last write the lease is ready for, if any: none while checkpoints wait or the
@@ -466,7 +449,7 @@ impl ProcessorSession {
         me: &WorkerId,
         checkpoint_owner: Option<&WorkerId>,
     ) -> Option<Leave> {
-        if !self.jobs.is_empty() {
+        if !self.checkpoints.is_empty() {
             return None;
         }
         let Some(leaving) = self.leaving else {
@@ -494,7 +477,8 @@ impl ProcessorSession {
 
     // ---- checkpoints ---------------------------------------------------------------------
 
-    /// Accepts a checkpoint request (to be written before anything else), or answers it.
+    /// Accepts a checkpoint request (to be written before anything else), or answers it: a
+    /// processor that was abandoned may not checkpoint any more.
     pub(crate) fn checkpoint_requested<R>(
         &mut self,
         ctx: &mut Ctx<R>,
@@ -502,122 +486,18 @@ impl ProcessorSession {
         ticket: u64,
         ask: CheckpointAsk,
     ) {
-        let answer = |ctx: &mut Ctx<R>, result: Result<(), CheckpointError>| {
-            ctx.call(&lease.key, ProcessorCall::CheckpointDone { ticket, result });
-        };
         if self.is_abandoned() {
-            return answer(ctx, Err(CheckpointError::LeaseLost));
-        }
-        let job = match ask {
-            CheckpointAsk::CommitPrepared => match &lease.pending_checkpoint {
-                Some(p) => CheckpointJob {
-                    ticket,
-                    position: p.clone(),
-                    kind: CheckpointKind::Commit,
-                },
-                None => return answer(ctx, Err(CheckpointError::NothingPrepared)),
-            },
-            CheckpointAsk::Move { target, kind } => {
-                let position = match target {
-                    CheckpointTarget::LastDelivered => match &self.last_delivered {
-                        Some(p) => Position::Record(p.clone()),
-                        None => return answer(ctx, Ok(())),
-                    },
-                    CheckpointTarget::At(p) => {
-                        if self.last_delivered.as_ref().is_none_or(|d| &p > d) {
-                            return answer(ctx, Err(CheckpointError::BeyondDelivered));
-                        }
-                        Position::Record(p)
-                    }
-                };
-                CheckpointJob {
-                    ticket,
-                    position,
-                    kind,
-                }
-            }
-        };
-        if job.position < lease.checkpoint {
-            return answer(ctx, Err(CheckpointError::Backwards));
-        }
-        if job.kind == CheckpointKind::Commit && job.position == lease.checkpoint {
-            return answer(ctx, Ok(()));
-        }
-        self.jobs.push_back(job);
-    }
-
-    /// The checkpoint to write next.
-    pub(crate) fn next_job(&self) -> Option<&CheckpointJob> {
-        self.jobs.front()
-    }
-
-    /// `job`'s write landed: the lease row is as it left it, and the processor is told.
-    pub(crate) fn checkpoint_landed<R>(
-        &mut self,
-        ctx: &mut Ctx<R>,
-        lease: &mut Lease,
-        job: &CheckpointJob,
-    ) {
-        match &job.kind {
-            CheckpointKind::Prepare { state } => {
-                lease.pending_checkpoint = Some(job.position.clone());
-                lease.pending_checkpoint_state = state.clone();
-            }
-            CheckpointKind::Commit => {
-                lease.checkpoint = job.position.clone();
-                lease.pending_checkpoint = None;
-                lease.pending_checkpoint_state = None;
-                lease.owner_switches_since_checkpoint = 0;
-                ctx.stats.checkpoints += 1;
-            }
-        }
-        ctx.call(
-            &lease.key,
-            ProcessorCall::CheckpointDone {
-                ticket: job.ticket,
-                result: Ok(()),
-            },
-        );
-        self.jobs.pop_front();
-    }
-
-    /// The first waiting checkpoint's write failed; the processor may ask again.
-    pub(crate) fn checkpoint_failed<R>(
-        &mut self,
-        ctx: &mut Ctx<R>,
-        shard: &LeaseKey,
-        throttled: bool,
-    ) {
-        if let Some(job) = self.jobs.pop_front() {
-            let error = if throttled {
-                CheckpointError::Throttled
-            } else {
-                CheckpointError::Failed
-            };
             ctx.call(
-                shard,
+                &lease.key,
                 ProcessorCall::CheckpointDone {
-                    ticket: job.ticket,
-                    result: Err(error),
+                    ticket,
+                    result: Err(CheckpointError::LeaseLost),
                 },
             );
+            return;
         }
-    }
-
-    fn fail_jobs<R>(&mut self, ctx: &mut Ctx<R>, shard: &LeaseKey, error: CheckpointError) {
-        for job in self.jobs.drain(..) {
-            ctx.call(
-                shard,
-                ProcessorCall::CheckpointDone {
-                    ticket: job.ticket,
-                    result: Err(error.clone()),
-                },
-            );
-        }
-    }
-
-    pub(crate) fn has_jobs(&self) -> bool {
-        !self.jobs.is_empty()
+        self.checkpoints
+            .request(ctx, lease, self.last_delivered.as_ref(), ticket, ask);
     }
 }
 
@@ -625,7 +505,10 @@ impl ProcessorSession {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::io::CheckpointTarget;
     use crate::io::{BasicRecord, Command};
+    use crate::protocol::CheckpointKind;
+    use crate::sequence::Position;
     use crate::sequence::SequenceNumber;
     use crate::time::Instant;
     use alloc::string::String;
@@ -830,7 +713,7 @@ mod tests {
                 kind: CheckpointKind::Commit,
             },
         );
-        assert!(s.has_jobs());
+        assert!(!s.checkpoints.is_empty());
         s.give_up_waiting(&mut ctx, &shard());
         assert!(calls(&mut ctx).is_empty(), "only while leaving");
         s.begin_leaving(Exit::Handoff);
@@ -847,7 +730,7 @@ mod tests {
                 }
             )
         ));
-        assert!(s.is_abandoned() && !s.has_jobs());
+        assert!(s.is_abandoned() && s.checkpoints.is_empty());
         assert_eq!(
             s.processor_returned(&mut ctx, &shard(), batch, false),
             Returned::Stale
@@ -918,7 +801,7 @@ mod tests {
                 Err(CheckpointError::NothingPrepared),
             ]
         );
-        assert!(!s.has_jobs());
+        assert!(s.checkpoints.is_empty());
         // Accepted, then written.
         s.checkpoint_requested(&mut ctx, &lease, 6, ask(CheckpointTarget::At(at(4))));
         s.checkpoint_requested(
@@ -932,21 +815,21 @@ mod tests {
                 },
             },
         );
-        let first = s.next_job().cloned().expect("waiting");
+        let first = s.checkpoints.next().cloned().expect("waiting");
         assert_eq!(first.ticket, 6);
-        s.checkpoint_landed(&mut ctx, &mut lease, &first);
+        s.checkpoints.landed(&mut ctx, &mut lease, &first);
         assert_eq!(lease.checkpoint, Position::Record(at(4)));
         assert_eq!(ctx.stats.checkpoints, 1);
-        let second = s.next_job().cloned().expect("waiting");
-        s.checkpoint_landed(&mut ctx, &mut lease, &second);
+        let second = s.checkpoints.next().cloned().expect("waiting");
+        s.checkpoints.landed(&mut ctx, &mut lease, &second);
         assert_eq!(lease.pending_checkpoint, Some(Position::Record(at(5))));
         assert_eq!(lease.pending_checkpoint_state, Some(vec![7]));
         assert_eq!(lease.checkpoint, Position::Record(at(4)), "prepared only");
         assert_eq!(answers(&mut ctx), [Ok(()), Ok(())]);
         s.checkpoint_requested(&mut ctx, &lease, 8, CheckpointAsk::CommitPrepared);
         s.checkpoint_requested(&mut ctx, &lease, 9, ask(CheckpointTarget::LastDelivered));
-        s.checkpoint_failed(&mut ctx, &shard(), true);
-        s.checkpoint_failed(&mut ctx, &shard(), false);
+        s.checkpoints.failed(&mut ctx, &shard(), true);
+        s.checkpoints.failed(&mut ctx, &shard(), false);
         assert_eq!(
             answers(&mut ctx),
             [

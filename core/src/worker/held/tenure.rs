@@ -9,7 +9,7 @@
 //!
 //! The tenure issues at most one write at a time, so a refused write always names one outcome.
 
-use super::session::CheckpointJob;
+use super::checkpoints::CheckpointJob;
 use crate::config::Config;
 use crate::io::{Failure, ReleaseReason};
 use crate::time::Instant;
