@@ -3,30 +3,106 @@
 //! A [`Worker`] decides everything a KCL worker does (which shard leases to take, renew, hand
 //! over or give up, when to fetch records and deliver them to the record processor, where to
 //! checkpoint, when a child shard may start) from [`Input`]s and a clock value it is given, and
-//! says what to do as [`Command`]s. It never reads a clock, sleeps, spawns, allocates a random
-//! seed or touches the network, so the same inputs and seed give the same commands, byte for
-//! byte, on a server, in the simulator, or on a device without an OS.
+//! says what to do as [`Command`]s. It never reads a clock, sleeps, spawns, draws a random seed
+//! of its own or touches the network, so the same inputs and seed give the same commands, byte
+//! for byte, on a server, in the simulator, or on a device without an OS.
+//!
+//! The whole lease protocol, every write and its condition, is on one page: [`protocol`]. The
+//! architecture and the invariants the project checks are in the repository's
+//! `docs/design.md`.
+//!
+//! # The contract
+//!
+//! A driver owns the worker and the IO. It:
+//! 1. after [`Worker::new`] and after every [`Worker::handle`] or [`Worker::handle_timeout`],
+//!    drains [`Worker::poll_command`] until it returns `None`, carrying out each command:
+//!    requests go to DynamoDB or Kinesis and come back as the input that names the same
+//!    [`RequestId`] (a failure too, classified as a [`Failure`]); processor calls go to the
+//!    shard's record processor, which answers with [`Input::ProcessorReturned`] (or
+//!    [`Input::ProcessorFailed`]) and may ask for checkpoints meanwhile; events need nothing;
+//! 2. feeds each answer with [`Worker::handle`] when it arrives, in any order;
+//! 3. otherwise waits until [`Worker::poll_timeout`] and calls [`Worker::handle_timeout`].
+//!
+//! Time is an [`Instant`] on the driver's monotonic clock; it must not go backwards (a smaller
+//! value counts as the last one). An answer that is late, duplicated, of the wrong kind or for a
+//! lease no longer held is counted in [`Stats`] and ignored; a request the driver gives up on
+//! may be answered as failed, and one never answered times out inside the worker. Nothing the
+//! driver does out of order can make the worker deliver a shard it does not hold.
+//!
+//! # A complete driver
+//!
+//! The test kit's in-memory lease table and stream stand in for DynamoDB and Kinesis here; a
+//! real driver (kcl-aws's) makes the same calls over the network.
 //!
 //! ```
-//! use kcl_core::{BasicRecord, Command, Config, Input, Instant, Worker, WorkerId};
+//! use kcl_core::testkit::{MemStream, MemTable, TestRecord};
+//! use kcl_core::{Command, Config, FetchedRecords, Input, Instant, ProcessorCall, Worker, WorkerId};
 //!
-//! let mut worker = Worker::<BasicRecord>::new(Config::default(), WorkerId::from("w1"), 7, Instant::ZERO).unwrap();
-//! // Drain: carry out every command, then sleep until the timeout.
-//! while let Some(command) = worker.poll_command() {
-//!     match command {
-//!         Command::WriteLease { req, write } => { /* perform it, later: */
-//!             worker.handle(Instant::from_millis(5), Input::LeaseWritten { req, result: Ok(None) });
-//!         }
-//!         _ => {}
-//!     }
+//! let mut table = MemTable::default();
+//! let mut stream = MemStream::new(2);
+//! for i in 0..10u128 {
+//!     stream.put(i << 123); // spread over both shards' hash ranges
 //! }
-//! let (wake_at, _why) = worker.poll_timeout().unwrap();
-//! worker.handle_timeout(wake_at);
+//! let mut worker = Worker::<TestRecord>::new(Config::default(), WorkerId::from("w1"), 7, Instant::ZERO)
+//!     .expect("the default configuration is valid");
+//! let (mut now, mut processed, mut answers) = (Instant::ZERO, 0, Vec::new());
+//! while now < Instant::from_millis(30_000) {
+//!     // 1. Drain the commands, carrying each out.
+//!     while let Some(command) = worker.poll_command() {
+//!         let ms = now.as_millis();
+//!         answers.push(match command {
+//!             Command::ScanLeaseTable { req } => Input::LeaseTableScanned { req, result: Ok(table.scan()) },
+//!             Command::ReadLease { req, key } => Input::LeaseRead { req, result: Ok(table.read(&key)) },
+//!             Command::WriteLease { req, write } => Input::LeaseWritten { req, result: table.write(&write) },
+//!             Command::ListShards { req } => Input::ShardsListed { req, result: Ok(stream.list()) },
+//!             Command::GetShardIterator { req, shard, position } => Input::IteratorObtained {
+//!                 req,
+//!                 result: stream.iterator(shard.as_str(), &position, ms),
+//!             },
+//!             Command::GetRecords { req, iterator, limit, .. } => Input::RecordsFetched {
+//!                 req,
+//!                 result: stream.get(&iterator, limit as usize, ms).map(|(records, next_iterator, behind, children)| {
+//!                     FetchedRecords {
+//!                         records: records.into_iter().map(|r| TestRecord { position: r.position, id: r.id }).collect(),
+//!                         next_iterator,
+//!                         millis_behind_latest: behind,
+//!                         child_shards: children,
+//!                     }
+//!                 }),
+//!             },
+//!             // The record processor: count the records, then return from every call.
+//!             Command::Processor { shard, call, action } => match action {
+//!                 ProcessorCall::LeaseLost | ProcessorCall::CheckpointDone { .. } => continue,
+//!                 ProcessorCall::ProcessRecords { records, .. } => {
+//!                     processed += records.len();
+//!                     Input::ProcessorReturned { shard, call }
+//!                 }
+//!                 _ => Input::ProcessorReturned { shard, call },
+//!             },
+//!             _ => continue, // events: log them, count them
+//!         });
+//!     }
+//!     // 2. Feed the answers (a real driver feeds each as it arrives) ...
+//!     if !answers.is_empty() {
+//!         for answer in answers.drain(..) {
+//!             worker.handle(now, answer);
+//!         }
+//!         continue;
+//!     }
+//!     // 3. ... and with nothing in flight, sleep until the worker's next deadline.
+//!     let (wake_at, _why) = worker.poll_timeout().expect("a running worker always has one");
+//!     now = wake_at;
+//!     worker.handle_timeout(now);
+//! }
+//! assert_eq!(processed, 10);
+//! assert_eq!(worker.held_leases().count(), 2);
 //! ```
 //!
-//! Modules:
+//! # Modules
+//! - [`protocol`]: every lease-table operation, its condition and update, the handoff and the
+//!   election; [`write`](mod@write): conditional writes as data, with the reference semantics
+//!   [`write::apply`];
 //! - [`lease`]: the lease-table row codec (Java KCL 2.x schema) and row kinds;
-//! - [`write`]: conditional writes as data, with the reference semantics [`write::apply`];
 //! - [`balance`]: the default policy's planner; [`taker`]: the Java 2.x lease taker;
 //! - [`sync`]: which leases shard sync creates; [`observe`]: expiry on the observer's clock;
 //! - [`sequence`]: sequence numbers of any length and checkpoint positions;

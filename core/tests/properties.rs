@@ -1,4 +1,4 @@
-//! Properties of DESIGN.md's invariants over random fault schedules, through the testkit
+//! Properties of the invariants of docs/design.md over random fault schedules, through the testkit
 //! cluster: exclusivity (with clock drift inside the bound), checkpoint monotonicity and
 //! fencing, no loss, parent before child, and convergence after faults stop.
 //!

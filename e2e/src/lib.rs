@@ -4,7 +4,7 @@
 //! runtimes: they consume a stream with a [`RecordLog`] processor, which appends every event of
 //! every shard it owns to a log file, and stop gracefully on SIGTERM. The test
 //! (`tests/fleet.rs`) starts a fleet of them, reshards and kills one with SIGKILL mid-run, then
-//! reads the logs ([`read_log`]) and the lease table to check what DESIGN.md promises.
+//! reads the logs ([`read_log`]) and the lease table to check what docs/design.md promises.
 //!
 //! A worker is started as `fleet-worker-* WORKER_ID STREAM APPLICATION CONFIG_JSON LOG`, with
 //! the AWS endpoints, region and credentials in the environment (aws-config's chain). The

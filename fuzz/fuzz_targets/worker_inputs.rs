@@ -1,5 +1,5 @@
 //! Arbitrary results, in any order, late, duplicated or of the wrong kind, never make a worker
-//! panic, stop asking to be woken, or hold more leases than it was given.
+//! panic or stop asking to be woken.
 #![no_main]
 
 use kcl_core::testkit::TestRecord;

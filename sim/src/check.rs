@@ -1,4 +1,4 @@
-//! The invariant checkers of DESIGN.md, outside the workers. They see what the services and the
+//! The invariant checkers of docs/design.md, outside the workers. They see what the services and the
 //! simulated applications see: records put and delivered, lease-table writes, processors
 //! initialized; the fleet asks them at every delivery and every table write.
 

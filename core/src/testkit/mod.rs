@@ -1,8 +1,10 @@
 //! A deterministic multi-worker harness: an in-memory lease table that honours conditional
 //! writes ([`MemTable`]), a Kinesis stream model with resharding ([`MemStream`]), and a
 //! [`Cluster`] that runs many [`crate::Worker`]s against them through latency, throttling,
-//! crashes, pauses, partitions and clock drift while checking the invariants of DESIGN.md on
-//! every step. quinn's `Pair`, grown to a fleet; the simulator builds on the same models.
+//! crashes, pauses, partitions and clock drift while checking the invariants of docs/design.md
+//! on every step. quinn's `Pair`, grown to a fleet. The simulator (kcl-sim) has models of its
+//! own, with billing, staleness and limits; it shares the drifting clock and the processor
+//! outcomes.
 
 mod clock;
 mod cluster;

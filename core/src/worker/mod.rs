@@ -54,6 +54,10 @@ pub use stats::{LeaseView, Stats};
 /// `handle_timeout` early or twice is harmless. `poll_timeout` returns `None` only once the
 /// worker has stopped.
 ///
+/// The methods, in the order a driver meets them: getters ([`Worker::id`], [`Worker::stats`],
+/// [`Worker::leases`], ...); the inputs ([`Worker::handle`], [`Worker::handle_timeout`]); the
+/// outputs ([`Worker::poll_command`], [`Worker::poll_timeout`]).
+///
 /// # Safety of delivery
 ///
 /// The worker hands records to a processor only while `now` is inside the delivery window of the
@@ -63,6 +67,8 @@ pub use stats::{LeaseView, Stats};
 /// shard at the same true instant while their clock rates differ by less than
 /// [`Config::tolerated_clock_rate_ratio`] (1.11 with the defaults). Each batch carries a
 /// [`FencingToken`] for sinks that must also survive a process paused *after* the decision.
+///
+/// The writes behind this, with their conditions, are the protocol: [`crate::protocol`].
 ///
 /// # Balancing
 ///
@@ -266,11 +272,13 @@ impl<R: Record + Clone> Worker<R> {
     }
 
     /// The next command for the driver, in the order they were decided.
+    #[must_use]
     pub fn poll_command(&mut self) -> Option<Command<R>> {
         self.ctx.next_command()
     }
 
     /// When to call [`Worker::handle_timeout`] next, and why; `None` once stopped.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<(Instant, TimerReason)> {
         if self.ctx.phase == Phase::Stopped {
             return None;
