@@ -85,8 +85,8 @@ impl AttributeValue {
     }
 }
 
-/// `a.cmp(b)`, byte by byte in line: attribute names are short and mostly differ early, where a
-/// call to `memcmp` per step of a search costs more than the comparison.
+/// `a.cmp(b)`, byte by byte (attribute names are short and mostly differ early); the same order
+/// as `str`'s, which the tests check.
 fn compare_names(a: &str, b: &str) -> core::cmp::Ordering {
     for (x, y) in a.bytes().zip(b.bytes()) {
         if x != y {
@@ -107,9 +107,8 @@ pub type AttributeName = Cow<'static, str>;
 /// A sorted vector rather than a tree: a lease row has about a dozen attributes, so a lookup is
 /// a binary search in one block of memory. The vector is shared between copies and copied on
 /// the first change (`Arc::make_mut`): a copy handed on unchanged (a row in a scan page, a
-/// write's returned row) is a reference count, not an allocation per owned value. A simulated
-/// fleet copies, searches and updates millions of rows an hour. An empty item (a decoded
-/// lease's unknown attributes, nearly always) allocates nothing.
+/// write's returned row) is a reference count, not an allocation per owned value. An empty item
+/// (a decoded lease's unknown attributes, nearly always) allocates nothing.
 #[derive(Clone, Default)]
 pub struct Item(Option<Arc<Vec<(AttributeName, AttributeValue)>>>);
 
@@ -136,8 +135,8 @@ impl Item {
     fn position(&self, name: &str) -> Result<usize, usize> {
         let attributes = self.attributes();
         // The schema's names are `&'static str`s, in the items the core builds and decodes and
-        // in the names it looks up: a look for the very same string finds them without
-        // comparing bytes (a row has about a dozen attributes; this runs millions of times).
+        // in the names it looks up: the very same string is found without comparing bytes. Any
+        // other name is found by the search, which compares as `str` does.
         let same =
             |k: &AttributeName| core::ptr::eq(k.as_ptr(), name.as_ptr()) && k.len() == name.len();
         if let Some(i) = attributes.iter().position(|(k, _)| same(k)) {

@@ -54,10 +54,9 @@ pub(crate) enum Due {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TimerSlot(u32);
 
-/// Timers due at one instant fire by rank, then (among one kind of lease timer) by lease key:
-/// the order of the single ordered key this table once had, kept so that a seed replays the
-/// same run. Ranks 0 to 5 are the worker's timers up to `Shutdown`, 6 to 11 the lease timers,
-/// 12 `Requests`.
+/// Timers due at one instant fire by rank, then (among one kind of lease timer) by lease key, so
+/// the order never depends on when or where a timer was set. Ranks 0 to 5 are the worker's timers
+/// up to `Shutdown`, 6 to 11 the lease timers, 12 `Requests`.
 type Rank = u8;
 
 const REQUESTS_RANK: Rank = 12;
@@ -145,8 +144,7 @@ impl Id {
     }
 }
 
-/// A timer's deadline while armed: an `Option<Instant>` in half the room (a held lease keeps six
-/// of these; a worker may hold thousands of leases).
+/// A timer's deadline while armed: an `Option<Instant>` in one word (a held lease keeps six).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Deadline(u64);
 
@@ -195,10 +193,8 @@ impl LeaseSlot {
 /// the timer's current one, and stale entries are dropped when they reach the top.
 ///
 /// A held lease's timers live in a slot it keeps ([`TimerSlot`]), and heap entries name timers
-/// by number. Setting a timer, the work of nearly every step of a busy worker (each fetch and
-/// each delivery re-arms two), is then an array write and a heap push: no key is compared,
-/// cloned or dropped, and no tree node is visited. A fleet simulation is bound by memory
-/// latency, and a tree of string keys is several cold cache lines per search.
+/// by number, so setting a timer (nearly every step of a busy worker re-arms one or two) is an
+/// array write and a heap push, with no key compared or cloned.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Timers {
     worker: [Deadline; WORKER_TIMERS.len()],
