@@ -135,6 +135,15 @@ pub(crate) enum Message {
 
 /// Records progress of one shard in the lease table. Valid for the ownership (fencing token) it
 /// was handed with; after the lease moves every call answers [`CheckpointError::LeaseLost`].
+///
+/// Clones may be used from other tasks. Requests are written one at a time, in the order they
+/// reach the worker, and the checkpoint never moves backwards: each position is judged when its
+/// turn to be written comes, so a request behind a newer one that landed first is answered
+/// [`CheckpointError::Backwards`], and [`commit_prepared`](Self::commit_prepared) commits what is
+/// prepared at that moment. A write whose answer was lost (a timeout, a 5xx) is sent again or
+/// verified until its outcome is known; only if the lease is lost meanwhile is the answer
+/// [`CheckpointError::OutcomeUnknown`] (it may have landed). Every other error means nothing
+/// was written.
 #[derive(Clone, Debug)]
 pub struct Checkpointer {
     shard: LeaseKey,

@@ -37,6 +37,7 @@ pub struct Config {
     /// An owner stops delivering records once `failover_time - safety_margin` has passed since it
     /// sent its last successful renewal. With D = 10 s and a 1 s margin, safety holds while the
     /// ratio of any two workers' clock rates stays within D / (D - margin) = 1.11 (about ±5% each).
+    /// At least 1% of `failover_time`: no margin would tolerate no drift at all.
     pub safety_margin: Duration,
     /// Balancing policy.
     pub policy: BalancingPolicy,
@@ -168,6 +169,13 @@ impl Config {
         if self.failover_time.is_zero() {
             return Err(ConfigError("failover_time must be positive"));
         }
+        // With no margin an owner stops delivering at the very instant another worker may
+        // start: any clock running slower than the observer's breaks exclusivity.
+        if self.safety_margin < self.failover_time / 100 || self.safety_margin.is_zero() {
+            return Err(ConfigError(
+                "safety_margin must be at least 1% of failover_time (clocks drift)",
+            ));
+        }
         if self.safety_margin >= self.failover_time {
             return Err(ConfigError(
                 "safety_margin must be shorter than failover_time",
@@ -235,5 +243,27 @@ mod tests {
             ..Config::default()
         };
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn a_safety_margin_too_small_to_tolerate_any_drift_is_refused() {
+        for margin in [0, 99] {
+            let c = Config {
+                safety_margin: Duration::from_millis(margin),
+                ..Config::default()
+            };
+            assert_eq!(
+                c.validate(),
+                Err(ConfigError(
+                    "safety_margin must be at least 1% of failover_time (clocks drift)"
+                )),
+                "{margin} ms"
+            );
+        }
+        let c = Config {
+            safety_margin: Duration::from_millis(100),
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok());
     }
 }

@@ -247,9 +247,11 @@ pub enum Input<R> {
     ShutdownRequested,
 }
 
-/// Why a checkpoint was refused.
+/// Why a checkpoint was refused. Every error but [`OutcomeUnknown`](Self::OutcomeUnknown) means
+/// the checkpoint was not written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum CheckpointError {
     /// This worker does not hold the lease (any more), or the token is of an older ownership.
     LeaseLost,
@@ -261,10 +263,12 @@ pub enum CheckpointError {
     ShuttingDown,
     /// There is no prepared checkpoint to commit.
     NothingPrepared,
-    /// The table throttled the write; try again.
+    /// The table throttled the write, which did not land; try again.
     Throttled,
-    /// The write failed for another reason; try again.
-    Failed,
+    /// The lease was lost while the write's outcome was unknown (its answer was a timeout or a
+    /// 5xx, and no read could settle it): the checkpoint may have landed. While the lease is
+    /// held, a write of unknown outcome is sent again or verified, never answered this way.
+    OutcomeUnknown,
 }
 
 /// A call the driver makes on the record processor of a shard.

@@ -37,6 +37,14 @@
 //! against [`write::apply`](crate::write::apply) and, by property, that no holder operation lands
 //! on a row whose counter or owner differ.
 //!
+//! **Checkpoints** never move backwards. A holder writes its processor's checkpoint requests
+//! one at a time, in the order they were made, and judges each position against the lease as
+//! its own last write left it when the request's turn comes (not when it was made: a newer
+//! request ahead of it may land first); a commit of the prepared checkpoint commits what is
+//! prepared at that moment. A write of unknown outcome (a timeout or a 5xx) may have landed, so
+//! it is sent again, or verified by a read, before anything behind it; its processor hears
+//! `OutcomeUnknown` only if the lease is lost before the outcome is known.
+//!
 //! **Expiry** is judged on the observer's own clock ([`crate::observe`]): a row is expired when
 //! its counter has not changed for `failover_time` since the observer first saw that value. A
 //! holder stops delivering `failover_time - safety_margin` after it *sent* its last renewal that

@@ -22,6 +22,7 @@
 //! [`plot`] what a run tells. The `kcl-sim` binary is the command line (`kcl-sim --help`).
 
 pub mod check;
+pub mod checkpoints;
 pub mod dynamo;
 pub mod fleet;
 pub mod hash;
@@ -33,4 +34,4 @@ pub mod report;
 pub mod scenario;
 
 pub use report::{Comparison, Report};
-pub use scenario::{run, Drift, Faults, Mode, Policy, RunSpec, Scenario};
+pub use scenario::{run, Drift, Faults, Mode, Policy, Processors, RunSpec, Scenario};

@@ -30,6 +30,9 @@ OPTIONS:
   --policy default|kcl2      balancing policy (run, swarm)                       [default]
   --faults none|chaos        the nemesis during the fault phase      [chaos for chaos, else none]
   --drift within|beyond      nemesis clock drift; beyond must produce a violation [within]
+  --processors simple|mixed  simple: checkpoint every third batch; mixed: per shard, also
+                             checkpoints out of order from clones, two-phase prepare and
+                             commit, slow batches, checkpoints after the lease was lost [simple]
   --rate R                   records put per second over the stream   [one per shard, at most 1000]
   --workers-per-machine K    workers sharing a simulated machine   [a quarter of the fleet, at most 20]
   --threads 1|2              threads for the workers' steps; the report is the same either way
@@ -95,6 +98,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
             "--policy" => spec.policy = value.parse()?,
             "--faults" => spec.faults = value.parse()?,
             "--drift" => spec.drift = value.parse()?,
+            "--processors" => spec.processors = value.parse()?,
             "--mode" => spec.mode = value.parse()?,
             "--rate" => {
                 let r: f64 = value

@@ -20,6 +20,8 @@ pub struct Report {
     pub scenario: String,
     /// `event` (the discrete-event engine) or `turmoil`.
     pub mode: String,
+    /// What the record processors do: `simple` or `mixed`.
+    pub processors: String,
     /// Workers (N).
     pub workers: usize,
     /// Shards at the start.
@@ -60,6 +62,10 @@ pub struct Report {
     pub records_lost: u64,
     /// Deliveries of a record that had been delivered before.
     pub duplicate_deliveries: u64,
+    /// Checkpoint requests the processors made.
+    pub checkpoint_requests: u64,
+    /// Their answers, by outcome (`ok` or the error).
+    pub checkpoint_answers: BTreeMap<String, u64>,
     /// DynamoDB read units of the whole run.
     pub ddb_read_units: f64,
     /// DynamoDB write units of the whole run.
@@ -142,6 +148,18 @@ impl Report {
                     self.records_delivered,
                     self.records_lost,
                     self.duplicate_deliveries
+                ),
+            ),
+            (
+                "checkpoints",
+                format!(
+                    "{} asked; {}",
+                    self.checkpoint_requests,
+                    self.checkpoint_answers
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ),
             (

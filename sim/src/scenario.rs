@@ -165,6 +165,39 @@ impl FromStr for Drift {
     }
 }
 
+/// What the simulated record processors do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Processors {
+    /// Checkpoint everything delivered after every third batch, and on shutdown.
+    Simple,
+    /// A behaviour per shard ownership, drawn by the seed: simple; checkpoints out of order
+    /// from a clone; two-phase prepare and commit with application state, a commit sometimes
+    /// queued behind a newer checkpoint; slow batches; a checkpoint from another task after the
+    /// lease was lost.
+    Mixed,
+}
+
+impl Processors {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Simple => "simple",
+            Self::Mixed => "mixed",
+        }
+    }
+}
+
+impl FromStr for Processors {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "simple" => Ok(Self::Simple),
+            "mixed" => Ok(Self::Mixed),
+            _ => Err(format!("unknown processors {s:?}; one of: simple, mixed")),
+        }
+    }
+}
+
 /// Which engine carries the calls between machines and services.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -214,6 +247,8 @@ pub struct RunSpec {
     pub faults: Faults,
     /// Drift mode of the nemesis.
     pub drift: Drift,
+    /// What the record processors do.
+    pub processors: Processors,
     /// Records put per second over the stream; `None`: one per shard per second, at most 1,000.
     pub records_per_second: Option<f64>,
     /// Workers per simulated machine; `None`: a quarter of the fleet, at most 20, so even a
@@ -245,6 +280,7 @@ impl RunSpec {
                 Faults::None
             },
             drift: Drift::Within,
+            processors: Processors::Simple,
             records_per_second: None,
             workers_per_machine: None,
             mode: Mode::Event,
@@ -269,6 +305,9 @@ impl RunSpec {
         );
         if self.drift == Drift::Beyond {
             c.push_str(" --drift beyond");
+        }
+        if self.processors == Processors::Mixed {
+            c.push_str(" --processors mixed");
         }
         if let Some(r) = self.records_per_second {
             c.push_str(&format!(" --rate {r}"));
@@ -377,6 +416,7 @@ pub fn fleet_config(spec: &RunSpec) -> FleetConfig {
             Mode::Event => Transport::Modelled,
             Mode::Turmoil => Transport::Network,
         },
+        processors: spec.processors,
         threads: spec.threads.unwrap_or_else(|| {
             let cores = std::thread::available_parallelism().map_or(1, usize::from);
             if spec.workers >= PARALLEL_FROM_WORKERS && cores > 1 {
@@ -617,6 +657,15 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(u64)) -> Report {
         if records_lost > 0 {
             add(format!("no loss: {records_lost} records put were never delivered"));
         }
+        // Every request is answered while the lease is held, or when it is lost (at most a
+        // failover time later); only an incarnation that is gone takes its requests with it.
+        let failover = spec.policy.config().failover_time.as_millis() as u64;
+        if let Some((n, first)) = fleet.checkpoints.overdue(end.saturating_sub(3 * failover)) {
+            add(format!(
+                "checkpoints: {n} requests unanswered for more than {} s (first: {first})",
+                3 * failover / 1000
+            ));
+        }
         if unheld > 0 || !fleet.caught_up {
             add(format!(
                 "liveness: after the faults stopped, {unheld} unfinished leases unheld and caught up = {}",
@@ -636,6 +685,7 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(u64)) -> Report {
             policy: spec.policy.name().into(),
             scenario: spec.scenario.name().into(),
             mode: spec.mode.name().into(),
+            processors: spec.processors.name().into(),
             workers: spec.workers,
             shards: spec.shards,
             simulated_seconds: end as f64 / 1000.0,
@@ -655,6 +705,13 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(u64)) -> Report {
             records_delivered: fleet.checker.records_delivered,
             records_lost,
             duplicate_deliveries: fleet.checker.duplicate_deliveries,
+            checkpoint_requests: fleet.checkpoints.asked,
+            checkpoint_answers: fleet
+                .checkpoints
+                .answers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
             ddb_read_units: fleet.dynamo.read_units(),
             ddb_write_units: fleet.dynamo.write_units(),
             ddb_units_per_shard_hour: units / (spec.shards as f64 * hours.max(1e-9)),

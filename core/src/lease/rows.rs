@@ -4,7 +4,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::borrowed::{opt_n, opt_s, opt_ss, req_n, req_s};
+use super::borrowed::{counter, opt_n, opt_s, opt_ss, req_s};
 use super::schema::{attr, ENTITY_LEADER, ENTITY_LEASE, ENTITY_WORKER, WORKER_KEY_PREFIX};
 use super::{key_list, Lease, LeaseKey, RowError, WorkerId};
 use crate::item::{AttributeValue, Item};
@@ -78,7 +78,7 @@ impl Row {
                     ))?;
                 Ok(Row::Worker(WorkerRow {
                     worker: WorkerId::from(worker),
-                    counter: req_n(&item, attr::LEASE_COUNTER)?,
+                    counter: counter(&item)?,
                     max_leases: opt_n(&item, attr::MAX_LEASES)?.unwrap_or(u64::MAX),
                     leaving: match item.get(attr::LEAVING) {
                         None => false,
@@ -90,7 +90,7 @@ impl Row {
             }
             Some(ENTITY_LEADER) => Ok(Row::Leader(LeaderRow {
                 owner: opt_s(&item, attr::LEASE_OWNER)?.map(WorkerId::from),
-                counter: req_n(&item, attr::LEASE_COUNTER)?,
+                counter: counter(&item)?,
             })),
             Some(other) => Ok(Row::Foreign {
                 key: req_s(&item, attr::LEASE_KEY)?.into(),

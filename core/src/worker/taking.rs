@@ -107,4 +107,16 @@ mod tests {
             Some(crate::WorkerId::from("w1"))
         );
     }
+
+    #[test]
+    fn a_row_whose_counter_cannot_be_bumped_is_malformed_not_a_panic() {
+        let mut h = Harness::new(Config::kcl2(), "w1");
+        h.put(&owned("shard-1", "w2", u64::MAX));
+        h.put(&unowned("shard-2"));
+        h.run_until(30_000);
+        assert!(!h.holds("shard-1"));
+        assert!(h.holds("shard-2"), "the other leases are unaffected");
+        assert!(h.writes(WriteKind::Take).iter().all(|w| w.key != "shard-1"));
+        assert!(h.w.stats().malformed_rows > 0, "counted");
+    }
 }

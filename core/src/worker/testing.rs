@@ -27,6 +27,8 @@ pub(crate) struct Harness {
     pub(crate) unknown_outcome: Option<WriteKind>,
     /// Processor calls never return.
     pub(crate) processor_hangs: bool,
+    /// Records the next GetRecords returns (then none).
+    pub(crate) records: Vec<BasicRecord>,
 }
 
 impl Harness {
@@ -40,6 +42,7 @@ impl Harness {
             cut_off: false,
             unknown_outcome: None,
             processor_hangs: false,
+            records: Vec::new(),
         };
         h.pump();
         h
@@ -119,7 +122,7 @@ impl Harness {
             Command::GetRecords { req, .. } => Input::RecordsFetched {
                 req,
                 result: Ok(FetchedRecords {
-                    records: Vec::new(),
+                    records: core::mem::take(&mut self.records),
                     next_iterator: Some(Text::new("iterator")),
                     millis_behind_latest: 0,
                     child_shards: Vec::new(),
@@ -138,7 +141,8 @@ impl Harness {
         })
     }
 
-    fn write(&mut self, write: &LeaseWrite) -> Result<Option<Item>, crate::io::Failure> {
+    /// Applies `write` to the table and answers it as the table would.
+    pub(crate) fn write(&mut self, write: &LeaseWrite) -> Result<Option<Item>, crate::io::Failure> {
         let after = apply(self.table.get(&write.key), write)
             .map_err(|_| crate::io::Failure::ConditionFailed)?;
         match &after {
@@ -198,9 +202,39 @@ impl Harness {
             .collect()
     }
 
+    /// The answers to checkpoint requests so far, in order.
+    pub(crate) fn checkpoint_answers(&self) -> Vec<(u64, Result<(), crate::io::CheckpointError>)> {
+        self.log
+            .iter()
+            .filter_map(|c| match c {
+                Command::Processor {
+                    action: ProcessorCall::CheckpointDone { ticket, result },
+                    ..
+                } => Some((*ticket, result.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub(crate) fn holds(&self, key: &str) -> bool {
         self.w.held_leases().any(|l| l.key.as_str() == key)
     }
+}
+
+/// A record at sequence number `n`.
+pub(crate) fn record(n: u64) -> BasicRecord {
+    BasicRecord {
+        position: at(n),
+        partition_key: String::from("k"),
+        data: alloc::vec![0; 10],
+    }
+}
+
+/// The position of the record at sequence number `n`.
+pub(crate) fn at(n: u64) -> crate::sequence::RecordPosition {
+    crate::sequence::RecordPosition::new(
+        crate::sequence::SequenceNumber::parse(&alloc::format!("{n}")).expect("digits"),
+    )
 }
 
 /// An unowned lease at `TRIM_HORIZON`.

@@ -124,6 +124,7 @@ impl Fleet {
                 | Ev::Answer { .. }
                 | Ev::Deliver { .. }
                 | Ev::ProcDone { .. }
+                | Ev::ProcInputs { .. }
         )
     }
 
@@ -135,7 +136,8 @@ impl Fleet {
             Ev::Answer { node, inc, .. }
             | Ev::Wake { node, inc, .. }
             | Ev::Deliver { node, inc, .. }
-            | Ev::ProcDone { node, inc, .. } => (*node, *inc),
+            | Ev::ProcDone { node, inc, .. }
+            | Ev::ProcInputs { node, inc, .. } => (*node, *inc),
             _ => return,
         };
         // An answer the partition cut off never arrives: the driver reports the call failed.
@@ -184,6 +186,7 @@ impl Fleet {
                 outcome,
                 ..
             } => Work::Inputs(outcome.inputs(shard, call, token)),
+            Ev::ProcInputs { inputs, .. } => Work::Inputs(inputs),
             _ => return,
         };
         let n = &mut self.nodes[node];

@@ -47,7 +47,7 @@ pub enum Action {
         /// Local seconds per true second.
         rate: f64,
     },
-    /// Set a random worker's clock rate and cut its machine off DynamoDB (not Kinesis): with a
+    /// Set the busiest worker's clock rate and cut its machine off DynamoDB (not Kinesis): with a
     /// rate far below the core's bound the worker keeps delivering long after others may take
     /// its leases, which the checkers must report.
     DriftAndIsolate {
@@ -191,7 +191,14 @@ impl Fleet {
                 }
             }
             Action::DriftAndIsolate { rate, ms } => {
-                if let Some(node) = self.random_running() {
+                // The busiest owner (the first on a tie): a worker without leases would have
+                // nothing to deliver past its leases' end.
+                let busiest = self
+                    .running_workers()
+                    .map(|(i, w)| (w.leases().count(), core::cmp::Reverse(i)))
+                    .max()
+                    .map(|(_, core::cmp::Reverse(i))| i);
+                if let Some(node) = busiest {
                     self.set_rate(node, rate);
                     self.partition(self.nodes[node].machine, Service::Dynamo, ms);
                 }
@@ -248,9 +255,11 @@ impl Fleet {
     pub(super) fn crash(&mut self, node: NodeId) {
         let n = &mut self.nodes[node];
         n.worker = None;
+        self.checkpoints.forget(node, n.inc);
         n.inc += 1;
         n.wake_at = None;
         n.batches.clear();
+        n.apps.clear();
     }
 
     pub(super) fn random_running(&mut self) -> Option<NodeId> {
@@ -295,6 +304,7 @@ impl Fleet {
             clock: DriftClock::new(1_000_000 + self.rng.below(1_000_000), self.now),
             wake_at: None,
             batches: BTreeMap::new(),
+            apps: BTreeMap::new(),
             retired: false,
         });
         self.start(node);
@@ -306,8 +316,10 @@ impl Fleet {
         let now = self.now;
         let config = self.cfg.worker.clone();
         let n = &mut self.nodes[node];
+        self.checkpoints.forget(node, n.inc);
         n.inc += 1;
         n.batches.clear();
+        n.apps.clear();
         n.wake_at = None;
         let local = n.clock.local(now);
         n.worker = Worker::new(config, n.id.clone(), seed, local)

@@ -21,12 +21,15 @@ use kcl_core::{
 };
 
 use crate::check::{touches_checkpoint, Checker};
+use crate::checkpoints::CheckpointLedger;
 use crate::dynamo::{Consistency, Dynamo};
 use crate::kinesis::{Kinesis, KinesisLimits};
 use crate::record::SimRecord;
+use crate::scenario::Processors;
 
 mod batch;
 mod faults;
+mod mixed;
 mod pool;
 mod processors;
 mod queue;
@@ -70,6 +73,8 @@ pub struct FleetConfig {
     pub process_ms: (u64, u64),
     /// A processor checkpoints after every this many batches.
     pub checkpoint_every: u32,
+    /// What the processors do besides.
+    pub processors: Processors,
     /// Records put per second, over the whole stream.
     pub records_per_second: f64,
     /// Payload bytes per record.
@@ -100,6 +105,7 @@ impl Default for FleetConfig {
             latency_ms: (2, 10),
             process_ms: (1, 20),
             checkpoint_every: 3,
+            processors: Processors::Simple,
             records_per_second: 16.0,
             record_bytes: 200,
             driver_timeout_ms: 2_000,
@@ -153,6 +159,12 @@ enum Ev {
         token: FencingToken,
         outcome: ProcessorOutcome,
     },
+    /// What a mixed processor tells its worker, in order.
+    ProcInputs {
+        node: NodeId,
+        inc: u64,
+        inputs: Vec<Input<SimRecord>>,
+    },
     Restart(NodeId),
     RestartMachine(usize),
     DriverTimeout(u64),
@@ -175,6 +187,8 @@ struct Node {
     clock: DriftClock,
     wake_at: Option<u64>,
     batches: BTreeMap<LeaseKey, u32>,
+    /// The mixed processors of this incarnation, by shard.
+    apps: BTreeMap<LeaseKey, mixed::App>,
     /// Shut down for good (scale-down, replaced): never restarted.
     retired: bool,
 }
@@ -241,6 +255,8 @@ pub struct Fleet {
     pub kinesis: Kinesis,
     /// The checkers.
     pub checker: Checker,
+    /// Every checkpoint request until its answer.
+    pub checkpoints: CheckpointLedger,
     /// Counters.
     pub counters: Counters,
     /// One sample per `sample_every_ms`.
@@ -272,6 +288,7 @@ impl Fleet {
             dynamo: Dynamo::new(cfg.consistency.clone()),
             kinesis: Kinesis::new(cfg.shards, cfg.kinesis.clone()),
             checker: Checker::default(),
+            checkpoints: CheckpointLedger::default(),
             counters: Counters::default(),
             timeline: Vec::new(),
             balanced_since: None,

@@ -12,6 +12,9 @@ impl Fleet {
         call: CallId,
         action: ProcessorCall<SimRecord>,
     ) {
+        if self.cfg.processors == Processors::Mixed {
+            return self.mixed_processor(node, inc, shard, call, action);
+        }
         let (lo, hi) = self.cfg.process_ms;
         let delay = self.rng.between(lo, hi);
         let (token, outcome) = match action {
@@ -22,18 +25,7 @@ impl Fleet {
                 (token, ProcessorOutcome::Returned)
             }
             ProcessorCall::ProcessRecords { records, token, .. } => {
-                self.check_exclusive(node, &shard, &records);
-                let parents: Vec<LeaseKey> = match self.kinesis.shard_index(shard.as_str()) {
-                    Some(i) => self
-                        .kinesis
-                        .parents(i)
-                        .iter()
-                        .filter_map(|&p| self.kinesis.shard_id(p).cloned())
-                        .collect(),
-                    None => Vec::new(),
-                };
-                self.checker
-                    .delivered(self.now, node, &shard, &parents, token, &records);
+                self.check_delivery(node, &shard, token, &records);
                 if self.rng.below(1000) < self.processor_failure_per_mille {
                     (token, ProcessorOutcome::Failed)
                 } else {
@@ -53,9 +45,17 @@ impl Fleet {
             }
             ProcessorCall::ShardEnded { token } => (token, ProcessorOutcome::Returned),
             ProcessorCall::ShutdownRequested { token } => (token, ProcessorOutcome::Checkpoint),
-            // Lease lost, checkpoint done: nothing to answer.
+            ProcessorCall::CheckpointDone { ticket, result } => {
+                return self.checkpoint_answered(node, inc, ticket, &result)
+            }
+            // Lease lost: nothing to answer.
             _ => return,
         };
+        if outcome == ProcessorOutcome::Checkpoint {
+            // The ticket `ProcessorOutcome::inputs` gives the request.
+            self.checkpoints
+                .asked(self.now, (node, inc), call.0, &shard, None);
+        }
         self.schedule(
             self.now + delay,
             Ev::ProcDone {
@@ -67,6 +67,50 @@ impl Fleet {
                 outcome,
             },
         );
+    }
+
+    /// A batch reached a processor: exclusivity is judged now, and the deliveries counted.
+    pub(super) fn check_delivery(
+        &mut self,
+        node: NodeId,
+        shard: &LeaseKey,
+        token: FencingToken,
+        records: &[SimRecord],
+    ) {
+        self.check_exclusive(node, shard, records);
+        let parents: Vec<LeaseKey> = match self.kinesis.shard_index(shard.as_str()) {
+            Some(i) => self
+                .kinesis
+                .parents(i)
+                .iter()
+                .filter_map(|&p| self.kinesis.shard_id(p).cloned())
+                .collect(),
+            None => Vec::new(),
+        };
+        self.checker
+            .delivered(self.now, node, shard, &parents, token, records);
+    }
+
+    /// A checkpoint request was answered: once, and truthfully (see [`CheckpointLedger`]).
+    pub(super) fn checkpoint_answered(
+        &mut self,
+        node: NodeId,
+        inc: u64,
+        ticket: u64,
+        result: &Result<(), kcl_core::io::CheckpointError>,
+    ) {
+        let dynamo = &self.dynamo;
+        let wrong = self
+            .checkpoints
+            .answered((node, inc), ticket, result, |shard| {
+                dynamo
+                    .peek(shard.as_str())
+                    .and_then(|item| kcl_core::Lease::from_item(item).ok())
+                    .map(|lease| lease.checkpoint)
+            });
+        if let Some(what) = wrong {
+            self.checker.violation(self.now, what);
+        }
     }
 
     /// Invariant 1: at this true instant no other worker may deliver this shard.

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::io::{ChildShard, Event, Failure, FencingToken, FetchedRecords, Record, ReleaseReason};
 use crate::item::{Item, Text};
 use crate::lease::{Followed, Lease, WorkerId};
-use crate::protocol::{CheckpointKind, LeaseOp};
+use crate::protocol::LeaseOp;
 use crate::sequence::Position;
 use crate::time::Instant;
 
@@ -117,8 +117,8 @@ impl<R: Record + Clone> HeldLease<R> {
             self.step_session(ctx);
         }
         debug_assert!(
-            !self.session.is_abandoned() || self.session.checkpoints.is_empty(),
-            "no checkpoints wait once the processor is abandoned"
+            !self.session.is_abandoned() || !self.session.checkpoints.has_unsent(),
+            "no checkpoint waits to be sent once the processor is abandoned"
         );
         debug_assert!(
             !self.session.is_leaving() || !self.reader.has_batch(),
@@ -183,7 +183,8 @@ impl<R: Record + Clone> HeldLease<R> {
         let shard = self.lease.key.clone();
         let counter = self.lease.counter;
         let holder = ctx.id.clone();
-        let (op, write) = if let Some(job) = self.session.checkpoints.next() {
+        let checkpoint = self.session.checkpoints.next_write(ctx, &self.lease);
+        let (op, write) = if let Some(job) = checkpoint {
             let op = LeaseOp::Checkpoint {
                 shard,
                 counter,
@@ -191,10 +192,7 @@ impl<R: Record + Clone> HeldLease<R> {
                 at: job.position.clone(),
                 kind: job.kind.clone(),
             };
-            (
-                op,
-                OwnWrite::Checkpoint(alloc::boxed::Box::new(job.clone())),
-            )
+            (op, OwnWrite::Checkpoint(alloc::boxed::Box::new(job)))
         } else if let Some(leave) = self
             .session
             .last_write(&holder, self.lease.checkpoint_owner.as_ref())
@@ -248,6 +246,9 @@ impl<R: Record + Clone> HeldLease<R> {
             ctx.stats.stale_results += 1;
             return;
         };
+        if matches!(result, Err(Failure::ConditionFailed)) {
+            self.session.checkpoints.refused();
+        }
         match outcome {
             Written::Landed(write) => {
                 self.lease.counter += 1;
@@ -310,7 +311,7 @@ impl<R: Record + Clone> HeldLease<R> {
                 // One of this worker's own writes of unknown outcome landed: adopt its counter.
                 self.lease.counter = row.counter;
                 if let OwnWrite::Checkpoint(job) = write {
-                    if job.kind == CheckpointKind::Commit && row.checkpoint == job.position {
+                    if job.shown_by(&row) {
                         self.session.checkpoints.landed(ctx, &mut self.lease, &job);
                     }
                 }
@@ -383,6 +384,8 @@ impl<R: Record + Clone> HeldLease<R> {
                 ReleaseReason::ShardEnded
             }
         };
+        // Requests made while the last write was in flight were never sent.
+        self.session.checkpoints.end(ctx, &self.lease.key);
         ctx.event(Event::LeaseReleased {
             shard: self.lease.key.clone(),
             reason,
@@ -535,9 +538,13 @@ fn follow(slot: &mut Option<WorkerId>, name: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
-    use crate::io::{Command, Event, ProcessorCall, ReleaseReason};
-    use crate::lease::WorkerId;
-    use crate::worker::testing::{unowned, Harness};
+    use crate::io::{
+        BasicRecord, CheckpointError, CheckpointTarget, Command, Event, FencingToken, Input,
+        ProcessorCall, ReleaseReason,
+    };
+    use crate::lease::{LeaseKey, WorkerId};
+    use crate::sequence::Position;
+    use crate::worker::testing::{at, record, unowned, Harness};
     use crate::write::WriteKind;
 
     /// A Java-2.x-style worker holding `shard-1`, its processor initialized.
@@ -551,6 +558,47 @@ mod tests {
             [ProcessorCall::Initialize { .. }]
         ));
         h
+    }
+
+    /// `holding()`, with records 1 to 5 delivered to the processor; the ownership's token.
+    fn delivered() -> (Harness, FencingToken) {
+        let mut h = holding();
+        h.records = (1..=5).map(record).collect();
+        h.run_until(1_000);
+        let token = h
+            .calls("shard-1")
+            .iter()
+            .find_map(|c| match c {
+                ProcessorCall::ProcessRecords { records, token, .. } if records.len() == 5 => {
+                    Some(*token)
+                }
+                _ => None,
+            })
+            .expect("the five records were delivered");
+        (h, token)
+    }
+
+    fn ask(ticket: u64, token: FencingToken, n: u64, prepare: bool) -> Input<BasicRecord> {
+        Input::CheckpointRequested {
+            shard: LeaseKey::from("shard-1"),
+            ticket,
+            token,
+            target: CheckpointTarget::At(at(n)),
+            prepare,
+            state: prepare.then(|| alloc::vec![n as u8]),
+        }
+    }
+
+    fn commit_prepared(ticket: u64, token: FencingToken) -> Input<BasicRecord> {
+        Input::CommitPreparedCheckpoint {
+            shard: LeaseKey::from("shard-1"),
+            ticket,
+            token,
+        }
+    }
+
+    fn checkpoint(h: &Harness) -> Position {
+        h.lease("shard-1").expect("row").checkpoint
     }
 
     fn released(h: &Harness, why: ReleaseReason) -> bool {
@@ -584,7 +632,7 @@ mod tests {
     fn a_handoff_read_back_from_a_renewal_is_completed_after_shutdown_requested() {
         let mut h = holding();
         h.apply(&crate::protocol::LeaseOp::InitiateHandoff {
-            shard: crate::lease::LeaseKey::from("shard-1"),
+            shard: LeaseKey::from("shard-1"),
             from: WorkerId::from("w1"),
             to: WorkerId::from("w2"),
         });
@@ -615,5 +663,109 @@ mod tests {
         assert!(h.holds("shard-1"), "the renewal that timed out had landed");
         assert!(!released(&h, ReleaseReason::Lost));
         assert_eq!(h.w.stats().condition_failures, 1);
+    }
+
+    #[test]
+    fn a_checkpoint_behind_one_asked_before_it_is_refused_when_its_turn_comes() {
+        let (mut h, token) = delivered();
+        // A processor and its clone ask before either is written.
+        h.w.handle(h.now, ask(1, token, 5, false));
+        h.w.handle(h.now, ask(2, token, 3, false));
+        h.pump();
+        assert_eq!(checkpoint(&h), Position::Record(at(5)));
+        assert_eq!(
+            h.checkpoint_answers(),
+            [(1, Ok(())), (2, Err(CheckpointError::Backwards))]
+        );
+    }
+
+    #[test]
+    fn a_prepared_checkpoint_is_committed_as_the_row_is_when_its_turn_comes() {
+        let (mut h, token) = delivered();
+        h.handle(ask(1, token, 4, true));
+        assert_eq!(h.checkpoint_answers(), [(1, Ok(()))]);
+        // A commit beyond the prepared position, and the commit of the prepared one behind it.
+        h.w.handle(h.now, ask(2, token, 5, false));
+        h.w.handle(h.now, commit_prepared(3, token));
+        h.pump();
+        assert_eq!(checkpoint(&h), Position::Record(at(5)));
+        assert_eq!(
+            h.checkpoint_answers(),
+            [
+                (1, Ok(())),
+                (2, Ok(())),
+                (3, Err(CheckpointError::NothingPrepared))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_of_unknown_outcome_is_settled_before_anything_behind_it() {
+        let (mut h, token) = delivered();
+        h.unknown_outcome = Some(WriteKind::Checkpoint);
+        h.handle(ask(1, token, 5, false));
+        h.run_until(3_000);
+        h.handle(ask(2, token, 3, false));
+        h.run_until(6_000);
+        assert_eq!(checkpoint(&h), Position::Record(at(5)));
+        assert_eq!(
+            h.checkpoint_answers(),
+            [(1, Ok(())), (2, Err(CheckpointError::Backwards))],
+            "the first landed (its answer was lost) and the second is behind it"
+        );
+        assert!(h.holds("shard-1"));
+    }
+
+    #[test]
+    fn a_checkpoint_whose_outcome_is_unknown_when_the_lease_is_lost_says_so() {
+        let (mut h, token) = delivered();
+        h.unknown_outcome = Some(WriteKind::Checkpoint);
+        h.handle(ask(1, token, 5, false));
+        h.cut_off = true;
+        h.w.handle(h.now, ask(2, token, 5, false));
+        h.run_until(30_000);
+        assert!(!h.holds("shard-1"));
+        assert_eq!(
+            h.checkpoint_answers(),
+            [
+                (1, Err(CheckpointError::OutcomeUnknown)),
+                (2, Err(CheckpointError::LeaseLost))
+            ]
+        );
+    }
+
+    #[test]
+    fn checkpoints_asked_while_the_last_write_is_in_flight_are_answered() {
+        let (mut h, token) = delivered();
+        // The release is in flight when the processor asks.
+        h.cut_off = true;
+        h.handle(Input::ShutdownRequested);
+        h.run_until(2_000);
+        assert_eq!(
+            h.writes(WriteKind::Release).len(),
+            1,
+            "the release was sent"
+        );
+        h.handle(ask(1, token, 5, false));
+        h.cut_off = false;
+        let req = h
+            .log
+            .iter()
+            .rev()
+            .find_map(|c| match c {
+                Command::WriteLease { req, write } if write.kind == WriteKind::Release => {
+                    Some(*req)
+                }
+                _ => None,
+            })
+            .expect("release");
+        let write = h.writes(WriteKind::Release)[0].clone();
+        let result = h.write(&write);
+        h.handle(Input::LeaseWritten { req, result });
+        assert!(!h.holds("shard-1"));
+        assert_eq!(
+            h.checkpoint_answers(),
+            [(1, Err(CheckpointError::LeaseLost))]
+        );
     }
 }

@@ -357,7 +357,7 @@ impl ProcessorSession {
                 processor: Farewell::Abandoned,
             });
             self.checkpoints
-                .fail_all(ctx, shard, CheckpointError::LeaseLost);
+                .refuse_unsent(ctx, shard, CheckpointError::LeaseLost);
             return Returned::Failed;
         }
         if let Some(leaving) = &mut self.leaving {
@@ -428,18 +428,17 @@ impl ProcessorSession {
                 ..leaving
             });
             self.checkpoints
-                .fail_all(ctx, shard, CheckpointError::LeaseLost);
+                .refuse_unsent(ctx, shard, CheckpointError::LeaseLost);
         }
     }
 
-    /// The lease is lost: a processor that started is told, waiting requests are refused. The
+    /// The lease is lost: a processor that started is told, waiting requests are answered. The
     /// session ends with the lease.
     pub(crate) fn lose<R>(&mut self, ctx: &mut Ctx<R>, shard: &LeaseKey) {
         if matches!(self.processor(), Processor::Busy(_) | Processor::Idle) {
             ctx.call(shard, ProcessorCall::LeaseLost);
         }
-        self.checkpoints
-            .fail_all(ctx, shard, CheckpointError::LeaseLost);
+        self.checkpoints.end(ctx, shard);
     }
 
     /// The last write the lease is ready for, if any: none while checkpoints wait or the
@@ -497,7 +496,7 @@ impl ProcessorSession {
             return;
         }
         self.checkpoints
-            .request(ctx, lease, self.last_delivered.as_ref(), ticket, ask);
+            .request(ctx, &lease.key, self.last_delivered.as_ref(), ticket, ask);
     }
 }
 
@@ -794,12 +793,18 @@ mod tests {
         s.checkpoint_requested(&mut ctx, &lease, 5, CheckpointAsk::CommitPrepared);
         assert_eq!(
             answers(&mut ctx),
+            [Err(CheckpointError::BeyondDelivered)],
+            "judged when asked"
+        );
+        assert_eq!(s.checkpoints.next_write(&mut ctx, &lease), None);
+        assert_eq!(
+            answers(&mut ctx),
             [
-                Err(CheckpointError::BeyondDelivered),
                 Err(CheckpointError::Backwards),
                 Ok(()),
                 Err(CheckpointError::NothingPrepared),
-            ]
+            ],
+            "judged when their turn to be written came"
         );
         assert!(s.checkpoints.is_empty());
         // Accepted, then written.
@@ -815,12 +820,12 @@ mod tests {
                 },
             },
         );
-        let first = s.checkpoints.next().cloned().expect("waiting");
+        let first = s.checkpoints.next_write(&mut ctx, &lease).expect("waiting");
         assert_eq!(first.ticket, 6);
         s.checkpoints.landed(&mut ctx, &mut lease, &first);
         assert_eq!(lease.checkpoint, Position::Record(at(4)));
         assert_eq!(ctx.stats.checkpoints, 1);
-        let second = s.checkpoints.next().cloned().expect("waiting");
+        let second = s.checkpoints.next_write(&mut ctx, &lease).expect("waiting");
         s.checkpoints.landed(&mut ctx, &mut lease, &second);
         assert_eq!(lease.pending_checkpoint, Some(Position::Record(at(5))));
         assert_eq!(lease.pending_checkpoint_state, Some(vec![7]));
@@ -828,13 +833,26 @@ mod tests {
         assert_eq!(answers(&mut ctx), [Ok(()), Ok(())]);
         s.checkpoint_requested(&mut ctx, &lease, 8, CheckpointAsk::CommitPrepared);
         s.checkpoint_requested(&mut ctx, &lease, 9, ask(CheckpointTarget::LastDelivered));
+        let third = s.checkpoints.next_write(&mut ctx, &lease).expect("waiting");
+        assert_eq!(
+            (third.ticket, third.position),
+            (8, Position::Record(at(5))),
+            "the prepared position"
+        );
         s.checkpoints.failed(&mut ctx, &shard(), true);
+        let fourth = s.checkpoints.next_write(&mut ctx, &lease).expect("waiting");
         s.checkpoints.failed(&mut ctx, &shard(), false);
+        assert_eq!(
+            s.checkpoints.next_write(&mut ctx, &lease),
+            Some(fourth),
+            "a write of unknown outcome is sent again"
+        );
+        s.lose(&mut ctx, &shard());
         assert_eq!(
             answers(&mut ctx),
             [
                 Err(CheckpointError::Throttled),
-                Err(CheckpointError::Failed)
+                Err(CheckpointError::OutcomeUnknown)
             ]
         );
     }
