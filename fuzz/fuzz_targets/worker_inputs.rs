@@ -1,10 +1,16 @@
-//! Arbitrary results, in any order, late, duplicated or of the wrong kind, never make a worker
-//! panic or stop asking to be woken.
+//! Arbitrary results, in any order, late, duplicated or of the wrong kind, records, processors
+//! that return or fail at any time and checkpoint requests of every kind (with tokens right or
+//! wrong) never make a worker panic or stop asking to be woken, and every checkpoint request is
+//! answered at most once.
 #![no_main]
 
+use std::collections::BTreeSet;
+
+use kcl_core::io::{CallId, CheckpointTarget, FetchedRecords, ProcessorCall};
 use kcl_core::testkit::TestRecord;
 use kcl_core::{
-    AttributeValue, Command, Config, Failure, Input, Instant, Item, RequestId, Worker, WorkerId,
+    AttributeValue, Command, Config, Failure, FencingToken, Input, Instant, Item, LeaseKey,
+    RecordPosition, RequestId, SequenceNumber, Worker, WorkerId,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -46,6 +52,20 @@ fn lease_item(b: u8, me: &str) -> Item {
     i
 }
 
+fn position(n: u64) -> RecordPosition {
+    RecordPosition::new(SequenceNumber::parse(&format!("{}", n + 1)).expect("digits"))
+}
+
+/// Records `from..from + count` of a shard.
+fn records(from: u64, count: u8) -> Vec<TestRecord> {
+    (from..from + u64::from(count % 4))
+        .map(|n| TestRecord {
+            position: position(n),
+            id: n,
+        })
+        .collect()
+}
+
 fuzz_target!(|data: &[u8]| {
     for policy_config in [Config::default(), Config::kcl2()] {
         let me = "fuzz-worker";
@@ -56,8 +76,36 @@ fuzz_target!(|data: &[u8]| {
         };
         let mut now = 0u64;
         let mut pending: Vec<(RequestId, u8)> = Vec::new();
+        // Processor calls not returned yet, the shards' tokens, answered tickets.
+        let mut calls: Vec<(LeaseKey, CallId)> = Vec::new();
+        let mut tokens: Vec<(LeaseKey, FencingToken)> = Vec::new();
+        let mut answered: BTreeSet<u64> = BTreeSet::new();
+        let mut next_record = 0u64;
+        let mut ticket = 0u64;
         for chunk in data.chunks(3) {
             while let Some(c) = w.poll_command() {
+                if let Command::Processor {
+                    shard,
+                    call,
+                    action,
+                } = &c
+                {
+                    match action {
+                        ProcessorCall::CheckpointDone { ticket, .. } => {
+                            assert!(answered.insert(*ticket), "ticket {ticket} answered twice");
+                        }
+                        ProcessorCall::Initialize { token, .. }
+                        | ProcessorCall::ProcessRecords { token, .. } => {
+                            tokens.push((shard.clone(), *token));
+                            calls.push((shard.clone(), *call));
+                        }
+                        ProcessorCall::ShardEnded { .. }
+                        | ProcessorCall::ShutdownRequested { .. } => {
+                            calls.push((shard.clone(), *call));
+                        }
+                        _ => {}
+                    }
+                }
                 let kind = match &c {
                     Command::ScanLeaseTable { req } => Some((*req, 0)),
                     Command::ReadLease { req, .. } => Some((*req, 1)),
@@ -76,11 +124,54 @@ fuzz_target!(|data: &[u8]| {
             let [op, a, b] = *chunk else { break };
             now += u64::from(a) * 37;
             let t = Instant::from_millis(now);
-            match op % 5 {
+            match op % 8 {
                 0 => w.handle_timeout(t),
+                5 if !calls.is_empty() => {
+                    let (shard, call) = calls.remove(usize::from(a) % calls.len());
+                    w.handle(
+                        t,
+                        if b % 16 == 0 {
+                            Input::ProcessorFailed { shard, call }
+                        } else {
+                            Input::ProcessorReturned { shard, call }
+                        },
+                    );
+                }
+                6 | 7 if !tokens.is_empty() => {
+                    let (shard, token) = tokens[usize::from(a) % tokens.len()].clone();
+                    let token = if b % 8 == 0 {
+                        FencingToken(token.0 + 1)
+                    } else {
+                        token
+                    };
+                    ticket += 1;
+                    let target = match b % 3 {
+                        0 => CheckpointTarget::LastDelivered,
+                        _ => CheckpointTarget::At(position(u64::from(b) % (next_record + 1))),
+                    };
+                    w.handle(
+                        t,
+                        if op % 8 == 7 && b % 2 == 0 {
+                            Input::CommitPreparedCheckpoint {
+                                shard,
+                                ticket,
+                                token,
+                            }
+                        } else {
+                            Input::CheckpointRequested {
+                                shard,
+                                ticket,
+                                token,
+                                target,
+                                prepare: op % 8 == 7,
+                                state: (b % 4 == 1).then(|| vec![b]),
+                            }
+                        },
+                    );
+                }
                 1 | 2 if !pending.is_empty() => {
                     let (req, kind) = pending.remove(usize::from(a) % pending.len());
-                    let ok = op % 5 == 1;
+                    let ok = op % 8 == 1;
                     let input = match kind {
                         0 => Input::LeaseTableScanned {
                             req,
@@ -118,7 +209,18 @@ fuzz_target!(|data: &[u8]| {
                         },
                         _ => Input::RecordsFetched {
                             req,
-                            result: Err(failure(b)),
+                            result: if ok {
+                                let batch = records(next_record, b);
+                                next_record += batch.len() as u64;
+                                Ok(FetchedRecords {
+                                    records: batch,
+                                    next_iterator: (b % 32 != 31).then(|| "it".into()),
+                                    millis_behind_latest: u64::from(b),
+                                    child_shards: Vec::new(),
+                                })
+                            } else {
+                                Err(failure(b))
+                            },
                         },
                     };
                     w.handle(t, input);

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kcl_core::lease::attr;
 use kcl_core::lease::ENTITY_LEASE;
-use kcl_core::write::{LeaseWrite, Update, WriteAction};
+use kcl_core::write::{LeaseWrite, Update, WriteAction, WriteKind};
 use kcl_core::{AttributeValue, FencingToken, Item, LeaseKey, Position, WorkerId};
 
 use crate::record::SimRecord;
@@ -51,6 +51,8 @@ pub struct Checker {
     init: HashMap<LeaseKey, BTreeMap<FencingToken, Position>, crate::hash::FastHash>,
     finished: BTreeSet<LeaseKey>,
     unfinished: BTreeSet<LeaseKey>,
+    /// Ownerships whose processor was told the shard ended: their lease must end at SHARD_END.
+    told_shard_ended: BTreeSet<(WorkerId, LeaseKey)>,
     /// Records delivered, duplicates included.
     pub records_delivered: u64,
     /// Deliveries of a record delivered before.
@@ -104,6 +106,20 @@ impl Checker {
                 .or_default()
                 .insert(token, checkpoint),
         };
+    }
+
+    /// `worker`'s processor of `shard` was initialized: a new ownership, told nothing yet.
+    pub fn ownership_started(&mut self, worker: &WorkerId, shard: &LeaseKey) {
+        if !self.told_shard_ended.is_empty() {
+            self.told_shard_ended
+                .remove(&(worker.clone(), shard.clone()));
+        }
+    }
+
+    /// `worker`'s processor of `shard` was told the shard ended.
+    pub fn shard_ended_told(&mut self, worker: &WorkerId, shard: &LeaseKey) {
+        self.told_shard_ended
+            .insert((worker.clone(), shard.clone()));
     }
 
     /// The nodes that delivered `shard` recently; the fleet asks each whether it still may.
@@ -201,6 +217,20 @@ impl Checker {
         before: Option<&Item>,
         after: Option<&Item>,
     ) {
+        if matches!(write.kind, WriteKind::Release | WriteKind::CompleteHandoff)
+            && !self.told_shard_ended.is_empty()
+            && self
+                .told_shard_ended
+                .contains(&(writer.clone(), LeaseKey::from(write.key.as_str())))
+        {
+            self.violation(
+                now,
+                format!(
+                    "{writer} gave {} up ({:?}) after its processor was told the shard ended: SHARD_END must win",
+                    write.key, write.kind
+                ),
+            );
+        }
         let (before, after) = (
             before.and_then(LeaseRowView::of),
             after.and_then(LeaseRowView::of),
@@ -409,6 +439,27 @@ mod tests {
         // Sub-sequence numbers order records of one aggregated sequence number.
         let (x, y) = (row("100", Some("1"), "w1"), row("100", Some("2"), "w1"));
         assert!(check(&y, &x, "w1")[0].contains("moved backwards"));
+    }
+
+    #[test]
+    fn a_lease_told_its_shard_ended_is_not_given_up() {
+        let mut c = Checker::default();
+        let (w, shard) = (WorkerId::from("w1"), LeaseKey::from("shard-1"));
+        let release = LeaseWrite {
+            kind: WriteKind::Release,
+            ..write()
+        };
+        let a = row("100", None, "w1");
+        c.table_write(1, &w, &release, Some(&a), Some(&a));
+        assert_eq!(c.violation_count(), 0);
+        c.shard_ended_told(&w, &shard);
+        c.table_write(2, &w, &release, Some(&a), Some(&a));
+        assert_eq!(c.violation_count(), 1);
+        assert!(c.violations()[0].what.contains("SHARD_END must win"));
+        // A new ownership of the shard starts untold.
+        c.ownership_started(&w, &shard);
+        c.table_write(3, &w, &release, Some(&a), Some(&a));
+        assert_eq!(c.violation_count(), 1);
     }
 
     #[test]

@@ -44,18 +44,6 @@ impl Election {
     pub(crate) fn is_leading(&self) -> bool {
         matches!(self.leader, Leader::Leading { .. })
     }
-
-    /// The counter of the leader row this worker holds.
-    pub(crate) fn leading_counter(&self) -> Option<u64> {
-        match self.leader {
-            Leader::Leading { counter, .. } => Some(counter),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn step_down(&mut self) {
-        self.leader = Leader::Follower;
-    }
 }
 
 impl<R: Record + Clone> Worker<R> {
@@ -146,9 +134,34 @@ impl<R: Record + Clone> Worker<R> {
         }
     }
 
+    /// Gives the leader row back (at the start of a shutdown): at once, or when the renewal in
+    /// flight is answered, with the counter it leaves. A refused release (the row moved on)
+    /// changes nothing.
+    pub(super) fn resign_leadership(&mut self) {
+        let Leader::Leading {
+            counter, renewal, ..
+        } = self.election.leader
+        else {
+            return;
+        };
+        if renewal != Outstanding::Idle {
+            return;
+        }
+        self.election.leader = Leader::Follower;
+        self.ctx.event(Event::LeadershipLost);
+        let op = LeaseOp::ReleaseLeader {
+            worker: self.ctx.id.clone(),
+            counter,
+        };
+        self.ctx.write(&op, WriteOp::LeaderRelease);
+    }
+
     /// Renews the leader row with the worker's leases.
     pub(super) fn renew_leadership(&mut self) {
         self.check_leadership();
+        if self.ctx.phase != Phase::Running {
+            return self.resign_leadership();
+        }
         let Leader::Leading {
             counter,
             renewal: Outstanding::Idle,
@@ -192,6 +205,9 @@ impl<R: Record + Clone> Worker<R> {
                 *counter = counter_after;
                 if sent > *renewed_sent {
                     *renewed_sent = sent;
+                }
+                if self.ctx.phase != Phase::Running {
+                    self.resign_leadership();
                 }
             }
             Err(Failure::ConditionFailed) => {

@@ -175,6 +175,14 @@ impl<R: Record + Clone> Worker<R> {
         self.advance(now);
         if self.ctx.phase == Phase::Stopped {
             self.ctx.stats.stale_results += 1;
+            // Every checkpoint request is answered, even one made after the worker stopped.
+            if let Input::CheckpointRequested { shard, ticket, .. }
+            | Input::CommitPreparedCheckpoint { shard, ticket, .. } = input
+            {
+                let result = Err(crate::io::CheckpointError::ShuttingDown);
+                self.ctx
+                    .call(&shard, ProcessorCall::CheckpointDone { ticket, result });
+            }
             return;
         }
         match input {
@@ -489,10 +497,9 @@ impl<R: Record + Clone> Worker<R> {
             WriteOp::LeaderRenew { counter_after } => {
                 self.leader_renewed(counter_after, sent, result)
             }
-            WriteOp::LeaderRelease => {
-                self.election.step_down();
-                self.cleaned_up();
-            }
+            // Sent at the start of a shutdown, not part of its cleanup; the worker has stepped
+            // down already.
+            WriteOp::LeaderRelease => {}
             WriteOp::WorkerRowDelete => self.cleaned_up(),
         }
     }

@@ -1,7 +1,8 @@
 //! A graceful shutdown: every held lease is left (handed over where a handoff is under way,
 //! released otherwise) after its processor's `shutdown_requested`; after `shutdown_timeout` the
 //! processors still busy are given up on, and one failover time later whatever is left is
-//! dropped. Then the leader row is released and the worker row deleted, and the worker stops.
+//! dropped. Then the worker row is deleted, and the worker stops. A leader hands its row back
+//! as soon as the shutdown begins.
 
 use alloc::vec::Vec;
 
@@ -46,6 +47,9 @@ impl<R: Record + Clone> Worker<R> {
             self.settle(k);
         }
         self.inbox.give_up();
+        // Planning stops with the shutdown: a leader that kept its row would leave the fleet
+        // without one until the row expired.
+        self.resign_leadership();
         if self.policy() == BalancingPolicy::Coordinated {
             // Tell the leader at once that this worker is leaving.
             self.heartbeat_timer();
@@ -86,14 +90,6 @@ impl<R: Record + Clone> Worker<R> {
         if self.shutdown.cleanup.is_none() {
             let mut writes = 0;
             let me = self.ctx.id.clone();
-            if let Some(counter) = self.election.leading_counter() {
-                writes += 1;
-                let op = LeaseOp::ReleaseLeader {
-                    worker: me.clone(),
-                    counter,
-                };
-                self.ctx.write(&op, WriteOp::LeaderRelease);
-            }
             if self.policy() == BalancingPolicy::Coordinated {
                 writes += 1;
                 let op = LeaseOp::DeleteWorkerRow { worker: me };
@@ -150,6 +146,27 @@ mod tests {
         assert!(h.w.is_stopped());
         assert_eq!(h.events().last(), Some(&&Event::Stopped));
         assert_eq!(h.w.poll_timeout(), None);
+        // A processor's task that asks after the stop is still answered.
+        h.handle(Input::CheckpointRequested {
+            shard: crate::lease::LeaseKey::from("shard-1"),
+            ticket: 7,
+            token: crate::io::FencingToken(1),
+            target: crate::io::CheckpointTarget::LastDelivered,
+            prepare: false,
+            state: None,
+        });
+        h.handle(Input::CommitPreparedCheckpoint {
+            shard: crate::lease::LeaseKey::from("shard-1"),
+            ticket: 8,
+            token: crate::io::FencingToken(1),
+        });
+        assert_eq!(
+            h.checkpoint_answers(),
+            [
+                (7, Err(crate::io::CheckpointError::ShuttingDown)),
+                (8, Err(crate::io::CheckpointError::ShuttingDown))
+            ]
+        );
     }
 
     #[test]
@@ -199,5 +216,34 @@ mod tests {
             .table
             .keys()
             .all(|k| !k.starts_with(crate::lease::WORKER_KEY_PREFIX)));
+    }
+
+    #[test]
+    fn a_leader_hands_leadership_over_when_its_shutdown_begins() {
+        let mut h = holding(Config::default());
+        assert!(h.w.is_leader(h.now));
+        // A slow shutdown_requested: the lease is held for up to the shutdown timeout.
+        h.processor_hangs = true;
+        h.handle(Input::ShutdownRequested);
+        h.run_until(2_000);
+        assert!(!h.w.is_stopped());
+        assert!(!h.w.is_leader(h.now), "no longer acting as leader");
+        assert!(
+            h.table
+                .get(crate::lease::LEADER_KEY)
+                .is_some_and(|row| !row.contains_key(crate::lease::attr::LEASE_OWNER)),
+            "the leader row is free for a follower to claim at its next check"
+        );
+        h.run_until(40_000);
+        assert!(h.w.is_stopped());
+        let releases = h
+            .writes(WriteKind::Leader)
+            .iter()
+            .filter(|w| {
+                matches!(&w.action, crate::write::WriteAction::Update(u)
+                    if u.contains(&crate::write::Update::Remove(crate::lease::attr::LEASE_OWNER)))
+            })
+            .count();
+        assert_eq!(releases, 1, "released once, at the start");
     }
 }

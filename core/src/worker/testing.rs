@@ -29,6 +29,8 @@ pub(crate) struct Harness {
     pub(crate) processor_hangs: bool,
     /// Records the next GetRecords returns (then none).
     pub(crate) records: Vec<BasicRecord>,
+    /// GetRecords answers the end of a closed shard (with no children).
+    pub(crate) shard_closed: bool,
 }
 
 impl Harness {
@@ -43,6 +45,7 @@ impl Harness {
             unknown_outcome: None,
             processor_hangs: false,
             records: Vec::new(),
+            shard_closed: false,
         };
         h.pump();
         h
@@ -123,7 +126,7 @@ impl Harness {
                 req,
                 result: Ok(FetchedRecords {
                     records: core::mem::take(&mut self.records),
-                    next_iterator: Some(Text::new("iterator")),
+                    next_iterator: (!self.shard_closed).then(|| Text::new("iterator")),
                     millis_behind_latest: 0,
                     child_shards: Vec::new(),
                 }),
@@ -200,6 +203,22 @@ impl Harness {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The last call of the processor of `shard` that has not returned (with `processor_hangs`).
+    pub(crate) fn call_in_flight(&self, shard: &str) -> Option<crate::io::CallId> {
+        self.log.iter().rev().find_map(|c| match c {
+            Command::Processor {
+                shard: s,
+                call,
+                action:
+                    ProcessorCall::Initialize { .. }
+                    | ProcessorCall::ProcessRecords { .. }
+                    | ProcessorCall::ShardEnded { .. }
+                    | ProcessorCall::ShutdownRequested { .. },
+            } if s.as_str() == shard => Some(*call),
+            _ => None,
+        })
     }
 
     /// The answers to checkpoint requests so far, in order.

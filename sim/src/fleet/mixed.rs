@@ -117,6 +117,7 @@ impl Fleet {
                 ..
             } => {
                 self.checker.initialized(&shard, t, checkpoint);
+                self.checker.ownership_started(&self.nodes[node].id, &shard);
                 let behaviour = BEHAVIOURS[self.rng.index(BEHAVIOURS.len())];
                 let app = App {
                     behaviour,
@@ -175,10 +176,13 @@ impl Fleet {
                     call,
                 }
             }
-            ProcessorCall::ShardEnded { .. } => Input::ProcessorReturned {
-                shard: shard.clone(),
-                call,
-            },
+            ProcessorCall::ShardEnded { .. } => {
+                self.checker.shard_ended_told(&self.nodes[node].id, &shard);
+                Input::ProcessorReturned {
+                    shard: shard.clone(),
+                    call,
+                }
+            }
             _ => return,
         };
         let mut inputs = self.checkpoint_inputs(node, inc, &shard, call, token, asks);

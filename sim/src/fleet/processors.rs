@@ -22,6 +22,7 @@ impl Fleet {
                 checkpoint, token, ..
             } => {
                 self.checker.initialized(&shard, token, checkpoint);
+                self.checker.ownership_started(&self.nodes[node].id, &shard);
                 (token, ProcessorOutcome::Returned)
             }
             ProcessorCall::ProcessRecords { records, token, .. } => {
@@ -43,7 +44,10 @@ impl Fleet {
                     }
                 }
             }
-            ProcessorCall::ShardEnded { token } => (token, ProcessorOutcome::Returned),
+            ProcessorCall::ShardEnded { token } => {
+                self.checker.shard_ended_told(&self.nodes[node].id, &shard);
+                (token, ProcessorOutcome::Returned)
+            }
             ProcessorCall::ShutdownRequested { token } => (token, ProcessorOutcome::Checkpoint),
             ProcessorCall::CheckpointDone { ticket, result } => {
                 return self.checkpoint_answered(node, inc, ticket, &result)

@@ -146,6 +146,10 @@ impl<R: Record + Clone> HeldLease<R> {
                 {
                     let children = self.reader.take_end();
                     self.create_children(ctx, children);
+                    // With no children to create, the processor hears of the end at once.
+                    if self.session.step() == Step::EndShard {
+                        self.session.end_shard(ctx, &self.lease.key, self.token);
+                    }
                 }
             }
         }
@@ -767,5 +771,79 @@ mod tests {
             h.checkpoint_answers(),
             [(1, Err(CheckpointError::LeaseLost))]
         );
+    }
+
+    /// `holding()`, its shard at its end and the processor's `shard_ended` under way.
+    fn ending() -> Harness {
+        let mut h = holding();
+        h.shard_closed = true;
+        h.processor_hangs = true;
+        // The next read finds the end (within the idle time between reads); the end is acted
+        // on when that time is up, not at the next renewal.
+        h.run_until(2_200);
+        assert!(matches!(
+            h.calls("shard-1").last(),
+            Some(ProcessorCall::ShardEnded { .. })
+        ));
+        h
+    }
+
+    /// The processor's `shard_ended` returns; then the worker goes on until `ms`.
+    fn shard_ended_returns(h: &mut Harness, ms: u64) {
+        let call = h.call_in_flight("shard-1").expect("shard_ended");
+        h.processor_hangs = false;
+        h.handle(Input::ProcessorReturned {
+            shard: LeaseKey::from("shard-1"),
+            call,
+        });
+        h.run_until(ms);
+    }
+
+    fn shard_end_won(h: &Harness) {
+        let after_end: alloc::vec::Vec<_> = h
+            .calls("shard-1")
+            .into_iter()
+            .skip_while(|c| !matches!(c, ProcessorCall::ShardEnded { .. }))
+            .skip(1)
+            .collect();
+        assert!(
+            !after_end
+                .iter()
+                .any(|c| matches!(c, ProcessorCall::ShutdownRequested { .. })),
+            "shutdown_requested after shard_ended: {after_end:?}"
+        );
+        assert_eq!(checkpoint(h), Position::ShardEnd);
+        assert!(released(h, ReleaseReason::ShardEnded));
+        assert!(h.writes(WriteKind::CompleteHandoff).is_empty());
+        assert!(h.writes(WriteKind::Release).is_empty());
+    }
+
+    #[test]
+    fn shard_end_wins_over_a_handoff_asked_while_shard_ended_runs() {
+        let mut h = ending();
+        h.apply(&crate::protocol::LeaseOp::InitiateHandoff {
+            shard: LeaseKey::from("shard-1"),
+            from: WorkerId::from("w1"),
+            to: WorkerId::from("w2"),
+        });
+        h.run_until(9_000);
+        assert!(h.holds("shard-1"), "shard_ended is still running");
+        shard_ended_returns(&mut h, 11_000);
+        shard_end_won(&h);
+        let row = h.lease("shard-1").expect("row");
+        assert_eq!(
+            (row.owner, row.checkpoint_owner),
+            (None, None),
+            "w2 will not acquire it"
+        );
+    }
+
+    #[test]
+    fn shard_end_wins_over_a_shutdown_asked_while_shard_ended_runs() {
+        let mut h = ending();
+        h.handle(Input::ShutdownRequested);
+        h.run_until(6_000);
+        shard_ended_returns(&mut h, 11_000);
+        shard_end_won(&h);
     }
 }

@@ -146,10 +146,15 @@ impl<R: Record> ShardReader<R> {
         shard: &LeaseKey,
         token: FencingToken,
     ) {
-        if self.end.is_some()
-            || self.fetch_sent.is_some()
-            || self.prefetched.len() >= ctx.config.max_prefetched_batches
-        {
+        if self.end.is_some() {
+            // The end is acted on once `end_reached`: wake the lease then.
+            if ctx.now < self.next_fetch_at {
+                ctx.timers
+                    .set_lease(slot, LeaseTimer::Fetch, self.next_fetch_at);
+            }
+            return;
+        }
+        if self.fetch_sent.is_some() || self.prefetched.len() >= ctx.config.max_prefetched_batches {
             return;
         }
         let Cursor::Held(iterator) = &self.cursor else {

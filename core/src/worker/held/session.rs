@@ -399,14 +399,15 @@ impl ProcessorSession {
         true
     }
 
-    /// Asks an idle processor to shut down (it may still checkpoint), once.
+    /// Asks an idle processor to shut down (it may still checkpoint), once; never one that was
+    /// told its shard ended (the shard's end outranks leaving, see [`Self::last_write`]).
     pub(crate) fn ask_to_shut_down<R>(
         &mut self,
         ctx: &mut Ctx<R>,
         shard: &LeaseKey,
         token: FencingToken,
     ) {
-        let idle = self.processor() == Processor::Idle;
+        let idle = self.processor() == Processor::Idle && !self.shard_ended();
         if let Some(leaving) = &mut self.leaving {
             if idle
                 && leaving.processor == Farewell::Untold
@@ -441,8 +442,15 @@ impl ProcessorSession {
         self.checkpoints.end(ctx, shard);
     }
 
+    /// Whether the processor's `shard_ended` returned.
+    fn shard_ended(&self) -> bool {
+        matches!(self.phase, Phase::Finished { .. })
+    }
+
     /// The last write the lease is ready for, if any: none while checkpoints wait or the
-    /// processor has not finished.
+    /// processor has not finished. Once `shard_ended` has returned, the shard's end is written
+    /// whatever else asked the lease to leave (a handoff, a shutdown): the processor was told the
+    /// shard ended, and no later owner may be told it again.
     pub(crate) fn last_write(
         &self,
         me: &WorkerId,
@@ -450,6 +458,9 @@ impl ProcessorSession {
     ) -> Option<Leave> {
         if !self.checkpoints.is_empty() {
             return None;
+        }
+        if self.shard_ended() {
+            return Some(Leave::FinishShard);
         }
         let Some(leaving) = self.leaving else {
             return matches!(self.phase, Phase::Finished { .. } | Phase::AlreadyFinished)
