@@ -846,4 +846,26 @@ mod tests {
         shard_ended_returns(&mut h, 11_000);
         shard_end_won(&h);
     }
+
+    #[test]
+    fn a_last_write_refused_because_an_own_write_of_unknown_outcome_landed_is_verified() {
+        let mut h = holding();
+        h.unknown_outcome = Some(WriteKind::Renew);
+        h.run_until(3_500);
+        assert_eq!(
+            h.writes(WriteKind::Renew).len(),
+            1,
+            "landed, answered with a timeout"
+        );
+        // The release goes out with the counter the worker knows, one behind the row's.
+        h.handle(Input::ShutdownRequested);
+        h.run_until(8_000);
+        assert!(released(&h, ReleaseReason::Shutdown), "{:?}", h.events());
+        assert!(!released(&h, ReleaseReason::Lost));
+        assert_eq!(
+            h.lease("shard-1").and_then(|l| l.owner),
+            None,
+            "not stranded"
+        );
+    }
 }

@@ -250,10 +250,9 @@ impl Tenure {
                 Written::Landed(write)
             }
             Err(Failure::ConditionFailed) => match write {
-                // The lease moved on: what the last write meant to do is moot.
-                OwnWrite::Leave(_) => Written::Lost,
                 // Only one of this holder's own writes of unknown outcome can explain a lost
-                // race on a lease it holds; without one, the lease is gone.
+                // race on a lease it holds; without one, the lease is gone (and what a last
+                // write meant to do is moot).
                 _ if self.unknown_since.is_none() => Written::Lost,
                 write => {
                     self.write = WriteState::Verifying {
@@ -486,12 +485,22 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_last_write_is_a_loss_even_after_an_unknown_outcome() {
+    fn a_refused_last_write_is_verified_after_an_unknown_outcome_and_lost_without_one() {
         let (mut ctx, _) = ctx_at(0);
         let mut t = Tenure::new(&ctx.config, ms(0), ms(0), false);
         t.sent(ms(0), OwnWrite::Renew);
         t.written(&mut ctx, Err(&Failure::Transient));
         ctx.now = t.retry_at;
+        t.sent(ctx.now, OwnWrite::Leave(Leave::CompleteHandoff));
+        assert_eq!(
+            t.written(&mut ctx, Err(&Failure::ConditionFailed)),
+            Some(Written::Verify),
+            "the renewal that timed out may have moved the counter"
+        );
+        assert_eq!(
+            t.verified(&mut ctx, false, true),
+            Some(Verified::Held(OwnWrite::Leave(Leave::CompleteHandoff)))
+        );
         t.sent(ctx.now, OwnWrite::Leave(Leave::CompleteHandoff));
         assert_eq!(
             t.written(&mut ctx, Err(&Failure::ConditionFailed)),
