@@ -59,7 +59,9 @@ pub struct Config {
     pub move_budget_per_mille: u64,
     /// Coordinated: weigh leases by their `throughputKBps` instead of counting them.
     pub throughput_weighting: bool,
-    /// Coordinated: how long an owner may take to hand a lease over before it gives it up anyway.
+    /// Coordinated: how long an owner may take to hand a lease over. Then its processor is told
+    /// the lease is lost, and the lease is handed over once the processor's running call returns,
+    /// or expires if it never does.
     pub handoff_timeout: Duration,
     /// Coordinated: how often a new owner looks whether a handoff to it has completed.
     pub handoff_poll_interval: Duration,
@@ -85,7 +87,8 @@ pub struct Config {
     /// A request without a result after this long is treated as failed (its late result is
     /// ignored). Drivers should time out sooner.
     pub request_timeout: Duration,
-    /// How long a shutdown waits for processors to checkpoint before leases are released anyway.
+    /// How long a shutdown waits for processors to checkpoint. Then a processor still busy is
+    /// told its lease is lost, and the lease is released once that call returns, or expires.
     pub shutdown_timeout: Duration,
     /// Delete finished leases once their children have started.
     pub cleanup_finished_leases: bool,

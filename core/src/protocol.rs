@@ -63,7 +63,11 @@
 //!    `checkpointOwner` is gone and writes [`Acquire`](LeaseOp::Acquire);
 //! 5. the acquire's returned row is its lease, from the checkpoint the old owner left. A handoff
 //!    that takes longer than `handoff_timeout` is forced: the old processor is told the lease is
-//!    lost, and the old owner completes without waiting for it.
+//!    lost, the old owner renews no more, and it completes the handoff when the processor's
+//!    running call returns; if it never does, the lease expires (after the old owner's window
+//!    closed) and the leader assigns it again. The new owner never processes beside a call
+//!    still running at the old one. A shutdown that outlasts `shutdown_timeout` ends the same
+//!    way.
 //!
 //! **Election** (`Coordinated`): the leader row is a lease on leadership. A follower reads it
 //! every `leader_check_interval` and claims it when it is absent, unowned, its own or expired on

@@ -172,6 +172,8 @@ impl<R: Record + Clone> Worker<R> {
         self.planning.busy.remove(&key);
         if result.is_ok() {
             self.ctx.stats.assignments += 1;
+        }
+        if may_have_landed(&result) {
             self.tell_new_owner(key, to);
         }
     }
@@ -185,12 +187,16 @@ impl<R: Record + Clone> Worker<R> {
         self.planning.busy.remove(&key);
         if result.is_ok() {
             self.ctx.stats.handoffs_initiated += 1;
+        }
+        if may_have_landed(&result) {
             self.tell_new_owner(key, to);
         }
     }
 
     /// The new owner of an assignment or handoff learns of it from its worker row (or, when it
-    /// is this worker, acquires it at once).
+    /// is this worker, acquires it at once). It is told when the write may have landed too: a
+    /// new owner told of a move that did not happen finds the row not its own and gives up,
+    /// while one never told leaves the lease unprocessed until it expires.
     fn tell_new_owner(&mut self, key: LeaseKey, to: WorkerId) {
         if to == self.ctx.id {
             self.start_acquire(key);
@@ -202,6 +208,11 @@ impl<R: Record + Clone> Worker<R> {
             self.ctx.write(&op, WriteOp::Notify);
         }
     }
+}
+
+/// Whether a write may have landed: it did, or its answer was lost (a timeout or a 5xx).
+fn may_have_landed(result: &Result<Option<Item>, Failure>) -> bool {
+    !matches!(result, Err(Failure::ConditionFailed | Failure::Throttled))
 }
 
 #[cfg(test)]
@@ -247,6 +258,20 @@ mod tests {
         assert_eq!(notes[0].key, WorkerRow::key(&WorkerId::from("w2")));
         assert_eq!(h.w.held_leases().count(), 1);
         assert_eq!(h.w.stats().assignments, 2);
+    }
+
+    #[test]
+    fn the_new_owner_is_told_of_an_assignment_whose_outcome_is_unknown() {
+        let mut h = Harness::new(Config::default(), "w1");
+        heartbeat(&mut h, "w2");
+        h.put(&unowned("shard-1"));
+        h.put(&unowned("shard-2"));
+        // The first assignment lands, but its answer is a timeout.
+        h.unknown_outcome = Some(WriteKind::Assign);
+        h.run_until(1_000);
+        assert_eq!(h.writes(WriteKind::Assign).len(), 2);
+        assert_eq!(h.writes(WriteKind::Notify).len(), 1, "w2 is told");
+        assert_eq!(h.w.held_leases().count(), 1, "w1 acquires its own");
     }
 
     #[test]

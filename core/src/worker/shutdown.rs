@@ -179,7 +179,18 @@ mod tests {
         assert!(h.writes(WriteKind::Release).is_empty());
         h.run_until(31_000);
         assert!(h.calls("shard-1").contains(&&ProcessorCall::LeaseLost));
-        assert_eq!(h.writes(WriteKind::Release).len(), 1);
+        // Still running: the lease is not released for another owner to process beside it,
+        // and not renewed either, so its window closes and it expires.
+        assert!(h.writes(WriteKind::Release).is_empty());
+        h.run_until(45_000);
+        assert!(h.writes(WriteKind::Release).is_empty());
+        assert!(h.events().iter().any(|e| matches!(
+            e,
+            Event::LeaseReleased {
+                reason: ReleaseReason::Lost,
+                ..
+            }
+        )));
         assert!(h.w.is_stopped());
     }
 

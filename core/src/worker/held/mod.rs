@@ -96,7 +96,8 @@ impl<R: Record + Clone> HeldLease<R> {
     /// 1. the tenure's window: once it has closed (and no write in flight may reopen it), the
     ///    lease is lost;
     /// 2. the tenure's next write, by priority: the checkpoint the processor asked for first,
-    ///    then the last write the session is ready for, then a renewal that is due;
+    ///    then the last write the session is ready for, then a renewal that is due (none while
+    ///    an abandoned processor's call still runs: the lease is left to expire);
     /// 3. while leaving, only: what was read ahead is dropped, and an idle processor is asked to
     ///    shut down;
     /// 4. otherwise the session's next processor call, fed by the reader, then the reader's next
@@ -225,7 +226,7 @@ impl<R: Record + Clone> HeldLease<R> {
                 },
             };
             (op, OwnWrite::Leave(leave))
-        } else if self.tenure.renew_due() {
+        } else if self.tenure.renew_due() && !self.session.abandoned_call_running() {
             let op = LeaseOp::Renew {
                 shard,
                 counter,
@@ -867,5 +868,81 @@ mod tests {
             None,
             "not stranded"
         );
+    }
+
+    /// `holding()`, a batch running in the processor when the leader asks for a handoff to w2.
+    fn handing_off_a_running_batch() -> Harness {
+        let mut h = holding();
+        h.processor_hangs = true;
+        h.records = (1..=5).map(record).collect();
+        h.run_until(1_000);
+        assert!(matches!(
+            h.calls("shard-1").last(),
+            Some(ProcessorCall::ProcessRecords { .. })
+        ));
+        h.apply(&crate::protocol::LeaseOp::InitiateHandoff {
+            shard: LeaseKey::from("shard-1"),
+            from: WorkerId::from("w1"),
+            to: WorkerId::from("w2"),
+        });
+        h
+    }
+
+    #[test]
+    fn a_handoff_that_times_out_is_not_completed_while_the_batch_still_runs() {
+        let mut h = handing_off_a_running_batch();
+        // The handoff is noticed at the next renewal (about 3 s) and times out 30 s later.
+        h.run_until(34_500);
+        assert!(h.calls("shard-1").contains(&&ProcessorCall::LeaseLost));
+        assert!(h.holds("shard-1"), "the batch still runs");
+        let renewals = h.writes(WriteKind::Renew).len();
+        h.run_until(60_000);
+        assert_eq!(
+            h.writes(WriteKind::Renew).len(),
+            renewals,
+            "no more renewals"
+        );
+        assert!(
+            h.writes(WriteKind::CompleteHandoff).is_empty(),
+            "never while it runs"
+        );
+        assert!(
+            released(&h, ReleaseReason::Lost),
+            "the window closed: the lease expires"
+        );
+        let row = h.lease("shard-1").expect("row");
+        assert_eq!(
+            row.checkpoint_owner,
+            Some(WorkerId::from("w1")),
+            "left to expire"
+        );
+    }
+
+    #[test]
+    fn a_handoff_that_timed_out_is_completed_once_the_batch_returns() {
+        let mut h = handing_off_a_running_batch();
+        h.run_until(34_500);
+        assert!(h.calls("shard-1").contains(&&ProcessorCall::LeaseLost));
+        let call = h
+            .log
+            .iter()
+            .find_map(|c| match c {
+                Command::Processor {
+                    call,
+                    action: ProcessorCall::ProcessRecords { .. },
+                    ..
+                } => Some(*call),
+                _ => None,
+            })
+            .expect("the batch");
+        h.processor_hangs = false;
+        h.handle(Input::ProcessorReturned {
+            shard: LeaseKey::from("shard-1"),
+            call,
+        });
+        h.run_until(36_000);
+        assert_eq!(h.writes(WriteKind::CompleteHandoff).len(), 1);
+        assert!(released(&h, ReleaseReason::HandedOver));
+        assert_eq!(h.lease("shard-1").and_then(|l| l.checkpoint_owner), None);
     }
 }

@@ -64,8 +64,11 @@ enum Farewell {
     Asked(CallId),
     /// `shutdown_requested` returned.
     Returned,
-    /// Told the lease is lost (or it failed): it gets no more calls.
-    Abandoned,
+    /// Told the lease is lost (or it failed): it gets no more calls. `running` is the call it
+    /// was told during, until that call returns: the lease is not left before, since another
+    /// owner would process records while this one still does. A call that never returns holds
+    /// the lease until its window closes, and it expires for the others.
+    Abandoned { running: Option<CallId> },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,7 +150,7 @@ impl ProcessorSession {
         match self.leaving.map(|l| l.processor) {
             Some(Farewell::Asked(call)) => return Processor::Busy(call),
             Some(Farewell::Returned) => return Processor::Idle,
-            Some(Farewell::Abandoned) => return Processor::Abandoned,
+            Some(Farewell::Abandoned { .. }) => return Processor::Abandoned,
             Some(Farewell::Untold) | None => {}
         }
         match &self.phase {
@@ -177,6 +180,17 @@ impl ProcessorSession {
 
     pub(crate) fn is_abandoned(&self) -> bool {
         self.processor() == Processor::Abandoned
+    }
+
+    /// Whether an abandoned processor's call still runs (the lease renews no more meanwhile).
+    pub(crate) fn abandoned_call_running(&self) -> bool {
+        matches!(
+            self.leaving,
+            Some(Leaving {
+                processor: Farewell::Abandoned { running: Some(_) },
+                ..
+            })
+        )
     }
 
     pub(crate) fn last_delivered(&self) -> Option<&RecordPosition> {
@@ -347,6 +361,16 @@ impl ProcessorSession {
         call: CallId,
         failed: bool,
     ) -> Returned {
+        if let Some(Leaving {
+            processor: Farewell::Abandoned { running },
+            ..
+        }) = &mut self.leaving
+        {
+            if *running == Some(call) {
+                *running = None;
+                return Returned::Other;
+            }
+        }
         if self.processor() != Processor::Busy(call) {
             ctx.stats.stale_processor_inputs += 1;
             return Returned::Stale;
@@ -354,7 +378,7 @@ impl ProcessorSession {
         if failed {
             self.leaving = Some(Leaving {
                 why: Exit::ProcessorFailed,
-                processor: Farewell::Abandoned,
+                processor: Farewell::Abandoned { running: None },
             });
             self.checkpoints
                 .refuse_unsent(ctx, shard, CheckpointError::LeaseLost);
@@ -419,13 +443,15 @@ impl ProcessorSession {
         }
     }
 
-    /// Leaving took too long: a processor still busy is told the lease is lost, so the lease can
-    /// move on. Its batch may still be running; the fencing token is what guards sinks.
+    /// Leaving took too long: a processor still busy is told the lease is lost, and the lease
+    /// is left once its call returns, or expires if it never does (see [`Farewell::Abandoned`]).
     pub(crate) fn give_up_waiting<R>(&mut self, ctx: &mut Ctx<R>, shard: &LeaseKey) {
-        if let (Some(leaving), Processor::Busy(_)) = (self.leaving, self.processor()) {
+        if let (Some(leaving), Processor::Busy(call)) = (self.leaving, self.processor()) {
             ctx.call(shard, ProcessorCall::LeaseLost);
             self.leaving = Some(Leaving {
-                processor: Farewell::Abandoned,
+                processor: Farewell::Abandoned {
+                    running: Some(call),
+                },
                 ..leaving
             });
             self.checkpoints
@@ -467,7 +493,8 @@ impl ProcessorSession {
                 .then_some(Leave::FinishShard);
         };
         let processor_done = match self.processor() {
-            Processor::NotStarted | Processor::Abandoned => true,
+            Processor::NotStarted => true,
+            Processor::Abandoned => !self.abandoned_call_running(),
             Processor::Idle => {
                 leaving.processor == Farewell::Returned || leaving.why == Exit::ProcessorFailed
             }
@@ -741,17 +768,28 @@ mod tests {
             )
         ));
         assert!(s.is_abandoned() && s.checkpoints.is_empty());
-        assert_eq!(
-            s.processor_returned(&mut ctx, &shard(), batch, false),
-            Returned::Stale
-        );
         lease.checkpoint = Position::Record(at(1));
         s.checkpoint_requested(&mut ctx, &lease, 2, CheckpointAsk::CommitPrepared);
         assert_eq!(answers(&mut ctx), [Err(CheckpointError::LeaseLost)]);
+        assert!(s.abandoned_call_running());
+        assert_eq!(
+            s.last_write(&WorkerId::from("w1"), None),
+            None,
+            "not left while its batch still runs"
+        );
+        assert_eq!(
+            s.processor_returned(&mut ctx, &shard(), batch, false),
+            Returned::Other
+        );
+        assert_eq!(
+            s.processor_returned(&mut ctx, &shard(), batch, false),
+            Returned::Stale,
+            "once"
+        );
         assert_eq!(
             s.last_write(&WorkerId::from("w1"), None),
             Some(Leave::CompleteHandoff),
-            "the lease moves on without it"
+            "the lease moves on once the batch returned"
         );
     }
 
