@@ -88,7 +88,10 @@ pub(crate) enum WriteOp {
     InitiateHandoff {
         to: WorkerId,
     },
-    Notify,
+    Notify {
+        worker: WorkerId,
+        shard: LeaseKey,
+    },
     Heartbeat {
         acked: Vec<LeaseKey>,
     },

@@ -12,15 +12,20 @@ use crate::lease::{LeaseKey, WorkerId, WorkerRow};
 use crate::protocol::LeaseOp;
 use crate::worker::table_view::Progress;
 
-/// The leases with a write of the leader in flight (an assignment, a handoff or a delete): the
-/// next plan leaves them alone.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Planning {
+    /// The leases with a write of the leader in flight (an assignment, a handoff or a delete):
+    /// the next plan leaves them alone.
     busy: BTreeSet<LeaseKey>,
+    /// Notifications that failed without landing, sent again with the next plan.
+    notify_again: BTreeSet<(WorkerId, LeaseKey)>,
 }
 
 impl<R: Record + Clone> Worker<R> {
     pub(super) fn plan(&mut self) {
+        for (worker, shard) in core::mem::take(&mut self.planning.notify_again) {
+            self.notify(worker, shard);
+        }
         let now = self.ctx.now;
         let d = self.ctx.config.failover_time;
         let expiry = self.ctx.config.worker_expiry();
@@ -201,11 +206,28 @@ impl<R: Record + Clone> Worker<R> {
         if to == self.ctx.id {
             self.start_acquire(key);
         } else {
-            let op = LeaseOp::Notify {
-                worker: to,
-                shard: key,
-            };
-            self.ctx.write(&op, WriteOp::Notify);
+            self.notify(to, key);
+        }
+    }
+
+    fn notify(&mut self, worker: WorkerId, shard: LeaseKey) {
+        let op = LeaseOp::Notify {
+            worker: worker.clone(),
+            shard: shard.clone(),
+        };
+        self.ctx.write(&op, WriteOp::Notify { worker, shard });
+    }
+
+    /// A notification's answer: one that did not land (throttled, or of unknown outcome) is
+    /// sent again with the next plan; a refused one means the worker row is gone.
+    pub(super) fn notified(
+        &mut self,
+        worker: WorkerId,
+        shard: LeaseKey,
+        result: Result<Option<Item>, Failure>,
+    ) {
+        if matches!(result, Err(ref f) if *f != Failure::ConditionFailed) {
+            self.planning.notify_again.insert((worker, shard));
         }
     }
 }
@@ -272,6 +294,31 @@ mod tests {
         assert_eq!(h.writes(WriteKind::Assign).len(), 2);
         assert_eq!(h.writes(WriteKind::Notify).len(), 1, "w2 is told");
         assert_eq!(h.w.held_leases().count(), 1, "w1 acquires its own");
+    }
+
+    #[test]
+    fn a_notification_that_failed_is_sent_again() {
+        let mut h = Harness::new(Config::default(), "w1");
+        heartbeat(&mut h, "w2");
+        h.put(&unowned("shard-1"));
+        h.put(&unowned("shard-2"));
+        h.throttled = Some(WriteKind::Notify);
+        h.run_until(1_000);
+        h.run_until(10_000);
+        assert_eq!(
+            h.writes(WriteKind::Notify).len(),
+            2,
+            "throttled, then sent again"
+        );
+        let row = h
+            .table
+            .get(&WorkerRow::key(&WorkerId::from("w2")))
+            .cloned()
+            .expect("w2's row");
+        assert!(
+            matches!(row.get(crate::lease::attr::ASSIGNED_LEASES), Some(crate::item::AttributeValue::Ss(s)) if s.len() == 1),
+            "w2 is told: {row:?}"
+        );
     }
 
     #[test]

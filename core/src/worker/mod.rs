@@ -491,7 +491,7 @@ impl<R: Record + Clone> Worker<R> {
             WriteOp::Delete => self.deleted(key, result),
             WriteOp::Assign { to } => self.assigned(key, to, result),
             WriteOp::InitiateHandoff { to } => self.handoff_initiated(key, to, result),
-            WriteOp::Notify => {}
+            WriteOp::Notify { worker, shard } => self.notified(worker, shard, result),
             WriteOp::Heartbeat { acked } => self.heartbeat_written(acked, result),
             WriteOp::LeaderClaim { counter_after } => self.claimed(counter_after, sent, result),
             WriteOp::LeaderRenew { counter_after } => {

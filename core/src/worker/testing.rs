@@ -25,6 +25,8 @@ pub(crate) struct Harness {
     pub(crate) cut_off: bool,
     /// Writes of this kind land, but their answer is a timeout (the outcome is unknown).
     pub(crate) unknown_outcome: Option<WriteKind>,
+    /// The next write of this kind is throttled (it does not land).
+    pub(crate) throttled: Option<WriteKind>,
     /// Processor calls never return.
     pub(crate) processor_hangs: bool,
     /// Records the next GetRecords returns (then none).
@@ -43,6 +45,7 @@ impl Harness {
             log: Vec::new(),
             cut_off: false,
             unknown_outcome: None,
+            throttled: None,
             processor_hangs: false,
             records: Vec::new(),
             shard_closed: false,
@@ -146,6 +149,10 @@ impl Harness {
 
     /// Applies `write` to the table and answers it as the table would.
     pub(crate) fn write(&mut self, write: &LeaseWrite) -> Result<Option<Item>, crate::io::Failure> {
+        if self.throttled == Some(write.kind) {
+            self.throttled = None;
+            return Err(crate::io::Failure::Throttled);
+        }
         let after = apply(self.table.get(&write.key), write)
             .map_err(|_| crate::io::Failure::ConditionFailed)?;
         match &after {
