@@ -137,12 +137,8 @@ impl Harness {
             Command::Processor {
                 shard,
                 call,
-                action:
-                    ProcessorCall::Initialize { .. }
-                    | ProcessorCall::ProcessRecords { .. }
-                    | ProcessorCall::ShardEnded { .. }
-                    | ProcessorCall::ShutdownRequested { .. },
-            } => Input::ProcessorReturned { shard, call },
+                action,
+            } if awaits_return(&action) => Input::ProcessorReturned { shard, call },
             Command::Processor { .. } | Command::Event(_) => return None,
         })
     }
@@ -218,12 +214,8 @@ impl Harness {
             Command::Processor {
                 shard: s,
                 call,
-                action:
-                    ProcessorCall::Initialize { .. }
-                    | ProcessorCall::ProcessRecords { .. }
-                    | ProcessorCall::ShardEnded { .. }
-                    | ProcessorCall::ShutdownRequested { .. },
-            } if s.as_str() == shard => Some(*call),
+                action,
+            } if s.as_str() == shard && awaits_return(action) => Some(*call),
             _ => None,
         })
     }
@@ -245,6 +237,17 @@ impl Harness {
     pub(crate) fn holds(&self, key: &str) -> bool {
         self.w.held_leases().any(|l| l.key.as_str() == key)
     }
+}
+
+/// Whether the driver answers `action` with the processor's return.
+fn awaits_return(action: &ProcessorCall<BasicRecord>) -> bool {
+    matches!(
+        action,
+        ProcessorCall::Initialize { .. }
+            | ProcessorCall::ProcessRecords { .. }
+            | ProcessorCall::ShardEnded { .. }
+            | ProcessorCall::ShutdownRequested { .. }
+    )
 }
 
 /// A record at sequence number `n`.

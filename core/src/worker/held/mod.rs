@@ -923,18 +923,7 @@ mod tests {
         let mut h = handing_off_a_running_batch();
         h.run_until(34_500);
         assert!(h.calls("shard-1").contains(&&ProcessorCall::LeaseLost));
-        let call = h
-            .log
-            .iter()
-            .find_map(|c| match c {
-                Command::Processor {
-                    call,
-                    action: ProcessorCall::ProcessRecords { .. },
-                    ..
-                } => Some(*call),
-                _ => None,
-            })
-            .expect("the batch");
+        let call = h.call_in_flight("shard-1").expect("the batch");
         h.processor_hangs = false;
         h.handle(Input::ProcessorReturned {
             shard: LeaseKey::from("shard-1"),
