@@ -52,6 +52,10 @@ pub struct Config {
     pub scan_interval: Duration,
     /// Coordinated: how often a worker writes its heartbeat row and reads its inbox.
     pub heartbeat_interval: Duration,
+    /// Coordinated: the leader deletes the row of a worker whose heartbeat has not moved for this
+    /// long on its clock (a crashed process never deletes its own), so the table holds the
+    /// leases, the live workers and few others. At least three heartbeat intervals.
+    pub worker_row_retention: Duration,
     /// Coordinated: how often a non-leader reads the leader row to judge the leader's liveness.
     pub leader_check_interval: Duration,
     /// Coordinated: the most handoffs the leader starts per scan, as a fraction (per mille) of
@@ -108,6 +112,7 @@ impl Default for Config {
             priority_lease_assignment: true,
             scan_interval: Duration::from_secs(2),
             heartbeat_interval: Duration::from_secs(2),
+            worker_row_retention: Duration::from_secs(60),
             leader_check_interval: Duration::from_secs(5),
             move_budget_per_mille: 1000,
             throughput_weighting: false,
@@ -194,6 +199,11 @@ impl Config {
         }
         if self.max_leases_per_worker == 0 {
             return Err(ConfigError("max_leases_per_worker must be positive"));
+        }
+        if self.worker_row_retention < self.worker_expiry() {
+            return Err(ConfigError(
+                "worker_row_retention must be at least three heartbeat intervals",
+            ));
         }
         if self.scan_interval.is_zero()
             || self.heartbeat_interval.is_zero()

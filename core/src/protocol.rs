@@ -26,6 +26,7 @@
 //! | [`RenewLeader`](LeaseOp::RenewLeader) | the leader, every renew interval | `leaseCounter = c` and `leaseOwner = me` | counter `c+1` | leadership is lost |
 //! | [`ReleaseLeader`](LeaseOp::ReleaseLeader) | the leader, when its shutdown begins (it plans no more) | as renew leader | `leaseOwner` removed, counter `c+1` | it was lost already |
 //! | [`DeleteWorkerRow`](LeaseOp::DeleteWorkerRow) | every worker, at the end of its shutdown | none | the worker row deleted | (cannot fail) |
+//! | [`DeleteDeadWorkerRow`](LeaseOp::DeleteDeadWorkerRow) | the leader's cleanup, for a row whose counter stood still for `worker_row_retention` | `leaseCounter = c` | the worker row deleted | the worker heartbeat meanwhile: it lives |
 //!
 //! **Fencing.** Every operation of a holder on its own lease is conditional on the counter its
 //! last write left and on the holder being `leaseOwner` (or, during a handoff, `checkpointOwner`),
@@ -245,6 +246,13 @@ pub enum LeaseOp {
     DeleteWorkerRow {
         /// The worker.
         worker: WorkerId,
+    },
+    /// The leader deletes the row of a worker that stopped heartbeating long ago.
+    DeleteDeadWorkerRow {
+        /// The worker.
+        worker: WorkerId,
+        /// The counter the leader saw stand still.
+        counter: u64,
     },
 }
 
@@ -484,6 +492,11 @@ impl LeaseOp {
                 WriteAction::Delete,
                 Condition::Always,
             ),
+            Self::DeleteDeadWorkerRow { worker, counter } => (
+                WorkerRow::key(worker),
+                WriteAction::Delete,
+                Condition::eq_num(attr::LEASE_COUNTER, *counter),
+            ),
         };
         LeaseWrite {
             key,
@@ -507,7 +520,7 @@ impl LeaseOp {
             Self::Assign { .. } => WriteKind::Assign,
             Self::InitiateHandoff { .. } => WriteKind::InitiateHandoff,
             Self::Acquire { .. } => WriteKind::Acquire,
-            Self::Delete { .. } => WriteKind::Delete,
+            Self::Delete { .. } | Self::DeleteDeadWorkerRow { .. } => WriteKind::Delete,
             Self::Heartbeat { .. } | Self::DeleteWorkerRow { .. } => WriteKind::WorkerHeartbeat,
             Self::Notify { .. } => WriteKind::Notify,
             Self::ClaimLeader { .. } | Self::RenewLeader { .. } | Self::ReleaseLeader { .. } => {
@@ -549,7 +562,8 @@ impl LeaseOp {
             | Self::Delete { .. }
             | Self::Heartbeat { .. }
             | Self::Notify { .. }
-            | Self::DeleteWorkerRow { .. } => None,
+            | Self::DeleteWorkerRow { .. }
+            | Self::DeleteDeadWorkerRow { .. } => None,
         }
     }
 }
@@ -922,6 +936,16 @@ mod tests {
         };
         assert_eq!(row_after(Some(&told), &gone), Ok(None));
         assert_eq!(gone.kind(), WriteKind::WorkerHeartbeat);
+        let dead = |counter| LeaseOp::DeleteDeadWorkerRow {
+            worker: worker("w1"),
+            counter,
+        };
+        assert_eq!(row_after(Some(&told), &dead(1)), Ok(None), "still at 1");
+        assert_eq!(
+            row_after(Some(&told), &dead(0)),
+            Err(ConditionFailed),
+            "it heartbeat since: alive"
+        );
     }
 
     #[test]

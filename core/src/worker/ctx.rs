@@ -82,6 +82,9 @@ pub(crate) enum WriteOp {
         child_of: Option<(LeaseKey, FencingToken)>,
     },
     Delete,
+    DeleteDeadWorkerRow {
+        worker: WorkerId,
+    },
     Assign {
         to: WorkerId,
     },

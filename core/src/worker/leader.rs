@@ -19,6 +19,8 @@ pub(crate) struct Planning {
     busy: BTreeSet<LeaseKey>,
     /// Notifications that failed without landing, sent again with the next plan.
     notify_again: BTreeSet<(WorkerId, LeaseKey)>,
+    /// Dead workers whose row's deletion is in flight.
+    deleting_workers: BTreeSet<WorkerId>,
 }
 
 impl<R: Record + Clone> Worker<R> {
@@ -113,6 +115,45 @@ impl<R: Record + Clone> Worker<R> {
                     self.ctx.write(&op, WriteOp::InitiateHandoff { to });
                 }
             }
+        }
+    }
+
+    /// Deletes the rows of workers whose heartbeat counter stood still for `worker_row_retention`
+    /// on this leader's clock, each conditional on that counter (a heartbeat since keeps it).
+    pub(super) fn delete_dead_worker_rows(&mut self) {
+        let (now, retention) = (self.ctx.now, self.ctx.config.worker_row_retention);
+        let dead: Vec<(WorkerId, u64)> = self
+            .view
+            .workers
+            .values()
+            .filter(|w| {
+                w.worker != self.ctx.id
+                    && !self.planning.deleting_workers.contains(&w.worker)
+                    && self
+                        .seen(&WorkerRow::key(&w.worker))
+                        .older_than(now, retention)
+            })
+            .map(|w| (w.worker.clone(), w.counter))
+            .collect();
+        for (worker, counter) in dead {
+            self.planning.deleting_workers.insert(worker.clone());
+            let op = LeaseOp::DeleteDeadWorkerRow {
+                worker: worker.clone(),
+                counter,
+            };
+            self.ctx.write(&op, WriteOp::DeleteDeadWorkerRow { worker });
+        }
+    }
+
+    pub(super) fn dead_worker_row_deleted(
+        &mut self,
+        worker: WorkerId,
+        result: Result<Option<Item>, Failure>,
+    ) {
+        self.planning.deleting_workers.remove(&worker);
+        if result.is_ok() {
+            self.ctx.stats.worker_rows_deleted += 1;
+            self.view.workers.remove(&worker);
         }
     }
 
@@ -319,6 +360,29 @@ mod tests {
             matches!(row.get(crate::lease::attr::ASSIGNED_LEASES), Some(crate::item::AttributeValue::Ss(s)) if s.len() == 1),
             "w2 is told: {row:?}"
         );
+    }
+
+    #[test]
+    fn the_rows_of_workers_dead_for_the_retention_are_deleted_and_live_ones_kept() {
+        let mut h = Harness::new(Config::default(), "w1");
+        // w9 heartbeats once and dies (a crashed process with a unique id); w2 lives on.
+        heartbeat(&mut h, "w9");
+        let row = |h: &Harness, w: &str| h.table.contains_key(&WorkerRow::key(&WorkerId::from(w)));
+        let mut t = 0;
+        while t < 59_000 {
+            t += 1_000;
+            heartbeat(&mut h, "w2");
+            h.run_until(t);
+        }
+        assert!(row(&h, "w9"), "not yet dead for the retention (60 s)");
+        while t < 75_000 {
+            t += 1_000;
+            heartbeat(&mut h, "w2");
+            h.run_until(t);
+        }
+        assert!(!row(&h, "w9"), "deleted");
+        assert!(row(&h, "w2") && row(&h, "w1"), "live rows kept");
+        assert_eq!(h.w.stats().worker_rows_deleted, 1);
     }
 
     #[test]

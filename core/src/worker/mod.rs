@@ -492,6 +492,7 @@ impl<R: Record + Clone> Worker<R> {
             WriteOp::Assign { to } => self.assigned(key, to, result),
             WriteOp::InitiateHandoff { to } => self.handoff_initiated(key, to, result),
             WriteOp::Notify { worker, shard } => self.notified(worker, shard, result),
+            WriteOp::DeleteDeadWorkerRow { worker } => self.dead_worker_row_deleted(worker, result),
             WriteOp::Heartbeat { acked } => self.heartbeat_written(acked, result),
             WriteOp::LeaderClaim { counter_after } => self.claimed(counter_after, sent, result),
             WriteOp::LeaderRenew { counter_after } => {

@@ -48,6 +48,8 @@ pub struct Stats {
     pub leases_created: u64,
     /// Finished leases deleted.
     pub leases_deleted: u64,
+    /// Rows of dead workers deleted (by the leader).
+    pub worker_rows_deleted: u64,
     /// Times this worker became leader.
     pub leaderships: u64,
 }

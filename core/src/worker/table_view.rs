@@ -270,6 +270,7 @@ impl<R: Record + Clone> Worker<R> {
             BalancingPolicy::Coordinated => {
                 if self.election.is_leader(&self.ctx.config, self.ctx.now) {
                     self.plan();
+                    self.delete_dead_worker_rows();
                 }
             }
         }
