@@ -85,6 +85,10 @@ use crate::lease::{
 use crate::sequence::Position;
 use crate::write::{Condition, LeaseWrite, Update, WriteAction, WriteKind};
 
+mod parts;
+
+use parts::{bump, held_by, leads, set_checkpoint, string};
+
 /// What a checkpoint operation writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -566,48 +570,6 @@ impl LeaseOp {
             | Self::DeleteDeadWorkerRow { .. } => None,
         }
     }
-}
-
-fn string(v: &str) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-/// `leaseCounter = counter + 1`.
-fn bump(counter: u64) -> Update {
-    Update::Set(attr::LEASE_COUNTER, AttributeValue::number(counter + 1))
-}
-
-/// The condition of every write of a holder on its lease: the counter its last write left, and
-/// the holder as owner or as the old owner finishing a handoff.
-fn held_by(counter: u64, holder: &WorkerId) -> Condition {
-    Condition::And(alloc::vec![
-        Condition::eq_num(attr::LEASE_COUNTER, counter),
-        Condition::Or(alloc::vec![
-            Condition::eq_str(attr::LEASE_OWNER, holder.as_str()),
-            Condition::eq_str(attr::CHECKPOINT_OWNER, holder.as_str()),
-        ]),
-    ])
-}
-
-/// The condition of the leader's writes on the leader row.
-fn leads(counter: u64, leader: &WorkerId) -> Condition {
-    Condition::And(alloc::vec![
-        Condition::eq_num(attr::LEASE_COUNTER, counter),
-        Condition::eq_str(attr::LEASE_OWNER, leader.as_str()),
-    ])
-}
-
-/// A committed checkpoint: the position, a fresh count of owner switches, no pending checkpoint.
-fn set_checkpoint(updates: &mut Vec<Update>, checkpoint: crate::item::Text, sub: u64) {
-    updates.push(Update::Set(attr::CHECKPOINT, AttributeValue::S(checkpoint)));
-    updates.push(Update::Set(
-        attr::CHECKPOINT_SUB,
-        AttributeValue::number(sub),
-    ));
-    updates.push(Update::Set(attr::OWNER_SWITCHES, AttributeValue::number(0)));
-    updates.push(Update::Remove(attr::PENDING_CHECKPOINT));
-    updates.push(Update::Remove(attr::PENDING_CHECKPOINT_SUB));
-    updates.push(Update::Remove(attr::PENDING_CHECKPOINT_STATE));
 }
 
 #[cfg(test)]
