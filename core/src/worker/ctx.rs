@@ -87,6 +87,7 @@ pub(crate) enum WriteOp {
     },
     Assign {
         to: WorkerId,
+        counter_after: u64,
     },
     InitiateHandoff {
         to: WorkerId,

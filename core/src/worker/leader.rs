@@ -21,6 +21,10 @@ pub(crate) struct Planning {
     notify_again: BTreeSet<(WorkerId, LeaseKey)>,
     /// Dead workers whose row's deletion is in flight.
     deleting_workers: BTreeSet<WorkerId>,
+    /// Leases assigned and not yet acquired, with the counter the assignment left: until the
+    /// new owner's acquire moves it, the lease is not handed on (the handoff would name as
+    /// checkpoint owner a worker that holds nothing, and stall until the lease expired).
+    awaiting_acquire: BTreeMap<LeaseKey, u64>,
 }
 
 impl<R: Record + Clone> Worker<R> {
@@ -53,6 +57,10 @@ impl<R: Record + Clone> Worker<R> {
             max_leases: self.ctx.config.max_leases_per_worker,
             leaving: false,
         });
+        let view = &self.view.leases;
+        self.planning
+            .awaiting_acquire
+            .retain(|key, counter| view.get(key).is_some_and(|l| l.counter == *counter));
         let leases: Vec<PlanLease> = self
             .view
             .leases
@@ -65,7 +73,9 @@ impl<R: Record + Clone> Worker<R> {
                     holder: if expired { None } else { l.owner.clone() },
                     counter: l.counter,
                     weight: l.throughput_kbps.map_or(1.0, f64::from),
-                    in_handoff: (!expired && l.checkpoint_owner.is_some())
+                    in_handoff: (!expired
+                        && (l.checkpoint_owner.is_some()
+                            || self.planning.awaiting_acquire.contains_key(key)))
                         || self.planning.busy.contains(key),
                 }
             })
@@ -96,7 +106,8 @@ impl<R: Record + Clone> Worker<R> {
                         counter: expect_counter,
                         to: to.clone(),
                     };
-                    self.ctx.write(&op, WriteOp::Assign { to });
+                    let counter_after = expect_counter + 1;
+                    self.ctx.write(&op, WriteOp::Assign { to, counter_after });
                 }
                 Move::Handoff { lease, from, to } => {
                     let (lease, from, to) = (
@@ -213,6 +224,7 @@ impl<R: Record + Clone> Worker<R> {
         &mut self,
         key: LeaseKey,
         to: WorkerId,
+        counter_after: u64,
         result: Result<Option<Item>, Failure>,
     ) {
         self.planning.busy.remove(&key);
@@ -220,6 +232,9 @@ impl<R: Record + Clone> Worker<R> {
             self.ctx.stats.assignments += 1;
         }
         if may_have_landed(&result) {
+            self.planning
+                .awaiting_acquire
+                .insert(key.clone(), counter_after);
             self.tell_new_owner(key, to);
         }
     }
@@ -383,6 +398,34 @@ mod tests {
         assert!(!row(&h, "w9"), "deleted");
         assert!(row(&h, "w2") && row(&h, "w1"), "live rows kept");
         assert_eq!(h.w.stats().worker_rows_deleted, 1);
+    }
+
+    #[test]
+    fn an_assigned_lease_is_not_handed_on_before_its_new_owner_acquired_it() {
+        let config = Config {
+            max_leases_per_worker: 1,
+            ..Config::default()
+        };
+        let mut h = Harness::new(config, "w1");
+        heartbeat(&mut h, "w2");
+        for k in ["shard-1", "shard-2", "shard-3"] {
+            h.put(&unowned(k));
+        }
+        h.run_until(1_000);
+        assert_eq!(h.w.held_leases().count(), 1);
+        assert_eq!(h.writes(WriteKind::Notify).len(), 2, "w2 was given two");
+        // w3 joins; w2 (which this test never runs) has not acquired its two yet.
+        let mut t = 1_000;
+        while t < 8_000 {
+            t += 1_000;
+            heartbeat(&mut h, "w2");
+            heartbeat(&mut h, "w3");
+            h.run_until(t);
+        }
+        assert!(
+            h.writes(WriteKind::InitiateHandoff).is_empty(),
+            "a lease w2 never acquired was handed from w2 to w3"
+        );
     }
 
     #[test]

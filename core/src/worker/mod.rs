@@ -489,7 +489,7 @@ impl<R: Record + Clone> Worker<R> {
             WriteOp::Acquire => self.acquired(key, sent, result),
             WriteOp::Create { child_of } => self.created(key, child_of, result),
             WriteOp::Delete => self.deleted(key, result),
-            WriteOp::Assign { to } => self.assigned(key, to, result),
+            WriteOp::Assign { to, counter_after } => self.assigned(key, to, counter_after, result),
             WriteOp::InitiateHandoff { to } => self.handoff_initiated(key, to, result),
             WriteOp::Notify { worker, shard } => self.notified(worker, shard, result),
             WriteOp::DeleteDeadWorkerRow { worker } => self.dead_worker_row_deleted(worker, result),
