@@ -24,7 +24,7 @@ use crate::sequence::Position;
 pub(crate) use borrowed::{Followed, LeaseRow};
 pub use error::{RowError, RowErrorKind};
 pub use ids::{LeaseKey, WorkerId};
-pub use rows::{LeaderRow, Row, WorkerRow};
+pub use rows::{Assignment, LeaderRow, Row, WorkerRow};
 pub(crate) use schema::schema_name;
 pub use schema::{attr, ENTITY_LEADER, ENTITY_LEASE, ENTITY_WORKER, LEADER_KEY, WORKER_KEY_PREFIX};
 

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use super::borrowed::{counter, opt_n, opt_s, opt_ss, req_s};
 use super::schema::{attr, ENTITY_LEADER, ENTITY_LEASE, ENTITY_WORKER, WORKER_KEY_PREFIX};
-use super::{key_list, Lease, LeaseKey, RowError, WorkerId};
+use super::{Lease, LeaseKey, RowError, WorkerId};
 use crate::item::{AttributeValue, Item};
 
 /// A worker's heartbeat row (default policy only).
@@ -21,7 +21,40 @@ pub struct WorkerRow {
     /// The worker is shutting down and should receive no leases.
     pub leaving: bool,
     /// Leases assigned or handed over to the worker, not yet acknowledged.
-    pub assigned: Vec<LeaseKey>,
+    pub assigned: Vec<Assignment>,
+}
+
+/// One note in a worker row's `assignedLeases`: `<leaseKey>@<counter>`, the counter the
+/// assignment left (or saw, for a handoff). Two assignments of one lease are two notes, so the
+/// acknowledgement of the first (which removes its note) cannot remove the second.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assignment {
+    /// The lease.
+    pub shard: LeaseKey,
+    /// The note as stored, which an acknowledgement removes.
+    pub note: crate::item::Text,
+}
+
+impl Assignment {
+    /// The note of an assignment of `shard` that left (or saw) `counter`.
+    pub fn note(shard: &LeaseKey, counter: u64) -> crate::item::Text {
+        let mut note = String::from(shard.as_str());
+        note.push('@');
+        note.push_str(crate::decimal::u64_digits(counter, &mut [0; 20]));
+        crate::item::Text::from(note.as_str())
+    }
+
+    /// A note read back; a note without a counter (an older writer's) names the lease alone.
+    pub fn parse(note: &str) -> Self {
+        let shard = match note.rsplit_once('@') {
+            Some((shard, counter)) if counter.parse::<u64>().is_ok() => shard,
+            _ => note,
+        };
+        Self {
+            shard: LeaseKey::from(shard),
+            note: crate::item::Text::from(note),
+        }
+    }
 }
 
 impl WorkerRow {
@@ -85,7 +118,10 @@ impl Row {
                         Some(AttributeValue::Bool(b)) => *b,
                         Some(v) => return Err(RowError::wrong_type(attr::LEAVING, "BOOL", v)),
                     },
-                    assigned: key_list(opt_ss(&item, attr::ASSIGNED_LEASES)?),
+                    assigned: opt_ss(&item, attr::ASSIGNED_LEASES)?
+                        .iter()
+                        .map(|n| Assignment::parse(n))
+                        .collect(),
                 }))
             }
             Some(ENTITY_LEADER) => Ok(Row::Leader(LeaderRow {

@@ -21,7 +21,7 @@
 //! | [`Acquire`](LeaseOp::Acquire) | the new owner, after an assignment or handoff | `leaseOwner = me` and no `checkpointOwner` | counter `+ 1` | the old owner has not completed yet (poll again), or the lease moved on |
 //! | [`Delete`](LeaseOp::Delete) | the leader's cleanup | `leaseCounter = c` and `checkpoint = SHARD_END` | the row deleted | the row changed; the next scan decides again |
 //! | [`Heartbeat`](LeaseOp::Heartbeat) | every worker (`Coordinated`), every heartbeat interval | none | `entityType`, counter `+ 1`, `maxLeases`, `leaving`, acknowledged keys removed from `assignedLeases` | (cannot fail) |
-//! | [`Notify`](LeaseOp::Notify) | the leader, after an assignment or handoff to another worker | the worker row exists | the lease added to `assignedLeases` | the worker is gone; its lease expires and is assigned again |
+//! | [`Notify`](LeaseOp::Notify) | the leader, after an assignment or handoff to another worker | the worker row exists | the note `<leaseKey>@<counter>` added to `assignedLeases` (a heartbeat acknowledges each note it saw, so a later assignment of the same lease is a new note) | the worker is gone; its lease expires and is assigned again |
 //! | [`ClaimLeader`](LeaseOp::ClaimLeader) | a follower that saw the leader row absent, unowned, its own or expired | the row absent (`c` unknown), or `leaseCounter = c` | `leaseOwner = me`, counter `c+1` (a new row: 1) | another worker claimed it first |
 //! | [`RenewLeader`](LeaseOp::RenewLeader) | the leader, every renew interval | `leaseCounter = c` and `leaseOwner = me` | counter `c+1` | leadership is lost |
 //! | [`ReleaseLeader`](LeaseOp::ReleaseLeader) | the leader, when its shutdown begins (it plans no more) | as renew leader | `leaseOwner` removed, counter `c+1` | it was lost already |
@@ -80,7 +80,8 @@ use alloc::vec::Vec;
 
 use crate::item::{AttributeValue, Item};
 use crate::lease::{
-    attr, key_set, Lease, LeaseKey, WorkerId, WorkerRow, ENTITY_LEADER, ENTITY_WORKER, LEADER_KEY,
+    attr, key_set, Assignment, Lease, LeaseKey, WorkerId, WorkerRow, ENTITY_LEADER, ENTITY_WORKER,
+    LEADER_KEY,
 };
 use crate::sequence::Position;
 use crate::write::{Condition, LeaseWrite, Update, WriteAction, WriteKind};
@@ -216,7 +217,7 @@ pub enum LeaseOp {
         /// It is shutting down.
         leaving: bool,
         /// Assigned leases it has taken note of (removed from `assignedLeases`).
-        acked: Vec<LeaseKey>,
+        acked: Vec<crate::item::Text>,
     },
     /// The leader tells a worker about a lease assigned or handed to it.
     Notify {
@@ -224,6 +225,9 @@ pub enum LeaseOp {
         worker: WorkerId,
         /// The lease.
         shard: LeaseKey,
+        /// The counter the assignment left (or the handoff saw): it tells this assignment from
+        /// an earlier one of the same lease.
+        counter: u64,
     },
     /// A follower claims the leader row.
     ClaimLeader {
@@ -449,11 +453,15 @@ impl LeaseOp {
                     Condition::Always,
                 )
             }
-            Self::Notify { worker, shard } => (
+            Self::Notify {
+                worker,
+                shard,
+                counter,
+            } => (
                 WorkerRow::key(worker),
                 WriteAction::Update(alloc::vec![Update::AddToSet(
                     attr::ASSIGNED_LEASES,
-                    alloc::vec![shard.as_str().into()],
+                    alloc::vec![Assignment::note(shard, *counter).as_str().into()],
                 )]),
                 Condition::Exists,
             ),
@@ -864,7 +872,7 @@ mod tests {
 
     #[test]
     fn heartbeats_and_notifications_keep_the_worker_row() {
-        let heartbeat = |acked: Vec<LeaseKey>, leaving| LeaseOp::Heartbeat {
+        let heartbeat = |acked: Vec<crate::item::Text>, leaving| LeaseOp::Heartbeat {
             worker: worker("w1"),
             max_leases: 5,
             leaving,
@@ -873,6 +881,7 @@ mod tests {
         let notify = |shard: &str| LeaseOp::Notify {
             worker: worker("w1"),
             shard: key(shard),
+            counter: 3,
         };
         assert_eq!(row_after(None, &notify("shard-1")), Err(ConditionFailed));
         let first = apply(None, &heartbeat(Vec::new(), false).to_write())
@@ -882,14 +891,24 @@ mod tests {
             .and_then(|i| apply(i.as_ref(), &notify("shard-2").to_write()))
             .expect("exists")
             .expect("row");
-        let acked = row_after(Some(&told), &heartbeat(vec![key("shard-1")], true));
+        let note = |shard: &str, counter| Assignment::note(&key(shard), counter);
+        // An acknowledgement of another assignment of shard-1 removes nothing.
+        let other = row_after(Some(&told), &heartbeat(vec![note("shard-1", 2)], false));
+        assert!(matches!(other, Ok(Some(Row::Worker(row))) if row.assigned.len() == 2));
+        let acked = row_after(Some(&told), &heartbeat(vec![note("shard-1", 3)], true));
         match acked {
             Ok(Some(Row::Worker(row))) => {
                 assert_eq!(row.worker, worker("w1"));
                 assert_eq!(row.counter, 2);
                 assert_eq!(row.max_leases, 5);
                 assert!(row.leaving);
-                assert_eq!(row.assigned, vec![key("shard-2")]);
+                assert_eq!(
+                    row.assigned,
+                    vec![Assignment {
+                        shard: key("shard-2"),
+                        note: note("shard-2", 3)
+                    }]
+                );
             }
             other => panic!("{other:?}"),
         }

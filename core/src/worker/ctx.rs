@@ -91,13 +91,15 @@ pub(crate) enum WriteOp {
     },
     InitiateHandoff {
         to: WorkerId,
+        counter: u64,
     },
     Notify {
         worker: WorkerId,
         shard: LeaseKey,
+        counter: u64,
     },
     Heartbeat {
-        acked: Vec<LeaseKey>,
+        acked: Vec<crate::item::Text>,
     },
     LeaderClaim {
         counter_after: u64,

@@ -9,7 +9,7 @@ use super::timers::{LeaseTimer, TimerKey};
 use super::{Outstanding, Pending, Phase, Worker, WriteOp};
 use crate::config::BalancingPolicy;
 use crate::io::{Failure, Record};
-use crate::item::Item;
+use crate::item::{Item, Text};
 use crate::lease::{Lease, LeaseKey, Row};
 use crate::protocol::LeaseOp;
 use crate::time::Instant;
@@ -19,24 +19,32 @@ use crate::time::Instant;
 struct Acquiring {
     since: Instant,
     write: Outstanding,
+    /// The notes of the worker row that named it (none when the leader assigned itself).
+    notes: Vec<Text>,
 }
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Inbox {
     heartbeat: Outstanding,
     acquiring: BTreeMap<LeaseKey, Acquiring>,
-    /// Assignments seen and done with (acquired, given up, or held already), to be removed from
-    /// the worker row by the next heartbeat.
-    acks: BTreeSet<LeaseKey>,
+    /// Notes of assignments seen and done with (acquired, given up, or held already), to be
+    /// removed from the worker row by the next heartbeat. Notes, not lease keys: a later
+    /// assignment of the same lease is a note of its own, which this acknowledgement keeps.
+    acks: BTreeSet<Text>,
 }
 
 impl Inbox {
     /// Gives up every acquisition under way (at shutdown); they are acknowledged.
     pub(crate) fn give_up(&mut self) {
-        let keys: Vec<LeaseKey> = self.acquiring.keys().cloned().collect();
-        for k in keys {
-            self.acquiring.remove(&k);
-            self.acks.insert(k);
+        for (_, a) in core::mem::take(&mut self.acquiring) {
+            self.acks.extend(a.notes);
+        }
+    }
+
+    /// The acquisition of `key` is over, whatever its outcome: its notes are acknowledged.
+    fn done(&mut self, key: &LeaseKey) {
+        if let Some(a) = self.acquiring.remove(key) {
+            self.acks.extend(a.notes);
         }
     }
 }
@@ -47,7 +55,7 @@ impl<R: Record + Clone> Worker<R> {
             return;
         }
         if self.inbox.heartbeat == Outstanding::Idle && !self.shutdown.cleaning_up() {
-            let acked: Vec<LeaseKey> = self.inbox.acks.iter().cloned().collect();
+            let acked: Vec<Text> = self.inbox.acks.iter().cloned().collect();
             let op = LeaseOp::Heartbeat {
                 worker: self.ctx.id.clone(),
                 max_leases: self.ctx.config.max_leases_per_worker,
@@ -63,7 +71,7 @@ impl<R: Record + Clone> Worker<R> {
 
     pub(super) fn heartbeat_written(
         &mut self,
-        acked: Vec<LeaseKey>,
+        acked: Vec<Text>,
         result: Result<Option<Item>, Failure>,
     ) {
         self.inbox.heartbeat = Outstanding::Idle;
@@ -73,12 +81,8 @@ impl<R: Record + Clone> Worker<R> {
         }
         match Row::from_item(&item) {
             Ok(Row::Worker(row)) => {
-                for k in row.assigned {
-                    if self.held.contains_key(&k) || self.ctx.phase != Phase::Running {
-                        self.inbox.acks.insert(k);
-                    } else {
-                        self.start_acquire(k);
-                    }
+                for a in row.assigned {
+                    self.start_acquire(a.shard, Some(a.note));
                 }
             }
             Ok(_) => {}
@@ -86,12 +90,19 @@ impl<R: Record + Clone> Worker<R> {
         }
     }
 
-    pub(super) fn start_acquire(&mut self, key: LeaseKey) {
+    /// Acquires `key`, assigned to this worker (by the row note `note`, if any); a lease held
+    /// already, or one assigned while not running, is only acknowledged.
+    pub(super) fn start_acquire(&mut self, key: LeaseKey, note: Option<Text>) {
         if self.held.contains_key(&key) || self.ctx.phase != Phase::Running {
-            self.inbox.acks.insert(key);
+            self.inbox.acks.extend(note);
             return;
         }
-        if self.inbox.acquiring.contains_key(&key) {
+        if let Some(a) = self.inbox.acquiring.get_mut(&key) {
+            if let Some(note) = note {
+                if !a.notes.contains(&note) {
+                    a.notes.push(note);
+                }
+            }
             return;
         }
         self.inbox.acquiring.insert(
@@ -99,6 +110,7 @@ impl<R: Record + Clone> Worker<R> {
             Acquiring {
                 since: self.ctx.now,
                 write: Outstanding::Idle,
+                notes: note.into_iter().collect(),
             },
         );
         self.acquire_write(key);
@@ -136,8 +148,7 @@ impl<R: Record + Clone> Worker<R> {
         a.write = Outstanding::Idle;
         match result {
             Ok(Some(item)) => {
-                self.inbox.acquiring.remove(&key);
-                self.inbox.acks.insert(key);
+                self.inbox.done(&key);
                 self.adopt(item, sent, false);
             }
             Ok(None) | Err(Failure::ConditionFailed) => {
@@ -173,8 +184,7 @@ impl<R: Record + Clone> Worker<R> {
             (Err(_), _) => true,
         };
         if !keep_waiting || self.ctx.now >= give_up_at || self.ctx.phase != Phase::Running {
-            self.inbox.acquiring.remove(&key);
-            self.inbox.acks.insert(key);
+            self.inbox.done(&key);
             return;
         }
         let ready = row.as_ref().is_some_and(|l| l.checkpoint_owner.is_none());
@@ -220,15 +230,18 @@ mod tests {
             .get(&WorkerRow::key(&WorkerId::from("w2")))
             .map(Row::from_item)
         {
-            Some(Ok(Row::Worker(row))) => row.assigned,
+            Some(Ok(Row::Worker(row))) => row.assigned.into_iter().map(|a| a.shard).collect(),
             other => panic!("{other:?}"),
         }
     }
 
+    /// The leader's note of an assignment of `shard` to w2: each call a new assignment.
     fn notify(h: &mut Harness, shard: &str) {
+        let counter = h.log.len() as u64;
         h.apply(&LeaseOp::Notify {
             worker: WorkerId::from("w2"),
             shard: LeaseKey::from(shard),
+            counter,
         });
     }
 
@@ -283,5 +296,29 @@ mod tests {
         h.run_until(4_100);
         assert!(assigned(&h).is_empty(), "acknowledged all the same");
         assert_eq!(h.writes(WriteKind::Acquire).len(), 1);
+    }
+
+    #[test]
+    fn an_acknowledgement_does_not_remove_a_new_assignment_of_the_same_lease() {
+        let mut h = follower();
+        h.run_until(100);
+        h.put(&owned("shard-1", "w2", 4));
+        notify(&mut h, "shard-1");
+        h.run_until(2_100);
+        assert!(
+            h.holds("shard-1"),
+            "acquired; acknowledged by the next heartbeat"
+        );
+        // Before that heartbeat, the leader assigns shard-1 to w2 again (say its processor
+        // failed and the lease was released meanwhile).
+        notify(&mut h, "shard-1");
+        h.run_until(2_200);
+        let heartbeats = h.writes(WriteKind::WorkerHeartbeat).len();
+        h.run_until(4_100);
+        assert!(h.writes(WriteKind::WorkerHeartbeat).len() > heartbeats);
+        assert!(
+            !assigned(&h).is_empty(),
+            "the acknowledgement of the first assignment removed the second"
+        );
     }
 }

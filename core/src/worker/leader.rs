@@ -18,7 +18,7 @@ pub(crate) struct Planning {
     /// the next plan leaves them alone.
     busy: BTreeSet<LeaseKey>,
     /// Notifications that failed without landing, sent again with the next plan.
-    notify_again: BTreeSet<(WorkerId, LeaseKey)>,
+    notify_again: BTreeSet<(WorkerId, LeaseKey, u64)>,
     /// Dead workers whose row's deletion is in flight.
     deleting_workers: BTreeSet<WorkerId>,
     /// Leases assigned and not yet acquired, with the counter the assignment left: until the
@@ -29,8 +29,8 @@ pub(crate) struct Planning {
 
 impl<R: Record + Clone> Worker<R> {
     pub(super) fn plan(&mut self) {
-        for (worker, shard) in core::mem::take(&mut self.planning.notify_again) {
-            self.notify(worker, shard);
+        for (worker, shard, counter) in core::mem::take(&mut self.planning.notify_again) {
+            self.notify(worker, shard, counter);
         }
         let now = self.ctx.now;
         let d = self.ctx.config.failover_time;
@@ -110,7 +110,8 @@ impl<R: Record + Clone> Worker<R> {
                     self.ctx.write(&op, WriteOp::Assign { to, counter_after });
                 }
                 Move::Handoff { lease, from, to } => {
-                    let (lease, from, to) = (
+                    let (counter, lease, from, to) = (
+                        leases[lease].counter,
                         leases[lease].key.clone(),
                         &workers[from].id,
                         workers[to].id.clone(),
@@ -123,7 +124,8 @@ impl<R: Record + Clone> Worker<R> {
                         from: from.clone(),
                         to: to.clone(),
                     };
-                    self.ctx.write(&op, WriteOp::InitiateHandoff { to });
+                    self.ctx
+                        .write(&op, WriteOp::InitiateHandoff { to, counter });
                 }
             }
         }
@@ -235,7 +237,7 @@ impl<R: Record + Clone> Worker<R> {
             self.planning
                 .awaiting_acquire
                 .insert(key.clone(), counter_after);
-            self.tell_new_owner(key, to);
+            self.tell_new_owner(key, to, counter_after);
         }
     }
 
@@ -243,6 +245,7 @@ impl<R: Record + Clone> Worker<R> {
         &mut self,
         key: LeaseKey,
         to: WorkerId,
+        counter: u64,
         result: Result<Option<Item>, Failure>,
     ) {
         self.planning.busy.remove(&key);
@@ -250,7 +253,7 @@ impl<R: Record + Clone> Worker<R> {
             self.ctx.stats.handoffs_initiated += 1;
         }
         if may_have_landed(&result) {
-            self.tell_new_owner(key, to);
+            self.tell_new_owner(key, to, counter);
         }
     }
 
@@ -258,20 +261,28 @@ impl<R: Record + Clone> Worker<R> {
     /// is this worker, acquires it at once). It is told when the write may have landed too: a
     /// new owner told of a move that did not happen finds the row not its own and gives up,
     /// while one never told leaves the lease unprocessed until it expires.
-    fn tell_new_owner(&mut self, key: LeaseKey, to: WorkerId) {
+    fn tell_new_owner(&mut self, key: LeaseKey, to: WorkerId, counter: u64) {
         if to == self.ctx.id {
-            self.start_acquire(key);
+            self.start_acquire(key, None);
         } else {
-            self.notify(to, key);
+            self.notify(to, key, counter);
         }
     }
 
-    fn notify(&mut self, worker: WorkerId, shard: LeaseKey) {
+    fn notify(&mut self, worker: WorkerId, shard: LeaseKey, counter: u64) {
         let op = LeaseOp::Notify {
             worker: worker.clone(),
             shard: shard.clone(),
+            counter,
         };
-        self.ctx.write(&op, WriteOp::Notify { worker, shard });
+        self.ctx.write(
+            &op,
+            WriteOp::Notify {
+                worker,
+                shard,
+                counter,
+            },
+        );
     }
 
     /// A notification's answer: one that did not land (throttled, or of unknown outcome) is
@@ -280,10 +291,11 @@ impl<R: Record + Clone> Worker<R> {
         &mut self,
         worker: WorkerId,
         shard: LeaseKey,
+        counter: u64,
         result: Result<Option<Item>, Failure>,
     ) {
         if matches!(result, Err(ref f) if *f != Failure::ConditionFailed) {
-            self.planning.notify_again.insert((worker, shard));
+            self.planning.notify_again.insert((worker, shard, counter));
         }
     }
 }

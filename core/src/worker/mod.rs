@@ -490,8 +490,14 @@ impl<R: Record + Clone> Worker<R> {
             WriteOp::Create { child_of } => self.created(key, child_of, result),
             WriteOp::Delete => self.deleted(key, result),
             WriteOp::Assign { to, counter_after } => self.assigned(key, to, counter_after, result),
-            WriteOp::InitiateHandoff { to } => self.handoff_initiated(key, to, result),
-            WriteOp::Notify { worker, shard } => self.notified(worker, shard, result),
+            WriteOp::InitiateHandoff { to, counter } => {
+                self.handoff_initiated(key, to, counter, result)
+            }
+            WriteOp::Notify {
+                worker,
+                shard,
+                counter,
+            } => self.notified(worker, shard, counter, result),
             WriteOp::DeleteDeadWorkerRow { worker } => self.dead_worker_row_deleted(worker, result),
             WriteOp::Heartbeat { acked } => self.heartbeat_written(acked, result),
             WriteOp::LeaderClaim { counter_after } => self.claimed(counter_after, sent, result),
