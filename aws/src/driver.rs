@@ -292,6 +292,13 @@ where
                 tracing::warn!(?key, ?error, "malformed lease row skipped");
                 metrics::counter!("kcl_malformed_rows_total").increment(1);
             }
+            Event::ShardGone { shard } => {
+                tracing::warn!(
+                    %shard,
+                    "shard no longer listed by the stream (trimmed past retention or deleted): finished"
+                );
+                metrics::counter!("kcl_shards_gone_total").increment(1);
+            }
             Event::Stopped => tracing::info!("worker stopped"),
             other => tracing::debug!(?other, "event"),
         }

@@ -347,6 +347,12 @@ pub enum Event {
         /// What is wrong.
         error: RowError,
     },
+    /// The stream no longer lists a held shard (trimmed past retention, or deleted): it is
+    /// finished as if its end had been read. Records it had that were never read are lost.
+    ShardGone {
+        /// Shard.
+        shard: LeaseKey,
+    },
     /// The worker has stopped: every lease is released, no more commands will come.
     Stopped,
 }

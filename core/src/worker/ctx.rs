@@ -37,6 +37,8 @@ pub(crate) enum Outstanding {
 pub(crate) enum Pending {
     Scan,
     ListShards,
+    /// A listing to see whether shards whose iterator was not found are gone.
+    ListGone,
     ReadParent {
         shard: LeaseKey,
         token: FencingToken,

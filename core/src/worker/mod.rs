@@ -14,6 +14,7 @@ mod taking;
 #[cfg(test)]
 mod testing;
 mod timers;
+mod vanished;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -35,6 +36,7 @@ use shutdown::Shutdown;
 use table_view::TableView;
 use taking::Taking;
 use timers::{Due, LeaseTimer, TimerKey};
+use vanished::Vanishing;
 
 pub(crate) use ctx::{Ctx, Outstanding, Pending, Phase, WriteOp};
 pub use stats::{LeaseView, Stats};
@@ -94,6 +96,7 @@ pub struct Worker<R> {
     inbox: Inbox,
     sync: ShardSync,
     shutdown: Shutdown,
+    vanishing: Vanishing,
 }
 
 impl<R: Record + Clone> Worker<R> {
@@ -112,6 +115,7 @@ impl<R: Record + Clone> Worker<R> {
             inbox: Inbox::default(),
             sync: ShardSync::default(),
             shutdown: Shutdown::default(),
+            vanishing: Vanishing::default(),
         };
         w.start();
         Ok(w)
@@ -224,6 +228,7 @@ impl<R: Record + Clone> Worker<R> {
             },
             Input::ShardsListed { req, result } => match self.take_pending(req) {
                 Some(Pending::ListShards) => self.shards_listed(result),
+                Some(Pending::ListGone) => self.gone_listed(result),
                 other => self.unexpected(req, other),
             },
             Input::LeaseRead { req, result } => match self.take_pending(req) {
@@ -250,6 +255,9 @@ impl<R: Record + Clone> Worker<R> {
             },
             Input::IteratorObtained { req, result } => match self.take_pending(req) {
                 Some(Pending::Iterator { shard, token }) => {
+                    if result == Err(crate::io::Failure::NotFound) {
+                        self.iterator_not_found(&shard);
+                    }
                     self.with_token(&shard, token, |h, ctx| h.iterator_obtained(ctx, result))
                 }
                 other => self.unexpected(req, other),
@@ -438,6 +446,7 @@ impl<R: Record + Clone> Worker<R> {
         match p {
             Pending::Scan => self.scanned(Err(Failure::Transient)),
             Pending::ListShards => self.shards_listed(Err(Failure::Transient)),
+            Pending::ListGone => self.gone_listed(Err(Failure::Transient)),
             Pending::ReadParent { shard, token } => self.with_token(&shard, token, |h, ctx| {
                 h.parent_read(ctx, Err(Failure::Transient))
             }),

@@ -50,6 +50,8 @@ pub struct Stats {
     pub leases_deleted: u64,
     /// Rows of dead workers deleted (by the leader).
     pub worker_rows_deleted: u64,
+    /// Held shards finished because the stream no longer lists them.
+    pub shards_gone: u64,
     /// Times this worker became leader.
     pub leaderships: u64,
 }

@@ -33,6 +33,8 @@ pub(crate) struct Harness {
     pub(crate) records: Vec<BasicRecord>,
     /// GetRecords answers the end of a closed shard (with no children).
     pub(crate) shard_closed: bool,
+    /// GetShardIterator answers NotFound.
+    pub(crate) iterator_not_found: bool,
 }
 
 impl Harness {
@@ -49,6 +51,7 @@ impl Harness {
             processor_hangs: false,
             records: Vec::new(),
             shard_closed: false,
+            iterator_not_found: false,
         };
         h.pump();
         h
@@ -123,7 +126,11 @@ impl Harness {
             },
             Command::GetShardIterator { req, .. } => Input::IteratorObtained {
                 req,
-                result: Ok(Text::new("iterator")),
+                result: if self.iterator_not_found {
+                    Err(crate::io::Failure::NotFound)
+                } else {
+                    Ok(Text::new("iterator"))
+                },
             },
             Command::GetRecords { req, .. } => Input::RecordsFetched {
                 req,

@@ -480,6 +480,19 @@ impl<R: Record + Clone> HeldLease<R> {
         }
     }
 
+    /// The stream no longer lists this shard: it is finished as if its end had been read (what
+    /// was read ahead is delivered first), with no children to create (shard sync creates them
+    /// from the listing).
+    pub(crate) fn shard_gone(&mut self, ctx: &mut Ctx<R>) {
+        if self.reader.mark_gone(ctx.now) {
+            self.session.reading();
+            ctx.stats.shards_gone += 1;
+            ctx.event(Event::ShardGone {
+                shard: self.lease.key.clone(),
+            });
+        }
+    }
+
     pub(crate) fn iterator_obtained(&mut self, ctx: &mut Ctx<R>, result: Result<Text, Failure>) {
         if self.reader.iterator_obtained(ctx, self.timers, result) {
             self.session.reading();
@@ -933,5 +946,66 @@ mod tests {
         assert_eq!(h.writes(WriteKind::CompleteHandoff).len(), 1);
         assert!(released(&h, ReleaseReason::HandedOver));
         assert_eq!(h.lease("shard-1").and_then(|l| l.checkpoint_owner), None);
+    }
+
+    /// A worker about to take `shard-1`, whose GetShardIterator answers NotFound; the stream
+    /// lists `listed`.
+    fn vanishing(listed: &[&str]) -> Harness {
+        let mut h = Harness::new(Config::kcl2(), "w1");
+        h.shards = listed
+            .iter()
+            .map(|id| crate::io::ShardDescription {
+                shard_id: LeaseKey::from(*id),
+                parent: None,
+                adjacent_parent: None,
+                hash_range: crate::lease::HashKeyRange { start: 0, end: 1 },
+                closed: false,
+            })
+            .collect();
+        h.put(&unowned("shard-1"));
+        h.iterator_not_found = true;
+        h
+    }
+
+    #[test]
+    fn a_shard_the_stream_no_longer_lists_is_finished() {
+        let mut h = vanishing(&["shard-2"]);
+        h.run_until(10_000);
+        assert!(
+            h.calls("shard-1")
+                .iter()
+                .any(|c| matches!(c, ProcessorCall::ShardEnded { .. })),
+            "{:?}",
+            h.calls("shard-1")
+        );
+        assert_eq!(checkpoint(&h), Position::ShardEnd);
+        assert!(released(&h, ReleaseReason::ShardEnded));
+        assert_eq!(h.w.stats().shards_gone, 1);
+        assert!(h
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::ShardGone { shard } if shard.as_str() == "shard-1")));
+    }
+
+    #[test]
+    fn a_shard_not_found_but_still_listed_is_read_again() {
+        let mut h = vanishing(&["shard-1"]);
+        h.run_until(20_000);
+        assert!(h.holds("shard-1"));
+        assert_eq!(checkpoint(&h), Position::TrimHorizon);
+        assert_eq!(h.w.stats().shards_gone, 0);
+        let iterators = h
+            .log
+            .iter()
+            .filter(|c| matches!(c, Command::GetShardIterator { .. }))
+            .count();
+        assert!(iterators >= 3, "asked again: {iterators}");
+        // Once the stream answers, it reads on.
+        h.iterator_not_found = false;
+        h.run_until(60_000);
+        assert!(h
+            .log
+            .iter()
+            .any(|c| matches!(c, Command::GetRecords { .. })));
     }
 }

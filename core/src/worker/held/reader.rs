@@ -116,6 +116,19 @@ impl<R: Record> ShardReader<R> {
         );
     }
 
+    /// The shard is gone from the stream: reading ends here, as at a shard end with no
+    /// children. False when an end was known already.
+    pub(crate) fn mark_gone(&mut self, now: Instant) -> bool {
+        if self.end.is_some() {
+            return false;
+        }
+        self.cursor = Cursor::None;
+        self.end = Some(Vec::new());
+        self.attempts = 0;
+        self.next_fetch_at = now;
+        true
+    }
+
     /// GetShardIterator's answer; true when it gave an iterator.
     pub(crate) fn iterator_obtained(
         &mut self,
