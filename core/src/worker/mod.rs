@@ -177,16 +177,14 @@ impl<R: Record + Clone> Worker<R> {
     /// Feeds one input observed at `now`.
     pub fn handle(&mut self, now: Instant, input: Input<R>) {
         self.advance(now);
-        if self.ctx.phase == Phase::Stopped {
+        // Every checkpoint request is answered, even one made after the worker stopped (it
+        // holds nothing then, so `checkpoint_requested` answers ShuttingDown).
+        let checkpoint_request = matches!(
+            input,
+            Input::CheckpointRequested { .. } | Input::CommitPreparedCheckpoint { .. }
+        );
+        if self.ctx.phase == Phase::Stopped && !checkpoint_request {
             self.ctx.stats.stale_results += 1;
-            // Every checkpoint request is answered, even one made after the worker stopped.
-            if let Input::CheckpointRequested { shard, ticket, .. }
-            | Input::CommitPreparedCheckpoint { shard, ticket, .. } = input
-            {
-                let result = Err(crate::io::CheckpointError::ShuttingDown);
-                self.ctx
-                    .call(&shard, ProcessorCall::CheckpointDone { ticket, result });
-            }
             return;
         }
         match input {

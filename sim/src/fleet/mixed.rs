@@ -111,13 +111,7 @@ impl Fleet {
                 return self.checkpoint_answered(node, inc, ticket, &result)
             }
             ProcessorCall::LeaseLost => return self.lease_lost(node, inc, shard, call),
-            ProcessorCall::Initialize {
-                checkpoint,
-                token: t,
-                ..
-            } => {
-                self.checker.initialized(&shard, t, checkpoint);
-                self.checker.ownership_started(&self.nodes[node].id, &shard);
+            ProcessorCall::Initialize { token: t, .. } => {
                 let behaviour = BEHAVIOURS[self.rng.index(BEHAVIOURS.len())];
                 let app = App {
                     behaviour,
@@ -135,7 +129,6 @@ impl Fleet {
             ProcessorCall::ProcessRecords {
                 records, token: t, ..
             } => {
-                self.check_delivery(node, &shard, t, &records);
                 token = t;
                 if self.rng.below(1000) < self.processor_failure_per_mille {
                     Input::ProcessorFailed {
@@ -176,13 +169,10 @@ impl Fleet {
                     call,
                 }
             }
-            ProcessorCall::ShardEnded { .. } => {
-                self.checker.shard_ended_told(&self.nodes[node].id, &shard);
-                Input::ProcessorReturned {
-                    shard: shard.clone(),
-                    call,
-                }
-            }
+            ProcessorCall::ShardEnded { .. } => Input::ProcessorReturned {
+                shard: shard.clone(),
+                call,
+            },
             _ => return,
         };
         let mut inputs = self.checkpoint_inputs(node, inc, &shard, call, token, asks);

@@ -12,21 +12,15 @@ impl Fleet {
         call: CallId,
         action: ProcessorCall<SimRecord>,
     ) {
+        self.observe_call(node, &shard, &action);
         if self.cfg.processors == Processors::Mixed {
             return self.mixed_processor(node, inc, shard, call, action);
         }
         let (lo, hi) = self.cfg.process_ms;
         let delay = self.rng.between(lo, hi);
         let (token, outcome) = match action {
-            ProcessorCall::Initialize {
-                checkpoint, token, ..
-            } => {
-                self.checker.initialized(&shard, token, checkpoint);
-                self.checker.ownership_started(&self.nodes[node].id, &shard);
-                (token, ProcessorOutcome::Returned)
-            }
-            ProcessorCall::ProcessRecords { records, token, .. } => {
-                self.check_delivery(node, &shard, token, &records);
+            ProcessorCall::Initialize { token, .. } => (token, ProcessorOutcome::Returned),
+            ProcessorCall::ProcessRecords { token, .. } => {
                 if self.rng.below(1000) < self.processor_failure_per_mille {
                     (token, ProcessorOutcome::Failed)
                 } else {
@@ -44,10 +38,7 @@ impl Fleet {
                     }
                 }
             }
-            ProcessorCall::ShardEnded { token } => {
-                self.checker.shard_ended_told(&self.nodes[node].id, &shard);
-                (token, ProcessorOutcome::Returned)
-            }
+            ProcessorCall::ShardEnded { token } => (token, ProcessorOutcome::Returned),
             ProcessorCall::ShutdownRequested { token } => (token, ProcessorOutcome::Checkpoint),
             ProcessorCall::CheckpointDone { ticket, result } => {
                 return self.checkpoint_answered(node, inc, ticket, &result)
@@ -73,8 +64,29 @@ impl Fleet {
         );
     }
 
+    /// What the checkers see of a call reaching a processor, whatever the processor then does:
+    /// an ownership starting, a batch (exclusivity judged now, deliveries counted), a shard's
+    /// end told.
+    fn observe_call(&mut self, node: NodeId, shard: &LeaseKey, action: &ProcessorCall<SimRecord>) {
+        match action {
+            ProcessorCall::Initialize {
+                checkpoint, token, ..
+            } => {
+                self.checker.initialized(shard, *token, checkpoint.clone());
+                self.checker.ownership_started(&self.nodes[node].id, shard);
+            }
+            ProcessorCall::ProcessRecords { records, token, .. } => {
+                self.check_delivery(node, shard, *token, records);
+            }
+            ProcessorCall::ShardEnded { .. } => {
+                self.checker.shard_ended_told(&self.nodes[node].id, shard);
+            }
+            _ => {}
+        }
+    }
+
     /// A batch reached a processor: exclusivity is judged now, and the deliveries counted.
-    pub(super) fn check_delivery(
+    fn check_delivery(
         &mut self,
         node: NodeId,
         shard: &LeaseKey,

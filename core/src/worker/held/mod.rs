@@ -147,10 +147,9 @@ impl<R: Record + Clone> HeldLease<R> {
                 {
                     let children = self.reader.take_end();
                     self.create_children(ctx, children);
-                    // With no children to create, the processor hears of the end at once.
-                    if self.session.step() == Step::EndShard {
-                        self.session.end_shard(ctx, &self.lease.key, self.token);
-                    }
+                    // The phase moved on (with no children to create, to the end itself): take
+                    // its step now. It reads no more, so this recurses once.
+                    self.step_session(ctx);
                 }
             }
         }
