@@ -34,8 +34,11 @@ struct Delivery {
 struct ShardLog {
     /// One entry per record put, by index within the shard.
     records: Vec<Delivery>,
-    /// Records before this index have all been delivered.
+    /// Records before this index have all been delivered, or are not owed.
     first_undelivered: u64,
+    /// Records that arrived before this time (ms) are not owed: they were put before the
+    /// shard's lease was created at `LATEST`, or before an `AT_TIMESTAMP` lease's timestamp.
+    owed_from_ms: u64,
     /// Nodes that delivered this shard recently (the candidates for an exclusivity clash).
     deliverers: Vec<usize>,
 }
@@ -94,6 +97,13 @@ impl Checker {
         if log.records.len() as u64 <= index {
             log.records.resize(index as usize + 1, Delivery::default());
         }
+    }
+
+    /// The lease of `shard` was created at a position that owes only the records that arrive
+    /// from `owed_from_ms` on (`LATEST`, `AT_TIMESTAMP`); a lease at `TRIM_HORIZON` owes every
+    /// record.
+    pub fn lease_created(&mut self, shard: usize, owed_from_ms: u64) {
+        self.shard(shard).owed_from_ms = owed_from_ms;
     }
 
     /// A processor was initialized for an ownership.
@@ -296,8 +306,8 @@ impl Checker {
         self.finished.contains(shard)
     }
 
-    /// Records of `shard` not delivered yet whose arrival is older than `before_ms`, found by
-    /// `arrival`; advances the delivered prefix as a side effect.
+    /// Whether `shard` has a record owed and not delivered yet whose arrival is older than
+    /// `before_ms`, found by `arrival`; advances the delivered prefix as a side effect.
     pub fn behind(
         &mut self,
         shard: usize,
@@ -305,20 +315,32 @@ impl Checker {
         arrival: impl Fn(u64) -> Option<u64>,
     ) -> bool {
         let log = self.shard(shard);
-        while (log.first_undelivered as usize) < log.records.len()
-            && log.records[log.first_undelivered as usize].count > 0
-        {
+        let owed_from_ms = log.owed_from_ms;
+        while let Some(d) = log.records.get(log.first_undelivered as usize) {
+            let not_owed = || arrival(log.first_undelivered).is_some_and(|t| t < owed_from_ms);
+            if d.count == 0 && !not_owed() {
+                break;
+            }
             log.first_undelivered += 1;
         }
         let i = log.first_undelivered;
         (i as usize) < log.records.len() && arrival(i).is_some_and(|t| t < before_ms)
     }
 
-    /// Records never delivered.
-    pub fn undelivered(&self) -> u64 {
+    /// Records owed and never delivered; `first_owed` gives the index of a shard's first record
+    /// that arrived at or after a time.
+    pub fn undelivered(&self, first_owed: impl Fn(usize, u64) -> u64) -> u64 {
         self.shards
             .iter()
-            .map(|s| s.records.iter().filter(|d| d.count == 0).count() as u64)
+            .enumerate()
+            .map(|(shard, s)| {
+                let from = match s.owed_from_ms {
+                    0 => 0,
+                    ms => first_owed(shard, ms) as usize,
+                };
+                let owed = s.records.get(from..).unwrap_or(&[]);
+                owed.iter().filter(|d| d.count == 0).count() as u64
+            })
             .sum()
     }
 }

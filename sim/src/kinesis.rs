@@ -242,6 +242,14 @@ impl Kinesis {
         s.records.get(at as usize).map(|r| r.arrival_ms)
     }
 
+    /// The index of shard `index`'s first record that arrived at or after `ms` (trimmed records
+    /// count: they arrived earlier).
+    pub fn records_before(&self, index: usize, ms: u64) -> u64 {
+        self.shards.get(index).map_or(0, |s| {
+            s.first_index + s.records.partition_point(|r| r.arrival_ms < ms) as u64
+        })
+    }
+
     /// Whether the shard is closed.
     pub fn is_closed(&self, index: usize) -> bool {
         self.shards.get(index).is_some_and(|s| s.closed)

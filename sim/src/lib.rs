@@ -34,4 +34,4 @@ pub mod report;
 pub mod scenario;
 
 pub use report::{Comparison, Report};
-pub use scenario::{run, Drift, Faults, Mode, Policy, Processors, RunSpec, Scenario};
+pub use scenario::{run, Drift, Faults, Mode, Policy, Processors, RunSpec, Scenario, StartAt};

@@ -33,6 +33,10 @@ OPTIONS:
   --processors simple|mixed  simple: checkpoint every third batch; mixed: per shard, also
                              checkpoints out of order from clones, two-phase prepare and
                              commit, slow batches, checkpoints after the lease was lost [simple]
+  --initial-position trim-horizon|latest|at-timestamp
+                             where root shards start (at-timestamp: 20 s into the run); records
+                             put after a lease was created (or after the timestamp) are owed
+                                                                         [trim-horizon]
   --rate R                   records put per second over the stream   [one per shard, at most 1000]
   --workers-per-machine K    workers sharing a simulated machine   [a quarter of the fleet, at most 20]
   --threads 1|2              threads for the workers' steps; the report is the same either way
@@ -100,6 +104,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
             "--drift" => spec.drift = value.parse()?,
             "--processors" => spec.processors = value.parse()?,
             "--mode" => spec.mode = value.parse()?,
+            "--initial-position" => spec.initial_position = value.parse()?,
             "--rate" => {
                 let r: f64 = value
                     .parse()

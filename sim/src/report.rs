@@ -22,6 +22,8 @@ pub struct Report {
     pub mode: String,
     /// What the record processors do: `simple` or `mixed`.
     pub processors: String,
+    /// Where root shards start: `trim-horizon`, `latest` or `at-timestamp`.
+    pub initial_position: String,
     /// Workers (N).
     pub workers: usize,
     /// Shards at the start.

@@ -198,6 +198,54 @@ impl FromStr for Processors {
     }
 }
 
+/// Where the simulated fleet's root shards start; `AtTimestamp` is [`AT_TIMESTAMP_MS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// The oldest record: every record put is owed.
+    TrimHorizon,
+    /// Records put after a lease is created are owed.
+    Latest,
+    /// Records put at or after [`AT_TIMESTAMP_MS`] are owed.
+    AtTimestamp,
+}
+
+/// The timestamp of `--initial-position at-timestamp`: 20 s into the run, within every warm-up.
+pub const AT_TIMESTAMP_MS: u64 = 20_000;
+
+impl StartAt {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::TrimHorizon => "trim-horizon",
+            Self::Latest => "latest",
+            Self::AtTimestamp => "at-timestamp",
+        }
+    }
+
+    /// The workers' setting. The simulated wall clock starts at 0 with the run.
+    pub fn initial_position(self) -> kcl_core::InitialPosition {
+        match self {
+            Self::TrimHorizon => kcl_core::InitialPosition::TrimHorizon,
+            Self::Latest => kcl_core::InitialPosition::Latest,
+            Self::AtTimestamp => kcl_core::InitialPosition::AtTimestamp(AT_TIMESTAMP_MS),
+        }
+    }
+}
+
+impl FromStr for StartAt {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "trim-horizon" => Ok(Self::TrimHorizon),
+            "latest" => Ok(Self::Latest),
+            "at-timestamp" => Ok(Self::AtTimestamp),
+            _ => Err(format!(
+                "unknown initial position {s:?}; one of: trim-horizon, latest, at-timestamp"
+            )),
+        }
+    }
+}
+
 /// Which engine carries the calls between machines and services.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -249,6 +297,8 @@ pub struct RunSpec {
     pub drift: Drift,
     /// What the record processors do.
     pub processors: Processors,
+    /// Where root shards start.
+    pub initial_position: StartAt,
     /// Records put per second over the stream; `None`: one per shard per second, at most 1,000.
     pub records_per_second: Option<f64>,
     /// Workers per simulated machine; `None`: a quarter of the fleet, at most 20, so even a
@@ -281,6 +331,7 @@ impl RunSpec {
             },
             drift: Drift::Within,
             processors: Processors::Simple,
+            initial_position: StartAt::TrimHorizon,
             records_per_second: None,
             workers_per_machine: None,
             mode: Mode::Event,
@@ -308,6 +359,10 @@ impl RunSpec {
         }
         if self.processors == Processors::Mixed {
             c.push_str(" --processors mixed");
+        }
+        if self.initial_position != StartAt::TrimHorizon {
+            c.push_str(" --initial-position ");
+            c.push_str(self.initial_position.name());
         }
         if let Some(r) = self.records_per_second {
             c.push_str(&format!(" --rate {r}"));
@@ -401,7 +456,7 @@ pub fn format_duration(ms: u64) -> String {
 /// The fleet configuration of a spec.
 pub fn fleet_config(spec: &RunSpec) -> FleetConfig {
     let mut worker = spec.policy.config();
-    worker.initial_position = kcl_core::InitialPosition::TrimHorizon;
+    worker.initial_position = spec.initial_position.initial_position();
     FleetConfig {
         seed: spec.seed,
         shards: spec.shards,
@@ -686,6 +741,7 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(u64)) -> Report {
             scenario: spec.scenario.name().into(),
             mode: spec.mode.name().into(),
             processors: spec.processors.name().into(),
+            initial_position: spec.initial_position.name().into(),
             workers: spec.workers,
             shards: spec.shards,
             simulated_seconds: end as f64 / 1000.0,

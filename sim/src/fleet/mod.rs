@@ -585,6 +585,8 @@ impl Fleet {
 
     /// Records never delivered, and the violations that says about a run that caught up.
     pub fn records_lost(&self) -> u64 {
-        self.checker.undelivered()
+        let k = &self.kinesis;
+        self.checker
+            .undelivered(|shard, ms| k.records_before(shard, ms))
     }
 }

@@ -2,6 +2,9 @@
 //! injected throttling and errors, and the answer it makes.
 
 use super::*;
+use kcl_core::lease::attr;
+use kcl_core::write::{WriteAction, WriteKind};
+use kcl_core::{AttributeValue, InitialPosition};
 
 /// What a service made of a call.
 pub(super) enum Served {
@@ -122,6 +125,9 @@ impl Fleet {
             None
         };
         let result = self.dynamo.write(self.now, write);
+        if write.kind == WriteKind::Create && result.is_ok() {
+            self.lease_created(write);
+        }
         if check && result.is_ok() {
             let writer = self.nodes[node].id.clone();
             let after = self.dynamo.peek(&write.key);
@@ -129,6 +135,27 @@ impl Fleet {
                 .table_write(self.now, &writer, write, before.as_ref(), after);
         }
         result
+    }
+
+    /// A lease was created: a root shard's lease at `LATEST` or `AT_TIMESTAMP` owes only the
+    /// records from its creation, or from the timestamp, on.
+    fn lease_created(&mut self, write: &kcl_core::write::LeaseWrite) {
+        let WriteAction::Put(item) = &write.action else {
+            return;
+        };
+        let from_ms = match item.get(attr::CHECKPOINT) {
+            Some(AttributeValue::S(s)) if &**s == "LATEST" => self.now,
+            Some(AttributeValue::S(s)) if &**s == "AT_TIMESTAMP" => {
+                match self.cfg.worker.initial_position {
+                    InitialPosition::AtTimestamp(ms) => ms,
+                    _ => 0,
+                }
+            }
+            _ => return,
+        };
+        if let Some(shard) = self.kinesis.shard_index(&write.key) {
+            self.checker.lease_created(shard, from_ms);
+        }
     }
 
     pub(super) fn scan_page(
