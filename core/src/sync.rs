@@ -1,6 +1,7 @@
 //! Shard sync: which leases to create for a listed shard set.
 //!
-//! A shard gets a lease when it has none and either descends from a shard that has one, in which
+//! A shard gets a lease when it has none and either descends from a shard that has or had one
+//! (a parent leased, or a parent whose lease is gone but whose other child is leased), in which
 //! case it starts at `TRIM_HORIZON` so nothing between a parent's end and the child's start is
 //! lost, or it is a root relative to the table: then it starts at the configured initial
 //! position, unless a descendant already has a lease (it was consumed and cleaned up) or it is
@@ -61,7 +62,13 @@ pub fn leases_to_create(
         if fates.contains(&Fate::WillLease) {
             continue;
         }
-        let checkpoint = if fates.contains(&Fate::Leased) {
+        // A parent that has a lease, or had one (a descendant of it has: it was consumed and
+        // cleaned up), was read to its end: its children owe every record.
+        let consumed_parent = fates.contains(&Fate::Leased)
+            || parents
+                .iter()
+                .any(|p| has_leased_descendant(p, &children, existing, &mut BTreeSet::new()));
+        let checkpoint = if consumed_parent {
             Position::TrimHorizon
         } else {
             initial_checkpoint(initial)
@@ -212,6 +219,25 @@ mod tests {
             keys(&out),
             vec![("s1", Position::TrimHorizon), ("s2", Position::TrimHorizon)]
         );
+    }
+
+    /// The parent's lease is gone (consumed and cleaned up) and one child is leased: the other
+    /// child is a sibling of a consumed shard, so it starts at TRIM_HORIZON too, whether the
+    /// parent is still listed or trimmed from the listing.
+    #[test]
+    fn a_sibling_of_a_leased_child_starts_at_trim_horizon_even_with_latest() {
+        let listed_parent = vec![
+            shard("s0", &[], true),
+            shard("s1", &["s0"], false),
+            shard("s2", &["s0"], false),
+        ];
+        let existing: BTreeSet<LeaseKey> = [LeaseKey::from("s1")].into_iter().collect();
+        for shards in [&listed_parent[..], &listed_parent[1..]] {
+            for initial in [InitialPosition::Latest, InitialPosition::AtTimestamp(5)] {
+                let out = leases_to_create(shards, &existing, initial);
+                assert_eq!(keys(&out), vec![("s2", Position::TrimHorizon)]);
+            }
+        }
     }
 
     #[test]
