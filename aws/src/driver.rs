@@ -21,7 +21,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use kcl_core::{
     CallId, CheckpointError, Command, Config, ConfigError, Event, Failure, Input, Instant,
-    LeaseKey, ProcessorCall, Record, Stats, Worker, WorkerId,
+    LeaseKey, ProcessorCall, Record, ShardListing, Stats, Worker, WorkerId,
 };
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -379,7 +379,11 @@ where
                     let (r, n) = retry
                         .run(&runtime, true, salt, || stream.list_shards())
                         .await;
-                    ("list_shards", Input::ShardsListed { req, result: r }, n)
+                    let result = r.map(|shards| ShardListing {
+                        shards,
+                        listed_at: kcl_core::time::wall_time(std::time::SystemTime::now()),
+                    });
+                    ("list_shards", Input::ShardsListed { req, result }, n)
                 }
                 Command::GetShardIterator {
                     req,

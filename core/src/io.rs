@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use crate::item::{Item, Text};
 use crate::lease::{HashKeyRange, LeaseKey, RowError};
 use crate::sequence::{Position, RecordPosition, SequenceNumber};
+use crate::time::WallTime;
 use crate::write::LeaseWrite;
 
 /// Correlates a command with its result. Issued from a per-worker counter, so it is readable in
@@ -59,6 +60,19 @@ pub struct ShardDescription {
     pub hash_range: HashKeyRange,
     /// Whether the shard is closed (has an ending sequence number).
     pub closed: bool,
+}
+
+/// ListShards' answer: every shard, and the wall-clock time at which the listing was answered.
+/// A lease created from it at `LATEST` starts at that time ([`crate::sync`]), whoever acquires it
+/// and however late.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ShardListing {
+    /// Every shard, open or closed, all pages.
+    pub shards: Vec<ShardDescription>,
+    /// The caller's wall clock when the answer came (`std::time::SystemTime::now()`, converted
+    /// with [`crate::time::wall_time`]).
+    pub listed_at: WallTime,
 }
 
 impl ShardDescription {
@@ -186,8 +200,8 @@ pub enum Input<R> {
     ShardsListed {
         /// The request.
         req: RequestId,
-        /// The shards, or why listing failed.
-        result: Result<Vec<ShardDescription>, Failure>,
+        /// The shards and when they were listed, or why listing failed.
+        result: Result<ShardListing, Failure>,
     },
     /// GetShardIterator.
     IteratorObtained {

@@ -54,7 +54,7 @@
 //!             Command::ScanLeaseTable { req } => Input::LeaseTableScanned { req, result: Ok(table.scan()) },
 //!             Command::ReadLease { req, key } => Input::LeaseRead { req, result: Ok(table.read(&key)) },
 //!             Command::WriteLease { req, write } => Input::LeaseWritten { req, result: table.write(&write) },
-//!             Command::ListShards { req } => Input::ShardsListed { req, result: Ok(stream.list()) },
+//!             Command::ListShards { req } => Input::ShardsListed { req, result: Ok(stream.listing(ms)) },
 //!             Command::GetShardIterator { req, shard, position } => Input::IteratorObtained {
 //!                 req,
 //!                 result: stream.iterator(shard.as_str(), &position, ms),
@@ -142,11 +142,11 @@ pub use config::{BalancingPolicy, Config, ConfigError, InitialPosition};
 pub use io::{
     BasicRecord, CallId, CheckpointError, CheckpointTarget, ChildShard, Command, Event, Failure,
     FencingToken, FetchedRecords, Input, ProcessorCall, Record, ReleaseReason, RequestId,
-    ShardDescription, StartingPosition, TimerReason,
+    ShardDescription, ShardListing, StartingPosition, TimerReason,
 };
 pub use item::{AttributeValue, Item};
 pub use lease::{HashKeyRange, Lease, LeaseKey, Row, RowError, WorkerId};
 pub use sequence::{Position, RecordPosition, SequenceNumber};
 pub use text::Text;
-pub use time::Instant;
+pub use time::{Instant, WallTime};
 pub use worker::{LeaseView, Stats, Worker};

@@ -5,17 +5,55 @@
 //! case it starts at `TRIM_HORIZON` so nothing between a parent's end and the child's start is
 //! lost, or it is a root relative to the table: then it starts at the configured initial
 //! position, unless a descendant already has a lease (it was consumed and cleaned up) or it is
-//! closed and the initial position is `LATEST`. A child is created only once its parent's lease
+//! closed and the initial position is `LATEST`.
+//!
+//! A root lease's start is fixed when the lease is created, not when it is acquired: `LATEST`
+//! becomes the listing's wall-clock time (less [`LATEST_CLOCK_TOLERANCE`]) and `AT_TIMESTAMP` the
+//! configured time, stored in `startingTimestamp` beside the sentinel checkpoint. Every owner until
+//! the first checkpoint reads from there, so no record put after the lease was created is lost
+//! to a failover, a slow first acquisition, or a worker configured differently. A child is created only once its parent's lease
 //! exists (a later round, or the parent's owner at shard end), so a lease never exists below a
 //! missing, unconsumed parent.
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
+use core::time::Duration;
+
 use crate::config::InitialPosition;
 use crate::io::ShardDescription;
 use crate::lease::{Lease, LeaseKey};
 use crate::sequence::Position;
+use crate::time::WallTime;
+
+/// How long before its listing a `LATEST` lease starts: a lister whose wall clock runs up to this
+/// far ahead of Kinesis's arrival timestamps still loses nothing. The cost is up to this much of
+/// the stream's recent past delivered at the first read.
+pub const LATEST_CLOCK_TOLERANCE: Duration = Duration::from_secs(1);
+
+/// Where root shards' leases start: the configured initial position, resolved at a listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RootStart {
+    initial: InitialPosition,
+    listed_at: WallTime,
+}
+
+impl RootStart {
+    /// Root leases created from a listing answered at `listed_at`.
+    pub fn new(initial: InitialPosition, listed_at: WallTime) -> Self {
+        Self { initial, listed_at }
+    }
+
+    /// The wall-clock time a root lease starts from, kept with its sentinel checkpoint;
+    /// `None` at `TRIM_HORIZON`, which needs none.
+    pub fn timestamp(self) -> Option<WallTime> {
+        match self.initial {
+            InitialPosition::TrimHorizon => None,
+            InitialPosition::Latest => Some(self.listed_at - LATEST_CLOCK_TOLERANCE),
+            InitialPosition::AtTimestamp(ms) => Some(WallTime::from_unix_millis(ms)),
+        }
+    }
+}
 
 /// The sentinel a root shard starts at.
 pub fn initial_checkpoint(p: InitialPosition) -> Position {
@@ -30,7 +68,7 @@ pub fn initial_checkpoint(p: InitialPosition) -> Position {
 pub fn leases_to_create(
     shards: &[ShardDescription],
     existing: &BTreeSet<LeaseKey>,
-    initial: InitialPosition,
+    root_start: RootStart,
 ) -> Vec<Lease> {
     let by_id: BTreeMap<&LeaseKey, &ShardDescription> =
         shards.iter().map(|s| (&s.shard_id, s)).collect();
@@ -44,7 +82,7 @@ pub fn leases_to_create(
         by_id: &by_id,
         children: &children,
         existing,
-        initial,
+        initial: root_start.initial,
     };
     let mut memo = BTreeMap::new();
     let mut out = Vec::new();
@@ -68,12 +106,13 @@ pub fn leases_to_create(
             || parents
                 .iter()
                 .any(|p| has_leased_descendant(p, &children, existing, &mut BTreeSet::new()));
-        let checkpoint = if consumed_parent {
-            Position::TrimHorizon
+        let mut lease = if consumed_parent {
+            Lease::new((*id).clone(), Position::TrimHorizon)
         } else {
-            initial_checkpoint(initial)
+            let mut root = Lease::new((*id).clone(), initial_checkpoint(root_start.initial));
+            root.starting_timestamp = root_start.timestamp();
+            root
         };
-        let mut lease = Lease::new((*id).clone(), checkpoint);
         lease.parent_shard_ids = parents;
         lease.hash_range = Some(shard.hash_range);
         out.push(lease);
@@ -174,6 +213,11 @@ mod tests {
         }
     }
 
+    /// Root leases as created from a listing at 1,000,000 ms.
+    fn at(initial: InitialPosition) -> RootStart {
+        RootStart::new(initial, WallTime::from_unix_millis(1_000_000))
+    }
+
     fn keys(v: &[Lease]) -> Vec<(&str, Position)> {
         v.iter()
             .map(|l| (l.key.as_str(), l.checkpoint.clone()))
@@ -187,11 +231,11 @@ mod tests {
             shard("s1", &["s0"], false),
             shard("s2", &["s0"], false),
         ];
-        let out = leases_to_create(&shards, &BTreeSet::new(), InitialPosition::TrimHorizon);
+        let out = leases_to_create(&shards, &BTreeSet::new(), at(InitialPosition::TrimHorizon));
         assert_eq!(keys(&out), vec![("s0", Position::TrimHorizon)]);
         // Children follow once the parent's lease exists.
         let existing: BTreeSet<LeaseKey> = [LeaseKey::from("s0")].into_iter().collect();
-        let out = leases_to_create(&shards, &existing, InitialPosition::TrimHorizon);
+        let out = leases_to_create(&shards, &existing, at(InitialPosition::TrimHorizon));
         assert_eq!(
             keys(&out),
             vec![("s1", Position::TrimHorizon), ("s2", Position::TrimHorizon)]
@@ -202,8 +246,39 @@ mod tests {
     #[test]
     fn empty_table_latest_skips_closed_shards_and_starts_open_ones_at_latest() {
         let shards = vec![shard("s0", &[], true), shard("s1", &["s0"], false)];
-        let out = leases_to_create(&shards, &BTreeSet::new(), InitialPosition::Latest);
+        let out = leases_to_create(&shards, &BTreeSet::new(), at(InitialPosition::Latest));
         assert_eq!(keys(&out), vec![("s1", Position::Latest)]);
+    }
+
+    /// The start of a root lease is fixed when it is created; children need none.
+    #[test]
+    fn root_leases_keep_the_wall_clock_time_they_start_from() {
+        let shards = vec![shard("s0", &[], false), shard("s1", &["s9"], false)];
+        let existing: BTreeSet<LeaseKey> = [LeaseKey::from("s9")].into_iter().collect();
+        let starts = |initial| {
+            leases_to_create(&shards, &existing, at(initial))
+                .into_iter()
+                .map(|l| {
+                    (
+                        alloc::string::String::from(l.key.as_str()),
+                        l.starting_timestamp,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let ms = |m| Some(WallTime::from_unix_millis(m));
+        assert_eq!(
+            starts(InitialPosition::Latest),
+            vec![("s0".into(), ms(999_000)), ("s1".into(), None)]
+        );
+        assert_eq!(
+            starts(InitialPosition::AtTimestamp(5)),
+            vec![("s0".into(), ms(5)), ("s1".into(), None)]
+        );
+        assert_eq!(
+            starts(InitialPosition::TrimHorizon),
+            vec![("s0".into(), None), ("s1".into(), None)]
+        );
     }
 
     #[test]
@@ -214,7 +289,7 @@ mod tests {
             shard("s2", &["s0", "s9"], false),
         ];
         let existing: BTreeSet<LeaseKey> = [LeaseKey::from("s0")].into_iter().collect();
-        let out = leases_to_create(&shards, &existing, InitialPosition::Latest);
+        let out = leases_to_create(&shards, &existing, at(InitialPosition::Latest));
         assert_eq!(
             keys(&out),
             vec![("s1", Position::TrimHorizon), ("s2", Position::TrimHorizon)]
@@ -226,7 +301,7 @@ mod tests {
     /// parent is still listed or trimmed from the listing.
     #[test]
     fn a_sibling_of_a_leased_child_starts_at_trim_horizon_even_with_latest() {
-        let listed_parent = vec![
+        let listed_parent = [
             shard("s0", &[], true),
             shard("s1", &["s0"], false),
             shard("s2", &["s0"], false),
@@ -234,7 +309,7 @@ mod tests {
         let existing: BTreeSet<LeaseKey> = [LeaseKey::from("s1")].into_iter().collect();
         for shards in [&listed_parent[..], &listed_parent[1..]] {
             for initial in [InitialPosition::Latest, InitialPosition::AtTimestamp(5)] {
-                let out = leases_to_create(shards, &existing, initial);
+                let out = leases_to_create(shards, &existing, at(initial));
                 assert_eq!(keys(&out), vec![("s2", Position::TrimHorizon)]);
             }
         }
@@ -248,7 +323,7 @@ mod tests {
             shard("s3", &["s1"], false),
         ];
         let existing: BTreeSet<LeaseKey> = [LeaseKey::from("s3")].into_iter().collect();
-        let out = leases_to_create(&shards, &existing, InitialPosition::TrimHorizon);
+        let out = leases_to_create(&shards, &existing, at(InitialPosition::TrimHorizon));
         assert!(out.is_empty(), "{:?}", keys(&out));
     }
 
@@ -264,21 +339,21 @@ mod tests {
         ];
         let existing: BTreeSet<LeaseKey> =
             ["s0", "s4", "s5"].into_iter().map(LeaseKey::from).collect();
-        let out = leases_to_create(&shards, &existing, InitialPosition::TrimHorizon);
+        let out = leases_to_create(&shards, &existing, at(InitialPosition::TrimHorizon));
         assert!(out.is_empty(), "{:?}", keys(&out));
         // The parent's row may outlive its cleaned-up child for a moment: still not re-created.
         let existing: BTreeSet<LeaseKey> = ["s0", "s2", "s4", "s5"]
             .into_iter()
             .map(LeaseKey::from)
             .collect();
-        let out = leases_to_create(&shards, &existing, InitialPosition::TrimHorizon);
+        let out = leases_to_create(&shards, &existing, at(InitialPosition::TrimHorizon));
         assert!(out.is_empty(), "{:?}", keys(&out));
     }
 
     #[test]
     fn cycles_in_a_bad_listing_terminate() {
         let shards = vec![shard("a", &["b"], false), shard("b", &["a"], false)];
-        let out = leases_to_create(&shards, &BTreeSet::new(), InitialPosition::TrimHorizon);
+        let out = leases_to_create(&shards, &BTreeSet::new(), at(InitialPosition::TrimHorizon));
         assert!(out.len() <= 2);
     }
 }

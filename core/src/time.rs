@@ -50,6 +50,32 @@ impl Sub<Duration> for Instant {
     }
 }
 
+/// A point on the wall clock: milliseconds since the Unix epoch. The core reads one only where a
+/// lease is created, to fix where a `LATEST` lease starts ([`crate::sync`]); expiry and every
+/// other timer run on [`Instant`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct WallTime(u64);
+
+impl WallTime {
+    /// `millis` milliseconds after the Unix epoch.
+    pub const fn from_unix_millis(millis: u64) -> Self {
+        Self(millis)
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub const fn unix_millis(self) -> u64 {
+        self.0
+    }
+}
+
+impl Sub<Duration> for WallTime {
+    type Output = Self;
+    fn sub(self, rhs: Duration) -> Self {
+        Self(self.0.saturating_sub(millis(rhs)))
+    }
+}
+
 #[cfg(feature = "std")]
 mod std_conversions {
     extern crate std;
@@ -62,9 +88,18 @@ mod std_conversions {
             u64::try_from(now.saturating_duration_since(origin).as_millis()).unwrap_or(u64::MAX),
         )
     }
+
+    /// The wall-clock time of `t` (a clock set before 1970 reads as the epoch).
+    pub fn wall_time(t: std::time::SystemTime) -> super::WallTime {
+        let since = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        super::WallTime::from_unix_millis(u64::try_from(since).unwrap_or(u64::MAX))
+    }
 }
 #[cfg(feature = "std")]
-pub use std_conversions::from_std;
+pub use std_conversions::{from_std, wall_time};
 
 #[cfg(test)]
 mod tests {

@@ -74,7 +74,7 @@ impl Solo {
                     }),
                     Command::ListShards { req } => inputs.push(Input::ShardsListed {
                         req,
-                        result: Ok(self.stream.list()),
+                        result: Ok(self.stream.listing(self.now)),
                     }),
                     Command::GetShardIterator {
                         req,

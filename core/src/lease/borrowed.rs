@@ -11,6 +11,7 @@ use super::{key_list, HashKeyRange, Lease, LeaseKey, RowError, RowErrorKind, Wor
 use crate::decimal::parse_u128;
 use crate::item::{AttributeValue, Item};
 use crate::sequence::{Position, SequenceNumber};
+use crate::time::WallTime;
 
 /// A lease row's known attributes, found in one pass over the item (and whether it has others,
 /// for [`Lease::extra`]).
@@ -95,6 +96,7 @@ pub(crate) struct LeaseRow<'a> {
     hash_range: Option<HashKeyRange>,
     pub(crate) checkpoint_owner: Option<&'a str>,
     pub(crate) throughput_kbps: Option<f64>,
+    starting_timestamp: Option<u64>,
     /// Whether the row has attributes the lease does not model.
     unknown: bool,
 }
@@ -158,6 +160,7 @@ impl<'a> LeaseRow<'a> {
             hash_range,
             checkpoint_owner: opt_s(&row, attr::CHECKPOINT_OWNER)?,
             throughput_kbps,
+            starting_timestamp: opt_n(&row, attr::STARTING_TIMESTAMP)?,
             unknown: row.unknown,
         })
     }
@@ -204,6 +207,7 @@ impl<'a> LeaseRow<'a> {
             hash_range: self.hash_range,
             checkpoint_owner: self.checkpoint_owner.map(WorkerId::from),
             throughput_kbps: self.throughput_kbps,
+            starting_timestamp: self.starting_timestamp.map(WallTime::from_unix_millis),
             extra: self.extra(item),
         }
     }
@@ -373,6 +377,7 @@ mod tests {
             range in proptest::option::of((any::<u128>(), any::<u128>())),
             checkpoint_owner in proptest::option::of(name()),
             throughput in proptest::option::of(0.0f64..1e9),
+            starting in proptest::option::of(any::<u64>()),
             extra in proptest::collection::btree_map("x[a-zA-Z]{0,6}", any::<bool>(), 0..3),
         ) -> Lease {
             let mut l = Lease::new(LeaseKey::from(key.as_str()), checkpoint);
@@ -386,6 +391,7 @@ mod tests {
             l.hash_range = range.map(|(a, b)| HashKeyRange { start: a.min(b), end: a.max(b) });
             l.checkpoint_owner = checkpoint_owner.map(|o| WorkerId::from(o.as_str()));
             l.throughput_kbps = throughput;
+            l.starting_timestamp = starting.map(WallTime::from_unix_millis);
             l.extra = extra
                 .into_iter()
                 .map(|(k, v)| (crate::item::attribute_name(&k), AttributeValue::Bool(v)))

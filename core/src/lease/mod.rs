@@ -20,6 +20,7 @@ use alloc::vec::Vec;
 
 use crate::item::{AttributeValue, Item};
 use crate::sequence::Position;
+use crate::time::WallTime;
 
 pub(crate) use borrowed::{Followed, LeaseRow};
 pub use error::{RowError, RowErrorKind};
@@ -65,6 +66,10 @@ pub struct Lease {
     pub checkpoint_owner: Option<WorkerId>,
     /// `throughputKBps`.
     pub throughput_kbps: Option<f64>,
+    /// `startingTimestamp`: where a root lease at the `LATEST` or `AT_TIMESTAMP` sentinel
+    /// starts, fixed when it was created ([`crate::sync`]). Absent on rows the Java KCL created:
+    /// then the sentinel is resolved at each acquisition, as Java does.
+    pub starting_timestamp: Option<WallTime>,
     /// Every attribute this codec does not know, preserved for write-back.
     pub extra: Item,
 }
@@ -85,6 +90,7 @@ impl Lease {
             hash_range: None,
             checkpoint_owner: None,
             throughput_kbps: None,
+            starting_timestamp: None,
             extra: Item::new(),
         }
     }
@@ -151,6 +157,12 @@ impl Lease {
             put(
                 attr::THROUGHPUT_KBPS,
                 AttributeValue::N(alloc::format!("{t}").into()),
+            );
+        }
+        if let Some(t) = self.starting_timestamp {
+            put(
+                attr::STARTING_TIMESTAMP,
+                AttributeValue::number(t.unix_millis()),
             );
         }
         item

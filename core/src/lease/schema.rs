@@ -32,6 +32,8 @@ pub mod attr {
     pub const CHECKPOINT_OWNER: &str = "checkpointOwner";
     /// Per-lease throughput in KB/s, written with renewals.
     pub const THROUGHPUT_KBPS: &str = "throughputKBps";
+    /// Where a root lease at `LATEST` / `AT_TIMESTAMP` starts: ms since the Unix epoch (N).
+    pub const STARTING_TIMESTAMP: &str = "startingTimestamp";
     /// Row kind; absent or `LEASE` for shard leases.
     pub const ENTITY_TYPE: &str = "entityType";
     /// Worker rows: the worker's declared lease capacity.
@@ -54,7 +56,7 @@ pub const LEADER_KEY: &str = "kcl-rs:leader";
 pub const WORKER_KEY_PREFIX: &str = "kcl-rs:worker:";
 
 /// The attributes [`Lease`] models (everything else goes to [`Lease::extra`]).
-pub(super) const LEASE_ATTRIBUTES: [&str; 15] = [
+pub(super) const LEASE_ATTRIBUTES: [&str; 16] = [
     attr::LEASE_KEY,
     attr::LEASE_OWNER,
     attr::LEASE_COUNTER,
@@ -70,6 +72,7 @@ pub(super) const LEASE_ATTRIBUTES: [&str; 15] = [
     attr::ENDING_HASH_KEY,
     attr::CHECKPOINT_OWNER,
     attr::THROUGHPUT_KBPS,
+    attr::STARTING_TIMESTAMP,
 ];
 
 /// The attributes only the default policy's own rows (worker and leader rows) have.
@@ -107,6 +110,7 @@ pub(super) fn known_slot(name: &str) -> Option<usize> {
         attr::ENDING_HASH_KEY => 12,
         attr::CHECKPOINT_OWNER => 13,
         attr::THROUGHPUT_KBPS => 14,
+        attr::STARTING_TIMESTAMP => 15,
         _ => return None,
     })
 }

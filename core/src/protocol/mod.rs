@@ -14,7 +14,7 @@
 //! | [`CompleteHandoff`](LeaseOp::CompleteHandoff) | the old owner, once its processor finished | as renew | counter `c+1`, `checkpointOwner` removed, `ownerSwitchesSinceCheckpoint + 1` | the lease moved on; nothing more to do |
 //! | [`Release`](LeaseOp::Release) | the holder (shutdown without a successor, a failed processor) | as renew | counter `c+1`, `leaseOwner` and `checkpointOwner` removed | as complete handoff |
 //! | [`FinishShard`](LeaseOp::FinishShard) | the holder, after the processor's `shard_ended` | as renew | counter `c+1`, `checkpoint = SHARD_END`, the pending checkpoint, `leaseOwner` and `checkpointOwner` removed, `childShardIds` | as complete handoff |
-//! | [`Create`](LeaseOp::Create) | shard sync; a parent at its shard end, for split children | the row is absent | the whole row, unowned | it exists already, which is as good |
+//! | [`Create`](LeaseOp::Create) | shard sync; a parent at its shard end, for split children | the row is absent | the whole row, unowned; a root lease at `LATEST` / `AT_TIMESTAMP` with `startingTimestamp` | it exists already, which is as good |
 //! | [`Take`](LeaseOp::Take) | a worker's Java 2.x taker (`Kcl2Compatible`) | `leaseCounter = c` (seen unchanged for the failover time, or unowned) | `leaseOwner = me`, counter `c+1`, `checkpointOwner` removed, `ownerSwitchesSinceCheckpoint + 1` unless `me` owned it | another worker renewed or took it first |
 //! | [`Assign`](LeaseOp::Assign) | the leader, for an unowned or expired lease | `leaseCounter = c` | `leaseOwner = to`, counter `c+1`, `checkpointOwner` removed, `ownerSwitchesSinceCheckpoint + 1` | the lease changed since the scan; the next plan sees it |
 //! | [`InitiateHandoff`](LeaseOp::InitiateHandoff) | the leader, to move a live lease | `leaseOwner = from` and no `checkpointOwner` | `leaseOwner = to`, `checkpointOwner = from` | the owner changed or a handoff is under way |
@@ -46,6 +46,15 @@
 //! it is sent again, or verified by a read, before anything behind it; its processor hears
 //! `OutcomeUnknown` only if the lease is lost before the outcome is known.
 //!
+//! **Where a lease starts.** A lease at a record checkpoint resumes at it. A child starts at
+//! `TRIM_HORIZON`, so nothing between its parent's end and its own start is lost (also when the
+//! parent's lease is gone and a sibling is leased). A root lease at `LATEST` or `AT_TIMESTAMP`
+//! starts at the `startingTimestamp` fixed when it was created ([`crate::sync`]: the listing's
+//! wall-clock time less one second, or the configured time), so every owner until the first
+//! checkpoint reads from the same place, and no record put after the lease was created is lost
+//! to a failover. A row without `startingTimestamp` (the Java KCL created it) is resolved at each
+//! acquisition, as Java does.
+//!
 //! **Expiry** is judged on the observer's own clock ([`crate::observe`]): a row is expired when
 //! its counter has not changed for `failover_time` since the observer first saw that value. A
 //! holder stops delivering `failover_time - safety_margin` after it *sent* its last renewal that
@@ -76,6 +85,7 @@
 //! same delivery window a lease has. Safety never depends on the leader: each of its writes is
 //! conditional on what it saw.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use crate::item::{AttributeValue, Item};
@@ -162,8 +172,8 @@ pub enum LeaseOp {
     },
     /// A new lease row, if there is none.
     Create {
-        /// The row to write.
-        lease: Lease,
+        /// The row to write (boxed: a row is several times the size of every other operation).
+        lease: Box<Lease>,
     },
     /// A taker takes a lease it saw unowned or expired (or steals one, Java 2.x style).
     Take {
@@ -847,7 +857,7 @@ mod tests {
     fn rows_are_created_once_and_deleted_only_when_finished() {
         let lease = Lease::new(key("shard-9"), Position::TrimHorizon);
         let create = LeaseOp::Create {
-            lease: lease.clone(),
+            lease: Box::new(lease.clone()),
         };
         assert_eq!(create.to_write().key, "shard-9");
         assert_eq!(lease_after(None, &create), Ok(Some(lease.clone())));

@@ -608,7 +608,7 @@ impl Cluster {
                 }
                 Command::ListShards { req } => Some(Input::ShardsListed {
                     req,
-                    result: Ok(self.stream.list()),
+                    result: Ok(self.stream.listing(now)),
                 }),
                 Command::GetShardIterator {
                     req,

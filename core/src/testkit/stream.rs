@@ -5,10 +5,11 @@ use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::vec::Vec;
 
-use crate::io::{ChildShard, Failure, ShardDescription, StartingPosition};
+use crate::io::{ChildShard, Failure, ShardDescription, ShardListing, StartingPosition};
 use crate::item::Text;
 use crate::lease::{HashKeyRange, LeaseKey};
 use crate::sequence::{RecordPosition, SequenceNumber};
+use crate::time::WallTime;
 
 /// One record in the stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -217,7 +218,17 @@ impl MemStream {
             .collect()
     }
 
-    /// GetShardIterator: an iterator is "shard#index#issued_at".
+    /// ListShards answered at `now_ms` on the wall clock (the testkit's wall and monotonic clocks
+    /// are one).
+    pub fn listing(&self, now_ms: u64) -> ShardListing {
+        ShardListing {
+            shards: self.list(),
+            listed_at: WallTime::from_unix_millis(now_ms),
+        }
+    }
+
+    /// GetShardIterator: an iterator is "shard#index#issued_at". Records keep no arrival time:
+    /// `AT_TIMESTAMP` reads from the oldest record.
     pub fn iterator(
         &self,
         shard: &str,

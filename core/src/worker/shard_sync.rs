@@ -3,11 +3,10 @@
 //! `shard_sync_interval`, and as soon as a lease reaches its shard end.
 
 use alloc::collections::BTreeSet;
-use alloc::vec::Vec;
 
 use super::timers::TimerKey;
 use super::{Outstanding, Pending, Phase, Worker, WriteOp};
-use crate::io::{Command, Failure, FencingToken, Record, ShardDescription};
+use crate::io::{Command, Failure, FencingToken, Record, ShardListing};
 use crate::item::Item;
 use crate::lease::LeaseKey;
 use crate::protocol::LeaseOp;
@@ -39,9 +38,9 @@ impl<R: Record + Clone> Worker<R> {
         }
     }
 
-    pub(super) fn shards_listed(&mut self, result: Result<Vec<ShardDescription>, Failure>) {
+    pub(super) fn shards_listed(&mut self, result: Result<ShardListing, Failure>) {
         self.sync.listing = Outstanding::Idle;
-        let Ok(shards) = result else { return };
+        let Ok(listing) = result else { return };
         if self.ctx.phase != Phase::Running {
             return;
         }
@@ -49,12 +48,15 @@ impl<R: Record + Clone> Worker<R> {
         let mut existing: BTreeSet<LeaseKey> = self.view.leases.keys().cloned().collect();
         existing.extend(self.held.keys().cloned());
         existing.extend(self.sync.creating.iter().cloned());
-        for lease in sync::leases_to_create(&shards, &existing, self.ctx.config.initial_position) {
+        let start = sync::RootStart::new(self.ctx.config.initial_position, listing.listed_at);
+        for lease in sync::leases_to_create(&listing.shards, &existing, start) {
             // Children of what is created now come in the next round, after the next scan.
             self.sync.due = true;
             self.sync.creating.insert(lease.key.clone());
             self.ctx.write(
-                &LeaseOp::Create { lease },
+                &LeaseOp::Create {
+                    lease: alloc::boxed::Box::new(lease),
+                },
                 WriteOp::Create { child_of: None },
             );
         }
@@ -95,6 +97,42 @@ mod tests {
             adjacent_parent: None,
             hash_range: HashKeyRange { start: 0, end: 1 },
             closed: false,
+        }
+    }
+
+    /// A LATEST lease keeps the time it was listed at, and its owner reads from there: the
+    /// records put between the creation and the first read are delivered.
+    #[test]
+    fn a_latest_lease_is_read_from_when_it_was_created_not_when_it_was_taken() {
+        let mut config = Config::kcl2();
+        config.initial_position = crate::config::InitialPosition::Latest;
+        let mut h = Harness::new(config, "w1");
+        h.shards = alloc::vec![shard("shard-0")];
+        h.now = crate::time::Instant::from_millis(50_000);
+        h.run_until(50_001);
+        let lease = h.lease("shard-0").expect("created");
+        assert_eq!(lease.checkpoint, crate::sequence::Position::Latest);
+        let created = lease.starting_timestamp.map(|t| t.unix_millis());
+        assert!(
+            created.is_some_and(|t| (49_000..50_001).contains(&t)),
+            "{created:?}"
+        );
+        // Taken much later, by the taker's next run.
+        h.run_until(200_000);
+        let asked: alloc::vec::Vec<_> = h
+            .log
+            .iter()
+            .filter_map(|c| match c {
+                Command::GetShardIterator { position, .. } => Some(position.clone()),
+                _ => None,
+            })
+            .collect();
+        assert!(!asked.is_empty());
+        for position in asked {
+            assert_eq!(
+                position,
+                crate::io::StartingPosition::AtTimestamp(created.unwrap_or_default())
+            );
         }
     }
 

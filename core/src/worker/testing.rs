@@ -122,7 +122,10 @@ impl Harness {
             },
             Command::ListShards { req } => Input::ShardsListed {
                 req,
-                result: Ok(self.shards.clone()),
+                result: Ok(crate::io::ShardListing {
+                    shards: self.shards.clone(),
+                    listed_at: crate::time::WallTime::from_unix_millis(self.now.as_millis()),
+                }),
             },
             Command::GetShardIterator { req, .. } => Input::IteratorObtained {
                 req,

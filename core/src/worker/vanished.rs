@@ -6,10 +6,9 @@
 //! every lease: when the listing fails, nothing is finished and the iterator is asked again.
 
 use alloc::collections::BTreeSet;
-use alloc::vec::Vec;
 
 use super::{Outstanding, Pending, Worker};
-use crate::io::{Command, Failure, Record, ShardDescription};
+use crate::io::{Command, Failure, Record, ShardListing};
 use crate::lease::LeaseKey;
 
 #[derive(Clone, Debug, Default)]
@@ -32,12 +31,12 @@ impl<R: Record + Clone> Worker<R> {
     }
 
     /// The listing's answer: each suspect it does not name is finished.
-    pub(super) fn gone_listed(&mut self, result: Result<Vec<ShardDescription>, Failure>) {
+    pub(super) fn gone_listed(&mut self, result: Result<ShardListing, Failure>) {
         self.vanishing.listing = Outstanding::Idle;
         let suspects = core::mem::take(&mut self.vanishing.suspects);
-        let Ok(shards) = result else { return };
+        let Ok(listing) = result else { return };
         for key in suspects {
-            if !shards.iter().any(|s| s.shard_id == key) {
+            if !listing.shards.iter().any(|s| s.shard_id == key) {
                 self.with_held(&key, |h, ctx| h.shard_gone(ctx));
             }
         }

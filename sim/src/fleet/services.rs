@@ -4,7 +4,7 @@
 use super::*;
 use kcl_core::lease::attr;
 use kcl_core::write::{WriteAction, WriteKind};
-use kcl_core::{AttributeValue, InitialPosition};
+use kcl_core::{AttributeValue, InitialPosition, ShardListing, WallTime};
 
 /// What a service made of a call.
 pub(super) enum Served {
@@ -71,7 +71,10 @@ impl Fleet {
                 result: if error {
                     transient()
                 } else {
-                    Ok(self.kinesis.list_shards())
+                    Ok(ShardListing {
+                        shards: self.kinesis.list_shards(),
+                        listed_at: self.wall_clock(node),
+                    })
                 },
             },
             Command::GetShardIterator {
@@ -135,6 +138,15 @@ impl Fleet {
                 .table_write(self.now, &writer, write, before.as_ref(), after);
         }
         result
+    }
+
+    /// `node`'s wall clock: the true time off by a fixed error of up to ±400 ms per node, as
+    /// NTP-disciplined hosts are (less than `sync::LATEST_CLOCK_TOLERANCE`). Drawn from the
+    /// node's index, not the run's random stream, so it changes no other draw.
+    fn wall_clock(&self, node: NodeId) -> WallTime {
+        let error = (node as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54; // 0..1024
+        let error = error * 801 / 1024; // 0..=800
+        WallTime::from_unix_millis((self.now + error).saturating_sub(400))
     }
 
     /// A lease was created: a root shard's lease at `LATEST` or `AT_TIMESTAMP` owes only the

@@ -423,7 +423,11 @@ impl<R: Record + Clone> HeldLease<R> {
             .session
             .processor_returned(ctx, &self.lease.key, call, failed);
         if returned == Returned::Initialized {
-            self.reader.start_at(&self.lease.checkpoint, &ctx.config);
+            self.reader.start_at(
+                &self.lease.checkpoint,
+                self.lease.starting_timestamp,
+                &ctx.config,
+            );
         }
     }
 
@@ -503,13 +507,8 @@ impl<R: Record + Clone> HeldLease<R> {
         ctx: &mut Ctx<R>,
         result: Result<FetchedRecords<R>, Failure>,
     ) {
-        self.reader.records_fetched(
-            ctx,
-            self.timers,
-            result,
-            self.session.last_delivered(),
-            &self.lease.checkpoint,
-        );
+        self.reader
+            .records_fetched(ctx, self.timers, result, self.session.last_delivered());
     }
 
     /// Creates the leases of the children split off this shard. A merged child is left to shard
@@ -526,7 +525,9 @@ impl<R: Record + Clone> HeldLease<R> {
             lease.parent_shard_ids.sort_unstable();
             lease.hash_range = child.hash_range;
             ctx.write(
-                &LeaseOp::Create { lease },
+                &LeaseOp::Create {
+                    lease: alloc::boxed::Box::new(lease),
+                },
                 WriteOp::Create {
                     child_of: Some((self.lease.key.clone(), self.token)),
                 },

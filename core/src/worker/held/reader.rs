@@ -16,7 +16,7 @@ use crate::io::{
 use crate::item::Text;
 use crate::lease::LeaseKey;
 use crate::sequence::{Position, RecordPosition};
-use crate::time::Instant;
+use crate::time::{Instant, WallTime};
 use crate::worker::timers::{LeaseTimer, TimerSlot};
 use crate::worker::{Ctx, Pending};
 
@@ -61,26 +61,41 @@ impl<R: Record> ShardReader<R> {
         }
     }
 
-    /// Reading starts from `checkpoint`.
-    pub(crate) fn start_at(&mut self, checkpoint: &Position, config: &Config) {
-        self.start = Some(self.position_of(checkpoint, config));
+    /// Reading starts from `checkpoint`; a sentinel checkpoint with a `starting_timestamp` (a
+    /// root lease's start, fixed at its creation) starts at that timestamp.
+    pub(crate) fn start_at(
+        &mut self,
+        checkpoint: &Position,
+        starting_timestamp: Option<WallTime>,
+        config: &Config,
+    ) {
+        self.start = Some(self.position_of(checkpoint, starting_timestamp, config));
     }
 
-    fn position_of(&mut self, checkpoint: &Position, config: &Config) -> StartingPosition {
-        match checkpoint {
-            Position::TrimHorizon => StartingPosition::TrimHorizon,
-            Position::Latest => StartingPosition::Latest,
-            Position::AtTimestamp => match config.initial_position {
+    fn position_of(
+        &mut self,
+        checkpoint: &Position,
+        starting_timestamp: Option<WallTime>,
+        config: &Config,
+    ) -> StartingPosition {
+        match (checkpoint, starting_timestamp) {
+            (Position::Latest | Position::AtTimestamp, Some(t)) => {
+                StartingPosition::AtTimestamp(t.unix_millis())
+            }
+            (Position::TrimHorizon, _) => StartingPosition::TrimHorizon,
+            // A row without the timestamp (the Java KCL created it): resolved now, as Java does.
+            (Position::Latest, None) => StartingPosition::Latest,
+            (Position::AtTimestamp, None) => match config.initial_position {
                 InitialPosition::AtTimestamp(ts) => StartingPosition::AtTimestamp(ts),
                 _ => StartingPosition::TrimHorizon,
             },
-            Position::Record(p) => {
+            (Position::Record(p), _) => {
                 // AT the checkpoint's sequence number, dropping what was processed: this also
                 // resumes inside a KPL aggregated record.
                 self.skip_through = Some(p.clone());
                 StartingPosition::AtSequenceNumber(p.sequence.clone())
             }
-            Position::ShardEnd => StartingPosition::TrimHorizon,
+            (Position::ShardEnd, _) => StartingPosition::TrimHorizon,
         }
     }
 
@@ -196,15 +211,15 @@ impl<R: Record> ShardReader<R> {
         );
     }
 
-    /// GetRecords' answer. An expired iterator resumes right after `last_delivered`, or at
-    /// `checkpoint` when nothing was delivered yet.
+    /// GetRecords' answer. An expired iterator resumes right after `last_delivered`, or where
+    /// the ownership started when nothing was delivered yet (a `LATEST` start is not resolved
+    /// again: that would skip what was put meanwhile).
     pub(crate) fn records_fetched(
         &mut self,
         ctx: &mut Ctx<R>,
         slot: TimerSlot,
         result: Result<FetchedRecords<R>, Failure>,
         last_delivered: Option<&RecordPosition>,
-        checkpoint: &Position,
     ) {
         let sent = self.fetch_sent.take().unwrap_or(ctx.now);
         match result {
@@ -246,13 +261,10 @@ impl<R: Record> ShardReader<R> {
                 // it and anything before (so a partly delivered aggregate resumes inside itself).
                 self.cursor = Cursor::None;
                 self.prefetched.clear();
-                self.start = Some(match last_delivered {
-                    Some(p) => {
-                        self.skip_through = Some(p.clone());
-                        StartingPosition::AtSequenceNumber(p.sequence.clone())
-                    }
-                    None => self.position_of(checkpoint, &ctx.config),
-                });
+                if let Some(p) = last_delivered {
+                    self.skip_through = Some(p.clone());
+                    self.start = Some(StartingPosition::AtSequenceNumber(p.sequence.clone()));
+                }
                 self.next_fetch_at = ctx.now;
             }
             Err(f) => self.back_off(ctx, slot, &f),
@@ -392,13 +404,8 @@ mod tests {
             result: Result<FetchedRecords<BasicRecord>, Failure>,
             delivered: Option<&RecordPosition>,
         ) {
-            self.reader.records_fetched(
-                &mut self.ctx,
-                self.slot,
-                result,
-                delivered,
-                &Position::TrimHorizon,
-            );
+            self.reader
+                .records_fetched(&mut self.ctx, self.slot, result, delivered);
         }
 
         /// Gets an iterator and sends the first GetRecords.
@@ -416,6 +423,43 @@ mod tests {
         }
     }
 
+    /// A sentinel with a starting timestamp starts there, whatever this worker's configuration
+    /// says; without one (a Java-created row) it is resolved as Java resolves it.
+    #[test]
+    fn a_sentinel_checkpoint_starts_at_the_timestamp_fixed_when_the_lease_was_created() {
+        let config = Config {
+            initial_position: InitialPosition::AtTimestamp(77),
+            ..Config::default()
+        };
+        let t = Some(WallTime::from_unix_millis(5_000));
+        let cases = [
+            (Position::Latest, t, StartingPosition::AtTimestamp(5_000)),
+            (
+                Position::AtTimestamp,
+                t,
+                StartingPosition::AtTimestamp(5_000),
+            ),
+            (Position::TrimHorizon, t, StartingPosition::TrimHorizon),
+            (Position::Latest, None, StartingPosition::Latest),
+            (
+                Position::AtTimestamp,
+                None,
+                StartingPosition::AtTimestamp(77),
+            ),
+        ];
+        for (checkpoint, timestamp, expected) in cases {
+            let mut f = fixture(config.clone());
+            f.reader.start_at(&checkpoint, timestamp, &config);
+            f.fetch();
+            match &f.commands()[..] {
+                [Command::GetShardIterator { position, .. }] => {
+                    assert_eq!(*position, expected, "{checkpoint:?} {timestamp:?}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn a_checkpoint_inside_an_aggregate_resumes_at_its_record_and_skips_what_was_processed() {
         let mut f = fixture(Config::default());
@@ -423,7 +467,7 @@ mod tests {
             sequence: seq(40),
             sub_sequence: 2,
         });
-        f.reader.start_at(&checkpoint, &f.ctx.config);
+        f.reader.start_at(&checkpoint, None, &f.ctx.config);
         f.fetch();
         match &f.commands()[..] {
             [Command::GetShardIterator { position, .. }] => {
@@ -457,6 +501,24 @@ mod tests {
             .collect();
         assert_eq!(kept, [(40, 3), (41, 0)]);
         assert_eq!(behind, 500);
+    }
+
+    /// Nothing delivered yet: an expired iterator starts where the ownership started, not at a
+    /// `LATEST` resolved again.
+    #[test]
+    fn an_expired_iterator_before_any_delivery_starts_where_the_ownership_started() {
+        let mut f = fixture(Config::default());
+        let t = Some(WallTime::from_unix_millis(5_000));
+        f.reader.start_at(&Position::Latest, t, &Config::default());
+        f.reading();
+        f.answer(Err(Failure::ExpiredIterator), None);
+        f.fetch();
+        match &f.commands()[..] {
+            [Command::GetShardIterator { position, .. }] => {
+                assert_eq!(*position, StartingPosition::AtTimestamp(5_000));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
