@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::backend::{LeaseTable, ShardStream};
+use crate::clock::SuspendCounter;
 use crate::processor::{
     Batch, CheckpointRequest, Checkpointer, Initialize, Message, ProcessorFactory, RecordProcessor,
 };
@@ -83,6 +84,7 @@ where
     config: DriverConfig,
     worker: Worker<S::Record>,
     origin: std::time::Instant,
+    suspend: SuspendCounter,
     inbox: UnboundedReceiver<Message>,
     outbox: UnboundedSender<Message>,
     in_flight: FuturesUnordered<BoxFuture<'static, Input<S::Record>>>,
@@ -124,6 +126,7 @@ where
             config,
             worker,
             origin,
+            suspend: SuspendCounter::default(),
             inbox,
             outbox,
             in_flight: FuturesUnordered::new(),
@@ -190,13 +193,13 @@ where
         .await
     }
 
+    /// The worker's clock: the runtime's, plus the time the host was suspended.
     fn now(&self) -> Instant {
-        kcl_core::time::from_std(self.origin, self.runtime.now())
+        kcl_core::time::from_std(self.origin, self.runtime.now()) + self.suspend.suspended()
     }
 
     fn until(&self, at: Instant) -> Duration {
-        let deadline = self.origin + Duration::from_millis(at.as_millis());
-        deadline.saturating_duration_since(self.runtime.now())
+        at.saturating_since(self.now())
     }
 
     fn drain_commands(&mut self) {

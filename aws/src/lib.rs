@@ -15,6 +15,7 @@
 //! like a lost race, so retrying is left to the driver, which knows what may be repeated.
 
 pub mod backend;
+mod clock;
 mod consumer;
 mod driver;
 mod dynamo;

@@ -24,7 +24,11 @@
 //! 3. otherwise waits until [`Worker::poll_timeout`] and calls [`Worker::handle_timeout`].
 //!
 //! Time is an [`Instant`] on the driver's monotonic clock; it must not go backwards (a smaller
-//! value counts as the last one). An answer that is late, duplicated, of the wrong kind or for a
+//! value counts as the last one), and it must count the time the host was suspended: a clock
+//! that stood still through a VM or laptop suspend would keep a resumed owner's delivery window
+//! open for leases others took meanwhile. `std::time::Instant` stops during a suspend on Linux;
+//! add what [`time::Suspension`] measures from `CLOCK_MONOTONIC` and `CLOCK_BOOTTIME` (kcl-aws
+//! does). An answer that is late, duplicated, of the wrong kind or for a
 //! lease no longer held is counted in [`Stats`] and ignored; a request the driver gives up on
 //! may be answered as failed, and one never answered times out inside the worker. Nothing the
 //! driver does out of order can make the worker deliver a shard it does not hold.

@@ -76,6 +76,42 @@ impl Sub<Duration> for WallTime {
     }
 }
 
+/// Host suspension, measured from two clocks: one that stops while the host is suspended (Linux
+/// `CLOCK_MONOTONIC`, which `std::time::Instant` reads) and one that does not (`CLOCK_BOOTTIME`).
+///
+/// A worker whose clock stopped during a VM or laptop suspend would resume believing its delivery
+/// window still open, while every other worker's clock ran on and its leases expired. Its
+/// driver adds [`Suspension::observe`] to the instants it gives the worker, so that after a
+/// resume the worker's clock has moved by the time it was away and the window is closed. The
+/// readings may have any origins; only how far the two clocks drift apart counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Suspension {
+    /// `boottime - monotonic` at the first reading (ms).
+    first_gap: Option<i128>,
+    suspended: u64,
+}
+
+impl Suspension {
+    /// Nothing observed yet.
+    pub const fn new() -> Self {
+        Self {
+            first_gap: None,
+            suspended: 0,
+        }
+    }
+
+    /// The time the host was suspended since the first observation, given a reading of each
+    /// clock in milliseconds. It never decreases: a reading that shows less (one clock read a
+    /// little before the other) changes nothing.
+    pub fn observe(&mut self, monotonic_ms: u64, boottime_ms: u64) -> Duration {
+        let gap = i128::from(boottime_ms) - i128::from(monotonic_ms);
+        let first = *self.first_gap.get_or_insert(gap);
+        let grown = u64::try_from(gap - first).unwrap_or(0);
+        self.suspended = self.suspended.max(grown);
+        Duration::from_millis(self.suspended)
+    }
+}
+
 #[cfg(feature = "std")]
 mod std_conversions {
     extern crate std;
@@ -104,6 +140,21 @@ pub use std_conversions::{from_std, wall_time};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_suspension_is_the_growth_of_the_gap_between_the_clocks() {
+        let mut s = Suspension::new();
+        let d = Duration::from_millis;
+        assert_eq!(s.observe(1_000, 5_000), d(0));
+        assert_eq!(s.observe(2_000, 6_000), d(0), "both ran");
+        assert_eq!(s.observe(2_500, 36_500), d(30_000), "suspended for 30 s");
+        assert_eq!(s.observe(2_600, 36_590), d(30_000), "never decreases");
+        assert_eq!(s.observe(3_000, 37_100), d(30_100));
+        // Origins do not matter: a boot clock behind the monotonic one.
+        let mut t = Suspension::new();
+        assert_eq!(t.observe(9_000, 10), d(0));
+        assert_eq!(t.observe(9_100, 5_110), d(5_000));
+    }
 
     #[test]
     fn arithmetic_saturates() {

@@ -33,5 +33,6 @@ pub mod record;
 pub mod report;
 pub mod scenario;
 
+pub use fleet::WorkerClock;
 pub use report::{Comparison, Report};
 pub use scenario::{run, Drift, Faults, Mode, Policy, Processors, RunSpec, Scenario, StartAt};

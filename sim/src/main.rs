@@ -30,6 +30,9 @@ OPTIONS:
   --policy default|kcl2      balancing policy (run, swarm)                       [default]
   --faults none|chaos        the nemesis during the fault phase      [chaos for chaos, else none]
   --drift within|beyond      nemesis clock drift; beyond must produce a violation [within]
+  --clock boottime|monotonic the clock the drivers give their workers: boottime counts host
+                             suspends (as kcl-aws does on Linux); monotonic ignores them, and
+                             the suspend fault must then produce a violation    [boottime]
   --processors simple|mixed  simple: checkpoint every third batch; mixed: per shard, also
                              checkpoints out of order from clones, two-phase prepare and
                              commit, slow batches, checkpoints after the lease was lost [simple]
@@ -102,6 +105,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
             "--policy" => spec.policy = value.parse()?,
             "--faults" => spec.faults = value.parse()?,
             "--drift" => spec.drift = value.parse()?,
+            "--clock" => spec.clock = value.parse()?,
             "--processors" => spec.processors = value.parse()?,
             "--mode" => spec.mode = value.parse()?,
             "--initial-position" => spec.initial_position = value.parse()?,

@@ -16,7 +16,7 @@ use kcl_core::rng::Rng;
 use kcl_core::{BalancingPolicy, Config};
 
 use crate::check::Violation;
-use crate::fleet::{Action, Fleet, FleetConfig, Service, Transport};
+use crate::fleet::{Action, Fleet, FleetConfig, Service, Transport, WorkerClock};
 use crate::net::TurmoilFleet;
 use crate::report::Report;
 
@@ -187,6 +187,17 @@ impl Processors {
     }
 }
 
+impl FromStr for WorkerClock {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "boottime" => Ok(Self::Boottime),
+            "monotonic" => Ok(Self::Monotonic),
+            _ => Err(format!("unknown clock {s:?}; one of: boottime, monotonic")),
+        }
+    }
+}
+
 impl FromStr for Processors {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -295,6 +306,9 @@ pub struct RunSpec {
     pub faults: Faults,
     /// Drift mode of the nemesis.
     pub drift: Drift,
+    /// The clock the simulated drivers give their workers; `Monotonic` ignores host suspends,
+    /// which the checkers must then report.
+    pub clock: WorkerClock,
     /// What the record processors do.
     pub processors: Processors,
     /// Where root shards start.
@@ -330,6 +344,7 @@ impl RunSpec {
                 Faults::None
             },
             drift: Drift::Within,
+            clock: WorkerClock::Boottime,
             processors: Processors::Simple,
             initial_position: StartAt::TrimHorizon,
             records_per_second: None,
@@ -356,6 +371,9 @@ impl RunSpec {
         );
         if self.drift == Drift::Beyond {
             c.push_str(" --drift beyond");
+        }
+        if self.clock == WorkerClock::Monotonic {
+            c.push_str(" --clock monotonic");
         }
         if self.processors == Processors::Mixed {
             c.push_str(" --processors mixed");
@@ -467,6 +485,7 @@ pub fn fleet_config(spec: &RunSpec) -> FleetConfig {
         records_per_second: spec
             .records_per_second
             .unwrap_or_else(|| spec.shards.min(1000) as f64),
+        worker_clock: spec.clock,
         transport: match spec.mode {
             Mode::Event => Transport::Modelled,
             Mode::Turmoil => Transport::Network,
@@ -554,6 +573,19 @@ fn chaos(spec: &RunSpec, from: u64, to: u64, fleet: &mut Fleet) {
             },
         );
     }
+    if spec.drift == Drift::Within {
+        // The busiest owner's host (often the leader) sleeps for three lease durations with its
+        // monotonic clock stopped: unless its driver counts the suspension, it wakes with its
+        // window open for leases others took meanwhile. (Beyond the drift bound, the drifting
+        // owner is the one to watch.)
+        fleet.at(
+            from + 1_000,
+            Action::Suspend {
+                ms: (3 * d).min(to.saturating_sub(from + 1_000)),
+                busiest: true,
+            },
+        );
+    }
     let mut t = from;
     loop {
         t += rng.between(mean_gap / 2, mean_gap * 3 / 2);
@@ -581,9 +613,14 @@ fn chaos(spec: &RunSpec, from: u64, to: u64, fleet: &mut Fleet) {
                 extra_ms: rng.between(100, 1_500),
                 ms: span(&mut rng, 5_000, 60_000),
             },
-            // The classic lease killer: a stop-the-world longer than the lease duration.
-            55..=64 => Action::Pause {
+            // The classic lease killer: a stop-the-world longer than the lease duration, or a
+            // host suspend of as long, during which the monotonic clock stands still too.
+            55..=59 => Action::Pause {
                 ms: rng.between(d + 1, d * 5 / 2),
+            },
+            60..=64 => Action::Suspend {
+                ms: rng.between(d + 1, d * 5 / 2),
+                busiest: false,
             },
             65..=74 => Action::Drift {
                 rate: match spec.drift {

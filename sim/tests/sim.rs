@@ -8,6 +8,7 @@ use std::process::Command;
 
 use kcl_sim::{
     run, Comparison, Drift, Faults, Mode, Policy, Processors, Report, RunSpec, Scenario, StartAt,
+    WorkerClock,
 };
 
 fn spec(scenario: Scenario, policy: Policy, seed: u64) -> RunSpec {
@@ -213,6 +214,37 @@ fn drift_beyond_the_bound_is_reported() {
         caught.len() >= 4,
         "a clock at a fifth of true speed was noticed only in seeds {caught:?} of {seeds:?}"
     );
+}
+
+/// Halfway through every chaos run, the busiest owner's host is suspended for two lease
+/// durations. A driver that gives its worker the bare monotonic clock (stopped meanwhile) wakes
+/// with its window open for leases others took: the checkers must see it. Counting the
+/// suspension, as kcl-aws does, closes the window: the same seeds are clean.
+#[test]
+fn a_host_suspend_is_reported_unless_the_driver_counts_it() {
+    let seeds = 1..=6;
+    let run = |clock, seed| {
+        quiet(&RunSpec {
+            clock,
+            ..spec(Scenario::Chaos, Policy::Default, seed)
+        })
+    };
+    let caught: Vec<u64> = seeds
+        .clone()
+        .filter(|&seed| {
+            run(WorkerClock::Monotonic, seed)
+                .violations
+                .iter()
+                .any(|v| v.what.starts_with("exclusivity"))
+        })
+        .collect();
+    assert!(
+        caught.len() >= 4,
+        "a suspended owner with a stopped clock was noticed only in seeds {caught:?} of {seeds:?}"
+    );
+    for seed in caught {
+        assert_clean(&run(WorkerClock::Boottime, seed));
+    }
 }
 
 #[test]

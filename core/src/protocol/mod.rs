@@ -59,7 +59,10 @@
 //! its counter has not changed for `failover_time` since the observer first saw that value. A
 //! holder stops delivering `failover_time - safety_margin` after it *sent* its last renewal that
 //! landed, so it stops before any observer may take the lease while clock rates differ by less
-//! than [`Config::tolerated_clock_rate_ratio`](crate::Config::tolerated_clock_rate_ratio).
+//! than [`Config::tolerated_clock_rate_ratio`](crate::Config::tolerated_clock_rate_ratio). A
+//! host suspend must count as time passed on the holder's clock (the crate page's driver
+//! contract, [`crate::time::Suspension`]): a clock stopped through it runs at rate 0, far outside
+//! the bound.
 //!
 //! **Graceful handoff** (`Coordinated`), in five steps:
 //! 1. the leader writes [`InitiateHandoff`](LeaseOp::InitiateHandoff): the new owner becomes

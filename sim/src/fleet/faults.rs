@@ -42,6 +42,14 @@ pub enum Action {
         /// For how long.
         ms: u64,
     },
+    /// Suspend a worker's host: its process stops and its monotonic clock stands still.
+    Suspend {
+        /// For how long.
+        ms: u64,
+        /// The busiest owner (a worker without leases has no window to outlive them), or a
+        /// random worker.
+        busiest: bool,
+    },
     /// Set a random worker's clock rate.
     Drift {
         /// Local seconds per true second.
@@ -99,6 +107,7 @@ impl Action {
             } => "partition_kinesis",
             Self::Delay { .. } => "message_delay",
             Self::Pause { .. } => "process_pause",
+            Self::Suspend { .. } => "host_suspend",
             Self::Drift { .. } => "clock_drift",
             Self::DriftAndIsolate { .. } => "clock_drift_beyond_bound",
             Self::ServiceFaults {
@@ -185,20 +194,26 @@ impl Fleet {
                     n.paused_until = n.paused_until.max(self.now + ms);
                 }
             }
+            Action::Suspend { ms, busiest } => {
+                let node = if busiest {
+                    self.busiest()
+                } else {
+                    self.random_running()
+                };
+                if let Some(node) = node {
+                    let now = self.now;
+                    let n = &mut self.nodes[node];
+                    n.paused_until = n.paused_until.max(now + ms);
+                    n.clock.suspend(now, ms);
+                }
+            }
             Action::Drift { rate } => {
                 if let Some(node) = self.random_running() {
                     self.set_rate(node, rate);
                 }
             }
             Action::DriftAndIsolate { rate, ms } => {
-                // The busiest owner (the first on a tie): a worker without leases would have
-                // nothing to deliver past its leases' end.
-                let busiest = self
-                    .running_workers()
-                    .map(|(i, w)| (w.leases().count(), core::cmp::Reverse(i)))
-                    .max()
-                    .map(|(_, core::cmp::Reverse(i))| i);
-                if let Some(node) = busiest {
+                if let Some(node) = self.busiest() {
                     self.set_rate(node, rate);
                     self.partition(self.nodes[node].machine, Service::Dynamo, ms);
                 }
@@ -271,6 +286,15 @@ impl Fleet {
         self.running_workers().nth(pick).map(|(i, _)| i)
     }
 
+    /// The worker holding the most leases (the first on a tie): one without leases would have
+    /// nothing to deliver past its leases' end.
+    fn busiest(&self) -> Option<NodeId> {
+        self.running_workers()
+            .map(|(i, w)| (w.leases().count(), core::cmp::Reverse(i)))
+            .max()
+            .map(|(_, core::cmp::Reverse(i))| i)
+    }
+
     pub(super) fn set_rate(&mut self, node: NodeId, rate: f64) {
         let now = self.now;
         let n = &mut self.nodes[node];
@@ -301,7 +325,10 @@ impl Fleet {
             stepping: None,
             inc: 0,
             paused_until: 0,
-            clock: DriftClock::new(1_000_000 + self.rng.below(1_000_000), self.now),
+            clock: NodeClock::new(
+                DriftClock::new(1_000_000 + self.rng.below(1_000_000), self.now),
+                self.cfg.worker_clock,
+            ),
             wake_at: None,
             batches: BTreeMap::new(),
             apps: BTreeMap::new(),

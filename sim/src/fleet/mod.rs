@@ -28,6 +28,7 @@ use crate::record::SimRecord;
 use crate::scenario::Processors;
 
 mod batch;
+mod clock;
 mod faults;
 mod mixed;
 mod pool;
@@ -37,6 +38,8 @@ mod services;
 mod transport;
 
 use batch::{Batch, Step};
+use clock::NodeClock;
+pub use clock::WorkerClock;
 pub use faults::Action;
 use pool::Pool;
 use queue::Queue;
@@ -89,6 +92,8 @@ pub struct FleetConfig {
     pub sample_every_ms: u64,
     /// How calls travel between machines and services.
     pub transport: Transport,
+    /// The clock the simulated drivers give their workers.
+    pub worker_clock: WorkerClock,
     /// Threads for the workers' steps: 1, or more to run them on a second thread beside the
     /// services (modelled transport only; there is one helper). The report is the same either
     /// way.
@@ -105,6 +110,7 @@ impl Default for FleetConfig {
             latency_ms: (2, 10),
             process_ms: (1, 20),
             checkpoint_every: 3,
+            worker_clock: WorkerClock::Boottime,
             processors: Processors::Simple,
             records_per_second: 16.0,
             record_bytes: 200,
@@ -184,7 +190,7 @@ struct Node {
     stepping: Option<usize>,
     inc: u64,
     paused_until: u64,
-    clock: DriftClock,
+    clock: NodeClock,
     wake_at: Option<u64>,
     batches: BTreeMap<LeaseKey, u32>,
     /// The mixed processors of this incarnation, by shard.

@@ -1,0 +1,75 @@
+//! The clock the driver gives its worker: the runtime's monotonic clock, plus the time the host
+//! spent suspended.
+//!
+//! `std::time::Instant` (and tokio's and smol's timers) read Linux's `CLOCK_MONOTONIC`, which
+//! stands still while a VM or laptop is suspended. A worker fed it alone would resume believing
+//! its delivery window open while its leases expired everywhere else. On Linux and Android the
+//! driver also reads `CLOCK_BOOTTIME`, which counts the suspension, and
+//! [`kcl_core::time::Suspension`] turns the two into the time suspended, which is added to every
+//! instant the worker sees: a resumed owner finds its window closed. Elsewhere the suspension
+//! is not measured (`std` has no suspend-counting clock on those systems).
+
+use core::time::Duration;
+use std::sync::Mutex;
+
+use kcl_core::time::Suspension;
+
+/// The host's suspensions since the driver started.
+#[derive(Debug, Default)]
+pub(crate) struct SuspendCounter {
+    suspension: Mutex<Suspension>,
+}
+
+impl SuspendCounter {
+    /// How long the host was suspended since the first call.
+    pub(crate) fn suspended(&self) -> Duration {
+        match readings() {
+            Some((monotonic, boottime)) => match self.suspension.lock() {
+                Ok(mut s) => s.observe(monotonic, boottime),
+                Err(poisoned) => poisoned.into_inner().observe(monotonic, boottime),
+            },
+            None => Duration::ZERO,
+        }
+    }
+}
+
+/// `CLOCK_MONOTONIC` and `CLOCK_BOOTTIME` in milliseconds.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn readings() -> Option<(u64, u64)> {
+    use rustix::time::{clock_gettime, ClockId};
+    let ms = |t: rustix::time::Timespec| {
+        let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+        let nanos = u64::try_from(t.tv_nsec).unwrap_or(0);
+        secs.saturating_mul(1000).saturating_add(nanos / 1_000_000)
+    };
+    // Boot time second: read after the monotonic clock, it can only show more.
+    let monotonic = ms(clock_gettime(ClockId::Monotonic));
+    let boottime = ms(clock_gettime(ClockId::Boottime));
+    Some((monotonic, boottime))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn readings() -> Option<(u64, u64)> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_suspension_while_the_host_runs() {
+        let c = SuspendCounter::default();
+        assert_eq!(c.suspended(), Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(20));
+        // Reading the two clocks one after the other can put a millisecond between them.
+        assert!(c.suspended() <= Duration::from_millis(1));
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn both_clocks_are_read_on_linux() {
+        let (monotonic, boottime) = readings().expect("linux has both clocks");
+        assert!(boottime >= monotonic, "{boottime} < {monotonic}");
+    }
+}
