@@ -28,6 +28,9 @@ pub struct Report {
     pub workers: usize,
     /// Shards at the start.
     pub shards: usize,
+    /// Rows in the lease table at the end: leases, worker rows and the leader row. A row of a
+    /// worker gone for longer than the leader takes to delete it is a violation.
+    pub table_rows: usize,
     /// Simulated seconds.
     pub simulated_seconds: f64,
     /// Wall-clock seconds the run took (the one field that differs between two runs of a seed).

@@ -749,6 +749,9 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(u64)) -> Report {
         if records_lost > 0 {
             add(format!("no loss: {records_lost} records put were never delivered"));
         }
+        for wrong in fleet.table_size_violations() {
+            add(wrong);
+        }
         // Every request is answered while the lease is held, or when it is lost (at most a
         // failover time later); only an incarnation that is gone takes its requests with it.
         let failover = spec.policy.config().failover_time.as_millis() as u64;
@@ -781,6 +784,7 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(u64)) -> Report {
             initial_position: spec.initial_position.name().into(),
             workers: spec.workers,
             shards: spec.shards,
+            table_rows: fleet.table_rows(),
             simulated_seconds: end as f64 / 1000.0,
             wall_seconds: started.elapsed().as_secs_f64(),
             violations,

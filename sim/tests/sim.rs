@@ -470,3 +470,41 @@ impl RunSpecless<'_> {
         r.to_json()
     }
 }
+
+/// Crashed workers restart with fresh ids, so each crash leaves a row nobody heartbeats: the
+/// leader deletes it after `worker_row_retention`, and the end-of-run table check holds the
+/// table to the leases, the live workers and the leader row. With a retention longer than the
+/// run, the check must report the rows left behind.
+#[test]
+fn rows_of_crashed_workers_are_deleted_and_the_table_check_sees_those_that_are_not() {
+    use kcl_sim::fleet::{Action, Fleet, FleetConfig};
+    let violations = |retention_s: u64| {
+        let mut cfg = FleetConfig {
+            shards: 8,
+            ..FleetConfig::default()
+        };
+        cfg.worker.worker_row_retention = std::time::Duration::from_secs(retention_s);
+        let mut fleet = Fleet::new(cfg, 4);
+        for at in [30_000, 40_000, 50_000] {
+            fleet.at(
+                at,
+                Action::CrashWorker {
+                    restart_after_ms: 2_000,
+                },
+            );
+        }
+        fleet.run_until(200_000, &mut |_| {});
+        // Judged by the default retention, whatever the fleet was configured with.
+        let grace = std::time::Duration::from_secs(60 + 10 + 4);
+        (
+            fleet.table_rows(),
+            fleet.table_size_violations_within(grace),
+        )
+    };
+    let (rows, wrong) = violations(60);
+    assert!(wrong.is_empty(), "{wrong:?}");
+    assert_eq!(rows, 8 + 4 + 1, "leases, live workers, the leader row");
+    let (rows, wrong) = violations(3_600);
+    assert_eq!(rows, 8 + 4 + 1 + 3, "three rows of crashed workers stay");
+    assert_eq!(wrong.len(), 3, "{wrong:?}");
+}

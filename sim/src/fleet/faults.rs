@@ -139,6 +139,7 @@ impl Fleet {
             Action::Shutdown(node) => {
                 if let Some(n) = self.nodes.get_mut(node) {
                     n.retired = true;
+                    self.departed.insert(n.id.clone(), self.now);
                 }
                 self.with_worker(node, |w, now| w.handle(now, Input::ShutdownRequested));
             }
@@ -269,6 +270,9 @@ impl Fleet {
 
     pub(super) fn crash(&mut self, node: NodeId) {
         let n = &mut self.nodes[node];
+        if n.worker.is_some() {
+            self.departed.insert(n.id.clone(), self.now);
+        }
         n.worker = None;
         self.checkpoints.forget(node, n.inc);
         n.inc += 1;
@@ -344,6 +348,11 @@ impl Fleet {
         let config = self.cfg.worker.clone();
         let n = &mut self.nodes[node];
         self.checkpoints.forget(node, n.inc);
+        if n.inc > 0 {
+            // A restarted process has a fresh id, as production's default ids
+            // (`host:pid:start`) are: the row of the one before is left to the leader to delete.
+            n.id = WorkerId::from(format!("worker-{node:05}.{}", n.inc));
+        }
         n.inc += 1;
         n.batches.clear();
         n.apps.clear();

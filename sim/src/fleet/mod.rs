@@ -10,9 +10,10 @@
 //! The events wait in a ring of millisecond buckets ([`queue`]); each millisecond's run as a
 //! batch ([`batch`]), whose worker steps may run on a second thread ([`pool`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kcl_core::io::{CallId, Event, FetchedRecords, ProcessorCall, ReleaseReason};
+use kcl_core::lease::{LEADER_KEY, WORKER_KEY_PREFIX};
 use kcl_core::rng::Rng;
 use kcl_core::testkit::{DriftClock, ProcessorOutcome};
 use kcl_core::{
@@ -271,6 +272,12 @@ pub struct Fleet {
     pub balanced_since: Option<u64>,
     /// Whether every record older than ten seconds had been delivered at the last sample.
     pub caught_up: bool,
+    /// When each worker id stopped (crashed, or was asked to shut down), for the table-size
+    /// check.
+    departed: BTreeMap<WorkerId, u64>,
+    /// When a worker last became leader: a leader judges a row dead by its own observations,
+    /// which begin when it takes office.
+    leader_since: u64,
     envelopes: BTreeMap<u64, Envelope>,
     next_envelope: u64,
     outbox: Vec<Vec<(u64, Service)>>,
@@ -299,6 +306,8 @@ impl Fleet {
             timeline: Vec::new(),
             balanced_since: None,
             caught_up: false,
+            departed: BTreeMap::new(),
+            leader_since: 0,
             envelopes: BTreeMap::new(),
             next_envelope: 0,
             outbox: Vec::new(),
@@ -532,6 +541,7 @@ impl Fleet {
                 reason: ReleaseReason::Lost,
                 ..
             } => self.counters.losses += 1,
+            Event::BecameLeader => self.leader_since = self.now,
             _ => {}
         }
     }
@@ -587,6 +597,52 @@ impl Fleet {
             moves: self.counters.acquisitions,
         });
         self.schedule(now + self.cfg.sample_every_ms, Ev::Sample);
+    }
+
+    /// Rows in the lease table.
+    pub fn table_rows(&self) -> usize {
+        self.dynamo.len()
+    }
+
+    /// What is wrong with the table's size at the end of a run: a lease row of no shard, or a
+    /// worker row of a worker gone for longer than the leader takes to delete it
+    /// (`worker_row_retention` from the later of the departure and the current leader's
+    /// election, plus a failover time and two scans).
+    pub fn table_size_violations(&self) -> Vec<String> {
+        let c = &self.cfg.worker;
+        self.table_size_violations_within(
+            c.worker_row_retention + c.failover_time + c.scan_interval * 2,
+        )
+    }
+
+    /// [`Self::table_size_violations`], with the time a gone worker's row may stay.
+    pub fn table_size_violations_within(&self, grace: core::time::Duration) -> Vec<String> {
+        let grace = grace.as_millis();
+        let running: BTreeSet<&str> = self
+            .running_workers()
+            .map(|(i, _)| self.nodes[i].id.as_str())
+            .collect();
+        let mut wrong = Vec::new();
+        for (key, _) in self.dynamo.items() {
+            if let Some(id) = key.strip_prefix(WORKER_KEY_PREFIX) {
+                let gone_for = self
+                    .departed
+                    .get(id)
+                    .map(|&t| u128::from(self.now.saturating_sub(t.max(self.leader_since))));
+                match gone_for {
+                    _ if running.contains(id) => {}
+                    Some(ms) if ms <= grace => {}
+                    Some(ms) => wrong.push(format!(
+                        "table size: the row of {id}, gone for {} s under the current leader, was not deleted",
+                        ms / 1000
+                    )),
+                    None => wrong.push(format!("table size: a row of unknown worker {id}")),
+                }
+            } else if key != LEADER_KEY && self.kinesis.shard_index(key).is_none() {
+                wrong.push(format!("table size: a lease row {key} of no shard"));
+            }
+        }
+        wrong
     }
 
     /// Records never delivered, and the violations that says about a run that caught up.
