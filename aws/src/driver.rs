@@ -302,6 +302,10 @@ where
                 );
                 metrics::counter!("kcl_shards_gone_total").increment(1);
             }
+            Event::DuplicateWorkerId { worker } => tracing::error!(
+                %worker,
+                "another live process has this worker id: stopping (worker ids must be unique per process)"
+            ),
             Event::Stopped => tracing::info!("worker stopped"),
             other => tracing::debug!(?other, "event"),
         }

@@ -4,7 +4,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::item::{Item, Text};
-use crate::lease::{HashKeyRange, LeaseKey, RowError};
+use crate::lease::{HashKeyRange, LeaseKey, RowError, WorkerId};
 use crate::sequence::{Position, RecordPosition, SequenceNumber};
 use crate::time::WallTime;
 use crate::write::LeaseWrite;
@@ -366,6 +366,13 @@ pub enum Event {
     ShardGone {
         /// Shard.
         shard: LeaseKey,
+    },
+    /// Another live process has this worker's id (`Coordinated`): this one stops at once
+    /// (followed by [`Event::Stopped`]) without delivering or writing anything more. A
+    /// deployment error: worker ids must be unique per process.
+    DuplicateWorkerId {
+        /// The id.
+        worker: WorkerId,
     },
     /// The worker has stopped: every lease is released, no more commands will come.
     Stopped,

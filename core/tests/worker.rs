@@ -508,9 +508,11 @@ fn unanswered_requests_time_out_and_answered_ones_do_not() {
             None => break,
         }
     }
+    // Until a heartbeat lands the worker sends nothing else (it might share its id with a
+    // live process), so only heartbeats time out, one per request timeout.
     assert!(
-        w.stats().request_timeouts >= 3,
-        "heartbeats and leader reads kept timing out"
+        w.stats().request_timeouts >= 2,
+        "heartbeats kept timing out"
     );
     // A late answer to a timed-out request is counted as stale and changes nothing.
     let stale = w.stats().stale_results;

@@ -39,6 +39,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let consumer = kcl_smol::build(builder, |_: &LeaseKey| Print).await?;
         let stats = kcl_smol::run_until_signal(consumer).await;
         println!("stopped: {} records delivered", stats.records_delivered);
+        if stats.duplicate_worker_id > 0 {
+            return Err("another live process has this worker id".into());
+        }
         Ok(())
     })
 }

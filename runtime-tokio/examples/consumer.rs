@@ -38,5 +38,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let consumer = kcl_tokio::build(builder, |_: &LeaseKey| Print).await?;
     let stats = kcl_tokio::run_until_signal(consumer).await;
     println!("stopped: {} records delivered", stats.records_delivered);
+    if stats.duplicate_worker_id > 0 {
+        return Err("another live process has this worker id".into());
+    }
     Ok(())
 }

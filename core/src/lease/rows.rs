@@ -22,6 +22,8 @@ pub struct WorkerRow {
     pub leaving: bool,
     /// Leases assigned or handed over to the worker, not yet acknowledged.
     pub assigned: Vec<Assignment>,
+    /// The process heartbeating the row; absent on a row no heartbeat wrote yet.
+    pub incarnation: Option<String>,
 }
 
 /// One note in a worker row's `assignedLeases`: `<leaseKey>@<counter>`, the counter the
@@ -58,6 +60,17 @@ impl Assignment {
 }
 
 impl WorkerRow {
+    /// What an observer watches to judge the worker alive: the counter, mixed with the
+    /// incarnation, so that a row deleted and written again by a new process (whose counter
+    /// starts over) is never taken for the old row standing still.
+    pub fn liveness(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.incarnation.as_deref().unwrap_or("").bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.counter ^ h
+    }
+
     /// The row key of a worker.
     pub fn key(worker: &WorkerId) -> String {
         let mut key = String::with_capacity(WORKER_KEY_PREFIX.len() + worker.as_str().len());
@@ -122,6 +135,7 @@ impl Row {
                         .iter()
                         .map(|n| Assignment::parse(n))
                         .collect(),
+                    incarnation: opt_s(&item, attr::INCARNATION)?.map(String::from),
                 }))
             }
             Some(ENTITY_LEADER) => Ok(Row::Leader(LeaderRow {

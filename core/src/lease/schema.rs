@@ -42,6 +42,9 @@ pub mod attr {
     pub const LEAVING: &str = "leaving";
     /// Worker rows: leases the leader assigned or handed to this worker (SS).
     pub const ASSIGNED_LEASES: &str = "assignedLeases";
+    /// Worker rows: the process heartbeating the row (S), so that a second process with the
+    /// same worker id is refused.
+    pub const INCARNATION: &str = "incarnation";
 }
 
 /// `entityType` of a worker heartbeat row.
@@ -76,11 +79,12 @@ pub(super) const LEASE_ATTRIBUTES: [&str; 16] = [
 ];
 
 /// The attributes only the default policy's own rows (worker and leader rows) have.
-pub(super) const ROW_ATTRIBUTES: [&str; 4] = [
+pub(super) const ROW_ATTRIBUTES: [&str; 5] = [
     attr::ENTITY_TYPE,
     attr::MAX_LEASES,
     attr::LEAVING,
     attr::ASSIGNED_LEASES,
+    attr::INCARNATION,
 ];
 
 /// The schema's static name for `name`, if it is one of [`attr`].

@@ -20,13 +20,13 @@
 //! | [`InitiateHandoff`](LeaseOp::InitiateHandoff) | the leader, to move a live lease | `leaseOwner = from` and no `checkpointOwner` | `leaseOwner = to`, `checkpointOwner = from` | the owner changed or a handoff is under way |
 //! | [`Acquire`](LeaseOp::Acquire) | the new owner, after an assignment or handoff | `leaseOwner = me` and no `checkpointOwner` | counter `+ 1` | the old owner has not completed yet (poll again), or the lease moved on |
 //! | [`Delete`](LeaseOp::Delete) | the leader's cleanup | `leaseCounter = c` and `checkpoint = SHARD_END` | the row deleted | the row changed; the next scan decides again |
-//! | [`Heartbeat`](LeaseOp::Heartbeat) | every worker (`Coordinated`), every heartbeat interval | none | `entityType`, counter `+ 1`, `maxLeases`, `leaving`, acknowledged keys removed from `assignedLeases` | (cannot fail) |
+//! | [`Heartbeat`](LeaseOp::Heartbeat) | every worker (`Coordinated`), every heartbeat interval | no `incarnation`, or `incarnation = mine`; a takeover: `leaseCounter = c` (the row of a process with this id stood still for the failover time) | `entityType`, `incarnation = mine`, counter `+ 1`, `maxLeases`, `leaving`, acknowledged keys removed from `assignedLeases` (a takeover removes them all) | another process has this worker id: the newcomer reads the row, and stops with an error if its counter moves, or takes it over once it has stood still for the failover time; a registered worker whose row was taken over stops |
 //! | [`Notify`](LeaseOp::Notify) | the leader, after an assignment or handoff to another worker | the worker row exists | the note `<leaseKey>@<counter>` added to `assignedLeases` (a heartbeat acknowledges each note it saw, so a later assignment of the same lease is a new note) | the worker is gone; its lease expires and is assigned again |
 //! | [`ClaimLeader`](LeaseOp::ClaimLeader) | a follower that saw the leader row absent, unowned, its own or expired | the row absent (`c` unknown), or `leaseCounter = c` | `leaseOwner = me`, counter `c+1` (a new row: 1) | another worker claimed it first |
 //! | [`RenewLeader`](LeaseOp::RenewLeader) | the leader, every renew interval | `leaseCounter = c` and `leaseOwner = me` | counter `c+1` | leadership is lost |
 //! | [`ReleaseLeader`](LeaseOp::ReleaseLeader) | the leader, when its shutdown begins (it plans no more) | as renew leader | `leaseOwner` removed, counter `c+1` | it was lost already |
-//! | [`DeleteWorkerRow`](LeaseOp::DeleteWorkerRow) | every worker, at the end of its shutdown | none | the worker row deleted | (cannot fail) |
-//! | [`DeleteDeadWorkerRow`](LeaseOp::DeleteDeadWorkerRow) | the leader's cleanup, for a row whose counter stood still for `worker_row_retention` | `leaseCounter = c` | the worker row deleted | the worker heartbeat meanwhile: it lives |
+//! | [`DeleteWorkerRow`](LeaseOp::DeleteWorkerRow) | every worker, at the end of its shutdown | `incarnation = mine` | the worker row deleted | the row is gone or another process's; nothing to do |
+//! | [`DeleteDeadWorkerRow`](LeaseOp::DeleteDeadWorkerRow) | the leader's cleanup, for a row whose counter stood still for `worker_row_retention` | `leaseCounter = c` and the `incarnation` seen (a row written again by a new process, its counter starting over, is another row) | the worker row deleted | the worker heartbeat meanwhile: it lives |
 //!
 //! **Fencing.** Every operation of a holder on its own lease is conditional on the counter its
 //! last write left and on the holder being `leaseOwner` (or, during a handoff, `checkpointOwner`),
@@ -54,6 +54,16 @@
 //! checkpoint reads from the same place, and no record put after the lease was created is lost
 //! to a failover. A row without `startingTimestamp` (the Java KCL created it) is resolved at each
 //! acquisition, as Java does.
+//!
+//! **One process per worker id** (`Coordinated`): a heartbeat
+//! lands only on a row with no `incarnation` or the writer's own, so of two live processes with
+//! one id only the first is registered; the other neither claims leadership nor acquires (both
+//! wait for the first heartbeat that lands), sees the row's counter move, and stops. A row that
+//! stood still for the failover time is taken over, and the notes it held are dropped: the leases
+//! they named are assigned again only once expired on the leader's clock. Worker rows are
+//! observed by counter and incarnation together, so a row deleted and written again by a new
+//! process is never mistaken for the dead one, and a shutting-down worker deletes its row only
+//! once its last heartbeat has been answered.
 //!
 //! **Expiry** is judged on the observer's own clock ([`crate::observe`]): a row is expired when
 //! its counter has not changed for `failover_time` since the observer first saw that value. A
@@ -225,6 +235,11 @@ pub enum LeaseOp {
     Heartbeat {
         /// The worker.
         worker: WorkerId,
+        /// This process.
+        incarnation: crate::item::Text,
+        /// Take the row over from a process with the same id whose heartbeat stood still at
+        /// this counter for the failover time.
+        takeover: Option<u64>,
         /// The most leases it will hold.
         max_leases: u64,
         /// It is shutting down.
@@ -267,6 +282,8 @@ pub enum LeaseOp {
     DeleteWorkerRow {
         /// The worker.
         worker: WorkerId,
+        /// This process: another's row with the same id is left alone.
+        incarnation: crate::item::Text,
     },
     /// The leader deletes the row of a worker that stopped heartbeating long ago.
     DeleteDeadWorkerRow {
@@ -274,6 +291,8 @@ pub enum LeaseOp {
         worker: WorkerId,
         /// The counter the leader saw stand still.
         counter: u64,
+        /// The incarnation of the row it saw (`None`: the row had none).
+        incarnation: Option<crate::item::Text>,
     },
 }
 
@@ -444,26 +463,42 @@ impl LeaseOp {
             ),
             Self::Heartbeat {
                 worker,
+                incarnation,
+                takeover,
                 max_leases,
                 leaving,
                 acked,
             } => {
                 let mut updates = alloc::vec![
                     Update::Set(attr::ENTITY_TYPE, string(ENTITY_WORKER)),
+                    Update::Set(attr::INCARNATION, string(incarnation.as_str())),
                     Update::Increment(attr::LEASE_COUNTER, 1),
                     Update::Set(attr::MAX_LEASES, AttributeValue::number(*max_leases)),
                     Update::Set(attr::LEAVING, AttributeValue::Bool(*leaving)),
                 ];
-                if !acked.is_empty() {
-                    updates.push(Update::DeleteFromSet(
-                        attr::ASSIGNED_LEASES,
-                        acked.iter().map(|k| k.as_str().into()).collect(),
-                    ));
-                }
+                let condition = match takeover {
+                    // The notes were the other process's: it may have acquired those leases.
+                    Some(counter) => {
+                        updates.push(Update::Remove(attr::ASSIGNED_LEASES));
+                        Condition::eq_num(attr::LEASE_COUNTER, *counter)
+                    }
+                    None => {
+                        if !acked.is_empty() {
+                            updates.push(Update::DeleteFromSet(
+                                attr::ASSIGNED_LEASES,
+                                acked.iter().map(|k| k.as_str().into()).collect(),
+                            ));
+                        }
+                        Condition::Or(alloc::vec![
+                            Condition::Absent(attr::INCARNATION),
+                            Condition::eq_str(attr::INCARNATION, incarnation.as_str()),
+                        ])
+                    }
+                };
                 (
                     WorkerRow::key(worker),
                     WriteAction::Update(updates),
-                    Condition::Always,
+                    condition,
                 )
             }
             Self::Notify {
@@ -512,15 +547,28 @@ impl LeaseOp {
                 ]),
                 leads(*counter, worker),
             ),
-            Self::DeleteWorkerRow { worker } => (
+            Self::DeleteWorkerRow {
+                worker,
+                incarnation,
+            } => (
                 WorkerRow::key(worker),
                 WriteAction::Delete,
-                Condition::Always,
+                Condition::eq_str(attr::INCARNATION, incarnation.as_str()),
             ),
-            Self::DeleteDeadWorkerRow { worker, counter } => (
+            Self::DeleteDeadWorkerRow {
+                worker,
+                counter,
+                incarnation,
+            } => (
                 WorkerRow::key(worker),
                 WriteAction::Delete,
-                Condition::eq_num(attr::LEASE_COUNTER, *counter),
+                Condition::And(alloc::vec![
+                    Condition::eq_num(attr::LEASE_COUNTER, *counter),
+                    match incarnation {
+                        Some(i) => Condition::eq_str(attr::INCARNATION, i.as_str()),
+                        None => Condition::Absent(attr::INCARNATION),
+                    },
+                ]),
             ),
         };
         LeaseWrite {
@@ -596,7 +644,7 @@ impl LeaseOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lease::{LeaderRow, Row};
+    use crate::lease::{LeaderRow, Row, WorkerRow};
     use crate::write::{apply, ConditionFailed};
     use alloc::vec;
 
@@ -887,6 +935,8 @@ mod tests {
     fn heartbeats_and_notifications_keep_the_worker_row() {
         let heartbeat = |acked: Vec<crate::item::Text>, leaving| LeaseOp::Heartbeat {
             worker: worker("w1"),
+            incarnation: "a".into(),
+            takeover: None,
             max_leases: 5,
             leaving,
             acked,
@@ -925,21 +975,87 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let gone = LeaseOp::DeleteWorkerRow {
+        let gone = |incarnation: &str| LeaseOp::DeleteWorkerRow {
             worker: worker("w1"),
+            incarnation: incarnation.into(),
         };
+        assert_eq!(
+            row_after(Some(&told), &gone("b")),
+            Err(ConditionFailed),
+            "another process's row"
+        );
+        let gone = gone("a");
         assert_eq!(row_after(Some(&told), &gone), Ok(None));
         assert_eq!(gone.kind(), WriteKind::WorkerHeartbeat);
         let dead = |counter| LeaseOp::DeleteDeadWorkerRow {
             worker: worker("w1"),
             counter,
+            incarnation: Some("a".into()),
         };
+        let other_process = LeaseOp::DeleteDeadWorkerRow {
+            worker: worker("w1"),
+            counter: 1,
+            incarnation: Some("b".into()),
+        };
+        assert_eq!(
+            row_after(Some(&told), &other_process),
+            Err(ConditionFailed),
+            "a row of another process, its counter at the same value"
+        );
         assert_eq!(row_after(Some(&told), &dead(1)), Ok(None), "still at 1");
         assert_eq!(
             row_after(Some(&told), &dead(0)),
             Err(ConditionFailed),
             "it heartbeat since: alive"
         );
+    }
+
+    /// One process per worker id: a heartbeat of another incarnation is refused, unless it
+    /// takes over a row whose counter it saw stand still, which drops the notes of the first.
+    #[test]
+    fn a_worker_row_belongs_to_one_process() {
+        let heartbeat = |incarnation: &str, takeover| LeaseOp::Heartbeat {
+            worker: worker("w1"),
+            incarnation: incarnation.into(),
+            takeover,
+            max_leases: 5,
+            leaving: false,
+            acked: Vec::new(),
+        };
+        let first = apply(None, &heartbeat("a", None).to_write())
+            .expect("no row yet")
+            .expect("row");
+        let notify = LeaseOp::Notify {
+            worker: worker("w1"),
+            shard: key("shard-1"),
+            counter: 3,
+        };
+        let told = apply(Some(&first), &notify.to_write())
+            .expect("exists")
+            .expect("row");
+        assert_eq!(
+            row_after(Some(&told), &heartbeat("b", None)),
+            Err(ConditionFailed)
+        );
+        assert!(matches!(
+            row_after(Some(&told), &heartbeat("a", None)),
+            Ok(Some(Row::Worker(WorkerRow { counter: 2, .. })))
+        ));
+        assert_eq!(
+            row_after(Some(&told), &heartbeat("b", Some(0))),
+            Err(ConditionFailed),
+            "the counter moved since"
+        );
+        match row_after(Some(&told), &heartbeat("b", Some(1))) {
+            Ok(Some(Row::Worker(row))) => {
+                assert_eq!(row.incarnation.as_deref(), Some("b"));
+                assert!(
+                    row.assigned.is_empty(),
+                    "the first process's notes are gone"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

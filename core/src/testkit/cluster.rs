@@ -262,6 +262,16 @@ impl Cluster {
         node
     }
 
+    /// Starts a second process with the worker id of `node` (a misconfigured deployment);
+    /// returns its node.
+    pub fn add_twin(&mut self, node: NodeId) -> NodeId {
+        let twin = self.add_worker();
+        let id = self.nodes[node].id.clone();
+        self.nodes[twin].id = id;
+        self.restart(twin);
+        twin
+    }
+
     /// Crashes a node: its worker and processors vanish, answers to it are dropped.
     pub fn crash(&mut self, node: NodeId) {
         if let Some(n) = self.nodes.get_mut(node) {

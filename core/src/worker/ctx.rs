@@ -49,6 +49,8 @@ pub(crate) enum Pending {
         expect_counter: u64,
     },
     ReadLeader,
+    /// This worker's own heartbeat row, read after a refused heartbeat.
+    ReadWorkerRow,
     ReadAcquire {
         shard: LeaseKey,
     },

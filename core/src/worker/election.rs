@@ -59,7 +59,9 @@ impl<R: Record + Clone> Worker<R> {
 
     pub(super) fn leader_check_timer(&mut self) {
         self.check_leadership();
+        // A process whose heartbeat has not landed may share its id with a live leader.
         if self.ctx.phase == Phase::Running
+            && self.inbox.registration.registered()
             && self.election.leader == Leader::Follower
             && self.election.check == Outstanding::Idle
         {
@@ -154,6 +156,14 @@ impl<R: Record + Clone> Worker<R> {
             counter,
         };
         self.ctx.write(&op, WriteOp::LeaderRelease);
+    }
+
+    /// Stops acting as leader without a write (the row expires).
+    pub(super) fn abdicate(&mut self) {
+        if self.election.is_leading() {
+            self.election.leader = Leader::Follower;
+            self.ctx.event(Event::LeadershipLost);
+        }
     }
 
     /// Renews the leader row with the worker's leases.

@@ -5,6 +5,7 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
+use super::registration::Registration;
 use super::timers::{LeaseTimer, TimerKey};
 use super::{Outstanding, Pending, Phase, Worker, WriteOp};
 use crate::config::BalancingPolicy;
@@ -23,8 +24,12 @@ struct Acquiring {
     notes: Vec<Text>,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Inbox {
+    /// This process, as its heartbeats name it.
+    pub(super) incarnation: Text,
+    /// Whether its heartbeats land ([`super::registration`]).
+    pub(super) registration: Registration,
     heartbeat: Outstanding,
     acquiring: BTreeMap<LeaseKey, Acquiring>,
     /// Notes of assignments seen and done with (acquired, given up, or held already), to be
@@ -34,6 +39,20 @@ pub(crate) struct Inbox {
 }
 
 impl Inbox {
+    pub(crate) fn new(incarnation: Text) -> Self {
+        Self {
+            incarnation,
+            registration: Registration::default(),
+            heartbeat: Outstanding::Idle,
+            acquiring: BTreeMap::new(),
+            acks: BTreeSet::new(),
+        }
+    }
+
+    pub(crate) fn heartbeat_in_flight(&self) -> bool {
+        self.heartbeat != Outstanding::Idle
+    }
+
     /// Gives up every acquisition under way (at shutdown); they are acknowledged.
     pub(crate) fn give_up(&mut self) {
         for (_, a) in core::mem::take(&mut self.acquiring) {
@@ -58,6 +77,8 @@ impl<R: Record + Clone> Worker<R> {
             let acked: Vec<Text> = self.inbox.acks.iter().cloned().collect();
             let op = LeaseOp::Heartbeat {
                 worker: self.ctx.id.clone(),
+                incarnation: self.inbox.incarnation.clone(),
+                takeover: self.takeover_counter(),
                 max_leases: self.ctx.config.max_leases_per_worker,
                 leaving: self.ctx.phase != Phase::Running,
                 acked: acked.clone(),
@@ -75,7 +96,12 @@ impl<R: Record + Clone> Worker<R> {
         result: Result<Option<Item>, Failure>,
     ) {
         self.inbox.heartbeat = Outstanding::Idle;
-        let Ok(Some(item)) = result else { return };
+        let item = match result {
+            Ok(Some(item)) => item,
+            Err(Failure::ConditionFailed) => return self.heartbeat_refused(),
+            _ => return,
+        };
+        self.registered();
         for k in &acked {
             self.inbox.acks.remove(k);
         }

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use super::{Worker, WriteOp};
 use crate::balance::{self, Move, PlanLease, PlanWorker};
 use crate::io::{Failure, Record};
-use crate::item::Item;
+use crate::item::{Item, Text};
 use crate::lease::{LeaseKey, WorkerId, WorkerRow};
 use crate::protocol::LeaseOp;
 use crate::worker::table_view::Progress;
@@ -135,7 +135,7 @@ impl<R: Record + Clone> Worker<R> {
     /// on this leader's clock, each conditional on that counter (a heartbeat since keeps it).
     pub(super) fn delete_dead_worker_rows(&mut self) {
         let (now, retention) = (self.ctx.now, self.ctx.config.worker_row_retention);
-        let dead: Vec<(WorkerId, u64)> = self
+        let dead: Vec<(WorkerId, u64, Option<Text>)> = self
             .view
             .workers
             .values()
@@ -146,13 +146,17 @@ impl<R: Record + Clone> Worker<R> {
                         .seen(&WorkerRow::key(&w.worker))
                         .older_than(now, retention)
             })
-            .map(|w| (w.worker.clone(), w.counter))
+            .map(|w| {
+                let incarnation = w.incarnation.as_deref().map(Text::from);
+                (w.worker.clone(), w.counter, incarnation)
+            })
             .collect();
-        for (worker, counter) in dead {
+        for (worker, counter, incarnation) in dead {
             self.planning.deleting_workers.insert(worker.clone());
             let op = LeaseOp::DeleteDeadWorkerRow {
                 worker: worker.clone(),
                 counter,
+                incarnation,
             };
             self.ctx.write(&op, WriteOp::DeleteDeadWorkerRow { worker });
         }
@@ -317,6 +321,8 @@ mod tests {
     fn heartbeat(h: &mut Harness, worker: &str) {
         h.apply(&LeaseOp::Heartbeat {
             worker: WorkerId::from(worker),
+            incarnation: worker.into(),
+            takeover: None,
             max_leases: u64::MAX,
             leaving: false,
             acked: alloc::vec::Vec::new(),

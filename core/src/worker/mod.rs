@@ -6,6 +6,7 @@ mod held;
 mod in_flight;
 mod inbox;
 mod leader;
+mod registration;
 mod shard_sync;
 mod shutdown;
 mod stats;
@@ -112,7 +113,7 @@ impl<R: Record + Clone> Worker<R> {
             taking: Taking::default(),
             election: Election::default(),
             planning: Planning::default(),
-            inbox: Inbox::default(),
+            inbox: Inbox::new(registration::incarnation(seed)),
             sync: ShardSync::default(),
             shutdown: Shutdown::default(),
             vanishing: Vanishing::default(),
@@ -243,6 +244,7 @@ impl<R: Record + Clone> Worker<R> {
                     });
                 }
                 Some(Pending::ReadLeader) => self.leader_read(result),
+                Some(Pending::ReadWorkerRow) => self.worker_row_read(result),
                 Some(Pending::ReadAcquire { shard }) => self.acquire_read(shard, result),
                 other => self.unexpected(req, other),
             },
@@ -456,6 +458,7 @@ impl<R: Record + Clone> Worker<R> {
                 h.verified(ctx, expect_counter, Err(Failure::Transient))
             }),
             Pending::ReadLeader => self.leader_read(Err(Failure::Transient)),
+            Pending::ReadWorkerRow => self.worker_row_read(Err(Failure::Transient)),
             Pending::ReadAcquire { shard } => self.acquire_read(shard, Err(Failure::Transient)),
             Pending::OwnWrite { shard, token } => {
                 self.own_written(shard, token, Err(Failure::Transient))

@@ -84,7 +84,12 @@ impl<R: Record + Clone> Worker<R> {
 
     /// After every input: once nothing is held any more, cleans up and stops.
     pub(super) fn after_input(&mut self) {
-        if self.ctx.phase != Phase::ShuttingDown || !self.held.is_empty() {
+        // The row is deleted only once no heartbeat is in flight: one landing after the delete
+        // would write the row again, for the leader to find dead a retention later.
+        if self.ctx.phase != Phase::ShuttingDown
+            || !self.held.is_empty()
+            || self.inbox.heartbeat_in_flight()
+        {
             return;
         }
         if self.shutdown.cleanup.is_none() {
@@ -92,7 +97,10 @@ impl<R: Record + Clone> Worker<R> {
             let me = self.ctx.id.clone();
             if self.policy() == BalancingPolicy::Coordinated {
                 writes += 1;
-                let op = LeaseOp::DeleteWorkerRow { worker: me };
+                let op = LeaseOp::DeleteWorkerRow {
+                    worker: me,
+                    incarnation: self.inbox.incarnation.clone(),
+                };
                 self.ctx.write(&op, WriteOp::WorkerRowDelete);
             }
             self.shutdown.cleanup = Some(writes);

@@ -54,6 +54,8 @@ pub struct Stats {
     pub shards_gone: u64,
     /// Times this worker became leader.
     pub leaderships: u64,
+    /// 1 when this worker stopped because another live process has its id (`Coordinated`).
+    pub duplicate_worker_id: u64,
 }
 
 /// What a checker may read of one held lease.

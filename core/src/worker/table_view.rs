@@ -133,7 +133,7 @@ impl TableView {
                     match Row::from_item(item) {
                         Ok(Row::Worker(w)) => {
                             let k = WorkerRow::key(&w.worker);
-                            observer.observe(&k, w.counter, true, now);
+                            observer.observe(&k, w.liveness(), true, now);
                             workers.insert(w.worker.clone(), w);
                         }
                         Ok(Row::Lease(_) | Row::Leader(_) | Row::Foreign { .. }) => {}
@@ -315,6 +315,8 @@ mod tests {
     fn worker_row(name: &str) -> Item {
         let op = LeaseOp::Heartbeat {
             worker: WorkerId::from(name),
+            incarnation: name.into(),
+            takeover: None,
             max_leases: 3,
             leaving: false,
             acked: Vec::new(),
