@@ -33,6 +33,21 @@ fn seeds() -> u64 {
         .unwrap_or(16)
 }
 
+/// The seeds whose run reports an exclusivity violation.
+fn exclusivity_reported(
+    seeds: std::ops::RangeInclusive<u64>,
+    run: impl Fn(u64) -> Report,
+) -> Vec<u64> {
+    seeds
+        .filter(|&seed| {
+            run(seed)
+                .violations
+                .iter()
+                .any(|v| v.what.starts_with("exclusivity"))
+        })
+        .collect()
+}
+
 fn assert_clean(r: &Report) {
     assert!(
         r.violation_count == 0,
@@ -196,28 +211,21 @@ fn a_balanced_fleet_moves_nothing_more() {
 #[test]
 fn drift_beyond_the_bound_is_reported() {
     let seeds = 1..=6;
-    let caught: Vec<u64> = seeds
-        .clone()
-        .filter(|&seed| {
-            let s = RunSpec {
-                drift: Drift::Beyond,
-                faults: Faults::Chaos,
-                ..spec(Scenario::Chaos, Policy::Default, seed)
-            };
-            quiet(&s)
-                .violations
-                .iter()
-                .any(|v| v.what.starts_with("exclusivity"))
+    let caught = exclusivity_reported(seeds.clone(), |seed| {
+        quiet(&RunSpec {
+            drift: Drift::Beyond,
+            faults: Faults::Chaos,
+            ..spec(Scenario::Chaos, Policy::Default, seed)
         })
-        .collect();
+    });
     assert!(
         caught.len() >= 4,
         "a clock at a fifth of true speed was noticed only in seeds {caught:?} of {seeds:?}"
     );
 }
 
-/// Halfway through every chaos run, the busiest owner's host is suspended for two lease
-/// durations. A driver that gives its worker the bare monotonic clock (stopped meanwhile) wakes
+/// As the fault phase of every chaos run begins, the busiest owner's host is suspended for three
+/// lease durations. A driver that gives its worker the bare monotonic clock (stopped meanwhile) wakes
 /// with its window open for leases others took: the checkers must see it. Counting the
 /// suspension, as kcl-aws does, closes the window: the same seeds are clean.
 #[test]
@@ -229,15 +237,7 @@ fn a_host_suspend_is_reported_unless_the_driver_counts_it() {
             ..spec(Scenario::Chaos, Policy::Default, seed)
         })
     };
-    let caught: Vec<u64> = seeds
-        .clone()
-        .filter(|&seed| {
-            run(WorkerClock::Monotonic, seed)
-                .violations
-                .iter()
-                .any(|v| v.what.starts_with("exclusivity"))
-        })
-        .collect();
+    let caught = exclusivity_reported(seeds.clone(), |seed| run(WorkerClock::Monotonic, seed));
     assert!(
         caught.len() >= 4,
         "a suspended owner with a stopped clock was noticed only in seeds {caught:?} of {seeds:?}"

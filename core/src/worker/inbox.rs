@@ -97,11 +97,16 @@ impl<R: Record + Clone> Worker<R> {
     ) {
         self.inbox.heartbeat = Outstanding::Idle;
         let item = match result {
-            Ok(Some(item)) => item,
+            Ok(item) => {
+                self.registered();
+                match item {
+                    Some(item) => item,
+                    None => return,
+                }
+            }
             Err(Failure::ConditionFailed) => return self.heartbeat_refused(),
-            _ => return,
+            Err(_) => return,
         };
-        self.registered();
         for k in &acked {
             self.inbox.acks.remove(k);
         }
