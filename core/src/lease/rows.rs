@@ -26,9 +26,11 @@ pub struct WorkerRow {
     pub incarnation: Option<String>,
 }
 
-/// One note in a worker row's `assignedLeases`: `<leaseKey>@<counter>`, the counter the
-/// assignment left (or saw, for a handoff). Two assignments of one lease are two notes, so the
-/// acknowledgement of the first (which removes its note) cannot remove the second.
+/// One note in a worker row's `assignedLeases`: `<leaseKey>@<counter>`, the counter an
+/// assignment left, or `<leaseKey>@h<counter>`, the counter a handoff saw (the old owner's
+/// renewals and its completion move it on, so the new owner reads the row before it acquires).
+/// Two assignments of one lease are two notes, so the acknowledgement of the first (which
+/// removes its note) cannot remove the second.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Assignment {
     /// The lease.
@@ -38,18 +40,38 @@ pub struct Assignment {
 }
 
 impl Assignment {
-    /// The note of an assignment of `shard` that left (or saw) `counter`.
-    pub fn note(shard: &LeaseKey, counter: u64) -> crate::item::Text {
+    /// The note of an assignment of `shard` that left `counter`, or of a handoff that saw it.
+    pub fn note(shard: &LeaseKey, counter: u64, handoff: bool) -> crate::item::Text {
         let mut note = String::from(shard.as_str());
         note.push('@');
+        if handoff {
+            note.push('h');
+        }
         note.push_str(crate::decimal::u64_digits(counter, &mut [0; 20]));
         crate::item::Text::from(note.as_str())
+    }
+
+    /// The counter the new owner may acquire at: the one an assignment left. `None` for a
+    /// handoff (the row must be read first) and for a note of an older writer.
+    pub fn counter(&self) -> Option<u64> {
+        self.note
+            .as_str()
+            .rsplit_once('@')
+            .and_then(|(_, c)| c.parse().ok())
     }
 
     /// A note read back; a note without a counter (an older writer's) names the lease alone.
     pub fn parse(note: &str) -> Self {
         let shard = match note.rsplit_once('@') {
-            Some((shard, counter)) if counter.parse::<u64>().is_ok() => shard,
+            Some((shard, counter))
+                if counter
+                    .strip_prefix('h')
+                    .unwrap_or(counter)
+                    .parse::<u64>()
+                    .is_ok() =>
+            {
+                shard
+            }
             _ => note,
         };
         Self {

@@ -18,10 +18,10 @@
 //! | [`Take`](LeaseOp::Take) | a worker's Java 2.x taker (`Kcl2Compatible`) | `leaseCounter = c` (seen unchanged for the failover time, or unowned) | `leaseOwner = me`, counter `c+1`, `checkpointOwner` removed, `ownerSwitchesSinceCheckpoint + 1` unless `me` owned it | another worker renewed or took it first |
 //! | [`Assign`](LeaseOp::Assign) | the leader, for an unowned or expired lease | `leaseCounter = c` | `leaseOwner = to`, counter `c+1`, `checkpointOwner` removed, `ownerSwitchesSinceCheckpoint + 1` | the lease changed since the scan; the next plan sees it |
 //! | [`InitiateHandoff`](LeaseOp::InitiateHandoff) | the leader, to move a live lease | `leaseOwner = from` and no `checkpointOwner` | `leaseOwner = to`, `checkpointOwner = from` | the owner changed or a handoff is under way |
-//! | [`Acquire`](LeaseOp::Acquire) | the new owner, after an assignment or handoff | `leaseOwner = me` and no `checkpointOwner` | counter `+ 1` | the old owner has not completed yet (poll again), or the lease moved on |
+//! | [`Acquire`](LeaseOp::Acquire) | the new owner, after an assignment or handoff | `leaseOwner = me`, no `checkpointOwner`, and `leaseCounter = c` (the counter the assignment's note names, or the new owner last read) | counter `+ 1` | the old owner has not completed yet, or renewed meanwhile (read the row and try again at its counter), or the lease moved on |
 //! | [`Delete`](LeaseOp::Delete) | the leader's cleanup | `leaseCounter = c` and `checkpoint = SHARD_END` | the row deleted | the row changed; the next scan decides again |
 //! | [`Heartbeat`](LeaseOp::Heartbeat) | every worker (`Coordinated`), every heartbeat interval | no `incarnation`, or `incarnation = mine`; a takeover: `leaseCounter = c` (the row of a process with this id stood still for the failover time) | `entityType`, `incarnation = mine`, counter `+ 1`, `maxLeases`, `leaving`, acknowledged keys removed from `assignedLeases` (a takeover removes them all) | another process has this worker id: the newcomer reads the row, and stops with an error if its counter moves, or takes it over once it has stood still for the failover time; a registered worker whose row was taken over stops |
-//! | [`Notify`](LeaseOp::Notify) | the leader, after an assignment or handoff to another worker | the worker row exists | the note `<leaseKey>@<counter>` added to `assignedLeases` (a heartbeat acknowledges each note it saw, so a later assignment of the same lease is a new note) | the worker is gone; its lease expires and is assigned again |
+//! | [`Notify`](LeaseOp::Notify) | the leader, after an assignment or handoff to another worker | the worker row exists | the note `<leaseKey>@<counter>` (an assignment: the counter it left, at which the new owner acquires) or `<leaseKey>@h<counter>` (a handoff: the new owner reads the row first) added to `assignedLeases` (a heartbeat acknowledges each note it saw, so a later assignment of the same lease is a new note) | the worker is gone; its lease expires and is assigned again |
 //! | [`ClaimLeader`](LeaseOp::ClaimLeader) | a follower that saw the leader row absent, unowned, its own or expired | the row absent (`c` unknown), or `leaseCounter = c` | `leaseOwner = me`, counter `c+1` (a new row: 1) | another worker claimed it first |
 //! | [`RenewLeader`](LeaseOp::RenewLeader) | the leader, every renew interval | `leaseCounter = c` and `leaseOwner = me` | counter `c+1` | leadership is lost |
 //! | [`ReleaseLeader`](LeaseOp::ReleaseLeader) | the leader, when its shutdown begins (it plans no more) | as renew leader | `leaseOwner` removed, counter `c+1` | it was lost already |
@@ -223,6 +223,8 @@ pub enum LeaseOp {
         shard: LeaseKey,
         /// The new owner.
         worker: WorkerId,
+        /// The counter the assignment left, or the new owner last read.
+        counter: u64,
     },
     /// The leader deletes a finished lease.
     Delete {
@@ -256,6 +258,8 @@ pub enum LeaseOp {
         /// The counter the assignment left (or the handoff saw): it tells this assignment from
         /// an earlier one of the same lease.
         counter: u64,
+        /// A handoff (the old owner still moves the counter) rather than an assignment.
+        handoff: bool,
     },
     /// A follower claims the leader row.
     ClaimLeader {
@@ -445,12 +449,17 @@ impl LeaseOp {
                     Condition::Absent(attr::CHECKPOINT_OWNER),
                 ]),
             ),
-            Self::Acquire { shard, worker } => (
+            Self::Acquire {
+                shard,
+                worker,
+                counter,
+            } => (
                 shard.as_str().into(),
                 WriteAction::Update(alloc::vec![Update::Increment(attr::LEASE_COUNTER, 1)]),
                 Condition::And(alloc::vec![
                     Condition::eq_str(attr::LEASE_OWNER, worker.as_str()),
                     Condition::Absent(attr::CHECKPOINT_OWNER),
+                    Condition::eq_num(attr::LEASE_COUNTER, *counter),
                 ]),
             ),
             Self::Delete { shard, counter } => (
@@ -505,11 +514,12 @@ impl LeaseOp {
                 worker,
                 shard,
                 counter,
+                handoff,
             } => (
                 WorkerRow::key(worker),
                 WriteAction::Update(alloc::vec![Update::AddToSet(
                     attr::ASSIGNED_LEASES,
-                    alloc::vec![Assignment::note(shard, *counter).as_str().into()],
+                    alloc::vec![Assignment::note(shard, *counter, *handoff).as_str().into()],
                 )]),
                 Condition::Exists,
             ),
@@ -815,12 +825,13 @@ mod tests {
             Err(ConditionFailed),
             "one handoff at a time"
         );
-        let acquire = LeaseOp::Acquire {
+        let acquire = |counter| LeaseOp::Acquire {
             shard: key("shard-1"),
             worker: worker("w2"),
+            counter,
         };
         assert_eq!(
-            lease_after(Some(&during), &acquire),
+            lease_after(Some(&during), &acquire(7)),
             Err(ConditionFailed),
             "not before the old owner completes"
         );
@@ -840,10 +851,21 @@ mod tests {
         assert_eq!(completed.checkpoint_owner, None);
         assert_eq!(completed.counter, 9);
         assert_eq!(completed.owner_switches_since_checkpoint, 3);
-        let acquired = lease_after(Some(&completed), &acquire)
+        assert_eq!(
+            lease_after(Some(&completed), &acquire(8)),
+            Err(ConditionFailed),
+            "only at the counter the new owner read: an acquire whose answer was lost cannot \
+             land after a later one"
+        );
+        let acquired = lease_after(Some(&completed), &acquire(9))
             .expect("ok")
             .expect("row");
         assert_eq!(acquired.counter, 10, "the new ownership's token");
+        assert_eq!(
+            lease_after(Some(&acquired), &acquire(9)),
+            Err(ConditionFailed),
+            "a late copy of the acquire that landed does not land again"
+        );
         assert_eq!(
             lease_after(Some(&acquired), &renew(9, "w1")),
             Err(ConditionFailed),
@@ -945,6 +967,7 @@ mod tests {
             worker: worker("w1"),
             shard: key(shard),
             counter: 3,
+            handoff: false,
         };
         assert_eq!(row_after(None, &notify("shard-1")), Err(ConditionFailed));
         let first = apply(None, &heartbeat(Vec::new(), false).to_write())
@@ -954,7 +977,7 @@ mod tests {
             .and_then(|i| apply(i.as_ref(), &notify("shard-2").to_write()))
             .expect("exists")
             .expect("row");
-        let note = |shard: &str, counter| Assignment::note(&key(shard), counter);
+        let note = |shard: &str, counter| Assignment::note(&key(shard), counter, false);
         // An acknowledgement of another assignment of shard-1 removes nothing.
         let other = row_after(Some(&told), &heartbeat(vec![note("shard-1", 2)], false));
         assert!(matches!(other, Ok(Some(Row::Worker(row))) if row.assigned.len() == 2));
@@ -1029,6 +1052,7 @@ mod tests {
             worker: worker("w1"),
             shard: key("shard-1"),
             counter: 3,
+            handoff: false,
         };
         let told = apply(Some(&first), &notify.to_write())
             .expect("exists")

@@ -101,6 +101,7 @@ pub(crate) enum WriteOp {
         worker: WorkerId,
         shard: LeaseKey,
         counter: u64,
+        handoff: bool,
     },
     Heartbeat {
         acked: Vec<crate::item::Text>,

@@ -209,6 +209,12 @@ impl<R: Record + Clone> Worker<R> {
         else {
             return;
         };
+        // A renewal of an earlier term (leadership lapsed and was claimed again while it was
+        // in flight) says nothing of this one: this term's counter moved past it.
+        if counter_after != *counter + 1 {
+            self.ctx.stats.stale_results += 1;
+            return;
+        }
         *renewal = Outstanding::Idle;
         match result {
             Ok(_) => {
@@ -244,6 +250,51 @@ mod tests {
             Some(Ok(Row::Leader(row))) => Some(row),
             _ => None,
         }
+    }
+
+    /// Leadership lapses while a renewal is unanswered and is claimed again; the old renewal's
+    /// late refusal must not end the new term.
+    #[test]
+    fn a_late_answer_to_the_previous_terms_renewal_does_not_end_the_next() {
+        let mut h = Harness::new(Config::default(), "w1");
+        h.run_until(1_000);
+        assert!(h.w.is_leader(h.now));
+        h.cut_off = true;
+        let from = h.log.len();
+        h.run_until(5_000);
+        let old = h.log[from..]
+            .iter()
+            .find_map(|c| match c {
+                crate::io::Command::WriteLease { req, write }
+                    if write.kind == WriteKind::Leader =>
+                {
+                    Some(*req)
+                }
+                _ => None,
+            })
+            .expect("a renewal was sent");
+        // Cut off past the window: leadership lapses; then the row is read and claimed again.
+        h.run_until(12_000);
+        assert!(!h.w.is_leader(h.now));
+        h.cut_off = false;
+        // Every other call of the cut-off fails now (a driver's timeouts), the renewal excepted.
+        let others: alloc::vec::Vec<_> = h.log[from..]
+            .iter()
+            .filter(|c| c.request() != Some(old))
+            .filter_map(|c| c.failed(crate::io::Failure::Transient))
+            .collect();
+        for input in others {
+            h.handle(input);
+        }
+        h.run_until(20_000);
+        assert!(h.w.is_leader(h.now), "claimed again");
+        h.handle(crate::io::Input::LeaseWritten {
+            req: old,
+            result: Err(crate::io::Failure::ConditionFailed),
+        });
+        assert!(h.w.is_leader(h.now), "the new term goes on");
+        h.run_until(30_000);
+        assert!(h.w.is_leader(h.now), "and renews");
     }
 
     #[test]

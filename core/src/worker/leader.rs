@@ -18,7 +18,7 @@ pub(crate) struct Planning {
     /// the next plan leaves them alone.
     busy: BTreeSet<LeaseKey>,
     /// Notifications that failed without landing, sent again with the next plan.
-    notify_again: BTreeSet<(WorkerId, LeaseKey, u64)>,
+    notify_again: BTreeSet<(WorkerId, LeaseKey, u64, bool)>,
     /// Dead workers whose row's deletion is in flight.
     deleting_workers: BTreeSet<WorkerId>,
     /// Leases assigned and not yet acquired, with the counter the assignment left: until the
@@ -29,8 +29,8 @@ pub(crate) struct Planning {
 
 impl<R: Record + Clone> Worker<R> {
     pub(super) fn plan(&mut self) {
-        for (worker, shard, counter) in core::mem::take(&mut self.planning.notify_again) {
-            self.notify(worker, shard, counter);
+        for (worker, shard, counter, handoff) in core::mem::take(&mut self.planning.notify_again) {
+            self.notify(worker, shard, counter, handoff);
         }
         let now = self.ctx.now;
         let d = self.ctx.config.failover_time;
@@ -241,7 +241,7 @@ impl<R: Record + Clone> Worker<R> {
             self.planning
                 .awaiting_acquire
                 .insert(key.clone(), counter_after);
-            self.tell_new_owner(key, to, counter_after);
+            self.tell_new_owner(key, to, counter_after, false);
         }
     }
 
@@ -257,7 +257,7 @@ impl<R: Record + Clone> Worker<R> {
             self.ctx.stats.handoffs_initiated += 1;
         }
         if may_have_landed(&result) {
-            self.tell_new_owner(key, to, counter);
+            self.tell_new_owner(key, to, counter, true);
         }
     }
 
@@ -265,19 +265,20 @@ impl<R: Record + Clone> Worker<R> {
     /// is this worker, acquires it at once). It is told when the write may have landed too: a
     /// new owner told of a move that did not happen finds the row not its own and gives up,
     /// while one never told leaves the lease unprocessed until it expires.
-    fn tell_new_owner(&mut self, key: LeaseKey, to: WorkerId, counter: u64) {
+    fn tell_new_owner(&mut self, key: LeaseKey, to: WorkerId, counter: u64, handoff: bool) {
         if to == self.ctx.id {
-            self.start_acquire(key, None);
+            self.start_acquire(key, None, (!handoff).then_some(counter));
         } else {
-            self.notify(to, key, counter);
+            self.notify(to, key, counter, handoff);
         }
     }
 
-    fn notify(&mut self, worker: WorkerId, shard: LeaseKey, counter: u64) {
+    fn notify(&mut self, worker: WorkerId, shard: LeaseKey, counter: u64, handoff: bool) {
         let op = LeaseOp::Notify {
             worker: worker.clone(),
             shard: shard.clone(),
             counter,
+            handoff,
         };
         self.ctx.write(
             &op,
@@ -285,6 +286,7 @@ impl<R: Record + Clone> Worker<R> {
                 worker,
                 shard,
                 counter,
+                handoff,
             },
         );
     }
@@ -296,10 +298,13 @@ impl<R: Record + Clone> Worker<R> {
         worker: WorkerId,
         shard: LeaseKey,
         counter: u64,
+        handoff: bool,
         result: Result<Option<Item>, Failure>,
     ) {
         if matches!(result, Err(ref f) if *f != Failure::ConditionFailed) {
-            self.planning.notify_again.insert((worker, shard, counter));
+            self.planning
+                .notify_again
+                .insert((worker, shard, counter, handoff));
         }
     }
 }
