@@ -134,7 +134,8 @@ fn main() {
         Instant::ZERO,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let mut assignments: Vec<String> = (0..n).map(|i| format!("shardId-{i:012}")).collect();
+    // Notes as the leader writes them: each assignment left the counter at 1.
+    let mut assignments: Vec<String> = (0..n).map(|i| format!("shardId-{i:012}@1")).collect();
     let (mut acquired, mut fetching) = (0, 0);
     // Kinesis shard iterators are opaque strings of roughly this length.
     let iterator = "AAAAAAAAAAF".repeat(20);
