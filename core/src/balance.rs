@@ -384,11 +384,7 @@ impl<'a> IdIndex<'a> {
     const EMPTY: u32 = u32::MAX;
 
     fn hash(id: &str) -> usize {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in id.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        h as usize
+        crate::hash::fnv1a(id.as_bytes()) as usize
     }
 
     fn new(workers: &'a [&'a PlanWorker]) -> Self {

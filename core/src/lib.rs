@@ -125,6 +125,7 @@ extern crate std;
 pub mod balance;
 pub mod config;
 mod decimal;
+mod hash;
 pub mod io;
 pub mod item;
 pub mod lease;

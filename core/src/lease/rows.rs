@@ -86,11 +86,7 @@ impl WorkerRow {
     /// incarnation, so that a row deleted and written again by a new process (whose counter
     /// starts over) is never taken for the old row standing still.
     pub fn liveness(&self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self.incarnation.as_deref().unwrap_or("").bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.counter ^ h
+        self.counter ^ crate::hash::fnv1a(self.incarnation.as_deref().unwrap_or("").as_bytes())
     }
 
     /// The row key of a worker.

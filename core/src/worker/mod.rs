@@ -351,6 +351,14 @@ impl<R: Record + Clone> Worker<R> {
         self.touch(shard, |_, _| {});
     }
 
+    /// [`Self::touch`] on every held lease, in key order.
+    fn touch_all(&mut self, mut f: impl FnMut(&mut HeldLease<R>, &mut Ctx<R>)) {
+        let keys: Vec<LeaseKey> = self.held.keys().cloned().collect();
+        for k in &keys {
+            self.touch(k, &mut f);
+        }
+    }
+
     /// Runs `f` on a held lease, then drives it and forgets it once it is gone (one search of
     /// the held leases for all three); false when the lease is not held.
     fn touch(&mut self, shard: &LeaseKey, f: impl FnOnce(&mut HeldLease<R>, &mut Ctx<R>)) -> bool {
@@ -413,13 +421,7 @@ impl<R: Record + Clone> Worker<R> {
                 }
             }
             Due::Worker(TimerKey::Renew) => {
-                let keys: Vec<LeaseKey> = self.held.keys().cloned().collect();
-                for k in &keys {
-                    if let Some(h) = self.held.get_mut(k) {
-                        h.renew_due();
-                    }
-                    self.settle(k);
-                }
+                self.touch_all(|h, _| h.renew_due());
                 self.renew_leadership();
                 let at = self.ctx.now + self.ctx.config.renew_interval();
                 self.ctx.timers.set(TimerKey::Renew, at);

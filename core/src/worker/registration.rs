@@ -3,21 +3,20 @@
 //! own. A process whose first heartbeat is refused reads the row at every heartbeat interval: if
 //! its counter moves twice, another live process has this id, and this one stops with
 //! [`Event::DuplicateWorkerId`] before it has done anything (once is not enough: the heartbeat a
-//! crashed process had in flight may land after its successor started); if the counter stands still for the failover time, the process before it is
-//! gone (crashed, or partitioned for longer than any of its leases last), and the row is taken
-//! over by a heartbeat conditional on that counter, dropping the notes of assignments made to the
-//! process before. A registered worker whose heartbeat is refused was taken over that way after
+//! crashed process had in flight may land after its successor started); if the counter stands
+//! still for the failover time, the process before it is gone (crashed, or partitioned for longer
+//! than any of its leases last), and the row is taken over by a heartbeat conditional on that
+//! counter, dropping the notes of assignments made to the process before. A registered worker whose heartbeat is refused was taken over that way after
 //! it stood still itself: it stops the same way, writing nothing.
 //!
 //! Until its heartbeat has landed a worker neither claims leadership nor acquires a lease, so a
 //! second process with a live id never delivers.
 
-use alloc::vec::Vec;
-
 use super::{Pending, Phase, Worker};
 use crate::io::{Event, Failure, Record};
 use crate::item::{Item, Text};
-use crate::lease::{LeaseKey, Row, WorkerRow};
+use crate::lease::{Row, WorkerRow};
+use crate::rng::Rng;
 use crate::time::Instant;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,12 +42,9 @@ impl Registration {
 }
 
 /// The incarnation of a worker built from `seed` (drivers give each process its own): 16 hex
-/// digits, derived without drawing from the worker's own generator.
+/// digits, from a generator of its own so that the worker's draws are unchanged.
 pub(crate) fn incarnation(seed: u64) -> Text {
-    let mut z = seed ^ 0x6b63_6c2d_696e_6361;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
+    let z = Rng::new(seed ^ 0x6b63_6c2d_696e_6361).next_u64();
     Text::from(alloc::format!("{z:016x}").as_str())
 }
 
@@ -103,26 +99,20 @@ impl<R: Record + Clone> Worker<R> {
             // A heartbeat of this process landed although its answer was lost.
             return self.registered();
         }
-        match self.inbox.registration {
-            Registration::Probing { counter, moves, .. } if counter != row.counter => {
-                if moves >= 1 {
-                    return self.duplicate_worker_id();
-                }
-                self.inbox.registration = Registration::Probing {
-                    counter: row.counter,
-                    since: self.ctx.now,
-                    moves: moves + 1,
-                };
-            }
-            Registration::Probing { .. } => {}
-            _ => {
-                self.inbox.registration = Registration::Probing {
-                    counter: row.counter,
-                    since: self.ctx.now,
-                    moves: 0,
-                };
-            }
+        let moves = match self.inbox.registration {
+            // Standing still: the takeover waits for the failover time since `since`.
+            Registration::Probing { counter, .. } if counter == row.counter => return,
+            Registration::Probing { moves, .. } => moves + 1,
+            _ => 0,
+        };
+        if moves >= 2 {
+            return self.duplicate_worker_id();
         }
+        self.inbox.registration = Registration::Probing {
+            counter: row.counter,
+            since: self.ctx.now,
+            moves,
+        };
     }
 
     /// Another live process has this worker id: stop, delivering nothing more and writing
@@ -132,13 +122,7 @@ impl<R: Record + Clone> Worker<R> {
         self.ctx.event(Event::DuplicateWorkerId {
             worker: self.ctx.id.clone(),
         });
-        let keys: Vec<LeaseKey> = self.held.keys().cloned().collect();
-        for k in &keys {
-            if let Some(h) = self.held.get_mut(k) {
-                h.lose(&mut self.ctx);
-            }
-            self.settle(k);
-        }
+        self.touch_all(|h, ctx| h.lose(ctx));
         self.inbox.give_up();
         self.abdicate();
         self.ctx.phase = Phase::Stopped;
@@ -161,7 +145,7 @@ mod tests {
             takeover: None,
             max_leases: 1,
             leaving: false,
-            acked: Vec::new(),
+            acked: alloc::vec::Vec::new(),
         });
     }
 

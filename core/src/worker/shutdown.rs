@@ -4,14 +4,11 @@
 //! dropped. Then the worker row is deleted, and the worker stops. A leader hands its row back
 //! as soon as the shutdown begins.
 
-use alloc::vec::Vec;
-
 use super::held::Exit;
 use super::timers::TimerKey;
 use super::{Phase, Worker, WriteOp};
 use crate::config::BalancingPolicy;
 use crate::io::{Event, Record};
-use crate::lease::LeaseKey;
 use crate::protocol::LeaseOp;
 
 #[derive(Clone, Debug, Default)]
@@ -39,13 +36,7 @@ impl<R: Record + Clone> Worker<R> {
             TimerKey::Shutdown,
             self.ctx.now + self.ctx.config.shutdown_timeout,
         );
-        let keys: Vec<LeaseKey> = self.held.keys().cloned().collect();
-        for k in &keys {
-            if let Some(h) = self.held.get_mut(k) {
-                h.begin_exit(&mut self.ctx, Exit::Shutdown);
-            }
-            self.settle(k);
-        }
+        self.touch_all(|h, ctx| h.begin_exit(ctx, Exit::Shutdown));
         self.inbox.give_up();
         // Planning stops with the shutdown: a leader that kept its row would leave the fleet
         // without one until the row expired.
@@ -57,27 +48,16 @@ impl<R: Record + Clone> Worker<R> {
     }
 
     pub(super) fn shutdown_timed_out(&mut self) {
-        let keys: Vec<LeaseKey> = self.held.keys().cloned().collect();
         if !self.shutdown.forced {
             self.shutdown.forced = true;
-            for k in &keys {
-                if let Some(h) = self.held.get_mut(k) {
-                    h.handoff_timed_out(&mut self.ctx);
-                }
-                self.settle(k);
-            }
+            self.touch_all(|h, ctx| h.handoff_timed_out(ctx));
             // One more failover time for the final writes, then stop regardless.
             self.ctx.timers.set(
                 TimerKey::Shutdown,
                 self.ctx.now + self.ctx.config.failover_time,
             );
         } else {
-            for k in &keys {
-                if let Some(h) = self.held.get_mut(k) {
-                    h.lose(&mut self.ctx);
-                }
-                self.settle(k);
-            }
+            self.touch_all(|h, ctx| h.lose(ctx));
             self.shutdown.cleanup = Some(0);
         }
     }

@@ -4,7 +4,7 @@
 use super::*;
 use kcl_core::lease::attr;
 use kcl_core::write::{WriteAction, WriteKind};
-use kcl_core::{AttributeValue, InitialPosition, ShardListing, WallTime};
+use kcl_core::{AttributeValue, InitialPosition, Position, ShardListing, WallTime};
 
 /// What a service made of a call.
 pub(super) enum Served {
@@ -156,8 +156,8 @@ impl Fleet {
             return;
         };
         let from_ms = match item.get(attr::CHECKPOINT) {
-            Some(AttributeValue::S(s)) if &**s == "LATEST" => self.now,
-            Some(AttributeValue::S(s)) if &**s == "AT_TIMESTAMP" => {
+            Some(AttributeValue::S(s)) if &**s == Position::LATEST => self.now,
+            Some(AttributeValue::S(s)) if &**s == Position::AT_TIMESTAMP => {
                 match self.cfg.worker.initial_position {
                     InitialPosition::AtTimestamp(ms) => ms,
                     _ => 0,
