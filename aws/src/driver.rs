@@ -302,6 +302,19 @@ where
                 );
                 metrics::counter!("kcl_shards_gone_total").increment(1);
             }
+            Event::IteratorRefused {
+                shard,
+                position,
+                reason,
+            } => {
+                tracing::error!(
+                    %shard,
+                    ?position,
+                    reason,
+                    "the stream refuses to read this shard from its checkpoint (a lease table of a deleted stream of the same name?): nothing is skipped, retrying until the checkpoint is corrected"
+                );
+                metrics::counter!("kcl_iterators_refused_total").increment(1);
+            }
             Event::DuplicateWorkerId { worker } => tracing::error!(
                 %worker,
                 "another live process has this worker id: stopping (worker ids must be unique per process)"
@@ -474,6 +487,10 @@ fn record_outcome<R>(op: &'static str, input: &Input<R>, attempts: u32) {
         Some(Failure::ExpiredIterator) => "expired_iterator",
         Some(Failure::NotFound) => "not_found",
         Some(Failure::Transient) => "transient",
+        Some(Failure::InvalidArgument(why)) => {
+            tracing::warn!(op, why, "call refused as invalid");
+            "invalid_argument"
+        }
         Some(Failure::Other(why)) => {
             tracing::warn!(op, why, "call failed");
             "other"

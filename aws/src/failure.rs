@@ -34,6 +34,9 @@ pub(crate) fn classify_code(code: Option<&str>, status: u16, message: Option<&st
         | "LimitExceededException" => Failure::Throttled,
         "ResourceNotFoundException" => Failure::NotFound,
         "ExpiredIteratorException" => Failure::ExpiredIterator,
+        "InvalidArgumentException" => {
+            Failure::InvalidArgument(message.unwrap_or("no message").to_owned())
+        }
         "InternalServerError"
         | "InternalFailure"
         | "ServiceUnavailable"
@@ -81,6 +84,14 @@ mod tests {
         assert_eq!(c("LimitExceededException"), Failure::Throttled);
         assert_eq!(c("ExpiredIteratorException"), Failure::ExpiredIterator);
         assert_eq!(c("ResourceNotFoundException"), Failure::NotFound);
+        assert_eq!(
+            classify_code(
+                Some("InvalidArgumentException"),
+                400,
+                Some("not this stream")
+            ),
+            Failure::InvalidArgument("not this stream".into())
+        );
         assert_eq!(
             classify_code(Some("AccessDeniedException"), 400, Some("no")),
             Failure::Other("AccessDeniedException: no".into())

@@ -86,6 +86,19 @@ async fn every_iterator_type_and_kpl_aggregates() {
         .all(|r| r.approximate_arrival_millis.is_some()));
 
     let at = aggregated[0].position.sequence.clone();
+    // A sequence number of another shard (a checkpoint the shard cannot have written) is refused
+    // as invalid, not read from somewhere else.
+    let other = shards[1 - index].shard_id.clone();
+    let refused = stream
+        .shard_iterator(
+            other.as_str(),
+            &StartingPosition::AfterSequenceNumber(at.clone()),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(Failure::InvalidArgument(_))),
+        "{refused:?}"
+    );
     let (from_at, _) = read_all(
         &stream,
         shard.as_str(),
@@ -195,5 +208,5 @@ async fn missing_streams_and_bad_iterators_are_typed() {
         Err(Failure::NotFound)
     ));
     let got = stream.get_records("not-an-iterator", 10).await;
-    assert!(matches!(got, Err(Failure::Other(_))), "{got:?}");
+    assert!(matches!(got, Err(Failure::InvalidArgument(_))), "{got:?}");
 }

@@ -42,6 +42,10 @@ pub enum Failure {
     NotFound,
     /// A timeout, 5xx or connection failure: the outcome of a write is unknown.
     Transient,
+    /// The request was refused as invalid (Kinesis `InvalidArgumentException`): for
+    /// GetShardIterator, a starting sequence number that is not of this shard; for GetRecords,
+    /// an iterator the stream does not accept. The service's message.
+    InvalidArgument(String),
     /// Anything else (access denied, validation): retried slowly, never trusted.
     Other(String),
 }
@@ -366,6 +370,20 @@ pub enum Event {
     ShardGone {
         /// Shard.
         shard: LeaseKey,
+    },
+    /// The stream refused to start reading a held shard where its lease says
+    /// (`InvalidArgumentException` from GetShardIterator) although it still lists the shard: the
+    /// checkpoint is not of this shard, typically a lease table left over from a deleted stream
+    /// of the same name. Nothing is skipped: the shard stays held and the iterator is asked
+    /// again after a backoff until the checkpoint is corrected or the shard is gone. Reported
+    /// once per run of refusals.
+    IteratorRefused {
+        /// Shard.
+        shard: LeaseKey,
+        /// The position refused.
+        position: StartingPosition,
+        /// The service's message.
+        reason: String,
     },
     /// Another live process has this worker's id (`Coordinated`): this one stops at once
     /// (followed by [`Event::Stopped`]) without delivering or writing anything more. A

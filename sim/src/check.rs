@@ -54,6 +54,9 @@ pub struct Checker {
     init: HashMap<LeaseKey, BTreeMap<FencingToken, Position>, crate::hash::FastHash>,
     finished: BTreeSet<LeaseKey>,
     unfinished: BTreeSet<LeaseKey>,
+    /// Shards expired from the stream (closed, every record trimmed): nothing of theirs is left
+    /// to deliver before their children's, whether or not their lease ever finished.
+    expired: BTreeSet<LeaseKey>,
     /// Ownerships whose processor was told the shard ended: their lease must end at SHARD_END.
     told_shard_ended: BTreeSet<(WorkerId, LeaseKey)>,
     /// Records delivered, duplicates included.
@@ -106,6 +109,11 @@ impl Checker {
         self.shard(shard).owed_from_ms = owed_from_ms;
     }
 
+    /// `shard` expired from the stream: closed, and every record of it trimmed.
+    pub fn shard_expired(&mut self, shard: LeaseKey) {
+        self.expired.insert(shard);
+    }
+
     /// A processor was initialized for an ownership.
     pub fn initialized(&mut self, shard: &LeaseKey, token: FencingToken, checkpoint: Position) {
         match self.init.get_mut(shard.as_str()) {
@@ -155,7 +163,7 @@ impl Checker {
         records: &[SimRecord],
     ) {
         for p in parents {
-            if !self.finished.contains(p) {
+            if !self.finished.contains(p) && !self.expired.contains(p) {
                 self.violation(
                     now,
                     format!("parent before child: {shard_id} delivered before its parent {p} reached SHARD_END"),
@@ -307,7 +315,8 @@ impl Checker {
     }
 
     /// Whether `shard` has a record owed and not delivered yet whose arrival is older than
-    /// `before_ms`, found by `arrival`; advances the delivered prefix as a side effect.
+    /// `before_ms`, found by `arrival` (`None` for a record trimmed by retention, which is owed
+    /// no longer); advances the delivered prefix as a side effect.
     pub fn behind(
         &mut self,
         shard: usize,
@@ -317,7 +326,8 @@ impl Checker {
         let log = self.shard(shard);
         let owed_from_ms = log.owed_from_ms;
         while let Some(d) = log.records.get(log.first_undelivered as usize) {
-            let not_owed = || arrival(log.first_undelivered).is_some_and(|t| t < owed_from_ms);
+            // A record put and without an arrival time was trimmed: no longer owed.
+            let not_owed = || arrival(log.first_undelivered).is_none_or(|t| t < owed_from_ms);
             if d.count == 0 && !not_owed() {
                 break;
             }
@@ -327,22 +337,42 @@ impl Checker {
         (i as usize) < log.records.len() && arrival(i).is_some_and(|t| t < before_ms)
     }
 
-    /// Records owed and never delivered; `first_owed` gives the index of a shard's first record
-    /// that arrived at or after a time.
-    pub fn undelivered(&self, first_owed: impl Fn(usize, u64) -> u64) -> u64 {
-        self.shards
-            .iter()
-            .enumerate()
-            .map(|(shard, s)| {
-                let from = match s.owed_from_ms {
-                    0 => 0,
-                    ms => first_owed(shard, ms) as usize,
-                };
-                let owed = s.records.get(from..).unwrap_or(&[]);
+    /// Records owed and never delivered: those lost, and those trimmed by retention before any
+    /// worker read them (a consumer that lags past the retention period loses them; the stream,
+    /// not the library, drops them). `first_owed` gives the index of a shard's first record that
+    /// arrived at or after a time; `trimmed` how many of a shard's first records were trimmed.
+    pub fn undelivered(
+        &self,
+        first_owed: impl Fn(usize, u64) -> u64,
+        trimmed: impl Fn(usize) -> u64,
+    ) -> Undelivered {
+        let mut total = Undelivered::default();
+        for (shard, s) in self.shards.iter().enumerate() {
+            let from = match s.owed_from_ms {
+                0 => 0,
+                ms => first_owed(shard, ms) as usize,
+            };
+            let trimmed = (trimmed(shard) as usize).min(s.records.len());
+            let unread = |range: core::ops::Range<usize>| {
+                let owed = s.records.get(range).unwrap_or(&[]);
                 owed.iter().filter(|d| d.count == 0).count() as u64
-            })
-            .sum()
+            };
+            total.trimmed_unread += unread(from.min(trimmed)..trimmed);
+            total.lost += unread(from.max(trimmed)..s.records.len());
+        }
+        total
     }
+}
+
+/// Records owed and never delivered, by why.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Undelivered {
+    /// Records never delivered that the stream still holds: lost by the library. (A run's
+    /// liveness tail is shorter than the retention period, so a shard left unread till the end
+    /// shows here, not as trimmed.)
+    pub lost: u64,
+    /// Records trimmed by retention before any worker delivered them.
+    pub trimmed_unread: u64,
 }
 
 /// What the checkers read of a lease row, borrowed from it: its key, checkpoint and owners.

@@ -1,7 +1,8 @@
 //! The simulated Kinesis data stream: shards with hash-key ranges, partition keys hashed with
 //! MD5, sequence numbers as 56-digit decimal strings, every GetShardIterator type, GetRecords with
-//! the service's limits, iterators that expire, retention trimming, and resharding (SplitShard,
-//! MergeShards, UpdateShardCount with uniform scaling) with parent and child shards.
+//! the service's limits, iterators that expire, retention trimming (a closed shard disappears
+//! from the stream a retention period after it closed), and resharding (SplitShard, MergeShards,
+//! UpdateShardCount with uniform scaling) with parent and child shards.
 
 use std::collections::VecDeque;
 
@@ -60,6 +61,11 @@ struct Shard {
     first_index: u64,
     records: VecDeque<Stored>,
     closed: bool,
+    /// When a trim first saw the shard closed: it expires a retention period later.
+    closed_seen_ms: Option<u64>,
+    /// Expired: no longer listed, and every call naming it answers NotFound. Kept (unlisted)
+    /// so that shard indices stay stable.
+    expired: bool,
     children: Vec<usize>,
     /// Recent GetRecords calls: (ms, bytes), for the per-shard read limits.
     reads: VecDeque<(u64, u64)>,
@@ -101,6 +107,8 @@ pub struct KinesisCounts {
     pub records_put: u64,
     /// Records trimmed by retention.
     pub records_trimmed: u64,
+    /// Closed shards expired a retention period after they closed.
+    pub shards_expired: u64,
 }
 
 /// The stream.
@@ -150,7 +158,7 @@ fn parse_sequence(s: &str) -> Option<(u64, usize)> {
 }
 
 fn invalid(what: &str) -> Failure {
-    Failure::Other(format!("InvalidArgumentException: {what}"))
+    Failure::InvalidArgument(what.to_owned())
 }
 
 impl Kinesis {
@@ -190,6 +198,8 @@ impl Kinesis {
             first_index: 0,
             records: VecDeque::new(),
             closed: false,
+            closed_seen_ms: None,
+            expired: false,
             children: Vec::new(),
             reads: VecDeque::new(),
         });
@@ -276,15 +286,41 @@ impl Kinesis {
         (shard, s.end_index() - 1)
     }
 
-    /// Drops records older than the retention period.
-    pub fn trim(&mut self, now_ms: u64) {
-        let horizon = now_ms.saturating_sub(self.limits.retention_ms);
+    /// Drops records older than the retention period, and closed shards a retention period
+    /// after they closed (every record of theirs is older by then); answers the shards that
+    /// expired now.
+    pub fn trim(&mut self, now_ms: u64) -> Vec<LeaseKey> {
+        let retention = self.limits.retention_ms;
+        let horizon = now_ms.saturating_sub(retention);
+        let mut expired = Vec::new();
         for s in &mut self.shards {
             while s.records.front().is_some_and(|r| r.arrival_ms < horizon) {
                 s.records.pop_front();
                 s.first_index += 1;
                 self.counts.records_trimmed += 1;
             }
+            if s.closed && !s.expired {
+                let closed = *s.closed_seen_ms.get_or_insert(now_ms);
+                if closed.saturating_add(retention) <= now_ms && s.records.is_empty() {
+                    s.expired = true;
+                    self.counts.shards_expired += 1;
+                    expired.push(s.id.clone());
+                }
+            }
+        }
+        expired
+    }
+
+    /// Records of shard `index` trimmed so far (they are its first ones).
+    pub fn trimmed_in(&self, index: usize) -> u64 {
+        self.shards.get(index).map_or(0, |s| s.first_index)
+    }
+
+    /// Shard `index`, unless it never existed or expired.
+    fn live(&self, index: usize) -> Result<&Shard, Failure> {
+        match self.shards.get(index) {
+            Some(s) if !s.expired => Ok(s),
+            _ => Err(Failure::NotFound),
         }
     }
 
@@ -293,6 +329,7 @@ impl Kinesis {
         self.counts.list_shards += 1;
         self.shards
             .iter()
+            .filter(|s| !s.expired)
             .map(|s| ShardDescription {
                 shard_id: s.id.clone(),
                 parent: s.parents.first().map(|&p| self.shards[p].id.clone()),
@@ -312,7 +349,7 @@ impl Kinesis {
     ) -> Result<Text, Failure> {
         self.counts.get_shard_iterator += 1;
         let index = self.shard_index(shard_id).ok_or(Failure::NotFound)?;
-        let s = &self.shards[index];
+        let s = self.live(index)?;
         let at = match position {
             StartingPosition::TrimHorizon => s.first_index,
             StartingPosition::Latest => s.end_index(),
@@ -349,6 +386,7 @@ impl Kinesis {
         if index >= self.shards.len() {
             return Err(invalid("malformed shard iterator"));
         }
+        self.live(index)?;
         if now_ms.saturating_sub(issued) > self.limits.iterator_lifetime_ms {
             self.counts.expired_iterators += 1;
             return Err(Failure::ExpiredIterator);
@@ -704,7 +742,7 @@ mod tests {
         );
         assert!(matches!(
             k.get_records(2_000, "garbage", 1),
-            Err(Failure::Other(_))
+            Err(Failure::InvalidArgument(_))
         ));
         assert_eq!(
             k.get_shard_iterator(0, "shardId-nope", &StartingPosition::Latest),
@@ -798,5 +836,46 @@ mod tests {
             .get_records(2_000, &it, 10)
             .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(out.records.iter().map(|r| r.index).collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
+    fn a_closed_shard_expires_a_retention_period_after_it_closed() {
+        let mut k = Kinesis::new(
+            1,
+            KinesisLimits {
+                retention_ms: 1_000,
+                ..KinesisLimits::default()
+            },
+        );
+        k.put(0, "a", 1);
+        let parent = "shardId-000000000000";
+        let it = k
+            .get_shard_iterator(0, parent, &StartingPosition::TrimHorizon)
+            .unwrap_or_default();
+        k.split(0).unwrap_or_else(|e| panic!("{e:?}"));
+        k.trim(500);
+        assert_eq!(k.list_shards().len(), 3, "closed, still listed");
+        k.trim(1_400);
+        assert_eq!(
+            k.counts.shards_expired, 0,
+            "closed for less than the retention"
+        );
+        assert_eq!(k.trim(1_500), vec![LeaseKey::from(parent)]);
+        assert_eq!(k.counts.shards_expired, 1);
+        assert_eq!(k.trimmed_in(0), 1);
+        let listed: Vec<String> = k
+            .list_shards()
+            .into_iter()
+            .map(|s| s.shard_id.as_str().to_owned())
+            .collect();
+        assert!(!listed.iter().any(|s| s == parent), "{listed:?}");
+        assert_eq!(
+            k.get_shard_iterator(1_500, parent, &StartingPosition::TrimHorizon),
+            Err(Failure::NotFound)
+        );
+        assert!(matches!(
+            k.get_records(1_500, &it, 10),
+            Err(Failure::NotFound)
+        ));
     }
 }

@@ -63,8 +63,11 @@ pub struct Report {
     pub records_put: u64,
     /// Records delivered, duplicates included.
     pub records_delivered: u64,
-    /// Records put but never delivered.
+    /// Records put, still in the stream, never delivered.
     pub records_lost: u64,
+    /// Records trimmed by retention before any worker delivered them (a fleet that lags past
+    /// the retention period loses them to the stream, as any consumer would).
+    pub records_trimmed_unread: u64,
     /// Deliveries of a record that had been delivered before.
     pub duplicate_deliveries: u64,
     /// Checkpoint requests the processors made.
@@ -148,11 +151,12 @@ impl Report {
             (
                 "records",
                 format!(
-                    "{} put, {} delivered, {} lost, {} duplicates",
+                    "{} put, {} delivered, {} lost, {} duplicates, {} trimmed unread",
                     self.records_put,
                     self.records_delivered,
                     self.records_lost,
-                    self.duplicate_deliveries
+                    self.duplicate_deliveries,
+                    self.records_trimmed_unread
                 ),
             ),
             (

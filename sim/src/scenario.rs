@@ -35,17 +35,28 @@ pub enum Scenario {
     Reshard,
     /// Every fault, then a liveness phase.
     Chaos,
+    /// The stream keeps records for [`RETENTION_MS`] only. Shards split and merge as the whole
+    /// fleet loses Kinesis for longer than that: records are trimmed unread, closed parents
+    /// expire from the stream with unread tails, and the fleet must finish them and go on with
+    /// their children from what is left.
+    Retention,
 }
+
+/// The stream's retention period in the retention scenario, scaled down from Kinesis's 24 hours
+/// so that a run of minutes sees records trimmed and closed shards expire. Longer than any run's
+/// liveness tail, so a shard left unread till the end shows as records lost, not trimmed.
+pub const RETENTION_MS: u64 = 90_000;
 
 impl Scenario {
     /// Every scenario, for help texts.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Steady,
         Scenario::ScaleUp,
         Scenario::ScaleDown,
         Scenario::RollingDeploy,
         Scenario::Reshard,
         Scenario::Chaos,
+        Scenario::Retention,
     ];
 
     /// The name on the command line.
@@ -57,6 +68,7 @@ impl Scenario {
             Self::RollingDeploy => "rolling-deploy",
             Self::Reshard => "reshard",
             Self::Chaos => "chaos",
+            Self::Retention => "retention",
         }
     }
 }
@@ -403,6 +415,13 @@ impl RunSpec {
                 format_duration(self.duration_ms)
             ));
         }
+        if self.scenario == Scenario::Retention && self.duration_ms < 240_000 {
+            return Err(format!(
+                "--duration {} is too short for the retention scenario: it needs at least 4m (an outage longer than the {} retention period, then recovery)",
+                format_duration(self.duration_ms),
+                format_duration(RETENTION_MS)
+            ));
+        }
         if self.workers == 0 || self.shards == 0 {
             return Err("--workers and --shards must be at least 1".into());
         }
@@ -475,7 +494,12 @@ pub fn format_duration(ms: u64) -> String {
 pub fn fleet_config(spec: &RunSpec) -> FleetConfig {
     let mut worker = spec.policy.config();
     worker.initial_position = spec.initial_position.initial_position();
+    let mut kinesis = crate::kinesis::KinesisLimits::default();
+    if spec.scenario == Scenario::Retention {
+        kinesis.retention_ms = RETENTION_MS;
+    }
     FleetConfig {
+        kinesis,
         seed: spec.seed,
         shards: spec.shards,
         workers_per_machine: spec
@@ -545,6 +569,31 @@ fn scenario_steps(spec: &RunSpec, phases: &Phases, fleet: &mut Fleet) -> u64 {
             // Then a uniform rescale to one and a half times the open shards.
             fleet.at(t, Action::UpdateShardCount { per_mille: 1500 });
             t
+        }
+        Scenario::Retention => {
+            // Shards split and merge as Kinesis becomes unreachable for every worker, for longer
+            // than the retention period: the parents' unread tails and the children's first
+            // records are trimmed, and the parents expire before anyone reads their end.
+            let outage = RETENTION_MS + 20_000;
+            fleet.at(
+                w,
+                Action::PartitionAll {
+                    service: Service::Kinesis,
+                    ms: outage,
+                },
+            );
+            for i in 0..(spec.shards / 8).max(1) {
+                let t = w + 100 * i as u64;
+                fleet.at(
+                    t,
+                    if i % 2 == 0 {
+                        Action::Split
+                    } else {
+                        Action::Merge
+                    },
+                );
+            }
+            w + outage
         }
     }
 }
@@ -735,7 +784,8 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(u64)) -> Report {
     }
     let end = spec.duration_ms;
     engine.with(|fleet| {
-        let records_lost = fleet.records_lost();
+        let undelivered = fleet.undelivered();
+        let records_lost = undelivered.lost;
         let mut violations: Vec<Violation> = fleet.checker.violations().to_vec();
         let mut violation_count = fleet.checker.violation_count();
         let unheld = fleet.timeline.last().map_or(0, |s| s.unheld);
@@ -801,6 +851,7 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(u64)) -> Report {
             records_put: fleet.checker.records_put,
             records_delivered: fleet.checker.records_delivered,
             records_lost,
+            records_trimmed_unread: undelivered.trimmed_unread,
             duplicate_deliveries: fleet.checker.duplicate_deliveries,
             checkpoint_requests: fleet.checkpoints.asked,
             checkpoint_answers: fleet
@@ -841,7 +892,7 @@ fn minimum_moves(spec: &RunSpec, loads: &[usize], unheld: usize) -> Option<u64> 
                 + stay.iter().map(|&l| l.saturating_sub(share)).sum::<usize>()
         }
         Scenario::RollingDeploy => loads.iter().sum::<usize>() + unheld,
-        Scenario::Reshard | Scenario::Chaos => return None,
+        Scenario::Reshard | Scenario::Chaos | Scenario::Retention => return None,
     };
     if spec.faults == Faults::Chaos {
         return None;

@@ -55,6 +55,12 @@
 //! to a failover. A row without `startingTimestamp` (the Java KCL created it) is resolved at each
 //! acquisition, as Java does.
 //!
+//! **Where a lease ends early.** A held shard whose GetShardIterator or GetRecords answers
+//! NotFound, or whose GetShardIterator refuses its position as invalid, makes its holder list the
+//! stream: a shard no longer listed (expired past retention, or deleted) is finished with
+//! `SHARD_END`, so its children start; one still listed is read again after a backoff, and a
+//! refused position is reported (`Event::IteratorRefused`), never skipped.
+//!
 //! **One process per worker id** (`Coordinated`): a heartbeat
 //! lands only on a row with no `incarnation` or the writer's own, so of two live processes with
 //! one id only the first is registered; the other neither claims leadership nor acquires (both

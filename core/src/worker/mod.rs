@@ -255,8 +255,8 @@ impl<R: Record + Clone> Worker<R> {
             },
             Input::IteratorObtained { req, result } => match self.take_pending(req) {
                 Some(Pending::Iterator { shard, token }) => {
-                    if result == Err(crate::io::Failure::NotFound) {
-                        self.iterator_not_found(&shard);
+                    if let Err(f) = &result {
+                        self.read_failed(&shard, f, true);
                     }
                     self.with_token(&shard, token, |h, ctx| h.iterator_obtained(ctx, result))
                 }
@@ -264,6 +264,9 @@ impl<R: Record + Clone> Worker<R> {
             },
             Input::RecordsFetched { req, result } => match self.take_pending(req) {
                 Some(Pending::Fetch { shard, token }) => {
+                    if let Err(f) = &result {
+                        self.read_failed(&shard, f, false);
+                    }
                     self.with_token(&shard, token, |h, ctx| h.records_fetched(ctx, result))
                 }
                 other => self.unexpected(req, other),

@@ -52,6 +52,8 @@ pub struct Stats {
     pub worker_rows_deleted: u64,
     /// Held shards finished because the stream no longer lists them.
     pub shards_gone: u64,
+    /// Runs of GetShardIterator refusals of a held, listed shard ([`crate::Event::IteratorRefused`]).
+    pub iterators_refused: u64,
     /// Times this worker became leader.
     pub leaderships: u64,
     /// 1 when this worker stopped because another live process has its id (`Coordinated`).

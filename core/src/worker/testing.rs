@@ -33,8 +33,10 @@ pub(crate) struct Harness {
     pub(crate) records: Vec<BasicRecord>,
     /// GetRecords answers the end of a closed shard (with no children).
     pub(crate) shard_closed: bool,
-    /// GetShardIterator answers NotFound.
-    pub(crate) iterator_not_found: bool,
+    /// GetShardIterator answers this failure.
+    pub(crate) iterator_failure: Option<crate::io::Failure>,
+    /// GetRecords answers this failure.
+    pub(crate) records_failure: Option<crate::io::Failure>,
 }
 
 impl Harness {
@@ -51,7 +53,8 @@ impl Harness {
             processor_hangs: false,
             records: Vec::new(),
             shard_closed: false,
-            iterator_not_found: false,
+            iterator_failure: None,
+            records_failure: None,
         };
         h.pump();
         h
@@ -129,20 +132,22 @@ impl Harness {
             },
             Command::GetShardIterator { req, .. } => Input::IteratorObtained {
                 req,
-                result: if self.iterator_not_found {
-                    Err(crate::io::Failure::NotFound)
-                } else {
-                    Ok(Text::new("iterator"))
+                result: match &self.iterator_failure {
+                    Some(f) => Err(f.clone()),
+                    None => Ok(Text::new("iterator")),
                 },
             },
             Command::GetRecords { req, .. } => Input::RecordsFetched {
                 req,
-                result: Ok(FetchedRecords {
-                    records: core::mem::take(&mut self.records),
-                    next_iterator: (!self.shard_closed).then(|| Text::new("iterator")),
-                    millis_behind_latest: 0,
-                    child_shards: Vec::new(),
-                }),
+                result: match &self.records_failure {
+                    Some(f) => Err(f.clone()),
+                    None => Ok(FetchedRecords {
+                        records: core::mem::take(&mut self.records),
+                        next_iterator: (!self.shard_closed).then(|| Text::new("iterator")),
+                        millis_behind_latest: 0,
+                        child_shards: Vec::new(),
+                    }),
+                },
             },
             Command::Processor {
                 shard,

@@ -30,6 +30,13 @@ pub enum Action {
         /// For how long.
         ms: u64,
     },
+    /// Cut every machine off a service (an outage, or a misconfiguration everyone shares).
+    PartitionAll {
+        /// Which service.
+        service: Service,
+        /// For how long.
+        ms: u64,
+    },
     /// Delay every message of a random machine by up to `extra_ms` more.
     Delay {
         /// Added latency, each way.
@@ -105,6 +112,14 @@ impl Action {
                 service: Service::Kinesis,
                 ..
             } => "partition_kinesis",
+            Self::PartitionAll {
+                service: Service::Dynamo,
+                ..
+            } => "outage_dynamodb",
+            Self::PartitionAll {
+                service: Service::Kinesis,
+                ..
+            } => "outage_kinesis",
             Self::Delay { .. } => "message_delay",
             Self::Pause { .. } => "process_pause",
             Self::Suspend { .. } => "host_suspend",
@@ -171,6 +186,11 @@ impl Fleet {
             Action::Partition { service, ms } => {
                 if let Some(node) = self.random_running() {
                     self.partition(self.nodes[node].machine, service, ms);
+                }
+            }
+            Action::PartitionAll { service, ms } => {
+                for machine in 0..self.machines.len() {
+                    self.partition(machine, service, ms);
                 }
             }
             Action::Delay { extra_ms, ms } => {

@@ -548,7 +548,9 @@ impl Fleet {
 
     fn sample(&mut self) {
         let now = self.now;
-        self.kinesis.trim(now);
+        for shard in self.kinesis.trim(now) {
+            self.checker.shard_expired(shard);
+        }
         // Membership only, never iterated: a hash set cannot leak its order into the run.
         let mut held: std::collections::HashSet<&str, crate::hash::FastHash> =
             std::collections::HashSet::with_capacity_and_hasher(
@@ -645,10 +647,13 @@ impl Fleet {
         wrong
     }
 
-    /// Records never delivered, and the violations that says about a run that caught up.
-    pub fn records_lost(&self) -> u64 {
+    /// Records owed and never delivered: lost, or trimmed by retention before any worker read
+    /// them.
+    pub fn undelivered(&self) -> crate::check::Undelivered {
         let k = &self.kinesis;
-        self.checker
-            .undelivered(|shard, ms| k.records_before(shard, ms))
+        self.checker.undelivered(
+            |shard, ms| k.records_before(shard, ms),
+            |shard| k.trimmed_in(shard),
+        )
     }
 }

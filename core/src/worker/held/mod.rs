@@ -502,6 +502,19 @@ impl<R: Record + Clone> HeldLease<R> {
         }
     }
 
+    /// The stream refused this shard's starting position although it still lists the shard:
+    /// reported once per run of refusals (the reader asks again after its backoff).
+    pub(crate) fn start_refused(&mut self, ctx: &mut Ctx<R>, reason: alloc::string::String) {
+        if let Some(position) = self.reader.refusal_to_report() {
+            ctx.stats.iterators_refused += 1;
+            ctx.event(Event::IteratorRefused {
+                shard: self.lease.key.clone(),
+                position,
+                reason,
+            });
+        }
+    }
+
     pub(crate) fn records_fetched(
         &mut self,
         ctx: &mut Ctx<R>,
@@ -557,11 +570,11 @@ fn follow(slot: &mut Option<WorkerId>, name: Option<&str>) {
 mod tests {
     use crate::config::Config;
     use crate::io::{
-        BasicRecord, CheckpointError, CheckpointTarget, Command, Event, FencingToken, Input,
-        ProcessorCall, ReleaseReason,
+        BasicRecord, CheckpointError, CheckpointTarget, Command, Event, Failure, FencingToken,
+        Input, ProcessorCall, ReleaseReason,
     };
     use crate::lease::{LeaseKey, WorkerId};
-    use crate::sequence::Position;
+    use crate::sequence::{Position, RecordPosition, SequenceNumber};
     use crate::worker::testing::{at, record, unowned, Harness};
     use crate::write::WriteKind;
 
@@ -951,6 +964,13 @@ mod tests {
     /// A worker about to take `shard-1`, whose GetShardIterator answers NotFound; the stream
     /// lists `listed`.
     fn vanishing(listed: &[&str]) -> Harness {
+        let mut h = listing(listed);
+        h.iterator_failure = Some(Failure::NotFound);
+        h
+    }
+
+    /// A worker about to take `shard-1`; the stream lists `listed`.
+    fn listing(listed: &[&str]) -> Harness {
         let mut h = Harness::new(Config::kcl2(), "w1");
         h.shards = listed
             .iter()
@@ -963,8 +983,22 @@ mod tests {
             })
             .collect();
         h.put(&unowned("shard-1"));
-        h.iterator_not_found = true;
         h
+    }
+
+    fn finished_as_gone(h: &Harness) -> bool {
+        h.w.stats().shards_gone == 1
+            && checkpoint(h) == Position::ShardEnd
+            && h.calls("shard-1")
+                .iter()
+                .any(|c| matches!(c, ProcessorCall::ShardEnded { .. }))
+    }
+
+    fn iterators_asked(h: &Harness) -> usize {
+        h.log
+            .iter()
+            .filter(|c| matches!(c, Command::GetShardIterator { .. }))
+            .count()
     }
 
     #[test]
@@ -994,18 +1028,79 @@ mod tests {
         assert!(h.holds("shard-1"));
         assert_eq!(checkpoint(&h), Position::TrimHorizon);
         assert_eq!(h.w.stats().shards_gone, 0);
-        let iterators = h
-            .log
-            .iter()
-            .filter(|c| matches!(c, Command::GetShardIterator { .. }))
-            .count();
+        let iterators = iterators_asked(&h);
         assert!(iterators >= 3, "asked again: {iterators}");
         // Once the stream answers, it reads on.
-        h.iterator_not_found = false;
+        h.iterator_failure = None;
         h.run_until(60_000);
         assert!(h
             .log
             .iter()
             .any(|c| matches!(c, Command::GetRecords { .. })));
+    }
+
+    #[test]
+    fn a_shard_whose_records_are_not_found_any_more_is_finished_once_unlisted() {
+        let mut h = listing(&["shard-2"]);
+        h.records_failure = Some(Failure::NotFound);
+        h.run_until(10_000);
+        assert!(finished_as_gone(&h), "{:?}", h.calls("shard-1"));
+    }
+
+    #[test]
+    fn an_iterator_refused_for_a_shard_no_longer_listed_finishes_it() {
+        let mut h = listing(&["shard-2"]);
+        h.iterator_failure = Some(Failure::InvalidArgument("not of this stream".into()));
+        h.run_until(10_000);
+        assert!(finished_as_gone(&h), "{:?}", h.calls("shard-1"));
+    }
+
+    /// A listed shard that refuses its checkpoint (a lease table left over from a deleted stream
+    /// of the same name): nothing is skipped, the refusal is reported once and counted, and the
+    /// iterator is asked again after a backoff.
+    #[test]
+    fn a_checkpoint_the_stream_refuses_is_reported_and_never_skipped() {
+        let mut h = listing(&["shard-1"]);
+        let mut lease = unowned("shard-1");
+        lease.checkpoint = Position::Record(RecordPosition::new(
+            SequenceNumber::parse("49590338271490256608559692538361571095921575989136588898")
+                .expect("a sequence number"),
+        ));
+        h.put(&lease);
+        h.iterator_failure = Some(Failure::InvalidArgument("not of this stream".into()));
+        h.run_until(60_000);
+        assert!(h.holds("shard-1"));
+        assert_eq!(checkpoint(&h), lease.checkpoint);
+        assert_eq!(h.w.stats().shards_gone, 0);
+        assert_eq!(h.w.stats().iterators_refused, 1);
+        let refusals = h
+            .events()
+            .iter()
+            .filter(|e| matches!(e, Event::IteratorRefused { shard, .. } if shard.as_str() == "shard-1"))
+            .count();
+        assert_eq!(refusals, 1);
+        let asked = iterators_asked(&h);
+        assert!(
+            (3..40).contains(&asked),
+            "asked again, with a backoff: {asked}"
+        );
+        h.iterator_failure = None;
+        h.run_until(120_000);
+        assert!(h
+            .log
+            .iter()
+            .any(|c| matches!(c, Command::GetRecords { .. })));
+    }
+
+    /// GetRecords refusing its iterator as invalid gets a new one where reading stood, as after
+    /// an expired iterator (the same iterator would be refused forever).
+    #[test]
+    fn an_iterator_refused_by_get_records_is_replaced() {
+        let mut h = listing(&["shard-1"]);
+        h.records_failure = Some(Failure::InvalidArgument("bad iterator".into()));
+        h.run_until(2_000);
+        let before = iterators_asked(&h);
+        h.run_until(20_000);
+        assert!(iterators_asked(&h) > before + 1, "{}", iterators_asked(&h));
     }
 }

@@ -45,6 +45,8 @@ pub(crate) struct ShardReader<R> {
     prefetched: VecDeque<Batch<R>>,
     /// The shard's end was read: its children.
     end: Option<Vec<ChildShard>>,
+    /// The starting position was refused and the refusal reported; cleared by an iterator.
+    refusal_reported: bool,
 }
 
 impl<R: Record> ShardReader<R> {
@@ -58,6 +60,7 @@ impl<R: Record> ShardReader<R> {
             attempts: 0,
             prefetched: VecDeque::new(),
             end: None,
+            refusal_reported: false,
         }
     }
 
@@ -156,6 +159,7 @@ impl<R: Record> ShardReader<R> {
             Ok(iterator) => {
                 self.cursor = Cursor::Held(iterator);
                 self.attempts = 0;
+                self.refusal_reported = false;
                 true
             }
             Err(f) => {
@@ -163,6 +167,15 @@ impl<R: Record> ShardReader<R> {
                 false
             }
         }
+    }
+
+    /// The position to report as refused, unless this run of refusals was reported already.
+    pub(crate) fn refusal_to_report(&mut self) -> Option<StartingPosition> {
+        if self.refusal_reported {
+            return None;
+        }
+        self.refusal_reported = true;
+        Some(self.start.clone().unwrap_or(StartingPosition::TrimHorizon))
     }
 
     /// Asks for the next records, unless a call is in flight, enough is read ahead, the shard's
@@ -255,17 +268,29 @@ impl<R: Record> ShardReader<R> {
                 };
                 self.next_fetch_at = pace.max(idle);
             }
-            Err(Failure::ExpiredIterator) => {
-                ctx.stats.expired_iterators += 1;
-                // Resume right after the last record delivered: AT its sequence number, dropping
+            Err(f @ (Failure::ExpiredIterator | Failure::InvalidArgument(_))) => {
+                // An expired iterator, or one the stream refuses (which it would refuse again):
+                // resume right after the last record delivered, AT its sequence number, dropping
                 // it and anything before (so a partly delivered aggregate resumes inside itself).
+                // A refusal waits for the backoff: it may be refused again.
                 self.cursor = Cursor::None;
                 self.prefetched.clear();
                 if let Some(p) = last_delivered {
                     self.skip_through = Some(p.clone());
                     self.start = Some(StartingPosition::AtSequenceNumber(p.sequence.clone()));
                 }
-                self.next_fetch_at = ctx.now;
+                if f == Failure::ExpiredIterator {
+                    ctx.stats.expired_iterators += 1;
+                    self.next_fetch_at = ctx.now;
+                } else {
+                    self.pause(ctx, slot);
+                }
+            }
+            Err(Failure::NotFound) => {
+                // The shard may be gone (the worker lists the stream to know): a new iterator is
+                // asked for after the backoff, and answers NotFound too if it is.
+                self.cursor = Cursor::None;
+                self.back_off(ctx, slot, &Failure::NotFound);
             }
             Err(f) => self.back_off(ctx, slot, &f),
         }
