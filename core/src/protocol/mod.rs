@@ -12,7 +12,7 @@
 //! | [`Checkpoint`](LeaseOp::Checkpoint) (commit) | the holder, for its processor | as renew | counter `c+1`, `checkpoint` + sub-sequence, `ownerSwitchesSinceCheckpoint = 0`, the pending checkpoint removed | as renew |
 //! | [`Checkpoint`](LeaseOp::Checkpoint) (prepare) | the holder, for its processor | as renew | counter `c+1`, `pendingCheckpoint` + sub-sequence and its state (removed when none) | as renew |
 //! | [`CompleteHandoff`](LeaseOp::CompleteHandoff) | the old owner, once its processor finished | as renew | counter `c+1`, `checkpointOwner` removed, `ownerSwitchesSinceCheckpoint + 1` | the lease moved on; nothing more to do |
-//! | [`Release`](LeaseOp::Release) | the holder (shutdown without a successor, a failed processor) | as renew | counter `c+1`, `leaseOwner` and `checkpointOwner` removed | as complete handoff |
+//! | [`Release`](LeaseOp::Release) | the holder (shutdown without a successor, a failed processor) | `leaseCounter = c` and `leaseOwner = me` | counter `c+1`, `leaseOwner` and `checkpointOwner` removed | the lease moved on, or a handoff the holder has not seen is under way: a consistent read tells, and the holder completes the handoff instead (the lease is the receiver's) |
 //! | [`FinishShard`](LeaseOp::FinishShard) | the holder, after the processor's `shard_ended` | as renew | counter `c+1`, `checkpoint = SHARD_END`, the pending checkpoint, `leaseOwner` and `checkpointOwner` removed, `childShardIds` | as complete handoff |
 //! | [`Create`](LeaseOp::Create) | shard sync; a parent at its shard end, for split children | the row is absent | the whole row, unowned; a root lease at `LATEST` / `AT_TIMESTAMP` with `startingTimestamp` | it exists already, which is as good |
 //! | [`Take`](LeaseOp::Take) | a worker's Java 2.x taker (`Kcl2Compatible`) | `leaseCounter = c` (seen unchanged for the failover time, or unowned) | `leaseOwner = me`, counter `c+1`, `checkpointOwner` removed, `ownerSwitchesSinceCheckpoint + 1` unless `me` owned it | another worker renewed or took it first |
@@ -117,7 +117,7 @@ use crate::write::{Condition, LeaseWrite, Update, WriteAction, WriteKind};
 
 mod parts;
 
-use parts::{bump, held_by, leads, set_checkpoint, string};
+use parts::{bump, held_by, leads, owned_by, set_checkpoint, string};
 
 /// What a checkpoint operation writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -387,7 +387,7 @@ impl LeaseOp {
                     Update::Remove(attr::LEASE_OWNER),
                     Update::Remove(attr::CHECKPOINT_OWNER),
                 ]),
-                held_by(*counter, holder),
+                owned_by(*counter, holder),
             ),
             Self::FinishShard {
                 shard,

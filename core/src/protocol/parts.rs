@@ -28,6 +28,15 @@ pub(super) fn held_by(counter: u64, holder: &WorkerId) -> Condition {
     ])
 }
 
+/// The condition of a release: the counter `c` and `holder` as `leaseOwner` (not only as
+/// `checkpointOwner`: during a handoff the lease is the receiver's to keep).
+pub(super) fn owned_by(counter: u64, holder: &WorkerId) -> Condition {
+    Condition::And(alloc::vec![
+        Condition::eq_num(attr::LEASE_COUNTER, counter),
+        Condition::eq_str(attr::LEASE_OWNER, holder.as_str()),
+    ])
+}
+
 /// The condition of the leader's writes on the leader row.
 pub(super) fn leads(counter: u64, leader: &WorkerId) -> Condition {
     Condition::And(alloc::vec![

@@ -25,7 +25,7 @@ pub(crate) use session::Exit;
 
 use reader::ShardReader;
 use session::{ParentsRead, ProcessorSession, Returned, Step};
-use tenure::{Leave, Next, OwnWrite, Tenure, Verified, Written};
+use tenure::{Leave, Next, OwnWrite, RowSeen, Tenure, Verified, Written};
 
 pub(crate) struct HeldLease<R> {
     /// The row as this worker last wrote or read it.
@@ -303,13 +303,34 @@ impl<R: Record + Clone> HeldLease<R> {
             _ => None,
         };
         let me = &ctx.id;
-        let held = row.as_ref().is_some_and(|row| {
-            row.counter == expect_counter
-                && (row.owner.as_ref() == Some(me) || row.checkpoint_owner.as_ref() == Some(me))
-        });
-        match self.tenure.verified(ctx, result.is_err(), held) {
+        let seen = match &row {
+            _ if result.is_err() => RowSeen::Unread,
+            Some(row)
+                if row.counter == expect_counter
+                    && (row.owner.as_ref() == Some(me)
+                        || row.checkpoint_owner.as_ref() == Some(me)) =>
+            {
+                RowSeen::OwnWriteLanded
+            }
+            Some(row)
+                if row.counter == self.lease.counter
+                    && row.owner.as_ref() != Some(me)
+                    && row.checkpoint_owner.as_ref() == Some(me) =>
+            {
+                RowSeen::HandoffUnseen
+            }
+            _ => RowSeen::Moved,
+        };
+        match self.tenure.verified(ctx, seen) {
             None | Some(Verified::Retry) => {}
             Some(Verified::Lost) => self.lose(ctx),
+            Some(Verified::HandoffUnseen) => {
+                // The next write completes the handoff ([`ProcessorSession::last_write`]).
+                if let Some(row) = row {
+                    self.lease.owner = row.owner;
+                    self.lease.checkpoint_owner = row.checkpoint_owner;
+                }
+            }
             Some(Verified::Held(write)) => {
                 let Some(row) = row else { return };
                 // One of this worker's own writes of unknown outcome landed: adopt its counter.
@@ -376,10 +397,10 @@ impl<R: Record + Clone> HeldLease<R> {
         let reason = match leave {
             Leave::CompleteHandoff => {
                 ctx.stats.handoffs_completed += 1;
-                if self.session.exit() == Some(Exit::Shutdown) {
-                    ReleaseReason::Shutdown
-                } else {
-                    ReleaseReason::HandedOver
+                match self.session.exit() {
+                    Some(Exit::Shutdown) => ReleaseReason::Shutdown,
+                    Some(Exit::ProcessorFailed) => ReleaseReason::ProcessorFailed,
+                    _ => ReleaseReason::HandedOver,
                 }
             }
             Leave::Release(reason) => reason,
@@ -678,6 +699,67 @@ mod tests {
         let lease = h.lease("shard-1").expect("row");
         assert_eq!(lease.owner, Some(WorkerId::from("w2")));
         assert_eq!(lease.checkpoint_owner, None);
+    }
+
+    /// `holding()`, and the leader has just asked for a handoff to w2 that w1 has not seen yet
+    /// (no renewal since): w1 leaves for `why` before its next renewal.
+    fn leaving_before_seeing_a_handoff(why: &str) -> Harness {
+        let mut h = holding();
+        h.apply(&crate::protocol::LeaseOp::InitiateHandoff {
+            shard: LeaseKey::from("shard-1"),
+            from: WorkerId::from("w1"),
+            to: WorkerId::from("w2"),
+        });
+        let shard = LeaseKey::from("shard-1");
+        match why {
+            "shutdown" => h.handle(Input::ShutdownRequested),
+            _ => {
+                h.processor_hangs = true;
+                h.records = (1..=2).map(record).collect();
+                h.run_until(1_000);
+                let call = h
+                    .log
+                    .iter()
+                    .rev()
+                    .find_map(|c| match c {
+                        Command::Processor {
+                            call,
+                            action: ProcessorCall::ProcessRecords { .. },
+                            ..
+                        } => Some(*call),
+                        _ => None,
+                    })
+                    .expect("a batch");
+                h.handle(Input::ProcessorFailed { shard, call });
+            }
+        }
+        h.run_until(3_000);
+        h
+    }
+
+    /// A holder that gives its lease up before it has seen a handoff leaves it to the receiver:
+    /// its release must not remove the receiver's ownership (Java's evict removes only the
+    /// checkpoint owner).
+    #[test]
+    fn a_release_before_the_handoff_is_seen_completes_it_instead() {
+        for why in ["shutdown", "processor failure"] {
+            let h = leaving_before_seeing_a_handoff(why);
+            assert!(!h.holds("shard-1"), "{why}");
+            let row = h.lease("shard-1").expect("row");
+            assert_eq!(
+                row.owner,
+                Some(WorkerId::from("w2")),
+                "{why}: the receiver's"
+            );
+            assert_eq!(row.checkpoint_owner, None, "{why}");
+            assert_eq!(h.writes(WriteKind::CompleteHandoff).len(), 1, "{why}");
+            let reason = if why == "shutdown" {
+                ReleaseReason::Shutdown
+            } else {
+                ReleaseReason::ProcessorFailed
+            };
+            assert!(released(&h, reason), "{why}: {:?}", h.events());
+        }
     }
 
     #[test]

@@ -500,10 +500,14 @@ impl ProcessorSession {
             }
             Processor::Busy(_) => false,
         };
+        // A lease handed over (this worker is its checkpoint owner) goes to the receiver,
+        // whatever the reason to leave: a release would take it from the receiver too.
+        let handed_over = checkpoint_owner == Some(me);
         match leaving.why {
+            Exit::ProcessorFailed if handed_over => Some(Leave::CompleteHandoff),
             Exit::ProcessorFailed => Some(Leave::Release(ReleaseReason::ProcessorFailed)),
             Exit::Handoff if processor_done => Some(Leave::CompleteHandoff),
-            Exit::Shutdown if processor_done => Some(if checkpoint_owner == Some(me) {
+            Exit::Shutdown if processor_done => Some(if handed_over {
                 Leave::CompleteHandoff
             } else {
                 Leave::Release(ReleaseReason::Shutdown)

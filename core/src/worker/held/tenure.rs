@@ -81,6 +81,20 @@ pub(crate) enum Written {
     Failed { write: OwnWrite, throttled: bool },
 }
 
+/// What the read that follows a refused write shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RowSeen {
+    /// The read failed.
+    Unread,
+    /// The counter one own write leaves, and this worker as owner or checkpoint owner.
+    OwnWriteLanded,
+    /// The counter this holder's last write left, another owner and this worker as checkpoint
+    /// owner: a handoff it had not seen.
+    HandoffUnseen,
+    /// Anything else: the lease moved on.
+    Moved,
+}
+
 /// The answer to the read that follows a refused write.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Verified {
@@ -88,6 +102,9 @@ pub(crate) enum Verified {
     Retry,
     /// One of this holder's own writes of unknown outcome landed; the lease is still held.
     Held(OwnWrite),
+    /// A release was refused by a handoff the holder had not seen: the lease is still its to
+    /// give, to the receiver (complete the handoff).
+    HandoffUnseen,
     /// The lease moved on.
     Lost,
 }
@@ -252,7 +269,15 @@ impl Tenure {
             Err(Failure::ConditionFailed) => match write {
                 // Only one of this holder's own writes of unknown outcome can explain a lost
                 // race on a lease it holds; without one, the lease is gone (and what a last
-                // write meant to do is moot).
+                // write meant to do is moot). A release asks for `leaseOwner = me`, so a
+                // handoff this holder has not seen refuses it too: the row decides.
+                OwnWrite::Leave(Leave::Release(_)) => {
+                    self.write = WriteState::Verifying {
+                        write,
+                        read_due: false,
+                    };
+                    Written::Verify
+                }
                 _ if self.unknown_since.is_none() => Written::Lost,
                 write => {
                     self.write = WriteState::Verifying {
@@ -274,37 +299,34 @@ impl Tenure {
         })
     }
 
-    /// The verification read's answer: `row_held` when the row shows the counter one own write
-    /// leaves and this worker as owner or checkpoint owner. `None` when no verification was
-    /// under way (a stale answer).
-    pub(crate) fn verified<R>(
-        &mut self,
-        ctx: &mut Ctx<R>,
-        read_failed: bool,
-        row_held: bool,
-    ) -> Option<Verified> {
+    /// The verification read's answer. `None` when no verification was under way (a stale
+    /// answer).
+    pub(crate) fn verified<R>(&mut self, ctx: &mut Ctx<R>, row: RowSeen) -> Option<Verified> {
         let WriteState::Verifying { write, .. } =
             core::mem::replace(&mut self.write, WriteState::Idle)
         else {
             return None;
         };
-        if read_failed {
-            // Ask again while the window (or the unknown write) allows.
-            self.write = WriteState::Verifying {
-                write,
-                read_due: true,
-            };
-            self.back_off(ctx);
-            return Some(Verified::Retry);
-        }
-        Some(match self.unknown_since {
-            Some(since) if row_held => {
+        Some(match (row, self.unknown_since) {
+            (RowSeen::Unread, _) => {
+                // Ask again while the window (or the unknown write) allows.
+                self.write = WriteState::Verifying {
+                    write,
+                    read_due: true,
+                };
+                self.back_off(ctx);
+                Verified::Retry
+            }
+            (RowSeen::OwnWriteLanded, Some(since)) => {
                 // Date the renewal by the oldest such write's send time.
                 if since > self.renewed_sent {
                     self.renewed_sent = since;
                 }
                 self.unknown_since = None;
                 Verified::Held(write)
+            }
+            (RowSeen::HandoffUnseen, _) if matches!(write, OwnWrite::Leave(Leave::Release(_))) => {
+                Verified::HandoffUnseen
             }
             _ => Verified::Lost,
         })
@@ -433,14 +455,18 @@ mod tests {
         // The read shows the row as the timed-out renewal left it: still held, and the window
         // runs from that renewal's send time.
         assert_eq!(
-            t.verified(&mut ctx, false, true),
+            t.verified(&mut ctx, RowSeen::OwnWriteLanded),
             Some(Verified::Held(OwnWrite::Renew))
         );
         assert_eq!(
             t.deliver_until(&ctx.config, ctx.now),
             Some(ms(1_000 + WINDOW))
         );
-        assert_eq!(t.verified(&mut ctx, false, true), None, "answered once");
+        assert_eq!(
+            t.verified(&mut ctx, RowSeen::OwnWriteLanded),
+            None,
+            "answered once"
+        );
     }
 
     #[test]
@@ -455,7 +481,7 @@ mod tests {
         // The first read goes out with the refusal.
         assert_eq!(t.poll(&mut ctx, slot), Next::Wait);
         t.verify_read_sent();
-        assert_eq!(t.verified(&mut ctx, true, false), Some(Verified::Retry));
+        assert_eq!(t.verified(&mut ctx, RowSeen::Unread), Some(Verified::Retry));
         assert_eq!(
             t.poll(&mut ctx, slot),
             Next::Wait,
@@ -464,7 +490,7 @@ mod tests {
         ctx.now = t.retry_at;
         assert_eq!(t.poll(&mut ctx, slot), Next::VerifyRead);
         t.verify_read_sent();
-        assert_eq!(t.verified(&mut ctx, false, false), Some(Verified::Lost));
+        assert_eq!(t.verified(&mut ctx, RowSeen::Moved), Some(Verified::Lost));
     }
 
     #[test]
@@ -498,7 +524,7 @@ mod tests {
             "the renewal that timed out may have moved the counter"
         );
         assert_eq!(
-            t.verified(&mut ctx, false, true),
+            t.verified(&mut ctx, RowSeen::OwnWriteLanded),
             Some(Verified::Held(OwnWrite::Leave(Leave::CompleteHandoff)))
         );
         t.sent(ctx.now, OwnWrite::Leave(Leave::CompleteHandoff));
