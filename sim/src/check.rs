@@ -20,6 +20,14 @@ pub struct Violation {
     pub what: String,
 }
 
+/// One ownership of a shard, as its processor's initialization showed it.
+#[derive(Clone, Debug)]
+struct Ownership {
+    /// The checkpoint it started from.
+    start: Position,
+    worker: WorkerId,
+}
+
 /// The violations kept in full; beyond this only the count grows.
 const KEPT_VIOLATIONS: usize = 100;
 
@@ -49,9 +57,11 @@ pub struct Checker {
     violations: Vec<Violation>,
     violation_count: u64,
     shards: Vec<ShardLog>,
-    /// The checkpoint each ownership started from, by shard and token. Only looked up, never
+    /// Each ownership whose processor was initialized, by shard and token: the checkpoint it
+    /// started from and its worker. The latest token's worker is the shard's owner in the
+    /// checkers' own record, the only one that may move its checkpoint. Only looked up, never
     /// iterated: its order cannot leak.
-    init: HashMap<LeaseKey, BTreeMap<FencingToken, Position>, crate::hash::FastHash>,
+    init: HashMap<LeaseKey, BTreeMap<FencingToken, Ownership>, crate::hash::FastHash>,
     finished: BTreeSet<LeaseKey>,
     unfinished: BTreeSet<LeaseKey>,
     /// Shards expired from the stream (closed, every record trimmed): nothing of theirs is left
@@ -114,24 +124,37 @@ impl Checker {
         self.expired.insert(shard);
     }
 
-    /// A processor was initialized for an ownership.
-    pub fn initialized(&mut self, shard: &LeaseKey, token: FencingToken, checkpoint: Position) {
+    /// `worker`'s processor of `shard` was initialized for the ownership `token`, starting from
+    /// `checkpoint`: a new ownership, told nothing yet.
+    pub fn initialized(
+        &mut self,
+        worker: &WorkerId,
+        shard: &LeaseKey,
+        token: FencingToken,
+        checkpoint: Position,
+    ) {
+        let ownership = Ownership {
+            start: checkpoint,
+            worker: worker.clone(),
+        };
         match self.init.get_mut(shard.as_str()) {
-            Some(by_token) => by_token.insert(token, checkpoint),
+            Some(by_token) => by_token.insert(token, ownership),
             None => self
                 .init
                 .entry(shard.clone())
                 .or_default()
-                .insert(token, checkpoint),
+                .insert(token, ownership),
         };
-    }
-
-    /// `worker`'s processor of `shard` was initialized: a new ownership, told nothing yet.
-    pub fn ownership_started(&mut self, worker: &WorkerId, shard: &LeaseKey) {
         if !self.told_shard_ended.is_empty() {
             self.told_shard_ended
                 .remove(&(worker.clone(), shard.clone()));
         }
+    }
+
+    /// The worker of `shard`'s latest ownership, by the checkers' own record.
+    fn owner(&self, shard: &str) -> Option<&WorkerId> {
+        let (_, latest) = self.init.get(shard)?.last_key_value()?;
+        Some(&latest.worker)
     }
 
     /// `worker`'s processor of `shard` was told the shard ended.
@@ -174,7 +197,7 @@ impl Checker {
             .init
             .get(shard_id.as_str())
             .and_then(|by_token| by_token.get(&token))
-            .cloned();
+            .map(|o| o.start.clone());
         let Some(first) = records.first() else {
             return;
         };
@@ -225,7 +248,8 @@ impl Checker {
     }
 
     /// A lease-table write landed: invariant 2 (checkpoints never move backwards and only the
-    /// owner moves them), and the bookkeeping of which leases exist and are finished. The rows
+    /// owner moves them, the owner being the worker of the latest ownership whose processor was
+    /// initialized), and the bookkeeping of which leases exist and are finished. The rows
     /// are read, not decoded: only a checkpoint that changed is parsed.
     pub fn table_write(
         &mut self,
@@ -292,15 +316,15 @@ impl Checker {
                 ),
             );
         }
-        let owner = b.owner == Some(writer.as_str()) || b.checkpoint_owner == Some(writer.as_str());
-        if !owner {
-            self.violation(
-                now,
-                format!(
-                    "checkpoint of {} moved by {writer}, not its owner {:?}",
-                    a.key, b.owner
-                ),
+        // The owner by the checkers' own record (the latest ownership whose processor was
+        // initialized), not by the row the write's condition was checked against.
+        let owner = self.owner(a.key);
+        if owner != Some(writer) {
+            let what = format!(
+                "checkpoint of {} moved by {writer}, not its owner {owner:?} (the worker of its latest ownership)",
+                a.key
             );
+            self.violation(now, what);
         }
     }
 
@@ -375,14 +399,12 @@ pub struct Undelivered {
     pub trimmed_unread: u64,
 }
 
-/// What the checkers read of a lease row, borrowed from it: its key, checkpoint and owners.
-/// Rows of other kinds (worker and leader rows) have no view.
+/// What the checkers read of a lease row, borrowed from it: its key and checkpoint. Rows of
+/// other kinds (worker and leader rows) have no view.
 struct LeaseRowView<'a> {
     key: &'a str,
     /// `checkpoint` and `checkpointSubSequenceNumber`, as stored.
     checkpoint: (&'a str, Option<&'a str>),
-    owner: Option<&'a str>,
-    checkpoint_owner: Option<&'a str>,
 }
 
 impl<'a> LeaseRowView<'a> {
@@ -401,8 +423,6 @@ impl<'a> LeaseRowView<'a> {
         Some(Self {
             key: string(attr::LEASE_KEY)?,
             checkpoint: (string(attr::CHECKPOINT)?, number(attr::CHECKPOINT_SUB)),
-            owner: string(attr::LEASE_OWNER),
-            checkpoint_owner: string(attr::CHECKPOINT_OWNER),
         })
     }
 
@@ -460,8 +480,17 @@ mod tests {
         }
     }
 
+    /// The violations of one write by `writer`, w1's processor having been initialized for the
+    /// shard.
     fn check(before: &Item, after: &Item, writer: &str) -> Vec<String> {
         let mut c = Checker::default();
+        let shard = LeaseKey::from("shard-1");
+        c.initialized(
+            &WorkerId::from("w1"),
+            &shard,
+            FencingToken(3),
+            Position::TrimHorizon,
+        );
         c.table_write(
             7,
             &WorkerId::from(writer),
@@ -486,6 +515,11 @@ mod tests {
             stranger.len() == 1 && stranger[0].contains("not its owner"),
             "{stranger:?}"
         );
+        // The owner is the checkers' own record, not the row's: a row naming w2 as its owner
+        // does not make w2's move right, and w1 (the latest ownership) may move it.
+        let (a2, b2) = (row("100", None, "w2"), row("200", None, "w2"));
+        assert_eq!(check(&a2, &b2, "w2").len(), 1);
+        assert!(check(&a2, &b2, "w1").is_empty());
         // The same position written differently is no move, whoever writes it.
         assert!(check(&row("0100", Some("0"), "w1"), &a, "w2").is_empty());
         // Sub-sequence numbers order records of one aggregated sequence number.
@@ -509,7 +543,7 @@ mod tests {
         assert_eq!(c.violation_count(), 1);
         assert!(c.violations()[0].what.contains("SHARD_END must win"));
         // A new ownership of the shard starts untold.
-        c.ownership_started(&w, &shard);
+        c.initialized(&w, &shard, FencingToken(9), Position::TrimHorizon);
         c.table_write(3, &w, &release, Some(&a), Some(&a));
         assert_eq!(c.violation_count(), 1);
     }
@@ -518,6 +552,12 @@ mod tests {
     fn the_table_writes_keep_the_unfinished_and_finished_leases() {
         let mut c = Checker::default();
         let w = WorkerId::from("w1");
+        c.initialized(
+            &w,
+            &LeaseKey::from("shard-1"),
+            FencingToken(1),
+            Position::TrimHorizon,
+        );
         let open = row("100", None, "w1");
         c.table_write(1, &w, &write(), None, Some(&open));
         assert!(c.unfinished().contains("shard-1"));

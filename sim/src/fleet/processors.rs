@@ -72,8 +72,9 @@ impl Fleet {
             ProcessorCall::Initialize {
                 checkpoint, token, ..
             } => {
-                self.checker.initialized(shard, *token, checkpoint.clone());
-                self.checker.ownership_started(&self.nodes[node].id, shard);
+                let worker = &self.nodes[node].id;
+                self.checker
+                    .initialized(worker, shard, *token, checkpoint.clone());
             }
             ProcessorCall::ProcessRecords { records, token, .. } => {
                 self.check_delivery(node, shard, *token, records);
