@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use kcl_core::lease::attr;
 use kcl_core::lease::ENTITY_LEASE;
 use kcl_core::write::{LeaseWrite, Update, WriteAction, WriteKind};
-use kcl_core::{AttributeValue, FencingToken, Item, LeaseKey, Position, WorkerId};
+use kcl_core::{AttributeValue, FencingToken, Item, LeaseKey, Position, RecordPosition, WorkerId};
 
 use crate::record::SimRecord;
 
@@ -26,6 +26,8 @@ struct Ownership {
     /// The checkpoint it started from.
     start: Position,
     worker: WorkerId,
+    /// The user-record index after the last record it delivered; `None` before its first batch.
+    next: Option<u64>,
 }
 
 /// The violations kept in full; beyond this only the count grows.
@@ -103,12 +105,14 @@ impl Checker {
         &mut self.shards[shard]
     }
 
-    /// A record was put at `index` of `shard`.
-    pub fn put(&mut self, shard: usize, index: u64) {
-        self.records_put += 1;
+    /// `users` user records were put at `first..first + users` of `shard` (one for a plain
+    /// record, more for a KPL aggregate).
+    pub fn put(&mut self, shard: usize, first: u64, users: u64) {
+        self.records_put += users;
         let log = self.shard(shard);
-        if log.records.len() as u64 <= index {
-            log.records.resize(index as usize + 1, Delivery::default());
+        let end = (first + users) as usize;
+        if log.records.len() < end {
+            log.records.resize(end, Delivery::default());
         }
     }
 
@@ -136,6 +140,7 @@ impl Checker {
         let ownership = Ownership {
             start: checkpoint,
             worker: worker.clone(),
+            next: None,
         };
         match self.init.get_mut(shard.as_str()) {
             Some(by_token) => by_token.insert(token, ownership),
@@ -173,9 +178,12 @@ impl Checker {
         self.shard(shard).deliverers.retain(|&n| n != node);
     }
 
-    /// Invariant 4 (parent before child) and 3 (duplicates only across ownerships, and never at
-    /// or before the checkpoint the ownership started from). Exclusivity (invariant 1) is
+    /// Invariants 5 (parent before child), 4 (duplicates only across ownerships, and never at
+    /// or before the checkpoint the ownership started from) and 8 (an ownership delivers from
+    /// right after its checkpoint, without gaps); `held` gives a record of the shard that the
+    /// stream still holds, by index: its position and arrival time. Exclusivity (invariant 1) is
     /// judged by the fleet, which knows every worker's delivery deadline.
+    #[allow(clippy::too_many_arguments)]
     pub fn delivered(
         &mut self,
         now: u64,
@@ -184,6 +192,7 @@ impl Checker {
         parents: &[LeaseKey],
         token: FencingToken,
         records: &[SimRecord],
+        held: impl Fn(u64) -> Option<(RecordPosition, u64)>,
     ) {
         for p in parents {
             if !self.finished.contains(p) && !self.expired.contains(p) {
@@ -202,6 +211,7 @@ impl Checker {
             return;
         };
         let shard = first.shard as usize;
+        self.contiguous(now, shard_id, token, records, held);
         if !self.shard(shard).deliverers.contains(&node) {
             self.shard(shard).deliverers.push(node);
         }
@@ -244,6 +254,51 @@ impl Checker {
                     );
                 }
             }
+        }
+    }
+
+    /// Invariant 8: the record before a batch's first was delivered by this ownership before,
+    /// or (for its first batch) is at or before the checkpoint it started from, or is trimmed,
+    /// or not owed. A resume past the checkpoint (inside a KPL aggregate, say) shows here even
+    /// when an earlier owner happened to deliver what was skipped.
+    fn contiguous(
+        &mut self,
+        now: u64,
+        shard_id: &LeaseKey,
+        token: FencingToken,
+        records: &[SimRecord],
+        held: impl Fn(u64) -> Option<(RecordPosition, u64)>,
+    ) {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return;
+        };
+        let owed_from_ms = self.shard(first.shard as usize).owed_from_ms;
+        let Some(ownership) = self
+            .init
+            .get_mut(shard_id.as_str())
+            .and_then(|by_token| by_token.get_mut(&token))
+        else {
+            return;
+        };
+        let before = first.index.checked_sub(1).and_then(&held);
+        let gap = match (&before, ownership.next, &ownership.start) {
+            (None, _, _) => false,
+            (Some(_), Some(next), _) => first.index > next,
+            (Some((_, arrival)), None, _) if *arrival < owed_from_ms => false,
+            (Some((position, _)), None, Position::Record(start)) => position > start,
+            (Some(_), None, _) => true,
+        };
+        ownership.next = Some(
+            ownership
+                .next
+                .map_or(last.index + 1, |n| n.max(last.index + 1)),
+        );
+        if gap {
+            let what = format!(
+                "gap: token {} of {shard_id} delivered record {} without the record before it (held by the stream, after its start {:?})",
+                token.0, first.index, ownership.start
+            );
+            self.violation(now, what);
         }
     }
 
@@ -546,6 +601,65 @@ mod tests {
         c.initialized(&w, &shard, FencingToken(9), Position::TrimHorizon);
         c.table_write(3, &w, &release, Some(&a), Some(&a));
         assert_eq!(c.violation_count(), 1);
+    }
+
+    /// Records 0..6 of shard 0: one aggregate of three user records (sequence 10, subs 0..3),
+    /// then three plain records (sequences 11..14).
+    fn stream_record(i: u64) -> Option<(RecordPosition, u64)> {
+        let (sequence, sub) = if i < 3 { (10, i) } else { (8 + i, 0) };
+        let sequence = kcl_core::SequenceNumber::parse(&sequence.to_string()).ok()?;
+        (i < 6).then_some((
+            RecordPosition {
+                sequence,
+                sub_sequence: sub,
+            },
+            i,
+        ))
+    }
+
+    fn batch((from, to): (u64, u64)) -> Vec<SimRecord> {
+        (from..to)
+            .map(|i| SimRecord {
+                position: stream_record(i).map(|(p, _)| p).expect("a record"),
+                shard: 0,
+                index: i,
+                size: 1,
+            })
+            .collect()
+    }
+
+    /// Violations of an ownership that started at `start` and delivered `batches` (index
+    /// ranges, end excluded).
+    fn gaps(start: Position, batches: &[(u64, u64)]) -> u64 {
+        let mut c = Checker::default();
+        let (w, shard) = (WorkerId::from("w1"), LeaseKey::from("shard-1"));
+        c.put(0, 0, 6);
+        c.initialized(&w, &shard, FencingToken(4), start);
+        for b in batches {
+            c.delivered(
+                1,
+                0,
+                &shard,
+                &[],
+                FencingToken(4),
+                &batch(*b),
+                stream_record,
+            );
+        }
+        c.violation_count()
+    }
+
+    #[test]
+    fn an_ownership_delivers_from_right_after_its_checkpoint_without_gaps() {
+        let inside = Position::Record(stream_record(0).expect("held").0);
+        // From inside the aggregate: its next user record first.
+        assert_eq!(gaps(inside.clone(), &[(1, 3), (3, 6)]), 0);
+        // Resuming after the whole aggregate skips two of its user records.
+        assert_eq!(gaps(inside, &[(3, 6)]), 1);
+        assert_eq!(gaps(Position::TrimHorizon, &[(0, 2), (2, 6)]), 0);
+        assert_eq!(gaps(Position::TrimHorizon, &[(1, 6)]), 1);
+        // A gap between two batches of one ownership.
+        assert_eq!(gaps(Position::TrimHorizon, &[(0, 2), (3, 6)]), 1);
     }
 
     #[test]

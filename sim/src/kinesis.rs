@@ -1,5 +1,6 @@
 //! The simulated Kinesis data stream: shards with hash-key ranges, partition keys hashed with
-//! MD5, sequence numbers as 56-digit decimal strings, every GetShardIterator type, GetRecords with
+//! MD5, sequence numbers as 56-digit decimal strings, KPL aggregated records (handed out as their
+//! user records, with sub-sequence numbers, as a driver deaggregates them), every GetShardIterator type, GetRecords with
 //! the service's limits, iterators that expire, retention trimming (a closed shard disappears
 //! from the stream a retention period after it closed), and resharding (SplitShard, MergeShards,
 //! UpdateShardCount with uniform scaling) with parent and child shards.
@@ -50,6 +51,18 @@ struct Stored {
     counter: u64,
     arrival_ms: u64,
     size: u32,
+    /// User records in it: 0 for a plain record (one record, sub-sequence 0), `n` for a KPL
+    /// aggregate of `n` user records (sub-sequence numbers `0..n`).
+    aggregated: u32,
+    /// The shard's user-record index of its first user record (the checkers count user
+    /// records).
+    first_user: u64,
+}
+
+impl Stored {
+    fn users(&self) -> u64 {
+        u64::from(self.aggregated.max(1))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -60,6 +73,8 @@ struct Shard {
     /// Index (within the shard, counting trimmed records) of `records[0]`.
     first_index: u64,
     records: VecDeque<Stored>,
+    /// User records ever put (an aggregate counts each of its user records).
+    user_end: u64,
     closed: bool,
     /// When a trim first saw the shard closed: it expires a retention period later.
     closed_seen_ms: Option<u64>,
@@ -74,6 +89,11 @@ struct Shard {
 impl Shard {
     fn end_index(&self) -> u64 {
         self.first_index + self.records.len() as u64
+    }
+
+    /// The user-record index of the first record still held (`user_end` when none is).
+    fn first_user_held(&self) -> u64 {
+        self.records.front().map_or(self.user_end, |r| r.first_user)
     }
 }
 
@@ -197,6 +217,7 @@ impl Kinesis {
             range,
             first_index: 0,
             records: VecDeque::new(),
+            user_end: 0,
             closed: false,
             closed_seen_ms: None,
             expired: false,
@@ -240,23 +261,45 @@ impl Kinesis {
         self.shards.get(index).map_or(&[], |s| &s.parents)
     }
 
-    /// Records ever put to shard `index` (trimmed ones included).
+    /// User records ever put to shard `index` (trimmed ones included).
     pub fn records_in(&self, index: usize) -> u64 {
-        self.shards.get(index).map_or(0, Shard::end_index)
+        self.shards.get(index).map_or(0, |s| s.user_end)
     }
 
-    /// Arrival time of record `i` of shard `index`, unless trimmed.
+    /// Arrival time of user record `i` of shard `index`, unless trimmed.
     pub fn arrival_ms(&self, index: usize, i: u64) -> Option<u64> {
         let s = self.shards.get(index)?;
-        let at = i.checked_sub(s.first_index)?;
-        s.records.get(at as usize).map(|r| r.arrival_ms)
+        if i < s.first_user_held() || i >= s.user_end {
+            return None;
+        }
+        let at = s.records.partition_point(|r| r.first_user + r.users() <= i);
+        s.records.get(at).map(|r| r.arrival_ms)
     }
 
-    /// The index of shard `index`'s first record that arrived at or after `ms` (trimmed records
-    /// count: they arrived earlier).
+    /// User record `i` of shard `index`, unless trimmed: its position and arrival time.
+    pub fn user_record(&self, index: usize, i: u64) -> Option<(RecordPosition, u64)> {
+        let s = self.shards.get(index)?;
+        if i < s.first_user_held() || i >= s.user_end {
+            return None;
+        }
+        let at = s.records.partition_point(|r| r.first_user + r.users() <= i);
+        let r = s.records.get(at)?;
+        let sequence = SequenceNumber::parse(&sequence_string(r.counter, index)).ok()?;
+        Some((
+            RecordPosition {
+                sequence,
+                sub_sequence: i - r.first_user,
+            },
+            r.arrival_ms,
+        ))
+    }
+
+    /// The user-record index of shard `index`'s first record that arrived at or after `ms`
+    /// (trimmed records count: they arrived earlier).
     pub fn records_before(&self, index: usize, ms: u64) -> u64 {
         self.shards.get(index).map_or(0, |s| {
-            s.first_index + s.records.partition_point(|r| r.arrival_ms < ms) as u64
+            let at = s.records.partition_point(|r| r.arrival_ms < ms);
+            s.records.get(at).map_or(s.user_end, |r| r.first_user)
         })
     }
 
@@ -265,8 +308,22 @@ impl Kinesis {
         self.shards.get(index).is_some_and(|s| s.closed)
     }
 
-    /// PutRecord: the shard (by index) and the record's index within it.
+    /// PutRecord of a plain record: the shard (by index) and the record's user-record index
+    /// within it.
     pub fn put(&mut self, now_ms: u64, partition_key: &str, size: u32) -> (usize, u64) {
+        self.put_aggregate(now_ms, partition_key, size, 0)
+    }
+
+    /// PutRecord of a KPL aggregate of `users` user records (0: a plain record), routed by its
+    /// partition key as the KPL routes an aggregate: the shard, and the user-record index of its
+    /// first user record (the others follow).
+    pub fn put_aggregate(
+        &mut self,
+        now_ms: u64,
+        partition_key: &str,
+        size: u32,
+        users: u32,
+    ) -> (usize, u64) {
         let hash = hash_key(partition_key);
         let at = self
             .open
@@ -278,12 +335,16 @@ impl Kinesis {
         self.next_counter += 1;
         self.counts.records_put += 1;
         let s = &mut self.shards[shard];
-        s.records.push_back(Stored {
+        let stored = Stored {
             counter,
             arrival_ms: now_ms,
             size,
-        });
-        (shard, s.end_index() - 1)
+            aggregated: users,
+            first_user: s.user_end,
+        };
+        s.user_end += stored.users();
+        s.records.push_back(stored);
+        (shard, stored.first_user)
     }
 
     /// Drops records older than the retention period, and closed shards a retention period
@@ -311,9 +372,9 @@ impl Kinesis {
         expired
     }
 
-    /// Records of shard `index` trimmed so far (they are its first ones).
+    /// User records of shard `index` trimmed so far (they are its first ones).
     pub fn trimmed_in(&self, index: usize) -> u64 {
-        self.shards.get(index).map_or(0, |s| s.first_index)
+        self.shards.get(index).map_or(0, Shard::first_user_held)
     }
 
     /// Shard `index`, unless it never existed or expired.
@@ -409,21 +470,27 @@ impl Kinesis {
         let mut records = Vec::with_capacity(available.min(limit));
         let mut bytes = 0u64;
         let mut next = start;
-        while next < s.end_index() && records.len() < limit {
+        // The limit counts Kinesis records; an aggregate is handed out as its user records.
+        while next < s.end_index() && next - start < limit as u64 {
             let r = s.records[(next - s.first_index) as usize];
             if bytes + u64::from(r.size) > limits.max_bytes_per_call && !records.is_empty() {
                 break;
             }
             bytes += u64::from(r.size);
-            records.push(SimRecord {
-                position: RecordPosition::new(
-                    SequenceNumber::parse(&sequence_string(r.counter, index))
-                        .map_err(|_| invalid("sequence number"))?,
-                ),
-                shard: index as u32,
-                index: next,
-                size: r.size,
-            });
+            let sequence = SequenceNumber::parse(&sequence_string(r.counter, index))
+                .map_err(|_| invalid("sequence number"))?;
+            let share = (r.size as u64 / r.users()).max(1) as u32;
+            for sub in 0..r.users() {
+                records.push(SimRecord {
+                    position: RecordPosition {
+                        sequence: sequence.clone(),
+                        sub_sequence: sub,
+                    },
+                    shard: index as u32,
+                    index: r.first_user + sub,
+                    size: share,
+                });
+            }
             next += 1;
         }
         s.reads.push_back((now_ms, bytes));
@@ -877,5 +944,51 @@ mod tests {
             k.get_records(1_500, &it, 10),
             Err(Failure::NotFound)
         ));
+    }
+
+    #[test]
+    fn an_aggregate_is_read_as_its_user_records_and_counted_as_one_record() {
+        let mut k = stream(1);
+        let shard = "shardId-000000000000";
+        assert_eq!(k.put(0, "a", 10), (0, 0));
+        assert_eq!(k.put_aggregate(1, "a", 30, 3), (0, 1));
+        assert_eq!(k.put(2, "a", 10), (0, 4));
+        assert_eq!(k.records_in(0), 5);
+        let it = k
+            .get_shard_iterator(3, shard, &StartingPosition::TrimHorizon)
+            .unwrap_or_default();
+        let out = k.get_records(3, &it, 2).unwrap_or_else(|e| panic!("{e:?}"));
+        let got: Vec<(u64, u64)> = out
+            .records
+            .iter()
+            .map(|r| (r.index, r.position.sub_sequence))
+            .collect();
+        assert_eq!(
+            got,
+            [(0, 0), (1, 0), (2, 1), (3, 2)],
+            "a limit of 2 Kinesis records"
+        );
+        let aggregate = &out.records[1].position.sequence;
+        assert!(out.records[1..]
+            .iter()
+            .all(|r| &r.position.sequence == aggregate));
+        assert_eq!(
+            k.user_record(0, 2).map(|(p, t)| (p.sub_sequence, t)),
+            Some((1, 1))
+        );
+        assert_eq!(k.arrival_ms(0, 4), Some(2));
+        assert_eq!(k.records_before(0, 2), 4);
+        // AT the aggregate's sequence number: the whole aggregate again.
+        let at = k
+            .get_shard_iterator(
+                3,
+                shard,
+                &StartingPosition::AtSequenceNumber(aggregate.clone()),
+            )
+            .unwrap_or_default();
+        let again = k
+            .get_records(3, &at, 10)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(again.records.first().map(|r| r.index), Some(1));
     }
 }

@@ -40,6 +40,8 @@ OPTIONS:
                              where root shards start (at-timestamp: 20 s into the run); records
                              put after a lease was created (or after the timestamp) are owed
                                                                          [trim-horizon]
+  --records plain|kpl        kpl: a quarter of the puts are KPL aggregates of 2 to 8 user
+                             records, delivered with sub-sequence numbers          [plain]
   --rate R                   records put per second over the stream   [one per shard, at most 1000]
   --workers-per-machine K    workers sharing a simulated machine   [a quarter of the fleet, at most 20]
   --threads 1|2              threads for the workers' steps; the report is the same either way
@@ -109,6 +111,13 @@ fn parse(args: &[String]) -> Result<Args, String> {
             "--processors" => spec.processors = value.parse()?,
             "--mode" => spec.mode = value.parse()?,
             "--initial-position" => spec.initial_position = value.parse()?,
+            "--records" => {
+                spec.kpl = match value.as_str() {
+                    "plain" => false,
+                    "kpl" => true,
+                    _ => return Err(format!("unknown records {value:?}; one of: plain, kpl")),
+                }
+            }
             "--rate" => {
                 let r: f64 = value
                     .parse()

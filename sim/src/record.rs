@@ -3,16 +3,16 @@
 use kcl_core::io::Record;
 use kcl_core::RecordPosition;
 
-/// A record: its position, and where it sits in the simulated stream (for the checkers).
+/// A user record: its position, and where it sits in the simulated stream (for the checkers).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimRecord {
-    /// Sequence number (and sub-sequence, always 0: the simulated producer does not aggregate).
+    /// Sequence number, and the sub-sequence number inside a KPL aggregate (0 otherwise).
     pub position: RecordPosition,
     /// The shard, by index in the stream.
     pub shard: u32,
-    /// The record's index within its shard, trimmed records included.
+    /// The user record's index within its shard, trimmed records included.
     pub index: u64,
-    /// Payload size in bytes.
+    /// Payload size in bytes (an aggregate's size shared among its user records).
     pub size: u32,
 }
 

@@ -24,6 +24,8 @@ pub struct Report {
     pub processors: String,
     /// Where root shards start: `trim-horizon`, `latest` or `at-timestamp`.
     pub initial_position: String,
+    /// What the producer puts: `plain` records, or `kpl` (a quarter KPL aggregates).
+    pub records: String,
     /// Workers (N).
     pub workers: usize,
     /// Shards at the start.

@@ -325,6 +325,8 @@ pub struct RunSpec {
     pub processors: Processors,
     /// Where root shards start.
     pub initial_position: StartAt,
+    /// A quarter of the puts are KPL aggregates of 2 to 8 user records.
+    pub kpl: bool,
     /// Records put per second over the stream; `None`: one per shard per second, at most 1,000.
     pub records_per_second: Option<f64>,
     /// Workers per simulated machine; `None`: a quarter of the fleet, at most 20, so even a
@@ -359,6 +361,7 @@ impl RunSpec {
             clock: WorkerClock::Boottime,
             processors: Processors::Simple,
             initial_position: StartAt::TrimHorizon,
+            kpl: false,
             records_per_second: None,
             workers_per_machine: None,
             mode: Mode::Event,
@@ -393,6 +396,9 @@ impl RunSpec {
         if self.initial_position != StartAt::TrimHorizon {
             c.push_str(" --initial-position ");
             c.push_str(self.initial_position.name());
+        }
+        if self.kpl {
+            c.push_str(" --records kpl");
         }
         if let Some(r) = self.records_per_second {
             c.push_str(&format!(" --rate {r}"));
@@ -515,6 +521,7 @@ pub fn fleet_config(spec: &RunSpec) -> FleetConfig {
             Mode::Turmoil => Transport::Network,
         },
         processors: spec.processors,
+        kpl: spec.kpl,
         threads: spec.threads.unwrap_or_else(|| {
             let cores = std::thread::available_parallelism().map_or(1, usize::from);
             if spec.workers >= PARALLEL_FROM_WORKERS && cores > 1 {
@@ -832,6 +839,7 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(u64)) -> Report {
             mode: spec.mode.name().into(),
             processors: spec.processors.name().into(),
             initial_position: spec.initial_position.name().into(),
+            records: if spec.kpl { "kpl" } else { "plain" }.into(),
             workers: spec.workers,
             shards: spec.shards,
             table_rows: fleet.table_rows(),

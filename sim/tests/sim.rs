@@ -169,6 +169,27 @@ fn a_fleet_that_lags_past_the_retention_finishes_expired_parents_and_goes_on() {
     }
 }
 
+/// KPL aggregates, handed out as user records with sub-sequence numbers: checkpoints inside an
+/// aggregate resume inside it, with no gap in any ownership and nothing lost.
+#[test]
+fn kpl_aggregates_resume_inside_the_aggregate() {
+    for policy in [Policy::Default, Policy::Kcl2] {
+        for seed in 1..=3 {
+            let mut s = spec(Scenario::Chaos, policy, seed);
+            s.processors = Processors::Mixed;
+            s.kpl = true;
+            let r = quiet(&s);
+            assert_clean(&r);
+            assert_eq!(r.records_lost, 0, "{}", r.replay);
+            assert!(
+                r.records_put > r.kinesis.records_put,
+                "aggregates hold several user records: {}",
+                r.replay
+            );
+        }
+    }
+}
+
 #[test]
 fn resharding_creates_children_that_are_consumed_after_their_parents() {
     let r = quiet(&spec(Scenario::Reshard, Policy::Default, 3));

@@ -79,6 +79,8 @@ pub struct FleetConfig {
     pub checkpoint_every: u32,
     /// What the processors do besides.
     pub processors: Processors,
+    /// A quarter of the puts are KPL aggregates of 2 to 8 user records.
+    pub kpl: bool,
     /// Records put per second, over the whole stream.
     pub records_per_second: f64,
     /// Payload bytes per record.
@@ -113,6 +115,7 @@ impl Default for FleetConfig {
             checkpoint_every: 3,
             worker_clock: WorkerClock::Boottime,
             processors: Processors::Simple,
+            kpl: false,
             records_per_second: 16.0,
             record_bytes: 200,
             driver_timeout_ms: 2_000,

@@ -104,8 +104,11 @@ impl Fleet {
                 .collect(),
             None => Vec::new(),
         };
+        let (kinesis, shard_index) = (&self.kinesis, records.first().map_or(0, |r| r.shard));
         self.checker
-            .delivered(self.now, node, shard, &parents, token, records);
+            .delivered(self.now, node, shard, &parents, token, records, |i| {
+                kinesis.user_record(shard_index as usize, i)
+            });
     }
 
     /// A checkpoint request was answered: once, and truthfully (see [`CheckpointLedger`]).
@@ -184,8 +187,16 @@ impl Fleet {
                 self.produce_carry -= 1.0;
                 let mut key = String::from("pk-");
                 key.push_str(itoa::Buffer::new().format(self.rng.next_u64()));
-                let (shard, index) = self.kinesis.put(self.now, &key, self.cfg.record_bytes);
-                self.checker.put(shard, index);
+                // With `kpl`, a quarter of the puts are KPL aggregates of 2 to 8 user records
+                // (no draw at all without it, so other runs keep their random stream).
+                let users = if self.cfg.kpl && self.rng.below(4) == 0 {
+                    self.rng.between(2, 8) as u32
+                } else {
+                    0
+                };
+                let size = self.cfg.record_bytes * users.max(1);
+                let (shard, first) = self.kinesis.put_aggregate(self.now, &key, size, users);
+                self.checker.put(shard, first, u64::from(users.max(1)));
             }
         }
         self.schedule(self.now + TICK_MS, Ev::Produce);
