@@ -372,7 +372,8 @@ pub enum Event {
         shard: LeaseKey,
     },
     /// The stream refused to start reading a held shard where its lease says
-    /// (`InvalidArgumentException` from GetShardIterator) although it still lists the shard: the
+    /// (`InvalidArgumentException` from GetShardIterator, or with enhanced fan-out from the
+    /// subscription) although it still lists the shard: the
     /// checkpoint is not of this shard, typically a lease table left over from a deleted stream
     /// of the same name. Nothing is skipped: the shard stays held and the iterator is asked
     /// again after a backoff until the checkpoint is corrected or the shard is gone. Reported

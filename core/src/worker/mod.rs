@@ -256,7 +256,7 @@ impl<R: Record + Clone> Worker<R> {
             Input::IteratorObtained { req, result } => match self.take_pending(req) {
                 Some(Pending::Iterator { shard, token }) => {
                     if let Err(f) = &result {
-                        self.read_failed(&shard, f, true);
+                        self.read_failed(&shard, f);
                     }
                     self.with_token(&shard, token, |h, ctx| h.iterator_obtained(ctx, result))
                 }
@@ -265,7 +265,7 @@ impl<R: Record + Clone> Worker<R> {
             Input::RecordsFetched { req, result } => match self.take_pending(req) {
                 Some(Pending::Fetch { shard, token }) => {
                     if let Err(f) = &result {
-                        self.read_failed(&shard, f, false);
+                        self.read_failed(&shard, f);
                     }
                     self.with_token(&shard, token, |h, ctx| h.records_fetched(ctx, result))
                 }

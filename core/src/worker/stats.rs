@@ -52,7 +52,7 @@ pub struct Stats {
     pub worker_rows_deleted: u64,
     /// Held shards finished because the stream no longer lists them.
     pub shards_gone: u64,
-    /// Runs of GetShardIterator refusals of a held, listed shard ([`crate::Event::IteratorRefused`]).
+    /// Runs of refusals of a held, listed shard's starting position ([`crate::Event::IteratorRefused`]).
     pub iterators_refused: u64,
     /// Times this worker became leader.
     pub leaderships: u64,

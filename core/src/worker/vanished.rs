@@ -1,6 +1,7 @@
 //! Shards gone from the stream. A held lease whose GetShardIterator or GetRecords answers
 //! NotFound, or whose GetShardIterator refuses its starting position as invalid, makes the worker
-//! list the stream's shards; a shard the stream no longer lists (its records trimmed past
+//! list the stream's shards (so does a GetRecords refused as invalid: with enhanced fan-out it is
+//! the subscription's starting position that is refused); a shard the stream no longer lists (its records trimmed past
 //! retention, the shard deleted) is finished as if its end had been read, so its children can
 //! start. The Java KCL takes the NotFound alone as the shard's end; the listing first keeps a
 //! NotFound of the whole stream (a misconfiguration, or a stream just created) from finishing
@@ -24,12 +25,13 @@ pub(crate) struct Vanishing {
 }
 
 impl<R: Record + Clone> Worker<R> {
-    /// A read of `shard` answered `failure`: when it says the shard may be gone, the stream's
-    /// shards are listed.
-    pub(super) fn read_failed(&mut self, shard: &LeaseKey, failure: &Failure, iterator: bool) {
+    /// A read of `shard` answered `failure`: when it says the shard may be gone, or refuses
+    /// where reading starts (GetShardIterator; with enhanced fan-out, the subscription behind
+    /// GetRecords), the stream's shards are listed.
+    pub(super) fn read_failed(&mut self, shard: &LeaseKey, failure: &Failure) {
         let refusal = match failure {
             Failure::NotFound => None,
-            Failure::InvalidArgument(reason) if iterator => Some(reason.clone()),
+            Failure::InvalidArgument(reason) => Some(reason.clone()),
             _ => return,
         };
         self.vanishing.suspects.insert(shard.clone(), refusal);

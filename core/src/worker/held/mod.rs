@@ -1175,14 +1175,17 @@ mod tests {
     }
 
     /// GetRecords refusing its iterator as invalid gets a new one where reading stood, as after
-    /// an expired iterator (the same iterator would be refused forever).
+    /// an expired iterator (the same iterator would be refused forever), and the refusal is
+    /// reported once (with enhanced fan-out it is the subscription's start that is refused).
     #[test]
-    fn an_iterator_refused_by_get_records_is_replaced() {
+    fn an_iterator_refused_by_get_records_is_replaced_and_reported_once() {
         let mut h = listing(&["shard-1"]);
         h.records_failure = Some(Failure::InvalidArgument("bad iterator".into()));
         h.run_until(2_000);
         let before = iterators_asked(&h);
         h.run_until(20_000);
         assert!(iterators_asked(&h) > before + 1, "{}", iterators_asked(&h));
+        assert_eq!(h.w.stats().iterators_refused, 1);
+        assert_eq!(h.w.stats().shards_gone, 0);
     }
 }

@@ -45,7 +45,7 @@ pub(crate) struct ShardReader<R> {
     prefetched: VecDeque<Batch<R>>,
     /// The shard's end was read: its children.
     end: Option<Vec<ChildShard>>,
-    /// The starting position was refused and the refusal reported; cleared by an iterator.
+    /// The starting position was refused and the refusal reported; cleared by records read.
     refusal_reported: bool,
 }
 
@@ -159,7 +159,6 @@ impl<R: Record> ShardReader<R> {
             Ok(iterator) => {
                 self.cursor = Cursor::Held(iterator);
                 self.attempts = 0;
-                self.refusal_reported = false;
                 true
             }
             Err(f) => {
@@ -238,6 +237,7 @@ impl<R: Record> ShardReader<R> {
         match result {
             Ok(batch) => {
                 self.attempts = 0;
+                self.refusal_reported = false;
                 let mut records = batch.records;
                 // A full batch means more is waiting, whatever `MillisBehindLatest` says (it is
                 // rounded, and emulators report 0 for open shards): read on at the pace limit.
