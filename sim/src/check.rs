@@ -376,8 +376,8 @@ impl Checker {
         let owner = self.owner(a.key);
         if owner != Some(writer) {
             let what = format!(
-                "checkpoint of {} moved by {writer}, not its owner {owner:?} (the worker of its latest ownership)",
-                a.key
+                "checkpoint of {} moved by {writer} ({:?} to {:?}), not its owner {owner:?} (the worker of its latest ownership)",
+                a.key, write.kind, a.checkpoint.0
             );
             self.violation(now, what);
         }

@@ -169,6 +169,20 @@ fn a_fleet_that_lags_past_the_retention_finishes_expired_parents_and_goes_on() {
     }
 }
 
+/// A write a crashed process sent lands after its machine restarted the worker under a fresh
+/// id: the checkers must judge it as the old process's (seed 517 of the at-timestamp swarm once
+/// reported the new process moving a checkpoint it did not own).
+#[test]
+fn a_write_that_lands_after_its_sender_restarted_is_the_old_processs() {
+    let mut s = spec(Scenario::Chaos, Policy::Default, 517);
+    s.duration_ms = 240_000;
+    s.processors = Processors::Mixed;
+    s.initial_position = StartAt::AtTimestamp;
+    s.kpl = true;
+    let r = quiet(&s);
+    assert_clean(&r);
+}
+
 /// KPL aggregates, handed out as user records with sub-sequence numbers: checkpoints inside an
 /// aggregate resume inside it, with no gap in any ownership and nothing lost.
 #[test]

@@ -140,6 +140,17 @@ impl Action {
     }
 }
 
+/// The worker id of `node`'s process `inc` (its incarnation number while it runs; a crash
+/// counts one too). A restarted process has a fresh id, as production's default ids
+/// (`host:pid:start`) are: the row of the one before is left to the leader to delete.
+pub(super) fn incarnation_id(node: NodeId, inc: u64) -> WorkerId {
+    if inc <= 1 {
+        WorkerId::from(format!("worker-{node:05}"))
+    } else {
+        WorkerId::from(format!("worker-{node:05}.{}", inc - 1))
+    }
+}
+
 impl Fleet {
     pub(super) fn act(&mut self, action: Action) {
         if let Some(kind) = action.fault_kind() {
@@ -343,7 +354,7 @@ impl Fleet {
             self.outbox.push(Vec::new());
         }
         self.nodes.push(Node {
-            id: WorkerId::from(format!("worker-{node:05}")),
+            id: incarnation_id(node, 1),
             machine,
             worker: None,
             stepping: None,
@@ -368,12 +379,8 @@ impl Fleet {
         let config = self.cfg.worker.clone();
         let n = &mut self.nodes[node];
         self.checkpoints.forget(node, n.inc);
-        if n.inc > 0 {
-            // A restarted process has a fresh id, as production's default ids
-            // (`host:pid:start`) are: the row of the one before is left to the leader to delete.
-            n.id = WorkerId::from(format!("worker-{node:05}.{}", n.inc));
-        }
         n.inc += 1;
+        n.id = incarnation_id(node, n.inc);
         n.batches.clear();
         n.apps.clear();
         n.wake_at = None;

@@ -29,7 +29,14 @@ pub(super) fn service_of(cmd: &Command<SimRecord>) -> Service {
 
 impl Fleet {
     /// A call arrives at its service: injected throttling and errors, then the model.
-    pub(super) fn serve_command(&mut self, node: NodeId, cmd: Command<SimRecord>) -> Served {
+    /// `inc` is the sending process's incarnation: a write it sent may land after it crashed and
+    /// its machine restarted the worker under a fresh id, and is still its own.
+    pub(super) fn serve_command(
+        &mut self,
+        node: NodeId,
+        inc: u64,
+        cmd: Command<SimRecord>,
+    ) -> Served {
         let service = service_of(&cmd);
         let faults = self.service_faults[service as usize];
         if self.rng.below(1000) < faults.throttle_per_mille {
@@ -57,7 +64,7 @@ impl Fleet {
                 // A 5xx on a write leaves its outcome unknown: half of them landed.
                 let lands = !error || self.rng.below(2) == 0;
                 let result = if lands {
-                    self.table_write(node, &write)
+                    self.table_write(node, inc, &write)
                 } else {
                     transient()
                 };
@@ -118,6 +125,7 @@ impl Fleet {
     pub(super) fn table_write(
         &mut self,
         node: NodeId,
+        inc: u64,
         write: &kcl_core::write::LeaseWrite,
     ) -> Result<Option<Item>, Failure> {
         let check = touches_checkpoint(write);
@@ -132,7 +140,7 @@ impl Fleet {
             self.lease_created(write);
         }
         if check && result.is_ok() {
-            let writer = self.nodes[node].id.clone();
+            let writer = super::faults::incarnation_id(node, inc);
             let after = self.dynamo.peek(&write.key);
             self.checker
                 .table_write(self.now, &writer, write, before.as_ref(), after);

@@ -64,14 +64,14 @@ impl Fleet {
     /// A call reached its service: the service applies it. Returns whether an answer is ready
     /// to travel back (a call the driver already gave up on has none).
     pub fn serve(&mut self, envelope: u64) -> bool {
-        let Some((node, cmd)) = self
+        let Some((node, inc, cmd)) = self
             .envelopes
             .get_mut(&envelope)
-            .and_then(|e| Some((e.node, e.cmd.take()?)))
+            .and_then(|e| Some((e.node, e.inc, e.cmd.take()?)))
         else {
             return false;
         };
-        let reply = match self.serve_command(node, cmd) {
+        let reply = match self.serve_command(node, inc, cmd) {
             Served::Reply(input) => Some(input),
             Served::Scan(req) => {
                 // Over the network the pages of a scan travel as one answer; each page is
@@ -218,7 +218,7 @@ impl Fleet {
             let failed = cmd.failed(Failure::Transient);
             return self.lost(node, inc, sent, failed);
         }
-        match self.serve_command(node, cmd) {
+        match self.serve_command(node, inc, cmd) {
             Served::Reply(input) => self.reply(node, inc, sent, service, input),
             Served::Scan(req) => self.scan_page(node, inc, sent, req, None, Vec::new()),
             Served::Nothing => {}
