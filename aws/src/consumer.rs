@@ -2,8 +2,11 @@
 
 use core::time::Duration;
 
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_types::SdkConfig;
 use kcl_core::{Failure, WorkerId};
+
+use crate::failure::{classify_code, describe};
 
 use crate::driver::{Driver, DriverConfig};
 use crate::dynamo::DynamoLeaseTable;
@@ -17,11 +20,34 @@ use crate::runtime::Runtime;
 /// A worker consuming one stream, its leases in one table.
 pub type Consumer<Rt, F> = Driver<Rt, DynamoLeaseTable, Retrieval<Rt>, F>;
 
-/// Why a consumer could not be built.
+/// Why a consumer could not be built. [`ConsumerBuilder::build`] checks the region, the
+/// credentials and the stream before it touches the lease table, so a misconfiguration fails
+/// here, within seconds, instead of leaving an idle worker.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum BuildError {
     /// The configuration cannot work.
     Config(kcl_core::ConfigError),
+    /// No AWS region is configured (set `AWS_REGION`, or a region in the profile).
+    NoRegion,
+    /// No credentials could be found or used; the SDK's explanation.
+    NoCredentials(String),
+    /// The stream does not exist (in this region and account).
+    StreamNotFound {
+        /// The stream's name or ARN, as given.
+        stream: String,
+    },
+    /// A call was refused for lack of permission.
+    AccessDenied {
+        /// `kinesis` or `dynamodb`.
+        service: &'static str,
+        /// The API action refused (grant it to the consumer's role).
+        action: &'static str,
+        /// The service's message.
+        message: String,
+    },
+    /// The stream could not be checked for another reason.
+    Stream(Failure),
     /// The lease table could not be created or did not become `ACTIVE`.
     LeaseTable(Failure),
     /// The enhanced fan-out consumer could not be registered or did not become `ACTIVE`.
@@ -32,6 +58,20 @@ impl core::fmt::Display for BuildError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Config(e) => write!(f, "invalid configuration: {}", e.0),
+            Self::NoRegion => f.write_str(
+                "no AWS region configured: set AWS_REGION (or a region in the AWS profile)",
+            ),
+            Self::NoCredentials(why) => write!(f, "no usable AWS credentials: {why}"),
+            Self::StreamNotFound { stream } => write!(
+                f,
+                "Kinesis stream {stream:?} not found in this region and account"
+            ),
+            Self::AccessDenied {
+                service,
+                action,
+                message,
+            } => write!(f, "{service}:{action} was denied: {message}"),
+            Self::Stream(e) => write!(f, "Kinesis stream: {e:?}"),
             Self::LeaseTable(e) => write!(f, "lease table: {e:?}"),
             Self::FanOut(e) => write!(f, "enhanced fan-out consumer: {e:?}"),
         }
@@ -137,6 +177,9 @@ impl ConsumerBuilder {
             config.worker.idle_time_between_reads = Duration::ZERO;
         }
         config.worker.validate().map_err(BuildError::Config)?;
+        if sdk.region().is_none() {
+            return Err(BuildError::NoRegion);
+        }
         let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk);
         if let Some(url) = &self.dynamodb_endpoint {
             dynamodb = dynamodb.endpoint_url(url);
@@ -145,6 +188,9 @@ impl ConsumerBuilder {
         if let Some(url) = &self.kinesis_endpoint {
             kinesis = kinesis.endpoint_url(url);
         }
+        let kinesis = aws_sdk_kinesis::Client::from_conf(kinesis.build());
+        // The stream first: a wrong name must not leave a lease table behind.
+        check_stream(&kinesis, &self.stream).await?;
         let table = DynamoLeaseTable::new(
             &aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
             self.table,
@@ -153,7 +199,6 @@ impl ConsumerBuilder {
             .ensure_table(&runtime, self.table_timeout)
             .await
             .map_err(BuildError::LeaseTable)?;
-        let kinesis = aws_sdk_kinesis::Client::from_conf(kinesis.build());
         let stream = match &self.fan_out {
             None => Retrieval::Polling(KinesisStream::new(&kinesis, self.stream)),
             Some(name) => Retrieval::FanOut(
@@ -171,6 +216,64 @@ impl ConsumerBuilder {
         let id = self.worker_id.unwrap_or_else(default_worker_id);
         let seed = self.seed.unwrap_or_else(|| seed_from(&id));
         Driver::new(runtime, table, stream, factory, id, config, seed).map_err(BuildError::Config)
+    }
+}
+
+/// Lists one shard of the stream: the cheapest call that proves the region, the credentials,
+/// the stream and the permission the consumer needs anyway (`kinesis:ListShards`).
+async fn check_stream(
+    client: &aws_sdk_kinesis::Client,
+    stream: &StreamId,
+) -> Result<(), BuildError> {
+    let result = client
+        .list_shards()
+        .set_stream_name(stream.name())
+        .set_stream_arn(stream.arn())
+        .max_results(1)
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) => Err(stream_error(stream, &e)),
+    }
+}
+
+/// What a failed check of the stream means for the user.
+fn stream_error<E, R>(stream: &StreamId, error: &SdkError<E, R>) -> BuildError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match error {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            let message = e.message().unwrap_or("no message").to_string();
+            match e.code().unwrap_or_default() {
+                "ResourceNotFoundException" => BuildError::StreamNotFound {
+                    stream: stream.to_string(),
+                },
+                "AccessDeniedException" => BuildError::AccessDenied {
+                    service: "kinesis",
+                    action: "ListShards",
+                    message,
+                },
+                "UnrecognizedClientException"
+                | "InvalidSignatureException"
+                | "ExpiredTokenException"
+                | "InvalidClientTokenId" => BuildError::NoCredentials(message),
+                code => BuildError::Stream(classify_code(Some(code), 400, Some(&message))),
+            }
+        }
+        other => {
+            let why = describe(other);
+            // The SDK resolves credentials before it sends anything: a failure there is no
+            // network failure.
+            if why.contains("credentials") || why.contains("identity") {
+                BuildError::NoCredentials(why)
+            } else {
+                BuildError::Stream(Failure::Other(why))
+            }
+        }
     }
 }
 

@@ -67,16 +67,36 @@ impl KinesisStream {
     }
 
     fn name(&self) -> Option<String> {
-        match &self.stream {
-            StreamId::Name(n) => Some(n.clone()),
-            StreamId::Arn(_) => None,
-        }
+        self.stream.name()
     }
 
     fn arn(&self) -> Option<String> {
-        match &self.stream {
-            StreamId::Arn(a) => Some(a.clone()),
-            StreamId::Name(_) => None,
+        self.stream.arn()
+    }
+}
+
+impl StreamId {
+    /// The name, unless this is an ARN.
+    pub(crate) fn name(&self) -> Option<String> {
+        match self {
+            Self::Name(n) => Some(n.clone()),
+            Self::Arn(_) => None,
+        }
+    }
+
+    /// The ARN, unless this is a name.
+    pub(crate) fn arn(&self) -> Option<String> {
+        match self {
+            Self::Arn(a) => Some(a.clone()),
+            Self::Name(_) => None,
+        }
+    }
+}
+
+impl core::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Name(s) | Self::Arn(s) => f.write_str(s),
         }
     }
 }

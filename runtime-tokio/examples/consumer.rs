@@ -29,17 +29,26 @@ impl RecordProcessor<KinesisRecord> for Print {
     }
 }
 
+/// Exits non-zero, saying why, when the consumer cannot start (a wrong stream name, no region,
+/// no credentials, a permission missing) or stops because another process has its worker id.
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
     let mut args = std::env::args().skip(1);
     let stream = args.next().unwrap_or_else(|| "my-stream".into());
     let application = args.next().unwrap_or_else(|| "my-application".into());
     let builder = ConsumerBuilder::new(&stream, &application);
-    let consumer = kcl_tokio::build(builder, |_: &LeaseKey| Print).await?;
+    let consumer = match kcl_tokio::build(builder, |_: &LeaseKey| Print).await {
+        Ok(consumer) => consumer,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let stats = kcl_tokio::run_until_signal(consumer).await;
     println!("stopped: {} records delivered", stats.records_delivered);
     if stats.duplicate_worker_id > 0 {
-        return Err("another live process has this worker id".into());
+        eprintln!("another live process has this worker id");
+        return std::process::ExitCode::FAILURE;
     }
-    Ok(())
+    std::process::ExitCode::SUCCESS
 }
