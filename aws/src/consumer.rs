@@ -6,7 +6,7 @@ use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_types::SdkConfig;
 use kcl_core::{Failure, WorkerId};
 
-use crate::failure::{classify_code, describe};
+use crate::failure::{classify_code, error_chain};
 
 use crate::driver::{Driver, DriverConfig};
 use crate::dynamo::DynamoLeaseTable;
@@ -22,7 +22,9 @@ pub type Consumer<Rt, F> = Driver<Rt, DynamoLeaseTable, Retrieval<Rt>, F>;
 
 /// Why a consumer could not be built. [`ConsumerBuilder::build`] checks the region, the
 /// credentials and the stream before it touches the lease table, so a misconfiguration fails
-/// here, within seconds, instead of leaving an idle worker.
+/// here, within seconds, instead of leaving an idle worker. `Display` says what failed;
+/// [`source`](std::error::Error::source) gives the cause where there is one
+/// ([`error_chain`](crate::error_chain) prints both on one line).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum BuildError {
@@ -57,7 +59,7 @@ pub enum BuildError {
 impl core::fmt::Display for BuildError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::Config(e) => write!(f, "invalid configuration: {}", e.0),
+            Self::Config(_) => f.write_str("invalid configuration"),
             Self::NoRegion => f.write_str(
                 "no AWS region configured: set AWS_REGION (or a region in the AWS profile)",
             ),
@@ -71,14 +73,26 @@ impl core::fmt::Display for BuildError {
                 action,
                 message,
             } => write!(f, "{service}:{action} was denied: {message}"),
-            Self::Stream(e) => write!(f, "Kinesis stream: {e:?}"),
-            Self::LeaseTable(e) => write!(f, "lease table: {e:?}"),
-            Self::FanOut(e) => write!(f, "enhanced fan-out consumer: {e:?}"),
+            Self::Stream(_) => f.write_str("the Kinesis stream could not be checked"),
+            Self::LeaseTable(_) => {
+                f.write_str("the lease table could not be created or did not become ACTIVE")
+            }
+            Self::FanOut(_) => f.write_str(
+                "the enhanced fan-out consumer could not be registered or did not become ACTIVE",
+            ),
         }
     }
 }
 
-impl std::error::Error for BuildError {}
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Config(e) => Some(e),
+            Self::Stream(e) | Self::LeaseTable(e) | Self::FanOut(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Builds a [`Consumer`]. The defaults are the Java KCL's where they are sensible: the lease
 /// table is named after the application, created on demand (`PAY_PER_REQUEST`) when absent;
@@ -265,7 +279,7 @@ where
             }
         }
         other => {
-            let why = describe(other);
+            let why = error_chain(other);
             // The SDK resolves credentials before it sends anything: a failure there is no
             // network failure.
             if why.contains("credentials") || why.contains("identity") {
@@ -301,4 +315,27 @@ fn seed_from(id: &WorkerId) -> u64 {
     id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     }) ^ u64::from(nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_build_error_says_what_failed_and_its_source_why() {
+        let e = BuildError::LeaseTable(Failure::Other("AccessDeniedException: no".into()));
+        assert_eq!(
+            error_chain(&e),
+            "the lease table could not be created or did not become ACTIVE: AccessDeniedException: no"
+        );
+        let missing = BuildError::StreamNotFound {
+            stream: "orders".into(),
+        };
+        assert!(std::error::Error::source(&missing).is_none());
+        assert!(missing.to_string().contains("\"orders\""));
+        let config = BuildError::Config(kcl_core::ConfigError(
+            "failover_time must exceed the margin",
+        ));
+        assert!(error_chain(&config).ends_with(": failover_time must exceed the margin"));
+    }
 }

@@ -491,8 +491,8 @@ fn record_outcome<R>(op: &'static str, input: &Input<R>, attempts: u32) {
             tracing::warn!(op, why, "call refused as invalid");
             "invalid_argument"
         }
-        Some(Failure::Other(why)) => {
-            tracing::warn!(op, why, "call failed");
+        Some(failure) => {
+            tracing::warn!(op, %failure, "call failed");
             "other"
         }
     };

@@ -20,7 +20,7 @@ pub(crate) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             Failure::Transient
         }
-        _ => Failure::Other(describe(error)),
+        _ => Failure::Other(error_chain(error)),
     }
 }
 
@@ -52,8 +52,9 @@ pub(crate) fn classify_code(code: Option<&str>, status: u16, message: Option<&st
     }
 }
 
-/// The error and its sources on one line (the SDK's Display alone says only "service error").
-pub(crate) fn describe(error: &dyn std::error::Error) -> String {
+/// The error and its sources on one line, `: `-separated (the SDK's Display alone says only
+/// "service error"; a [`BuildError`](crate::BuildError)'s says what failed, its source why).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(s) = source {

@@ -45,7 +45,7 @@ use futures_util::StreamExt;
 use kcl_core::{Failure, FetchedRecords, SequenceNumber, ShardDescription, StartingPosition};
 
 use crate::backend::ShardStream;
-use crate::failure::{classify, classify_code, describe};
+use crate::failure::{classify, classify_code, error_chain};
 use crate::kinesis::{child_shards, user_records, KinesisStream, StreamId};
 use crate::record::KinesisRecord;
 use crate::runtime::Runtime;
@@ -289,13 +289,13 @@ fn classify_event_error<R: std::fmt::Debug>(
             | E::KmsInvalidStateException(_)
             | E::KmsAccessDeniedException(_)
             | E::KmsNotFoundException(_)
-            | E::KmsOptInRequired(_) => Failure::Other(describe(s.err())),
+            | E::KmsOptInRequired(_) => Failure::Other(error_chain(s.err())),
             other => classify_code(other.code(), 400, other.message()),
         },
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             Failure::Transient
         }
-        other => Failure::Other(describe(other)),
+        other => Failure::Other(error_chain(other)),
     }
 }
 

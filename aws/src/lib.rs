@@ -37,6 +37,7 @@ pub use backend::{LeaseTable, ShardStream};
 pub use consumer::{BuildError, Consumer, ConsumerBuilder};
 pub use driver::{Driver, DriverConfig, ShutdownHandle};
 pub use dynamo::DynamoLeaseTable;
+pub use failure::error_chain;
 pub use fanout::FanOutStream;
 pub use kinesis::{KinesisStream, StreamId};
 pub use processor::{Batch, Checkpointer, Initialize, ProcessorFactory, RecordProcessor};

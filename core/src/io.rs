@@ -30,6 +30,7 @@ pub struct FencingToken(pub u64);
 /// Why a request failed, as the driver classifies the service's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum Failure {
     /// A conditional write's condition did not hold: a lost race, not an error.
     ConditionFailed,
@@ -49,6 +50,24 @@ pub enum Failure {
     /// Anything else (access denied, validation): retried slowly, never trusted.
     Other(String),
 }
+
+impl core::fmt::Display for Failure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::ConditionFailed => f.write_str("the write's condition did not hold"),
+            Self::Throttled => f.write_str("throttled"),
+            Self::ExpiredIterator => f.write_str("the shard iterator expired"),
+            Self::NotFound => f.write_str("not found"),
+            Self::Transient => f.write_str(
+                "no answer (a timeout, 5xx or connection failure): the outcome is unknown",
+            ),
+            Self::InvalidArgument(why) => write!(f, "refused as invalid: {why}"),
+            Self::Other(why) => f.write_str(why),
+        }
+    }
+}
+
+impl core::error::Error for Failure {}
 
 /// One shard as ListShards describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -288,6 +307,24 @@ pub enum CheckpointError {
     /// held, a write of unknown outcome is sent again or verified, never answered this way.
     OutcomeUnknown,
 }
+
+impl core::fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::LeaseLost => "the lease is not held (any more) by this ownership",
+            Self::Backwards => "the position is before the current checkpoint",
+            Self::BeyondDelivered => "the position is beyond the last record delivered",
+            Self::ShuttingDown => "the worker is shutting down and the lease is being released",
+            Self::NothingPrepared => "there is no prepared checkpoint to commit",
+            Self::Throttled => "the lease table throttled the write, which did not land",
+            Self::OutcomeUnknown => {
+                "the lease was lost while the write's outcome was unknown: it may have landed"
+            }
+        })
+    }
+}
+
+impl core::error::Error for CheckpointError {}
 
 /// A call the driver makes on the record processor of a shard.
 #[derive(Clone, Debug, PartialEq)]

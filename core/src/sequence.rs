@@ -36,6 +36,8 @@ impl fmt::Display for SequenceNumberError {
     }
 }
 
+impl core::error::Error for SequenceNumberError {}
+
 /// A validated Kinesis sequence number, kept as the decimal string Kinesis gave.
 ///
 /// Cloning is cheap (shared). Equality and order are numeric: `"007"` equals `"7"`.

@@ -41,7 +41,7 @@ fn main() -> std::process::ExitCode {
         let consumer = match kcl_smol::build(builder, |_: &LeaseKey| Print).await {
             Ok(consumer) => consumer,
             Err(e) => {
-                eprintln!("cannot start: {e}");
+                eprintln!("cannot start: {}", kcl_aws::error_chain(&e));
                 return std::process::ExitCode::FAILURE;
             }
         };

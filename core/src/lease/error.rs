@@ -78,3 +78,31 @@ impl fmt::Display for RowError {
         }
     }
 }
+
+impl core::error::Error for RowError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match &self.kind {
+            RowErrorKind::BadSequence(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_checkpoint_names_the_attribute_and_keeps_the_parse_error_as_source() {
+        let e = RowError {
+            attribute: "checkpoint",
+            kind: RowErrorKind::BadSequence(SequenceNumberError::NotDecimal),
+        };
+        assert_eq!(
+            alloc::string::ToString::to_string(&e),
+            "attribute checkpoint: sequence number is not a decimal string"
+        );
+        assert!(core::error::Error::source(&e).is_some());
+        assert!(core::error::Error::source(&RowError::missing("leaseKey")).is_none());
+    }
+}

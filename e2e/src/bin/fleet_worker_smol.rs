@@ -9,7 +9,7 @@ fn main() -> std::process::ExitCode {
         let args = WorkerArgs::parse(std::env::args().skip(1))?;
         let consumer = kcl_smol::build(args.builder(), args.factory()?)
             .await
-            .map_err(|e| format!("cannot start: {e}"))?;
+            .map_err(|e| format!("cannot start: {}", kcl_aws::error_chain(&e)))?;
         Ok(kcl_smol::run_until_signal(consumer).await)
     });
     kcl_e2e::exit(outcome)
