@@ -146,6 +146,27 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Where shards without a checkpoint start (Java KCL: `initialPositionInStream`): fixed
+    /// when a root shard's lease is created, so every owner until the first checkpoint reads
+    /// from the same place. Children of a consumed shard always start at `TRIM_HORIZON`.
+    pub fn initial_position(mut self, position: kcl_core::InitialPosition) -> Self {
+        self.config.worker.initial_position = position;
+        self
+    }
+
+    /// How long a lease may go unrenewed before others take it (Java KCL:
+    /// `failoverTimeMillis`); see [`kcl_core::Config::failover_time`].
+    pub fn failover_time(mut self, failover: Duration) -> Self {
+        self.config.worker.failover_time = failover;
+        self
+    }
+
+    /// The most leases this worker holds (Java KCL: `maxLeasesForWorker`).
+    pub fn max_leases_per_worker(mut self, max: u64) -> Self {
+        self.config.worker.max_leases_per_worker = max;
+        self
+    }
+
     /// A DynamoDB endpoint other than AWS's (a local emulator).
     pub fn dynamodb_endpoint(mut self, url: &str) -> Self {
         self.dynamodb_endpoint = Some(url.to_string());
@@ -320,6 +341,19 @@ fn seed_from(id: &WorkerId) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shortcuts_set_the_workers_configuration() {
+        let b = ConsumerBuilder::new("orders", "billing")
+            .initial_position(kcl_core::InitialPosition::Latest)
+            .failover_time(Duration::from_secs(20))
+            .max_leases_per_worker(7);
+        let w = &b.config.worker;
+        assert_eq!(w.initial_position, kcl_core::InitialPosition::Latest);
+        assert_eq!(w.failover_time, Duration::from_secs(20));
+        assert_eq!(w.max_leases_per_worker, 7);
+        assert_eq!(w.validate(), Ok(()));
+    }
 
     #[test]
     fn a_build_error_says_what_failed_and_its_source_why() {

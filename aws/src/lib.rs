@@ -48,6 +48,6 @@ pub use runtime::Runtime;
 
 /// The core types a processor meets, so applications need not depend on kcl-core themselves.
 pub use kcl_core::{
-    CheckpointError, CheckpointTarget, Config, FencingToken, LeaseKey, Position, RecordPosition,
-    SequenceNumber, Stats, WorkerId,
+    BalancingPolicy, CheckpointError, CheckpointTarget, Config, FencingToken, InitialPosition,
+    LeaseKey, Position, RecordPosition, SequenceNumber, Stats, WorkerId,
 };
