@@ -292,11 +292,11 @@ where
                     action: "ListShards",
                     message,
                 },
-                "UnrecognizedClientException"
-                | "InvalidSignatureException"
-                | "ExpiredTokenException"
-                | "InvalidClientTokenId" => BuildError::NoCredentials(message),
-                code => BuildError::Stream(classify_code(Some(code), 400, Some(&message))),
+                code => match classify_code(Some(code), 400, Some(&message)) {
+                    // Credentials the service does not accept (unknown, expired, bad signature).
+                    Failure::AccessDenied(why) => BuildError::NoCredentials(why),
+                    other => BuildError::Stream(other),
+                },
             }
         }
         other => {

@@ -31,6 +31,7 @@ use crate::clock::SuspendCounter;
 use crate::processor::{
     Batch, CheckpointRequest, Checkpointer, Initialize, Message, ProcessorFactory, RecordProcessor,
 };
+use crate::refusal::{RefusalWatch, RunError};
 use crate::retry::RetryPolicy;
 use crate::runtime::Runtime;
 
@@ -45,6 +46,10 @@ pub struct DriverConfig {
     pub max_in_flight: usize,
     /// Retries and timeouts of each call.
     pub retry: RetryPolicy,
+    /// How long the stream or the lease table may refuse every call (NotFound, AccessDenied:
+    /// deleted, or a permission revoked) before [`Driver::run`] ends with a [`RunError`].
+    /// Timeouts and throttles never count. Default 2 minutes.
+    pub give_up_after: Duration,
 }
 
 impl Default for DriverConfig {
@@ -53,6 +58,7 @@ impl Default for DriverConfig {
             worker: Config::default(),
             max_in_flight: 64,
             retry: RetryPolicy::default(),
+            give_up_after: Duration::from_secs(120),
         }
     }
 }
@@ -94,6 +100,7 @@ where
     next_ticket: u64,
     owned: usize,
     salt: u64,
+    refusals: RefusalWatch,
 }
 
 impl<Rt, T, S, F> Driver<Rt, T, S, F>
@@ -136,6 +143,7 @@ where
             next_ticket: 0,
             owned: 0,
             salt: seed,
+            refusals: RefusalWatch::default(),
         })
     }
 
@@ -145,7 +153,10 @@ where
     }
 
     /// Runs the worker until it has shut down (see [`ShutdownHandle`]); returns its counters.
-    pub async fn run(mut self) -> Stats {
+    /// Ends with a [`RunError`] instead, at once and without releasing anything (its leases
+    /// expire), when the stream or the lease table has refused every call for
+    /// [`DriverConfig::give_up_after`].
+    pub async fn run(mut self) -> Result<Stats, RunError> {
         let span = tracing::info_span!("kcl.worker", worker = %self.worker.id());
         async move {
             let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
@@ -177,7 +188,23 @@ where
                 .await;
                 let now = self.now();
                 match wake {
-                    Wake::Result(input) => self.worker.handle(now, input),
+                    Wake::Result(input) => {
+                        let give_up = self.config.give_up_after;
+                        if let Some((service, op, failure, refused_for)) =
+                            self.refusals.observe(now, &input, give_up)
+                        {
+                            let error = RunError {
+                                service,
+                                op,
+                                failure,
+                                refused_for,
+                                stats: self.worker.stats().clone(),
+                            };
+                            tracing::error!(error = %crate::error_chain(&error), "giving up");
+                            return Err(error);
+                        }
+                        self.worker.handle(now, input)
+                    }
                     // The driver holds a sender itself, so the inbox never closes.
                     Wake::Message(None) => {}
                     Wake::Message(Some(message)) => self.on_message(now, message),
@@ -187,7 +214,7 @@ where
                     }
                 }
             }
-            self.worker.stats().clone()
+            Ok(self.worker.stats().clone())
         }
         .instrument(span)
         .await

@@ -37,6 +37,15 @@ pub(crate) fn classify_code(code: Option<&str>, status: u16, message: Option<&st
         "InvalidArgumentException" => {
             Failure::InvalidArgument(message.unwrap_or("no message").to_owned())
         }
+        "AccessDeniedException"
+        | "UnrecognizedClientException"
+        | "InvalidSignatureException"
+        | "ExpiredTokenException"
+        | "InvalidClientTokenId" => Failure::AccessDenied(format!(
+            "{}: {}",
+            code.unwrap_or_default(),
+            message.unwrap_or("no message")
+        )),
         "InternalServerError"
         | "InternalFailure"
         | "ServiceUnavailable"
@@ -95,7 +104,11 @@ mod tests {
         );
         assert_eq!(
             classify_code(Some("AccessDeniedException"), 400, Some("no")),
-            Failure::Other("AccessDeniedException: no".into())
+            Failure::AccessDenied("AccessDeniedException: no".into())
+        );
+        assert_eq!(
+            classify_code(Some("ValidationException"), 400, Some("bad")),
+            Failure::Other("ValidationException: bad".into())
         );
         assert_eq!(classify_code(None, 503, None), Failure::Transient);
         assert_eq!(

@@ -143,9 +143,10 @@ async fn consume<Rt: Runtime>(
     handle.shutdown();
     let deadline = core::pin::pin!(runtime.sleep(Duration::from_secs(30)));
     let stopped = futures_util::future::select(stats, deadline).await;
-    let futures_util::future::Either::Left((Ok(stats), _)) = stopped else {
+    let futures_util::future::Either::Left((Ok(run), _)) = stopped else {
         return Err("the consumer did not stop within 30 s of its shutdown".into());
     };
+    let stats = run.map_err(|e| crate::error_chain(&e))?;
     if stats.records_delivered != 100 || stats.checkpoints < 2 {
         return Err(format!("unexpected counters after shutdown: {stats:?}"));
     }

@@ -147,6 +147,7 @@ async fn two_workers_process_every_record_and_checkpoint_it() {
         let stats = tokio::time::timeout(Duration::from_secs(30), run)
             .await
             .unwrap()
+            .unwrap()
             .unwrap();
         assert_eq!(stats.request_timeouts, 0);
         // The leader spreads the four leases over both workers at once.
@@ -215,6 +216,7 @@ async fn a_panicking_processor_loses_its_lease_and_its_records_come_again() {
     let stats = tokio::time::timeout(Duration::from_secs(30), run)
         .await
         .unwrap()
+        .unwrap()
         .unwrap();
     assert!(
         stats.leases_acquired >= 2,
@@ -225,4 +227,53 @@ async fn a_panicking_processor_loses_its_lease_and_its_records_come_again() {
     let sequences: Vec<_> = seen.iter().map(|(_, r)| r.position.clone()).collect();
     assert_eq!(sequences.len(), 50);
     assert!(sequences.windows(2).all(|w| w[0] < w[1]));
+}
+
+/// A stream deleted under a running worker: every Kinesis call is refused from then on, and the
+/// worker ends with an error naming Kinesis and NotFound once `give_up_after` passed, instead
+/// of idling.
+#[tokio::test]
+async fn a_stream_deleted_under_a_running_worker_ends_it_with_an_error() {
+    let Some((kinesis, name, table)) = setup(1, 10).await else {
+        return;
+    };
+    let seen: Seen = Arc::default();
+    let factory = {
+        let seen = seen.clone();
+        move |_: &LeaseKey| Collect {
+            seen: seen.clone(),
+            panic_once: Arc::new(AtomicBool::new(false)),
+        }
+    };
+    let mut config = config();
+    config.give_up_after = Duration::from_secs(2);
+    let driver = Driver::new(
+        common::Tokio,
+        table,
+        KinesisStream::new(&kinesis, name.as_str()),
+        factory,
+        WorkerId::from("solo"),
+        config,
+        7,
+    )
+    .unwrap();
+    let run = tokio::spawn(driver.run());
+    wait_for(&seen, 10).await;
+    kinesis
+        .delete_stream()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap();
+    // A bound on the wait only, so a regression fails instead of hanging.
+    let ended = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the worker gave up")
+        .unwrap();
+    let error = ended.expect_err("an error, not a clean stop");
+    assert_eq!(error.service, kcl_aws::Service::Kinesis);
+    assert_eq!(error.failure, kcl_core::Failure::NotFound);
+    assert!(error.refused_for >= Duration::from_secs(2));
+    assert!(error.to_string().contains("Kinesis"), "{error}");
+    assert_eq!(error.stats.records_delivered, 10);
 }

@@ -47,6 +47,10 @@ pub enum Failure {
     /// GetShardIterator, a starting sequence number that is not of this shard; for GetRecords,
     /// an iterator the stream does not accept. The service's message.
     InvalidArgument(String),
+    /// The caller is not allowed (`AccessDeniedException`, or credentials the service does not
+    /// accept): retried slowly, like [`Other`](Self::Other); a driver may give up once every
+    /// call is refused for long. The service's message.
+    AccessDenied(String),
     /// Anything else (access denied, validation): retried slowly, never trusted.
     Other(String),
 }
@@ -62,6 +66,7 @@ impl core::fmt::Display for Failure {
                 "no answer (a timeout, 5xx or connection failure): the outcome is unknown",
             ),
             Self::InvalidArgument(why) => write!(f, "refused as invalid: {why}"),
+            Self::AccessDenied(why) => write!(f, "access denied: {why}"),
             Self::Other(why) => f.write_str(why),
         }
     }

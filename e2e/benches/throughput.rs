@@ -164,7 +164,10 @@ async fn worker(stream: &str, application: &str, expected: usize) -> Result<Pass
     }
     let total = start.elapsed();
     shutdown.shutdown();
-    let stats = running.await.map_err(|e| format!("worker task: {e}"))?;
+    let stats = running
+        .await
+        .map_err(|e| format!("worker task: {e}"))?
+        .map_err(|e| kcl_aws::error_chain(&e))?;
     if stats.records_delivered != expected as u64 {
         return Err(format!(
             "the worker delivered {} records, expected {expected}",

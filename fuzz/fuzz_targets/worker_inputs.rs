@@ -15,13 +15,14 @@ use kcl_core::{
 use libfuzzer_sys::fuzz_target;
 
 fn failure(b: u8) -> Failure {
-    match b % 7 {
+    match b % 8 {
         0 => Failure::ConditionFailed,
         1 => Failure::Throttled,
         2 => Failure::ExpiredIterator,
         3 => Failure::NotFound,
         4 => Failure::Transient,
         5 => Failure::InvalidArgument("x".into()),
+        6 => Failure::AccessDenied("x".into()),
         _ => Failure::Other("x".into()),
     }
 }

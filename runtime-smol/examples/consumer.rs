@@ -31,7 +31,8 @@ impl RecordProcessor<KinesisRecord> for Print {
 }
 
 /// Exits non-zero, saying why, when the consumer cannot start (a wrong stream name, no region,
-/// no credentials, a permission missing) or stops because another process has its worker id.
+/// no credentials, a permission missing), when the stream or table refuses every call for long
+/// (deleted, permission revoked), or when another process has its worker id.
 fn main() -> std::process::ExitCode {
     smol::block_on(async {
         let mut args = std::env::args().skip(1);
@@ -45,7 +46,13 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
-        let stats = kcl_smol::run_until_signal(consumer).await;
+        let stats = match kcl_smol::run_until_signal(consumer).await {
+            Ok(stats) => stats,
+            Err(e) => {
+                eprintln!("stopped: {}", kcl_aws::error_chain(&e));
+                return std::process::ExitCode::FAILURE;
+            }
+        };
         println!("stopped: {} records delivered", stats.records_delivered);
         if stats.duplicate_worker_id > 0 {
             eprintln!("another live process has this worker id");

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use aws_smithy_async::rt::sleep::{AsyncSleep, SharedAsyncSleep, Sleep};
-use kcl_aws::{BuildError, Consumer, ConsumerBuilder, KinesisRecord, ProcessorFactory, Runtime};
+use kcl_aws::{
+    BuildError, Consumer, ConsumerBuilder, KinesisRecord, ProcessorFactory, RunError, Runtime,
+};
 use kcl_core::Stats;
 
 /// The TLS library [`SmolHttpClient::with_tls`] takes a configuration of.
@@ -83,8 +85,10 @@ where
 }
 
 /// Runs the consumer until SIGINT or SIGTERM, then shuts it down gracefully: processors get
-/// `shutdown_requested` (and checkpoint), leases are released for the rest of the fleet.
-pub async fn run_until_signal<F>(consumer: Consumer<SmolRuntime, F>) -> Stats
+/// `shutdown_requested` (and checkpoint), leases are released for the rest of the fleet. A
+/// stream or lease table that refuses every call for long ends it with a [`RunError`] (see
+/// [`kcl_aws::Driver::run`]).
+pub async fn run_until_signal<F>(consumer: Consumer<SmolRuntime, F>) -> Result<Stats, RunError>
 where
     F: ProcessorFactory<KinesisRecord>,
 {

@@ -15,7 +15,9 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use kcl_aws::{BuildError, Consumer, ConsumerBuilder, KinesisRecord, ProcessorFactory, Runtime};
+use kcl_aws::{
+    BuildError, Consumer, ConsumerBuilder, KinesisRecord, ProcessorFactory, RunError, Runtime,
+};
 use kcl_core::Stats;
 
 /// The driver's [`Runtime`] on tokio (must be used inside a tokio runtime).
@@ -48,8 +50,10 @@ where
 }
 
 /// Runs the consumer until Ctrl-C or SIGTERM, then shuts it down gracefully: processors get
-/// `shutdown_requested` (and checkpoint), leases are released for the rest of the fleet.
-pub async fn run_until_signal<F>(consumer: Consumer<TokioRuntime, F>) -> Stats
+/// `shutdown_requested` (and checkpoint), leases are released for the rest of the fleet. A
+/// stream or lease table that refuses every call for long ends it with a [`RunError`] (see
+/// [`kcl_aws::Driver::run`]).
+pub async fn run_until_signal<F>(consumer: Consumer<TokioRuntime, F>) -> Result<Stats, RunError>
 where
     F: ProcessorFactory<KinesisRecord>,
 {

@@ -10,7 +10,9 @@ async fn main() -> std::process::ExitCode {
         let consumer = kcl_tokio::build(args.builder(), args.factory()?)
             .await
             .map_err(|e| format!("cannot start: {}", kcl_aws::error_chain(&e)))?;
-        Ok(kcl_tokio::run_until_signal(consumer).await)
+        kcl_tokio::run_until_signal(consumer)
+            .await
+            .map_err(|e| kcl_aws::error_chain(&e))
     };
     kcl_e2e::exit(outcome.await)
 }
