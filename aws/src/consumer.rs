@@ -9,7 +9,7 @@ use kcl_core::{Failure, WorkerId};
 use crate::failure::{classify_code, error_chain};
 
 use crate::driver::{Driver, DriverConfig};
-use crate::dynamo::DynamoLeaseTable;
+use crate::dynamo::{DynamoLeaseTable, TableOptions};
 use crate::fanout::FanOutStream;
 use crate::kinesis::{KinesisStream, StreamId};
 use crate::processor::ProcessorFactory;
@@ -50,6 +50,11 @@ pub enum BuildError {
     },
     /// The stream could not be checked for another reason.
     Stream(Failure),
+    /// The lease table is absent and may not be created ([`TableOptions::create_if_absent`]).
+    LeaseTableNotFound {
+        /// Its name.
+        table: String,
+    },
     /// The lease table could not be created or did not become `ACTIVE`.
     LeaseTable(Failure),
     /// The enhanced fan-out consumer could not be registered or did not become `ACTIVE`.
@@ -74,6 +79,10 @@ impl core::fmt::Display for BuildError {
                 message,
             } => write!(f, "{service}:{action} was denied: {message}"),
             Self::Stream(_) => f.write_str("the Kinesis stream could not be checked"),
+            Self::LeaseTableNotFound { table } => write!(
+                f,
+                "lease table {table:?} not found, and creating it is turned off"
+            ),
             Self::LeaseTable(_) => {
                 f.write_str("the lease table could not be created or did not become ACTIVE")
             }
@@ -108,6 +117,7 @@ pub struct ConsumerBuilder {
     kinesis_endpoint: Option<String>,
     seed: Option<u64>,
     table_timeout: Duration,
+    table_options: TableOptions,
     fan_out: Option<String>,
 }
 
@@ -124,6 +134,7 @@ impl ConsumerBuilder {
             kinesis_endpoint: None,
             seed: None,
             table_timeout: Duration::from_secs(300),
+            table_options: TableOptions::default(),
             fan_out: None,
         }
     }
@@ -131,6 +142,13 @@ impl ConsumerBuilder {
     /// Another lease table name.
     pub fn lease_table(mut self, table: &str) -> Self {
         self.table = table.to_string();
+        self
+    }
+
+    /// How the lease table is made when absent: never (least privilege), with provisioned
+    /// capacity, with tags (see [`TableOptions`]).
+    pub fn lease_table_options(mut self, options: TableOptions) -> Self {
+        self.table_options = options;
         self
     }
 
@@ -230,10 +248,18 @@ impl ConsumerBuilder {
             &aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
             self.table,
         );
-        table
-            .ensure_table(&runtime, self.table_timeout)
+        match table
+            .ensure_table_with(&runtime, self.table_timeout, &self.table_options)
             .await
-            .map_err(BuildError::LeaseTable)?;
+        {
+            Ok(()) => {}
+            Err(Failure::NotFound) if !self.table_options.create_if_absent => {
+                return Err(BuildError::LeaseTableNotFound {
+                    table: table.table_name().to_string(),
+                })
+            }
+            Err(e) => return Err(BuildError::LeaseTable(e)),
+        }
         let stream = match &self.fan_out {
             None => Retrieval::Polling(KinesisStream::new(&kinesis, self.stream)),
             Some(name) => Retrieval::FanOut(

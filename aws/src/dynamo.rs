@@ -6,7 +6,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue as Sdk, BillingMode, KeySchemaElement, KeyType,
-    ReturnValue, ScalarAttributeType, TableStatus,
+    ProvisionedThroughput, ReturnValue, ScalarAttributeType, TableStatus, Tag,
 };
 use aws_sdk_dynamodb::Client;
 use kcl_core::lease::attr;
@@ -18,6 +18,30 @@ use crate::expression::Expressions;
 use crate::failure::classify;
 use crate::item::{item_from_sdk, item_to_sdk};
 use crate::runtime::Runtime;
+
+/// How the lease table is made when it is absent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TableOptions {
+    /// Create the table when it is absent (default). Without, an absent table is an error
+    /// (`Failure::NotFound`): for deployments whose role has no `dynamodb:CreateTable`.
+    pub create_if_absent: bool,
+    /// Provisioned read and write capacity units instead of on-demand (`PAY_PER_REQUEST`, the
+    /// default, as the Java KCL's).
+    pub provisioned: Option<(i64, i64)>,
+    /// Tags put on a table this worker creates (`dynamodb:TagResource`).
+    pub tags: Vec<(String, String)>,
+}
+
+impl Default for TableOptions {
+    fn default() -> Self {
+        Self {
+            create_if_absent: true,
+            provisioned: None,
+            tags: Vec::new(),
+        }
+    }
+}
 
 /// The lease table in the Java KCL 2.x layout: one table, hash key `leaseKey` (a string).
 #[derive(Clone, Debug)]
@@ -54,6 +78,18 @@ impl DynamoLeaseTable {
         runtime: &impl Runtime,
         timeout: Duration,
     ) -> Result<(), Failure> {
+        self.ensure_table_with(runtime, timeout, &TableOptions::default())
+            .await
+    }
+
+    /// As [`ensure_table`](Self::ensure_table), made as `options` say; an absent table is
+    /// `Failure::NotFound` when it may not be created.
+    pub async fn ensure_table_with(
+        &self,
+        runtime: &impl Runtime,
+        timeout: Duration,
+        options: &TableOptions,
+    ) -> Result<(), Failure> {
         let started = runtime.now();
         let mut created = false;
         loop {
@@ -65,14 +101,21 @@ impl DynamoLeaseTable {
                 .await
             {
                 Ok(described) => {
-                    let status = described.table().and_then(|t| t.table_status());
-                    if status == Some(&TableStatus::Active) {
+                    let table = described.table();
+                    if table.and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+                        if created && !options.tags.is_empty() {
+                            let arn = table.and_then(|t| t.table_arn()).unwrap_or_default();
+                            self.tag(arn, &options.tags).await?;
+                        }
                         return Ok(());
                     }
                 }
                 Err(e) => match classify(&e) {
+                    Failure::NotFound if !options.create_if_absent => {
+                        return Err(Failure::NotFound)
+                    }
                     Failure::NotFound if !created => {
-                        self.create_table().await?;
+                        self.create_table(options).await?;
                         created = true;
                         continue;
                     }
@@ -90,7 +133,22 @@ impl DynamoLeaseTable {
         }
     }
 
-    async fn create_table(&self) -> Result<(), Failure> {
+    async fn tag(&self, arn: &str, tags: &[(String, String)]) -> Result<(), Failure> {
+        let tags: Vec<Tag> = tags
+            .iter()
+            .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+            .collect();
+        self.client
+            .tag_resource()
+            .resource_arn(arn)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(&e))
+    }
+
+    async fn create_table(&self, options: &TableOptions) -> Result<(), Failure> {
         let key = |name: &str| {
             KeySchemaElement::builder()
                 .attribute_name(name)
@@ -104,15 +162,28 @@ impl DynamoLeaseTable {
         let (Ok(key), Ok(definition)) = (key(attr::LEASE_KEY), definition) else {
             return Err(Failure::Other("lease table schema did not build".into()));
         };
-        let result = self
+        let request = self
             .client
             .create_table()
             .table_name(&self.table)
             .key_schema(key)
-            .attribute_definitions(definition)
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await;
+            .attribute_definitions(definition);
+        let request = match options.provisioned {
+            None => request.billing_mode(BillingMode::PayPerRequest),
+            Some((read, write)) => {
+                let Ok(capacity) = ProvisionedThroughput::builder()
+                    .read_capacity_units(read)
+                    .write_capacity_units(write)
+                    .build()
+                else {
+                    return Err(Failure::Other("provisioned capacity did not build".into()));
+                };
+                request
+                    .billing_mode(BillingMode::Provisioned)
+                    .provisioned_throughput(capacity)
+            }
+        };
+        let result = request.send().await;
         match result {
             Ok(_) => Ok(()),
             // Another worker created it first.

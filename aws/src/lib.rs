@@ -37,7 +37,7 @@ pub mod testkit;
 pub use backend::{LeaseTable, ShardStream};
 pub use consumer::{BuildError, Consumer, ConsumerBuilder};
 pub use driver::{Driver, DriverConfig, ShutdownHandle};
-pub use dynamo::DynamoLeaseTable;
+pub use dynamo::{DynamoLeaseTable, TableOptions};
 pub use failure::error_chain;
 pub use fanout::FanOutStream;
 pub use kinesis::{KinesisStream, StreamId};

@@ -11,7 +11,7 @@ use aws_sdk_kinesis::config::{BehaviorVersion, Region};
 use aws_types::SdkConfig;
 use kcl_aws::{
     Batch, BuildError, Checkpointer, ConsumerBuilder, Initialize, KinesisRecord, LeaseKey,
-    RecordProcessor,
+    RecordProcessor, TableOptions,
 };
 
 struct Ignore;
@@ -42,13 +42,23 @@ fn sdk(region: Option<&str>, credentials: bool) -> SdkConfig {
 /// Builds a consumer of `stream` against the emulators: `None` when they are absent (the test
 /// is skipped), else the build's error if any.
 async fn build(stream: &str, table: &str, sdk: &SdkConfig) -> Option<Option<BuildError>> {
+    build_with(stream, table, sdk, |b| b).await
+}
+
+/// As [`build`], the builder changed by `change` first.
+async fn build_with(
+    stream: &str,
+    table: &str,
+    sdk: &SdkConfig,
+    change: impl FnOnce(ConsumerBuilder) -> ConsumerBuilder,
+) -> Option<Option<BuildError>> {
     let (Some(kinesis), Some(dynamodb)) = (
         common::endpoint("KCL_TEST_KINESIS"),
         common::endpoint("KCL_TEST_DYNAMODB"),
     ) else {
         return None;
     };
-    let built = ConsumerBuilder::new(stream, table)
+    let built = change(ConsumerBuilder::new(stream, table))
         .kinesis_endpoint(&kinesis)
         .dynamodb_endpoint(&dynamodb)
         .build(common::Tokio, sdk, |_: &LeaseKey| Ignore)
@@ -116,4 +126,66 @@ async fn an_existing_stream_builds() {
     )
     .await;
     assert_eq!(built, Some(None));
+}
+
+#[tokio::test]
+async fn an_absent_table_is_an_error_when_creating_it_is_turned_off() {
+    let Some(url) = common::endpoint("KCL_TEST_KINESIS") else {
+        return;
+    };
+    let stream = common::create_stream(&common::kinesis(&url), 1).await;
+    let table = common::unique("never-created");
+    let mut options = TableOptions::default();
+    options.create_if_absent = false;
+    let error = build_with(&stream, &table, &sdk(Some("us-east-1"), true), |b| {
+        b.lease_table_options(options)
+    })
+    .await
+    .flatten()
+    .expect("the build fails");
+    assert_eq!(error, BuildError::LeaseTableNotFound { table });
+}
+
+#[tokio::test]
+async fn a_created_table_has_the_capacity_and_tags_asked_for() {
+    let (Some(kinesis), Some(dynamodb)) = (
+        common::endpoint("KCL_TEST_KINESIS"),
+        common::endpoint("KCL_TEST_DYNAMODB"),
+    ) else {
+        return;
+    };
+    let stream = common::create_stream(&common::kinesis(&kinesis), 1).await;
+    let table = common::unique("tagged");
+    let mut options = TableOptions::default();
+    options.provisioned = Some((5, 7));
+    options.tags = vec![("team".into(), "billing".into())];
+    let built = build_with(&stream, &table, &sdk(Some("us-east-1"), true), |b| {
+        b.lease_table_options(options)
+    })
+    .await;
+    assert_eq!(built, Some(None));
+    let client = common::dynamodb(&dynamodb);
+    let described = client
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+    let t = described.table().unwrap();
+    let capacity = t.provisioned_throughput().unwrap();
+    assert_eq!(
+        (
+            capacity.read_capacity_units(),
+            capacity.write_capacity_units()
+        ),
+        (Some(5), Some(7))
+    );
+    let tags = client
+        .list_tags_of_resource()
+        .resource_arn(t.table_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let tags: Vec<(&str, &str)> = tags.tags().iter().map(|t| (t.key(), t.value())).collect();
+    assert_eq!(tags, [("team", "billing")]);
 }
