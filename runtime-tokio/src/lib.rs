@@ -20,6 +20,11 @@ use kcl_aws::{
 };
 use kcl_core::Stats;
 
+/// The README's quick start (and any other Rust block in it), compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// The driver's [`Runtime`] on tokio (must be used inside a tokio runtime).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TokioRuntime;
