@@ -497,16 +497,7 @@ fn write_op(write: &kcl_core::write::LeaseWrite) -> &'static str {
 }
 
 fn record_outcome<R>(op: &'static str, input: &Input<R>, attempts: u32) {
-    let failure = match input {
-        Input::LeaseTableScanned { result, .. } => result.as_ref().err(),
-        Input::LeaseRead { result, .. } | Input::LeaseWritten { result, .. } => {
-            result.as_ref().err()
-        }
-        Input::ShardsListed { result, .. } => result.as_ref().err(),
-        Input::IteratorObtained { result, .. } => result.as_ref().err(),
-        Input::RecordsFetched { result, .. } => result.as_ref().err(),
-        _ => None,
-    };
+    let failure = crate::refusal::answer(input).and_then(|(_, _, failure)| failure);
     let outcome = match failure {
         None => "ok",
         Some(Failure::ConditionFailed) => "condition_failed",

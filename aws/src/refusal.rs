@@ -93,7 +93,7 @@ impl RefusalWatch {
 
 /// The service, the operation and the failure (if any) of an answer; `None` for inputs that are
 /// no service's answer.
-fn answer<R>(input: &Input<R>) -> Option<(Service, &'static str, Option<&Failure>)> {
+pub(crate) fn answer<R>(input: &Input<R>) -> Option<(Service, &'static str, Option<&Failure>)> {
     Some(match input {
         Input::LeaseTableScanned { result, .. } => {
             (Service::DynamoDb, "scan", result.as_ref().err())

@@ -95,6 +95,17 @@ impl Shard {
     fn first_user_held(&self) -> u64 {
         self.records.front().map_or(self.user_end, |r| r.first_user)
     }
+
+    /// The stored record that holds user record `i`, unless it was trimmed or never put.
+    fn holding(&self, i: u64) -> Option<&Stored> {
+        if i < self.first_user_held() || i >= self.user_end {
+            return None;
+        }
+        let at = self
+            .records
+            .partition_point(|r| r.first_user + r.users() <= i);
+        self.records.get(at)
+    }
 }
 
 /// A GetRecords answer.
@@ -268,22 +279,12 @@ impl Kinesis {
 
     /// Arrival time of user record `i` of shard `index`, unless trimmed.
     pub fn arrival_ms(&self, index: usize, i: u64) -> Option<u64> {
-        let s = self.shards.get(index)?;
-        if i < s.first_user_held() || i >= s.user_end {
-            return None;
-        }
-        let at = s.records.partition_point(|r| r.first_user + r.users() <= i);
-        s.records.get(at).map(|r| r.arrival_ms)
+        Some(self.shards.get(index)?.holding(i)?.arrival_ms)
     }
 
     /// User record `i` of shard `index`, unless trimmed: its position and arrival time.
     pub fn user_record(&self, index: usize, i: u64) -> Option<(RecordPosition, u64)> {
-        let s = self.shards.get(index)?;
-        if i < s.first_user_held() || i >= s.user_end {
-            return None;
-        }
-        let at = s.records.partition_point(|r| r.first_user + r.users() <= i);
-        let r = s.records.get(at)?;
+        let r = self.shards.get(index)?.holding(i)?;
         let sequence = SequenceNumber::parse(&sequence_string(r.counter, index)).ok()?;
         Some((
             RecordPosition {

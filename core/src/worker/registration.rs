@@ -6,8 +6,9 @@
 //! crashed process had in flight may land after its successor started); if the counter stands
 //! still for the failover time, the process before it is gone (crashed, or partitioned for longer
 //! than any of its leases last), and the row is taken over by a heartbeat conditional on that
-//! counter, dropping the notes of assignments made to the process before. A registered worker whose heartbeat is refused was taken over that way after
-//! it stood still itself: it stops the same way, writing nothing.
+//! counter, dropping the notes of assignments made to the process before. A registered worker
+//! whose heartbeat is refused was taken over that way after it stood still itself: it stops the
+//! same way, writing nothing.
 //!
 //! Until its heartbeat has landed a worker neither claims leadership nor acquires a lease, so a
 //! second process with a live id never delivers.

@@ -1,13 +1,13 @@
 //! Shards gone from the stream. A held lease whose GetShardIterator or GetRecords answers
-//! NotFound, or whose GetShardIterator refuses its starting position as invalid, makes the worker
-//! list the stream's shards (so does a GetRecords refused as invalid: with enhanced fan-out it is
-//! the subscription's starting position that is refused); a shard the stream no longer lists (its records trimmed past
-//! retention, the shard deleted) is finished as if its end had been read, so its children can
-//! start. The Java KCL takes the NotFound alone as the shard's end; the listing first keeps a
-//! NotFound of the whole stream (a misconfiguration, or a stream just created) from finishing
-//! every lease: when the listing fails, nothing is finished and the iterator is asked again.
-//! A refused position of a shard still listed is reported ([`crate::Event::IteratorRefused`])
-//! and asked again: skipping to elsewhere in the shard would lose or repeat records silently.
+//! NotFound, or whose starting position is refused as invalid (by GetShardIterator; with enhanced
+//! fan-out, by the subscription behind GetRecords), makes the worker list the stream's shards. A
+//! shard the stream no longer lists (its records trimmed past retention, the shard deleted) is
+//! finished as if its end had been read, so its children can start. The Java KCL takes the
+//! NotFound alone as the shard's end; the listing first keeps a NotFound of the whole stream (a
+//! misconfiguration, or a stream just created) from finishing every lease: when the listing
+//! fails, nothing is finished and the iterator is asked again. A refused position of a shard
+//! still listed is reported ([`crate::Event::IteratorRefused`]) and asked again: skipping to
+//! elsewhere in the shard would lose or repeat records silently.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;

@@ -271,14 +271,12 @@ impl Tenure {
                 // race on a lease it holds; without one, the lease is gone (and what a last
                 // write meant to do is moot). A release asks for `leaseOwner = me`, so a
                 // handoff this holder has not seen refuses it too: the row decides.
-                OwnWrite::Leave(Leave::Release(_)) => {
-                    self.write = WriteState::Verifying {
-                        write,
-                        read_due: false,
-                    };
-                    Written::Verify
+                ref w
+                    if self.unknown_since.is_none()
+                        && !matches!(w, OwnWrite::Leave(Leave::Release(_))) =>
+                {
+                    Written::Lost
                 }
-                _ if self.unknown_since.is_none() => Written::Lost,
                 write => {
                     self.write = WriteState::Verifying {
                         write,
