@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_types::SdkConfig;
 use futures_channel::oneshot;
-use kcl_core::LeaseKey;
+use kcl_core::{InitialPosition, LeaseKey};
 
 use crate::consumer::ConsumerBuilder;
 use crate::driver::DriverConfig;
@@ -117,7 +117,10 @@ async fn consume<Rt: Runtime>(
         let count = Arc::clone(&count);
         move |_: &LeaseKey| Count(Arc::clone(&count))
     };
-    let mut builder = ConsumerBuilder::new(&stream, &format!("{stream}-app")).config(config);
+    // The records were put before the consumer starts: read them from the oldest.
+    let mut builder = ConsumerBuilder::new(&stream, &format!("{stream}-app"))
+        .config(config)
+        .initial_position(InitialPosition::TrimHorizon);
     if let Some(url) = fan_out {
         builder = builder.kinesis_endpoint(url).enhanced_fan_out("testkit");
     }

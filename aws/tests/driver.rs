@@ -15,7 +15,7 @@ use kcl_aws::{
     KinesisStream, LeaseTable, RecordProcessor,
 };
 use kcl_core::lease::attr;
-use kcl_core::{AttributeValue, Config, LeaseKey, WorkerId};
+use kcl_core::{AttributeValue, Config, InitialPosition, LeaseKey, WorkerId};
 
 /// Short lease timing so the test runs in seconds.
 fn config() -> DriverConfig {
@@ -28,6 +28,8 @@ fn config() -> DriverConfig {
         shard_sync_interval: Duration::from_secs(2),
         idle_time_between_reads: Duration::from_millis(100),
         parent_poll_interval: Duration::from_millis(500),
+        // The tests put records before a worker starts: read them from the oldest.
+        initial_position: InitialPosition::TrimHorizon,
         ..Config::default()
     };
     DriverConfig {

@@ -2,8 +2,8 @@
 //! and stream, through a scale-up, a crash, a process pause and a split, with every invariant
 //! checked. Run: `cargo run --release -p kcl-core --example fleet --features testkit [SEED]`.
 
-use kcl_core::testkit::{Cluster, ClusterConfig};
-use kcl_core::{BalancingPolicy, Config};
+use kcl_core::testkit::{harness_config, Cluster, ClusterConfig};
+use kcl_core::BalancingPolicy;
 
 fn main() {
     let seed: u64 = std::env::args()
@@ -15,11 +15,7 @@ fn main() {
         BalancingPolicy::Coordinated,
         BalancingPolicy::Kcl2Compatible,
     ] {
-        let config = if policy == BalancingPolicy::Coordinated {
-            Config::default()
-        } else {
-            Config::kcl2()
-        };
+        let config = harness_config(policy);
         let mut c = Cluster::new(ClusterConfig {
             workers: 10,
             shards: 100,

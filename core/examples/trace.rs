@@ -3,14 +3,11 @@
 //! must not change behaviour (the output before and after must be byte-identical).
 //! Run: `cargo run --release -p kcl-core --example trace --features testkit > trace.txt`.
 
-use kcl_core::testkit::{Cluster, ClusterConfig, Faults};
-use kcl_core::{BalancingPolicy, Config};
+use kcl_core::testkit::{harness_config, Cluster, ClusterConfig, Faults};
+use kcl_core::BalancingPolicy;
 
 fn run(policy: BalancingPolicy, seed: u64) {
-    let config = match policy {
-        BalancingPolicy::Coordinated => Config::default(),
-        BalancingPolicy::Kcl2Compatible => Config::kcl2(),
-    };
+    let config = harness_config(policy);
     let mut c = Cluster::new(ClusterConfig {
         workers: 4,
         shards: 12,

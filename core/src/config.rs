@@ -71,7 +71,8 @@ pub struct Config {
     pub handoff_poll_interval: Duration,
     /// How often shards are listed and missing leases created (by the leader in Coordinated).
     pub shard_sync_interval: Duration,
-    /// Where shards without parents start.
+    /// Where shards without parents start. Default [`InitialPosition::Latest`], as in the Java
+    /// KCL; read only when a shard's lease is created, so changing it later moves nothing.
     pub initial_position: InitialPosition,
     /// How often a blocked child re-reads its parents' leases.
     pub parent_poll_interval: Duration,
@@ -119,7 +120,7 @@ impl Default for Config {
             handoff_timeout: Duration::from_secs(30),
             handoff_poll_interval: Duration::from_millis(500),
             shard_sync_interval: Duration::from_secs(60),
-            initial_position: InitialPosition::TrimHorizon,
+            initial_position: InitialPosition::Latest,
             parent_poll_interval: Duration::from_secs(2),
             max_records: 10_000,
             min_fetch_interval: Duration::from_millis(200),
@@ -239,6 +240,14 @@ mod tests {
         assert!(c.validate().is_ok());
         assert!(Config::default().validate().is_ok());
         assert!((Config::default().tolerated_clock_rate_ratio() - 10.0 / 9.0).abs() < 1e-9);
+    }
+
+    /// The Java KCL's effective default (its `InitialPositionInStreamExtended` is `LATEST` unless
+    /// set): a team moving over keeps what its consumer reads on a new table.
+    #[test]
+    fn a_new_shard_starts_at_latest_as_in_the_java_kcl() {
+        assert_eq!(Config::default().initial_position, InitialPosition::Latest);
+        assert_eq!(Config::kcl2().initial_position, InitialPosition::Latest);
     }
 
     #[test]

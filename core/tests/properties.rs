@@ -6,7 +6,7 @@
 //! failure prints the shrunk case, and `PROPTEST_RNG_SEED=N` explores other generator seeds.
 
 use kcl_core::balance::min_moves;
-use kcl_core::testkit::{Cluster, ClusterConfig, Faults};
+use kcl_core::testkit::{harness_config, Cluster, ClusterConfig, Faults};
 use kcl_core::{BalancingPolicy, Config};
 use proptest::prelude::*;
 
@@ -41,10 +41,7 @@ fn action() -> impl Strategy<Value = Action> {
 }
 
 fn config(policy: BalancingPolicy) -> Config {
-    match policy {
-        BalancingPolicy::Coordinated => Config::default(),
-        BalancingPolicy::Kcl2Compatible => Config::kcl2(),
-    }
+    harness_config(policy)
 }
 
 fn apply(c: &mut Cluster, a: &Action) {

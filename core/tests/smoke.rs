@@ -1,12 +1,9 @@
 //! A smoke run of both policies through the cluster harness.
-use kcl_core::testkit::{Cluster, ClusterConfig};
-use kcl_core::{BalancingPolicy, Config};
+use kcl_core::testkit::{harness_config, Cluster, ClusterConfig};
+use kcl_core::BalancingPolicy;
 
 fn run(policy: BalancingPolicy) {
-    let config = match policy {
-        BalancingPolicy::Coordinated => Config::default(),
-        BalancingPolicy::Kcl2Compatible => Config::kcl2(),
-    };
+    let config = harness_config(policy);
     let mut c = Cluster::new(ClusterConfig {
         workers: 3,
         shards: 8,
@@ -59,7 +56,7 @@ fn a_second_process_with_a_live_worker_id_stops_and_delivers_nothing() {
         let mut c = Cluster::new(ClusterConfig {
             workers: 3,
             shards: 8,
-            config: Config::default(),
+            config: harness_config(BalancingPolicy::Coordinated),
             seed,
             ..ClusterConfig::default()
         });

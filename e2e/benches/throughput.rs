@@ -18,7 +18,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kcl_aws::{Batch, Checkpointer, ConsumerBuilder, Initialize, KinesisRecord, RecordProcessor};
+use kcl_aws::{
+    Batch, Checkpointer, ConsumerBuilder, InitialPosition, Initialize, KinesisRecord,
+    RecordProcessor,
+};
 use kcl_e2e::stream as streams;
 
 /// One reader's pass over the stream.
@@ -147,7 +150,10 @@ async fn worker(stream: &str, application: &str, expected: usize) -> Result<Pass
             first_initialize: Arc::clone(&first),
         }
     };
-    let consumer = kcl_tokio::build(ConsumerBuilder::new(stream, application), factory)
+    // The records were put before the worker starts: read them from the oldest.
+    let builder =
+        ConsumerBuilder::new(stream, application).initial_position(InitialPosition::TrimHorizon);
+    let consumer = kcl_tokio::build(builder, factory)
         .await
         .map_err(|e| e.to_string())?;
     let shutdown = consumer.shutdown_handle();

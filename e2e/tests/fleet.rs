@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::types::Shard;
-use kcl_aws::DriverConfig;
+use kcl_aws::{DriverConfig, InitialPosition};
 use kcl_core::SequenceNumber;
 use kcl_e2e::stream as streams;
 use kcl_e2e::{read_log, Event, EventKind};
@@ -168,6 +168,8 @@ fn fleet_config() -> DriverConfig {
     w.handoff_poll_interval = Duration::from_millis(200);
     w.handoff_timeout = Duration::from_secs(10);
     w.idle_time_between_reads = Duration::from_millis(250);
+    // Records are put before the workers start: every one is owed.
+    w.initial_position = InitialPosition::TrimHorizon;
     w.max_records = 1000;
     config
 }

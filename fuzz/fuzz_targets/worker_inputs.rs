@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use kcl_core::io::{CallId, CheckpointTarget, FetchedRecords, ProcessorCall};
 use kcl_core::testkit::TestRecord;
 use kcl_core::{
-    AttributeValue, Command, Config, Failure, FencingToken, Input, Instant, Item, LeaseKey,
-    RecordPosition, RequestId, SequenceNumber, Worker, WorkerId,
+    AttributeValue, Command, Config, Failure, FencingToken, InitialPosition, Input, Instant, Item,
+    LeaseKey, RecordPosition, RequestId, SequenceNumber, Worker, WorkerId,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -69,7 +69,12 @@ fn records(from: u64, count: u8) -> Vec<TestRecord> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    for policy_config in [Config::default(), Config::kcl2()] {
+    // Both policies, and both a root's `LATEST` (the default) and `TRIM_HORIZON`.
+    let trim_horizon = Config {
+        initial_position: InitialPosition::TrimHorizon,
+        ..Config::kcl2()
+    };
+    for policy_config in [Config::default(), trim_horizon] {
         let me = "fuzz-worker";
         let Ok(mut w) =
             Worker::<TestRecord>::new(policy_config, WorkerId::from(me), 1, Instant::ZERO)

@@ -6,7 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::{DriftClock, MemStream, MemTable, ProcessorOutcome};
-use crate::config::Config;
+use crate::config::{BalancingPolicy, Config, InitialPosition};
 use crate::io::{
     CallId, Command, Event, Failure, FencingToken, FetchedRecords, Input, ProcessorCall, Record,
     ReleaseReason,
@@ -47,6 +47,20 @@ pub struct Faults {
     pub ambiguous_write_per_mille: u64,
 }
 
+/// The worker configuration the harness's checks are written for: `policy`'s defaults, with every
+/// shard read from `TRIM_HORIZON`, because the checker owes every record put (with the default,
+/// `LATEST`, a record put before a lease was created is never owed).
+pub fn harness_config(policy: BalancingPolicy) -> Config {
+    let defaults = match policy {
+        BalancingPolicy::Coordinated => Config::default(),
+        BalancingPolicy::Kcl2Compatible => Config::kcl2(),
+    };
+    Config {
+        initial_position: InitialPosition::TrimHorizon,
+        ..defaults
+    }
+}
+
 /// How to build a cluster.
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
@@ -78,7 +92,7 @@ impl Default for ClusterConfig {
         Self {
             workers: 3,
             shards: 8,
-            config: Config::default(),
+            config: harness_config(BalancingPolicy::Coordinated),
             seed: 1,
             latency_ms: (2, 10),
             process_ms: (1, 20),

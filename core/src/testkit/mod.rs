@@ -13,7 +13,9 @@ mod stream;
 mod table;
 
 pub use clock::DriftClock;
-pub use cluster::{Cluster, ClusterConfig, Faults, NodeId, Report, TestRecord, Violation};
+pub use cluster::{
+    harness_config, Cluster, ClusterConfig, Faults, NodeId, Report, TestRecord, Violation,
+};
 pub use processor::ProcessorOutcome;
 pub use stream::{Fetched, MemStream, StreamRecord};
 pub use table::{MemTable, TableCounts};
