@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Installs (from the npm registry, pinned by emulators/package-lock.json) and starts the local AWS
 # emulators the integration tests use, on 127.0.0.1:
-#   dynalite       DynamoDB                                   KCL_TEST_DYNAMODB      :4568
-#   kinesalite     Kinesis, fast (no UpdateShardCount / EFO)  KCL_TEST_KINESIS       :4567
-#   kinesis-local  Kinesis, complete but slow (EFO, ChildShards) KCL_TEST_KINESIS_FULL :4569
-#                  the same over TLS, HTTP/2 by ALPN              KCL_TEST_KINESIS_TLS   :4570
-#                  its self-signed certificate (PEM)              KCL_TEST_KINESIS_TLS_CERT
+#   dynalite       DynamoDB                                   KCLRS_TEST_DYNAMODB      :4568
+#   kinesalite     Kinesis, fast (no UpdateShardCount / EFO)  KCLRS_TEST_KINESIS       :4567
+#   kinesis-local  Kinesis, complete but slow (EFO, ChildShards) KCLRS_TEST_KINESIS_FULL :4569
+#                  the same over TLS, HTTP/2 by ALPN              KCLRS_TEST_KINESIS_TLS   :4570
+#                  its self-signed certificate (PEM)              KCLRS_TEST_KINESIS_TLS_CERT
 #
 #   eval "$(.ci/emulators.sh start)"   # prints the exports; servers keep running in the background
 #   .ci/emulators.sh stop
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-dir="${KCL_EMULATOR_DIR:-$HOME/.cache/kcl-rs/emulators}"
+dir="${KCLRS_EMULATOR_DIR:-$HOME/.cache/kcl-rs/emulators}"
 run="$dir/run"
 
 install() {
@@ -57,11 +57,11 @@ start() {
   wait_port kinesis-local-tls 4570 "$run/kinesis-local.log"
   node -e 'process.stdout.write(require(process.argv[1]).server.cert)' \
     "$dir/node_modules/kinesis-local/server.json" >"$run/kinesis-local.pem"
-  echo "export KCL_TEST_DYNAMODB=http://127.0.0.1:4568"
-  echo "export KCL_TEST_KINESIS=http://127.0.0.1:4567"
-  echo "export KCL_TEST_KINESIS_FULL=http://127.0.0.1:4569"
-  echo "export KCL_TEST_KINESIS_TLS=https://127.0.0.1:4570"
-  echo "export KCL_TEST_KINESIS_TLS_CERT=$run/kinesis-local.pem"
+  echo "export KCLRS_TEST_DYNAMODB=http://127.0.0.1:4568"
+  echo "export KCLRS_TEST_KINESIS=http://127.0.0.1:4567"
+  echo "export KCLRS_TEST_KINESIS_FULL=http://127.0.0.1:4569"
+  echo "export KCLRS_TEST_KINESIS_TLS=https://127.0.0.1:4570"
+  echo "export KCLRS_TEST_KINESIS_TLS_CERT=$run/kinesis-local.pem"
 }
 
 stop() {

@@ -229,7 +229,7 @@ impl ConsumerBuilder {
             config.worker.min_fetch_interval = Duration::ZERO;
             config.worker.idle_time_between_reads = Duration::ZERO;
         }
-        config.worker.validate().map_err(BuildError::Config)?;
+        config.validate().map_err(BuildError::Config)?;
         if sdk.region().is_none() {
             return Err(BuildError::NoRegion);
         }

@@ -63,6 +63,28 @@ impl Default for DriverConfig {
     }
 }
 
+impl DriverConfig {
+    /// Checks for values that cannot work: the worker's ([`Config::validate`]), no call ever in
+    /// flight, no attempt per call.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.worker.validate()?;
+        if self.max_in_flight == 0 {
+            return Err(ConfigError("max_in_flight must be positive"));
+        }
+        if self.retry.attempts == 0 {
+            return Err(ConfigError(
+                "retry.attempts (call_attempts) must be positive",
+            ));
+        }
+        if self.retry.call_timeout.is_zero() {
+            return Err(ConfigError(
+                "retry.call_timeout (call_timeout) must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Asks a running [`Driver`] to shut down gracefully: processors are asked to checkpoint, leases
 /// are handed on, then [`Driver::run`] returns. Cheap to clone; usable from any task or thread.
 #[derive(Clone, Debug)]

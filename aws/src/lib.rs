@@ -31,6 +31,7 @@ mod refusal;
 mod retrieval;
 mod retry;
 mod runtime;
+mod settings;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -47,6 +48,7 @@ pub use refusal::{RunError, Service};
 pub use retrieval::Retrieval;
 pub use retry::RetryPolicy;
 pub use runtime::Runtime;
+pub use settings::{Origin, Settings, SettingsError, ENV_PREFIX};
 
 /// The core types a processor meets, so applications need not depend on kcl-core themselves.
 pub use kcl_core::{

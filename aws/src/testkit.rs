@@ -16,16 +16,16 @@ use crate::record::KinesisRecord;
 use crate::runtime::Runtime;
 
 /// Points aws-config's chain at the emulators (`AWS_ENDPOINT_URL_DYNAMODB` / `_KINESIS`, static
-/// credentials, a region) from `KCL_TEST_DYNAMODB` and `KCL_TEST_KINESIS`. Without them, says
+/// credentials, a region) from `KCLRS_TEST_DYNAMODB` and `KCLRS_TEST_KINESIS`. Without them, says
 /// loudly that the test is skipped and returns `false`. Changes the process environment: call it
 /// from the only test of a test binary.
 pub fn emulator_environment() -> bool {
     let (Ok(dynamodb), Ok(kinesis)) = (
-        std::env::var("KCL_TEST_DYNAMODB"),
-        std::env::var("KCL_TEST_KINESIS"),
+        std::env::var("KCLRS_TEST_DYNAMODB"),
+        std::env::var("KCLRS_TEST_KINESIS"),
     ) else {
         eprintln!(
-            "\n*** SKIPPED: KCL_TEST_DYNAMODB / KCL_TEST_KINESIS are not set, so there is no \
+            "\n*** SKIPPED: KCLRS_TEST_DYNAMODB / KCLRS_TEST_KINESIS are not set, so there is no \
              emulator to talk to. Run ./.ci/test, or: eval \"$(.ci/emulators.sh start)\" ***\n"
         );
         return false;
@@ -66,15 +66,15 @@ pub async fn consume_a_stream<Rt: Runtime>(
     consume(runtime, sdk, name, None).await
 }
 
-/// The same by enhanced fan-out, on kinesis-local (`KCL_TEST_KINESIS_FULL`): the worker
+/// The same by enhanced fan-out, on kinesis-local (`KCLRS_TEST_KINESIS_FULL`): the worker
 /// registers a stream consumer and reads through SubscribeToShard.
 pub async fn consume_a_stream_by_fan_out<Rt: Runtime>(
     runtime: Rt,
     sdk: &SdkConfig,
     name: &str,
 ) -> Result<(), String> {
-    let url = std::env::var("KCL_TEST_KINESIS_FULL")
-        .map_err(|_| "KCL_TEST_KINESIS_FULL (kinesis-local) is not set".to_string())?;
+    let url = std::env::var("KCLRS_TEST_KINESIS_FULL")
+        .map_err(|_| "KCLRS_TEST_KINESIS_FULL (kinesis-local) is not set".to_string())?;
     consume(runtime, sdk, name, Some(&url)).await
 }
 

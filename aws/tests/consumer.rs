@@ -53,8 +53,8 @@ async fn build_with(
     change: impl FnOnce(ConsumerBuilder) -> ConsumerBuilder,
 ) -> Option<Option<BuildError>> {
     let (Some(kinesis), Some(dynamodb)) = (
-        common::endpoint("KCL_TEST_KINESIS"),
-        common::endpoint("KCL_TEST_DYNAMODB"),
+        common::endpoint("KCLRS_TEST_KINESIS"),
+        common::endpoint("KCLRS_TEST_DYNAMODB"),
     ) else {
         return None;
     };
@@ -68,7 +68,7 @@ async fn build_with(
 
 #[tokio::test]
 async fn a_stream_that_does_not_exist_fails_the_build_and_creates_no_table() {
-    let Some(url) = common::endpoint("KCL_TEST_DYNAMODB") else {
+    let Some(url) = common::endpoint("KCLRS_TEST_DYNAMODB") else {
         return;
     };
     let (stream, table) = (common::unique("absent"), common::unique("app"));
@@ -115,7 +115,7 @@ async fn no_credentials_fail_the_build() {
 
 #[tokio::test]
 async fn an_existing_stream_builds() {
-    let Some(url) = common::endpoint("KCL_TEST_KINESIS") else {
+    let Some(url) = common::endpoint("KCLRS_TEST_KINESIS") else {
         return;
     };
     let stream = common::create_stream(&common::kinesis(&url), 1).await;
@@ -130,7 +130,7 @@ async fn an_existing_stream_builds() {
 
 #[tokio::test]
 async fn an_absent_table_is_an_error_when_creating_it_is_turned_off() {
-    let Some(url) = common::endpoint("KCL_TEST_KINESIS") else {
+    let Some(url) = common::endpoint("KCLRS_TEST_KINESIS") else {
         return;
     };
     let stream = common::create_stream(&common::kinesis(&url), 1).await;
@@ -149,8 +149,8 @@ async fn an_absent_table_is_an_error_when_creating_it_is_turned_off() {
 #[tokio::test]
 async fn a_created_table_has_the_capacity_and_tags_asked_for() {
     let (Some(kinesis), Some(dynamodb)) = (
-        common::endpoint("KCL_TEST_KINESIS"),
-        common::endpoint("KCL_TEST_DYNAMODB"),
+        common::endpoint("KCLRS_TEST_KINESIS"),
+        common::endpoint("KCLRS_TEST_DYNAMODB"),
     ) else {
         return;
     };

@@ -66,8 +66,8 @@ async fn setup(
     shards: i32,
     records: usize,
 ) -> Option<(aws_sdk_kinesis::Client, String, DynamoLeaseTable)> {
-    let kinesis_url = common::endpoint("KCL_TEST_KINESIS")?;
-    let dynamo_url = common::endpoint("KCL_TEST_DYNAMODB")?;
+    let kinesis_url = common::endpoint("KCLRS_TEST_KINESIS")?;
+    let dynamo_url = common::endpoint("KCLRS_TEST_DYNAMODB")?;
     let kinesis = common::kinesis(&kinesis_url);
     let name = common::create_stream(&kinesis, shards).await;
     let entries = (0..records)

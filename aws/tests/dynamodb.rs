@@ -14,7 +14,7 @@ use kcl_core::write::{apply, Condition, LeaseWrite, Update, WriteAction, WriteKi
 use kcl_core::{AttributeValue, Failure, Item};
 
 async fn table() -> Option<DynamoLeaseTable> {
-    let url = common::endpoint("KCL_TEST_DYNAMODB")?;
+    let url = common::endpoint("KCLRS_TEST_DYNAMODB")?;
     let table = DynamoLeaseTable::new(&common::dynamodb(&url), common::unique("leases"));
     table
         .ensure_table(&common::Tokio, Duration::from_secs(30))
@@ -36,7 +36,7 @@ async fn ensure_table_creates_once_and_is_idempotent() {
 
 #[tokio::test]
 async fn a_missing_table_is_not_found() {
-    let Some(url) = common::endpoint("KCL_TEST_DYNAMODB") else {
+    let Some(url) = common::endpoint("KCLRS_TEST_DYNAMODB") else {
         return;
     };
     let table = DynamoLeaseTable::new(&common::dynamodb(&url), common::unique("absent"));
@@ -194,7 +194,7 @@ fn random_write(rng: &mut Rng) -> LeaseWrite {
 #[tokio::test]
 async fn dynamodb_agrees_with_the_reference_semantics() {
     let Some(table) = table().await else { return };
-    let seed = std::env::var("KCL_SEED")
+    let seed = std::env::var("KCLRS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
@@ -205,7 +205,7 @@ async fn dynamodb_agrees_with_the_reference_semantics() {
         let write = random_write(&mut rng);
         let expected = apply(model.get(&write.key), &write);
         let got = table.write(&write).await;
-        let context = format!("step {step} (KCL_SEED={seed}): {write:?}");
+        let context = format!("step {step} (KCLRS_SEED={seed}): {write:?}");
         match expected {
             Err(_) => {
                 failed += 1;

@@ -71,7 +71,7 @@ async fn read(
 
 #[tokio::test]
 async fn events_come_in_order_and_a_renewed_subscription_resumes_where_the_last_stopped() {
-    let Some(url) = common::endpoint("KCL_TEST_KINESIS_FULL") else {
+    let Some(url) = common::endpoint("KCLRS_TEST_KINESIS_FULL") else {
         return;
     };
     let client = common::kinesis(&url);
@@ -130,7 +130,7 @@ async fn events_come_in_order_and_a_renewed_subscription_resumes_where_the_last_
 /// a closed parent's records come by fan-out; the end itself is unit-tested (`fanout::fetched`).
 #[tokio::test]
 async fn a_closed_parent_delivers_its_records_by_fan_out() {
-    let Some(url) = common::endpoint("KCL_TEST_KINESIS_FULL") else {
+    let Some(url) = common::endpoint("KCLRS_TEST_KINESIS_FULL") else {
         return;
     };
     let client = common::kinesis(&url);
@@ -162,7 +162,7 @@ async fn a_closed_parent_delivers_its_records_by_fan_out() {
 
 #[tokio::test]
 async fn a_missing_stream_fails_registration_with_a_typed_error() {
-    let Some(url) = common::endpoint("KCL_TEST_KINESIS_FULL") else {
+    let Some(url) = common::endpoint("KCLRS_TEST_KINESIS_FULL") else {
         return;
     };
     let client = common::kinesis(&url);

@@ -30,7 +30,7 @@ async fn read_all(
 
 #[tokio::test]
 async fn every_iterator_type_and_kpl_aggregates() {
-    let Some(url) = common::endpoint("KCL_TEST_KINESIS") else {
+    let Some(url) = common::endpoint("KCLRS_TEST_KINESIS") else {
         return;
     };
     let client = common::kinesis(&url);
@@ -122,7 +122,7 @@ async fn every_iterator_type_and_kpl_aggregates() {
 
 #[tokio::test]
 async fn a_split_parent_ends_and_lists_its_children() {
-    let Some(url) = common::endpoint("KCL_TEST_KINESIS") else {
+    let Some(url) = common::endpoint("KCLRS_TEST_KINESIS") else {
         return;
     };
     let client = common::kinesis(&url);
@@ -165,7 +165,7 @@ async fn a_split_parent_ends_and_lists_its_children() {
 
 #[tokio::test]
 async fn child_shards_are_reported_at_the_end_of_a_merged_parent() {
-    let Some(url) = common::endpoint("KCL_TEST_KINESIS_FULL") else {
+    let Some(url) = common::endpoint("KCLRS_TEST_KINESIS_FULL") else {
         return;
     };
     let client = common::kinesis(&url);
@@ -195,7 +195,7 @@ async fn child_shards_are_reported_at_the_end_of_a_merged_parent() {
 
 #[tokio::test]
 async fn missing_streams_and_bad_iterators_are_typed() {
-    let Some(url) = common::endpoint("KCL_TEST_KINESIS") else {
+    let Some(url) = common::endpoint("KCLRS_TEST_KINESIS") else {
         return;
     };
     let client = common::kinesis(&url);

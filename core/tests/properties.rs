@@ -2,7 +2,7 @@
 //! cluster: exclusivity (with clock drift inside the bound), checkpoint monotonicity and
 //! fencing, no loss, parent before child, and convergence after faults stop.
 //!
-//! A swarm failure prints its seed and the command that replays it (`KCL_SEED=N`); a proptest
+//! A swarm failure prints its seed and the command that replays it (`KCLRS_SEED=N`); a proptest
 //! failure prints the shrunk case, and `PROPTEST_RNG_SEED=N` explores other generator seeds.
 
 use kcl_core::balance::min_moves;
@@ -88,7 +88,7 @@ fn chaos(
     faults: Faults,
     schedule: &[(u64, Action)],
 ) -> Result<(), TestCaseError> {
-    let trace = std::env::var("KCL_TRACE").is_ok();
+    let trace = std::env::var("KCLRS_TRACE").is_ok();
     let mut c = Cluster::new(ClusterConfig {
         workers,
         shards,
@@ -230,12 +230,12 @@ fn failures(seed: u64) -> Vec<(BalancingPolicy, TestCaseError)> {
     .collect()
 }
 
-/// Many seeds per policy; `KCL_SEED=N` replays one, `KCL_SEEDS=K` widens the swarm.
+/// Many seeds per policy; `KCLRS_SEED=N` replays one, `KCLRS_SEEDS=K` widens the swarm.
 #[test]
 fn swarm() {
-    let seeds: Vec<u64> = match std::env::var("KCL_SEED") {
-        Ok(s) => vec![s.parse().expect("KCL_SEED is a number")],
-        Err(_) => (0..std::env::var("KCL_SEEDS")
+    let seeds: Vec<u64> = match std::env::var("KCLRS_SEED") {
+        Ok(s) => vec![s.parse().expect("KCLRS_SEED is a number")],
+        Err(_) => (0..std::env::var("KCLRS_SEEDS")
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(64))
@@ -244,7 +244,7 @@ fn swarm() {
     let mut failed = Vec::new();
     for &seed in &seeds {
         for (policy, e) in failures(seed) {
-            eprintln!("FAILED {e}\n  replay: KCL_SEED={seed} cargo test -p kcl-core --test properties swarm -- --nocapture");
+            eprintln!("FAILED {e}\n  replay: KCLRS_SEED={seed} cargo test -p kcl-core --test properties swarm -- --nocapture");
             failed.push((policy, seed));
         }
     }

@@ -5,8 +5,8 @@
 //! eval "$(.ci/emulators.sh start)" && cargo bench -p kcl-e2e --bench throughput
 //! ```
 //!
-//! `KCL_BENCH_RECORDS` (default 200,000), `KCL_BENCH_SHARDS` (4), `KCL_BENCH_ROUNDS` (5) size it;
-//! `KCL_BENCH_JSON=PATH` also writes the figures as JSON. Both readers run on one current-thread
+//! `KCLRS_BENCH_RECORDS` (default 200,000), `KCLRS_BENCH_SHARDS` (4), `KCLRS_BENCH_ROUNDS` (5) size it;
+//! `KCLRS_BENCH_JSON=PATH` also writes the figures as JSON. Both readers run on one current-thread
 //! tokio runtime and read every shard from `TRIM_HORIZON` to the newest record. The worker
 //! checkpoints after every batch, as a real consumer does. The compared rate counts from the
 //! moment a reader starts on the shards: for the bare loop from its first GetShardIterator, for
@@ -198,13 +198,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 async fn bench() -> Result<(), String> {
-    let records = env_number("KCL_BENCH_RECORDS", 200_000)?;
-    let shards = env_number("KCL_BENCH_SHARDS", 4)?;
-    let rounds = env_number("KCL_BENCH_ROUNDS", 5)?.max(1);
+    let records = env_number("KCLRS_BENCH_RECORDS", 200_000)?;
+    let shards = env_number("KCLRS_BENCH_SHARDS", 4)?;
+    let rounds = env_number("KCLRS_BENCH_ROUNDS", 5)?.max(1);
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let client = aws_sdk_kinesis::Client::new(&sdk);
     let stream = format!("throughput-{}", std::process::id());
-    let shard_count = i32::try_from(shards).map_err(|_| "KCL_BENCH_SHARDS is too large")?;
+    let shard_count = i32::try_from(shards).map_err(|_| "KCLRS_BENCH_SHARDS is too large")?;
     streams::create(&client, &stream, shard_count).await?;
     let put_start = Instant::now();
     streams::put_numbered(&client, &stream, 0..records).await?;
@@ -243,7 +243,7 @@ async fn bench() -> Result<(), String> {
         "  worker with its start  {ours_from_start:>8.0} rec/s   ratio {ratio_from_start:.2}   \
          (start: {startup:.2} s to the first lease)"
     );
-    if let Ok(path) = std::env::var("KCL_BENCH_JSON") {
+    if let Ok(path) = std::env::var("KCLRS_BENCH_JSON") {
         let json = format!(
             "{{\"records\":{records},\"shards\":{shards},\"rounds\":{rounds},\
              \"bare_records_per_second\":{bare_rate:.0},\"worker_records_per_second\":{ours_rate:.0},\

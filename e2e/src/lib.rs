@@ -6,9 +6,10 @@
 //! (`tests/fleet.rs`) starts a fleet of them, reshards and kills one with SIGKILL mid-run, then
 //! reads the logs ([`read_log`]) and the lease table to check what docs/design.md promises.
 //!
-//! A worker is started as `fleet-worker-* WORKER_ID STREAM APPLICATION CONFIG_JSON LOG`, with
-//! the AWS endpoints, region and credentials in the environment (aws-config's chain). The
-//! configuration is a [`DriverConfig`] as JSON, so its serde form is exercised too.
+//! A worker is started as `fleet-worker-* WORKER_ID STREAM APPLICATION CONFIG LOG`, with the AWS
+//! endpoints, region and credentials in the environment (aws-config's chain). The configuration
+//! is a settings file (TOML or JSON, docs/configuration.md) then the `KCL_*` variables, read as
+//! an application would: [`DriverConfig::load`].
 //!
 //! The log is written before each checkpoint and never buffered past it: a record whose
 //! checkpoint reached the table is always in the log, even after a SIGKILL.
@@ -42,9 +43,9 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
-    /// Parses `WORKER_ID STREAM APPLICATION CONFIG_JSON LOG` (the program name skipped).
+    /// Parses `WORKER_ID STREAM APPLICATION CONFIG LOG` (the program name skipped).
     pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
-        const USAGE: &str = "usage: fleet-worker-* WORKER_ID STREAM APPLICATION CONFIG_JSON LOG";
+        const USAGE: &str = "usage: fleet-worker-* WORKER_ID STREAM APPLICATION CONFIG LOG";
         let mut next = |what: &str| {
             args.next()
                 .ok_or_else(|| format!("{USAGE} ({what} missing)"))
@@ -52,12 +53,10 @@ impl WorkerArgs {
         let worker_id = next("WORKER_ID")?;
         let stream = next("STREAM")?;
         let application = next("APPLICATION")?;
-        let config_path = next("CONFIG_JSON")?;
+        let config_path = PathBuf::from(next("CONFIG")?);
         let log = PathBuf::from(next("LOG")?);
-        let json = std::fs::read_to_string(&config_path)
-            .map_err(|e| format!("cannot read {config_path}: {e}"))?;
-        let config = serde_json::from_str(&json)
-            .map_err(|e| format!("{config_path} is not a DriverConfig: {e}"))?;
+        let config = DriverConfig::load(Some(&config_path))
+            .map_err(|e| format!("cannot start: {}", kcl_aws::error_chain(&e)))?;
         Ok(Self {
             worker_id,
             stream,

@@ -46,12 +46,8 @@ struct Fleet {
 
 impl Fleet {
     fn start(dir: &Path, stream: &str, application: &str) -> Self {
-        let config = dir.join("config.json");
-        std::fs::write(
-            &config,
-            serde_json::to_string_pretty(&fleet_config()).unwrap(),
-        )
-        .unwrap();
+        let config = dir.join("kcl.toml");
+        std::fs::write(&config, fleet_config().to_toml()).unwrap();
         let mut workers = Vec::new();
         for (id, program) in [
             ("tokio-1", env!("CARGO_BIN_EXE_fleet-worker-tokio")),
@@ -154,7 +150,7 @@ impl Drop for Fleet {
 }
 
 /// Short lease timing, so a kill is noticed in seconds; the rest is the default. The workers
-/// read it as JSON: the serde form is part of what runs.
+/// read it as a settings file (`DriverConfig::to_toml`), as an application would.
 fn fleet_config() -> DriverConfig {
     let mut config = DriverConfig::default();
     let w = &mut config.worker;

@@ -1,5 +1,5 @@
 //! Day-one mistakes end a worker process at once, non-zero, with a message naming the mistake:
-//! a stream name that does not exist, no region. Both runtimes' worker binaries (built on
+//! a stream name that does not exist, no region, a misspelt `KCL_*` setting. Both runtimes' worker binaries (built on
 //! `kcl_tokio::build` / `kcl_smol::build`, as the example consumers are), against the emulators.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -19,7 +19,7 @@ const WORKERS: [&str; 2] = [
 fn run(program: &str, stream: &str, env: impl Fn(&mut Command)) -> (bool, String) {
     let dir = std::env::temp_dir().join(format!("misconfigured-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.json");
+    let config = dir.join("kcl.json");
     std::fs::write(&config, "{}").unwrap();
     let stderr = dir.join(format!("{stream}.stderr"));
     let mut command = Command::new(program);
@@ -55,7 +55,7 @@ fn run(program: &str, stream: &str, env: impl Fn(&mut Command)) -> (bool, String
 }
 
 #[test]
-fn a_wrong_stream_or_no_region_ends_the_worker_with_a_message() {
+fn a_wrong_stream_no_region_or_a_misspelt_setting_ends_the_worker_with_a_message() {
     if !kcl_aws::testkit::emulator_environment() {
         return;
     }
@@ -80,5 +80,14 @@ fn a_wrong_stream_or_no_region_ends_the_worker_with_a_message() {
         });
         assert!(!ok, "{program} exited successfully without a region");
         assert!(stderr.contains("AWS_REGION"), "{program}: {stderr}");
+
+        let (ok, stderr) = run(program, "any-stream", |c| {
+            c.env("KCL_FAILOVER_TIMEOUT", "20s");
+        });
+        assert!(!ok, "{program} exited successfully with a misspelt setting");
+        assert!(
+            stderr.contains("KCL_FAILOVER_TIMEOUT") && stderr.contains("KCL_FAILOVER_TIME?"),
+            "{program}: {stderr}"
+        );
     }
 }

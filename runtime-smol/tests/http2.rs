@@ -101,10 +101,10 @@ fn fan_out_runs_over_http2_on_the_smol_client() {
         return;
     }
     let (Ok(url), Ok(pem)) = (
-        std::env::var("KCL_TEST_KINESIS_TLS"),
-        std::env::var("KCL_TEST_KINESIS_TLS_CERT"),
+        std::env::var("KCLRS_TEST_KINESIS_TLS"),
+        std::env::var("KCLRS_TEST_KINESIS_TLS_CERT"),
     ) else {
-        panic!("the emulators run, but KCL_TEST_KINESIS_TLS(_CERT) are not set: .ci/emulators.sh is stale");
+        panic!("the emulators run, but KCLRS_TEST_KINESIS_TLS(_CERT) are not set: .ci/emulators.sh is stale");
     };
     smol::block_on(async {
         let http = SmolHttpClient::with_tls(pinned_tls(&pem));

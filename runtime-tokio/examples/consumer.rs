@@ -1,10 +1,12 @@
 //! Prints every record of a stream and checkpoints after each batch; Ctrl-C hands the leases on.
 //!
-//! cargo run -p kcl-tokio --example consumer -- STREAM APPLICATION
+//! cargo run -p kcl-tokio --example consumer -- STREAM APPLICATION [CONFIG.toml|CONFIG.json]
+//! Settings come from the optional file, then from `KCL_*` variables (docs/configuration.md).
 //! (against emulators: AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:4568 AWS_ENDPOINT_URL_KINESIS=...)
 
 use kcl_aws::{
-    Batch, Checkpointer, ConsumerBuilder, Initialize, KinesisRecord, LeaseKey, RecordProcessor,
+    Batch, Checkpointer, ConsumerBuilder, DriverConfig, Initialize, KinesisRecord, LeaseKey,
+    RecordProcessor,
 };
 
 struct Print;
@@ -31,13 +33,22 @@ impl RecordProcessor<KinesisRecord> for Print {
 
 /// Exits non-zero, saying why, when the consumer cannot start (a wrong stream name, no region,
 /// no credentials, a permission missing), when the stream or table refuses every call for long
-/// (deleted, permission revoked), or when another process has its worker id.
+/// (deleted, permission revoked), when a setting is wrong, or when another process has its
+/// worker id.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     let mut args = std::env::args().skip(1);
     let stream = args.next().unwrap_or_else(|| "my-stream".into());
     let application = args.next().unwrap_or_else(|| "my-application".into());
-    let builder = ConsumerBuilder::new(&stream, &application);
+    let file = args.next().map(std::path::PathBuf::from);
+    let config = match DriverConfig::load(file.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("cannot start: {}", kcl_aws::error_chain(&e));
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let builder = ConsumerBuilder::new(&stream, &application).config(config);
     let consumer = match kcl_tokio::build(builder, |_: &LeaseKey| Print).await {
         Ok(consumer) => consumer,
         Err(e) => {

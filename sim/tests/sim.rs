@@ -2,7 +2,7 @@
 //! properties the issue names (minimal moves, bounded rounds, the drift bound), determinism,
 //! and the command line. A failure names the seed and the command that replays it.
 //!
-//! `KCL_SIM_SEEDS=K` widens the swarms (16 seeds per policy by default).
+//! `KCLRS_SIM_SEEDS=K` widens the swarms (16 seeds per policy by default).
 
 use std::process::Command;
 
@@ -27,7 +27,7 @@ fn quiet(spec: &RunSpec) -> Report {
 }
 
 fn seeds() -> u64 {
-    std::env::var("KCL_SIM_SEEDS")
+    std::env::var("KCLRS_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(16)
@@ -469,7 +469,7 @@ fn turmoil(spec: RunSpec) -> RunSpec {
 
 #[test]
 fn turmoil_mode_keeps_every_invariant_through_chaos() {
-    let seeds = std::env::var("KCL_SIM_TURMOIL_SEEDS")
+    let seeds = std::env::var("KCLRS_SIM_TURMOIL_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3u64);

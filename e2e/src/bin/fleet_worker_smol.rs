@@ -1,5 +1,5 @@
 //! The fleet test's worker on smol, with no tokio runtime:
-//! `fleet-worker-smol WORKER_ID STREAM APPLICATION CONFIG_JSON LOG`.
+//! `fleet-worker-smol WORKER_ID STREAM APPLICATION CONFIG LOG`.
 
 use kcl_e2e::WorkerArgs;
 

@@ -1,4 +1,4 @@
-//! The fleet test's worker on tokio: `fleet-worker-tokio WORKER_ID STREAM APPLICATION CONFIG_JSON LOG`.
+//! The fleet test's worker on tokio: `fleet-worker-tokio WORKER_ID STREAM APPLICATION CONFIG LOG`.
 
 use kcl_e2e::WorkerArgs;
 
