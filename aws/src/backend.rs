@@ -8,7 +8,9 @@
 use std::future::Future;
 
 use kcl_core::write::LeaseWrite;
-use kcl_core::{Failure, FetchedRecords, Item, Record, ShardDescription, StartingPosition};
+use kcl_core::{
+    Failure, FetchedRecords, HashKeyRange, Item, Record, ShardDescription, StartingPosition,
+};
 
 /// The DynamoDB lease table (or anything with its semantics: [`kcl_core::write::apply`]).
 pub trait LeaseTable: Send + Sync + 'static {
@@ -35,10 +37,12 @@ pub trait ShardStream: Send + Sync + 'static {
         shard: &str,
         position: &StartingPosition,
     ) -> impl Future<Output = Result<String, Failure>> + Send;
-    /// One GetRecords call.
+    /// One GetRecords call. With `shard_range`, KPL user records whose hash key falls outside it
+    /// are dropped (see [`kcl_core::Command::GetRecords`]).
     fn get_records(
         &self,
         iterator: &str,
         limit: u32,
+        shard_range: Option<HashKeyRange>,
     ) -> impl Future<Output = Result<FetchedRecords<Self::Record>, Failure>> + Send;
 }

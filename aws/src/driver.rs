@@ -50,6 +50,11 @@ pub struct DriverConfig {
     /// deleted, or a permission revoked) before [`Driver::run`] ends with a [`RunError`].
     /// Timeouts and throttles never count. Default 2 minutes.
     pub give_up_after: Duration,
+    /// Drop the user records of a KPL aggregate whose hash key falls outside the shard's range,
+    /// as the Java KCL does (default `true`). A producer whose shard map was stale put them
+    /// there, and they are in no other shard: dropping loses them (counted in
+    /// `kcl_kpl_records_dropped_total`); `false` delivers them to this shard's processor.
+    pub drop_kpl_records_outside_shard: bool,
 }
 
 impl Default for DriverConfig {
@@ -59,6 +64,7 @@ impl Default for DriverConfig {
             max_in_flight: 64,
             retry: RetryPolicy::default(),
             give_up_after: Duration::from_secs(120),
+            drop_kpl_records_outside_shard: true,
         }
     }
 }
@@ -425,6 +431,7 @@ where
         let req = command.request()?;
         let runtime = self.runtime.clone();
         let retry = self.config.retry;
+        let drop_outside_shard = self.config.drop_kpl_records_outside_shard;
         let salt = self.salt ^ req.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let table = Arc::clone(&self.table);
         let stream = Arc::clone(&self.stream);
@@ -477,11 +484,13 @@ where
                     req,
                     iterator,
                     limit,
+                    hash_range,
                     ..
                 } => {
+                    let range = hash_range.filter(|_| drop_outside_shard);
                     let (r, n) = retry
                         .run(&runtime, true, salt, || {
-                            stream.get_records(&iterator, limit)
+                            stream.get_records(&iterator, limit, range)
                         })
                         .await;
                     ("get_records", Input::RecordsFetched { req, result: r }, n)

@@ -42,7 +42,9 @@ use aws_sdk_kinesis::types::{
 use aws_sdk_kinesis::Client;
 use futures_channel::{mpsc, oneshot};
 use futures_util::StreamExt;
-use kcl_core::{Failure, FetchedRecords, SequenceNumber, ShardDescription, StartingPosition};
+use kcl_core::{
+    Failure, FetchedRecords, HashKeyRange, SequenceNumber, ShardDescription, StartingPosition,
+};
 
 use crate::backend::ShardStream;
 use crate::failure::{classify, classify_code, error_chain};
@@ -388,6 +390,7 @@ impl<Rt: Runtime> ShardStream for FanOutStream<Rt> {
         &self,
         iterator: &str,
         _limit: u32,
+        shard_range: Option<HashKeyRange>,
     ) -> Result<FetchedRecords<KinesisRecord>, Failure> {
         let (shard, _) = parse_position(iterator)?;
         let mut borrowed = Borrowed {
@@ -415,7 +418,7 @@ impl<Rt: Runtime> ShardStream for FanOutStream<Rt> {
                     return Err(failure);
                 }
             };
-            let fetched = match fetched(shard, *event) {
+            let fetched = match fetched(shard, *event, shard_range) {
                 Ok(fetched) => fetched,
                 Err(failure) => {
                     // Not past the event: the next call subscribes here again and sees it again.
@@ -441,10 +444,11 @@ impl<Rt: Runtime> ShardStream for FanOutStream<Rt> {
 fn fetched(
     shard: &str,
     event: aws_sdk_kinesis::types::SubscribeToShardEvent,
+    shard_range: Option<HashKeyRange>,
 ) -> Result<FetchedRecords<KinesisRecord>, Failure> {
     let mut records = Vec::with_capacity(event.records.len());
     for record in event.records {
-        user_records(record, &mut records)?;
+        user_records(record, shard_range, &mut records)?;
     }
     // The SDK turns an absent continuation (the last event of a closed shard) into "".
     let next_iterator = if event.continuation_sequence_number.is_empty() {
@@ -525,7 +529,7 @@ mod tests {
             .millis_behind_latest(1500)
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
-        let got = fetched("shardId-1", event).unwrap_or_else(|e| panic!("{e:?}"));
+        let got = fetched("shardId-1", event, None).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(got.records.len(), 2);
         assert_eq!(got.records[1].data, vec![2]);
         assert_eq!(
@@ -558,7 +562,7 @@ mod tests {
             .child_shards(child)
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
-        let got = fetched("shardId-1", event).unwrap_or_else(|e| panic!("{e:?}"));
+        let got = fetched("shardId-1", event, None).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(got.next_iterator, None);
         assert_eq!(got.child_shards.len(), 1);
         assert_eq!(got.child_shards[0].shard_id.as_str(), "shardId-3");
@@ -579,7 +583,7 @@ mod tests {
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(
-            fetched("shardId-1", event),
+            fetched("shardId-1", event, None),
             Err(Failure::Other(_))
         ));
     }

@@ -117,9 +117,14 @@ fn sequence(s: &str) -> Result<SequenceNumber, Failure> {
         .map_err(|e| Failure::Other(format!("sequence number {s:?} from Kinesis: {e:?}")))
 }
 
-/// The user records of one Kinesis record (several when it is a KPL aggregate).
+/// The user records of one Kinesis record (several when it is a KPL aggregate). With `shard_range`,
+/// an aggregate's user records whose effective hash key falls outside it are dropped, as the
+/// Java KCL drops them: a producer with a stale shard map packed them with another shard's, and
+/// the shard that owns their key is read by whoever holds its lease (counted in
+/// `kcl_kpl_records_dropped_total`, and logged).
 pub(crate) fn user_records(
     record: aws_sdk_kinesis::types::Record,
+    shard_range: Option<HashKeyRange>,
     out: &mut Vec<KinesisRecord>,
 ) -> Result<(), Failure> {
     let seq = sequence(record.sequence_number())?;
@@ -129,7 +134,16 @@ pub(crate) fn user_records(
     let data = record.data.into_inner();
     match deaggregate(&data) {
         Deaggregated::Records(users) => {
+            let mut dropped = 0u64;
             for (i, user) in users.into_iter().enumerate() {
+                let outside = |range: HashKeyRange| {
+                    user.effective_hash_key()
+                        .is_some_and(|key| key < range.start || key > range.end)
+                };
+                if shard_range.is_some_and(outside) {
+                    dropped += 1;
+                    continue;
+                }
                 out.push(KinesisRecord {
                     position: RecordPosition {
                         sequence: seq.clone(),
@@ -141,6 +155,15 @@ pub(crate) fn user_records(
                     approximate_arrival_millis: arrival,
                     aggregated: true,
                 });
+            }
+            if dropped > 0 {
+                tracing::warn!(
+                    sequence = %seq,
+                    dropped,
+                    "KPL user records whose hash key is outside the shard's range dropped \
+                     (DriverConfig::drop_kpl_records_outside_shard)"
+                );
+                metrics::counter!("kcl_kpl_records_dropped_total").increment(dropped);
             }
         }
         plain => {
@@ -258,6 +281,7 @@ impl ShardStream for KinesisStream {
         &self,
         iterator: &str,
         limit: u32,
+        shard_range: Option<HashKeyRange>,
     ) -> Result<FetchedRecords<KinesisRecord>, Failure> {
         let got = self
             .client
@@ -269,7 +293,7 @@ impl ShardStream for KinesisStream {
             .map_err(|e| classify(&e))?;
         let mut records = Vec::with_capacity(got.records.len());
         for record in got.records {
-            user_records(record, &mut records)?;
+            user_records(record, shard_range, &mut records)?;
         }
         Ok(FetchedRecords {
             records,

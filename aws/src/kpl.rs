@@ -88,6 +88,20 @@ impl Deaggregated {
     }
 }
 
+impl UserRecordParts {
+    /// The hash key Kinesis would route this user record by: its explicit hash key (a decimal
+    /// 128-bit number), or else the MD5 digest of its partition key read as a big-endian number.
+    /// `None` when the explicit hash key is not such a number.
+    pub fn effective_hash_key(&self) -> Option<u128> {
+        match &self.explicit_hash_key {
+            Some(key) => key.trim().parse().ok(),
+            None => Some(u128::from_be_bytes(
+                Md5::digest(self.partition_key.as_bytes()).into(),
+            )),
+        }
+    }
+}
+
 /// Splits a Kinesis record's payload into its user records.
 pub fn deaggregate(data: &[u8]) -> Deaggregated {
     let Some(rest) = data.strip_prefix(&MAGIC) else {
@@ -235,6 +249,29 @@ mod tests {
         assert_eq!(
             deaggregate(&out).malformed(),
             Some("partition key index out of range")
+        );
+    }
+
+    /// Kinesis's documented routing: MD5 of the partition key as an unsigned 128-bit integer.
+    /// The digest of "a" is 0cc175b9c0f1b6a831c399e269772661.
+    #[test]
+    fn the_effective_hash_key_is_the_explicit_one_or_the_md5_of_the_partition_key() {
+        assert_eq!(
+            user("a", None, b"").effective_hash_key(),
+            Some(0x0cc1_75b9_c0f1_b6a8_31c3_99e2_6977_2661)
+        );
+        assert_eq!(
+            user("a", Some("170141183460469231731687303715884105728"), b"").effective_hash_key(),
+            Some(1 << 127)
+        );
+        assert_eq!(
+            user("a", Some("not a number"), b"").effective_hash_key(),
+            None
+        );
+        assert_eq!(
+            user("a", Some("340282366920938463463374607431768211456"), b"").effective_hash_key(),
+            None,
+            "2^128 is past the hash key space"
         );
     }
 

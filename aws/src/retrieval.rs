@@ -1,6 +1,6 @@
 //! How a consumer gets records: polling GetRecords, or enhanced fan-out, chosen when it is built.
 
-use kcl_core::{Failure, FetchedRecords, ShardDescription, StartingPosition};
+use kcl_core::{Failure, FetchedRecords, HashKeyRange, ShardDescription, StartingPosition};
 
 use crate::backend::ShardStream;
 use crate::fanout::FanOutStream;
@@ -42,10 +42,11 @@ impl<Rt: Runtime> ShardStream for Retrieval<Rt> {
         &self,
         iterator: &str,
         limit: u32,
+        shard_range: Option<HashKeyRange>,
     ) -> Result<FetchedRecords<KinesisRecord>, Failure> {
         match self {
-            Self::Polling(s) => s.get_records(iterator, limit).await,
-            Self::FanOut(s) => s.get_records(iterator, limit).await,
+            Self::Polling(s) => s.get_records(iterator, limit, shard_range).await,
+            Self::FanOut(s) => s.get_records(iterator, limit, shard_range).await,
         }
     }
 }

@@ -297,6 +297,8 @@ const KNOBS: &[Knob] = &[
         "The largest backoff between attempts."),
     knob!("call_timeout", Duration, "retry.call_timeout", |c| c.retry.call_timeout, "none",
         "One attempt's time limit."),
+    knob!("drop_kpl_records_outside_shard", Flag, "drop_kpl_records_outside_shard", |c| c.drop_kpl_records_outside_shard, "none (always)",
+        "Drop a KPL aggregate's user records whose hash key is outside the shard's range (a producer's stale shard map put them there), counted in `kcl_kpl_records_dropped_total`."),
     knob!("give_up_after", Duration, "give_up_after", |c| c.give_up_after, "none (Java retries forever)",
         "How long the stream or the lease table may refuse every call (not found, access denied) before the consumer stops with an error."),
 ];

@@ -1,6 +1,7 @@
 //! The driver end to end on tokio, against dynalite and kinesalite: two workers share a stream,
 //! every record is processed, checkpoints land in the table, a panicking processor loses its lease
-//! cleanly and its records come again.
+//! cleanly and its records come again, a deleted stream ends the run, KPL user records outside
+//! their shard are dropped.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -10,6 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_sdk_kinesis::primitives::Blob;
+use kcl_aws::kpl::{aggregate, UserRecordParts};
 use kcl_aws::{
     Batch, Checkpointer, Driver, DriverConfig, DynamoLeaseTable, Initialize, KinesisRecord,
     KinesisStream, LeaseTable, RecordProcessor,
@@ -278,4 +281,88 @@ async fn a_stream_deleted_under_a_running_worker_ends_it_with_an_error() {
     assert!(error.refused_for >= Duration::from_secs(2));
     assert!(error.to_string().contains("Kinesis"), "{error}");
     assert_eq!(error.stats.records_delivered, 10);
+}
+
+/// A KPL aggregate put into the lower half of the key space holding a user record whose hash key
+/// is in the upper half (a producer with a stale shard map): dropped by default, as the Java KCL
+/// does, and delivered with `drop_kpl_records_outside_shard` off. The shard's range comes from
+/// its lease row.
+#[tokio::test]
+async fn kpl_user_records_outside_their_shard_are_dropped_unless_asked_not_to() {
+    let Some((kinesis, name, _)) = setup(2, 0).await else {
+        return;
+    };
+    let upper_half = (1u128 << 127) + 5;
+    let users = [("inside", "5"), ("outside", &upper_half.to_string()[..])].map(|(data, hash)| {
+        UserRecordParts {
+            partition_key: data.into(),
+            explicit_hash_key: Some(hash.into()),
+            data: data.as_bytes().to_vec(),
+        }
+    });
+    // The aggregate, then a plain marker, both routed to the lower shard.
+    for data in [aggregate(&users), b"marker".to_vec()] {
+        kinesis
+            .put_record()
+            .stream_name(&name)
+            .partition_key("p")
+            .explicit_hash_key("0")
+            .data(Blob::new(data))
+            .send()
+            .await
+            .unwrap();
+    }
+    let dynamo_url = common::endpoint("KCLRS_TEST_DYNAMODB").unwrap();
+    for drop in [true, false] {
+        let table = DynamoLeaseTable::new(
+            &common::dynamodb(&dynamo_url),
+            format!("{name}-leases-{drop}"),
+        );
+        table
+            .ensure_table(&common::Tokio, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let seen: Seen = Arc::default();
+        let factory = {
+            let seen = seen.clone();
+            move |_: &LeaseKey| Collect {
+                seen: seen.clone(),
+                panic_once: Arc::new(AtomicBool::new(false)),
+            }
+        };
+        let mut config = config();
+        config.drop_kpl_records_outside_shard = drop;
+        let driver = Driver::new(
+            common::Tokio,
+            table,
+            KinesisStream::new(&kinesis, name.as_str()),
+            factory,
+            WorkerId::from("solo"),
+            config,
+            11,
+        )
+        .unwrap();
+        let shutdown = driver.shutdown_handle();
+        let run = tokio::spawn(driver.run());
+        // The marker comes after the aggregate on its shard: once it is seen, so is the rest.
+        let expected = if drop { 2 } else { 3 };
+        wait_for(&seen, expected).await;
+        shutdown.shutdown();
+        tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let seen: BTreeSet<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, r)| String::from_utf8_lossy(&r.data).into_owned())
+            .collect();
+        let mut want = BTreeSet::from(["inside".to_string(), "marker".to_string()]);
+        if !drop {
+            want.insert("outside".to_string());
+        }
+        assert_eq!(seen, want, "drop_kpl_records_outside_shard = {drop}");
+    }
 }

@@ -29,7 +29,7 @@ async fn next_event(
     iterator: &str,
 ) -> FetchedRecords<KinesisRecord> {
     for _ in 0..40 {
-        match stream.get_records(iterator, 10_000).await {
+        match stream.get_records(iterator, 10_000, None).await {
             Ok(batch) => return batch,
             Err(Failure::Throttled | Failure::Transient) => {
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -148,7 +148,12 @@ async fn a_closed_parent_delivers_its_records_by_fan_out() {
             .shard_iterator(parent.as_str(), &StartingPosition::TrimHorizon)
             .await
             .unwrap();
-        let expected = polled.get_records(&start, 100).await.unwrap().records.len();
+        let expected = polled
+            .get_records(&start, 100, None)
+            .await
+            .unwrap()
+            .records
+            .len();
         let start = stream
             .shard_iterator(parent.as_str(), &StartingPosition::TrimHorizon)
             .await

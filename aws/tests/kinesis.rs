@@ -17,7 +17,7 @@ async fn read_all(
     let mut iterator = stream.shard_iterator(shard, &position).await.unwrap();
     let mut records = Vec::new();
     loop {
-        let batch = stream.get_records(&iterator, 7).await.unwrap();
+        let batch = stream.get_records(&iterator, 7, None).await.unwrap();
         let empty = batch.records.is_empty();
         records.extend(batch.records);
         match batch.next_iterator {
@@ -182,7 +182,7 @@ async fn child_shards_are_reported_at_the_end_of_a_merged_parent() {
         .await
         .unwrap();
     let end = loop {
-        let batch = stream.get_records(&iterator, 100).await.unwrap();
+        let batch = stream.get_records(&iterator, 100, None).await.unwrap();
         match batch.next_iterator {
             Some(next) => iterator = next.to_string(),
             None => break batch,
@@ -207,6 +207,6 @@ async fn missing_streams_and_bad_iterators_are_typed() {
             .await,
         Err(Failure::NotFound)
     ));
-    let got = stream.get_records("not-an-iterator", 10).await;
+    let got = stream.get_records("not-an-iterator", 10, None).await;
     assert!(matches!(got, Err(Failure::InvalidArgument(_))), "{got:?}");
 }

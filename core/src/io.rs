@@ -504,6 +504,10 @@ pub enum Command<R> {
         iterator: Text,
         /// At most this many records.
         limit: u32,
+        /// The shard's hash key range as its lease row records it (`hashKeyRangeForLease`;
+        /// `None` when the row has none). A KPL user record whose effective hash key falls
+        /// outside it belongs to another shard: the Java KCL drops it, and so may a driver.
+        hash_range: Option<HashKeyRange>,
     },
     /// Call the shard's record processor.
     Processor {

@@ -164,7 +164,7 @@ fn fan_out_runs_over_http2_on_the_smol_client() {
             if data.len() >= 10 {
                 break;
             }
-            match stream.get_records(&iterator, 10_000).await {
+            match stream.get_records(&iterator, 10_000, None).await {
                 Ok(batch) => {
                     data.extend(batch.records.iter().map(|r| r.data[0]));
                     iterator = batch

@@ -140,8 +140,13 @@ impl<R: Record + Clone> HeldLease<R> {
                 if idle {
                     self.deliver(ctx);
                 }
-                self.reader
-                    .fetch(ctx, self.timers, &self.lease.key, self.token);
+                self.reader.fetch(
+                    ctx,
+                    self.timers,
+                    &self.lease.key,
+                    self.lease.hash_range,
+                    self.token,
+                );
                 if self.session.step() == (Step::Read { idle: true })
                     && self.reader.end_reached(ctx.now)
                 {

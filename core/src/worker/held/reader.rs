@@ -14,7 +14,7 @@ use crate::io::{
     ChildShard, Command, Failure, FencingToken, FetchedRecords, Record, StartingPosition,
 };
 use crate::item::Text;
-use crate::lease::LeaseKey;
+use crate::lease::{HashKeyRange, LeaseKey};
 use crate::sequence::{Position, RecordPosition};
 use crate::time::{Instant, WallTime};
 use crate::worker::timers::{LeaseTimer, TimerSlot};
@@ -184,6 +184,7 @@ impl<R: Record> ShardReader<R> {
         ctx: &mut Ctx<R>,
         slot: TimerSlot,
         shard: &LeaseKey,
+        hash_range: Option<HashKeyRange>,
         token: FencingToken,
     ) {
         if self.end.is_some() {
@@ -219,6 +220,7 @@ impl<R: Record> ShardReader<R> {
                 shard,
                 iterator,
                 limit,
+                hash_range,
             },
         );
     }
@@ -421,7 +423,7 @@ mod tests {
         fn fetch(&mut self) {
             let token = FencingToken(1);
             self.reader
-                .fetch(&mut self.ctx, self.slot, &self.shard, token);
+                .fetch(&mut self.ctx, self.slot, &self.shard, None, token);
         }
 
         fn answer(
