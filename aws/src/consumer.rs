@@ -105,11 +105,12 @@ impl std::error::Error for BuildError {
 
 /// Builds a [`Consumer`]. The defaults are the Java KCL's where they are sensible: the lease
 /// table is named after the application, created on demand (`PAY_PER_REQUEST`) when absent;
-/// failover time 10 s; shards without a checkpoint start at `TRIM_HORIZON`; see
+/// failover time 10 s; shards without a checkpoint start at `LATEST`; see
 /// [`kcl_core::Config`] for the rest.
 #[derive(Clone, Debug)]
 pub struct ConsumerBuilder {
     stream: StreamId,
+    application: String,
     table: String,
     worker_id: Option<WorkerId>,
     config: DriverConfig,
@@ -127,6 +128,7 @@ impl ConsumerBuilder {
     pub fn new(stream: &str, application: &str) -> Self {
         Self {
             stream: StreamId::from(stream),
+            application: application.to_string(),
             table: application.to_string(),
             worker_id: None,
             config: DriverConfig::default(),
@@ -260,6 +262,7 @@ impl ConsumerBuilder {
             }
             Err(e) => return Err(BuildError::LeaseTable(e)),
         }
+        let label = self.stream.to_string();
         let stream = match &self.fan_out {
             None => Retrieval::Polling(KinesisStream::new(&kinesis, self.stream)),
             Some(name) => Retrieval::FanOut(
@@ -276,7 +279,9 @@ impl ConsumerBuilder {
         };
         let id = self.worker_id.unwrap_or_else(default_worker_id);
         let seed = self.seed.unwrap_or_else(|| seed_from(&id));
-        Driver::new(runtime, table, stream, factory, id, config, seed).map_err(BuildError::Config)
+        Driver::new(runtime, table, stream, factory, id, config, seed)
+            .map(|driver| driver.named(&self.application, &label))
+            .map_err(BuildError::Config)
     }
 }
 

@@ -21,7 +21,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use kcl_core::{
     CallId, CheckpointError, Command, Config, ConfigError, Event, Failure, Input, Instant,
-    LeaseKey, ProcessorCall, Record, ShardListing, Stats, Worker, WorkerId,
+    LeaseKey, ProcessorCall, ShardListing, Stats, Worker, WorkerId,
 };
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -34,6 +34,7 @@ use crate::processor::{
 use crate::refusal::{RefusalWatch, RunError};
 use crate::retry::RetryPolicy;
 use crate::runtime::Runtime;
+use crate::telemetry::{processor_call_name, Labels, StatusHandle, Telemetry};
 
 /// The driver's settings: the core's [`Config`] and how calls are made. Deserializes with serde;
 /// absent fields take their defaults.
@@ -124,9 +125,9 @@ where
     in_flight: FuturesUnordered<BoxFuture<'static, Input<S::Record>>>,
     queued: VecDeque<Command<S::Record>>,
     processors: BTreeMap<LeaseKey, UnboundedSender<Call<S::Record>>>,
-    checkpoints: BTreeMap<u64, (LeaseKey, oneshot::Sender<Result<(), CheckpointError>>)>,
+    checkpoints: BTreeMap<u64, PendingCheckpoint>,
     next_ticket: u64,
-    owned: usize,
+    telemetry: Telemetry,
     salt: u64,
     refusals: RefusalWatch,
 }
@@ -151,6 +152,7 @@ where
         seed: u64,
     ) -> Result<Self, ConfigError> {
         let origin = runtime.now();
+        let id_text = id.to_string();
         let worker = Worker::new(config.worker.clone(), id, seed, Instant::ZERO)?;
         let (outbox, inbox) = unbounded();
         Ok(Self {
@@ -169,7 +171,7 @@ where
             processors: BTreeMap::new(),
             checkpoints: BTreeMap::new(),
             next_ticket: 0,
-            owned: 0,
+            telemetry: Telemetry::new(&id_text, origin),
             salt: seed,
             refusals: RefusalWatch::default(),
         })
@@ -180,6 +182,19 @@ where
         ShutdownHandle(self.outbox.clone())
     }
 
+    /// Names this worker's consumer and stream: the `consumer` and `stream` labels of every
+    /// metric it records, and the names in its [`Status`](crate::Status). A
+    /// [`ConsumerBuilder`](crate::ConsumerBuilder) sets them to the application and the stream.
+    pub fn named(mut self, consumer: &str, stream: &str) -> Self {
+        self.telemetry.name(consumer, stream);
+        self
+    }
+
+    /// A handle that reads this driver's [`Status`](crate::Status) while it runs (and after).
+    pub fn status_handle(&self) -> StatusHandle {
+        self.telemetry.handle()
+    }
+
     /// Runs the worker until it has shut down (see [`ShutdownHandle`]); returns its counters.
     /// Ends with a [`RunError`] instead, at once and without releasing anything (its leases
     /// expire), when the stream or the lease table has refused every call for
@@ -187,65 +202,74 @@ where
     pub async fn run(mut self) -> Result<Stats, RunError> {
         let span = tracing::info_span!("kcl.worker", worker = %self.worker.id());
         async move {
-            let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
-            loop {
-                self.drain_commands();
-                if self.worker.is_stopped() {
-                    break;
-                }
-                let deadline = self.worker.poll_timeout().map(|(at, _)| at);
-                if timer.as_ref().map(|(at, _)| *at) != deadline {
-                    timer = deadline.map(|at| {
-                        let wait = self.until(at);
-                        (at, self.runtime.sleep(wait).boxed())
-                    });
-                }
-                let (in_flight, inbox) = (&mut self.in_flight, &mut self.inbox);
-                let wake = poll_fn(|cx| {
-                    if let Poll::Ready(Some(input)) = in_flight.poll_next_unpin(cx) {
-                        return Poll::Ready(Wake::Result(input));
-                    }
-                    if let Poll::Ready(message) = inbox.poll_next_unpin(cx) {
-                        return Poll::Ready(Wake::Message(message));
-                    }
-                    match &mut timer {
-                        Some((_, sleep)) => sleep.as_mut().poll(cx).map(|()| Wake::Timer),
-                        None => Poll::Pending,
-                    }
-                })
-                .await;
-                let now = self.now();
-                match wake {
-                    Wake::Result(input) => {
-                        let give_up = self.config.give_up_after;
-                        if let Some((service, op, failure, refused_for)) =
-                            self.refusals.observe(now, &input, give_up)
-                        {
-                            let error = RunError {
-                                service,
-                                op,
-                                failure,
-                                refused_for,
-                                stats: self.worker.stats().clone(),
-                            };
-                            tracing::error!(error = %crate::error_chain(&error), "giving up");
-                            return Err(error);
-                        }
-                        self.worker.handle(now, input)
-                    }
-                    // The driver holds a sender itself, so the inbox never closes.
-                    Wake::Message(None) => {}
-                    Wake::Message(Some(message)) => self.on_message(now, message),
-                    Wake::Timer => {
-                        timer = None;
-                        self.worker.handle_timeout(now);
-                    }
-                }
-            }
-            Ok(self.worker.stats().clone())
+            self.telemetry.started(self.runtime.now());
+            let outcome = self.run_loop().await;
+            self.telemetry.stopped();
+            outcome
         }
         .instrument(span)
         .await
+    }
+
+    async fn run_loop(&mut self) -> Result<Stats, RunError> {
+        let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
+        loop {
+            self.drain_commands();
+            if self.worker.is_stopped() {
+                break;
+            }
+            let deadline = self.worker.poll_timeout().map(|(at, _)| at);
+            if timer.as_ref().map(|(at, _)| *at) != deadline {
+                timer = deadline.map(|at| {
+                    let wait = self.until(at);
+                    (at, self.runtime.sleep(wait).boxed())
+                });
+            }
+            let (in_flight, inbox) = (&mut self.in_flight, &mut self.inbox);
+            let wake = poll_fn(|cx| {
+                if let Poll::Ready(Some(input)) = in_flight.poll_next_unpin(cx) {
+                    return Poll::Ready(Wake::Result(input));
+                }
+                if let Poll::Ready(message) = inbox.poll_next_unpin(cx) {
+                    return Poll::Ready(Wake::Message(message));
+                }
+                match &mut timer {
+                    Some((_, sleep)) => sleep.as_mut().poll(cx).map(|()| Wake::Timer),
+                    None => Poll::Pending,
+                }
+            })
+            .await;
+            let now = self.now();
+            self.telemetry.update_gauges(self.runtime.now(), false);
+            match wake {
+                Wake::Result(input) => {
+                    self.telemetry.on_answer(self.runtime.now(), &input);
+                    let give_up = self.config.give_up_after;
+                    if let Some((service, op, failure, refused_for)) =
+                        self.refusals.observe(now, &input, give_up)
+                    {
+                        let error = RunError {
+                            service,
+                            op,
+                            failure,
+                            refused_for,
+                            stats: self.worker.stats().clone(),
+                        };
+                        tracing::error!(error = %crate::error_chain(&error), "giving up");
+                        return Err(error);
+                    }
+                    self.worker.handle(now, input)
+                }
+                // The driver holds a sender itself, so the inbox never closes.
+                Wake::Message(None) => {}
+                Wake::Message(Some(message)) => self.on_message(now, message),
+                Wake::Timer => {
+                    timer = None;
+                    self.worker.handle_timeout(now);
+                }
+            }
+        }
+        Ok(self.worker.stats().clone())
     }
 
     /// The worker's clock: the runtime's, plus the time the host was suspended.
@@ -281,8 +305,16 @@ where
 
     fn on_message(&mut self, now: Instant, message: Message) {
         let input = match message {
-            Message::Returned { shard, call } => Input::ProcessorReturned { shard, call },
-            Message::Failed { shard, call } => Input::ProcessorFailed { shard, call },
+            Message::Returned { shard, call } => {
+                self.telemetry
+                    .on_processor_returned(self.runtime.now(), &shard, call);
+                Input::ProcessorReturned { shard, call }
+            }
+            Message::Failed { shard, call } => {
+                self.telemetry
+                    .on_processor_returned(self.runtime.now(), &shard, call);
+                Input::ProcessorFailed { shard, call }
+            }
             Message::Shutdown => Input::ShutdownRequested,
             Message::Checkpoint {
                 shard,
@@ -292,7 +324,14 @@ where
             } => {
                 let ticket = self.next_ticket;
                 self.next_ticket += 1;
-                self.checkpoints.insert(ticket, (shard.clone(), reply));
+                self.checkpoints.insert(
+                    ticket,
+                    PendingCheckpoint {
+                        shard: shard.clone(),
+                        reply,
+                        asked: self.runtime.now(),
+                    },
+                );
                 match request {
                     CheckpointRequest::Checkpoint {
                         target,
@@ -318,98 +357,68 @@ where
     }
 
     fn on_event(&mut self, event: Event) {
-        match event {
-            Event::LeaseAcquired { shard, token } => {
-                self.owned += 1;
-                tracing::info!(%shard, token = token.0, "lease acquired");
-                metrics::counter!("kcl_leases_acquired_total").increment(1);
-            }
-            Event::LeaseReleased { shard, reason } => {
-                self.owned = self.owned.saturating_sub(1);
-                tracing::info!(%shard, ?reason, "lease released");
-                metrics::counter!("kcl_leases_released_total").increment(1);
-                metrics::gauge!("kcl_millis_behind_latest", "shard" => shard.to_string()).set(0.0);
-                // Its processor finishes the calls it has (the last is LeaseLost, ShardEnded or
-                // ShutdownRequested) and stops.
-                self.processors.remove(&shard);
-                let stale: Vec<u64> = self
-                    .checkpoints
-                    .iter()
-                    .filter(|(_, (s, _))| *s == shard)
-                    .map(|(t, _)| *t)
-                    .collect();
-                for ticket in stale {
-                    if let Some((_, reply)) = self.checkpoints.remove(&ticket) {
-                        let _ = reply.send(Err(CheckpointError::LeaseLost));
-                    }
+        self.telemetry.on_event(self.runtime.now(), &event);
+        if let Event::LeaseReleased { shard, .. } = event {
+            // Its processor finishes the calls it has (the last is LeaseLost, ShardEnded or
+            // ShutdownRequested) and stops.
+            self.processors.remove(&shard);
+            let stale: Vec<u64> = self
+                .checkpoints
+                .iter()
+                .filter(|(_, pending)| pending.shard == shard)
+                .map(|(t, _)| *t)
+                .collect();
+            for ticket in stale {
+                if let Some(pending) = self.checkpoints.remove(&ticket) {
+                    self.answer_checkpoint(pending, Err(CheckpointError::LeaseLost));
                 }
             }
-            Event::BecameLeader => tracing::info!("became leader"),
-            Event::LeadershipLost => tracing::info!("leadership lost"),
-            Event::MalformedRow { key, error } => {
-                tracing::warn!(?key, ?error, "malformed lease row skipped");
-                metrics::counter!("kcl_malformed_rows_total").increment(1);
-            }
-            Event::ShardGone { shard } => {
-                tracing::warn!(
-                    %shard,
-                    "shard no longer listed by the stream (trimmed past retention or deleted): finished"
-                );
-                metrics::counter!("kcl_shards_gone_total").increment(1);
-            }
-            Event::IteratorRefused {
-                shard,
-                position,
-                reason,
-            } => {
-                tracing::error!(
-                    %shard,
-                    ?position,
-                    reason,
-                    "the stream refuses to read this shard from its checkpoint (a lease table of a deleted stream of the same name?): nothing is skipped, retrying until the checkpoint is corrected"
-                );
-                metrics::counter!("kcl_iterators_refused_total").increment(1);
-            }
-            Event::DuplicateWorkerId { worker } => tracing::error!(
-                %worker,
-                "another live process has this worker id: stopping (worker ids must be unique per process)"
-            ),
-            Event::Stopped => tracing::info!("worker stopped"),
-            other => tracing::debug!(?other, "event"),
         }
-        metrics::gauge!("kcl_owned_leases").set(self.owned as f64);
+    }
+
+    /// Answers a processor's checkpoint request, timing it (`kcl_checkpoint_seconds{outcome}`).
+    fn answer_checkpoint(&self, pending: PendingCheckpoint, result: Result<(), CheckpointError>) {
+        let outcome = match &result {
+            Ok(()) => "ok",
+            Err(CheckpointError::LeaseLost) => "lease_lost",
+            Err(CheckpointError::Backwards) => "backwards",
+            Err(CheckpointError::OutcomeUnknown) => "outcome_unknown",
+            Err(CheckpointError::Throttled) => "throttled",
+            Err(_) => "refused",
+        };
+        let took = self.runtime.now().saturating_duration_since(pending.asked);
+        let labels = self.telemetry.labels().with(&[("outcome", outcome.into())]);
+        metrics::histogram!("kcl_checkpoint_seconds", labels).record(took.as_secs_f64());
+        // The processor may have stopped waiting; nothing to do then.
+        let _ = pending.reply.send(result);
     }
 
     fn call_processor(&mut self, shard: LeaseKey, call: CallId, action: ProcessorCall<S::Record>) {
         match action {
             ProcessorCall::CheckpointDone { ticket, result } => {
-                if let Some((_, reply)) = self.checkpoints.remove(&ticket) {
-                    // The processor may have stopped waiting; nothing to do then.
-                    let _ = reply.send(result);
+                if let Some(pending) = self.checkpoints.remove(&ticket) {
+                    self.answer_checkpoint(pending, result);
                 }
                 return;
             }
             ProcessorCall::Initialize { .. } => {
                 let (calls, mailbox) = unbounded();
                 let processor = self.factory.create(&shard);
-                let task = run_processor(shard.clone(), processor, mailbox, self.outbox.clone());
+                let task = run_processor(
+                    shard.clone(),
+                    processor,
+                    mailbox,
+                    self.outbox.clone(),
+                    self.telemetry.labels().clone(),
+                );
                 self.runtime
                     .spawn(task.instrument(tracing::info_span!("kcl.shard", %shard)));
                 self.processors.insert(shard.clone(), calls);
             }
-            ProcessorCall::ProcessRecords {
-                ref records,
-                millis_behind_latest,
-                ..
-            } => {
-                let bytes: usize = records.iter().map(Record::size_bytes).sum();
-                metrics::counter!("kcl_records_delivered_total").increment(records.len() as u64);
-                metrics::counter!("kcl_bytes_delivered_total").increment(bytes as u64);
-                metrics::gauge!("kcl_millis_behind_latest", "shard" => shard.to_string())
-                    .set(millis_behind_latest as f64);
-            }
             _ => {}
         }
+        self.telemetry
+            .on_processor_call(self.runtime.now(), &shard, call, &action);
         let lease_lost = matches!(action, ProcessorCall::LeaseLost);
         let delivered = self
             .processors
@@ -435,7 +444,9 @@ where
         let salt = self.salt ^ req.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let table = Arc::clone(&self.table);
         let stream = Arc::clone(&self.stream);
+        let labels = self.telemetry.labels().clone();
         let call = async move {
+            let started = runtime.now();
             let (op, input, attempts) = match command {
                 Command::ScanLeaseTable { req } => {
                     let (r, n) = retry.run(&runtime, true, salt, || table.scan()).await;
@@ -503,7 +514,8 @@ where
                     return failed.unwrap_or(Input::ShutdownRequested);
                 }
             };
-            record_outcome(op, &input, attempts);
+            let took = runtime.now().saturating_duration_since(started);
+            record_outcome(&labels, op, &input, attempts, took);
             input
         };
         Some(
@@ -511,6 +523,14 @@ where
                 .boxed(),
         )
     }
+}
+
+/// A processor's checkpoint request on its way through the core.
+struct PendingCheckpoint {
+    shard: LeaseKey,
+    reply: oneshot::Sender<Result<(), CheckpointError>>,
+    /// When the driver received it.
+    asked: std::time::Instant,
 }
 
 enum Wake<R> {
@@ -527,7 +547,15 @@ fn write_op(write: &kcl_core::write::LeaseWrite) -> &'static str {
     }
 }
 
-fn record_outcome<R>(op: &'static str, input: &Input<R>, attempts: u32) {
+/// Counts and times one call (all its attempts): `kcl_calls_total{op,outcome}`,
+/// `kcl_call_retries_total{op}`, `kcl_call_seconds{op}`.
+fn record_outcome<R>(
+    labels: &Labels,
+    op: &'static str,
+    input: &Input<R>,
+    attempts: u32,
+    took: Duration,
+) {
     let failure = crate::refusal::answer(input).and_then(|(_, _, failure)| failure);
     let outcome = match failure {
         None => "ok",
@@ -546,9 +574,13 @@ fn record_outcome<R>(op: &'static str, input: &Input<R>, attempts: u32) {
         }
     };
     if attempts > 1 {
-        metrics::counter!("kcl_call_retries_total", "op" => op).increment(u64::from(attempts - 1));
+        metrics::counter!("kcl_call_retries_total", labels.with(&[("op", op.into())]))
+            .increment(u64::from(attempts - 1));
     }
-    metrics::counter!("kcl_calls_total", "op" => op, "outcome" => outcome).increment(1);
+    let with_outcome = labels.with(&[("op", op.into()), ("outcome", outcome.into())]);
+    metrics::counter!("kcl_calls_total", with_outcome).increment(1);
+    metrics::histogram!("kcl_call_seconds", labels.with(&[("op", op.into())]))
+        .record(took.as_secs_f64());
     tracing::debug!(op, outcome, attempts, "call");
 }
 
@@ -558,14 +590,22 @@ async fn run_processor<R, P>(
     mut processor: P,
     mut calls: UnboundedReceiver<Call<R>>,
     driver: UnboundedSender<Message>,
+    labels: Labels,
 ) where
     R: Send + 'static,
     P: RecordProcessor<R>,
 {
     while let Some((call, action)) = calls.next().await {
+        let name = processor_call_name(&action);
+        let started = std::time::Instant::now();
         let outcome = AssertUnwindSafe(invoke(&shard, &mut processor, action, &driver))
             .catch_unwind()
             .await;
+        metrics::histogram!(
+            "kcl_processor_call_seconds",
+            labels.with(&[("call", name.into())])
+        )
+        .record(started.elapsed().as_secs_f64());
         let message = match outcome {
             Ok(false) => continue,
             Ok(true) => Message::Returned {
@@ -579,7 +619,7 @@ async fn run_processor<R, P>(
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
                 tracing::error!(%shard, panic = what, "record processor panicked; its lease is given up");
-                metrics::counter!("kcl_processor_failures_total").increment(1);
+                metrics::counter!("kcl_processor_failures_total", labels.with(&[])).increment(1);
                 let _ = driver.unbounded_send(Message::Failed { shard, call });
                 return;
             }

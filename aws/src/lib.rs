@@ -9,6 +9,9 @@
 //!   KPL aggregates split into user records ([`kpl`]);
 //! - [`FanOutStream`]: enhanced fan-out, SubscribeToShard events behind the same stream trait;
 //! - [`Runtime`]: what the driver needs of tokio or smol.
+//! - [`Settings`]: a [`DriverConfig`] from a TOML or JSON file and `KCL_*` variables;
+//! - [`Status`] / [`StatusHandle`]: a running worker's state for health probes; metrics through
+//!   the `metrics` facade, labelled by consumer and stream.
 //!
 //! Both backends build their SDK client with the SDK's own retries turned off: a conditional
 //! write repeated by the SDK after its answer was lost fails its own condition and would look
@@ -32,6 +35,7 @@ mod retrieval;
 mod retry;
 mod runtime;
 mod settings;
+mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -49,6 +53,7 @@ pub use retrieval::Retrieval;
 pub use retry::RetryPolicy;
 pub use runtime::Runtime;
 pub use settings::{Origin, Settings, SettingsError, ENV_PREFIX};
+pub use telemetry::{ShardPhase, ShardStatus, Status, StatusHandle};
 
 /// The core types a processor meets, so applications need not depend on kcl-core themselves.
 pub use kcl_core::{
