@@ -2,9 +2,12 @@
 //! record processors, feeds every result back with its request id, and sleeps until the worker's
 //! next timeout.
 //!
-//! One task runs the worker and the service calls (up to [`DriverConfig::max_in_flight`] at a
-//! time, each with its own retries and timeout); each shard's processor runs in a task of its own,
-//! so a slow processor never holds the worker up: leases keep being renewed while it works.
+//! One task runs the worker and the service calls, each with its own retries and timeout, in two
+//! lanes with bounds of their own ([`DriverConfig::max_table_calls_in_flight`],
+//! [`DriverConfig::max_stream_calls_in_flight`]): a lease renewal never waits behind stream
+//! reads, which with enhanced fan-out each wait for their shard's next event. Each shard's
+//! processor runs in a task of its own, so a slow processor never holds the worker up: leases keep
+//! being renewed while it works.
 
 use core::future::poll_fn;
 
@@ -43,8 +46,13 @@ use crate::telemetry::{processor_call_name, Labels, StatusHandle, Telemetry};
 pub struct DriverConfig {
     /// The worker's configuration (lease timing, balancing, fetching).
     pub worker: Config,
-    /// Service calls in flight at once; more wait in order.
-    pub max_in_flight: usize,
+    /// Lease table calls in flight at once; more wait in order. Table calls have their own
+    /// bound so that renewals never wait behind stream reads.
+    pub max_table_calls_in_flight: usize,
+    /// Stream calls in flight at once; more wait in order. With enhanced fan-out every held
+    /// shard keeps a call waiting for its next event, so this must exceed the leases a worker
+    /// holds, or the shards past it wait for another's event.
+    pub max_stream_calls_in_flight: usize,
     /// Retries and timeouts of each call.
     pub retry: RetryPolicy,
     /// How long the stream or the lease table may refuse every call (NotFound, AccessDenied:
@@ -62,7 +70,8 @@ impl Default for DriverConfig {
     fn default() -> Self {
         Self {
             worker: Config::default(),
-            max_in_flight: 64,
+            max_table_calls_in_flight: 64,
+            max_stream_calls_in_flight: 1024,
             retry: RetryPolicy::default(),
             give_up_after: Duration::from_secs(120),
             drop_kpl_records_outside_shard: true,
@@ -75,8 +84,8 @@ impl DriverConfig {
     /// flight, no attempt per call.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.worker.validate()?;
-        if self.max_in_flight == 0 {
-            return Err(ConfigError("max_in_flight must be positive"));
+        if self.max_table_calls_in_flight == 0 || self.max_stream_calls_in_flight == 0 {
+            return Err(ConfigError("calls in flight must be at least 1 per lane"));
         }
         if self.retry.attempts == 0 {
             return Err(ConfigError(
@@ -122,8 +131,8 @@ where
     suspend: SuspendCounter,
     inbox: UnboundedReceiver<Message>,
     outbox: UnboundedSender<Message>,
-    in_flight: FuturesUnordered<BoxFuture<'static, Input<S::Record>>>,
-    queued: VecDeque<Command<S::Record>>,
+    table_calls: Lane<S::Record>,
+    stream_calls: Lane<S::Record>,
     processors: BTreeMap<LeaseKey, UnboundedSender<Call<S::Record>>>,
     checkpoints: BTreeMap<u64, PendingCheckpoint>,
     next_ticket: u64,
@@ -153,6 +162,10 @@ where
     ) -> Result<Self, ConfigError> {
         let origin = runtime.now();
         let id_text = id.to_string();
+        let (table_limit, stream_limit) = (
+            config.max_table_calls_in_flight,
+            config.max_stream_calls_in_flight,
+        );
         let worker = Worker::new(config.worker.clone(), id, seed, Instant::ZERO)?;
         let (outbox, inbox) = unbounded();
         Ok(Self {
@@ -166,8 +179,8 @@ where
             suspend: SuspendCounter::default(),
             inbox,
             outbox,
-            in_flight: FuturesUnordered::new(),
-            queued: VecDeque::new(),
+            table_calls: Lane::new(table_limit),
+            stream_calls: Lane::new(stream_limit),
             processors: BTreeMap::new(),
             checkpoints: BTreeMap::new(),
             next_ticket: 0,
@@ -225,9 +238,16 @@ where
                     (at, self.runtime.sleep(wait).boxed())
                 });
             }
-            let (in_flight, inbox) = (&mut self.in_flight, &mut self.inbox);
+            let (table, stream) = (
+                &mut self.table_calls.in_flight,
+                &mut self.stream_calls.in_flight,
+            );
+            let inbox = &mut self.inbox;
             let wake = poll_fn(|cx| {
-                if let Poll::Ready(Some(input)) = in_flight.poll_next_unpin(cx) {
+                if let Poll::Ready(Some(input)) = table.poll_next_unpin(cx) {
+                    return Poll::Ready(Wake::Result(input));
+                }
+                if let Poll::Ready(Some(input)) = stream.poll_next_unpin(cx) {
                     return Poll::Ready(Wake::Result(input));
                 }
                 if let Poll::Ready(message) = inbox.poll_next_unpin(cx) {
@@ -290,15 +310,18 @@ where
                     action,
                 } => self.call_processor(shard, call, action),
                 Command::Event(event) => self.on_event(event),
-                request => self.queued.push_back(request),
+                request if is_table_call(&request) => self.table_calls.queued.push_back(request),
+                request => self.stream_calls.queued.push_back(request),
             }
         }
-        while self.in_flight.len() < self.config.max_in_flight.max(1) {
-            let Some(command) = self.queued.pop_front() else {
-                break;
-            };
+        while let Some(command) = self.table_calls.next_to_start() {
             if let Some(call) = self.execute(command) {
-                self.in_flight.push(call);
+                self.table_calls.in_flight.push(call);
+            }
+        }
+        while let Some(command) = self.stream_calls.next_to_start() {
+            if let Some(call) = self.execute(command) {
+                self.stream_calls.in_flight.push(call);
             }
         }
     }
@@ -523,6 +546,40 @@ where
                 .boxed(),
         )
     }
+}
+
+/// Calls to one service: those under way, and those waiting for room, in order.
+struct Lane<R> {
+    in_flight: FuturesUnordered<BoxFuture<'static, Input<R>>>,
+    queued: VecDeque<Command<R>>,
+    limit: usize,
+}
+
+impl<R> Lane<R> {
+    fn new(limit: usize) -> Self {
+        Self {
+            in_flight: FuturesUnordered::new(),
+            queued: VecDeque::new(),
+            limit: limit.max(1),
+        }
+    }
+
+    /// The next queued call, if there is room for it.
+    fn next_to_start(&mut self) -> Option<Command<R>> {
+        if self.in_flight.len() < self.limit {
+            self.queued.pop_front()
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether a request goes to the lease table (else to the stream).
+fn is_table_call<R>(command: &Command<R>) -> bool {
+    matches!(
+        command,
+        Command::ScanLeaseTable { .. } | Command::ReadLease { .. } | Command::WriteLease { .. }
+    )
 }
 
 /// A processor's checkpoint request on its way through the core.

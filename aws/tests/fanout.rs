@@ -1,14 +1,18 @@
 //! Enhanced fan-out against kinesis-local (the emulator with stream consumers and
 //! SubscribeToShard): registration and reuse, records in order across renewed subscriptions,
-//! a parent's end with its child shards.
+//! a parent's end with its child shards, renewals flowing while quiet shards' subscriptions fill
+//! the stream lane.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use std::time::Duration;
 
-use kcl_aws::{FanOutStream, KinesisRecord, KinesisStream, ShardStream};
-use kcl_core::{Failure, FetchedRecords, StartingPosition};
+use kcl_aws::{
+    Batch, Checkpointer, Driver, DriverConfig, DynamoLeaseTable, FanOutStream, Initialize,
+    KinesisRecord, KinesisStream, RecordProcessor, ShardStream,
+};
+use kcl_core::{Config, Failure, FetchedRecords, LeaseKey, StartingPosition, WorkerId};
 
 async fn register(client: &aws_sdk_kinesis::Client, stream: &str) -> FanOutStream<common::Tokio> {
     FanOutStream::register(
@@ -180,4 +184,95 @@ async fn a_missing_stream_fails_registration_with_a_typed_error() {
     )
     .await;
     assert_eq!(got.err(), Some(Failure::NotFound));
+}
+
+struct Idle;
+
+impl RecordProcessor<KinesisRecord> for Idle {
+    async fn initialize(&mut self, _: &Initialize) {}
+    async fn process_records(&mut self, _: Batch<KinesisRecord>, _: &Checkpointer) {}
+}
+
+/// More shards than stream calls may be in flight, and the stream goes quiet (a proxy stops
+/// forwarding): every stream slot holds a subscription waiting for an event that does not come,
+/// and the lease table's calls, in a lane of their own, still renew every lease. (In one lane
+/// shared with the reads, the renewals queued behind them and every lease expired.)
+#[tokio::test]
+async fn renewals_flow_while_quiet_fan_out_shards_fill_the_stream_lane() {
+    const SHARDS: usize = 70;
+    let Some(url) = common::endpoint("KCLRS_TEST_KINESIS_FULL") else {
+        return;
+    };
+    let Some(dynamo_url) = common::endpoint("KCLRS_TEST_DYNAMODB") else {
+        return;
+    };
+    let proxy = common::Proxy::start(url.trim_start_matches("http://")).await;
+    let client = common::kinesis(&proxy.url);
+    let name = common::create_stream(&client, SHARDS as i32).await;
+    let stream = register(&client, &name).await;
+    let table = DynamoLeaseTable::new(&common::dynamodb(&dynamo_url), format!("{name}-leases"));
+    table
+        .ensure_table(&common::Tokio, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut config = DriverConfig {
+        worker: Config {
+            failover_time: Duration::from_secs(3),
+            safety_margin: Duration::from_millis(500),
+            scan_interval: Duration::from_millis(500),
+            heartbeat_interval: Duration::from_millis(500),
+            leader_check_interval: Duration::from_secs(1),
+            shard_sync_interval: Duration::from_secs(2),
+            min_fetch_interval: Duration::ZERO,
+            idle_time_between_reads: Duration::ZERO,
+            ..Config::default()
+        },
+        max_stream_calls_in_flight: 64,
+        ..DriverConfig::default()
+    };
+    // Longer than the quiet spell: a waiting read holds its slot throughout.
+    config.retry.call_timeout = Duration::from_secs(30);
+    let driver = Driver::new(
+        common::Tokio,
+        table,
+        stream,
+        |_: &LeaseKey| Idle,
+        WorkerId::from("solo"),
+        config,
+        5,
+    )
+    .unwrap();
+    let status = driver.status_handle();
+    let shutdown = driver.shutdown_handle();
+    let run = tokio::spawn(driver.run());
+    let held = || status.snapshot().shards.len();
+    let started = std::time::Instant::now();
+    while held() < SHARDS {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} of {SHARDS} leases held",
+            held()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.pause(true);
+    // Three failover times with the stream quiet: every lease is renewed throughout.
+    let quiet = std::time::Instant::now();
+    while quiet.elapsed() < Duration::from_secs(9) {
+        assert_eq!(
+            held(),
+            SHARDS,
+            "a lease was lost after {:?}",
+            quiet.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    proxy.pause(false);
+    shutdown.shutdown();
+    let stats = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(stats.leases_lost, 0, "{stats:?}");
 }
