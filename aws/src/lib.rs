@@ -17,6 +17,7 @@
 //! write repeated by the SDK after its answer was lost fails its own condition and would look
 //! like a lost race, so retrying is left to the driver, which knows what may be repeated.
 
+pub mod admin;
 pub mod backend;
 mod clock;
 mod consumer;

@@ -26,12 +26,18 @@
 //! | [`RenewLeader`](LeaseOp::RenewLeader) | the leader, every renew interval | `leaseCounter = c` and `leaseOwner = me` | counter `c+1` | leadership is lost |
 //! | [`ReleaseLeader`](LeaseOp::ReleaseLeader) | the leader, when its shutdown begins (it plans no more) | as renew leader | `leaseOwner` removed, counter `c+1` | it was lost already |
 //! | [`DeleteWorkerRow`](LeaseOp::DeleteWorkerRow) | every worker, at the end of its shutdown | `incarnation = mine` | the worker row deleted | the row is gone or another process's; nothing to do |
-//! | [`DeleteDeadWorkerRow`](LeaseOp::DeleteDeadWorkerRow) | the leader's cleanup, for a row whose counter stood still for `worker_row_retention` | `leaseCounter = c` and the `incarnation` seen (a row written again by a new process, its counter starting over, is another row) | the worker row deleted | the worker heartbeat meanwhile: it lives |
+//! | [`DeleteDeadWorkerRow`](LeaseOp::DeleteDeadWorkerRow) | the leader's cleanup, for a row whose counter stood still for `worker_row_retention`; an operator's prune (`kcl-admin prune-workers`) | `leaseCounter = c` and the `incarnation` seen (a row written again by a new process, its counter starting over, is another row) | the worker row deleted | the worker heartbeat meanwhile: it lives |
+//! | [`Evict`](LeaseOp::Evict) | an operator (`kcl-admin release`) | `leaseCounter = c` (the counter the operator read) | counter `c+1`, `leaseOwner` and `checkpointOwner` removed | the lease changed since it was read: read it again |
+//! | [`ResetCheckpoint`](LeaseOp::ResetCheckpoint) | an operator (`kcl-admin set-checkpoint`), on a lease nobody holds | `leaseCounter = c`, no `leaseOwner`, no `checkpointOwner` | counter `c+1`, `checkpoint` + sub-sequence, `ownerSwitchesSinceCheckpoint = 0`, the pending checkpoint removed | a worker took the lease, or it changed: release it first, or read it again |
 //!
 //! **Fencing.** Every operation of a holder on its own lease is conditional on the counter its
 //! last write left and on the holder being `leaseOwner` (or, during a handoff, `checkpointOwner`),
 //! so once any other worker has changed the lease, nothing the old holder sends can land: a
-//! paused or partitioned worker can never move a checkpoint or finish a shard it lost. Every
+//! paused or partitioned worker can never move a checkpoint or finish a shard it lost. An
+//! operator's eviction is such a change: the holder's next renewal fails and it stops delivering,
+//! at the latest when its delivery window closes; the worker the lease goes to next may start
+//! before that, so records of the evicted ownership's last moments can be processed twice, as in
+//! any failover, and its checkpoints cannot land. Every
 //! ownership begins with a write that bumps the counter (a take, or the acquire that follows an
 //! assignment or a handoff), which is why the counter right after it is the ownership's
 //! [`FencingToken`](crate::FencingToken). The unit tests below check each operation
@@ -136,6 +142,22 @@ pub enum CheckpointKind {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum LeaseOp {
+    /// An operator frees a lease, whoever holds it.
+    Evict {
+        /// The lease.
+        shard: LeaseKey,
+        /// The counter the operator read.
+        counter: u64,
+    },
+    /// An operator moves the checkpoint of a lease nobody holds.
+    ResetCheckpoint {
+        /// The lease.
+        shard: LeaseKey,
+        /// The counter the operator read.
+        counter: u64,
+        /// The new checkpoint.
+        at: Position,
+    },
     /// The holder bumps the counter to prove it is alive, with its recent throughput.
     Renew {
         /// The lease.
@@ -310,6 +332,29 @@ impl LeaseOp {
     /// The conditional write that carries the operation out.
     pub fn to_write(&self) -> LeaseWrite {
         let (key, action, condition) = match self {
+            Self::Evict { shard, counter } => (
+                shard.as_str().into(),
+                WriteAction::Update(alloc::vec![
+                    bump(*counter),
+                    Update::Remove(attr::LEASE_OWNER),
+                    Update::Remove(attr::CHECKPOINT_OWNER),
+                ]),
+                Condition::eq_num(attr::LEASE_COUNTER, *counter),
+            ),
+            Self::ResetCheckpoint { shard, counter, at } => {
+                let (checkpoint, sub) = at.to_attribute();
+                let mut updates = alloc::vec![bump(*counter)];
+                set_checkpoint(&mut updates, checkpoint, sub);
+                (
+                    shard.as_str().into(),
+                    WriteAction::Update(updates),
+                    Condition::And(alloc::vec![
+                        Condition::eq_num(attr::LEASE_COUNTER, *counter),
+                        Condition::Absent(attr::LEASE_OWNER),
+                        Condition::Absent(attr::CHECKPOINT_OWNER),
+                    ]),
+                )
+            }
             Self::Renew {
                 shard,
                 counter,
@@ -601,9 +646,11 @@ impl LeaseOp {
         match self {
             Self::Renew { .. } => WriteKind::Renew,
             // Shard end is the last checkpoint of a lease.
-            Self::Checkpoint { .. } | Self::FinishShard { .. } => WriteKind::Checkpoint,
+            Self::Checkpoint { .. } | Self::FinishShard { .. } | Self::ResetCheckpoint { .. } => {
+                WriteKind::Checkpoint
+            }
             Self::CompleteHandoff { .. } => WriteKind::CompleteHandoff,
-            Self::Release { .. } => WriteKind::Release,
+            Self::Release { .. } | Self::Evict { .. } => WriteKind::Release,
             Self::Create { .. } => WriteKind::Create,
             Self::Take { .. } => WriteKind::Take,
             Self::Assign { .. } => WriteKind::Assign,
@@ -639,6 +686,8 @@ impl LeaseOp {
             | Self::Checkpoint { counter, .. }
             | Self::CompleteHandoff { counter, .. }
             | Self::Release { counter, .. }
+            | Self::Evict { counter, .. }
+            | Self::ResetCheckpoint { counter, .. }
             | Self::FinishShard { counter, .. }
             | Self::Take { counter, .. }
             | Self::Assign { counter, .. }
@@ -706,6 +755,55 @@ mod tests {
             holder: worker(holder),
             throughput_kbps: 2.5,
         }
+    }
+
+    /// An operator's eviction frees the lease whoever holds it, and fences the holder out; a
+    /// checkpoint reset lands only on a lease nobody holds.
+    #[test]
+    fn operator_operations_free_a_lease_and_move_an_unheld_checkpoint() {
+        let before = held();
+        let evict = LeaseOp::Evict {
+            shard: key("shard-1"),
+            counter: 7,
+        };
+        let after = lease_after(Some(&before), &evict)
+            .expect("the counter matches")
+            .expect("a row");
+        assert_eq!((after.owner.as_ref(), after.counter), (None, 8));
+        assert_eq!(after.checkpoint, before.checkpoint, "the checkpoint stays");
+        assert_eq!(
+            lease_after(Some(&after), &renew(7, "w1")),
+            Err(ConditionFailed),
+            "the evicted holder is fenced out"
+        );
+        assert_eq!(
+            lease_after(Some(&after), &evict),
+            Err(ConditionFailed),
+            "an eviction at an old counter"
+        );
+        let reset = |counter| LeaseOp::ResetCheckpoint {
+            shard: key("shard-1"),
+            counter,
+            at: at("50"),
+        };
+        assert_eq!(
+            lease_after(Some(&before), &reset(7)),
+            Err(ConditionFailed),
+            "held by w1"
+        );
+        let moved = lease_after(Some(&after), &reset(8))
+            .expect("unowned at 8")
+            .expect("a row");
+        assert_eq!((moved.checkpoint.clone(), moved.counter), (at("50"), 9));
+        assert_eq!(moved.pending_checkpoint, None);
+        assert_eq!(moved.owner_switches_since_checkpoint, 0);
+        let mut handing = after;
+        handing.checkpoint_owner = Some(worker("w2"));
+        assert_eq!(
+            lease_after(Some(&handing), &reset(8)),
+            Err(ConditionFailed),
+            "a handoff under way"
+        );
     }
 
     /// Checks what each holder operation does to the row it is meant for, and what it returns.
