@@ -6,7 +6,8 @@ use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_types::SdkConfig;
 use kcl_core::{Failure, WorkerId};
 
-use crate::failure::{classify_code, error_chain};
+use crate::failure::{classify_code, error_chain, request_id};
+use aws_smithy_runtime_api::http::Response;
 
 use crate::driver::{Driver, DriverConfig};
 use crate::dynamo::{DynamoLeaseTable, TableOptions};
@@ -47,6 +48,8 @@ pub enum BuildError {
         action: &'static str,
         /// The service's message.
         message: String,
+        /// The request's id, for AWS support.
+        request_id: Option<String>,
     },
     /// The stream could not be checked for another reason.
     Stream(Failure),
@@ -77,7 +80,14 @@ impl core::fmt::Display for BuildError {
                 service,
                 action,
                 message,
-            } => write!(f, "{service}:{action} was denied: {message}"),
+                request_id,
+            } => {
+                write!(f, "{service}:{action} was denied: {message}")?;
+                match request_id {
+                    Some(id) => write!(f, " (request id {id})"),
+                    None => Ok(()),
+                }
+            }
             Self::Stream(_) => f.write_str("the Kinesis stream could not be checked"),
             Self::LeaseTableNotFound { table } => write!(
                 f,
@@ -305,15 +315,15 @@ async fn check_stream(
 }
 
 /// What a failed check of the stream means for the user.
-fn stream_error<E, R>(stream: &StreamId, error: &SdkError<E, R>) -> BuildError
+fn stream_error<E>(stream: &StreamId, error: &SdkError<E, Response>) -> BuildError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     match error {
         SdkError::ServiceError(service) => {
             let e = service.err();
             let message = e.message().unwrap_or("no message").to_string();
+            let request_id = request_id(service.raw());
             match e.code().unwrap_or_default() {
                 "ResourceNotFoundException" => BuildError::StreamNotFound {
                     stream: stream.to_string(),
@@ -322,10 +332,11 @@ where
                     service: "kinesis",
                     action: "ListShards",
                     message,
+                    request_id: request_id.map(str::to_string),
                 },
-                code => match classify_code(Some(code), 400, Some(&message)) {
+                code => match classify_code(Some(code), 400, Some(&message), request_id) {
                     // Credentials the service does not accept (unknown, expired, bad signature).
-                    Failure::AccessDenied(why) => BuildError::NoCredentials(why),
+                    Failure::AccessDenied(why) => BuildError::NoCredentials(why.to_string()),
                     other => BuildError::Stream(other),
                 },
             }

@@ -622,12 +622,16 @@ fn record_outcome<R>(
         Some(Failure::NotFound) => "not_found",
         Some(Failure::Transient) => "transient",
         Some(Failure::InvalidArgument(why)) => {
-            tracing::warn!(op, why, "call refused as invalid");
+            tracing::warn!(op, %why, "call refused as invalid");
             "invalid_argument"
         }
         Some(failure) => {
             tracing::warn!(op, %failure, "call failed");
-            "other"
+            match failure {
+                Failure::AccessDenied(_) => "access_denied",
+                Failure::Service(_) => "refused",
+                _ => "other",
+            }
         }
     };
     if attempts > 1 {

@@ -6,7 +6,7 @@
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::http::Response;
-use kcl_core::Failure;
+use kcl_core::{Failure, ServiceError};
 
 /// The failure an SDK error means for the core.
 pub(crate) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
@@ -15,7 +15,13 @@ pub(crate) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     match error {
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
-            classify_code(service.err().code(), status, service.err().message())
+            let request_id = request_id(service.raw());
+            classify_code(
+                service.err().code(),
+                status,
+                service.err().message(),
+                request_id,
+            )
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             Failure::Transient
@@ -24,8 +30,30 @@ pub(crate) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     }
 }
 
-/// The failure a service error code (and HTTP status) means.
-pub(crate) fn classify_code(code: Option<&str>, status: u16, message: Option<&str>) -> Failure {
+/// The id AWS gave the request (`x-amzn-RequestId`; S3-style `x-amz-request-id` as a fallback).
+pub(crate) fn request_id(response: &Response) -> Option<&str> {
+    let headers = response.headers();
+    headers
+        .get("x-amzn-requestid")
+        .or_else(|| headers.get("x-amz-request-id"))
+}
+
+/// The failure a service error code (and HTTP status) means; refusals keep the code, the
+/// message and the request id.
+pub(crate) fn classify_code(
+    code: Option<&str>,
+    status: u16,
+    message: Option<&str>,
+    request_id: Option<&str>,
+) -> Failure {
+    let refusal = || ServiceError {
+        code: code
+            .filter(|c| !c.is_empty())
+            .unwrap_or("error")
+            .to_string(),
+        message: message.unwrap_or("no message").to_string(),
+        request_id: request_id.map(str::to_string),
+    };
     match code.unwrap_or_default() {
         "ConditionalCheckFailedException" => Failure::ConditionFailed,
         "ProvisionedThroughputExceededException"
@@ -34,18 +62,12 @@ pub(crate) fn classify_code(code: Option<&str>, status: u16, message: Option<&st
         | "LimitExceededException" => Failure::Throttled,
         "ResourceNotFoundException" => Failure::NotFound,
         "ExpiredIteratorException" => Failure::ExpiredIterator,
-        "InvalidArgumentException" => {
-            Failure::InvalidArgument(message.unwrap_or("no message").to_owned())
-        }
+        "InvalidArgumentException" => Failure::InvalidArgument(refusal()),
         "AccessDeniedException"
         | "UnrecognizedClientException"
         | "InvalidSignatureException"
         | "ExpiredTokenException"
-        | "InvalidClientTokenId" => Failure::AccessDenied(format!(
-            "{}: {}",
-            code.unwrap_or_default(),
-            message.unwrap_or("no message")
-        )),
+        | "InvalidClientTokenId" => Failure::AccessDenied(refusal()),
         "InternalServerError"
         | "InternalFailure"
         | "ServiceUnavailable"
@@ -53,11 +75,7 @@ pub(crate) fn classify_code(code: Option<&str>, status: u16, message: Option<&st
         | "KMSThrottlingException" => Failure::Transient,
         _ if status == 429 => Failure::Throttled,
         _ if status >= 500 => Failure::Transient,
-        other => Failure::Other(format!(
-            "{}: {}",
-            if other.is_empty() { "error" } else { other },
-            message.unwrap_or("no message")
-        )),
+        _ => Failure::Service(refusal()),
     }
 }
 
@@ -80,7 +98,7 @@ mod tests {
 
     #[test]
     fn codes_map_to_failures() {
-        let c = |code: &str| classify_code(Some(code), 400, None);
+        let c = |code: &str| classify_code(Some(code), 400, None, None);
         assert_eq!(
             c("ConditionalCheckFailedException"),
             Failure::ConditionFailed
@@ -98,21 +116,34 @@ mod tests {
             classify_code(
                 Some("InvalidArgumentException"),
                 400,
-                Some("not this stream")
+                Some("not this stream"),
+                None
             ),
-            Failure::InvalidArgument("not this stream".into())
+            Failure::InvalidArgument(ServiceError::new(
+                "InvalidArgumentException",
+                "not this stream"
+            ))
+        );
+        let denied = classify_code(Some("AccessDeniedException"), 400, Some("no"), Some("r-1"));
+        assert_eq!(
+            denied,
+            Failure::AccessDenied(ServiceError {
+                code: "AccessDeniedException".into(),
+                message: "no".into(),
+                request_id: Some("r-1".into()),
+            })
         );
         assert_eq!(
-            classify_code(Some("AccessDeniedException"), 400, Some("no")),
-            Failure::AccessDenied("AccessDeniedException: no".into())
+            denied.to_string(),
+            "access denied: AccessDeniedException: no (request id r-1)"
         );
         assert_eq!(
-            classify_code(Some("ValidationException"), 400, Some("bad")),
-            Failure::Other("ValidationException: bad".into())
+            classify_code(Some("ValidationException"), 400, Some("bad"), None),
+            Failure::Service(ServiceError::new("ValidationException", "bad"))
         );
-        assert_eq!(classify_code(None, 503, None), Failure::Transient);
+        assert_eq!(classify_code(None, 503, None, None), Failure::Transient);
         assert_eq!(
-            classify_code(Some("Whatever"), 429, None),
+            classify_code(Some("Whatever"), 429, None, None),
             Failure::Throttled
         );
     }

@@ -43,7 +43,8 @@ use aws_sdk_kinesis::Client;
 use futures_channel::{mpsc, oneshot};
 use futures_util::StreamExt;
 use kcl_core::{
-    Failure, FetchedRecords, HashKeyRange, SequenceNumber, ShardDescription, StartingPosition,
+    Failure, FetchedRecords, HashKeyRange, SequenceNumber, ServiceError, ShardDescription,
+    StartingPosition,
 };
 
 use crate::backend::ShardStream;
@@ -291,8 +292,11 @@ fn classify_event_error<R: std::fmt::Debug>(
             | E::KmsInvalidStateException(_)
             | E::KmsAccessDeniedException(_)
             | E::KmsNotFoundException(_)
-            | E::KmsOptInRequired(_) => Failure::Other(error_chain(s.err())),
-            other => classify_code(other.code(), 400, other.message()),
+            | E::KmsOptInRequired(_) => Failure::Service(ServiceError::new(
+                s.err().code().unwrap_or("KMSException"),
+                &error_chain(s.err()),
+            )),
+            other => classify_code(other.code(), 400, other.message(), None),
         },
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             Failure::Transient

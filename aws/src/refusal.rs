@@ -166,7 +166,12 @@ mod tests {
         );
         // An answer of any other kind ends the run of refusals.
         let mut w = RefusalWatch::default();
-        let denied = || scanned(Err(Failure::AccessDenied("no".into())));
+        let denied = || {
+            scanned(Err(Failure::AccessDenied(kcl_core::ServiceError::new(
+                "AccessDeniedException",
+                "no",
+            ))))
+        };
         assert_eq!(w.observe(at(0), &denied(), bound), None);
         assert_eq!(
             w.observe(at(59_000), &scanned(Err(Failure::ConditionFailed)), bound),

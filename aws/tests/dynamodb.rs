@@ -44,6 +44,33 @@ async fn a_missing_table_is_not_found() {
     assert_eq!(table.scan().await, Err(Failure::NotFound));
 }
 
+/// A refusal keeps what the service said: its error code, its message and the request's id.
+#[tokio::test]
+async fn a_refusal_keeps_the_error_code_message_and_request_id() {
+    let Some(url) = common::endpoint("KCLRS_TEST_DYNAMODB") else {
+        return;
+    };
+    // Table names are 3 to 255 characters: DynamoDB refuses the request as invalid.
+    let table = DynamoLeaseTable::new(&common::dynamodb(&url), "ab");
+    let Err(Failure::Service(refusal)) = table.scan().await else {
+        panic!("a ValidationException");
+    };
+    assert_eq!(refusal.code, "ValidationException");
+    assert!(
+        !refusal.message.is_empty() && refusal.message != "no message",
+        "{refusal}"
+    );
+    let id = refusal
+        .request_id
+        .as_deref()
+        .expect("dynalite sends x-amzn-RequestId");
+    assert!(!id.is_empty());
+    assert!(
+        refusal.to_string().ends_with(&format!("(request id {id})")),
+        "{refusal}"
+    );
+}
+
 #[tokio::test]
 async fn a_dead_endpoint_is_transient_and_not_retried() {
     // Nothing listens on port 9 of localhost: the connection is refused at once.

@@ -27,6 +27,40 @@ pub struct CallId(pub u64);
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FencingToken(pub u64);
 
+/// A service's refusal as the service gave it: its error code, its message, and the id of the
+/// request (what AWS support asks for).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ServiceError {
+    /// The error code (`AccessDeniedException`, `ValidationException`, ...).
+    pub code: String,
+    /// The service's message.
+    pub message: String,
+    /// The request's id (`x-amzn-RequestId`), when the answer carried one.
+    pub request_id: Option<String>,
+}
+
+impl ServiceError {
+    /// A refusal without a request id.
+    pub fn new(code: &str, message: &str) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            request_id: None,
+        }
+    }
+}
+
+impl core::fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)?;
+        match &self.request_id {
+            Some(id) => write!(f, " (request id {id})"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Why a request failed, as the driver classifies the service's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -45,13 +79,17 @@ pub enum Failure {
     Transient,
     /// The request was refused as invalid (Kinesis `InvalidArgumentException`): for
     /// GetShardIterator, a starting sequence number that is not of this shard; for GetRecords,
-    /// an iterator the stream does not accept. The service's message.
-    InvalidArgument(String),
+    /// an iterator the stream does not accept.
+    InvalidArgument(ServiceError),
     /// The caller is not allowed (`AccessDeniedException`, or credentials the service does not
-    /// accept): retried slowly, like [`Other`](Self::Other); a driver may give up once every
-    /// call is refused for long. The service's message.
-    AccessDenied(String),
-    /// Anything else (access denied, validation): retried slowly, never trusted.
+    /// accept): retried slowly, like [`Service`](Self::Service); a driver may give up once every
+    /// call is refused for long.
+    AccessDenied(ServiceError),
+    /// Any other refusal by the service (a validation error, a KMS key disabled): retried
+    /// slowly, never trusted.
+    Service(ServiceError),
+    /// A failure on this side (an answer that does not parse, a request that cannot be built):
+    /// retried slowly, never trusted.
     Other(String),
 }
 
@@ -67,6 +105,7 @@ impl core::fmt::Display for Failure {
             ),
             Self::InvalidArgument(why) => write!(f, "refused as invalid: {why}"),
             Self::AccessDenied(why) => write!(f, "access denied: {why}"),
+            Self::Service(why) => write!(f, "refused: {why}"),
             Self::Other(why) => f.write_str(why),
         }
     }

@@ -147,7 +147,7 @@ pub use config::{BalancingPolicy, Config, ConfigError, InitialPosition};
 pub use io::{
     BasicRecord, CallId, CheckpointError, CheckpointTarget, ChildShard, Command, Event, Failure,
     FencingToken, FetchedRecords, Input, ProcessorCall, Record, ReleaseReason, RequestId,
-    ShardDescription, ShardListing, StartingPosition, TimerReason,
+    ServiceError, ShardDescription, ShardListing, StartingPosition, TimerReason,
 };
 pub use item::{AttributeValue, Item};
 pub use lease::{HashKeyRange, Lease, LeaseKey, Row, RowError, WorkerId};

@@ -10,19 +10,20 @@ use kcl_core::io::{CallId, CheckpointTarget, FetchedRecords, ProcessorCall};
 use kcl_core::testkit::TestRecord;
 use kcl_core::{
     AttributeValue, Command, Config, Failure, FencingToken, InitialPosition, Input, Instant, Item,
-    LeaseKey, RecordPosition, RequestId, SequenceNumber, Worker, WorkerId,
+    LeaseKey, RecordPosition, RequestId, SequenceNumber, ServiceError, Worker, WorkerId,
 };
 use libfuzzer_sys::fuzz_target;
 
 fn failure(b: u8) -> Failure {
-    match b % 8 {
+    match b % 9 {
         0 => Failure::ConditionFailed,
         1 => Failure::Throttled,
         2 => Failure::ExpiredIterator,
         3 => Failure::NotFound,
         4 => Failure::Transient,
-        5 => Failure::InvalidArgument("x".into()),
-        6 => Failure::AccessDenied("x".into()),
+        5 => Failure::InvalidArgument(ServiceError::new("InvalidArgumentException", "x")),
+        6 => Failure::AccessDenied(ServiceError::new("AccessDeniedException", "x")),
+        7 => Failure::Service(ServiceError::new("ValidationException", "x")),
         _ => Failure::Other("x".into()),
     }
 }

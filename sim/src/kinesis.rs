@@ -189,7 +189,10 @@ fn parse_sequence(s: &str) -> Option<(u64, usize)> {
 }
 
 fn invalid(what: &str) -> Failure {
-    Failure::InvalidArgument(what.to_owned())
+    Failure::InvalidArgument(kcl_core::ServiceError::new(
+        "InvalidArgumentException",
+        what,
+    ))
 }
 
 impl Kinesis {

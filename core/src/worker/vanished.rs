@@ -31,7 +31,7 @@ impl<R: Record + Clone> Worker<R> {
     pub(super) fn read_failed(&mut self, shard: &LeaseKey, failure: &Failure) {
         let refusal = match failure {
             Failure::NotFound => None,
-            Failure::InvalidArgument(reason) => Some(reason.clone()),
+            Failure::InvalidArgument(reason) => Some(alloc::string::ToString::to_string(reason)),
             _ => return,
         };
         self.vanishing.suspects.insert(shard.clone(), refusal);

@@ -1137,7 +1137,10 @@ mod tests {
     #[test]
     fn an_iterator_refused_for_a_shard_no_longer_listed_finishes_it() {
         let mut h = listing(&["shard-2"]);
-        h.iterator_failure = Some(Failure::InvalidArgument("not of this stream".into()));
+        h.iterator_failure = Some(Failure::InvalidArgument(crate::io::ServiceError::new(
+            "InvalidArgumentException",
+            "not of this stream",
+        )));
         h.run_until(10_000);
         assert!(finished_as_gone(&h), "{:?}", h.calls("shard-1"));
     }
@@ -1154,7 +1157,10 @@ mod tests {
                 .expect("a sequence number"),
         ));
         h.put(&lease);
-        h.iterator_failure = Some(Failure::InvalidArgument("not of this stream".into()));
+        h.iterator_failure = Some(Failure::InvalidArgument(crate::io::ServiceError::new(
+            "InvalidArgumentException",
+            "not of this stream",
+        )));
         h.run_until(60_000);
         assert!(h.holds("shard-1"));
         assert_eq!(checkpoint(&h), lease.checkpoint);
@@ -1185,7 +1191,10 @@ mod tests {
     #[test]
     fn an_iterator_refused_by_get_records_is_replaced_and_reported_once() {
         let mut h = listing(&["shard-1"]);
-        h.records_failure = Some(Failure::InvalidArgument("bad iterator".into()));
+        h.records_failure = Some(Failure::InvalidArgument(crate::io::ServiceError::new(
+            "InvalidArgumentException",
+            "bad iterator",
+        )));
         h.run_until(2_000);
         let before = iterators_asked(&h);
         h.run_until(20_000);
