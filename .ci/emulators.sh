@@ -6,6 +6,9 @@
 #   kinesis-local  Kinesis, complete but slow (EFO, ChildShards) KCLRS_TEST_KINESIS_FULL :4569
 #                  the same over TLS, HTTP/2 by ALPN              KCLRS_TEST_KINESIS_TLS   :4570
 #                  its self-signed certificate (PEM)              KCLRS_TEST_KINESIS_TLS_CERT
+#   moto           DynamoDB with point-in-time recovery and   KCLRS_TEST_DYNAMODB_FULL :4571
+#                  deletion protection (dynalite has neither; from PyPI, pinned by
+#                  emulators/requirements.txt)
 #
 #   eval "$(.ci/emulators.sh start)"   # prints the exports; servers keep running in the background
 #   .ci/emulators.sh stop
@@ -20,6 +23,13 @@ install() {
     command -v npm >/dev/null || { echo "npm is needed for the emulators (apt install npm)" >&2; exit 1; }
     cp "$here/emulators/package.json" "$here/emulators/package-lock.json" "$dir/"
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  fi
+  if ! cmp -s "$here/emulators/requirements.txt" "$dir/requirements.txt" || [ ! -x "$dir/venv/bin/moto_server" ]; then
+    command -v python3 >/dev/null || { echo "python3 (with venv) is needed for moto (apt install python3-venv)" >&2; exit 1; }
+    rm -rf "$dir/venv"
+    python3 -m venv "$dir/venv" >&2
+    "$dir/venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/emulators/requirements.txt" >&2
+    cp "$here/emulators/requirements.txt" "$dir/"
   fi
 }
 
@@ -55,6 +65,7 @@ start() {
     REGISTER_STREAM_CONSUMER_DURATION=0ms MERGE_SHARDS_DURATION=0ms SPLIT_SHARD_DURATION=0ms \
     UPDATE_SHARD_COUNT_DURATION=0ms SHARD_LIMIT=1000 LOG_LEVEL=WARN node main.js
   wait_port kinesis-local-tls 4570 "$run/kinesis-local.log"
+  start_one moto 4571 "$dir" "$dir/venv/bin/moto_server" -H 127.0.0.1 -p 4571
   node -e 'process.stdout.write(require(process.argv[1]).server.cert)' \
     "$dir/node_modules/kinesis-local/server.json" >"$run/kinesis-local.pem"
   echo "export KCLRS_TEST_DYNAMODB=http://127.0.0.1:4568"
@@ -62,6 +73,7 @@ start() {
   echo "export KCLRS_TEST_KINESIS_FULL=http://127.0.0.1:4569"
   echo "export KCLRS_TEST_KINESIS_TLS=https://127.0.0.1:4570"
   echo "export KCLRS_TEST_KINESIS_TLS_CERT=$run/kinesis-local.pem"
+  echo "export KCLRS_TEST_DYNAMODB_FULL=http://127.0.0.1:4571"
 }
 
 stop() {

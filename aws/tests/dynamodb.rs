@@ -270,3 +270,73 @@ async fn dynamodb_agrees_with_the_reference_semantics() {
     });
     assert_eq!(scanned, expected);
 }
+
+/// Point-in-time recovery and deletion protection, on moto (dynalite models neither): a table
+/// created with both has both, and refuses to be deleted.
+#[tokio::test]
+async fn a_created_table_has_point_in_time_recovery_and_deletion_protection_when_asked() {
+    let Some(url) = common::endpoint("KCLRS_TEST_DYNAMODB_FULL") else {
+        return;
+    };
+    let client = common::dynamodb(&url);
+    let name = common::unique("protected");
+    let table = DynamoLeaseTable::new(&client, &name);
+    let mut options = kcl_aws::TableOptions::default();
+    options.point_in_time_recovery = true;
+    options.deletion_protection = true;
+    table
+        .ensure_table_with(&common::Tokio, Duration::from_secs(30), &options)
+        .await
+        .unwrap();
+    let described = client
+        .describe_table()
+        .table_name(&name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        described
+            .table()
+            .and_then(|t| t.deletion_protection_enabled()),
+        Some(true)
+    );
+    let backups = client
+        .describe_continuous_backups()
+        .table_name(&name)
+        .send()
+        .await
+        .unwrap();
+    let pitr = backups
+        .continuous_backups_description()
+        .and_then(|d| d.point_in_time_recovery_description())
+        .and_then(|p| p.point_in_time_recovery_status());
+    assert_eq!(
+        pitr,
+        Some(&aws_sdk_dynamodb::types::PointInTimeRecoveryStatus::Enabled)
+    );
+    assert!(client
+        .delete_table()
+        .table_name(&name)
+        .send()
+        .await
+        .is_err());
+
+    // Without the options, neither is turned on.
+    let plain = common::unique("plain");
+    DynamoLeaseTable::new(&client, &plain)
+        .ensure_table(&common::Tokio, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let described = client
+        .describe_table()
+        .table_name(&plain)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        described
+            .table()
+            .and_then(|t| t.deletion_protection_enabled()),
+        Some(true)
+    );
+}
