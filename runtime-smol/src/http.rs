@@ -1,5 +1,8 @@
 //! An HTTP client for the AWS SDK on smol: HTTP/1.1 and, over TLS with ALPN, HTTP/2 (which
-//! SubscribeToShard needs); connections are reused; response bodies stream.
+//! SubscribeToShard needs); connections are reused; response bodies stream. HTTP/2 connections
+//! send keep-alive pings: one whose peer stops answering (a silent network failure) is closed
+//! within the interval plus the timeout, its streams fail, and a subscription on it is renewed
+//! on a new connection instead of waiting forever.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,15 +23,36 @@ use futures_rustls::TlsConnector;
 use hyper::client::conn::{http1, http2};
 use smol::io::{AsyncRead, AsyncWrite};
 use smol::net::TcpStream;
-use smol_hyper::rt::FuturesIo;
+use smol_hyper::rt::{FuturesIo, SmolTimer};
 
 /// Idle connections kept per origin.
 const IDLE_PER_ORIGIN: usize = 32;
+
+/// HTTP/2 keep-alive: a ping after this long without a frame from the peer...
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// ...and the connection closed when the ping is not answered within this.
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The AWS SDK's HTTP client on smol. Cheap to clone; clones share their connection pool.
 #[derive(Clone, Debug, Default)]
 pub struct SmolHttpClient {
     pool: Arc<Pool>,
+}
+
+/// When an HTTP/2 connection pings its peer, and how long it waits for the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct KeepAlive {
+    interval: Duration,
+    timeout: Duration,
+}
+
+impl Default for KeepAlive {
+    fn default() -> Self {
+        Self {
+            interval: KEEP_ALIVE_INTERVAL,
+            timeout: KEEP_ALIVE_TIMEOUT,
+        }
+    }
 }
 
 impl SmolHttpClient {
@@ -50,6 +74,16 @@ impl SmolHttpClient {
         Self {
             pool: Arc::new(pool),
         }
+    }
+
+    /// HTTP/2 keep-alive: a ping after `interval` without a frame from the server, the
+    /// connection closed when it is not answered within `timeout` (default 30 s and 20 s, so a
+    /// dead connection is noticed within a minute). For connections opened from now on.
+    pub fn with_keep_alive(self, interval: Duration, timeout: Duration) -> Self {
+        if let Ok(mut keep_alive) = self.pool.keep_alive.lock() {
+            *keep_alive = KeepAlive { interval, timeout };
+        }
+        self
     }
 
     /// How many connections this client (and its clones) opened, by protocol.
@@ -91,6 +125,7 @@ impl HttpClient for SmolHttpClient {
 #[derive(Default)]
 struct Pool {
     idle: Mutex<HashMap<Origin, Vec<Sender>>>,
+    keep_alive: Mutex<KeepAlive>,
     tls: OnceLock<Result<Arc<ClientConfig>, String>>,
     opened_http1: AtomicU64,
     opened_http2: AtomicU64,
@@ -347,7 +382,8 @@ impl Connector {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let sender = handshake(io, h2).await?;
+        let keep_alive = self.pool.keep_alive.lock().map(|k| *k).unwrap_or_default();
+        let sender = handshake(io, h2, keep_alive).await?;
         let counter = match sender {
             Sender::Http1(_) => &self.pool.opened_http1,
             Sender::Http2(_) => &self.pool.opened_http2,
@@ -357,13 +393,19 @@ impl Connector {
     }
 }
 
-async fn handshake<IO>(io: IO, h2: bool) -> Result<Sender, ConnectorError>
+async fn handshake<IO>(io: IO, h2: bool, keep_alive: KeepAlive) -> Result<Sender, ConnectorError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let io = FuturesIo::new(io);
     if h2 {
         let (sender, connection) = http2::Builder::new(Spawn)
+            .timer(SmolTimer::new())
+            .keep_alive_interval(keep_alive.interval)
+            .keep_alive_timeout(keep_alive.timeout)
+            // A subscription waiting for its next event is an open stream, not idle; pinging
+            // idle connections too keeps a pooled one from being handed out dead.
+            .keep_alive_while_idle(true)
             .handshake(io)
             .await
             .map_err(|e| ConnectorError::io(e.into()))?;
