@@ -130,6 +130,7 @@ pub struct ConsumerBuilder {
     table_timeout: Duration,
     table_options: TableOptions,
     fan_out: Option<String>,
+    fan_out_http: Option<aws_smithy_runtime_api::client::http::SharedHttpClient>,
 }
 
 impl ConsumerBuilder {
@@ -148,6 +149,7 @@ impl ConsumerBuilder {
             table_timeout: Duration::from_secs(300),
             table_options: TableOptions::default(),
             fan_out: None,
+            fan_out_http: None,
         }
     }
 
@@ -215,6 +217,20 @@ impl ConsumerBuilder {
         self
     }
 
+    /// The HTTP client of the Kinesis client when consuming by enhanced fan-out, instead of the
+    /// one in the SDK configuration: one whose HTTP/2 connections send keep-alive pings, so a
+    /// subscription whose connection died silently is renewed (kcl-tokio's `build` sets its
+    /// `TokioHttpClient`; kcl-smol's client pings already).
+    pub fn fan_out_http_client(
+        mut self,
+        client: impl aws_smithy_runtime_api::client::http::HttpClient + 'static,
+    ) -> Self {
+        self.fan_out_http = Some(aws_smithy_runtime_api::client::http::SharedHttpClient::new(
+            client,
+        ));
+        self
+    }
+
     /// Reads by enhanced fan-out (SubscribeToShard) through the stream consumer `consumer_name`
     /// (the Java KCL uses the application name), registered if it does not exist yet. The
     /// service then pushes records at up to 2 MB/s per shard to this application alone, and
@@ -252,6 +268,9 @@ impl ConsumerBuilder {
         let mut kinesis = aws_sdk_kinesis::config::Builder::from(sdk);
         if let Some(url) = &self.kinesis_endpoint {
             kinesis = kinesis.endpoint_url(url);
+        }
+        if let (Some(_), Some(http)) = (&self.fan_out, &self.fan_out_http) {
+            kinesis = kinesis.http_client(http.clone());
         }
         let kinesis = aws_sdk_kinesis::Client::from_conf(kinesis.build());
         // The stream first: a wrong name must not leave a lease table behind.

@@ -15,6 +15,12 @@ use crate::processor::{Batch, Checkpointer, Initialize, RecordProcessor};
 use crate::record::KinesisRecord;
 use crate::runtime::Runtime;
 
+mod proxy;
+mod tls;
+
+pub use proxy::Proxy;
+pub use tls::pinned_tls;
+
 /// Points aws-config's chain at the emulators (`AWS_ENDPOINT_URL_DYNAMODB` / `_KINESIS`, static
 /// credentials, a region) from `KCLRS_TEST_DYNAMODB` and `KCLRS_TEST_KINESIS`. Without them, says
 /// loudly that the test is skipped and returns `false`. Changes the process environment: call it
@@ -152,6 +158,97 @@ async fn consume<Rt: Runtime>(
     let stats = run.map_err(|e| crate::error_chain(&e))?;
     if stats.records_delivered != 100 || stats.checkpoints < 2 {
         return Err(format!("unexpected counters after shutdown: {stats:?}"));
+    }
+    Ok(())
+}
+
+/// The keep-alive scenario both runtimes pass: a fan-out subscription read through `proxy`
+/// (`through_proxy`: a Kinesis client on the runtime's HTTP client, with short keep-alive
+/// pings), the proxy cuts the connection silently ([`Proxy::cut`]), a record is put
+/// (`direct`: a client that bypasses the proxy) and must arrive within 60 s. Each read is
+/// bounded, failures retried, as the driver does.
+pub async fn fan_out_survives_a_silently_dead_connection<Rt: Runtime>(
+    runtime: Rt,
+    direct: &aws_sdk_kinesis::Client,
+    through_proxy: &aws_sdk_kinesis::Client,
+    proxy: &Proxy,
+    name: &str,
+) -> Result<(), String> {
+    use crate::backend::ShardStream;
+    use crate::fanout::FanOutStream;
+    use kcl_core::{Failure, StartingPosition};
+    direct
+        .create_stream()
+        .stream_name(name)
+        .shard_count(1)
+        .send()
+        .await
+        .map_err(|e| format!("CreateStream: {e:?}"))?;
+    runtime.sleep(Duration::from_millis(300)).await;
+    let put = |byte: u8| {
+        direct
+            .put_record()
+            .stream_name(name)
+            .partition_key("k")
+            .data(Blob::new(vec![byte]))
+            .send()
+    };
+    put(1).await.map_err(|e| format!("PutRecord: {e:?}"))?;
+    let stream = FanOutStream::register(
+        runtime.clone(),
+        through_proxy,
+        name,
+        "keep-alive",
+        Duration::from_secs(30),
+    )
+    .await
+    .map_err(|e| format!("RegisterStreamConsumer: {e:?}"))?;
+    let listed = stream.list_shards().await.map_err(|e| format!("{e:?}"))?;
+    let shard = listed.first().ok_or("no shard")?.shard_id.clone();
+    let mut iterator = stream
+        .shard_iterator(shard.as_str(), &StartingPosition::TrimHorizon)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let mut seen = Vec::new();
+    for want in [1u8, 2] {
+        if want == 2 {
+            proxy.cut();
+            put(2).await.map_err(|e| format!("PutRecord: {e:?}"))?;
+        }
+        let started = runtime.now();
+        while !seen.contains(&want) {
+            if runtime.now().duration_since(started) > Duration::from_secs(60) {
+                return Err(format!(
+                    "record {want} not read within 60 s: the subscription stayed on a dead connection"
+                ));
+            }
+            let outcome = {
+                let call = Box::pin(stream.get_records(&iterator, 10_000, None));
+                let deadline = Box::pin(runtime.sleep(Duration::from_secs(3)));
+                match futures_util::future::select(call, deadline).await {
+                    futures_util::future::Either::Left((result, _)) => Some(result),
+                    futures_util::future::Either::Right(_) => None,
+                }
+            };
+            match outcome {
+                Some(Ok(batch)) => {
+                    seen.extend(batch.records.iter().filter_map(|r| r.data.first().copied()));
+                    if let Some(next) = batch.next_iterator {
+                        iterator = next.to_string();
+                    }
+                }
+                Some(Err(Failure::Throttled | Failure::Transient)) | None => {
+                    runtime.sleep(Duration::from_millis(200)).await;
+                }
+                Some(Err(e)) => return Err(format!("SubscribeToShard: {e:?}")),
+            }
+        }
+    }
+    if seen != [1, 2] {
+        return Err(format!("read {seen:?}, not [1, 2]"));
+    }
+    if stream.subscriptions_opened() < 2 {
+        return Err("the subscription was not renewed".into());
     }
     Ok(())
 }

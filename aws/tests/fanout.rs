@@ -206,8 +206,8 @@ async fn renewals_flow_while_quiet_fan_out_shards_fill_the_stream_lane() {
     let Some(dynamo_url) = common::endpoint("KCLRS_TEST_DYNAMODB") else {
         return;
     };
-    let proxy = common::Proxy::start(url.trim_start_matches("http://")).await;
-    let client = common::kinesis(&proxy.url);
+    let proxy = common::Proxy::start(url.trim_start_matches("http://")).unwrap();
+    let client = common::kinesis(&format!("http://127.0.0.1:{}", proxy.port()));
     let name = common::create_stream(&client, SHARDS as i32).await;
     let stream = register(&client, &name).await;
     let table = DynamoLeaseTable::new(&common::dynamodb(&dynamo_url), format!("{name}-leases"));

@@ -12,8 +12,14 @@
 //! `AWS_ENDPOINT_URL_KINESIS` point the clients at local emulators. Timers and the clock are
 //! tokio's, so `tokio::time::pause` drives a worker in tests.
 
+mod http;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
+
+pub use http::TokioHttpClient;
+/// The rustls of [`TokioHttpClient::with_tls`].
+pub use rustls;
 
 use kcl_aws::{
     BuildError, Consumer, ConsumerBuilder, KinesisRecord, ProcessorFactory, RunError, Runtime,
@@ -42,7 +48,9 @@ impl Runtime for TokioRuntime {
 }
 
 /// Loads the AWS configuration (aws-config's default chain) and builds the consumer: creates the
-/// lease table if it is absent.
+/// lease table if it is absent. With enhanced fan-out, the Kinesis client runs on a
+/// [`TokioHttpClient`] (HTTP/2 keep-alive pings); for another client, call
+/// [`ConsumerBuilder::build`] with [`ConsumerBuilder::fan_out_http_client`] yourself.
 pub async fn build<F>(
     builder: ConsumerBuilder,
     factory: F,
@@ -51,7 +59,10 @@ where
     F: ProcessorFactory<KinesisRecord>,
 {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    builder.build(TokioRuntime, &sdk, factory).await
+    builder
+        .fan_out_http_client(TokioHttpClient::new())
+        .build(TokioRuntime, &sdk, factory)
+        .await
 }
 
 /// Runs the consumer until Ctrl-C or SIGTERM, then shuts it down gracefully: processors get

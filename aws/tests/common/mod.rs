@@ -145,67 +145,9 @@ pub async fn merge(client: &Client, stream: &str, a: &str, b: &str) {
     wait_active(client, stream).await;
 }
 
-/// A TCP proxy on 127.0.0.1 in front of `upstream` (`host:port`) that can stop forwarding: while
-/// paused, bytes already sent wait in the proxy and connections stay open, as through a network
-/// that silently drops everything. For what a client does when its peer goes quiet.
-pub struct Proxy {
-    /// `http://127.0.0.1:PORT`.
-    pub url: String,
-    paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Proxy {
-    pub async fn start(upstream: &str) -> Self {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use std::sync::Arc;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let paused = Arc::new(AtomicBool::new(false));
-        let upstream = upstream.to_string();
-        let flag = Arc::clone(&paused);
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
-                    continue;
-                };
-                let (client_read, client_write) = client.into_split();
-                let (server_read, server_write) = server.into_split();
-                for (mut from, mut to) in [
-                    (
-                        Box::new(client_read) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
-                        Box::new(server_write) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
-                    ),
-                    (Box::new(server_read), Box::new(client_write)),
-                ] {
-                    let flag = Arc::clone(&flag);
-                    tokio::spawn(async move {
-                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                        let mut buf = vec![0u8; 16 * 1024];
-                        loop {
-                            let Ok(n) = from.read(&mut buf).await else {
-                                return;
-                            };
-                            if n == 0 {
-                                let _ = to.shutdown().await;
-                                return;
-                            }
-                            while flag.load(Ordering::SeqCst) {
-                                tokio::time::sleep(Duration::from_millis(20)).await;
-                            }
-                            if to.write_all(&buf[..n]).await.is_err() {
-                                return;
-                            }
-                        }
-                    });
-                }
-            }
-        });
-        Self { url, paused }
-    }
-
-    /// Stops (`true`) or resumes forwarding.
-    pub fn pause(&self, paused: bool) {
-        self.paused
-            .store(paused, std::sync::atomic::Ordering::SeqCst);
-    }
-}
+/// kcl-aws's test proxy (`testkit::Proxy`), compiled into these tests as well: they run without
+/// the `testkit` feature.
+#[path = "../../src/testkit/proxy.rs"]
+mod proxy;
+#[allow(unused_imports)]
+pub use proxy::Proxy;
