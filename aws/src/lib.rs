@@ -39,6 +39,8 @@ mod settings;
 mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use backend::{LeaseTable, ShardStream};
 pub use consumer::{BuildError, Consumer, ConsumerBuilder};

@@ -162,6 +162,20 @@ async fn consume<Rt: Runtime>(
     Ok(())
 }
 
+/// kinesis-local's TLS endpoint and the PEM file of its certificate, once
+/// [`emulator_environment`] said the emulators run.
+pub fn kinesis_tls_endpoint() -> (String, String) {
+    match (
+        std::env::var("KCLRS_TEST_KINESIS_TLS"),
+        std::env::var("KCLRS_TEST_KINESIS_TLS_CERT"),
+    ) {
+        (Ok(url), Ok(pem)) => (url, pem),
+        _ => panic!(
+            "the emulators run, but KCLRS_TEST_KINESIS_TLS(_CERT) are not set: .ci/emulators.sh is stale"
+        ),
+    }
+}
+
 /// The keep-alive scenario both runtimes pass: a fan-out subscription read through `proxy`
 /// (`through_proxy`: a Kinesis client on the runtime's HTTP client, with short keep-alive
 /// pings), the proxy cuts the connection silently ([`Proxy::cut`]), a record is put

@@ -18,25 +18,12 @@ use kcl_aws::{
     KinesisStream, LeaseTable, RecordProcessor,
 };
 use kcl_core::lease::attr;
-use kcl_core::{AttributeValue, Config, InitialPosition, LeaseKey, WorkerId};
+use kcl_core::{AttributeValue, LeaseKey, WorkerId};
 
 /// Short lease timing so the test runs in seconds.
 fn config() -> DriverConfig {
-    let worker = Config {
-        failover_time: Duration::from_secs(3),
-        safety_margin: Duration::from_millis(500),
-        scan_interval: Duration::from_millis(500),
-        heartbeat_interval: Duration::from_millis(500),
-        leader_check_interval: Duration::from_secs(1),
-        shard_sync_interval: Duration::from_secs(2),
-        idle_time_between_reads: Duration::from_millis(100),
-        parent_poll_interval: Duration::from_millis(500),
-        // The tests put records before a worker starts: read them from the oldest.
-        initial_position: InitialPosition::TrimHorizon,
-        ..Config::default()
-    };
     DriverConfig {
-        worker,
+        worker: common::fast_config(),
         ..DriverConfig::default()
     }
 }

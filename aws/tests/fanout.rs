@@ -217,15 +217,9 @@ async fn renewals_flow_while_quiet_fan_out_shards_fill_the_stream_lane() {
         .unwrap();
     let mut config = DriverConfig {
         worker: Config {
-            failover_time: Duration::from_secs(3),
-            safety_margin: Duration::from_millis(500),
-            scan_interval: Duration::from_millis(500),
-            heartbeat_interval: Duration::from_millis(500),
-            leader_check_interval: Duration::from_secs(1),
-            shard_sync_interval: Duration::from_secs(2),
             min_fetch_interval: Duration::ZERO,
             idle_time_between_reads: Duration::ZERO,
-            ..Config::default()
+            ..common::fast_config()
         },
         max_stream_calls_in_flight: 64,
         ..DriverConfig::default()

@@ -14,22 +14,13 @@ use kcl_aws::{
     Batch, Checkpointer, Driver, DriverConfig, DynamoLeaseTable, Initialize, KinesisRecord,
     KinesisStream, RecordProcessor, ShardPhase,
 };
-use kcl_core::{Config, InitialPosition, LeaseKey, WorkerId};
+use kcl_core::{Config, LeaseKey, WorkerId};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
 fn config() -> DriverConfig {
     let worker = Config {
-        failover_time: Duration::from_secs(3),
-        safety_margin: Duration::from_millis(500),
-        scan_interval: Duration::from_millis(500),
-        heartbeat_interval: Duration::from_millis(500),
-        leader_check_interval: Duration::from_secs(1),
-        shard_sync_interval: Duration::from_secs(2),
-        idle_time_between_reads: Duration::from_millis(100),
-        parent_poll_interval: Duration::from_millis(500),
         shutdown_timeout: Duration::from_secs(1),
-        initial_position: InitialPosition::TrimHorizon,
-        ..Config::default()
+        ..common::fast_config()
     };
     DriverConfig {
         worker,

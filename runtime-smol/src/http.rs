@@ -18,7 +18,7 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use futures_rustls::rustls::pki_types::ServerName;
-use futures_rustls::rustls::{self, ClientConfig, RootCertStore};
+use futures_rustls::rustls::ClientConfig;
 use futures_rustls::TlsConnector;
 use hyper::client::conn::{http1, http2};
 use smol::io::{AsyncRead, AsyncWrite};
@@ -177,24 +177,7 @@ impl Pool {
 }
 
 fn tls_config() -> Result<Arc<ClientConfig>, String> {
-    let mut roots = RootCertStore::empty();
-    let loaded = rustls_native_certs::load_native_certs();
-    for cert in loaded.certs {
-        // A certificate the platform store holds but rustls cannot parse is skipped.
-        let _ = roots.add(cert);
-    }
-    if roots.is_empty() {
-        return Err(format!(
-            "no usable root certificates on this machine ({:?})",
-            loaded.errors
-        ));
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config = kcl_aws::tls::platform_config()?;
     config.alpn_protocols = alpn();
     Ok(Arc::new(config))
 }

@@ -22,12 +22,7 @@ fn fan_out_runs_over_http2_on_the_smol_client() {
     if !kcl_aws::testkit::emulator_environment() {
         return;
     }
-    let (Ok(url), Ok(pem)) = (
-        std::env::var("KCLRS_TEST_KINESIS_TLS"),
-        std::env::var("KCLRS_TEST_KINESIS_TLS_CERT"),
-    ) else {
-        panic!("the emulators run, but KCLRS_TEST_KINESIS_TLS(_CERT) are not set: .ci/emulators.sh is stale");
-    };
+    let (url, pem) = kcl_aws::testkit::kinesis_tls_endpoint();
     smol::block_on(async {
         let http = SmolHttpClient::with_tls(pinned_tls(&pem));
         let sdk = kcl_smol::load_sdk_config().await;
@@ -119,12 +114,7 @@ fn a_subscription_on_a_connection_that_died_silently_is_renewed() {
     if !kcl_aws::testkit::emulator_environment() {
         return;
     }
-    let (Ok(url), Ok(pem)) = (
-        std::env::var("KCLRS_TEST_KINESIS_TLS"),
-        std::env::var("KCLRS_TEST_KINESIS_TLS_CERT"),
-    ) else {
-        panic!("the emulators run, but KCLRS_TEST_KINESIS_TLS(_CERT) are not set: .ci/emulators.sh is stale");
-    };
+    let (url, pem) = kcl_aws::testkit::kinesis_tls_endpoint();
     let proxy = kcl_aws::testkit::Proxy::start(url.trim_start_matches("https://"))
         .unwrap_or_else(|e| panic!("{e}"));
     smol::block_on(async {

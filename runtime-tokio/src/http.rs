@@ -23,7 +23,7 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::ClientConfig;
 
 type Pooled = Client<HttpsConnector<TcpConnector>, SdkBody>;
 
@@ -95,7 +95,7 @@ impl TokioHttpClient {
     fn build(&self) -> Result<Pooled, String> {
         let tls = match &self.tls {
             Some(config) => ClientConfig::clone(config),
-            None => platform_tls()?,
+            None => kcl_aws::tls::platform_config()?,
         };
         let mut tcp = TcpConnector::new();
         tcp.enforce_http(false);
@@ -117,28 +117,6 @@ impl TokioHttpClient {
             .http2_keep_alive_while_idle(true)
             .build(https))
     }
-}
-
-/// The platform's roots, aws-lc-rs.
-fn platform_tls() -> Result<ClientConfig, String> {
-    let mut roots = RootCertStore::empty();
-    let loaded = rustls_native_certs::load_native_certs();
-    for cert in loaded.certs {
-        // A certificate the platform store holds but rustls cannot parse is skipped.
-        let _ = roots.add(cert);
-    }
-    if roots.is_empty() {
-        return Err(format!(
-            "no usable root certificates on this machine ({:?})",
-            loaded.errors
-        ));
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Ok(ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 impl HttpClient for TokioHttpClient {

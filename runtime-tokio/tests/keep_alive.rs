@@ -11,12 +11,7 @@ async fn a_subscription_on_a_connection_that_died_silently_is_renewed() {
     if !kcl_aws::testkit::emulator_environment() {
         return;
     }
-    let (Ok(url), Ok(pem)) = (
-        std::env::var("KCLRS_TEST_KINESIS_TLS"),
-        std::env::var("KCLRS_TEST_KINESIS_TLS_CERT"),
-    ) else {
-        panic!("the emulators run, but KCLRS_TEST_KINESIS_TLS(_CERT) are not set: .ci/emulators.sh is stale");
-    };
+    let (url, pem) = kcl_aws::testkit::kinesis_tls_endpoint();
     let pinned = || kcl_aws::testkit::pinned_tls(&pem).unwrap_or_else(|e| panic!("{e}"));
     let proxy = kcl_aws::testkit::Proxy::start(url.trim_start_matches("https://"))
         .unwrap_or_else(|e| panic!("{e}"));

@@ -145,6 +145,23 @@ pub async fn merge(client: &Client, stream: &str, a: &str, b: &str) {
     wait_active(client, stream).await;
 }
 
+/// Lease timing short enough for a test to run in seconds (failover 3 s), shards read from the
+/// oldest record (the tests put records before a worker starts); the rest is the default.
+pub fn fast_config() -> kcl_core::Config {
+    kcl_core::Config {
+        failover_time: Duration::from_secs(3),
+        safety_margin: Duration::from_millis(500),
+        scan_interval: Duration::from_millis(500),
+        heartbeat_interval: Duration::from_millis(500),
+        leader_check_interval: Duration::from_secs(1),
+        shard_sync_interval: Duration::from_secs(2),
+        idle_time_between_reads: Duration::from_millis(100),
+        parent_poll_interval: Duration::from_millis(500),
+        initial_position: kcl_core::InitialPosition::TrimHorizon,
+        ..kcl_core::Config::default()
+    }
+}
+
 /// kcl-aws's test proxy (`testkit::Proxy`), compiled into these tests as well: they run without
 /// the `testkit` feature.
 #[path = "../../src/testkit/proxy.rs"]
