@@ -1,8 +1,9 @@
 //! Day-one mistakes end a worker process at once, non-zero, with a message naming the mistake:
-//! a stream name that does not exist, no region, a misspelt `KCL_*` setting. Both runtimes' worker binaries (built on
-//! `kcl_tokio::build` / `kcl_smol::build`, as the example consumers are), against the emulators.
+//! a stream name that does not exist, no region, a misspelt `KCL_*` setting. Both runtimes' worker
+//! binaries and both example consumers, against the emulators.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,19 +15,46 @@ const WORKERS: [&str; 2] = [
     env!("CARGO_BIN_EXE_fleet-worker-smol"),
 ];
 
+/// The example consumers (`examples/consumer.rs` of kcl-tokio, `examples/smol_consumer.rs` of
+/// kcl-smol): testing the workspace builds them beside the test binaries.
+fn examples() -> Vec<PathBuf> {
+    let dir = std::env::current_exe()
+        .ok()
+        .and_then(|me| Some(me.parent()?.parent()?.join("examples")));
+    let found: Vec<PathBuf> = ["consumer", "smol_consumer"]
+        .iter()
+        .filter_map(|name| dir.as_ref().map(|d| d.join(name)))
+        .filter(|path| path.exists())
+        .collect();
+    if found.len() < 2 {
+        eprintln!(
+            "\n*** SKIPPED for the example consumers: not built beside this test (found {found:?}); \
+             run the workspace's tests (./.ci/test) ***\n"
+        );
+    }
+    found
+}
+
 /// Runs `program` on `stream` with the environment changed by `env`; its exit success and
-/// stderr, or a failure when it is still running after [`WITHIN`].
-fn run(program: &str, stream: &str, env: impl Fn(&mut Command)) -> (bool, String) {
+/// stderr, or a failure when it is still running after [`WITHIN`]. A fleet worker is given its
+/// five arguments, an example consumer its two.
+fn run(program: &Path, stream: &str, env: impl Fn(&mut Command)) -> (bool, String) {
+    let program = program.display().to_string();
     let dir = std::env::temp_dir().join(format!("misconfigured-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("kcl.json");
     std::fs::write(&config, "{}").unwrap();
     let stderr = dir.join(format!("{stream}.stderr"));
-    let mut command = Command::new(program);
+    let mut command = Command::new(&program);
+    if program.contains("fleet-worker") {
+        command
+            .args(["misconfigured-worker", stream, &format!("{stream}-app")])
+            .arg(&config)
+            .arg(dir.join("log"));
+    } else {
+        command.args([stream, &format!("{stream}-app")]);
+    }
     command
-        .args(["misconfigured-worker", stream, &format!("{stream}-app")])
-        .arg(&config)
-        .arg(dir.join("log"))
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -59,13 +87,20 @@ fn a_wrong_stream_no_region_or_a_misspelt_setting_ends_the_worker_with_a_message
     if !kcl_aws::testkit::emulator_environment() {
         return;
     }
-    for program in WORKERS {
+    let programs = WORKERS.iter().map(PathBuf::from).chain(examples());
+    for program in programs {
+        let program = program.as_path();
         let stream = format!("no-such-stream-{}", std::process::id());
         let (ok, stderr) = run(program, &stream, |_| {});
-        assert!(!ok, "{program} exited successfully on a missing stream");
+        assert!(
+            !ok,
+            "{} exited successfully on a missing stream",
+            program.display()
+        );
         assert!(
             stderr.contains(&stream) && stderr.contains("not found"),
-            "{program}: {stderr}"
+            "{}: {stderr}",
+            program.display()
         );
 
         let (ok, stderr) = run(program, "any-stream", |c| {
@@ -78,16 +113,29 @@ fn a_wrong_stream_no_region_or_a_misspelt_setting_ends_the_worker_with_a_message
                     "/nonexistent/kcl-rs/credentials",
                 );
         });
-        assert!(!ok, "{program} exited successfully without a region");
-        assert!(stderr.contains("AWS_REGION"), "{program}: {stderr}");
+        assert!(
+            !ok,
+            "{} exited successfully without a region",
+            program.display()
+        );
+        assert!(
+            stderr.contains("AWS_REGION"),
+            "{}: {stderr}",
+            program.display()
+        );
 
         let (ok, stderr) = run(program, "any-stream", |c| {
             c.env("KCL_FAILOVER_TIMEOUT", "20s");
         });
-        assert!(!ok, "{program} exited successfully with a misspelt setting");
+        assert!(
+            !ok,
+            "{} exited successfully with a misspelt setting",
+            program.display()
+        );
         assert!(
             stderr.contains("KCL_FAILOVER_TIMEOUT") && stderr.contains("KCL_FAILOVER_TIME?"),
-            "{program}: {stderr}"
+            "{}: {stderr}",
+            program.display()
         );
     }
 }

@@ -1,7 +1,7 @@
 //! Prints every record of a stream and checkpoints after each batch; Ctrl-C hands the leases on.
 //! No tokio runtime runs: the SDK is on smol.
 //!
-//! cargo run -p kcl-smol --example consumer -- STREAM APPLICATION [CONFIG.toml|CONFIG.json]
+//! cargo run -p kcl-smol --example smol_consumer -- STREAM APPLICATION [CONFIG.toml|CONFIG.json]
 //! Settings come from the optional file, then from `KCL_*` variables (docs/configuration.md).
 //! (against emulators: AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:4568 AWS_ENDPOINT_URL_KINESIS=...)
 
