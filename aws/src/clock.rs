@@ -18,24 +18,32 @@ use kcl_core::time::Suspension;
 #[derive(Debug, Default)]
 pub(crate) struct SuspendCounter {
     suspension: Mutex<Suspension>,
+    /// The last measure, kept when the clocks cannot be read: the worker's clock never goes back.
+    last: Mutex<Duration>,
 }
 
 impl SuspendCounter {
-    /// How long the host was suspended since the first call.
-    pub(crate) fn suspended(&self) -> Duration {
-        match readings() {
-            Some((monotonic, boottime)) => match self.suspension.lock() {
-                Ok(mut s) => s.observe(monotonic, boottime),
-                Err(poisoned) => poisoned.into_inner().observe(monotonic, boottime),
-            },
-            None => Duration::ZERO,
+    /// How long the host was suspended since the first call, from the monotonic and boot-time
+    /// clocks' `readings` ([`crate::Runtime::suspend_clocks`]); the last measure when `None`.
+    pub(crate) fn suspended(&self, readings: Option<(u64, u64)>) -> Duration {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((monotonic, boottime)) = readings {
+            let mut suspension = self
+                .suspension
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *last = suspension.observe(monotonic, boottime);
         }
+        *last
     }
 }
 
 /// `CLOCK_MONOTONIC` and `CLOCK_BOOTTIME` in milliseconds.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn readings() -> Option<(u64, u64)> {
+pub(crate) fn readings() -> Option<(u64, u64)> {
     use rustix::time::{clock_gettime, ClockId};
     let ms = |t: rustix::time::Timespec| {
         let secs = u64::try_from(t.tv_sec).unwrap_or(0);
@@ -49,7 +57,7 @@ fn readings() -> Option<(u64, u64)> {
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn readings() -> Option<(u64, u64)> {
+pub(crate) fn readings() -> Option<(u64, u64)> {
     None
 }
 
@@ -60,10 +68,29 @@ mod tests {
     #[test]
     fn no_suspension_while_the_host_runs() {
         let c = SuspendCounter::default();
-        assert_eq!(c.suspended(), Duration::ZERO);
+        assert_eq!(c.suspended(readings()), Duration::ZERO);
         std::thread::sleep(Duration::from_millis(20));
         // Reading the two clocks one after the other can put a millisecond between them.
-        assert!(c.suspended() <= Duration::from_millis(1));
+        assert!(c.suspended(readings()) <= Duration::from_millis(1));
+    }
+
+    /// A runtime's readings (a simulated host's) are what the counter measures: boot time
+    /// running ahead of the monotonic clock is a suspension.
+    #[test]
+    fn a_suspension_is_boot_time_running_ahead_of_the_monotonic_clock() {
+        let c = SuspendCounter::default();
+        assert_eq!(c.suspended(Some((1_000, 5_000))), Duration::ZERO);
+        assert_eq!(c.suspended(Some((2_000, 6_000))), Duration::ZERO);
+        assert_eq!(
+            c.suspended(Some((2_500, 36_500))),
+            Duration::from_secs(30),
+            "30 s asleep"
+        );
+        assert_eq!(
+            c.suspended(None),
+            Duration::from_secs(30),
+            "unmeasured: the last measure stands"
+        );
     }
 
     #[cfg(any(target_os = "linux", target_os = "android"))]

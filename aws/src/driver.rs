@@ -294,7 +294,8 @@ where
 
     /// The worker's clock: the runtime's, plus the time the host was suspended.
     fn now(&self) -> Instant {
-        kcl_core::time::from_std(self.origin, self.runtime.now()) + self.suspend.suspended()
+        kcl_core::time::from_std(self.origin, self.runtime.now())
+            + self.suspend.suspended(self.runtime.suspend_clocks())
     }
 
     fn until(&self, at: Instant) -> Duration {
@@ -491,7 +492,7 @@ where
                         .await;
                     let result = r.map(|shards| ShardListing {
                         shards,
-                        listed_at: kcl_core::time::wall_time(std::time::SystemTime::now()),
+                        listed_at: kcl_core::time::wall_time(runtime.wall_clock()),
                     });
                     ("list_shards", Input::ShardsListed { req, result }, n)
                 }

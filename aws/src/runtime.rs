@@ -1,7 +1,8 @@
-//! What the driver needs of an async runtime: a clock, a timer and a way to spawn.
+//! What the driver needs of an async runtime: its clocks, a timer and a way to spawn. Every
+//! clock the driver reads goes through this trait, so a simulated runtime controls them all.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// An async runtime, as the driver uses it. kcl-tokio and kcl-smol implement it; a test can too.
 pub trait Runtime: Clone + Send + Sync + 'static {
@@ -12,4 +13,15 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static;
     /// Runs `task` in the background.
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static);
+    /// Wall-clock time: when a shard listing was answered (a root lease at `LATEST` starts
+    /// there). The host's clock by default.
+    fn wall_clock(&self) -> SystemTime {
+        SystemTime::now()
+    }
+    /// The host's `CLOCK_MONOTONIC` and `CLOCK_BOOTTIME` in milliseconds, read in that order, from
+    /// which the driver measures the time the host spent suspended; `None` where it cannot be
+    /// measured. The operating system's clocks by default (Linux and Android; `None` elsewhere).
+    fn suspend_clocks(&self) -> Option<(u64, u64)> {
+        crate::clock::readings()
+    }
 }
