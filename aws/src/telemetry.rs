@@ -5,7 +5,7 @@
 //! [`crate::ConsumerBuilder`] sets them to the application and the stream), so two consumers in
 //! one process keep apart. Per-shard series add `shard`; the other labels are bounded sets (an
 //! operation, an outcome, a release reason, a processor call). The names and what they mean are
-//! listed in the README's "Observability".
+//! listed in docs/observability.md.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -289,8 +289,8 @@ impl Telemetry {
         call: &ProcessorCall<R>,
     ) {
         let l = &self.labels;
-        let phase = match call {
-            ProcessorCall::Initialize { .. } => ShardPhase::Initializing,
+        let (phase, lag) = match call {
+            ProcessorCall::Initialize { .. } => (ShardPhase::Initializing, None),
             ProcessorCall::ProcessRecords {
                 records,
                 millis_behind_latest,
@@ -302,15 +302,11 @@ impl Telemetry {
                 metrics::counter!("kcl_bytes_delivered_total", l.with(&[])).increment(bytes as u64);
                 metrics::gauge!("kcl_millis_behind_latest", l.shard(shard))
                     .set(*millis_behind_latest as f64);
-                if let Some(s) = lock(&self.status).shards.get_mut(shard) {
-                    s.millis_behind_latest = Some(*millis_behind_latest);
-                    s.last_delivery = Some(now);
-                }
-                ShardPhase::Processing
+                (ShardPhase::Processing, Some(*millis_behind_latest))
             }
-            ProcessorCall::ShardEnded { .. } => ShardPhase::Ending,
+            ProcessorCall::ShardEnded { .. } => (ShardPhase::Ending, None),
             ProcessorCall::LeaseLost | ProcessorCall::ShutdownRequested { .. } => {
-                ShardPhase::Leaving
+                (ShardPhase::Leaving, None)
             }
             _ => return,
         };
@@ -319,6 +315,10 @@ impl Telemetry {
             return;
         };
         s.phase = phase;
+        if lag.is_some() {
+            s.millis_behind_latest = lag;
+            s.last_delivery = Some(now);
+        }
         // A processor told its lease is lost does not answer: nothing to wait for.
         if !matches!(call, ProcessorCall::LeaseLost) {
             let queue = self.outstanding.entry(shard.clone()).or_default();

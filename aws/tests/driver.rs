@@ -52,6 +52,15 @@ impl RecordProcessor<KinesisRecord> for Collect {
     }
 }
 
+/// A factory of processors that collect into `seen` and never panic.
+fn collecting(seen: &Seen) -> impl Fn(&LeaseKey) -> Collect + Send + Sync + 'static {
+    let seen = seen.clone();
+    move |_: &LeaseKey| Collect {
+        seen: seen.clone(),
+        panic_once: Arc::new(AtomicBool::new(false)),
+    }
+}
+
 async fn setup(
     shards: i32,
     records: usize,
@@ -112,11 +121,7 @@ async fn two_workers_process_every_record_and_checkpoint_it() {
     let mut runs = Vec::new();
     let mut handles = Vec::new();
     for w in 0..2u64 {
-        let seen = seen.clone();
-        let factory = move |_: &LeaseKey| Collect {
-            seen: seen.clone(),
-            panic_once: Arc::new(AtomicBool::new(false)),
-        };
+        let factory = collecting(&seen);
         let driver = Driver::new(
             common::Tokio,
             table.clone(),
@@ -230,13 +235,7 @@ async fn a_stream_deleted_under_a_running_worker_ends_it_with_an_error() {
         return;
     };
     let seen: Seen = Arc::default();
-    let factory = {
-        let seen = seen.clone();
-        move |_: &LeaseKey| Collect {
-            seen: seen.clone(),
-            panic_once: Arc::new(AtomicBool::new(false)),
-        }
-    };
+    let factory = collecting(&seen);
     let mut config = config();
     config.give_up_after = Duration::from_secs(2);
     let driver = Driver::new(
@@ -310,13 +309,7 @@ async fn kpl_user_records_outside_their_shard_are_dropped_unless_asked_not_to() 
             .await
             .unwrap();
         let seen: Seen = Arc::default();
-        let factory = {
-            let seen = seen.clone();
-            move |_: &LeaseKey| Collect {
-                seen: seen.clone(),
-                panic_once: Arc::new(AtomicBool::new(false)),
-            }
-        };
+        let factory = collecting(&seen);
         let mut config = config();
         config.drop_kpl_records_outside_shard = drop;
         let driver = Driver::new(

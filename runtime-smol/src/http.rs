@@ -37,6 +37,7 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Clone, Debug, Default)]
 pub struct SmolHttpClient {
     pool: Arc<Pool>,
+    keep_alive: KeepAlive,
 }
 
 /// When an HTTP/2 connection pings its peer, and how long it waits for the answer.
@@ -73,16 +74,16 @@ impl SmolHttpClient {
         };
         Self {
             pool: Arc::new(pool),
+            keep_alive: KeepAlive::default(),
         }
     }
 
     /// HTTP/2 keep-alive: a ping after `interval` without a frame from the server, the
     /// connection closed when it is not answered within `timeout` (default 30 s and 20 s, so a
-    /// dead connection is noticed within a minute). For connections opened from now on.
-    pub fn with_keep_alive(self, interval: Duration, timeout: Duration) -> Self {
-        if let Ok(mut keep_alive) = self.pool.keep_alive.lock() {
-            *keep_alive = KeepAlive { interval, timeout };
-        }
+    /// dead connection is noticed within a minute). For the connections this client opens;
+    /// clones made before keep theirs.
+    pub fn with_keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.keep_alive = KeepAlive { interval, timeout };
         self
     }
 
@@ -116,6 +117,7 @@ impl HttpClient for SmolHttpClient {
     ) -> SharedHttpConnector {
         SharedHttpConnector::new(Connector {
             pool: Arc::clone(&self.pool),
+            keep_alive: self.keep_alive,
             connect_timeout: settings.connect_timeout(),
             read_timeout: settings.read_timeout(),
         })
@@ -125,7 +127,6 @@ impl HttpClient for SmolHttpClient {
 #[derive(Default)]
 struct Pool {
     idle: Mutex<HashMap<Origin, Vec<Sender>>>,
-    keep_alive: Mutex<KeepAlive>,
     tls: OnceLock<Result<Arc<ClientConfig>, String>>,
     opened_http1: AtomicU64,
     opened_http2: AtomicU64,
@@ -234,6 +235,7 @@ impl Sender {
 #[derive(Clone, Debug)]
 struct Connector {
     pool: Arc<Pool>,
+    keep_alive: KeepAlive,
     connect_timeout: Option<Duration>,
     read_timeout: Option<Duration>,
 }
@@ -365,8 +367,7 @@ impl Connector {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let keep_alive = self.pool.keep_alive.lock().map(|k| *k).unwrap_or_default();
-        let sender = handshake(io, h2, keep_alive).await?;
+        let sender = handshake(io, h2, self.keep_alive).await?;
         let counter = match sender {
             Sender::Http1(_) => &self.pool.opened_http1,
             Sender::Http2(_) => &self.pool.opened_http2,
