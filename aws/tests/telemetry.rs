@@ -64,6 +64,34 @@ fn series(snapshotter: &Snapshotter) -> Series {
         .collect()
 }
 
+/// Adds a snapshot to what was seen before. A snapshot of the debugging recorder consumes
+/// what it reads: histograms are drained and counters reset, so both accumulate; a gauge not
+/// set since the last snapshot reads 0, so a 0 keeps the value seen before.
+fn accumulate(seen: &mut Series, snapshot: Series) {
+    for (key, value) in snapshot {
+        match (seen.get_mut(&key), value) {
+            (Some(DebugValue::Histogram(old)), DebugValue::Histogram(new)) => old.extend(new),
+            (Some(DebugValue::Counter(old)), DebugValue::Counter(new)) => *old += new,
+            (Some(DebugValue::Gauge(_)), DebugValue::Gauge(new)) if new.into_inner() == 0.0 => {}
+            (_, value) => {
+                seen.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Whether `consumer` has timed a returned `process_records` call and an acknowledged
+/// checkpoint: a shard shows `Processing` as soon as its batch is handed over, before either.
+fn processed(seen: &Series, consumer: &str) -> bool {
+    let timed = |name: &str, label: (&str, &str)| {
+        find(seen, name, &[("consumer", consumer), label])
+            .iter()
+            .any(|v| matches!(v, DebugValue::Histogram(xs) if !xs.is_empty()))
+    };
+    timed("kcl_processor_call_seconds", ("call", "process_records"))
+        && timed("kcl_checkpoint_seconds", ("outcome", "ok"))
+}
+
 /// The series named `name` whose labels include every one of `with`.
 fn find<'a>(all: &'a Series, name: &str, with: &[(&str, &str)]) -> Vec<&'a DebugValue> {
     all.iter()
@@ -137,14 +165,16 @@ async fn two_consumers_in_one_process_report_apart_and_their_status_shows_their_
 
     // Both hold both shards, are leaders of their own tables, and their tables answer.
     let started = Instant::now();
+    let mut during = Series::new();
     loop {
+        accumulate(&mut during, series(&snapshotter));
         let done = status.iter().all(|s| {
             let s = s.snapshot();
             s.shards.len() == 2
                 && s.shards
                     .values()
                     .all(|shard| shard.phase == ShardPhase::Processing)
-        });
+        }) && ["billing", "audit"].iter().all(|c| processed(&during, c));
         if done {
             break;
         }
@@ -169,7 +199,7 @@ async fn two_consumers_in_one_process_report_apart_and_their_status_shows_their_
             "{s:?}"
         );
     }
-    let during = series(&snapshotter);
+    accumulate(&mut during, series(&snapshotter));
     for consumer in ["billing", "audit"] {
         let me = [("consumer", consumer), ("stream", stream.as_str())];
         assert_eq!(
@@ -224,7 +254,8 @@ async fn two_consumers_in_one_process_report_apart_and_their_status_shows_their_
             .unwrap()
             .unwrap();
     }
-    let after = series(&snapshotter);
+    let mut after = during;
+    accumulate(&mut after, series(&snapshotter));
     for (handle, consumer) in status.iter().zip(["billing", "audit"]) {
         let released = find(
             &after,
