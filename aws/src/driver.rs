@@ -14,7 +14,6 @@ use core::future::poll_fn;
 use core::task::Poll;
 use core::time::Duration;
 use std::collections::{BTreeMap, VecDeque};
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
@@ -31,13 +30,12 @@ use tracing::Instrument;
 
 use crate::backend::{LeaseTable, ShardStream};
 use crate::clock::SuspendCounter;
-use crate::processor::{
-    Batch, CheckpointRequest, Checkpointer, Initialize, Message, ProcessorFactory, RecordProcessor,
-};
+use crate::processor::{CheckpointRequest, Message, ProcessorFactory};
 use crate::refusal::{RefusalWatch, RunError};
 use crate::retry::RetryPolicy;
 use crate::runtime::Runtime;
-use crate::telemetry::{processor_call_name, Labels, StatusHandle, Telemetry};
+use crate::shard_task::ShardTasks;
+use crate::telemetry::{Labels, StatusHandle, Telemetry};
 
 /// The driver's settings: the core's [`Config`] and how calls are made. Deserializes with serde;
 /// absent fields take their defaults.
@@ -114,8 +112,6 @@ impl ShutdownHandle {
     }
 }
 
-type Call<R> = (CallId, ProcessorCall<R>);
-
 /// Runs one worker against a lease table and a stream.
 pub struct Driver<Rt, T, S, F>
 where
@@ -133,7 +129,7 @@ where
     outbox: UnboundedSender<Message>,
     table_calls: Lane<S::Record>,
     stream_calls: Lane<S::Record>,
-    processors: BTreeMap<LeaseKey, UnboundedSender<Call<S::Record>>>,
+    tasks: ShardTasks<S::Record>,
     checkpoints: BTreeMap<u64, PendingCheckpoint>,
     next_ticket: u64,
     telemetry: Telemetry,
@@ -181,7 +177,7 @@ where
             outbox,
             table_calls: Lane::new(table_limit),
             stream_calls: Lane::new(stream_limit),
-            processors: BTreeMap::new(),
+            tasks: ShardTasks::new(),
             checkpoints: BTreeMap::new(),
             next_ticket: 0,
             telemetry: Telemetry::new(&id_text, origin),
@@ -231,7 +227,11 @@ where
             if self.worker.is_stopped() {
                 break;
             }
-            let deadline = self.worker.poll_timeout().map(|(at, _)| at);
+            let deadline = earliest(
+                self.worker.poll_timeout().map(|(at, _)| at),
+                self.tasks
+                    .next_window_end(|shard| self.worker.lease_window_end(shard)),
+            );
             if timer.as_ref().map(|(at, _)| *at) != deadline {
                 timer = deadline.map(|at| {
                     let wait = self.until(at);
@@ -260,6 +260,9 @@ where
             })
             .await;
             let now = self.now();
+            let worker = &self.worker;
+            self.tasks
+                .cancel_past_window(|shard| worker.lease_window_end(shard), now);
             self.telemetry.update_gauges(self.runtime.now(), false);
             match wake {
                 Wake::Result(input) => {
@@ -285,7 +288,9 @@ where
                 Wake::Message(Some(message)) => self.on_message(now, message),
                 Wake::Timer => {
                     timer = None;
-                    self.worker.handle_timeout(now);
+                    if self.worker.poll_timeout().is_some_and(|(at, _)| at <= now) {
+                        self.worker.handle_timeout(now);
+                    }
                 }
             }
         }
@@ -332,11 +337,13 @@ where
             Message::Returned { shard, call } => {
                 self.telemetry
                     .on_processor_returned(self.runtime.now(), &shard, call);
+                self.tasks.answered(&shard, call);
                 Input::ProcessorReturned { shard, call }
             }
             Message::Failed { shard, call } => {
                 self.telemetry
                     .on_processor_returned(self.runtime.now(), &shard, call);
+                self.tasks.answered(&shard, call);
                 Input::ProcessorFailed { shard, call }
             }
             Message::Shutdown => Input::ShutdownRequested,
@@ -382,10 +389,11 @@ where
 
     fn on_event(&mut self, event: Event) {
         self.telemetry.on_event(self.runtime.now(), &event);
-        if let Event::LeaseReleased { shard, .. } = event {
+        if let Event::LeaseReleased { shard, reason } = event {
             // Its processor finishes the calls it has (the last is LeaseLost, ShardEnded or
-            // ShutdownRequested) and stops.
-            self.processors.remove(&shard);
+            // ShutdownRequested) and stops; a lease lost cancels the call under way.
+            self.tasks
+                .released(&shard, reason == kcl_core::ReleaseReason::Lost);
             let stale: Vec<u64> = self
                 .checkpoints
                 .iter()
@@ -426,28 +434,22 @@ where
                 return;
             }
             ProcessorCall::Initialize { .. } => {
-                let (calls, mailbox) = unbounded();
                 let processor = self.factory.create(&shard);
-                let task = run_processor(
-                    shard.clone(),
+                let task = self.tasks.start(
+                    &shard,
                     processor,
-                    mailbox,
                     self.outbox.clone(),
                     self.telemetry.labels().clone(),
                 );
                 self.runtime
                     .spawn(task.instrument(tracing::info_span!("kcl.shard", %shard)));
-                self.processors.insert(shard.clone(), calls);
             }
             _ => {}
         }
         self.telemetry
             .on_processor_call(self.runtime.now(), &shard, call, &action);
         let lease_lost = matches!(action, ProcessorCall::LeaseLost);
-        let delivered = self
-            .processors
-            .get(&shard)
-            .is_some_and(|p| p.unbounded_send((call, action)).is_ok());
+        let delivered = self.tasks.send(&shard, call, action);
         if !delivered && !lease_lost {
             // Its task ended (it panicked earlier): the call cannot complete.
             let now = self.now();
@@ -646,99 +648,10 @@ fn record_outcome<R>(
     tracing::debug!(op, outcome, attempts, "call");
 }
 
-/// One shard's processor: its calls in order, each answered; a panic ends it.
-async fn run_processor<R, P>(
-    shard: LeaseKey,
-    mut processor: P,
-    mut calls: UnboundedReceiver<Call<R>>,
-    driver: UnboundedSender<Message>,
-    labels: Labels,
-) where
-    R: Send + 'static,
-    P: RecordProcessor<R>,
-{
-    while let Some((call, action)) = calls.next().await {
-        let name = processor_call_name(&action);
-        let started = std::time::Instant::now();
-        let outcome = AssertUnwindSafe(invoke(&shard, &mut processor, action, &driver))
-            .catch_unwind()
-            .await;
-        metrics::histogram!(
-            "kcl_processor_call_seconds",
-            labels.with(&[("call", name.into())])
-        )
-        .record(started.elapsed().as_secs_f64());
-        let message = match outcome {
-            Ok(false) => continue,
-            Ok(true) => Message::Returned {
-                shard: shard.clone(),
-                call,
-            },
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                tracing::error!(%shard, panic = what, "record processor panicked; its lease is given up");
-                metrics::counter!("kcl_processor_failures_total", labels.with(&[])).increment(1);
-                let _ = driver.unbounded_send(Message::Failed { shard, call });
-                return;
-            }
-        };
-        if driver.unbounded_send(message).is_err() {
-            return;
-        }
+/// The earlier of two optional instants.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
-}
-
-/// Makes one call; whether the driver expects a return for it.
-async fn invoke<R, P: RecordProcessor<R>>(
-    shard: &LeaseKey,
-    processor: &mut P,
-    action: ProcessorCall<R>,
-    driver: &UnboundedSender<Message>,
-) -> bool {
-    let checkpointer = |token| Checkpointer::new(shard.clone(), token, driver.clone());
-    match action {
-        ProcessorCall::Initialize {
-            checkpoint,
-            pending_checkpoint,
-            pending_state,
-            token,
-        } => {
-            let init = Initialize {
-                shard: shard.clone(),
-                checkpoint,
-                pending_checkpoint,
-                pending_state,
-                token,
-            };
-            processor.initialize(&init).await;
-        }
-        ProcessorCall::ProcessRecords {
-            records,
-            millis_behind_latest,
-            token,
-        } => {
-            let batch = Batch {
-                shard: shard.clone(),
-                records,
-                millis_behind_latest,
-                token,
-            };
-            processor.process_records(batch, &checkpointer(token)).await;
-        }
-        ProcessorCall::ShardEnded { token } => processor.shard_ended(&checkpointer(token)).await,
-        ProcessorCall::ShutdownRequested { token } => {
-            processor.shutdown_requested(&checkpointer(token)).await;
-        }
-        ProcessorCall::LeaseLost => {
-            processor.lease_lost().await;
-            return false;
-        }
-        // Answered by the driver itself; never sent here.
-        _ => return false,
-    }
-    true
 }

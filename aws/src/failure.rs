@@ -4,11 +4,15 @@
 //! function serves every operation of both services, and an error code an older SDK does not
 //! model is still classified.
 
+#[cfg(feature = "sdk")]
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+#[cfg(feature = "sdk")]
 use aws_smithy_runtime_api::http::Response;
+#[cfg(feature = "sdk")]
 use kcl_core::{Failure, ServiceError};
 
 /// The failure an SDK error means for the core.
+#[cfg(feature = "sdk")]
 pub(crate) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     error: &SdkError<E, Response>,
 ) -> Failure {
@@ -31,6 +35,7 @@ pub(crate) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
 }
 
 /// The id AWS gave the request (`x-amzn-RequestId`; S3-style `x-amz-request-id` as a fallback).
+#[cfg(feature = "sdk")]
 pub(crate) fn request_id(response: &Response) -> Option<&str> {
     let headers = response.headers();
     headers
@@ -40,6 +45,7 @@ pub(crate) fn request_id(response: &Response) -> Option<&str> {
 
 /// The failure a service error code (and HTTP status) means; refusals keep the code, the
 /// message and the request id.
+#[cfg(feature = "sdk")]
 pub(crate) fn classify_code(
     code: Option<&str>,
     status: u16,
@@ -92,7 +98,7 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sdk"))]
 mod tests {
     use super::*;
 

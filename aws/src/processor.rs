@@ -41,6 +41,14 @@ pub struct Batch<R> {
 /// worker starts processing the shard and dropped when the lease leaves the worker. Calls come one
 /// at a time, in order. A panic in any call gives the lease up cleanly: nothing past what the
 /// processor checkpointed is recorded, and another owner (or this worker, later) resumes there.
+///
+/// A call still running when its lease's window ends (the worker could not renew the lease in
+/// time, so another worker may hold it now), or when the lease is found lost, is cancelled: its
+/// future is dropped at the await point it is waiting at, the lease is given up, and the
+/// processor is then told [`lease_lost`](Self::lease_lost). Write calls so that stopping at any
+/// await is safe (what was not checkpointed is delivered again to the next owner anyway), and pass
+/// the batch's fencing token to your sink so that it can refuse a lost owner's writes; code that
+/// blocks without awaiting cannot be stopped.
 pub trait RecordProcessor<R>: Send + 'static {
     /// Processing of a shard starts.
     fn initialize(&mut self, init: &Initialize) -> impl Future<Output = ()> + Send;

@@ -83,6 +83,14 @@ impl CheckpointLedger {
         None
     }
 
+    /// The asker stopped waiting for `ticket` before its answer came (its processor call was
+    /// cancelled): the request is over, unanswered.
+    pub fn withdrawn(&mut self, (node, inc): (NodeId, u64), ticket: u64) {
+        if self.open.remove(&(node, inc, ticket)).is_some() {
+            *self.answers.entry("withdrawn").or_insert(0) += 1;
+        }
+    }
+
     /// The incarnation ended (crashed, restarted, retired): its requests die with it.
     pub fn forget(&mut self, node: NodeId, inc: u64) {
         let dead: Vec<_> = self

@@ -23,6 +23,7 @@
 
 pub mod check;
 pub mod checkpoints;
+pub mod driven;
 pub mod dynamo;
 pub mod fleet;
 pub mod hash;

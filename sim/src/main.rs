@@ -46,8 +46,10 @@ OPTIONS:
   --workers-per-machine K    workers sharing a simulated machine   [a quarter of the fleet, at most 20]
   --threads 1|2              threads for the workers' steps; the report is the same either way
                              [2 from 200 workers when the machine has two cores, else 1]
-  --mode event|turmoil       event: the discrete-event engine; turmoil: machines and services
-                             as turmoil hosts, every call a datagram             [event]
+  --mode event|turmoil|driver
+                             event: the discrete-event engine; turmoil: machines and services
+                             as turmoil hosts, every call a datagram; driver: every worker an
+                             unmodified kcl-aws Driver with real record processors [event]
   --json PATH                write the report (compare: {default, kcl2, ratios})
   --plot PATH                write an SVG of leases per worker and moves over time
   --quiet                    no progress bar; swarm: only failing seeds and the summary

@@ -4,10 +4,59 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::check::Violation;
+use crate::check::{Undelivered, Violation};
+use crate::driven::DriverFigures;
 use crate::dynamo::OperationBill;
-use crate::fleet::Sample;
+use crate::fleet::{Counters, Sample};
 use crate::kinesis::KinesisCounts;
+
+/// What either engine measured at the end of a run (or at the end of its warm-up), from which
+/// the report is made.
+#[derive(Clone, Debug)]
+pub struct Measures {
+    /// The first violations the checkers found.
+    pub violations: Vec<Violation>,
+    /// Every violation, counted.
+    pub violation_count: u64,
+    /// Records put.
+    pub records_put: u64,
+    /// Records delivered, duplicates included.
+    pub records_delivered: u64,
+    /// Deliveries of a record delivered before.
+    pub duplicate_deliveries: u64,
+    /// Checkpoint requests the processors made.
+    pub checkpoint_requests: u64,
+    /// Their answers, by outcome.
+    pub checkpoint_answers: BTreeMap<&'static str, u64>,
+    /// Requests of live processes unanswered for too long: how many, and the first.
+    pub checkpoints_overdue: Option<(usize, String)>,
+    /// Counters.
+    pub counters: Counters,
+    /// Samples.
+    pub timeline: Vec<Sample>,
+    /// Balanced for good since (ms).
+    pub balanced_since: Option<u64>,
+    /// Every record older than ten seconds delivered at the last sample.
+    pub caught_up: bool,
+    /// Leases held per running worker.
+    pub loads: Vec<usize>,
+    /// Rows in the lease table.
+    pub table_rows: usize,
+    /// What is wrong with the table's size.
+    pub table_size_violations: Vec<String>,
+    /// Records never delivered.
+    pub undelivered: Undelivered,
+    /// DynamoDB read units.
+    pub ddb_read_units: f64,
+    /// DynamoDB write units.
+    pub ddb_write_units: f64,
+    /// DynamoDB bills by operation.
+    pub ddb_by_operation: BTreeMap<String, OperationBill>,
+    /// Kinesis calls.
+    pub kinesis: KinesisCounts,
+    /// Driver mode's own figures.
+    pub driver: Option<DriverFigures>,
+}
 
 /// One run's report. Every field but `wall_seconds` is a function of the run's spec.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -88,6 +137,9 @@ pub struct Report {
     pub kinesis: KinesisCounts,
     /// Faults injected, by kind.
     pub faults: BTreeMap<String, u64>,
+    /// Driver mode only: the downstream sink's fencing, drivers that gave up, tasks left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<DriverFigures>,
     /// The command that replays this run.
     pub replay: String,
     /// One sample per simulated second.

@@ -175,6 +175,19 @@ impl<R: Record + Clone> Worker<R> {
             .and_then(|h| h.deliver_until(&self.ctx.config, self.ctx.now))
     }
 
+    /// The end of `shard`'s lease window on this worker's clock: the sending of its last
+    /// successful renewal plus [`Config::delivery_window`]. From then on another worker may hold
+    /// the lease, so nothing may be done for it any more: a driver cancels a processor call of
+    /// the shard still running then. The end may lie in the past (a renewal of unknown outcome
+    /// is being verified; the lease is not given up until that is known). `None` when the
+    /// worker does not hold the lease.
+    pub fn lease_window_end(&self, shard: &str) -> Option<Instant> {
+        self.held
+            .get(shard)
+            .filter(|h| !h.is_gone())
+            .map(|h| h.window_end(&self.ctx.config))
+    }
+
     /// Feeds one input observed at `now`.
     pub fn handle(&mut self, now: Instant, input: Input<R>) {
         self.advance(now);

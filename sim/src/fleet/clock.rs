@@ -23,7 +23,7 @@ pub enum WorkerClock {
 
 /// One worker's clocks.
 #[derive(Clone, Debug)]
-pub(super) struct NodeClock {
+pub(crate) struct NodeClock {
     boot: DriftClock,
     /// Time the monotonic clock stood still in suspends that are over (ms).
     stopped_ms: u64,
@@ -34,7 +34,7 @@ pub(super) struct NodeClock {
 }
 
 impl NodeClock {
-    pub(super) fn new(boot: DriftClock, kind: WorkerClock) -> Self {
+    pub(crate) fn new(boot: DriftClock, kind: WorkerClock) -> Self {
         Self {
             boot,
             stopped_ms: 0,
@@ -45,7 +45,7 @@ impl NodeClock {
     }
 
     /// The host is suspended from true time `t` for `ms`: the monotonic clock stands still.
-    pub(super) fn suspend(&mut self, t: u64, ms: u64) {
+    pub(crate) fn suspend(&mut self, t: u64, ms: u64) {
         self.suspend = Some(match self.suspend {
             // Overlapping suspends are one, to the later end.
             Some((s, e)) if t < e => (s, e.max(t + ms)),
@@ -63,7 +63,7 @@ impl NodeClock {
     }
 
     /// What the driver gives its worker at true time `t`.
-    pub(super) fn local(&mut self, t: u64) -> Instant {
+    pub(crate) fn local(&mut self, t: u64) -> Instant {
         let boot = self.boot.local(t).as_millis();
         let monotonic = boot.saturating_sub(self.stopped(t));
         let reading = Instant::from_millis(monotonic);
@@ -74,33 +74,43 @@ impl NodeClock {
     }
 
     /// The first true instant at which the worker's clock shows `local`.
-    pub(super) fn true_time(&self, local: Instant) -> u64 {
+    pub(crate) fn true_time(&self, local: Instant) -> u64 {
         match self.kind {
             // Every reading adds what the monotonic clock missed: the boot clock's time.
             WorkerClock::Boottime => self.boot.true_time(local),
-            WorkerClock::Monotonic => {
-                let before = self
-                    .boot
-                    .true_time(local + Duration::from_millis(self.stopped_ms));
-                match self.suspend {
-                    // Not reached before the suspend began: only after it, later by its length.
-                    Some((s, e)) if before > s => self
-                        .boot
-                        .true_time(local + Duration::from_millis(self.stopped_ms + e - s))
-                        .max(e),
-                    _ => before,
-                }
-            }
+            WorkerClock::Monotonic => self.monotonic_true_time(local),
         }
     }
 
+    /// The first true instant at which the monotonic clock shows `local`.
+    fn monotonic_true_time(&self, local: Instant) -> u64 {
+        let before = self
+            .boot
+            .true_time(local + Duration::from_millis(self.stopped_ms));
+        match self.suspend {
+            // Not reached before the suspend began: only after it, later by its length.
+            Some((s, e)) if before > s => self
+                .boot
+                .true_time(local + Duration::from_millis(self.stopped_ms + e - s))
+                .max(e),
+            _ => before,
+        }
+    }
+
+    /// The host's monotonic and boot clocks at true time `t` (ms), raw: what a driver reads
+    /// before it adds the suspension it measures from the two.
+    pub(crate) fn readings(&self, t: u64) -> (u64, u64) {
+        let boot = self.boot.local(t).as_millis();
+        (boot.saturating_sub(self.stopped(t)), boot)
+    }
+
     /// Local milliseconds per true millisecond.
-    pub(super) fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.boot.rate()
     }
 
     /// From true time `t` on, the clocks run at `rate`.
-    pub(super) fn set_rate(&mut self, t: u64, rate: f64) {
+    pub(crate) fn set_rate(&mut self, t: u64, rate: f64) {
         self.boot.set_rate(t, rate);
     }
 }

@@ -143,7 +143,7 @@ impl Action {
 /// The worker id of `node`'s process `inc` (its incarnation number while it runs; a crash
 /// counts one too). A restarted process has a fresh id, as production's default ids
 /// (`host:pid:start`) are: the row of the one before is left to the leader to delete.
-pub(super) fn incarnation_id(node: NodeId, inc: u64) -> WorkerId {
+pub(crate) fn incarnation_id(node: NodeId, inc: u64) -> WorkerId {
     if inc <= 1 {
         WorkerId::from(format!("worker-{node:05}"))
     } else {

@@ -26,6 +26,7 @@ use crate::checkpoints::CheckpointLedger;
 use crate::dynamo::{Consistency, Dynamo};
 use crate::kinesis::{Kinesis, KinesisLimits};
 use crate::record::SimRecord;
+use crate::report::Measures;
 use crate::scenario::Processors;
 
 mod batch;
@@ -39,8 +40,9 @@ mod services;
 mod transport;
 
 use batch::{Batch, Step};
-use clock::NodeClock;
+pub(crate) use clock::NodeClock;
 pub use clock::WorkerClock;
+pub(crate) use faults::incarnation_id;
 pub use faults::Action;
 use pool::Pool;
 use queue::Queue;
@@ -622,32 +624,19 @@ impl Fleet {
 
     /// [`Self::table_size_violations`], with the time a gone worker's row may stay.
     pub fn table_size_violations_within(&self, grace: core::time::Duration) -> Vec<String> {
-        let grace = grace.as_millis();
         let running: BTreeSet<&str> = self
             .running_workers()
             .map(|(i, _)| self.nodes[i].id.as_str())
             .collect();
-        let mut wrong = Vec::new();
-        for (key, _) in self.dynamo.items() {
-            if let Some(id) = key.strip_prefix(WORKER_KEY_PREFIX) {
-                let gone_for = self
-                    .departed
-                    .get(id)
-                    .map(|&t| u128::from(self.now.saturating_sub(t.max(self.leader_since))));
-                match gone_for {
-                    _ if running.contains(id) => {}
-                    Some(ms) if ms <= grace => {}
-                    Some(ms) => wrong.push(format!(
-                        "table size: the row of {id}, gone for {} s under the current leader, was not deleted",
-                        ms / 1000
-                    )),
-                    None => wrong.push(format!("table size: a row of unknown worker {id}")),
-                }
-            } else if key != LEADER_KEY && self.kinesis.shard_index(key).is_none() {
-                wrong.push(format!("table size: a lease row {key} of no shard"));
-            }
-        }
-        wrong
+        table_size_violations(
+            &self.dynamo,
+            &self.kinesis,
+            &running,
+            &self.departed,
+            self.leader_since,
+            self.now,
+            grace,
+        )
     }
 
     /// Records owed and never delivered: lost, or trimmed by retention before any worker read
@@ -658,5 +647,71 @@ impl Fleet {
             |shard, ms| k.records_before(shard, ms),
             |shard| k.trimmed_in(shard),
         )
+    }
+}
+
+/// What is wrong with the table's size at `now`: a lease row of no shard, or the row of a worker
+/// (not `running`) gone for longer than `grace` from the later of its departure and the current
+/// leader's election.
+pub(crate) fn table_size_violations(
+    dynamo: &Dynamo,
+    kinesis: &Kinesis,
+    running: &BTreeSet<&str>,
+    departed: &BTreeMap<WorkerId, u64>,
+    leader_since: u64,
+    now: u64,
+    grace: core::time::Duration,
+) -> Vec<String> {
+    let grace = grace.as_millis();
+    let mut wrong = Vec::new();
+    for (key, _) in dynamo.items() {
+        if let Some(id) = key.strip_prefix(WORKER_KEY_PREFIX) {
+            let gone_for = departed
+                .get(id)
+                .map(|&t| u128::from(now.saturating_sub(t.max(leader_since))));
+            match gone_for {
+                _ if running.contains(id) => {}
+                Some(ms) if ms <= grace => {}
+                Some(ms) => wrong.push(format!(
+                    "table size: the row of {id}, gone for {} s under the current leader, was not deleted",
+                    ms / 1000
+                )),
+                None => wrong.push(format!("table size: a row of unknown worker {id}")),
+            }
+        } else if key != LEADER_KEY && kinesis.shard_index(key).is_none() {
+            wrong.push(format!("table size: a lease row {key} of no shard"));
+        }
+    }
+    wrong
+}
+
+impl Fleet {
+    /// What the run measured, for the report; checkpoint requests asked before
+    /// `overdue_before` and still unanswered are overdue.
+    pub fn measures(&self, overdue_before: u64) -> Measures {
+        let undelivered = self.undelivered();
+        Measures {
+            violations: self.checker.violations().to_vec(),
+            violation_count: self.checker.violation_count(),
+            records_put: self.checker.records_put,
+            records_delivered: self.checker.records_delivered,
+            duplicate_deliveries: self.checker.duplicate_deliveries,
+            checkpoint_requests: self.checkpoints.asked,
+            checkpoint_answers: self.checkpoints.answers.clone(),
+            checkpoints_overdue: self.checkpoints.overdue(overdue_before),
+            counters: self.counters.clone(),
+            timeline: self.timeline.clone(),
+            balanced_since: self.balanced_since,
+            caught_up: self.caught_up,
+            loads: self.loads(),
+            table_rows: self.table_rows(),
+            table_size_violations: self.table_size_violations(),
+            undelivered,
+            ddb_read_units: self.dynamo.read_units(),
+            ddb_write_units: self.dynamo.write_units(),
+            ddb_by_operation: self.dynamo.bills(),
+            kinesis: self.kinesis.counts.clone(),
+            driver: None,
+        }
     }
 }

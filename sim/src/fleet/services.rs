@@ -140,7 +140,7 @@ impl Fleet {
             self.lease_created(write);
         }
         if check && result.is_ok() {
-            let writer = faults::incarnation_id(node, inc);
+            let writer = incarnation_id(node, inc);
             let after = self.dynamo.peek(&write.key);
             self.checker
                 .table_write(self.now, &writer, write, before.as_ref(), after);

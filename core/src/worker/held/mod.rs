@@ -73,6 +73,12 @@ impl<R: Record + Clone> HeldLease<R> {
         self.gone
     }
 
+    /// The end of the lease's current window: its last successful renewal's sending plus the
+    /// delivery window, on this worker's clock.
+    pub(crate) fn window_end(&self, config: &Config) -> Instant {
+        self.tenure.window_end(config)
+    }
+
     pub(crate) fn deliver_until(&self, config: &Config, now: Instant) -> Option<Instant> {
         if self.gone || self.session.is_leaving() {
             return None;

@@ -144,7 +144,7 @@ impl Tenure {
         }
     }
 
-    fn window_end(&self, config: &Config) -> Instant {
+    pub(crate) fn window_end(&self, config: &Config) -> Instant {
         self.renewed_sent + config.delivery_window()
     }
 

@@ -1,0 +1,191 @@
+//! The applications: real [`RecordProcessor`]s, one per shard ownership, that take simulated
+//! time to process a batch, write their results to the downstream sink under their fencing
+//! token, checkpoint through the [`Checkpointer`] they are handed, and sometimes panic.
+//!
+//! What the checkers see of them: an ownership starting (`initialize`), every batch while its
+//! `process_records` call runs (exclusivity is judged over running calls), a shard's end told,
+//! and every checkpoint request from the moment it is made to its answer.
+
+use kcl_aws::{Batch, Checkpointer, Initialize, ProcessorFactory, RecordProcessor};
+use kcl_core::{CheckpointError, FencingToken, LeaseKey};
+
+use super::backends::Link;
+use super::world::SharedWorld;
+use crate::record::SimRecord;
+
+/// The payload of an injected processor panic; the simulator's panic hook keeps it quiet.
+pub(crate) const INJECTED_PANIC: &str = "kcl-sim: injected processor failure";
+
+/// How the applications behave.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AppConfig {
+    /// How long a batch takes (ms), uniform in this range.
+    pub process_ms: (u64, u64),
+    /// Checkpoint after every this many batches.
+    pub checkpoint_every: u32,
+}
+
+/// Makes one process's processors.
+pub(crate) struct Factory {
+    pub link: Link,
+    /// The process's incarnation (the checkpoint ledger's key).
+    pub inc: u64,
+    pub config: AppConfig,
+}
+
+impl ProcessorFactory<SimRecord> for Factory {
+    type Processor = App;
+    fn create(&self, shard: &LeaseKey) -> App {
+        App {
+            link: self.link.clone(),
+            inc: self.inc,
+            config: self.config,
+            shard: shard.clone(),
+            batches: 0,
+        }
+    }
+}
+
+/// One shard's processor.
+pub(crate) struct App {
+    link: Link,
+    inc: u64,
+    config: AppConfig,
+    shard: LeaseKey,
+    batches: u32,
+}
+
+/// A `process_records` call under way, as the checkers know it; ends however the call does
+/// (returns, panics, is dropped with its process).
+struct Processing {
+    world: SharedWorld,
+    node: usize,
+    shard: LeaseKey,
+    token: FencingToken,
+}
+
+impl Drop for Processing {
+    fn drop(&mut self) {
+        self.world
+            .lock()
+            .processing_ended(self.node, &self.shard, self.token);
+    }
+}
+
+/// A checkpoint request waiting for its answer; dropped while waiting (the call was cancelled,
+/// or its process died), the request is withdrawn.
+struct Waiting<'a> {
+    world: &'a SharedWorld,
+    key: (usize, u64),
+    /// 0 once answered.
+    ticket: u64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.ticket != 0 {
+            self.world
+                .lock()
+                .checkpoints
+                .withdrawn(self.key, self.ticket);
+        }
+    }
+}
+
+impl App {
+    async fn work(&self, ms: u64) {
+        let exec = &self.link.exec;
+        exec.sleep_until(exec.now_ms() + ms).await;
+    }
+
+    /// A checkpoint of everything delivered, with its request and answer in the ledger.
+    async fn checkpoint(&self, checkpointer: &Checkpointer) -> Result<(), CheckpointError> {
+        let (node, inc) = (self.link.node, self.inc);
+        let ticket = {
+            let mut w = self.link.world.lock();
+            let ticket = w.ticket();
+            let now = w.now;
+            w.checkpoints
+                .asked(now, (node, inc), ticket, &self.shard, None);
+            ticket
+        };
+        let mut waiting = Waiting {
+            world: &self.link.world,
+            key: (node, inc),
+            ticket,
+        };
+        let result = checkpointer.checkpoint().await;
+        waiting.ticket = 0;
+        let mut w = self.link.world.lock();
+        let now = w.now;
+        let in_table = w.table_checkpoint(&self.shard);
+        let wrong = w
+            .checkpoints
+            .answered((node, inc), ticket, &result, |_| in_table);
+        if let Some(what) = wrong {
+            w.checker.violation(now, what);
+        }
+        result
+    }
+}
+
+impl RecordProcessor<SimRecord> for App {
+    async fn initialize(&mut self, init: &Initialize) {
+        let mut w = self.link.world.lock();
+        w.checker.initialized(
+            &self.link.worker,
+            &init.shard,
+            init.token,
+            init.checkpoint.clone(),
+        );
+    }
+
+    async fn process_records(&mut self, batch: Batch<SimRecord>, checkpointer: &Checkpointer) {
+        let (ms, fail) = {
+            let mut w = self.link.world.lock();
+            w.processing_started(
+                self.link.node,
+                &self.link.worker,
+                &batch.shard,
+                batch.token,
+                &batch.records,
+            );
+            let (lo, hi) = self.config.process_ms;
+            let ms = w.rng.between(lo, hi);
+            let fail = w.rng.below(1000) < w.processor_failure_per_mille;
+            (ms, fail)
+        };
+        let _processing = Processing {
+            world: self.link.world.clone(),
+            node: self.link.node,
+            shard: batch.shard.clone(),
+            token: batch.token,
+        };
+        self.work(ms).await;
+        if fail {
+            std::panic::panic_any(INJECTED_PANIC);
+        }
+        if !batch.records.is_empty() {
+            self.link.world.lock().sink_write(&batch.shard, batch.token);
+        }
+        self.batches += 1;
+        if self
+            .batches
+            .is_multiple_of(self.config.checkpoint_every.max(1))
+        {
+            let _ = self.checkpoint(checkpointer).await;
+        }
+    }
+
+    async fn shard_ended(&mut self, _checkpointer: &Checkpointer) {
+        self.link
+            .world
+            .lock()
+            .checker
+            .shard_ended_told(&self.link.worker, &self.shard);
+    }
+
+    async fn shutdown_requested(&mut self, checkpointer: &Checkpointer) {
+        let _ = self.checkpoint(checkpointer).await;
+    }
+}
