@@ -62,6 +62,10 @@ pub struct DriverConfig {
     /// there, and they are in no other shard: dropping loses them (counted in
     /// `kcl_kpl_records_dropped_total`); `false` delivers them to this shard's processor.
     pub drop_kpl_records_outside_shard: bool,
+    /// How long one processor call may run before it is cancelled and its lease given up
+    /// (default 5 minutes). Without it a hung processor keeps its shard, renewed, forever (as in
+    /// the Java KCL); set it above the longest a batch may legitimately take.
+    pub processor_call_timeout: Duration,
 }
 
 impl Default for DriverConfig {
@@ -73,6 +77,7 @@ impl Default for DriverConfig {
             retry: RetryPolicy::default(),
             give_up_after: Duration::from_secs(120),
             drop_kpl_records_outside_shard: true,
+            processor_call_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -89,6 +94,9 @@ impl DriverConfig {
             return Err(ConfigError(
                 "retry.attempts (call_attempts) must be positive",
             ));
+        }
+        if self.processor_call_timeout.is_zero() {
+            return Err(ConfigError("processor_call_timeout must be positive"));
         }
         if self.retry.call_timeout.is_zero() {
             return Err(ConfigError(
@@ -163,6 +171,7 @@ where
             config.max_stream_calls_in_flight,
         );
         let worker = Worker::new(config.worker.clone(), id, seed, Instant::ZERO)?;
+        let call_timeout = config.processor_call_timeout;
         let (outbox, inbox) = unbounded();
         Ok(Self {
             runtime,
@@ -177,7 +186,7 @@ where
             outbox,
             table_calls: Lane::new(table_limit),
             stream_calls: Lane::new(stream_limit),
-            tasks: ShardTasks::new(),
+            tasks: ShardTasks::new(call_timeout),
             checkpoints: BTreeMap::new(),
             next_ticket: 0,
             telemetry: Telemetry::new(&id_text, origin),
@@ -230,7 +239,7 @@ where
             let deadline = earliest(
                 self.worker.poll_timeout().map(|(at, _)| at),
                 self.tasks
-                    .next_window_end(|shard| self.worker.lease_window_end(shard)),
+                    .next_cancel(|shard| self.worker.lease_window_end(shard)),
             );
             if timer.as_ref().map(|(at, _)| *at) != deadline {
                 timer = deadline.map(|at| {
@@ -262,7 +271,7 @@ where
             let now = self.now();
             let worker = &self.worker;
             self.tasks
-                .cancel_past_window(|shard| worker.lease_window_end(shard), now);
+                .cancel_due(|shard| worker.lease_window_end(shard), now);
             self.telemetry.update_gauges(self.runtime.now(), false);
             match wake {
                 Wake::Result(input) => {
@@ -389,11 +398,10 @@ where
 
     fn on_event(&mut self, event: Event) {
         self.telemetry.on_event(self.runtime.now(), &event);
-        if let Event::LeaseReleased { shard, reason } = event {
+        if let Event::LeaseReleased { shard, .. } = event {
             // Its processor finishes the calls it has (the last is LeaseLost, ShardEnded or
-            // ShutdownRequested) and stops; a lease lost cancels the call under way.
-            self.tasks
-                .released(&shard, reason == kcl_core::ReleaseReason::Lost);
+            // ShutdownRequested) and stops; a call still under way is cancelled.
+            self.tasks.released(&shard);
             let stale: Vec<u64> = self
                 .checkpoints
                 .iter()
@@ -449,7 +457,8 @@ where
         self.telemetry
             .on_processor_call(self.runtime.now(), &shard, call, &action);
         let lease_lost = matches!(action, ProcessorCall::LeaseLost);
-        let delivered = self.tasks.send(&shard, call, action);
+        let now = self.now();
+        let delivered = self.tasks.send(now, &shard, call, action);
         if !delivered && !lease_lost {
             // Its task ended (it panicked earlier): the call cannot complete.
             let now = self.now();

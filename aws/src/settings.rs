@@ -303,6 +303,8 @@ const KNOBS: &[Knob] = &[
         "Drop a KPL aggregate's user records whose hash key is outside the shard's range (a producer's stale shard map put them there), counted in `kcl_kpl_records_dropped_total`."),
     knob!("give_up_after", Duration, "give_up_after", |c| c.give_up_after, "none (Java retries forever)",
         "How long the stream or the lease table may refuse every call (not found, access denied) before the consumer stops with an error."),
+    knob!("processor_call_timeout", Duration, "processor_call_timeout", |c| c.processor_call_timeout, "none (a hung processor keeps its shard forever)",
+        "How long one record processor call may run before it is cancelled (dropped at its await point) and its lease given up. Set it above the longest a batch may legitimately take."),
 ];
 
 fn knob(key: &str) -> Option<&'static Knob> {

@@ -4,12 +4,16 @@
 //! A call is cancelled (its future dropped at its current await point, and the call answered
 //! as failed, which gives the lease up) when the lease's window ends while it runs
 //! ([`kcl_core::Worker::lease_window_end`]): from then on another worker may hold the lease, so
-//! the call may no longer act for it. A lease released as lost cancels its call at once. The
-//! calls of a cancelled ownership that are still queued are answered as failed without being
-//! made, except `lease_lost`, which is made.
+//! the call may no longer act for it. It is cancelled too when it has run for
+//! [`DriverConfig::processor_call_timeout`](crate::DriverConfig::processor_call_timeout) (a hung
+//! processor would otherwise keep its shard, renewed, forever), and when its lease is released
+//! while it runs (lost, or given up by a shutdown that stopped waiting). The calls of a
+//! cancelled ownership that are still queued are answered as failed without being made, except
+//! `lease_lost`, which is made.
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
 use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use futures_util::future::{select, Either};
@@ -25,22 +29,23 @@ type Call<R> = (CallId, ProcessorCall<R>);
 struct Task<R> {
     calls: UnboundedSender<Call<R>>,
     cancels: UnboundedSender<CallId>,
-    /// The call that expects an answer and has none yet (the core makes one at a time).
-    busy: Option<CallId>,
+    /// The call that expects an answer and has none yet (the core makes one at a time), and
+    /// when it was handed over.
+    busy: Option<(CallId, Instant)>,
 }
 
 /// The shards' processor tasks.
 pub(crate) struct ShardTasks<R> {
     held: BTreeMap<LeaseKey, Task<R>>,
-    /// Tasks of leases given up, while a call of theirs is unanswered: cancelled at once.
-    leaving: BTreeMap<LeaseKey, (UnboundedSender<CallId>, CallId)>,
+    /// How long a call may run.
+    call_timeout: Duration,
 }
 
 impl<R: Send + 'static> ShardTasks<R> {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(call_timeout: Duration) -> Self {
         Self {
             held: BTreeMap::new(),
-            leaving: BTreeMap::new(),
+            call_timeout,
         }
     }
 
@@ -65,9 +70,10 @@ impl<R: Send + 'static> ShardTasks<R> {
         run_processor(shard.clone(), processor, mailbox, cancelled, driver, labels)
     }
 
-    /// Hands `call` to `shard`'s task; false when the task has ended (it panicked).
+    /// Hands `call` to `shard`'s task at `now`; false when the task has ended (it panicked).
     pub(crate) fn send(
         &mut self,
+        now: Instant,
         shard: &LeaseKey,
         call: CallId,
         action: ProcessorCall<R>,
@@ -80,7 +86,7 @@ impl<R: Send + 'static> ShardTasks<R> {
             return false;
         }
         if answered {
-            task.busy = Some(call);
+            task.busy = Some((call, now));
         }
         true
     }
@@ -88,60 +94,71 @@ impl<R: Send + 'static> ShardTasks<R> {
     /// `call` of `shard` was answered (returned or failed).
     pub(crate) fn answered(&mut self, shard: &LeaseKey, call: CallId) {
         if let Some(task) = self.held.get_mut(shard) {
-            if task.busy == Some(call) {
+            if task.busy.is_some_and(|(busy, _)| busy == call) {
                 task.busy = None;
             }
         }
-        if self.leaving.get(shard).is_some_and(|(_, c)| *c == call) {
-            self.leaving.remove(shard);
-        }
     }
 
-    /// `shard`'s lease left the worker: its task finishes its queued calls and ends. A lease
-    /// `lost` cancels the call under way.
-    pub(crate) fn released(&mut self, shard: &LeaseKey, lost: bool) {
+    /// `shard`'s lease left the worker: its task finishes its queued calls and ends. A call
+    /// still under way is cancelled: the lease is not this worker's to act for any more.
+    pub(crate) fn released(&mut self, shard: &LeaseKey) {
         let Some(task) = self.held.remove(shard) else {
             return;
         };
-        if let Some(call) = task.busy {
-            if lost {
-                let _ = task.cancels.unbounded_send(call);
-            } else {
-                self.leaving.insert(shard.clone(), (task.cancels, call));
-            }
+        if let Some((call, _)) = task.busy {
+            let _ = task.cancels.unbounded_send(call);
         }
     }
 
-    /// The earliest end of a window under which a call runs; `window_end` gives a lease's
+    /// When a call handed over at `started` must be cancelled: the earlier of its lease
+    /// window's end and its time limit.
+    fn cancel_at(&self, started: Instant, window_end: Option<Instant>) -> Instant {
+        let limit = started + self.call_timeout;
+        window_end.map_or(limit, |end| end.min(limit))
+    }
+
+    /// The earliest time a call under way must be cancelled; `window_end` gives a lease's
     /// ([`kcl_core::Worker::lease_window_end`]).
-    pub(crate) fn next_window_end(
+    pub(crate) fn next_cancel(
         &self,
         window_end: impl Fn(&str) -> Option<Instant>,
     ) -> Option<Instant> {
         self.held
             .iter()
-            .filter(|(_, t)| t.busy.is_some())
-            .filter_map(|(shard, _)| window_end(shard.as_str()))
+            .filter_map(|(shard, t)| {
+                let (_, started) = t.busy?;
+                Some(self.cancel_at(started, window_end(shard.as_str())))
+            })
             .min()
     }
 
-    /// Cancels every call whose lease window has ended by `now`; returns how many.
-    pub(crate) fn cancel_past_window(
+    /// Cancels every call whose lease window has ended, or whose time is up, by `now`; returns
+    /// how many.
+    pub(crate) fn cancel_due(
         &mut self,
         window_end: impl Fn(&str) -> Option<Instant>,
         now: Instant,
     ) -> usize {
         let mut cancelled = 0;
+        let timeout = self.call_timeout;
         for (shard, task) in &mut self.held {
-            let Some(call) = task.busy else { continue };
-            let over = window_end(shard.as_str()).is_none_or(|end| end <= now);
-            if over {
-                tracing::warn!(%shard, "the lease window ended while the processor ran: its call is cancelled and the lease given up");
-                let _ = task.cancels.unbounded_send(call);
-                // Answered as failed by the task; nothing more to cancel meanwhile.
-                task.busy = None;
-                cancelled += 1;
+            let Some((call, started)) = task.busy else {
+                continue;
+            };
+            let window_over = window_end(shard.as_str()).is_none_or(|end| end <= now);
+            if !window_over && started + timeout > now {
+                continue;
             }
+            if window_over {
+                tracing::warn!(%shard, "the lease window ended while the processor ran: its call is cancelled and the lease given up");
+            } else {
+                tracing::warn!(%shard, ?timeout, "a processor call ran past processor_call_timeout: it is cancelled and the lease given up");
+            }
+            let _ = task.cancels.unbounded_send(call);
+            // Answered as failed by the task; nothing more to cancel meanwhile.
+            task.busy = None;
+            cancelled += 1;
         }
         cancelled
     }

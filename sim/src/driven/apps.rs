@@ -1,6 +1,7 @@
 //! The applications: real [`RecordProcessor`]s, one per shard ownership, that take simulated
 //! time to process a batch, write their results to the downstream sink under their fencing
-//! token, checkpoint through the [`Checkpointer`] they are handed, and sometimes panic.
+//! token, checkpoint through the [`Checkpointer`] they are handed, and under injected processor
+//! failures panic or hang.
 //!
 //! What the checkers see of them: an ownership starting (`initialize`), every batch while its
 //! `process_records` call runs (exclusivity is judged over running calls), a shard's end told,
@@ -23,6 +24,14 @@ pub(crate) struct AppConfig {
     pub process_ms: (u64, u64),
     /// Checkpoint after every this many batches.
     pub checkpoint_every: u32,
+}
+
+/// How a batch fails.
+enum Failure {
+    /// The call panics (the driver catches it and gives the lease up).
+    Panic,
+    /// The call never returns (the driver cancels it after its processor call timeout).
+    Hang,
 }
 
 /// Makes one process's processors.
@@ -152,7 +161,15 @@ impl RecordProcessor<SimRecord> for App {
             );
             let (lo, hi) = self.config.process_ms;
             let ms = w.rng.between(lo, hi);
-            let fail = w.rng.below(1000) < w.processor_failure_per_mille;
+            // A failing batch panics or, as often, hangs until the driver cancels it.
+            let fail = (w.rng.below(1000) < w.processor_failure_per_mille).then(|| {
+                if w.rng.below(2) == 0 {
+                    Failure::Panic
+                } else {
+                    w.processor_hangs += 1;
+                    Failure::Hang
+                }
+            });
             (ms, fail)
         };
         let _processing = Processing {
@@ -162,8 +179,10 @@ impl RecordProcessor<SimRecord> for App {
             token: batch.token,
         };
         self.work(ms).await;
-        if fail {
-            std::panic::panic_any(INJECTED_PANIC);
+        match fail {
+            Some(Failure::Panic) => std::panic::panic_any(INJECTED_PANIC),
+            Some(Failure::Hang) => std::future::pending::<()>().await,
+            None => {}
         }
         if !batch.records.is_empty() {
             self.link.world.lock().sink_write(&batch.shard, batch.token);

@@ -42,6 +42,11 @@ use exec::{Executor, Group};
 use runtime::{HostClock, SimRuntime};
 use world::{Links, ServiceFaults, SharedWorld, World};
 
+/// The drivers' processor call timeout: hung processors are cancelled after it. Shorter than
+/// the 5-minute default so that a hang late in the fault phase is over before the liveness
+/// phase ends; every other setting is the production default.
+pub const PROCESSOR_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What driver mode measures beyond event mode's report.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DriverFigures {
@@ -55,6 +60,9 @@ pub struct DriverFigures {
     pub drivers_gave_up: u64,
     /// Tasks alive at the end (drivers, calls, processors).
     pub tasks_at_end: usize,
+    /// Batches whose processor hung (under injected processor failures; the driver cancels
+    /// them after [`PROCESSOR_CALL_TIMEOUT`] and gives their leases up).
+    pub processor_hangs: u64,
     /// Times a new ownership's call started while an older ownership's call was under way in
     /// a process frozen meanwhile (paused, host suspended), which nothing can stop: the sink's
     /// fencing is what keeps such a call's writes out.
@@ -315,6 +323,7 @@ impl DrivenFleet {
         };
         let config = DriverConfig {
             worker: self.cfg.worker.clone(),
+            processor_call_timeout: PROCESSOR_CALL_TIMEOUT,
             ..DriverConfig::default()
         };
         let driver = match Driver::new(
@@ -717,6 +726,7 @@ impl DrivenFleet {
                 sink_writes_refused_stale: w.sink.refused_stale,
                 drivers_gave_up: self.gave_up,
                 tasks_at_end: self.exec.tasks(),
+                processor_hangs: w.processor_hangs,
                 overlaps_while_frozen: w.overlaps_while_frozen,
             }),
         }

@@ -85,8 +85,10 @@ pub(crate) struct World {
     /// Leases that went from one owner to another without a release (taken after expiry, or
     /// stolen).
     pub takes_from_owner: u64,
-    /// Batches on which processors panic, per mille.
+    /// Batches on which processors panic or hang, per mille.
     pub processor_failure_per_mille: u64,
+    /// Batches that hung.
+    pub processor_hangs: u64,
     pub sink: Sink,
     running: BTreeMap<LeaseKey, Vec<Running>>,
     /// When each node's process was frozen (paused, or its host suspended): true ms spans.
@@ -140,6 +142,7 @@ impl World {
             releases: 0,
             takes_from_owner: 0,
             processor_failure_per_mille: 0,
+            processor_hangs: 0,
             sink: Sink::default(),
             running: BTreeMap::new(),
             frozen: BTreeMap::new(),
