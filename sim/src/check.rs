@@ -506,6 +506,39 @@ pub fn touches_checkpoint(write: &LeaseWrite) -> bool {
     }
 }
 
+/// When the records a newly created lease owes start (true ms): a root shard's lease at `LATEST`
+/// owes the records from its creation `now`, one at `AT_TIMESTAMP` those from the timestamp;
+/// `None` for any other write (a lease at `TRIM_HORIZON`, or after a parent, owes everything).
+pub fn owed_from_ms(
+    write: &LeaseWrite,
+    initial_position: kcl_core::InitialPosition,
+    now: u64,
+) -> Option<u64> {
+    let WriteAction::Put(item) = &write.action else {
+        return None;
+    };
+    match item.get(attr::CHECKPOINT) {
+        Some(AttributeValue::S(s)) if &**s == Position::LATEST => Some(now),
+        Some(AttributeValue::S(s)) if &**s == Position::AT_TIMESTAMP => match initial_position {
+            kcl_core::InitialPosition::AtTimestamp(ms) => Some(ms),
+            _ => Some(0),
+        },
+        _ => None,
+    }
+}
+
+/// Whether every record of every shard older than `before_ms` has been delivered (or is not
+/// owed); advances the checker's delivered prefixes.
+pub fn caught_up(checker: &mut Checker, kinesis: &crate::kinesis::Kinesis, before_ms: u64) -> bool {
+    let mut caught_up = true;
+    for s in 0..kinesis.shard_count() {
+        if checker.behind(s, before_ms, |i| kinesis.arrival_ms(s, i)) {
+            caught_up = false;
+        }
+    }
+    caught_up
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

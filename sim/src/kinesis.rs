@@ -275,6 +275,44 @@ impl Kinesis {
         self.shards.get(index).map_or(&[], |s| &s.parents)
     }
 
+    /// The ids of the parents of shard `id` (none for a root shard or an unknown id).
+    pub fn parent_ids(&self, id: &str) -> Vec<LeaseKey> {
+        match self.shard_index(id) {
+            Some(i) => self
+                .parents(i)
+                .iter()
+                .filter_map(|&p| self.shard_id(p).cloned())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Splits an open shard drawn by `rng` (the nemesis' resharding).
+    pub fn split_random(&mut self, rng: &mut kcl_core::rng::Rng) {
+        let open = self.open_shards().to_vec();
+        if !open.is_empty() {
+            let s = open[rng.index(open.len())];
+            let _ = self.split(s);
+        }
+    }
+
+    /// Merges a pair of adjacent open shards drawn by `rng`.
+    pub fn merge_random(&mut self, rng: &mut kcl_core::rng::Rng) {
+        let open = self.open_shards().to_vec();
+        if open.len() >= 2 {
+            let i = rng.index(open.len() - 1);
+            let _ = self.merge(open[i], open[i + 1]);
+        }
+    }
+
+    /// UpdateShardCount to the open shards times `per_mille` / 1000, kept between half and
+    /// double as Kinesis allows.
+    pub fn rescale(&mut self, per_mille: u64) {
+        let open = self.open_shards().len();
+        let target = (open as u64 * per_mille / 1000) as usize;
+        let _ = self.update_shard_count(target.clamp(open.div_ceil(2), open * 2));
+    }
+
     /// User records ever put to shard `index` (trimmed ones included).
     pub fn records_in(&self, index: usize) -> u64 {
         self.shards.get(index).map_or(0, |s| s.user_end)

@@ -28,10 +28,11 @@ use kcl_core::rng::Rng;
 use kcl_core::testkit::DriftClock;
 use kcl_core::{LeaseKey, WorkerId};
 
+use crate::check::caught_up;
 use crate::dynamo::Dynamo;
 use crate::fleet::{
-    incarnation_id, table_size_violations, Action, Counters, FleetConfig, NodeClock, NodeId,
-    Sample, Service,
+    incarnation_id, produce_tick, table_size_violations, Action, Counters, FleetConfig, NodeClock,
+    NodeId, Sample, Service, PRODUCE_EVERY_MS,
 };
 use crate::kinesis::Kinesis;
 use crate::report::Measures;
@@ -522,30 +523,9 @@ impl DrivenFleet {
             Action::ProcessorFailures(per_mille) => {
                 self.world.lock().processor_failure_per_mille = per_mille;
             }
-            Action::Split => {
-                let mut w = self.world.lock();
-                let open = w.kinesis.open_shards().to_vec();
-                if !open.is_empty() {
-                    let s = open[self.rng.index(open.len())];
-                    let _ = w.kinesis.split(s);
-                }
-            }
-            Action::Merge => {
-                let mut w = self.world.lock();
-                let open = w.kinesis.open_shards().to_vec();
-                if open.len() >= 2 {
-                    let i = self.rng.index(open.len() - 1);
-                    let _ = w.kinesis.merge(open[i], open[i + 1]);
-                }
-            }
-            Action::UpdateShardCount { per_mille } => {
-                let mut w = self.world.lock();
-                let open = w.kinesis.open_shards().len();
-                let target = (open as u64 * per_mille / 1000) as usize;
-                let _ = w
-                    .kinesis
-                    .update_shard_count(target.clamp(open.div_ceil(2), open * 2));
-            }
+            Action::Split => self.world.lock().kinesis.split_random(&mut self.rng),
+            Action::Merge => self.world.lock().kinesis.merge_random(&mut self.rng),
+            Action::UpdateShardCount { per_mille } => self.world.lock().kinesis.rescale(per_mille),
             Action::StopProducing => self.producing = false,
             Action::Calm => {
                 {
@@ -567,26 +547,22 @@ impl DrivenFleet {
     }
 
     fn produce(&mut self) {
-        const TICK_MS: u64 = 100;
         let now = self.now_ms();
         if self.producing {
-            self.produce_carry += self.cfg.records_per_second * TICK_MS as f64 / 1000.0;
             let mut w = self.world.lock();
-            while self.produce_carry >= 1.0 {
-                self.produce_carry -= 1.0;
-                let mut key = String::from("pk-");
-                key.push_str(itoa::Buffer::new().format(self.rng.next_u64()));
-                let users = if self.cfg.kpl && self.rng.below(4) == 0 {
-                    self.rng.between(2, 8) as u32
-                } else {
-                    0
-                };
-                let size = self.cfg.record_bytes * users.max(1);
-                let (shard, first) = w.kinesis.put_aggregate(now, &key, size, users);
-                w.checker.put(shard, first, u64::from(users.max(1)));
-            }
+            let World {
+                kinesis, checker, ..
+            } = &mut *w;
+            produce_tick(
+                &mut self.rng,
+                &mut self.produce_carry,
+                &self.cfg,
+                now,
+                kinesis,
+                checker,
+            );
         }
-        self.schedule(now + TICK_MS, Ev::Produce);
+        self.schedule(now + PRODUCE_EVERY_MS, Ev::Produce);
     }
 
     fn sample(&mut self) {
@@ -629,16 +605,12 @@ impl DrivenFleet {
         } else {
             self.balanced_since = None;
         }
-        let horizon = now.saturating_sub(10_000);
-        let mut caught_up = true;
         let world = &mut *w;
-        for s in 0..world.kinesis.shard_count() {
-            let k = &world.kinesis;
-            if world.checker.behind(s, horizon, |i| k.arrival_ms(s, i)) {
-                caught_up = false;
-            }
-        }
-        self.caught_up = caught_up;
+        self.caught_up = caught_up(
+            &mut world.checker,
+            &world.kinesis,
+            now.saturating_sub(10_000),
+        );
         let moves = world.acquisitions;
         drop(w);
         self.timeline.push(Sample {

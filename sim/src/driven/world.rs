@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use kcl_core::lease::attr;
 use kcl_core::rng::Rng;
-use kcl_core::write::{LeaseWrite, WriteAction, WriteKind};
+use kcl_core::write::{LeaseWrite, WriteKind};
 use kcl_core::{AttributeValue, Failure, FencingToken, InitialPosition, Item, LeaseKey, Position};
 
 use super::exec::Handle;
-use crate::check::{touches_checkpoint, Checker};
+use crate::check::{owed_from_ms, touches_checkpoint, Checker};
 use crate::checkpoints::CheckpointLedger;
 use crate::dynamo::Dynamo;
 use crate::fleet::{NodeId, Service};
@@ -223,18 +223,8 @@ impl World {
     /// A root shard's lease at `LATEST` or `AT_TIMESTAMP` owes only the records from its
     /// creation, or from the timestamp, on.
     fn lease_created(&mut self, write: &LeaseWrite) {
-        let WriteAction::Put(item) = &write.action else {
+        let Some(from_ms) = owed_from_ms(write, self.initial_position, self.now) else {
             return;
-        };
-        let from_ms = match item.get(attr::CHECKPOINT) {
-            Some(AttributeValue::S(s)) if &**s == Position::LATEST => self.now,
-            Some(AttributeValue::S(s)) if &**s == Position::AT_TIMESTAMP => {
-                match self.initial_position {
-                    InitialPosition::AtTimestamp(ms) => ms,
-                    _ => 0,
-                }
-            }
-            _ => return,
         };
         if let Some(shard) = self.kinesis.shard_index(&write.key) {
             self.checker.lease_created(shard, from_ms);
@@ -281,15 +271,7 @@ impl World {
         for what in clashes {
             self.checker.violation(now, what);
         }
-        let parents: Vec<LeaseKey> = match self.kinesis.shard_index(shard.as_str()) {
-            Some(i) => self
-                .kinesis
-                .parents(i)
-                .iter()
-                .filter_map(|&p| self.kinesis.shard_id(p).cloned())
-                .collect(),
-            None => Vec::new(),
-        };
+        let parents = self.kinesis.parent_ids(shard.as_str());
         let (kinesis, index) = (&self.kinesis, records.first().map_or(0, |r| r.shard));
         self.checker
             .delivered(now, node, shard, &parents, token, records, |i| {

@@ -261,27 +261,9 @@ impl Fleet {
                 };
             }
             Action::ProcessorFailures(per_mille) => self.processor_failure_per_mille = per_mille,
-            Action::Split => {
-                let open = self.kinesis.open_shards().to_vec();
-                if !open.is_empty() {
-                    let s = open[self.rng.index(open.len())];
-                    let _ = self.kinesis.split(s);
-                }
-            }
-            Action::Merge => {
-                let open = self.kinesis.open_shards().to_vec();
-                if open.len() >= 2 {
-                    let i = self.rng.index(open.len() - 1);
-                    let _ = self.kinesis.merge(open[i], open[i + 1]);
-                }
-            }
-            Action::UpdateShardCount { per_mille } => {
-                let open = self.kinesis.open_shards().len();
-                let target = (open as u64 * per_mille / 1000) as usize;
-                let _ = self
-                    .kinesis
-                    .update_shard_count(target.clamp(open.div_ceil(2), open * 2));
-            }
+            Action::Split => self.kinesis.split_random(&mut self.rng),
+            Action::Merge => self.kinesis.merge_random(&mut self.rng),
+            Action::UpdateShardCount { per_mille } => self.kinesis.rescale(per_mille),
             Action::StopProducing => self.producing = false,
             Action::Calm => {
                 self.service_faults = [ServiceFaults::default(); 2];

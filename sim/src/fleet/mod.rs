@@ -45,6 +45,7 @@ pub use clock::WorkerClock;
 pub(crate) use faults::incarnation_id;
 pub use faults::Action;
 use pool::Pool;
+pub(crate) use processors::{produce_tick, PRODUCE_EVERY_MS};
 use queue::Queue;
 use services::{service_of, Served};
 use transport::Envelope;
@@ -586,15 +587,8 @@ impl Fleet {
         } else {
             self.balanced_since = None;
         }
-        let horizon = now.saturating_sub(10_000);
-        let mut caught_up = true;
-        for s in 0..self.kinesis.shard_count() {
-            let k = &self.kinesis;
-            if self.checker.behind(s, horizon, |i| k.arrival_ms(s, i)) {
-                caught_up = false;
-            }
-        }
-        self.caught_up = caught_up;
+        self.caught_up =
+            crate::check::caught_up(&mut self.checker, &self.kinesis, now.saturating_sub(10_000));
         self.timeline.push(Sample {
             t: now as f64 / 1000.0,
             workers,

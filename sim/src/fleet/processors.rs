@@ -95,15 +95,7 @@ impl Fleet {
         records: &[SimRecord],
     ) {
         self.check_exclusive(node, shard, records);
-        let parents: Vec<LeaseKey> = match self.kinesis.shard_index(shard.as_str()) {
-            Some(i) => self
-                .kinesis
-                .parents(i)
-                .iter()
-                .filter_map(|&p| self.kinesis.shard_id(p).cloned())
-                .collect(),
-            None => Vec::new(),
-        };
+        let parents = self.kinesis.parent_ids(shard.as_str());
         let (kinesis, shard_index) = (&self.kinesis, records.first().map_or(0, |r| r.shard));
         self.checker
             .delivered(self.now, node, shard, &parents, token, records, |i| {
@@ -180,25 +172,46 @@ impl Fleet {
     // ---- producer, sampling, actions -----------------------------------------------------------
 
     pub(super) fn produce(&mut self) {
-        const TICK_MS: u64 = 100;
         if self.producing {
-            self.produce_carry += self.cfg.records_per_second * TICK_MS as f64 / 1000.0;
-            while self.produce_carry >= 1.0 {
-                self.produce_carry -= 1.0;
-                let mut key = String::from("pk-");
-                key.push_str(itoa::Buffer::new().format(self.rng.next_u64()));
-                // With `kpl`, a quarter of the puts are KPL aggregates of 2 to 8 user records
-                // (no draw at all without it, so other runs keep their random stream).
-                let users = if self.cfg.kpl && self.rng.below(4) == 0 {
-                    self.rng.between(2, 8) as u32
-                } else {
-                    0
-                };
-                let size = self.cfg.record_bytes * users.max(1);
-                let (shard, first) = self.kinesis.put_aggregate(self.now, &key, size, users);
-                self.checker.put(shard, first, u64::from(users.max(1)));
-            }
+            produce_tick(
+                &mut self.rng,
+                &mut self.produce_carry,
+                &self.cfg,
+                self.now,
+                &mut self.kinesis,
+                &mut self.checker,
+            );
         }
-        self.schedule(self.now + TICK_MS, Ev::Produce);
+        self.schedule(self.now + PRODUCE_EVERY_MS, Ev::Produce);
+    }
+}
+
+/// How often the producer puts records (ms).
+pub(crate) const PRODUCE_EVERY_MS: u64 = 100;
+
+/// The producer's puts of one tick at `now`: `records_per_second` spread over the ticks, the
+/// fraction carried over in `carry`; with `kpl`, a quarter of them KPL aggregates of 2 to 8 user
+/// records (no draw at all without it, so other runs keep their random stream).
+pub(crate) fn produce_tick(
+    rng: &mut Rng,
+    carry: &mut f64,
+    cfg: &FleetConfig,
+    now: u64,
+    kinesis: &mut Kinesis,
+    checker: &mut Checker,
+) {
+    *carry += cfg.records_per_second * PRODUCE_EVERY_MS as f64 / 1000.0;
+    while *carry >= 1.0 {
+        *carry -= 1.0;
+        let mut key = String::from("pk-");
+        key.push_str(itoa::Buffer::new().format(rng.next_u64()));
+        let users = if cfg.kpl && rng.below(4) == 0 {
+            rng.between(2, 8) as u32
+        } else {
+            0
+        };
+        let size = cfg.record_bytes * users.max(1);
+        let (shard, first) = kinesis.put_aggregate(now, &key, size, users);
+        checker.put(shard, first, u64::from(users.max(1)));
     }
 }

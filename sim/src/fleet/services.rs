@@ -2,9 +2,8 @@
 //! injected throttling and errors, and the answer it makes.
 
 use super::*;
-use kcl_core::lease::attr;
-use kcl_core::write::{WriteAction, WriteKind};
-use kcl_core::{AttributeValue, InitialPosition, Position, ShardListing, WallTime};
+use kcl_core::write::WriteKind;
+use kcl_core::{ShardListing, WallTime};
 
 /// What a service made of a call.
 pub(super) enum Served {
@@ -160,18 +159,9 @@ impl Fleet {
     /// A lease was created: a root shard's lease at `LATEST` or `AT_TIMESTAMP` owes only the
     /// records from its creation, or from the timestamp, on.
     fn lease_created(&mut self, write: &kcl_core::write::LeaseWrite) {
-        let WriteAction::Put(item) = &write.action else {
+        let position = self.cfg.worker.initial_position;
+        let Some(from_ms) = crate::check::owed_from_ms(write, position, self.now) else {
             return;
-        };
-        let from_ms = match item.get(attr::CHECKPOINT) {
-            Some(AttributeValue::S(s)) if &**s == Position::LATEST => self.now,
-            Some(AttributeValue::S(s)) if &**s == Position::AT_TIMESTAMP => {
-                match self.cfg.worker.initial_position {
-                    InitialPosition::AtTimestamp(ms) => ms,
-                    _ => 0,
-                }
-            }
-            _ => return,
         };
         if let Some(shard) = self.kinesis.shard_index(&write.key) {
             self.checker.lease_created(shard, from_ms);
