@@ -440,12 +440,6 @@ impl RunSpec {
         if self.workers == 0 || self.shards == 0 {
             return Err("--workers and --shards must be at least 1".into());
         }
-        if self.mode == Mode::Driver && self.processors == Processors::Mixed {
-            return Err(
-                "--processors mixed is not modelled in --mode driver yet: its processors are the simple ones (checkpoint every third batch), with injected panics"
-                    .into(),
-            );
-        }
         Ok(())
     }
 

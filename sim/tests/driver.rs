@@ -5,7 +5,7 @@
 //!
 //! `KCLRS_SIM_SEEDS=K` widens the swarm (12 seeds per policy by default).
 
-use kcl_sim::{run, Mode, Policy, Report, RunSpec, Scenario};
+use kcl_sim::{run, Mode, Policy, Processors, Report, RunSpec, Scenario};
 
 fn spec(scenario: Scenario, policy: Policy, seed: u64) -> RunSpec {
     RunSpec {
@@ -50,6 +50,41 @@ fn chaos_swarm_keeps_every_invariant_under_both_policies() {
             assert_clean(&r);
             let driver = r.driver.as_ref().expect("driver mode reports its figures");
             assert_eq!(driver.drivers_gave_up, 0, "{}", r.replay);
+        }
+    }
+}
+
+/// Every ownership draws a behaviour: checkpoints out of order from a clone in another task,
+/// two-phase prepare and commit with state, slow batches, a checkpoint after the lease was
+/// lost. The answers show each was met; under the default policy the sink never accepts a write
+/// from an ownership the table has ended, while under kcl2-compatible a lease stolen from a
+/// live owner lets its writes through until its next renewal fails.
+#[test]
+fn mixed_processors_keep_every_invariant_under_both_policies() {
+    for policy in [Policy::Default, Policy::Kcl2] {
+        let mut answers = std::collections::BTreeMap::<String, u64>::new();
+        let mut accepted_stale = 0;
+        for seed in 1..=seeds() {
+            let r = quiet(&RunSpec {
+                processors: Processors::Mixed,
+                ..spec(Scenario::Chaos, policy, seed)
+            });
+            assert_clean(&r);
+            for (answer, n) in &r.checkpoint_answers {
+                *answers.entry(answer.clone()).or_default() += n;
+            }
+            let driver = r.driver.as_ref().expect("driver figures");
+            accepted_stale += driver.sink_writes_accepted_stale;
+        }
+        for answer in ["ok", "backwards", "nothing_prepared", "lease_lost"] {
+            assert!(
+                answers.contains_key(answer),
+                "{policy:?}: no {answer} among {answers:?}"
+            );
+        }
+        match policy {
+            Policy::Default => assert_eq!(accepted_stale, 0),
+            Policy::Kcl2 => assert!(accepted_stale > 0, "no stolen lease wrote on"),
         }
     }
 }
@@ -125,6 +160,25 @@ fn broken_clock_assumptions_are_reported() {
         ..spec(Scenario::Chaos, Policy::Default, seed)
     });
     assert!(!exclusivity_reported(monotonic).is_empty());
+}
+
+/// The sink's check is not blind: with clocks drifting beyond the bound, an owner can still be
+/// writing after the table gave its lease to another (seeds 10 and 11 of chaos with drift beyond).
+#[test]
+fn a_stale_write_the_sink_accepts_is_reported() {
+    for seed in [10, 11] {
+        let r = quiet(&RunSpec {
+            drift: kcl_sim::Drift::Beyond,
+            ..spec(Scenario::Chaos, Policy::Default, seed)
+        });
+        assert!(
+            r.violations.iter().any(|v| v.what.starts_with("fencing")),
+            "{}",
+            r.replay
+        );
+        let driver = r.driver.as_ref().expect("driver figures");
+        assert!(driver.sink_writes_accepted_stale > 0, "{}", r.replay);
+    }
 }
 
 /// Hung processors (an injected processor failure hangs half the time): with the processor call

@@ -7,11 +7,13 @@
 //! `process_records` call runs (exclusivity is judged over running calls), a shard's end told,
 //! and every checkpoint request from the moment it is made to its answer.
 
+use futures_util::future::join_all;
 use kcl_aws::{Batch, Checkpointer, Initialize, ProcessorFactory, RecordProcessor};
-use kcl_core::{CheckpointError, FencingToken, LeaseKey};
+use kcl_core::{CheckpointError, CheckpointTarget, FencingToken, LeaseKey, Position};
 
 use super::backends::Link;
 use super::world::SharedWorld;
+use crate::fleet::mixed::{self, Ask, Behaviour, BEHAVIOURS};
 use crate::record::SimRecord;
 
 /// The payload of an injected processor panic; the simulator's panic hook keeps it quiet.
@@ -24,6 +26,8 @@ pub(crate) struct AppConfig {
     pub process_ms: (u64, u64),
     /// Checkpoint after every this many batches.
     pub checkpoint_every: u32,
+    /// Each ownership draws one of the mixed behaviours (`--processors mixed`).
+    pub mixed: bool,
 }
 
 /// How a batch fails.
@@ -51,6 +55,8 @@ impl ProcessorFactory<SimRecord> for Factory {
             config: self.config,
             shard: shard.clone(),
             batches: 0,
+            mixed: None,
+            kept: None,
         }
     }
 }
@@ -62,6 +68,10 @@ pub(crate) struct App {
     config: AppConfig,
     shard: LeaseKey,
     batches: u32,
+    /// Under mixed behaviours: the ownership's drawn behaviour and what it has seen.
+    mixed: Option<mixed::App>,
+    /// A clone of the checkpointer, kept by a processor that checkpoints after losing the lease.
+    kept: Option<Checkpointer>,
 }
 
 /// A `process_records` call under way, as the checkers know it; ends however the call does
@@ -109,38 +119,94 @@ impl App {
 
     /// A checkpoint of everything delivered, with its request and answer in the ledger.
     async fn checkpoint(&self, checkpointer: &Checkpointer) -> Result<(), CheckpointError> {
-        let (node, inc) = (self.link.node, self.inc);
-        let ticket = {
-            let mut w = self.link.world.lock();
-            let ticket = w.ticket();
-            let now = w.now;
-            w.checkpoints
-                .asked(now, (node, inc), ticket, &self.shard, None);
-            ticket
-        };
-        let mut waiting = Waiting {
-            world: &self.link.world,
-            key: (node, inc),
-            ticket,
-        };
-        let result = checkpointer.checkpoint().await;
-        waiting.ticket = 0;
-        let mut w = self.link.world.lock();
-        let now = w.now;
-        let in_table = w.table_checkpoint(&self.shard);
-        let wrong = w
-            .checkpoints
-            .answered((node, inc), ticket, &result, |_| in_table);
-        if let Some(what) = wrong {
-            w.checker.violation(now, what);
-        }
-        result
+        let to = self
+            .mixed
+            .as_ref()
+            .and_then(|m| m.commit_to(&last_delivered()));
+        ask(&self.link, self.inc, checkpointer, last_delivered(), to).await
     }
+
+    /// The mixed behaviours' requests after a batch: a clone's request from a task of its own,
+    /// the others in order from this call, each queued before the first is answered.
+    async fn ask_mixed(&mut self, asks: Vec<Ask>, checkpointer: &Checkpointer) {
+        let Some(app) = self.mixed.as_ref() else {
+            return;
+        };
+        let asks: Vec<(Ask, Option<Position>)> = asks
+            .into_iter()
+            .map(|a| {
+                let to = app.commit_to(&a);
+                (a, to)
+            })
+            .collect();
+        let mut own = Vec::new();
+        for (i, (a, to)) in asks.into_iter().enumerate() {
+            if app.behaviour == Behaviour::CloneRace && i > 0 {
+                let (link, inc, clone) = (self.link.clone(), self.inc, checkpointer.clone());
+                self.link.exec.spawn(async move {
+                    let _ = ask(&link, inc, &clone, a, to).await;
+                });
+            } else {
+                own.push(ask(&self.link, self.inc, checkpointer, a, to));
+            }
+        }
+        join_all(own).await;
+    }
+}
+
+fn last_delivered() -> Ask {
+    Ask::Commit(CheckpointTarget::LastDelivered)
+}
+
+/// One checkpoint request through `checkpointer`, with its request and answer in the ledger
+/// (`to`: where a commit would put the checkpoint, when the processor knows it).
+async fn ask(
+    link: &Link,
+    inc: u64,
+    checkpointer: &Checkpointer,
+    ask: Ask,
+    to: Option<Position>,
+) -> Result<(), CheckpointError> {
+    let node = link.node;
+    let shard = checkpointer.shard();
+    let ticket = {
+        let mut w = link.world.lock();
+        let ticket = w.ticket();
+        let now = w.now;
+        w.checkpoints.asked(now, (node, inc), ticket, shard, to);
+        ticket
+    };
+    let mut waiting = Waiting {
+        world: &link.world,
+        key: (node, inc),
+        ticket,
+    };
+    let result = match ask {
+        Ask::Commit(CheckpointTarget::LastDelivered) => checkpointer.checkpoint().await,
+        Ask::Commit(CheckpointTarget::At(p)) => checkpointer.checkpoint_at(p).await,
+        Ask::Prepare(target, state) => checkpointer.prepare(target, Some(state)).await,
+        Ask::CommitPrepared => checkpointer.commit_prepared().await,
+    };
+    waiting.ticket = 0;
+    let mut w = link.world.lock();
+    let now = w.now;
+    let in_table = w.table_checkpoint(shard);
+    let wrong = w
+        .checkpoints
+        .answered((node, inc), ticket, &result, |_| in_table);
+    if let Some(what) = wrong {
+        w.checker.violation(now, what);
+    }
+    result
 }
 
 impl RecordProcessor<SimRecord> for App {
     async fn initialize(&mut self, init: &Initialize) {
         let mut w = self.link.world.lock();
+        if self.config.mixed {
+            let behaviour = BEHAVIOURS[w.rng.index(BEHAVIOURS.len())];
+            self.mixed = Some(mixed::App::new(behaviour, init.token));
+        }
         w.checker.initialized(
             &self.link.worker,
             &init.shard,
@@ -159,7 +225,10 @@ impl RecordProcessor<SimRecord> for App {
                 batch.token,
                 &batch.records,
             );
-            let (lo, hi) = self.config.process_ms;
+            let (lo, hi) = match &self.mixed {
+                Some(app) if app.behaviour == Behaviour::Slow => (500, 4_000),
+                _ => self.config.process_ms,
+            };
             let ms = w.rng.between(lo, hi);
             // A failing batch panics or, as often, hangs until the driver cancels it.
             let fail = (w.rng.below(1000) < w.processor_failure_per_mille).then(|| {
@@ -185,7 +254,20 @@ impl RecordProcessor<SimRecord> for App {
             None => {}
         }
         if !batch.records.is_empty() {
-            self.link.world.lock().sink_write(&batch.shard, batch.token);
+            self.link.world.lock().sink_write(
+                self.link.node,
+                &self.link.worker,
+                &batch.shard,
+                batch.token,
+            );
+        }
+        if let Some(app) = &mut self.mixed {
+            let asks = app.processed(batch.records.iter().map(|r| &r.position));
+            if app.behaviour == Behaviour::AfterLoss {
+                self.kept = Some(checkpointer.clone());
+            }
+            self.ask_mixed(asks, checkpointer).await;
+            return;
         }
         self.batches += 1;
         if self
@@ -194,6 +276,25 @@ impl RecordProcessor<SimRecord> for App {
         {
             let _ = self.checkpoint(checkpointer).await;
         }
+    }
+
+    /// A processor that checkpoints from another task asks once more, a little later, with the
+    /// checkpointer of the ownership that ended.
+    async fn lease_lost(&mut self) {
+        let Some(app) = self.mixed.take() else {
+            return;
+        };
+        let (Some(last), Some(checkpointer)) = (app.last, self.kept.take()) else {
+            return;
+        };
+        let later = self.link.world.lock().rng.between(1, 2_000);
+        let (link, inc) = (self.link.clone(), self.inc);
+        self.link.exec.spawn(async move {
+            link.exec.sleep_until(link.exec.now_ms() + later).await;
+            let to = Some(Position::Record(last.clone()));
+            let at = Ask::Commit(CheckpointTarget::At(last));
+            let _ = ask(&link, inc, &checkpointer, at, to).await;
+        });
     }
 
     async fn shard_ended(&mut self, _checkpointer: &Checkpointer) {

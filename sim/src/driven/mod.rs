@@ -56,6 +56,12 @@ pub struct DriverFigures {
     /// Writes the sink refused for a fencing token lower than one it had seen: what a sink
     /// unaware of tokens would have taken from an owner that had lost its lease.
     pub sink_writes_refused_stale: u64,
+    /// Writes the sink accepted although the lease table had already given the shard to a
+    /// newer ownership (or to nobody): the sink had not yet seen the newer token. Under the
+    /// default policy only a process frozen during its call can make one, and from any other
+    /// it is a violation; under kcl2-compatible an owner whose lease was stolen goes on
+    /// processing until its next renewal fails, and these are its writes.
+    pub sink_writes_accepted_stale: u64,
     /// Processes that ended with an error from `Driver::run` (each is also a violation, unless
     /// the scenario misconfigures the fleet on purpose).
     pub drivers_gave_up: u64,
@@ -141,13 +147,15 @@ impl DrivenFleet {
     pub fn new(cfg: FleetConfig, workers: usize) -> Self {
         quiet_injected_panics();
         let exec = Executor::new();
-        let world = World::new(
+        let mut world = World::new(
             cfg.seed ^ 0x7772_6c64,
             Dynamo::new(cfg.consistency.clone()),
             Kinesis::new(cfg.shards, cfg.kinesis.clone()),
             cfg.latency_ms,
             cfg.worker.initial_position,
         );
+        world.stale_writes_are_violations =
+            cfg.worker.policy == kcl_core::BalancingPolicy::Coordinated;
         let mut f = Self {
             rng: Rng::new(cfg.seed),
             world: SharedWorld::new(world, exec.handle()),
@@ -320,6 +328,7 @@ impl DrivenFleet {
             config: AppConfig {
                 process_ms: self.cfg.process_ms,
                 checkpoint_every: self.cfg.checkpoint_every,
+                mixed: self.cfg.processors == crate::scenario::Processors::Mixed,
             },
         };
         let config = DriverConfig {
@@ -696,6 +705,7 @@ impl DrivenFleet {
             driver: Some(DriverFigures {
                 sink_writes_accepted: w.sink.accepted,
                 sink_writes_refused_stale: w.sink.refused_stale,
+                sink_writes_accepted_stale: w.sink.accepted_stale,
                 drivers_gave_up: self.gave_up,
                 tasks_at_end: self.exec.tasks(),
                 processor_hangs: w.processor_hangs,

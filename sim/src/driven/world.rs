@@ -55,6 +55,15 @@ struct Running {
     since_ms: u64,
 }
 
+/// Who owns a shard in the table, and under which fencing token: the lease counter the owner's
+/// take or acquisition left (a leader's assignment names the owner, whose acquisition then
+/// begins its ownership), `None` until that write.
+#[derive(Clone, Debug)]
+struct Ownership {
+    owner: String,
+    token: Option<FencingToken>,
+}
+
 /// The downstream store the processors write to: it remembers the highest fencing token per
 /// shard and refuses writes with a lower one.
 #[derive(Clone, Debug, Default)]
@@ -64,6 +73,23 @@ pub(crate) struct Sink {
     pub accepted: u64,
     /// Writes refused for a stale token: what a sink unaware of tokens would have taken.
     pub refused_stale: u64,
+    /// Writes accepted although the lease table had moved the shard to a newer ownership (or
+    /// to nobody) before they arrived: the token sink had not yet seen the newer token.
+    pub accepted_stale: u64,
+}
+
+/// Whether `node`'s process was frozen at some time between `from` and `until` (true ms).
+fn frozen_between(
+    frozen: &BTreeMap<NodeId, Vec<(u64, u64)>>,
+    node: NodeId,
+    from: u64,
+    until: u64,
+) -> bool {
+    frozen.get(&node).is_some_and(|spans| {
+        spans
+            .iter()
+            .any(|&(start, end)| start <= until && end >= from)
+    })
 }
 
 /// The simulated world.
@@ -91,6 +117,13 @@ pub(crate) struct World {
     pub processor_hangs: u64,
     pub sink: Sink,
     running: BTreeMap<LeaseKey, Vec<Running>>,
+    /// Whether the protocol ends an ownership's calls before the table moves its lease on, so
+    /// that a stale write a non-frozen process makes is a violation: true of the Coordinated
+    /// policy; Kcl2Compatible steals leases from live owners, which go on processing until
+    /// their next renewal fails (only the fencing token keeps those writes out).
+    pub stale_writes_are_violations: bool,
+    /// Each shard's ownership in the table now (absent while nobody owns it).
+    ownership: BTreeMap<LeaseKey, Ownership>,
     /// When each node's process was frozen (paused, or its host suspended): true ms spans.
     frozen: BTreeMap<NodeId, Vec<(u64, u64)>>,
     /// A new ownership's call started while an older one's was under way in a process frozen
@@ -145,6 +178,8 @@ impl World {
             processor_hangs: 0,
             sink: Sink::default(),
             running: BTreeMap::new(),
+            stale_writes_are_violations: true,
+            ownership: BTreeMap::new(),
             frozen: BTreeMap::new(),
             overlaps_while_frozen: 0,
             next_ticket: 0,
@@ -200,6 +235,7 @@ impl World {
             _ => None,
         };
         let (was, is) = (owner(before.as_ref()), owner(after));
+        self.ownership_written(writer, write);
         if is.is_some() && was != is {
             self.acquisitions += 1;
             if was.is_some() {
@@ -218,6 +254,40 @@ impl World {
                 .table_write(self.now, writer, write, before.as_ref(), after);
         }
         Ok(result)
+    }
+
+    /// Keeps [`World::ownership`] after `write` landed. The holder is the row's
+    /// `checkpointOwner` during a handoff (the old owner finishes first), its `leaseOwner`
+    /// otherwise; a holder's own take or acquisition begins its ownership and fencing token.
+    fn ownership_written(&mut self, writer: &kcl_core::WorkerId, write: &LeaseWrite) {
+        let after = self.dynamo.peek(&write.key);
+        let attribute = |name: &str| match after.and_then(|item| item.get(name)) {
+            Some(AttributeValue::S(s)) => Some(s.as_str()),
+            _ => None,
+        };
+        let key = LeaseKey::from(write.key.as_str());
+        let Some(holder) = attribute(attr::CHECKPOINT_OWNER).or(attribute(attr::LEASE_OWNER))
+        else {
+            self.ownership.remove(&key);
+            return;
+        };
+        let begins =
+            matches!(write.kind, WriteKind::Take | WriteKind::Acquire) && writer.as_str() == holder;
+        let token = begins
+            .then(|| after.and_then(|item| kcl_core::Lease::from_item(item).ok()))
+            .flatten()
+            .map(|lease| FencingToken(lease.counter));
+        match self.ownership.get_mut(&key) {
+            Some(o) if o.owner == holder => {
+                if token.is_some() {
+                    o.token = token;
+                }
+            }
+            _ => {
+                let owner = holder.to_owned();
+                self.ownership.insert(key, Ownership { owner, token });
+            }
+        }
     }
 
     /// A root shard's lease at `LATEST` or `AT_TIMESTAMP` owes only the records from its
@@ -243,17 +313,11 @@ impl World {
     ) {
         let now = self.now;
         let running = self.running.entry(shard.clone()).or_default();
-        let frozen = &self.frozen;
         let mut clashes = Vec::new();
         for r in running.iter().filter(|r| r.token != token) {
             // A process frozen (paused, its host suspended) during its call cannot be stopped
             // by anyone: only the fencing token keeps its writes out, which the sink counts.
-            let was_frozen = frozen.get(&r.node).is_some_and(|spans| {
-                spans
-                    .iter()
-                    .any(|&(from, until)| from <= now && until >= r.since_ms)
-            });
-            if was_frozen {
+            if frozen_between(&self.frozen, r.node, r.since_ms, now) {
                 self.overlaps_while_frozen += 1;
             } else {
                 clashes.push(format!(
@@ -301,14 +365,47 @@ impl World {
         }
     }
 
-    /// A processor writes its results downstream under `token`.
-    pub(crate) fn sink_write(&mut self, shard: &LeaseKey, token: FencingToken) {
+    /// A processor of `node` writes its results downstream under `token`. A write the sink
+    /// accepts from an ownership the table has ended is a violation (under
+    /// [`World::stale_writes_are_violations`]) unless its process was frozen during its call
+    /// (nothing can stop a frozen process; see [`World::processing_started`]).
+    pub(crate) fn sink_write(
+        &mut self,
+        node: NodeId,
+        writer: &kcl_core::WorkerId,
+        shard: &LeaseKey,
+        token: FencingToken,
+    ) {
         let highest = self.sink.highest.entry(shard.clone()).or_insert(token);
         if token < *highest {
             self.sink.refused_stale += 1;
-        } else {
-            *highest = token;
-            self.sink.accepted += 1;
+            return;
+        }
+        *highest = token;
+        self.sink.accepted += 1;
+        let current = self.ownership.get(shard);
+        if current.is_some_and(|o| o.owner == writer.as_str() && o.token == Some(token)) {
+            return;
+        }
+        self.sink.accepted_stale += 1;
+        let now = self.now;
+        let since = self
+            .running
+            .get(shard)
+            .and_then(|running| running.iter().find(|r| r.node == node && r.token == token))
+            .map_or(now, |r| r.since_ms);
+        if self.stale_writes_are_violations && !frozen_between(&self.frozen, node, since, now) {
+            let owner = current.map_or("nobody".to_string(), |o| {
+                let token = o.token.map_or("none yet".to_string(), |t| t.0.to_string());
+                format!("{} (token {token})", o.owner)
+            });
+            self.checker.violation(
+                now,
+                format!(
+                    "fencing: the sink accepted a write to {shard} under token {} after the table gave the shard to {owner}",
+                    token.0
+                ),
+            );
         }
     }
 

@@ -14,7 +14,7 @@ use kcl_core::{Position, RecordPosition};
 
 /// How one ownership's processor behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Behaviour {
+pub(crate) enum Behaviour {
     /// Checkpoints what was delivered after every third batch.
     Simple,
     /// After every third batch, checkpoints the batch's last record and, from a clone, its
@@ -30,7 +30,7 @@ pub(super) enum Behaviour {
     AfterLoss,
 }
 
-const BEHAVIOURS: [Behaviour; 5] = [
+pub(crate) const BEHAVIOURS: [Behaviour; 5] = [
     Behaviour::Simple,
     Behaviour::CloneRace,
     Behaviour::TwoPhase,
@@ -38,25 +38,51 @@ const BEHAVIOURS: [Behaviour; 5] = [
     Behaviour::AfterLoss,
 ];
 
-/// One ownership's processor.
+/// One ownership's processor: what it has seen, and so what it asks (the same in event and
+/// driver mode).
 #[derive(Clone, Debug)]
-pub(super) struct App {
-    behaviour: Behaviour,
+pub(crate) struct App {
+    pub(crate) behaviour: Behaviour,
     batches: u32,
-    token: FencingToken,
+    pub(crate) token: FencingToken,
     /// The last record delivered, and the first of the last batch.
-    last: Option<RecordPosition>,
+    pub(crate) last: Option<RecordPosition>,
     first_of_batch: Option<RecordPosition>,
 }
 
 /// One checkpoint request.
-enum Ask {
+pub(crate) enum Ask {
     Commit(CheckpointTarget),
     Prepare(CheckpointTarget, Vec<u8>),
     CommitPrepared,
 }
 
 impl App {
+    /// A new ownership's processor under `token`.
+    pub(crate) fn new(behaviour: Behaviour, token: FencingToken) -> Self {
+        Self {
+            behaviour,
+            batches: 0,
+            token,
+            last: None,
+            first_of_batch: None,
+        }
+    }
+
+    /// A batch was processed: what the processor asks now.
+    pub(crate) fn processed<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = &'a RecordPosition>,
+    ) -> Vec<Ask> {
+        self.batches += 1;
+        let mut records = records.into_iter();
+        if let Some(first) = records.next() {
+            self.first_of_batch = Some(first.clone());
+            self.last = Some(records.last().unwrap_or(first).clone());
+        }
+        self.asks()
+    }
+
     /// What the processor asks after its latest batch.
     fn asks(&self) -> Vec<Ask> {
         let n = self.batches;
@@ -84,7 +110,7 @@ impl App {
     }
 
     /// Where a commit would put the checkpoint, when the processor knows it.
-    fn commit_to(&self, ask: &Ask) -> Option<Position> {
+    pub(crate) fn commit_to(&self, ask: &Ask) -> Option<Position> {
         match ask {
             Ask::Commit(CheckpointTarget::At(p)) => Some(Position::Record(p.clone())),
             Ask::Commit(CheckpointTarget::LastDelivered) => self.last.clone().map(Position::Record),
@@ -113,14 +139,9 @@ impl Fleet {
             ProcessorCall::LeaseLost => return self.lease_lost(node, inc, shard, call),
             ProcessorCall::Initialize { token: t, .. } => {
                 let behaviour = BEHAVIOURS[self.rng.index(BEHAVIOURS.len())];
-                let app = App {
-                    behaviour,
-                    batches: 0,
-                    token: t,
-                    last: None,
-                    first_of_batch: None,
-                };
-                self.nodes[node].apps.insert(shard.clone(), app);
+                self.nodes[node]
+                    .apps
+                    .insert(shard.clone(), App::new(behaviour, t));
                 Input::ProcessorReturned {
                     shard: shard.clone(),
                     call,
@@ -139,19 +160,8 @@ impl Fleet {
                     let app = self.nodes[node]
                         .apps
                         .entry(shard.clone())
-                        .or_insert_with(|| App {
-                            behaviour: Behaviour::Simple,
-                            batches: 0,
-                            token: t,
-                            last: None,
-                            first_of_batch: None,
-                        });
-                    app.batches += 1;
-                    if let (Some(first), Some(last)) = (records.first(), records.last()) {
-                        app.first_of_batch = Some(first.position.clone());
-                        app.last = Some(last.position.clone());
-                    }
-                    asks = app.asks();
+                        .or_insert_with(|| App::new(Behaviour::Simple, t));
+                    asks = app.processed(records.iter().map(|r| &r.position));
                     if app.behaviour == Behaviour::Slow {
                         delay = self.rng.between(500, 4_000);
                     }

@@ -32,7 +32,7 @@ use crate::scenario::Processors;
 mod batch;
 mod clock;
 mod faults;
-mod mixed;
+pub(crate) mod mixed;
 mod pool;
 mod processors;
 mod queue;
