@@ -476,6 +476,17 @@ impl Kinesis {
         Ok(iterator_string(index, at, now_ms))
     }
 
+    /// Whether a read at `iterator` would find nothing yet: its shard open, read to its end.
+    /// (A push-style reader waits for the next record instead of answering empty.)
+    pub fn nothing_new(&self, iterator: &str) -> bool {
+        let Some((index, at, _)) = parse_iterator(iterator) else {
+            return false;
+        };
+        self.shards
+            .get(index)
+            .is_some_and(|s| !s.expired && !s.closed && at.max(s.first_index) >= s.end_index())
+    }
+
     /// GetRecords.
     pub fn get_records(
         &mut self,

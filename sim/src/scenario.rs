@@ -732,7 +732,50 @@ fn chaos(spec: &RunSpec, from: u64, to: u64, fleet: &mut impl Schedule) {
         };
         fleet.at(t, action);
     }
+    if spec.mode == Mode::Driver {
+        driver_faults(spec, from, to, fleet);
+    }
     fleet.at(to, Action::Calm);
+}
+
+/// Driver mode's own faults, drawn apart so that the other modes' schedules stay as they are:
+/// about once a minute, for 10 to 40 s, a share of one service's answers (DynamoDB two times in
+/// three) is held 5 to 20 s, across the driver's 10 s call timeout; and once, for 30 s to 2
+/// minutes, reads wait for their shard's next record as fan-out subscriptions do.
+fn driver_faults(spec: &RunSpec, from: u64, to: u64, fleet: &mut impl Schedule) {
+    if to <= from {
+        return;
+    }
+    let mut rng = Rng::new(spec.seed ^ 0x736c_6f77_616e_7377);
+    for _ in 0..((to - from) / 60_000).max(1) {
+        let t = rng.between(from, to - 1);
+        let service = if rng.below(3) == 0 {
+            Service::Kinesis
+        } else {
+            Service::Dynamo
+        };
+        let end = (t + rng.between(10_000, 40_000)).min(to);
+        fleet.at(
+            t,
+            Action::SlowAnswers {
+                service,
+                per_mille: rng.between(20, 200),
+                hold_ms: (5_000, 20_000),
+            },
+        );
+        fleet.at(
+            end,
+            Action::SlowAnswers {
+                service,
+                per_mille: 0,
+                hold_ms: (0, 0),
+            },
+        );
+    }
+    let on = rng.between(from, from + (to - from) / 2);
+    fleet.at(on, Action::BlockingReads(true));
+    let off = (on + rng.between(30_000, 120_000)).min(to);
+    fleet.at(off, Action::BlockingReads(false));
 }
 
 /// The fleet in the engine that runs it.

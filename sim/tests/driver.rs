@@ -194,3 +194,65 @@ fn a_hung_processor_is_cancelled_and_its_shard_moves_on() {
         assert!(driver.processor_hangs > 0, "{}", r.replay);
     }
 }
+
+/// A misconfiguration ends the driver with an error naming the service, instead of leaving an
+/// idle worker: first DynamoDB denies access to the machines of two workers (a revoked
+/// permission); later the stream is deleted under the rest. Each driver ends within
+/// `give_up_after` of the first refusal plus the slack of one renewal, retry and answer; the
+/// others go on meanwhile (nothing else is wrong in the run).
+#[test]
+fn a_revoked_permission_or_a_deleted_stream_ends_the_driver_within_a_bound() {
+    use kcl_core::{Failure, ServiceError};
+    use kcl_sim::driven::DrivenFleet;
+    use kcl_sim::fleet::Service;
+
+    let give_up = kcl_aws::DriverConfig::default().give_up_after.as_millis() as u64;
+    let slack = 30_000;
+    for seed in 1..=6 {
+        let s = spec(Scenario::Chaos, Policy::Default, seed);
+        let replay = format!("seed {seed} of {}", module_path!());
+        let mut fleet = DrivenFleet::new(kcl_sim::scenario::fleet_config(&s), 5);
+        fleet.run_until(60_000, &mut |_| {});
+        let denied = [0, 1];
+        let access_denied = Failure::AccessDenied(ServiceError {
+            code: "AccessDeniedException".into(),
+            message: "not authorized to perform dynamodb:UpdateItem".into(),
+            request_id: None,
+        });
+        fleet.refuse(denied, Service::Dynamo, access_denied);
+        fleet.run_until(60_000 + give_up + slack, &mut |_| {});
+        let ended = fleet.endings();
+        let mut nodes: Vec<usize> = ended.iter().map(|e| e.node).collect();
+        nodes.sort_unstable();
+        assert_eq!(nodes, denied, "{replay}: {ended:?}");
+        for e in &ended {
+            assert!(e.error.contains("DynamoDB"), "{replay}: {e:?}");
+            let after = e.at_ms - 60_000;
+            assert!(
+                (give_up..=give_up + slack).contains(&after),
+                "{replay}: ended {after} ms after the refusals began: {e:?}"
+            );
+        }
+
+        let deleted_at = fleet.now_ms();
+        fleet.refuse(2..5, Service::Kinesis, Failure::NotFound);
+        fleet.run_until(deleted_at + give_up + slack, &mut |_| {});
+        let ended = fleet.endings();
+        assert_eq!(ended.len(), 5, "{replay}: {ended:?}");
+        for e in &ended[2..] {
+            assert!(e.error.contains("Kinesis"), "{replay}: {e:?}");
+            let after = e.at_ms - deleted_at;
+            assert!(
+                (give_up..=give_up + slack).contains(&after),
+                "{replay}: ended {after} ms after the stream was deleted: {e:?}"
+            );
+        }
+        let m = fleet.measures(0);
+        let other: Vec<_> = m
+            .violations
+            .iter()
+            .filter(|v| !v.what.contains("driver gave up"))
+            .collect();
+        assert!(other.is_empty(), "{replay}: {other:?}");
+    }
+}

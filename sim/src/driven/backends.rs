@@ -14,7 +14,7 @@ use kcl_core::{
 
 use super::exec::Handle;
 use super::world::{Arrival, SharedWorld, World};
-use crate::fleet::{NodeId, Service};
+use crate::fleet::{NodeId, Service, PRODUCE_EVERY_MS};
 use crate::record::SimRecord;
 
 /// One process's connection to the services.
@@ -35,20 +35,38 @@ impl Link {
         service: Service,
         serve: impl FnOnce(&mut World, bool) -> Result<T, Failure>,
     ) -> Result<T, Failure> {
+        self.call_when(service, |_| false, serve).await
+    }
+
+    /// As [`Link::call`], but the service holds the request while `wait` says so, looking again
+    /// every [`PRODUCE_EVERY_MS`] for at most [`PUSH_WAIT_MS`] (a push-style read waiting for the
+    /// next record).
+    async fn call_when<T>(
+        &self,
+        service: Service,
+        wait: impl Fn(&World) -> bool,
+        serve: impl FnOnce(&mut World, bool) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
         let out = self.trip(service);
         let Some(out) = out else {
             return pending().await;
         };
         self.exec.sleep_until(self.exec.now_ms() + out).await;
+        let arrived = self.exec.now_ms();
+        while self.exec.now_ms() < arrived + PUSH_WAIT_MS && wait(&self.world.lock()) {
+            let next = self.exec.now_ms() + PRODUCE_EVERY_MS;
+            self.exec.sleep_until(next).await;
+        }
         let answer = {
             let mut w = self.world.lock();
             // The link may have been cut while the request travelled.
             if w.reachable(self.machine, service) {
-                let result = match w.arrive(service) {
-                    Arrival::Refused(failure) => Err(failure),
-                    Arrival::Served { error } => serve(&mut w, error),
+                let (result, hold_ms) = match w.arrive(self.machine, service) {
+                    Arrival::Refused(failure) => (Err(failure), 0),
+                    Arrival::Served { error, hold_ms } => (serve(&mut w, error), hold_ms),
                 };
-                w.trip(self.machine, service).map(|back| (result, back))
+                w.trip(self.machine, service)
+                    .map(|back| (result, hold_ms + back))
             } else {
                 None
             }
@@ -67,6 +85,10 @@ impl Link {
         self.world.lock().trip(self.machine, service)
     }
 }
+
+/// How long a push-style read waits for the next record before answering empty (a
+/// SubscribeToShard event comes at least this often).
+const PUSH_WAIT_MS: u64 = 5_000;
 
 fn transient<T>() -> Result<T, Failure> {
     Err(Failure::Transient)
@@ -176,8 +198,9 @@ impl ShardStream for SimStream {
         limit: u32,
         _shard_range: Option<HashKeyRange>,
     ) -> Result<FetchedRecords<SimRecord>, Failure> {
+        let wait = |w: &World| w.blocking_reads && w.kinesis.nothing_new(iterator);
         self.0
-            .call(Service::Kinesis, |w, error| {
+            .call_when(Service::Kinesis, wait, |w, error| {
                 if error {
                     return transient();
                 }

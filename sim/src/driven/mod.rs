@@ -62,9 +62,12 @@ pub struct DriverFigures {
     /// it is a violation; under kcl2-compatible an owner whose lease was stolen goes on
     /// processing until its next renewal fails, and these are its writes.
     pub sink_writes_accepted_stale: u64,
-    /// Processes that ended with an error from `Driver::run` (each is also a violation, unless
-    /// the scenario misconfigures the fleet on purpose).
+    /// Processes that ended with an error from `Driver::run` (each is also a violation; only a
+    /// test that misconfigures the fleet on purpose expects them, see [`DrivenFleet::refuse`]).
     pub drivers_gave_up: u64,
+    /// Answers a service held (the slow-answers fault) for at least the drivers' call timeout:
+    /// calls that timed out although the service did what they asked.
+    pub answers_held_past_call_timeout: u64,
     /// Tasks alive at the end (drivers, calls, processors).
     pub tasks_at_end: usize,
     /// Batches whose processor hung (under injected processor failures; the driver cancels
@@ -99,8 +102,21 @@ enum Ev {
     Sample,
 }
 
-/// How a process's driver ended.
-type Endings = Arc<Mutex<Vec<(NodeId, u64, String)>>>;
+/// A process's driver that ended with an error.
+#[derive(Clone, Debug)]
+pub struct Ending {
+    /// The worker.
+    pub node: NodeId,
+    /// Its process (incarnation).
+    pub inc: u64,
+    /// When (true ms).
+    pub at_ms: u64,
+    /// The error `Driver::run` returned, with its sources.
+    pub error: String,
+}
+
+/// The drivers that ended with an error, in order.
+type Endings = Arc<Mutex<Vec<Ending>>>;
 
 /// The fleet of drivers and everything around it.
 pub struct DrivenFleet {
@@ -154,6 +170,7 @@ impl DrivenFleet {
             cfg.latency_ms,
             cfg.worker.initial_position,
         );
+        world.call_timeout_ms = kcl_aws::RetryPolicy::default().call_timeout.as_millis() as u64;
         world.stale_writes_are_violations =
             cfg.worker.policy == kcl_core::BalancingPolicy::Coordinated;
         let mut f = Self {
@@ -255,18 +272,51 @@ impl DrivenFleet {
         if endings.len() == self.reported_endings {
             return;
         }
-        let new: Vec<(NodeId, u64, String)> = endings[self.reported_endings..].to_vec();
+        let new: Vec<Ending> = endings[self.reported_endings..].to_vec();
         self.reported_endings = endings.len();
         drop(endings);
         let now = self.now_ms();
-        for (node, inc, error) in new {
+        for ending in new {
             self.gave_up += 1;
-            let id = incarnation_id(node, inc);
+            let id = incarnation_id(ending.node, ending.inc);
+            let error = ending.error;
             self.world
                 .lock()
                 .checker
                 .violation(now, format!("{id}'s driver gave up: {error}"));
         }
+    }
+
+    /// The drivers that ended with an error so far (each is also a violation).
+    pub fn endings(&self) -> Vec<Ending> {
+        self.endings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// From now on every call from the machines of `nodes` to `service` is refused with
+    /// `failure`: the misconfigurations a worker must report instead of idling (a deleted
+    /// stream answers NotFound, a revoked permission AccessDenied).
+    pub fn refuse(
+        &mut self,
+        nodes: impl IntoIterator<Item = NodeId>,
+        service: Service,
+        failure: kcl_core::Failure,
+    ) {
+        let mut w = self.world.lock();
+        for node in nodes {
+            let machine = self.processes[node].machine;
+            w.refusals
+                .insert((machine, service as usize), failure.clone());
+        }
+    }
+
+    /// Workers whose process runs now.
+    pub fn alive(&self) -> Vec<NodeId> {
+        (0..self.processes.len())
+            .filter(|&i| self.processes[i].alive)
+            .collect()
     }
 
     /// Starts a new worker process on a machine with room; returns its node.
@@ -356,14 +406,19 @@ impl DrivenFleet {
         };
         p.status = Some(driver.status_handle());
         p.shutdown = Some(driver.shutdown_handle());
-        let (endings, inc) = (self.endings.clone(), p.inc);
+        let (endings, inc, clock) = (self.endings.clone(), p.inc, self.exec.handle());
         self.exec.spawn(group, async move {
             if let Err(e) = driver.run().await {
-                let error = kcl_aws::error_chain(&e);
+                let ending = Ending {
+                    node,
+                    inc,
+                    at_ms: clock.now_ms(),
+                    error: kcl_aws::error_chain(&e),
+                };
                 endings
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .push((node, inc, error));
+                    .push(ending);
             }
         });
     }
@@ -524,10 +579,19 @@ impl DrivenFleet {
                 throttle_per_mille,
                 error_per_mille,
             } => {
-                self.world.lock().service_faults[service as usize] = ServiceFaults {
-                    throttle_per_mille,
-                    error_per_mille,
-                };
+                let faults = &mut self.world.lock().service_faults[service as usize];
+                faults.throttle_per_mille = throttle_per_mille;
+                faults.error_per_mille = error_per_mille;
+            }
+            Action::BlockingReads(on) => self.world.lock().blocking_reads = on,
+            Action::SlowAnswers {
+                service,
+                per_mille,
+                hold_ms,
+            } => {
+                let faults = &mut self.world.lock().service_faults[service as usize];
+                faults.slow_per_mille = per_mille;
+                faults.slow_hold_ms = hold_ms;
             }
             Action::ProcessorFailures(per_mille) => {
                 self.world.lock().processor_failure_per_mille = per_mille;
@@ -540,6 +604,7 @@ impl DrivenFleet {
                 {
                     let mut w = self.world.lock();
                     w.service_faults = [ServiceFaults::default(); 2];
+                    w.blocking_reads = false;
                     w.processor_failure_per_mille = 0;
                     for links in &mut w.links {
                         *links = Links::default();
@@ -707,6 +772,7 @@ impl DrivenFleet {
                 sink_writes_refused_stale: w.sink.refused_stale,
                 sink_writes_accepted_stale: w.sink.accepted_stale,
                 drivers_gave_up: self.gave_up,
+                answers_held_past_call_timeout: w.answers_held_past_call_timeout,
                 tasks_at_end: self.exec.tasks(),
                 processor_hangs: w.processor_hangs,
                 overlaps_while_frozen: w.overlaps_while_frozen,

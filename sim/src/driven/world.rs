@@ -36,14 +36,18 @@ pub(crate) struct Links {
 pub(crate) struct ServiceFaults {
     pub throttle_per_mille: u64,
     pub error_per_mille: u64,
+    /// Answers held at the service, and for how long (ms, uniform in the range).
+    pub slow_per_mille: u64,
+    pub slow_hold_ms: (u64, u64),
 }
 
 /// What a call meets at its service before the model sees it.
 pub(crate) enum Arrival {
     /// Refused outright.
     Refused(Failure),
-    /// Reaches the model; `error`: its answer is a 5xx (a write may land all the same).
-    Served { error: bool },
+    /// Reaches the model; `error`: its answer is a 5xx (a write may land all the same);
+    /// `hold_ms`: the service holds its answer this long before sending it.
+    Served { error: bool, hold_ms: u64 },
 }
 
 /// A `process_records` call under way.
@@ -111,6 +115,18 @@ pub(crate) struct World {
     /// Leases that went from one owner to another without a release (taken after expiry, or
     /// stolen).
     pub takes_from_owner: u64,
+    /// Calls from a machine (first) to a service (second, by [`Service`] index) that are all
+    /// refused with this failure: a misconfiguration (a deleted stream, a revoked permission).
+    pub refusals: BTreeMap<(usize, usize), Failure>,
+    /// Reads wait at the service for the next record of their shard (up to 5 s) instead of
+    /// answering empty, as a fan-out subscription does: the driver's stream calls stay in
+    /// flight for seconds.
+    pub blocking_reads: bool,
+    /// The drivers' call timeout (ms).
+    pub call_timeout_ms: u64,
+    /// Answers held at a service for at least the call timeout: calls that time out although
+    /// the service did what they asked.
+    pub answers_held_past_call_timeout: u64,
     /// Batches on which processors panic or hang, per mille.
     pub processor_failure_per_mille: u64,
     /// Batches that hung.
@@ -174,6 +190,10 @@ impl World {
             acquisitions: 0,
             releases: 0,
             takes_from_owner: 0,
+            refusals: BTreeMap::new(),
+            blocking_reads: false,
+            call_timeout_ms: u64::MAX,
+            answers_held_past_call_timeout: 0,
             processor_failure_per_mille: 0,
             processor_hangs: 0,
             sink: Sink::default(),
@@ -209,15 +229,26 @@ impl World {
             .is_none_or(|l| l.partitioned_until[service as usize] <= self.now)
     }
 
-    /// A call reaches `service`: the injected throttling and errors.
-    pub(crate) fn arrive(&mut self, service: Service) -> Arrival {
+    /// A call from `machine` reaches `service`: a standing refusal, the injected throttling,
+    /// errors and slowness.
+    pub(crate) fn arrive(&mut self, machine: usize, service: Service) -> Arrival {
+        if let Some(failure) = self.refusals.get(&(machine, service as usize)) {
+            return Arrival::Refused(failure.clone());
+        }
         let faults = self.service_faults[service as usize];
         if self.rng.below(1000) < faults.throttle_per_mille {
             return Arrival::Refused(Failure::Throttled);
         }
-        Arrival::Served {
-            error: self.rng.below(1000) < faults.error_per_mille,
+        let error = self.rng.below(1000) < faults.error_per_mille;
+        let mut hold_ms = 0;
+        if faults.slow_per_mille > 0 && self.rng.below(1000) < faults.slow_per_mille {
+            let (lo, hi) = faults.slow_hold_ms;
+            hold_ms = self.rng.between(lo, hi);
+            if hold_ms >= self.call_timeout_ms {
+                self.answers_held_past_call_timeout += 1;
+            }
         }
+        Arrival::Served { error, hold_ms }
     }
 
     /// A conditional write lands in the table: the checkers see it, and whether it moved the

@@ -80,6 +80,22 @@ pub enum Action {
         /// Calls failing with a 5xx (a write may have landed all the same).
         error_per_mille: u64,
     },
+    /// Driver mode: hold this per mille of `service`'s answers at the service for `hold_ms`
+    /// (uniform in the range) before they travel back, until changed. Held past the driver's
+    /// call timeout, the call fails as timed out although the service did what it asked (a
+    /// write landed). The event mode's workers time no calls; only driver mode schedules it.
+    SlowAnswers {
+        /// Which service.
+        service: Service,
+        /// Answers held.
+        per_mille: u64,
+        /// For how long each (ms).
+        hold_ms: (u64, u64),
+    },
+    /// Driver mode: reads wait at the service for their shard's next record (up to 5 s) instead
+    /// of answering empty, as fan-out subscriptions do, until changed. Only driver mode
+    /// schedules it (the event mode's reads take no time in flight that matters).
+    BlockingReads(bool),
     /// Make processors fail (panic) on this per mille of batches, until changed.
     ProcessorFailures(u64),
     /// Split a random open shard.
@@ -121,6 +137,17 @@ impl Action {
                 ..
             } => "outage_kinesis",
             Self::Delay { .. } => "message_delay",
+            Self::BlockingReads(true) => "blocking_reads",
+            Self::SlowAnswers {
+                service: Service::Dynamo,
+                per_mille: 1..,
+                ..
+            } => "slow_answers_dynamodb",
+            Self::SlowAnswers {
+                service: Service::Kinesis,
+                per_mille: 1..,
+                ..
+            } => "slow_answers_kinesis",
             Self::Pause { .. } => "process_pause",
             Self::Suspend { .. } => "host_suspend",
             Self::Drift { .. } => "clock_drift",
@@ -264,6 +291,9 @@ impl Fleet {
             Action::Split => self.kinesis.split_random(&mut self.rng),
             Action::Merge => self.kinesis.merge_random(&mut self.rng),
             Action::UpdateShardCount { per_mille } => self.kinesis.rescale(per_mille),
+            // Driver mode's faults: the event mode's workers neither time calls nor keep them in
+            // flight by lanes, so there is nothing for these to act on.
+            Action::SlowAnswers { .. } | Action::BlockingReads(_) => {}
             Action::StopProducing => self.producing = false,
             Action::Calm => {
                 self.service_faults = [ServiceFaults::default(); 2];
