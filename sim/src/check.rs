@@ -77,6 +77,8 @@ pub struct Checker {
     pub duplicate_deliveries: u64,
     /// Records put.
     pub records_put: u64,
+    /// Crashes and how long their leases took to deliver again.
+    pub failover: crate::failover::FailoverWatch,
 }
 
 impl Checker {
@@ -210,6 +212,7 @@ impl Checker {
         let Some(first) = records.first() else {
             return;
         };
+        self.failover.delivered(now, shard_id);
         let shard = first.shard as usize;
         self.contiguous(now, shard_id, token, records, held);
         if !self.shard(shard).deliverers.contains(&node) {

@@ -129,6 +129,16 @@ impl Dynamo {
         self.bills.iter().map(|(o, b)| (o.name(), *b)).collect()
     }
 
+    /// Units (read and write) billed so far for the processors' checkpoints: what the
+    /// application spends, apart from what the library spends keeping leases.
+    pub fn checkpoint_units(&self) -> f64 {
+        self.bills
+            .iter()
+            .filter(|(o, _)| matches!(o, Operation::Write(_, WriteKind::Checkpoint)))
+            .map(|(_, b)| b.read_units + b.write_units)
+            .sum()
+    }
+
     /// Read units billed so far.
     pub fn read_units(&self) -> f64 {
         self.bills.values().map(|b| b.read_units).sum()

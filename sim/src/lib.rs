@@ -25,6 +25,7 @@ pub mod check;
 pub mod checkpoints;
 pub mod driven;
 pub mod dynamo;
+pub mod failover;
 pub mod fleet;
 pub mod hash;
 pub mod kinesis;

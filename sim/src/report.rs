@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use crate::check::{Undelivered, Violation};
 use crate::driven::DriverFigures;
 use crate::dynamo::OperationBill;
+use crate::failover::FailoverFigures;
 use crate::fleet::{Counters, Sample};
 use crate::kinesis::KinesisCounts;
 
@@ -52,6 +53,10 @@ pub struct Measures {
     pub ddb_write_units: f64,
     /// DynamoDB bills by operation.
     pub ddb_by_operation: BTreeMap<String, OperationBill>,
+    /// DynamoDB units of the processors' checkpoints.
+    pub ddb_checkpoint_units: f64,
+    /// Crashes and how long their leases took to deliver again.
+    pub failover: FailoverFigures,
     /// Kinesis calls.
     pub kinesis: KinesisCounts,
     /// Driver mode's own figures.
@@ -131,6 +136,19 @@ pub struct Report {
     pub ddb_write_units: f64,
     /// DynamoDB units (read + write) per shard per hour, from the end of the warm-up.
     pub ddb_units_per_shard_hour: f64,
+    /// Of those, the processors' checkpoints: what the application spends.
+    pub ddb_checkpoint_units_per_shard_hour: f64,
+    /// The rest: what the library spends (leases, heartbeats, leadership, scans).
+    pub ddb_library_units_per_shard_hour: f64,
+    /// Median seconds from a worker's crash to every lease it held delivering at a new owner,
+    /// over the run's crashes of workers that held leases (`None`: no such crash).
+    pub failover_seconds_p50: Option<f64>,
+    /// The 99th percentile of the same (nearest rank).
+    pub failover_seconds_p99: Option<f64>,
+    /// Crashes measured for the failover figures.
+    pub failover_crashes_measured: usize,
+    /// Crashes whose leases had not all delivered again by the end of the run.
+    pub failover_crashes_unresolved: usize,
     /// DynamoDB billing by operation.
     pub ddb_by_operation: BTreeMap<String, OperationBill>,
     /// Kinesis calls.
@@ -228,9 +246,23 @@ impl Report {
             (
                 "DynamoDB",
                 format!(
-                    "{:.0} read + {:.0} write units; {:.1} units per shard-hour",
-                    self.ddb_read_units, self.ddb_write_units, self.ddb_units_per_shard_hour
+                    "{:.0} read + {:.0} write units; {:.1} units per shard-hour ({:.1} library, {:.1} checkpoints)",
+                    self.ddb_read_units,
+                    self.ddb_write_units,
+                    self.ddb_units_per_shard_hour,
+                    self.ddb_library_units_per_shard_hour,
+                    self.ddb_checkpoint_units_per_shard_hour
                 ),
+            ),
+            (
+                "failover",
+                match (self.failover_seconds_p50, self.failover_seconds_p99) {
+                    (Some(p50), Some(p99)) => format!(
+                        "p50 {p50:.1} s, p99 {p99:.1} s over {} crashes ({} unresolved at the end)",
+                        self.failover_crashes_measured, self.failover_crashes_unresolved
+                    ),
+                    _ => "no crash of a worker holding leases".into(),
+                },
             ),
             (
                 "faults",
@@ -287,6 +319,10 @@ pub struct Ratios {
     pub lease_moves: Option<f64>,
     /// DynamoDB units per shard-hour.
     pub ddb_units_per_shard_hour: Option<f64>,
+    /// What the library spends of them.
+    pub ddb_library_units_per_shard_hour: Option<f64>,
+    /// What the processors' checkpoints spend.
+    pub ddb_checkpoint_units_per_shard_hour: Option<f64>,
 }
 
 fn ratio(a: f64, b: f64) -> Option<f64> {
@@ -308,6 +344,14 @@ impl Comparison {
             ddb_units_per_shard_hour: ratio(
                 default.ddb_units_per_shard_hour,
                 kcl2.ddb_units_per_shard_hour,
+            ),
+            ddb_library_units_per_shard_hour: ratio(
+                default.ddb_library_units_per_shard_hour,
+                kcl2.ddb_library_units_per_shard_hour,
+            ),
+            ddb_checkpoint_units_per_shard_hour: ratio(
+                default.ddb_checkpoint_units_per_shard_hour,
+                kcl2.ddb_checkpoint_units_per_shard_hour,
             ),
         };
         Self {
@@ -373,6 +417,18 @@ impl Comparison {
                 format!("{:.1}", d.ddb_units_per_shard_hour),
                 format!("{:.1}", k.ddb_units_per_shard_hour),
                 r(self.ratios.ddb_units_per_shard_hour),
+            ),
+            (
+                "  of which library",
+                format!("{:.1}", d.ddb_library_units_per_shard_hour),
+                format!("{:.1}", k.ddb_library_units_per_shard_hour),
+                r(self.ratios.ddb_library_units_per_shard_hour),
+            ),
+            (
+                "  of which checkpoints",
+                format!("{:.1}", d.ddb_checkpoint_units_per_shard_hour),
+                format!("{:.1}", k.ddb_checkpoint_units_per_shard_hour),
+                r(self.ratios.ddb_checkpoint_units_per_shard_hour),
             ),
             (
                 "records lost",

@@ -778,6 +778,25 @@ fn driver_faults(spec: &RunSpec, from: u64, to: u64, fleet: &mut impl Schedule) 
     fleet.at(off, Action::BlockingReads(false));
 }
 
+/// DynamoDB units billed so far.
+#[derive(Clone, Copy, Debug)]
+pub struct DdbUnits {
+    /// Every unit, read and write.
+    pub total: f64,
+    /// The processors' checkpoints'.
+    pub checkpoints: f64,
+}
+
+impl DdbUnits {
+    /// What `dynamo` billed so far.
+    pub fn of(dynamo: &crate::dynamo::Dynamo) -> Self {
+        Self {
+            total: dynamo.read_units() + dynamo.write_units(),
+            checkpoints: dynamo.checkpoint_units(),
+        }
+    }
+}
+
 /// The fleet in the engine that runs it.
 enum Engine {
     Event(Box<Fleet>),
@@ -802,10 +821,10 @@ impl Engine {
 
     /// DynamoDB units so far, leases held per running worker, unfinished leases unheld at the
     /// last sample, and lease acquisitions so far.
-    fn progress(&self) -> (f64, Vec<usize>, usize, u64) {
+    fn progress(&self) -> (DdbUnits, Vec<usize>, usize, u64) {
         let of_fleet = |f: &Fleet| {
             (
-                f.dynamo.read_units() + f.dynamo.write_units(),
+                DdbUnits::of(&f.dynamo),
                 f.loads(),
                 f.timeline.last().map_or(0, |s| s.unheld),
                 f.counters.acquisitions,
@@ -937,7 +956,9 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(u64)) -> Report {
         .map(|t| t.saturating_sub(trigger) as f64 / 1000.0);
     let scan_interval = spec.policy.config().scan_interval.as_secs_f64();
     let hours = (end - phases.warmup) as f64 / 3_600_000.0;
-    let units = m.ddb_read_units + m.ddb_write_units - units_at_warmup;
+    let units = m.ddb_read_units + m.ddb_write_units - units_at_warmup.total;
+    let checkpoint_units = m.ddb_checkpoint_units - units_at_warmup.checkpoints;
+    let shard_hours = spec.shards as f64 * hours.max(1e-9);
     Report {
         seed: spec.seed,
         policy: spec.policy.name().into(),
@@ -975,7 +996,13 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(u64)) -> Report {
             .collect(),
         ddb_read_units: m.ddb_read_units,
         ddb_write_units: m.ddb_write_units,
-        ddb_units_per_shard_hour: units / (spec.shards as f64 * hours.max(1e-9)),
+        ddb_units_per_shard_hour: units / shard_hours,
+        ddb_checkpoint_units_per_shard_hour: checkpoint_units / shard_hours,
+        ddb_library_units_per_shard_hour: (units - checkpoint_units) / shard_hours,
+        failover_seconds_p50: m.failover.p50_seconds,
+        failover_seconds_p99: m.failover.p99_seconds,
+        failover_crashes_measured: m.failover.crashes_measured,
+        failover_crashes_unresolved: m.failover.crashes_unresolved,
         ddb_by_operation: m.ddb_by_operation,
         kinesis: m.kinesis,
         faults: m.counters.faults,

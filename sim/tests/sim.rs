@@ -382,6 +382,10 @@ fn compare_reports_both_policies_and_their_ratios() {
         "ddb_read_units",
         "ddb_write_units",
         "ddb_units_per_shard_hour",
+        "ddb_library_units_per_shard_hour",
+        "ddb_checkpoint_units_per_shard_hour",
+        "failover_seconds_p50",
+        "failover_seconds_p99",
         "faults",
     ] {
         assert!(v["default"].get(key).is_some(), "report lacks {key}");
@@ -565,4 +569,55 @@ fn rows_of_crashed_workers_are_deleted_and_the_table_check_sees_those_that_are_n
     let (rows, wrong) = violations(3_600);
     assert_eq!(rows, 8 + 4 + 1 + 3, "three rows of crashed workers stay");
     assert_eq!(wrong.len(), 3, "{wrong:?}");
+}
+
+/// The DynamoDB cost splits into what the library spends and what the processors' checkpoints
+/// spend, and crashes have a failover time.
+#[test]
+fn the_report_splits_the_cost_and_times_failovers() {
+    let r = quiet(&RunSpec {
+        workers: 10,
+        shards: 40,
+        duration_ms: 600_000,
+        ..spec(Scenario::Chaos, Policy::Default, 1)
+    });
+    let sum = r.ddb_library_units_per_shard_hour + r.ddb_checkpoint_units_per_shard_hour;
+    assert!(
+        (sum - r.ddb_units_per_shard_hour).abs() < 1e-6,
+        "{}",
+        r.replay
+    );
+    assert!(r.ddb_checkpoint_units_per_shard_hour > 0.0, "{}", r.replay);
+    assert!(r.failover_crashes_measured > 0, "{}", r.replay);
+    let (p50, p99) = (r.failover_seconds_p50, r.failover_seconds_p99);
+    assert!(
+        p50.is_some_and(|p50| p99.is_some_and(|p99| p50 <= p99)),
+        "{}",
+        r.replay
+    );
+}
+
+/// One crash in a calm fleet: its leases deliver again at new owners no sooner than the
+/// failover time allows (exclusivity) and are all measured.
+#[test]
+fn a_lone_crash_fails_over_after_the_failover_time() {
+    use kcl_sim::fleet::{Action, Fleet};
+    let s = spec(Scenario::Steady, Policy::Default, 5);
+    let failover = Policy::Default.config().failover_time.as_secs_f64();
+    let mut fleet = Fleet::new(kcl_sim::scenario::fleet_config(&s), 4);
+    fleet.at(
+        60_000,
+        Action::CrashWorker {
+            restart_after_ms: 300_000,
+        },
+    );
+    fleet.run_until(180_000, &mut |_| {});
+    let m = fleet.measures(0);
+    assert_eq!(m.violation_count, 0, "{:?}", m.violations.first());
+    assert_eq!(
+        (m.failover.crashes_measured, m.failover.crashes_unresolved),
+        (1, 0)
+    );
+    let seconds = m.failover.p50_seconds.unwrap_or_default();
+    assert!(seconds >= failover * 0.95, "failed over in {seconds} s");
 }

@@ -53,8 +53,9 @@ pub const PROCESSOR_CALL_TIMEOUT: std::time::Duration = std::time::Duration::fro
 pub struct DriverFigures {
     /// Writes the downstream sink accepted.
     pub sink_writes_accepted: u64,
-    /// Writes the sink refused for a fencing token lower than one it had seen: what a sink
-    /// unaware of tokens would have taken from an owner that had lost its lease.
+    /// Writes the sink refused for a fencing token lower than one it had seen: a sink unaware
+    /// of tokens would have taken these from owners that had lost their lease (and the
+    /// accepted stale writes below as well).
     pub sink_writes_refused_stale: u64,
     /// Writes the sink accepted although the lease table had already given the shard to a
     /// newer ownership (or to nobody): the sink had not yet seen the newer token. Under the
@@ -426,6 +427,7 @@ impl DrivenFleet {
     /// The process dies: every task of it dropped wherever it was.
     fn crash(&mut self, node: NodeId) {
         let now = self.now_ms();
+        let held = self.held(node);
         let p = &mut self.processes[node];
         if !p.alive {
             return;
@@ -436,7 +438,9 @@ impl DrivenFleet {
         self.departed.insert(p.id.clone(), now);
         let (group, inc) = (p.group, p.inc);
         self.exec.kill(group);
-        self.world.lock().checkpoints.forget(node, inc);
+        let mut w = self.world.lock();
+        w.checkpoints.forget(node, inc);
+        w.checker.failover.crashed(now, held);
     }
 
     /// Running processes that have not been asked to stop, by node.
@@ -705,13 +709,10 @@ impl DrivenFleet {
 
     /// DynamoDB units so far, leases held per running process, unfinished leases unheld at
     /// the last sample, and lease acquisitions so far.
-    pub fn progress(&self) -> (f64, Vec<usize>, usize, u64) {
+    pub fn progress(&self) -> (crate::scenario::DdbUnits, Vec<usize>, usize, u64) {
         let (units, moves) = {
             let w = self.world.lock();
-            (
-                w.dynamo.read_units() + w.dynamo.write_units(),
-                w.acquisitions,
-            )
+            (crate::scenario::DdbUnits::of(&w.dynamo), w.acquisitions)
         };
         let unheld = self.timeline.last().map_or(0, |s| s.unheld);
         (units, self.loads(), unheld, moves)
@@ -766,6 +767,8 @@ impl DrivenFleet {
             ddb_read_units: w.dynamo.read_units(),
             ddb_write_units: w.dynamo.write_units(),
             ddb_by_operation: w.dynamo.bills(),
+            ddb_checkpoint_units: w.dynamo.checkpoint_units(),
+            failover: w.checker.failover.figures(|k| w.checker.is_finished(k)),
             kinesis: w.kinesis.counts.clone(),
             driver: Some(DriverFigures {
                 sink_writes_accepted: w.sink.accepted,

@@ -312,6 +312,12 @@ impl Fleet {
     }
 
     pub(super) fn crash(&mut self, node: NodeId) {
+        if let Some(worker) = &self.nodes[node].worker {
+            let held = worker.held_leases().map(|l| l.key.clone());
+            self.checker
+                .failover
+                .crashed(self.now, held.collect::<Vec<_>>());
+        }
         let n = &mut self.nodes[node];
         if n.worker.is_some() {
             self.departed.insert(n.id.clone(), self.now);

@@ -704,6 +704,11 @@ impl Fleet {
             ddb_read_units: self.dynamo.read_units(),
             ddb_write_units: self.dynamo.write_units(),
             ddb_by_operation: self.dynamo.bills(),
+            ddb_checkpoint_units: self.dynamo.checkpoint_units(),
+            failover: self
+                .checker
+                .failover
+                .figures(|k| self.checker.is_finished(k)),
             kinesis: self.kinesis.counts.clone(),
             driver: None,
         }
