@@ -140,6 +140,9 @@ pub struct Report {
     pub ddb_checkpoint_units_per_shard_hour: f64,
     /// The rest: what the library spends (leases, heartbeats, leadership, scans).
     pub ddb_library_units_per_shard_hour: f64,
+    /// DynamoDB units per shard per hour from the end of the warm-up, by operation (`scan`,
+    /// `get_item`, `update_item:renew`, `update_item:checkpoint`, ...).
+    pub ddb_units_per_shard_hour_by_operation: BTreeMap<String, f64>,
     /// Median seconds from a worker's crash to every lease it held delivering at a new owner,
     /// over the run's crashes of workers that held leases (`None`: no such crash).
     pub failover_seconds_p50: Option<f64>,

@@ -7,6 +7,7 @@
 //! record delivered, the leases balanced. The producer stops for the last part of the run so
 //! that "no record lost" can be judged at the end.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Instant as WallInstant;
@@ -779,12 +780,14 @@ fn driver_faults(spec: &RunSpec, from: u64, to: u64, fleet: &mut impl Schedule) 
 }
 
 /// DynamoDB units billed so far.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct DdbUnits {
     /// Every unit, read and write.
     pub total: f64,
     /// The processors' checkpoints'.
     pub checkpoints: f64,
+    /// By operation (the names of [`crate::dynamo::Dynamo::bills`]), read and write together.
+    pub by_operation: BTreeMap<String, f64>,
 }
 
 impl DdbUnits {
@@ -793,8 +796,18 @@ impl DdbUnits {
         Self {
             total: dynamo.read_units() + dynamo.write_units(),
             checkpoints: dynamo.checkpoint_units(),
+            by_operation: units_by_operation(&dynamo.bills()),
         }
     }
+}
+
+fn units_by_operation(
+    bills: &BTreeMap<String, crate::dynamo::OperationBill>,
+) -> BTreeMap<String, f64> {
+    bills
+        .iter()
+        .map(|(op, bill)| (op.clone(), bill.read_units + bill.write_units))
+        .collect()
 }
 
 /// The fleet in the engine that runs it.
@@ -997,6 +1010,18 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(u64)) -> Report {
         ddb_read_units: m.ddb_read_units,
         ddb_write_units: m.ddb_write_units,
         ddb_units_per_shard_hour: units / shard_hours,
+        ddb_units_per_shard_hour_by_operation: units_by_operation(&m.ddb_by_operation)
+            .into_iter()
+            .map(|(op, end)| {
+                let before = units_at_warmup
+                    .by_operation
+                    .get(&op)
+                    .copied()
+                    .unwrap_or(0.0);
+                (op, (end - before) / shard_hours)
+            })
+            .filter(|(_, units)| *units > 0.0)
+            .collect(),
         ddb_checkpoint_units_per_shard_hour: checkpoint_units / shard_hours,
         ddb_library_units_per_shard_hour: (units - checkpoint_units) / shard_hours,
         failover_seconds_p50: m.failover.p50_seconds,

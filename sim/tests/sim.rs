@@ -384,6 +384,7 @@ fn compare_reports_both_policies_and_their_ratios() {
         "ddb_units_per_shard_hour",
         "ddb_library_units_per_shard_hour",
         "ddb_checkpoint_units_per_shard_hour",
+        "ddb_units_per_shard_hour_by_operation",
         "failover_seconds_p50",
         "failover_seconds_p99",
         "faults",
@@ -588,6 +589,14 @@ fn the_report_splits_the_cost_and_times_failovers() {
         r.replay
     );
     assert!(r.ddb_checkpoint_units_per_shard_hour > 0.0, "{}", r.replay);
+    let by_operation: f64 = r.ddb_units_per_shard_hour_by_operation.values().sum();
+    assert!(
+        (by_operation - r.ddb_units_per_shard_hour).abs() < 1e-6,
+        "{}",
+        r.replay
+    );
+    let checkpoints = r.ddb_units_per_shard_hour_by_operation["update_item:checkpoint"];
+    assert!((checkpoints - r.ddb_checkpoint_units_per_shard_hour).abs() < 1e-6);
     assert!(r.failover_crashes_measured > 0, "{}", r.replay);
     let (p50, p99) = (r.failover_seconds_p50, r.failover_seconds_p99);
     assert!(
