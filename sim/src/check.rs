@@ -118,11 +118,22 @@ impl Checker {
         }
     }
 
-    /// The lease of `shard` was created at a position that owes only the records that arrive
-    /// from `owed_from_ms` on (`LATEST`, `AT_TIMESTAMP`); a lease at `TRIM_HORIZON` owes every
-    /// record.
-    pub fn lease_created(&mut self, shard: usize, owed_from_ms: u64) {
-        self.shard(shard).owed_from_ms = owed_from_ms;
+    /// A create `write` landed at `now`: a root shard's lease at `LATEST` or `AT_TIMESTAMP`
+    /// owes only the records that arrive from its creation, or from the timestamp, on; a lease
+    /// at `TRIM_HORIZON`, or after a parent, owes every record.
+    pub fn lease_created(
+        &mut self,
+        write: &LeaseWrite,
+        kinesis: &crate::kinesis::Kinesis,
+        initial_position: kcl_core::InitialPosition,
+        now: u64,
+    ) {
+        let Some(from_ms) = owed_from_ms(write, initial_position, now) else {
+            return;
+        };
+        if let Some(shard) = kinesis.shard_index(&write.key) {
+            self.shard(shard).owed_from_ms = from_ms;
+        }
     }
 
     /// `shard` expired from the stream: closed, and every record of it trimmed.
@@ -512,7 +523,7 @@ pub fn touches_checkpoint(write: &LeaseWrite) -> bool {
 /// When the records a newly created lease owes start (true ms): a root shard's lease at `LATEST`
 /// owes the records from its creation `now`, one at `AT_TIMESTAMP` those from the timestamp;
 /// `None` for any other write (a lease at `TRIM_HORIZON`, or after a parent, owes everything).
-pub fn owed_from_ms(
+fn owed_from_ms(
     write: &LeaseWrite,
     initial_position: kcl_core::InitialPosition,
     now: u64,

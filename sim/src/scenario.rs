@@ -839,7 +839,7 @@ impl Engine {
             (
                 DdbUnits::of(&f.dynamo),
                 f.loads(),
-                f.timeline.last().map_or(0, |s| s.unheld),
+                f.settling.timeline.last().map_or(0, |s| s.unheld),
                 f.counters.acquisitions,
             )
         };

@@ -28,11 +28,10 @@ use kcl_core::rng::Rng;
 use kcl_core::testkit::DriftClock;
 use kcl_core::{LeaseKey, WorkerId};
 
-use crate::check::caught_up;
 use crate::dynamo::Dynamo;
 use crate::fleet::{
     incarnation_id, produce_tick, table_size_violations, Action, Counters, FleetConfig, NodeClock,
-    NodeId, Sample, Service, PRODUCE_EVERY_MS,
+    NodeId, Service, Settling, PRODUCE_EVERY_MS,
 };
 use crate::kinesis::Kinesis;
 use crate::report::Measures;
@@ -133,9 +132,7 @@ pub struct DrivenFleet {
     next_group: u64,
     producing: bool,
     produce_carry: f64,
-    timeline: Vec<Sample>,
-    balanced_since: Option<u64>,
-    caught_up: bool,
+    settling: Settling,
     departed: BTreeMap<WorkerId, u64>,
     leader: Option<NodeId>,
     leader_since: u64,
@@ -186,9 +183,7 @@ impl DrivenFleet {
             next_group: 0,
             producing: true,
             produce_carry: 0.0,
-            timeline: Vec::new(),
-            balanced_since: None,
-            caught_up: false,
+            settling: Settling::default(),
             departed: BTreeMap::new(),
             leader: None,
             leader_since: 0,
@@ -647,7 +642,7 @@ impl DrivenFleet {
         let now = self.now_ms();
         let running: Vec<NodeId> = self.running().collect();
         let mut held: BTreeSet<LeaseKey> = BTreeSet::new();
-        let (mut workers, mut min, mut max) = (0, usize::MAX, 0);
+        let mut loads = Vec::new();
         let mut leader = None;
         for &node in &running {
             let Some(status) = self.processes[node].status.as_ref().map(|s| s.snapshot()) else {
@@ -656,17 +651,13 @@ impl DrivenFleet {
             if status.leader && leader.is_none() {
                 leader = Some(node);
             }
-            let n = status.shards.len();
+            loads.push(status.shards.len());
             held.extend(status.shards.into_keys());
-            workers += 1;
-            min = min.min(n);
-            max = max.max(n);
         }
         if leader.is_some() && leader != self.leader {
             self.leader_since = now;
         }
         self.leader = leader;
-        let min = if workers == 0 { 0 } else { min };
         let mut w = self.world.lock();
         for shard in w.kinesis.trim(now) {
             w.checker.shard_expired(shard);
@@ -677,28 +668,17 @@ impl DrivenFleet {
             .iter()
             .filter(|k| !held.contains(*k))
             .count();
-        let balanced = unheld == 0 && max - min <= 1 && workers > 0;
-        if balanced {
-            self.balanced_since.get_or_insert(now);
-        } else {
-            self.balanced_since = None;
-        }
         let world = &mut *w;
-        self.caught_up = caught_up(
-            &mut world.checker,
-            &world.kinesis,
-            now.saturating_sub(10_000),
-        );
         let moves = world.acquisitions;
-        drop(w);
-        self.timeline.push(Sample {
-            t: now as f64 / 1000.0,
-            workers,
-            min,
-            max,
+        self.settling.sample(
+            now,
+            &loads,
             unheld,
             moves,
-        });
+            &mut world.checker,
+            &world.kinesis,
+        );
+        drop(w);
         self.schedule(now + self.cfg.sample_every_ms, Ev::Sample);
     }
 
@@ -714,7 +694,7 @@ impl DrivenFleet {
             let w = self.world.lock();
             (crate::scenario::DdbUnits::of(&w.dynamo), w.acquisitions)
         };
-        let unheld = self.timeline.last().map_or(0, |s| s.unheld);
+        let unheld = self.settling.timeline.last().map_or(0, |s| s.unheld);
         (units, self.loads(), unheld, moves)
     }
 
@@ -757,9 +737,9 @@ impl DrivenFleet {
                 losses: w.takes_from_owner,
                 faults: self.faults.clone(),
             },
-            timeline: self.timeline.clone(),
-            balanced_since: self.balanced_since,
-            caught_up: self.caught_up,
+            timeline: self.settling.timeline.clone(),
+            balanced_since: self.settling.balanced_since,
+            caught_up: self.settling.caught_up,
             loads: self.loads(),
             table_rows: w.dynamo.len(),
             table_size_violations: table_size,

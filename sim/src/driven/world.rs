@@ -14,7 +14,7 @@ use kcl_core::write::{LeaseWrite, WriteKind};
 use kcl_core::{AttributeValue, Failure, FencingToken, InitialPosition, Item, LeaseKey, Position};
 
 use super::exec::Handle;
-use crate::check::{owed_from_ms, touches_checkpoint, Checker};
+use crate::check::{touches_checkpoint, Checker};
 use crate::checkpoints::CheckpointLedger;
 use crate::dynamo::Dynamo;
 use crate::fleet::{NodeId, Service};
@@ -277,7 +277,9 @@ impl World {
             self.releases += 1;
         }
         if write.kind == WriteKind::Create {
-            self.lease_created(write);
+            let (kinesis, now) = (&self.kinesis, self.now);
+            self.checker
+                .lease_created(write, kinesis, self.initial_position, now);
         }
         if touches_checkpoint(write) {
             let after = self.dynamo.peek(&write.key);
@@ -318,17 +320,6 @@ impl World {
                 let owner = holder.to_owned();
                 self.ownership.insert(key, Ownership { owner, token });
             }
-        }
-    }
-
-    /// A root shard's lease at `LATEST` or `AT_TIMESTAMP` owes only the records from its
-    /// creation, or from the timestamp, on.
-    fn lease_created(&mut self, write: &LeaseWrite) {
-        let Some(from_ms) = owed_from_ms(write, self.initial_position, self.now) else {
-            return;
-        };
-        if let Some(shard) = self.kinesis.shard_index(&write.key) {
-            self.checker.lease_created(shard, from_ms);
         }
     }
 

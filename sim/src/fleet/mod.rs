@@ -237,6 +237,50 @@ pub struct Sample {
     pub moves: u64,
 }
 
+/// What the samples follow of a fleet settling; both engines keep it the same way.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Settling {
+    /// One sample per `sample_every_ms`.
+    pub timeline: Vec<Sample>,
+    /// The first time the fleet was balanced and has stayed so since (ms).
+    pub balanced_since: Option<u64>,
+    /// Whether every record older than ten seconds had been delivered at the last sample.
+    pub caught_up: bool,
+}
+
+impl Settling {
+    /// A sample at `now`: `loads` the leases each running worker holds, `unheld` the
+    /// unfinished leases none holds, `moves` the acquisitions so far. Balanced is every lease
+    /// held and loads within one of each other; caught up advances the checker's prefixes.
+    pub(crate) fn sample(
+        &mut self,
+        now: u64,
+        loads: &[usize],
+        unheld: usize,
+        moves: u64,
+        checker: &mut Checker,
+        kinesis: &Kinesis,
+    ) {
+        let workers = loads.len();
+        let min = loads.iter().copied().min().unwrap_or(0);
+        let max = loads.iter().copied().max().unwrap_or(0);
+        if unheld == 0 && max - min <= 1 && workers > 0 {
+            self.balanced_since.get_or_insert(now);
+        } else {
+            self.balanced_since = None;
+        }
+        self.caught_up = crate::check::caught_up(checker, kinesis, now.saturating_sub(10_000));
+        self.timeline.push(Sample {
+            t: now as f64 / 1000.0,
+            workers,
+            min,
+            max,
+            unheld,
+            moves,
+        });
+    }
+}
+
 /// Counters of a run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -272,12 +316,8 @@ pub struct Fleet {
     pub checkpoints: CheckpointLedger,
     /// Counters.
     pub counters: Counters,
-    /// One sample per `sample_every_ms`.
-    pub timeline: Vec<Sample>,
-    /// The first time the fleet was balanced and has stayed so since (ms).
-    pub balanced_since: Option<u64>,
-    /// Whether every record older than ten seconds had been delivered at the last sample.
-    pub caught_up: bool,
+    /// The samples, and whether the fleet settled.
+    pub(crate) settling: Settling,
     /// When each worker id stopped (crashed, or was asked to shut down), for the table-size
     /// check.
     departed: BTreeMap<WorkerId, u64>,
@@ -309,9 +349,7 @@ impl Fleet {
             checker: Checker::default(),
             checkpoints: CheckpointLedger::default(),
             counters: Counters::default(),
-            timeline: Vec::new(),
-            balanced_since: None,
-            caught_up: false,
+            settling: Settling::default(),
             departed: BTreeMap::new(),
             leader_since: 0,
             envelopes: BTreeMap::new(),
@@ -563,40 +601,29 @@ impl Fleet {
                 self.checker.unfinished().len(),
                 Default::default(),
             );
-        let (mut workers, mut min, mut max) = (0, usize::MAX, 0);
+        let mut loads = Vec::new();
         for (_, w) in self.running_workers() {
             let mut n = 0;
             for lease in w.held_leases().filter(|l| !l.is_finished()) {
                 n += 1;
                 held.insert(lease.key.as_str());
             }
-            workers += 1;
-            min = min.min(n);
-            max = max.max(n);
+            loads.push(n);
         }
-        let min = if workers == 0 { 0 } else { min };
         let unheld = self
             .checker
             .unfinished()
             .iter()
             .filter(|k| !held.contains(k.as_str()))
             .count();
-        let balanced = unheld == 0 && max - min <= 1 && workers > 0;
-        if balanced {
-            self.balanced_since.get_or_insert(now);
-        } else {
-            self.balanced_since = None;
-        }
-        self.caught_up =
-            crate::check::caught_up(&mut self.checker, &self.kinesis, now.saturating_sub(10_000));
-        self.timeline.push(Sample {
-            t: now as f64 / 1000.0,
-            workers,
-            min,
-            max,
+        self.settling.sample(
+            now,
+            &loads,
             unheld,
-            moves: self.counters.acquisitions,
-        });
+            self.counters.acquisitions,
+            &mut self.checker,
+            &self.kinesis,
+        );
         self.schedule(now + self.cfg.sample_every_ms, Ev::Sample);
     }
 
@@ -694,9 +721,9 @@ impl Fleet {
             checkpoint_answers: self.checkpoints.answers.clone(),
             checkpoints_overdue: self.checkpoints.overdue(overdue_before),
             counters: self.counters.clone(),
-            timeline: self.timeline.clone(),
-            balanced_since: self.balanced_since,
-            caught_up: self.caught_up,
+            timeline: self.settling.timeline.clone(),
+            balanced_since: self.settling.balanced_since,
+            caught_up: self.settling.caught_up,
             loads: self.loads(),
             table_rows: self.table_rows(),
             table_size_violations: self.table_size_violations(),

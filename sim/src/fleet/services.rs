@@ -136,7 +136,9 @@ impl Fleet {
         };
         let result = self.dynamo.write(self.now, write);
         if write.kind == WriteKind::Create && result.is_ok() {
-            self.lease_created(write);
+            let position = self.cfg.worker.initial_position;
+            self.checker
+                .lease_created(write, &self.kinesis, position, self.now);
         }
         if check && result.is_ok() {
             let writer = incarnation_id(node, inc);
@@ -154,18 +156,6 @@ impl Fleet {
         let error = (node as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54; // 0..1024
         let error = error * 801 / 1024; // 0..=800
         WallTime::from_unix_millis((self.now + error).saturating_sub(400))
-    }
-
-    /// A lease was created: a root shard's lease at `LATEST` or `AT_TIMESTAMP` owes only the
-    /// records from its creation, or from the timestamp, on.
-    fn lease_created(&mut self, write: &kcl_core::write::LeaseWrite) {
-        let position = self.cfg.worker.initial_position;
-        let Some(from_ms) = crate::check::owed_from_ms(write, position, self.now) else {
-            return;
-        };
-        if let Some(shard) = self.kinesis.shard_index(&write.key) {
-            self.checker.lease_created(shard, from_ms);
-        }
     }
 
     pub(super) fn scan_page(
