@@ -5,7 +5,10 @@
 //!
 //! `KCLRS_SIM_SEEDS=K` widens the swarm (12 seeds per policy by default).
 
-use kcl_sim::{run, Mode, Policy, Processors, Report, RunSpec, Scenario};
+mod common;
+
+use common::{assert_no_violation, quiet, reports};
+use kcl_sim::{Mode, Policy, Processors, Report, RunSpec, Scenario};
 
 fn spec(scenario: Scenario, policy: Policy, seed: u64) -> RunSpec {
     RunSpec {
@@ -19,25 +22,12 @@ fn spec(scenario: Scenario, policy: Policy, seed: u64) -> RunSpec {
     }
 }
 
-fn quiet(spec: &RunSpec) -> Report {
-    run(spec, &mut |_| {})
-}
-
 fn seeds() -> u64 {
-    std::env::var("KCLRS_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(12)
+    common::seeds(12)
 }
 
 fn assert_clean(r: &Report) {
-    assert!(
-        r.violation_count == 0,
-        "seed {} violated an invariant: {:?}\nreplay: {}",
-        r.seed,
-        r.violations.first(),
-        r.replay
-    );
+    assert_no_violation(r);
     assert_eq!(r.records_lost, 0, "{}", r.replay);
     assert!(r.converged, "did not converge: {}", r.replay);
 }
@@ -137,11 +127,7 @@ fn a_call_running_when_its_lease_window_ends_is_cancelled() {
 /// The seeds of `runs` whose report has an exclusivity violation.
 fn exclusivity_reported(runs: impl Iterator<Item = RunSpec>) -> Vec<u64> {
     runs.map(|s| quiet(&s))
-        .filter(|r| {
-            r.violations
-                .iter()
-                .any(|v| v.what.starts_with("exclusivity"))
-        })
+        .filter(|r| reports(r, "exclusivity"))
         .map(|r| r.seed)
         .collect()
 }
@@ -171,11 +157,7 @@ fn a_stale_write_the_sink_accepts_is_reported() {
             drift: kcl_sim::Drift::Beyond,
             ..spec(Scenario::Chaos, Policy::Default, seed)
         });
-        assert!(
-            r.violations.iter().any(|v| v.what.starts_with("fencing")),
-            "{}",
-            r.replay
-        );
+        assert!(reports(&r, "fencing"), "{}", r.replay);
         let driver = r.driver.as_ref().expect("driver figures");
         assert!(driver.sink_writes_accepted_stale > 0, "{}", r.replay);
     }

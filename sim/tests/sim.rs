@@ -4,10 +4,13 @@
 //!
 //! `KCLRS_SIM_SEEDS=K` widens the swarms (16 seeds per policy by default).
 
+mod common;
+
 use std::process::Command;
 
+use common::{assert_no_violation, quiet, reports};
 use kcl_sim::{
-    run, Comparison, Drift, Faults, Mode, Policy, Processors, Report, RunSpec, Scenario, StartAt,
+    Comparison, Drift, Faults, Mode, Policy, Processors, Report, RunSpec, Scenario, StartAt,
     WorkerClock,
 };
 
@@ -22,15 +25,8 @@ fn spec(scenario: Scenario, policy: Policy, seed: u64) -> RunSpec {
     }
 }
 
-fn quiet(spec: &RunSpec) -> Report {
-    run(spec, &mut |_| {})
-}
-
 fn seeds() -> u64 {
-    std::env::var("KCLRS_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(16)
+    common::seeds(16)
 }
 
 /// The seeds whose run reports an exclusivity violation.
@@ -39,23 +35,8 @@ fn exclusivity_reported(
     run: impl Fn(u64) -> Report,
 ) -> Vec<u64> {
     seeds
-        .filter(|&seed| {
-            run(seed)
-                .violations
-                .iter()
-                .any(|v| v.what.starts_with("exclusivity"))
-        })
+        .filter(|&seed| reports(&run(seed), "exclusivity"))
         .collect()
-}
-
-fn assert_clean(r: &Report) {
-    assert!(
-        r.violation_count == 0,
-        "seed {} violated an invariant: {:?}\nreplay: {}",
-        r.seed,
-        r.violations.first(),
-        r.replay
-    );
 }
 
 #[test]
@@ -65,7 +46,7 @@ fn chaos_swarm_keeps_every_invariant_under_both_policies() {
             let mut s = spec(Scenario::Chaos, policy, seed);
             s.duration_ms = 240_000;
             let r = quiet(&s);
-            assert_clean(&r);
+            assert_no_violation(&r);
             assert!(
                 r.faults.values().sum::<u64>() > 5,
                 "seed {seed}: the nemesis did nothing"
@@ -88,7 +69,7 @@ fn mixed_processors_never_move_a_checkpoint_backwards() {
             s.duration_ms = 240_000;
             s.processors = Processors::Mixed;
             let r = quiet(&s);
-            assert_clean(&r);
+            assert_no_violation(&r);
             assert_eq!(r.records_lost, 0, "{}", r.replay);
             for (k, v) in r.checkpoint_answers {
                 *answers.entry(k).or_insert(0) += v;
@@ -117,7 +98,7 @@ fn no_record_put_after_a_lease_was_created_is_lost_at_any_failover() {
                 s.processors = Processors::Mixed;
                 s.initial_position = start;
                 let r = quiet(&s);
-                assert_clean(&r);
+                assert_no_violation(&r);
                 assert_eq!(r.records_lost, 0, "{}", r.replay);
                 if start == StartAt::AtTimestamp {
                     // Records put before the timestamp are not owed, and not delivered.
@@ -140,7 +121,7 @@ fn every_scenario_runs_clean_and_settles() {
             // The Java taker needs a few 20-second rounds to settle after a change.
             s.duration_ms = 300_000;
             let r = quiet(&s);
-            assert_clean(&r);
+            assert_no_violation(&r);
             assert_eq!(r.records_lost, 0, "{}", r.replay);
             assert!(r.records_put > 0 && r.records_delivered >= r.records_put);
             if policy == Policy::Default {
@@ -160,7 +141,7 @@ fn a_fleet_that_lags_past_the_retention_finishes_expired_parents_and_goes_on() {
             s.duration_ms = 300_000;
             s.processors = Processors::Mixed;
             let r = quiet(&s);
-            assert_clean(&r);
+            assert_no_violation(&r);
             assert_eq!(r.records_lost, 0, "{}", r.replay);
             assert!(r.records_trimmed_unread > 0, "{}", r.replay);
             assert!(r.kinesis.shards_expired > 0, "{}", r.replay);
@@ -180,7 +161,7 @@ fn a_write_that_lands_after_its_sender_restarted_is_the_old_processs() {
     s.initial_position = StartAt::AtTimestamp;
     s.kpl = true;
     let r = quiet(&s);
-    assert_clean(&r);
+    assert_no_violation(&r);
 }
 
 /// KPL aggregates, handed out as user records with sub-sequence numbers: checkpoints inside an
@@ -193,7 +174,7 @@ fn kpl_aggregates_resume_inside_the_aggregate() {
             s.processors = Processors::Mixed;
             s.kpl = true;
             let r = quiet(&s);
-            assert_clean(&r);
+            assert_no_violation(&r);
             assert_eq!(r.records_lost, 0, "{}", r.replay);
             assert!(
                 r.records_put > r.kinesis.records_put,
@@ -207,7 +188,7 @@ fn kpl_aggregates_resume_inside_the_aggregate() {
 #[test]
 fn resharding_creates_children_that_are_consumed_after_their_parents() {
     let r = quiet(&spec(Scenario::Reshard, Policy::Default, 3));
-    assert_clean(&r);
+    assert_no_violation(&r);
     assert!(r.faults.get("reshard").copied().unwrap_or(0) >= 2);
     assert!(r.kinesis.list_shards > 0);
 }
@@ -219,7 +200,7 @@ fn scale_up_moves_the_minimum_within_three_scan_rounds() {
         s.workers = 10;
         s.shards = 100;
         let r = quiet(&s);
-        assert_clean(&r);
+        assert_no_violation(&r);
         let min = r.min_lease_moves.unwrap_or_default();
         assert!(min > 0);
         assert!(
@@ -243,7 +224,7 @@ fn a_balanced_fleet_moves_nothing_more() {
         // 20-second round: it needs a while to balance 20 leases from an empty table.
         s.duration_ms = 300_000;
         let r = quiet(&s);
-        assert_clean(&r);
+        assert_no_violation(&r);
         if policy == Policy::Default {
             assert_eq!(r.lease_moves, 0, "{}", r.replay);
             assert_eq!(r.duplicate_deliveries, 0);
@@ -301,7 +282,7 @@ fn a_host_suspend_is_reported_unless_the_driver_counts_it() {
         "a suspended owner with a stopped clock was noticed only in seeds {caught:?} of {seeds:?}"
     );
     for seed in caught {
-        assert_clean(&run(WorkerClock::Boottime, seed));
+        assert_no_violation(&run(WorkerClock::Boottime, seed));
     }
 }
 
@@ -338,7 +319,7 @@ fn a_second_thread_changes_nothing_in_the_report() {
         threads: Some(2),
         ..s
     });
-    assert_clean(&one);
+    assert_no_violation(&one);
     assert_eq!(RunSpecless(&one).json(), RunSpecless(&two).json());
 }
 
@@ -482,7 +463,7 @@ fn turmoil_mode_keeps_every_invariant_through_chaos() {
         for seed in 1..=seeds {
             let r = quiet(&turmoil(spec(Scenario::Chaos, policy, seed)));
             assert_eq!(r.mode, "turmoil");
-            assert_clean(&r);
+            assert_no_violation(&r);
             assert!(r.faults.values().sum::<u64>() > 2);
         }
     }
@@ -492,7 +473,7 @@ fn turmoil_mode_keeps_every_invariant_through_chaos() {
 fn turmoil_mode_scales_up_with_the_minimum_moves_and_reproduces() {
     let s = turmoil(spec(Scenario::ScaleUp, Policy::Default, 4));
     let r = quiet(&s);
-    assert_clean(&r);
+    assert_no_violation(&r);
     assert_eq!(Some(r.lease_moves), r.min_lease_moves, "{}", r.replay);
     let again = quiet(&s);
     assert_eq!(
@@ -512,10 +493,7 @@ fn turmoil_partitions_cut_real_links() {
             drift: Drift::Beyond,
             ..turmoil(spec(Scenario::Chaos, Policy::Default, seed))
         };
-        quiet(&s)
-            .violations
-            .iter()
-            .any(|v| v.what.starts_with("exclusivity"))
+        reports(&quiet(&s), "exclusivity")
     });
     assert!(
         caught,
