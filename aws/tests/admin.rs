@@ -31,6 +31,8 @@ fn heartbeat(worker: &str) -> LeaseOp {
         worker: WorkerId::from(worker),
         incarnation: format!("{worker}-process").as_str().into(),
         takeover: None,
+        registered: false,
+        previous: None,
         max_leases: 100,
         leaving: false,
         acked: Vec::new(),

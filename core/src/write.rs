@@ -128,6 +128,8 @@ pub enum WriteKind {
     Notify,
     /// Create, renew or take the leader row.
     Leader,
+    /// Fence a worker judged dead, so that none of its heartbeats lands again (worker liveness).
+    Fence,
 }
 
 /// A conditional write of one item of the lease table.

@@ -97,6 +97,7 @@ pub(crate) struct LeaseRow<'a> {
     pub(crate) checkpoint_owner: Option<&'a str>,
     pub(crate) throughput_kbps: Option<f64>,
     starting_timestamp: Option<u64>,
+    pub(crate) owner_incarnation: Option<&'a str>,
     /// Whether the row has attributes the lease does not model.
     unknown: bool,
 }
@@ -161,6 +162,7 @@ impl<'a> LeaseRow<'a> {
             checkpoint_owner: opt_s(&row, attr::CHECKPOINT_OWNER)?,
             throughput_kbps,
             starting_timestamp: opt_n(&row, attr::STARTING_TIMESTAMP)?,
+            owner_incarnation: opt_s(&row, attr::OWNER_INCARNATION)?,
             unknown: row.unknown,
         })
     }
@@ -208,6 +210,7 @@ impl<'a> LeaseRow<'a> {
             checkpoint_owner: self.checkpoint_owner.map(WorkerId::from),
             throughput_kbps: self.throughput_kbps,
             starting_timestamp: self.starting_timestamp.map(WallTime::from_unix_millis),
+            owner_incarnation: self.owner_incarnation.map(crate::item::Text::from),
             extra: self.extra(item),
         }
     }
@@ -378,6 +381,7 @@ mod tests {
             checkpoint_owner in proptest::option::of(name()),
             throughput in proptest::option::of(0.0f64..1e9),
             starting in proptest::option::of(any::<u64>()),
+            incarnation in proptest::option::of("[0-9a-f]{16}"),
             extra in proptest::collection::btree_map("x[a-zA-Z]{0,6}", any::<bool>(), 0..3),
         ) -> Lease {
             let mut l = Lease::new(LeaseKey::from(key.as_str()), checkpoint);
@@ -392,6 +396,7 @@ mod tests {
             l.checkpoint_owner = checkpoint_owner.map(|o| WorkerId::from(o.as_str()));
             l.throughput_kbps = throughput;
             l.starting_timestamp = starting.map(WallTime::from_unix_millis);
+            l.owner_incarnation = incarnation.map(|i| crate::item::Text::from(i.as_str()));
             l.extra = extra
                 .into_iter()
                 .map(|(k, v)| (crate::item::attribute_name(&k), AttributeValue::Bool(v)))
@@ -455,6 +460,7 @@ mod tests {
                 prop_assert_eq!(row.checkpoint.is_shard_end(), owned.is_finished());
                 prop_assert_eq!(row.checkpoint.is_initial(), owned.checkpoint.is_initial());
                 prop_assert_eq!(row.throughput_kbps, owned.throughput_kbps);
+                prop_assert_eq!(row.owner_incarnation, owned.owner_incarnation.as_ref().map(crate::item::Text::as_str));
                 prop_assert_eq!(row.parents(), owned.parent_shard_ids.clone());
                 prop_assert_eq!(row.children(), owned.child_shard_ids.clone());
                 prop_assert_eq!(row.extra(&item), owned.extra.clone());

@@ -70,6 +70,8 @@ pub struct Lease {
     /// starts, fixed when it was created ([`crate::sync`]). Absent on rows the Java KCL created:
     /// then the sentinel is resolved at each acquisition, as Java does.
     pub starting_timestamp: Option<WallTime>,
+    /// `ownerIncarnation`: the holding process, under worker liveness ([`attr::OWNER_INCARNATION`]).
+    pub owner_incarnation: Option<crate::item::Text>,
     /// Every attribute this codec does not know, preserved for write-back.
     pub extra: Item,
 }
@@ -91,6 +93,7 @@ impl Lease {
             checkpoint_owner: None,
             throughput_kbps: None,
             starting_timestamp: None,
+            owner_incarnation: None,
             extra: Item::new(),
         }
     }
@@ -163,6 +166,12 @@ impl Lease {
             put(
                 attr::STARTING_TIMESTAMP,
                 AttributeValue::number(t.unix_millis()),
+            );
+        }
+        if let Some(i) = &self.owner_incarnation {
+            put(
+                attr::OWNER_INCARNATION,
+                AttributeValue::S(i.as_str().into()),
             );
         }
         item

@@ -34,6 +34,11 @@ pub mod attr {
     pub const THROUGHPUT_KBPS: &str = "throughputKBps";
     /// Where a root lease at `LATEST` / `AT_TIMESTAMP` starts: ms since the Unix epoch (N).
     pub const STARTING_TIMESTAMP: &str = "startingTimestamp";
+    /// The process holding the lease under worker liveness (`Coordinated` with
+    /// [`Liveness::Worker`](crate::config::Liveness::Worker)): the holder's `incarnation`, set by
+    /// its acquire. Such a lease lives while that process's worker row does; an assignment,
+    /// release or shard end removes it.
+    pub const OWNER_INCARNATION: &str = "ownerIncarnation";
     /// Row kind; absent or `LEASE` for shard leases.
     pub const ENTITY_TYPE: &str = "entityType";
     /// Worker rows: the worker's declared lease capacity.
@@ -59,7 +64,7 @@ pub const LEADER_KEY: &str = "kcl-rs:leader";
 pub const WORKER_KEY_PREFIX: &str = "kcl-rs:worker:";
 
 /// The attributes [`Lease`] models (everything else goes to [`Lease::extra`]).
-pub(super) const LEASE_ATTRIBUTES: [&str; 16] = [
+pub(super) const LEASE_ATTRIBUTES: [&str; 17] = [
     attr::LEASE_KEY,
     attr::LEASE_OWNER,
     attr::LEASE_COUNTER,
@@ -76,6 +81,7 @@ pub(super) const LEASE_ATTRIBUTES: [&str; 16] = [
     attr::CHECKPOINT_OWNER,
     attr::THROUGHPUT_KBPS,
     attr::STARTING_TIMESTAMP,
+    attr::OWNER_INCARNATION,
 ];
 
 /// The attributes only the default policy's own rows (worker and leader rows) have.
@@ -115,6 +121,7 @@ pub(super) fn known_slot(name: &str) -> Option<usize> {
         attr::CHECKPOINT_OWNER => 13,
         attr::THROUGHPUT_KBPS => 14,
         attr::STARTING_TIMESTAMP => 15,
+        attr::OWNER_INCARNATION => 16,
         _ => return None,
     })
 }

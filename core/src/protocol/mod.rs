@@ -11,23 +11,24 @@
 //! | [`Renew`](LeaseOp::Renew) | the holder, every renew interval | `leaseCounter = c` and (`leaseOwner = me` or `checkpointOwner = me`) | `leaseCounter = c+1`, `throughputKBps` | another worker changed the lease: it is lost, unless a write of this holder's own whose outcome is unknown explains it (then a consistent read decides) |
 //! | [`Checkpoint`](LeaseOp::Checkpoint) (commit) | the holder, for its processor | as renew | counter `c+1`, `checkpoint` + sub-sequence, `ownerSwitchesSinceCheckpoint = 0`, the pending checkpoint removed | as renew |
 //! | [`Checkpoint`](LeaseOp::Checkpoint) (prepare) | the holder, for its processor | as renew | counter `c+1`, `pendingCheckpoint` + sub-sequence and its state (removed when none) | as renew |
-//! | [`CompleteHandoff`](LeaseOp::CompleteHandoff) | the old owner, once its processor finished | as renew | counter `c+1`, `checkpointOwner` removed, `ownerSwitchesSinceCheckpoint + 1` | the lease moved on; nothing more to do |
-//! | [`Release`](LeaseOp::Release) | the holder (shutdown without a successor, a failed processor) | `leaseCounter = c` and `leaseOwner = me` | counter `c+1`, `leaseOwner` and `checkpointOwner` removed | the lease moved on, or a handoff the holder has not seen is under way: a consistent read tells, and the holder completes the handoff instead (the lease is the receiver's) |
-//! | [`FinishShard`](LeaseOp::FinishShard) | the holder, after the processor's `shard_ended` | as renew | counter `c+1`, `checkpoint = SHARD_END`, the pending checkpoint, `leaseOwner` and `checkpointOwner` removed, `childShardIds` | as complete handoff |
+//! | [`CompleteHandoff`](LeaseOp::CompleteHandoff) | the old owner, once its processor finished | as renew | counter `c+1`, `checkpointOwner` and `ownerIncarnation` removed, `ownerSwitchesSinceCheckpoint + 1` | the lease moved on; nothing more to do |
+//! | [`Release`](LeaseOp::Release) | the holder (shutdown without a successor, a failed processor) | `leaseCounter = c` and `leaseOwner = me` | counter `c+1`, `leaseOwner`, `checkpointOwner` and `ownerIncarnation` removed | the lease moved on, or a handoff the holder has not seen is under way: a consistent read tells, and the holder completes the handoff instead (the lease is the receiver's) |
+//! | [`FinishShard`](LeaseOp::FinishShard) | the holder, after the processor's `shard_ended` | as renew | counter `c+1`, `checkpoint = SHARD_END`, the pending checkpoint, `leaseOwner`, `checkpointOwner` and `ownerIncarnation` removed, `childShardIds` | as complete handoff |
 //! | [`Create`](LeaseOp::Create) | shard sync; a parent at its shard end, for split children | the row is absent | the whole row, unowned; a root lease at `LATEST` / `AT_TIMESTAMP` with `startingTimestamp` | it exists already, which is as good |
-//! | [`Take`](LeaseOp::Take) | a worker's Java 2.x taker (`Kcl2Compatible`) | `leaseCounter = c` (seen unchanged for the failover time, or unowned) | `leaseOwner = me`, counter `c+1`, `checkpointOwner` removed, `ownerSwitchesSinceCheckpoint + 1` unless `me` owned it | another worker renewed or took it first |
-//! | [`Assign`](LeaseOp::Assign) | the leader, for an unowned or expired lease | `leaseCounter = c` | `leaseOwner = to`, counter `c+1`, `checkpointOwner` removed, `ownerSwitchesSinceCheckpoint + 1` | the lease changed since the scan; the next plan sees it |
+//! | [`Take`](LeaseOp::Take) | a worker's Java 2.x taker (`Kcl2Compatible`) | `leaseCounter = c` (seen unchanged for the failover time, or unowned) | `leaseOwner = me`, counter `c+1`, `checkpointOwner` and `ownerIncarnation` removed, `ownerSwitchesSinceCheckpoint + 1` unless `me` owned it | another worker renewed or took it first |
+//! | [`Assign`](LeaseOp::Assign) | the leader, for an unowned or expired lease | `leaseCounter = c` | `leaseOwner = to`, counter `c+1`, `checkpointOwner` and `ownerIncarnation` removed, `ownerSwitchesSinceCheckpoint + 1` | the lease changed since the scan; the next plan sees it |
 //! | [`InitiateHandoff`](LeaseOp::InitiateHandoff) | the leader, to move a live lease | `leaseOwner = from` and no `checkpointOwner` | `leaseOwner = to`, `checkpointOwner = from` | the owner changed or a handoff is under way |
-//! | [`Acquire`](LeaseOp::Acquire) | the new owner, after an assignment or handoff | `leaseOwner = me`, no `checkpointOwner`, and `leaseCounter = c` (the counter the assignment's note names, or the new owner last read) | counter `+ 1` | the old owner has not completed yet, or renewed meanwhile (read the row and try again at its counter), or the lease moved on |
+//! | [`Acquire`](LeaseOp::Acquire) | the new owner, after an assignment or handoff | `leaseOwner = me`, no `checkpointOwner`, and `leaseCounter = c` (the counter the assignment's note names, or the new owner last read) | counter `+ 1`; under worker liveness `ownerIncarnation = mine` (the lease then lives while this process's worker row does) | the old owner has not completed yet, or renewed meanwhile (read the row and try again at its counter), or the lease moved on |
 //! | [`Delete`](LeaseOp::Delete) | the leader's cleanup | `leaseCounter = c` and `checkpoint = SHARD_END` | the row deleted | the row changed; the next scan decides again |
-//! | [`Heartbeat`](LeaseOp::Heartbeat) | every worker (`Coordinated`), every heartbeat interval | no `incarnation`, or `incarnation = mine`; a takeover: `leaseCounter = c` (the row of a process with this id stood still for the failover time) | `entityType`, `incarnation = mine`, counter `+ 1`, `maxLeases`, `leaving`, acknowledged keys removed from `assignedLeases` (a takeover removes them all) | another process has this worker id: the newcomer reads the row, and stops with an error if its counter moves, or takes it over once it has stood still for the failover time; a registered worker whose row was taken over stops |
+//! | [`Heartbeat`](LeaseOp::Heartbeat) | every worker (`Coordinated`), every heartbeat interval | no `incarnation`, or `incarnation = mine`; a takeover: `leaseCounter = c` (the row of a process with this id stood still for the failover time). Under worker liveness, once one landed: `incarnation = mine` only; a process that gave up every lease with its incarnation: also `incarnation = previous` (its notes are removed) | `entityType`, `incarnation = mine`, counter `+ 1`, `maxLeases`, `leaving`, acknowledged keys removed from `assignedLeases` (a takeover removes them all) | another process has this worker id: the newcomer reads the row, and stops with an error if its counter moves, or takes it over once it has stood still for the failover time; a registered worker whose row was taken over stops |
 //! | [`Notify`](LeaseOp::Notify) | the leader, after an assignment or handoff to another worker | the worker row exists | the note `<leaseKey>@<counter>` (an assignment: the counter it left, at which the new owner acquires) or `<leaseKey>@h<counter>` (a handoff: the new owner reads the row first) added to `assignedLeases` (a heartbeat acknowledges each note it saw, so a later assignment of the same lease is a new note) | the worker is gone; its lease expires and is assigned again |
 //! | [`ClaimLeader`](LeaseOp::ClaimLeader) | a follower that saw the leader row absent, unowned, its own or expired | the row absent (`c` unknown), or `leaseCounter = c` | `leaseOwner = me`, counter `c+1` (a new row: 1) | another worker claimed it first |
 //! | [`RenewLeader`](LeaseOp::RenewLeader) | the leader, every renew interval | `leaseCounter = c` and `leaseOwner = me` | counter `c+1` | leadership is lost |
 //! | [`ReleaseLeader`](LeaseOp::ReleaseLeader) | the leader, when its shutdown begins (it plans no more) | as renew leader | `leaseOwner` removed, counter `c+1` | it was lost already |
+//! | [`FenceWorker`](LeaseOp::FenceWorker) | the leader (worker liveness), for a worker row whose counter it saw stand still for the failover time | `leaseCounter = c` and `incarnation = i` (as seen) | `incarnation` and `assignedLeases` removed; the counter stays | the worker heartbeat meanwhile, or the row changed hands: nothing to fence |
 //! | [`DeleteWorkerRow`](LeaseOp::DeleteWorkerRow) | every worker, at the end of its shutdown | `incarnation = mine` | the worker row deleted | the row is gone or another process's; nothing to do |
 //! | [`DeleteDeadWorkerRow`](LeaseOp::DeleteDeadWorkerRow) | the leader's cleanup, for a row whose counter stood still for `worker_row_retention`; an operator's prune (`kcl-admin prune-workers`) | `leaseCounter = c` and the `incarnation` seen (a row written again by a new process, its counter starting over, is another row) | the worker row deleted | the worker heartbeat meanwhile: it lives |
-//! | [`Evict`](LeaseOp::Evict) | an operator (`kcl-admin release`) | `leaseCounter = c` (the counter the operator read) | counter `c+1`, `leaseOwner` and `checkpointOwner` removed | the lease changed since it was read: read it again |
+//! | [`Evict`](LeaseOp::Evict) | an operator (`kcl-admin release`) | `leaseCounter = c` (the counter the operator read) | counter `c+1`, `leaseOwner`, `checkpointOwner` and `ownerIncarnation` removed | the lease changed since it was read: read it again |
 //! | [`ResetCheckpoint`](LeaseOp::ResetCheckpoint) | an operator (`kcl-admin set-checkpoint`), on a lease nobody holds | `leaseCounter = c`, no `leaseOwner`, no `checkpointOwner` | counter `c+1`, `checkpoint` + sub-sequence, `ownerSwitchesSinceCheckpoint = 0`, the pending checkpoint removed | a worker took the lease, or it changed: release it first, or read it again |
 //!
 //! **Fencing.** Every operation of a holder on its own lease is conditional on the counter its
@@ -253,6 +254,9 @@ pub enum LeaseOp {
         worker: WorkerId,
         /// The counter the assignment left, or the new owner last read.
         counter: u64,
+        /// Under worker liveness, the acquiring process (written as `ownerIncarnation`): the
+        /// lease then lives while that process's worker row does.
+        incarnation: Option<crate::item::Text>,
     },
     /// The leader deletes a finished lease.
     Delete {
@@ -270,6 +274,13 @@ pub enum LeaseOp {
         /// Take the row over from a process with the same id whose heartbeat stood still at
         /// this counter for the failover time.
         takeover: Option<u64>,
+        /// Under worker liveness, whether this process's heartbeat landed before: then only a
+        /// row with its own `incarnation` takes it, so a fenced, deleted or taken-over row
+        /// refuses it.
+        registered: bool,
+        /// Under worker liveness, this process's previous incarnation, which it gave up with
+        /// every lease it held: its row may be taken over at once.
+        previous: Option<crate::item::Text>,
         /// The most leases it will hold.
         max_leases: u64,
         /// It is shutting down.
@@ -310,6 +321,16 @@ pub enum LeaseOp {
         /// The counter its last write left.
         counter: u64,
     },
+    /// The leader fences a worker whose heartbeat counter stood still for the failover time on
+    /// its clock (worker liveness): none of that process's heartbeats lands again.
+    FenceWorker {
+        /// The worker.
+        worker: WorkerId,
+        /// The counter the leader saw stand still.
+        counter: u64,
+        /// The incarnation of the row it saw.
+        incarnation: crate::item::Text,
+    },
     /// A worker leaving deletes its heartbeat row.
     DeleteWorkerRow {
         /// The worker.
@@ -338,6 +359,7 @@ impl LeaseOp {
                     bump(*counter),
                     Update::Remove(attr::LEASE_OWNER),
                     Update::Remove(attr::CHECKPOINT_OWNER),
+                    Update::Remove(attr::OWNER_INCARNATION),
                 ]),
                 Condition::eq_num(attr::LEASE_COUNTER, *counter),
             ),
@@ -417,6 +439,7 @@ impl LeaseOp {
                 WriteAction::Update(alloc::vec![
                     bump(*counter),
                     Update::Remove(attr::CHECKPOINT_OWNER),
+                    Update::Remove(attr::OWNER_INCARNATION),
                     Update::Increment(attr::OWNER_SWITCHES, 1),
                 ]),
                 held_by(*counter, holder),
@@ -431,6 +454,7 @@ impl LeaseOp {
                     bump(*counter),
                     Update::Remove(attr::LEASE_OWNER),
                     Update::Remove(attr::CHECKPOINT_OWNER),
+                    Update::Remove(attr::OWNER_INCARNATION),
                 ]),
                 owned_by(*counter, holder),
             ),
@@ -445,6 +469,7 @@ impl LeaseOp {
                 set_checkpoint(&mut updates, checkpoint, sub);
                 updates.push(Update::Remove(attr::LEASE_OWNER));
                 updates.push(Update::Remove(attr::CHECKPOINT_OWNER));
+                updates.push(Update::Remove(attr::OWNER_INCARNATION));
                 if !children.is_empty() {
                     updates.push(Update::Set(attr::CHILD_SHARD_IDS, key_set(children)));
                 }
@@ -469,6 +494,7 @@ impl LeaseOp {
                     Update::Set(attr::LEASE_OWNER, string(taker.as_str())),
                     Update::Set(attr::LEASE_COUNTER, AttributeValue::number(counter + 1)),
                     Update::Remove(attr::CHECKPOINT_OWNER),
+                    Update::Remove(attr::OWNER_INCARNATION),
                 ];
                 if from.as_ref() != Some(taker) {
                     updates.push(Update::Increment(attr::OWNER_SWITCHES, 1));
@@ -485,6 +511,7 @@ impl LeaseOp {
                     Update::Set(attr::LEASE_OWNER, string(to.as_str())),
                     Update::Set(attr::LEASE_COUNTER, AttributeValue::number(counter + 1)),
                     Update::Remove(attr::CHECKPOINT_OWNER),
+                    Update::Remove(attr::OWNER_INCARNATION),
                     Update::Increment(attr::OWNER_SWITCHES, 1),
                 ]),
                 Condition::eq_num(attr::LEASE_COUNTER, *counter),
@@ -504,9 +531,16 @@ impl LeaseOp {
                 shard,
                 worker,
                 counter,
+                incarnation,
             } => (
                 shard.as_str().into(),
-                WriteAction::Update(alloc::vec![Update::Increment(attr::LEASE_COUNTER, 1)]),
+                WriteAction::Update(match incarnation {
+                    None => alloc::vec![Update::Increment(attr::LEASE_COUNTER, 1)],
+                    Some(i) => alloc::vec![
+                        Update::Increment(attr::LEASE_COUNTER, 1),
+                        Update::Set(attr::OWNER_INCARNATION, string(i.as_str())),
+                    ],
+                }),
                 Condition::And(alloc::vec![
                     Condition::eq_str(attr::LEASE_OWNER, worker.as_str()),
                     Condition::Absent(attr::CHECKPOINT_OWNER),
@@ -525,6 +559,8 @@ impl LeaseOp {
                 worker,
                 incarnation,
                 takeover,
+                registered,
+                previous,
                 max_leases,
                 leaving,
                 acked,
@@ -549,10 +585,21 @@ impl LeaseOp {
                                 acked.iter().map(|k| k.as_str().into()).collect(),
                             ));
                         }
-                        Condition::Or(alloc::vec![
-                            Condition::Absent(attr::INCARNATION),
-                            Condition::eq_str(attr::INCARNATION, incarnation.as_str()),
-                        ])
+                        if *registered {
+                            Condition::eq_str(attr::INCARNATION, incarnation.as_str())
+                        } else {
+                            let mut free = alloc::vec![
+                                Condition::Absent(attr::INCARNATION),
+                                Condition::eq_str(attr::INCARNATION, incarnation.as_str()),
+                            ];
+                            if let Some(p) = previous {
+                                // The notes were for the previous incarnation, which gave up
+                                // everything it held.
+                                updates.push(Update::Remove(attr::ASSIGNED_LEASES));
+                                free.push(Condition::eq_str(attr::INCARNATION, p.as_str()));
+                            }
+                            Condition::Or(free)
+                        }
                     }
                 };
                 (
@@ -608,6 +655,21 @@ impl LeaseOp {
                 ]),
                 leads(*counter, worker),
             ),
+            Self::FenceWorker {
+                worker,
+                counter,
+                incarnation,
+            } => (
+                WorkerRow::key(worker),
+                WriteAction::Update(alloc::vec![
+                    Update::Remove(attr::INCARNATION),
+                    Update::Remove(attr::ASSIGNED_LEASES),
+                ]),
+                Condition::And(alloc::vec![
+                    Condition::eq_num(attr::LEASE_COUNTER, *counter),
+                    Condition::eq_str(attr::INCARNATION, incarnation.as_str()),
+                ]),
+            ),
             Self::DeleteWorkerRow {
                 worker,
                 incarnation,
@@ -662,6 +724,7 @@ impl LeaseOp {
             Self::ClaimLeader { .. } | Self::RenewLeader { .. } | Self::ReleaseLeader { .. } => {
                 WriteKind::Leader
             }
+            Self::FenceWorker { .. } => WriteKind::Fence,
         }
     }
 
@@ -701,6 +764,7 @@ impl LeaseOp {
             | Self::Heartbeat { .. }
             | Self::Notify { .. }
             | Self::DeleteWorkerRow { .. }
+            | Self::FenceWorker { .. }
             | Self::DeleteDeadWorkerRow { .. } => None,
         }
     }
@@ -933,6 +997,7 @@ mod tests {
             shard: key("shard-1"),
             worker: worker("w2"),
             counter,
+            incarnation: None,
         };
         assert_eq!(
             lease_after(Some(&during), &acquire(7)),
@@ -1063,6 +1128,8 @@ mod tests {
             worker: worker("w1"),
             incarnation: "a".into(),
             takeover: None,
+            registered: false,
+            previous: None,
             max_leases: 5,
             leaving,
             acked,
@@ -1145,6 +1212,8 @@ mod tests {
             worker: worker("w1"),
             incarnation: incarnation.into(),
             takeover,
+            registered: false,
+            previous: None,
             max_leases: 5,
             leaving: false,
             acked: Vec::new(),
@@ -1184,6 +1253,191 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    fn heartbeat_of(incarnation: &str, registered: bool, previous: Option<&str>) -> LeaseOp {
+        LeaseOp::Heartbeat {
+            worker: worker("w1"),
+            incarnation: incarnation.into(),
+            takeover: None,
+            registered,
+            previous: previous.map(Into::into),
+            max_leases: 5,
+            leaving: false,
+            acked: Vec::new(),
+        }
+    }
+
+    fn worker_row(item: &Item) -> WorkerRow {
+        match Row::from_item(item) {
+            Ok(Row::Worker(row)) => row,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Worker liveness: the leader's fence lands only on the row as it saw it stand still, and
+    /// from then on the fenced process's heartbeats are refused; a fresh incarnation's first
+    /// heartbeat registers on the fenced row, and a process may give up its own incarnation for
+    /// a fresh one at once, dropping the notes of the old.
+    #[test]
+    fn a_fenced_worker_heartbeats_no_more() {
+        let first = apply(None, &heartbeat_of("a", false, None).to_write())
+            .expect("no row yet")
+            .expect("row");
+        let notify = LeaseOp::Notify {
+            worker: worker("w1"),
+            shard: key("shard-1"),
+            counter: 3,
+            handoff: false,
+        };
+        let told = apply(Some(&first), &notify.to_write())
+            .expect("exists")
+            .expect("row");
+        let fence = |counter, incarnation: &str| LeaseOp::FenceWorker {
+            worker: worker("w1"),
+            counter,
+            incarnation: incarnation.into(),
+        };
+        assert_eq!(fence(1, "a").kind(), WriteKind::Fence);
+        assert_eq!(fence(1, "a").counter_after(), None);
+        assert_eq!(
+            row_after(Some(&told), &fence(0, "a")),
+            Err(ConditionFailed),
+            "it heartbeat since the leader looked"
+        );
+        assert_eq!(
+            row_after(Some(&told), &fence(1, "b")),
+            Err(ConditionFailed),
+            "another process's row"
+        );
+        let fenced = apply(Some(&told), &fence(1, "a").to_write())
+            .expect("as seen")
+            .expect("the row stays");
+        let row = worker_row(&fenced);
+        assert_eq!(row.incarnation, None);
+        assert_eq!(
+            row.counter, 1,
+            "a dead row's deletion still finds its counter"
+        );
+        assert!(row.assigned.is_empty(), "the notes went with the process");
+        assert_eq!(
+            row_after(Some(&fenced), &heartbeat_of("a", true, None)),
+            Err(ConditionFailed),
+            "the fenced process is refused"
+        );
+        assert_eq!(
+            row_after(None, &heartbeat_of("a", true, None)),
+            Err(ConditionFailed),
+            "a registered heartbeat never writes a deleted row again"
+        );
+        let again = apply(Some(&fenced), &heartbeat_of("c", false, None).to_write())
+            .expect("a fenced row is free")
+            .expect("row");
+        assert_eq!(worker_row(&again).incarnation.as_deref(), Some("c"));
+        assert_eq!(
+            row_after(Some(&told), &heartbeat_of("c", false, None)),
+            Err(ConditionFailed),
+            "a live row of another process is not"
+        );
+        let renewed = apply(Some(&told), &heartbeat_of("c", false, Some("a")).to_write())
+            .expect("its own previous incarnation")
+            .expect("row");
+        let row = worker_row(&renewed);
+        assert_eq!(row.incarnation.as_deref(), Some("c"));
+        assert!(
+            row.assigned.is_empty(),
+            "the old incarnation's notes are dropped"
+        );
+        assert_eq!(
+            row_after(Some(&told), &heartbeat_of("c", false, Some("z"))),
+            Err(ConditionFailed)
+        );
+    }
+
+    /// An acquire under worker liveness names the process; every write that ends an ownership
+    /// (or starts one without an acquire) removes it, so the attribute always names the holder
+    /// of the current ownership or nobody.
+    #[test]
+    fn the_owner_incarnation_lives_from_acquire_to_the_end_of_the_ownership() {
+        let mut assigned = held();
+        assigned.owner = Some(worker("w2"));
+        let acquire = LeaseOp::Acquire {
+            shard: key("shard-1"),
+            worker: worker("w2"),
+            counter: 7,
+            incarnation: Some("i2".into()),
+        };
+        let acquired = lease_after(Some(&assigned), &acquire)
+            .expect("assigned to w2")
+            .expect("row");
+        assert_eq!(acquired.owner_incarnation.as_deref(), Some("i2"));
+        assert_eq!(acquired.counter, 8);
+        let ends = [
+            LeaseOp::Assign {
+                shard: key("shard-1"),
+                counter: 8,
+                to: worker("w3"),
+            },
+            LeaseOp::Release {
+                shard: key("shard-1"),
+                counter: 8,
+                holder: worker("w2"),
+            },
+            LeaseOp::Evict {
+                shard: key("shard-1"),
+                counter: 8,
+            },
+            LeaseOp::FinishShard {
+                shard: key("shard-1"),
+                counter: 8,
+                holder: worker("w2"),
+                children: Vec::new(),
+            },
+            LeaseOp::Take {
+                shard: key("shard-1"),
+                counter: 8,
+                taker: worker("w3"),
+                from: Some(worker("w2")),
+            },
+        ];
+        for op in &ends {
+            let after = lease_after(Some(&acquired), op)
+                .expect("lands")
+                .expect("row");
+            assert_eq!(after.owner_incarnation, None, "{op:?}");
+        }
+        let mut handing = acquired.clone();
+        handing.owner = Some(worker("w3"));
+        handing.checkpoint_owner = Some(worker("w2"));
+        let complete = LeaseOp::CompleteHandoff {
+            shard: key("shard-1"),
+            counter: 8,
+            holder: worker("w2"),
+        };
+        let completed = lease_after(Some(&handing), &complete)
+            .expect("lands")
+            .expect("row");
+        assert_eq!(completed.owner_incarnation, None, "w3 has not acquired yet");
+        let renew = renew(8, "w2");
+        let renewed = lease_after(Some(&acquired), &renew)
+            .expect("lands")
+            .expect("row");
+        assert_eq!(renewed.owner_incarnation.as_deref(), Some("i2"));
+        let lease_liveness = LeaseOp::Acquire {
+            shard: key("shard-1"),
+            worker: worker("w2"),
+            counter: 7,
+            incarnation: None,
+        };
+        let plain = lease_after(Some(&assigned), &lease_liveness)
+            .expect("lands")
+            .expect("row");
+        assert_eq!(plain.owner_incarnation, None);
+        assert_eq!(plain.to_item(), {
+            let mut l = assigned.clone();
+            l.counter = 8;
+            l.to_item()
+        });
     }
 
     #[test]
@@ -1328,6 +1582,50 @@ mod tests {
             }
             // A row that is gone takes no holder write either.
             proptest::prop_assert_eq!(lease_after(None, &op), Err(ConditionFailed));
+        }
+
+        /// Worker liveness: a registered heartbeat lands exactly when the row exists with the
+        /// process's own incarnation, so once the leader fenced it, the row was deleted or
+        /// another process took it over, nothing that process sends can prove it alive again.
+        /// A fence lands exactly on the row as the leader saw it.
+        #[test]
+        fn a_registered_heartbeat_lands_only_on_its_own_row(
+            exists in proptest::bool::ANY,
+            row_incarnation in proptest::option::of(0u8..3),
+            mine in 0u8..3,
+            row_counter in 0u64..3,
+            seen_counter in 0u64..3,
+            seen_incarnation in 0u8..3,
+        ) {
+            let name = |i: u8| alloc::format!("p{i}");
+            let row = exists.then(|| {
+                let mut item = Item::new();
+                item.insert(attr::ENTITY_TYPE.into(), string(ENTITY_WORKER));
+                item.insert(attr::LEASE_COUNTER.into(), AttributeValue::number(row_counter));
+                if let Some(i) = row_incarnation {
+                    item.insert(attr::INCARNATION.into(), string(&name(i)));
+                }
+                item
+            });
+            let heartbeat = heartbeat_of(&name(mine), true, None);
+            let own = exists && row_incarnation == Some(mine);
+            proptest::prop_assert_eq!(
+                apply(row.as_ref(), &heartbeat.to_write()).is_ok(),
+                own
+            );
+            let fence = LeaseOp::FenceWorker {
+                worker: worker("w1"),
+                counter: seen_counter,
+                incarnation: name(seen_incarnation).as_str().into(),
+            };
+            let as_seen = exists
+                && row_counter == seen_counter
+                && row_incarnation == Some(seen_incarnation);
+            let fenced = apply(row.as_ref(), &fence.to_write());
+            proptest::prop_assert_eq!(fenced.is_ok(), as_seen);
+            if let Ok(Some(after)) = fenced {
+                proptest::prop_assert!(apply(Some(&after), &heartbeat.to_write()).is_err());
+            }
         }
     }
 }

@@ -85,6 +85,8 @@ impl<R: Record + Clone> Worker<R> {
                 worker: self.ctx.id.clone(),
                 incarnation: self.inbox.incarnation.clone(),
                 takeover: self.takeover_counter(),
+                registered: false,
+                previous: None,
                 max_leases: self.ctx.config.max_leases_per_worker,
                 leaving: self.ctx.phase != Phase::Running,
                 acked: acked.clone(),
@@ -174,6 +176,7 @@ impl<R: Record + Clone> Worker<R> {
                     shard: key.clone(),
                     worker: self.ctx.id.clone(),
                     counter,
+                    incarnation: None,
                 };
                 self.ctx.write(&op, WriteOp::Acquire)
             }

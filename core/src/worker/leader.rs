@@ -328,6 +328,8 @@ mod tests {
             worker: WorkerId::from(worker),
             incarnation: worker.into(),
             takeover: None,
+            registered: false,
+            previous: None,
             max_leases: u64::MAX,
             leaving: false,
             acked: alloc::vec::Vec::new(),

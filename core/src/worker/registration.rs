@@ -144,6 +144,8 @@ mod tests {
             worker: crate::lease::WorkerId::from("w1"),
             incarnation: "other".into(),
             takeover: None,
+            registered: false,
+            previous: None,
             max_leases: 1,
             leaving: false,
             acked: alloc::vec::Vec::new(),

@@ -317,6 +317,8 @@ mod tests {
             worker: WorkerId::from(name),
             incarnation: name.into(),
             takeover: None,
+            registered: false,
+            previous: None,
             max_leases: 3,
             leaving: false,
             acked: Vec::new(),
