@@ -27,7 +27,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kcl_core::{BalancingPolicy, Config, ConfigError, InitialPosition};
+use kcl_core::{BalancingPolicy, Config, ConfigError, InitialPosition, Liveness};
 
 use crate::driver::DriverConfig;
 
@@ -197,6 +197,7 @@ enum Access {
     Usize(fn(&mut DriverConfig) -> &mut usize),
     Flag(fn(&mut DriverConfig) -> &mut bool),
     Policy(fn(&mut DriverConfig) -> &mut BalancingPolicy),
+    Liveness(fn(&mut DriverConfig) -> &mut Liveness),
     Position(fn(&mut DriverConfig) -> &mut InitialPosition),
 }
 
@@ -215,6 +216,7 @@ struct Knob {
 
 const DURATION: &str = "a duration with its unit, like \"10s\", \"250ms\" or \"1m 30s\"";
 const POLICY: &str = "\"coordinated\" or \"kcl2-compatible\"";
+const LIVENESS: &str = "\"lease\" or \"worker\"";
 const POSITION: &str =
     "\"LATEST\", \"TRIM_HORIZON\" or an RFC 3339 time (AT_TIMESTAMP), like \"2026-12-01T00:00:00Z\"";
 const FLAG: &str = "true or false";
@@ -235,6 +237,8 @@ macro_rules! knob {
 const KNOBS: &[Knob] = &[
     knob!("policy", Policy, "worker.policy", |c| c.worker.policy, "none",
         "How leases are spread: one elected leader plans (`coordinated`), or every worker takes and steals as the Java KCL 2.x does (`kcl2-compatible`, for a fleet shared with Java workers). Its defaults apply underneath every other setting."),
+    knob!("liveness", Liveness, "worker.liveness", |c| c.worker.liveness, "none (every lease is renewed)",
+        "`coordinated`: what keeps a worker's leases: a renewal per lease (`lease`), or one heartbeat per worker (`worker`: the leader fences a worker whose heartbeat stood still before moving its leases; far fewer writes). Every worker of a fleet must use the same; `worker` sets the heartbeat to the renew interval underneath the other settings."),
     knob!("initial_position", Position, "worker.initial_position", |c| c.worker.initial_position, "`initialPositionInStreamExtended`",
         "Where a shard without a checkpoint or a parent starts. Read when its lease is created."),
     knob!("failover_time", Duration, "worker.failover_time", |c| c.worker.failover_time, "`failoverTimeMillis`",
@@ -488,15 +492,19 @@ impl Settings {
     pub fn driver_config(&self) -> Result<DriverConfig, SettingsError> {
         let mut policy = DriverConfig::default();
         for (_, knob, value) in &self.entries {
-            if matches!(knob.access, Access::Policy(_)) {
+            if matches!(knob.access, Access::Policy(_) | Access::Liveness(_)) {
                 // Read when added: cannot fail here.
                 let _ = knob.apply(&mut policy, value);
             }
         }
+        let defaults = match policy.worker.policy {
+            BalancingPolicy::Coordinated => Config::default(),
+            BalancingPolicy::Kcl2Compatible => Config::kcl2(),
+        };
         let mut config = DriverConfig {
-            worker: match policy.worker.policy {
-                BalancingPolicy::Coordinated => Config::default(),
-                BalancingPolicy::Kcl2Compatible => Config::kcl2(),
+            worker: match policy.worker.liveness {
+                Liveness::Worker => defaults.with_worker_liveness(),
+                Liveness::Lease => defaults,
             },
             ..DriverConfig::default()
         };
@@ -573,6 +581,13 @@ impl Knob {
                     _ => return Err(POLICY),
                 };
             }
+            Access::Liveness(place) => {
+                *place(config) = match text.ok_or(LIVENESS)?.to_ascii_lowercase().as_str() {
+                    "lease" => Liveness::Lease,
+                    "worker" => Liveness::Worker,
+                    _ => return Err(LIVENESS),
+                };
+            }
             Access::Position(place) => {
                 let t = text.ok_or(POSITION)?;
                 *place(config) = if t.eq_ignore_ascii_case("LATEST") {
@@ -609,6 +624,10 @@ impl Knob {
             Access::Policy(place) => match place(&mut c) {
                 BalancingPolicy::Coordinated => "\"coordinated\"".into(),
                 BalancingPolicy::Kcl2Compatible => "\"kcl2-compatible\"".into(),
+            },
+            Access::Liveness(place) => match place(&mut c) {
+                Liveness::Lease => "\"lease\"".into(),
+                Liveness::Worker => "\"worker\"".into(),
             },
             Access::Position(place) => match *place(&mut c) {
                 InitialPosition::Latest => "\"LATEST\"".into(),

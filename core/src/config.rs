@@ -24,6 +24,23 @@ pub enum BalancingPolicy {
     Kcl2Compatible,
 }
 
+/// What proves, under [`BalancingPolicy::Coordinated`], that a lease's holder is alive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Liveness {
+    /// Each lease is renewed by its holder every renew interval (a conditional write per lease),
+    /// and expires when its counter stands still for the failover time, as in the Java KCL.
+    #[default]
+    Lease,
+    /// The worker's heartbeat row proves it alive for every lease it holds: lease rows are
+    /// written only when their ownership or checkpoint changes. The leader fences a worker whose
+    /// heartbeat stood still for the failover time before it reassigns that worker's leases
+    /// ([`crate::protocol`]). Every worker of a fleet must use it (a worker renewing per lease
+    /// would take the leases of one that does not); a fleet with Java workers must use
+    /// [`BalancingPolicy::Kcl2Compatible`].
+    Worker,
+}
+
 /// Tunables of a [`crate::Worker`]. Every duration is on the worker's own monotonic clock.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -41,6 +58,9 @@ pub struct Config {
     pub safety_margin: Duration,
     /// Balancing policy.
     pub policy: BalancingPolicy,
+    /// Coordinated: what proves a holder alive, per lease or per worker. Kcl2Compatible always
+    /// renews per lease.
+    pub liveness: Liveness,
     /// The most leases this worker holds.
     pub max_leases_per_worker: u64,
     /// Kcl2Compatible: the most leases stolen in one taker run (Java `maxLeasesToStealAtOneTime`).
@@ -108,6 +128,7 @@ impl Default for Config {
             epsilon,
             safety_margin: Duration::from_secs(1),
             policy: BalancingPolicy::Coordinated,
+            liveness: Liveness::Lease,
             max_leases_per_worker: u64::MAX,
             max_leases_to_steal: 1,
             priority_lease_assignment: true,
@@ -146,6 +167,16 @@ impl Config {
         }
     }
 
+    /// This configuration with [`Liveness::Worker`], and the heartbeat at the renew interval
+    /// (what one renewal per lease cost before is then spent once per worker).
+    pub fn with_worker_liveness(self) -> Self {
+        Self {
+            liveness: Liveness::Worker,
+            heartbeat_interval: self.renew_interval(),
+            ..self
+        }
+    }
+
     /// Renewal period: `D / 3 - epsilon` (3.308 s by default), as the Java KCL.
     pub fn renew_interval(&self) -> Duration {
         Duration::from_millis(self.failover_time.as_millis() as u64 / 3)
@@ -166,6 +197,12 @@ impl Config {
         } else {
             d / w
         }
+    }
+
+    /// Whether the worker's heartbeat, not a renewal per lease, keeps its leases (Coordinated
+    /// with [`Liveness::Worker`]).
+    pub fn worker_liveness(&self) -> bool {
+        self.policy == BalancingPolicy::Coordinated && self.liveness == Liveness::Worker
     }
 
     /// Coordinated: a worker whose heartbeat counter has not changed for this long is gone.
@@ -205,6 +242,20 @@ impl Config {
             return Err(ConfigError(
                 "worker_row_retention must be at least three heartbeat intervals",
             ));
+        }
+        if self.worker_liveness() {
+            // One heartbeat lost must not close the window of every lease the worker holds.
+            if self.heartbeat_interval * 2 >= self.delivery_window() {
+                return Err(ConfigError(
+                    "with worker liveness, two heartbeat intervals must fit inside the delivery window",
+                ));
+            }
+            // A dead worker's row is deleted only after its last window has closed.
+            if self.worker_row_retention < self.failover_time {
+                return Err(ConfigError(
+                    "with worker liveness, worker_row_retention must be at least failover_time",
+                ));
+            }
         }
         if self.scan_interval.is_zero()
             || self.heartbeat_interval.is_zero()
@@ -248,6 +299,43 @@ mod tests {
     fn a_new_shard_starts_at_latest_as_in_the_java_kcl() {
         assert_eq!(Config::default().initial_position, InitialPosition::Latest);
         assert_eq!(Config::kcl2().initial_position, InitialPosition::Latest);
+    }
+
+    /// Worker liveness needs two heartbeats inside a delivery window, and a dead worker's row kept
+    /// until its window closed; Kcl2Compatible ignores the setting (it always renews per lease).
+    #[test]
+    fn worker_liveness_checks_the_heartbeat_against_the_window() {
+        let worker = Config {
+            liveness: Liveness::Worker,
+            ..Config::default()
+        };
+        assert!(worker.worker_liveness());
+        assert_eq!(worker.validate(), Ok(()));
+        let slow = Config {
+            heartbeat_interval: Duration::from_millis(4500),
+            ..worker
+        };
+        assert!(
+            slow.validate().is_err(),
+            "two heartbeats are exactly the 9 s window"
+        );
+        let at_renewals = Config {
+            heartbeat_interval: worker.renew_interval(),
+            ..worker
+        };
+        assert_eq!(at_renewals.validate(), Ok(()));
+        let short = Config {
+            worker_row_retention: Duration::from_secs(9),
+            heartbeat_interval: Duration::from_secs(1),
+            ..worker
+        };
+        assert!(short.validate().is_err());
+        let kcl2 = Config {
+            liveness: Liveness::Worker,
+            ..Config::kcl2()
+        };
+        assert!(!kcl2.worker_liveness());
+        assert!(!Config::default().worker_liveness());
     }
 
     #[test]

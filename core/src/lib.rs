@@ -143,7 +143,7 @@ pub mod write;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use config::{BalancingPolicy, Config, ConfigError, InitialPosition};
+pub use config::{BalancingPolicy, Config, ConfigError, InitialPosition, Liveness};
 pub use io::{
     BasicRecord, CallId, CheckpointError, CheckpointTarget, ChildShard, Command, Event, Failure,
     FencingToken, FetchedRecords, Input, ProcessorCall, Record, ReleaseReason, RequestId,

@@ -7,7 +7,7 @@
 
 use kcl_core::balance::min_moves;
 use kcl_core::testkit::{harness_config, Cluster, ClusterConfig, Faults};
-use kcl_core::{BalancingPolicy, Config};
+use kcl_core::{BalancingPolicy, Config, Liveness};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -42,6 +42,11 @@ fn action() -> impl Strategy<Value = Action> {
 
 fn config(policy: BalancingPolicy) -> Config {
     harness_config(policy)
+}
+
+/// The default policy with worker liveness: one heartbeat per worker every renew interval.
+fn worker_liveness() -> Config {
+    harness_config(BalancingPolicy::Coordinated).with_worker_liveness()
 }
 
 fn apply(c: &mut Cluster, a: &Action) {
@@ -81,7 +86,7 @@ fn apply(c: &mut Cluster, a: &Action) {
 
 /// Runs a fault phase, then heals everything and requires liveness.
 fn chaos(
-    policy: BalancingPolicy,
+    config: Config,
     seed: u64,
     workers: usize,
     shards: usize,
@@ -89,10 +94,12 @@ fn chaos(
     schedule: &[(u64, Action)],
 ) -> Result<(), TestCaseError> {
     let trace = std::env::var("KCLRS_TRACE").is_ok();
+    let policy = config.policy;
+    let liveness = config.liveness;
     let mut c = Cluster::new(ClusterConfig {
         workers,
         shards,
-        config: config(policy),
+        config,
         seed,
         faults,
         trace,
@@ -118,7 +125,7 @@ fn chaos(
     let end = t + 30_000 + 400_000;
     c.run_until(end);
     let ctx = format!(
-        "policy {policy:?} seed {seed} workers {workers} shards {shards} faults {faults:?}"
+        "policy {policy:?} liveness {liveness:?} seed {seed} workers {workers} shards {shards} faults {faults:?}"
     );
     if trace {
         for l in &c.log {
@@ -168,7 +175,18 @@ proptest! {
         faults in faults(),
         schedule in proptest::collection::vec((0u64..8_000, action()), 0..30),
     ) {
-        chaos(BalancingPolicy::Coordinated, seed, workers, shards, faults, &schedule)?;
+        chaos(config(BalancingPolicy::Coordinated), seed, workers, shards, faults, &schedule)?;
+    }
+
+    #[test]
+    fn worker_liveness_is_safe_and_live_under_chaos(
+        seed in any::<u64>(),
+        workers in 1usize..6,
+        shards in 1usize..10,
+        faults in faults(),
+        schedule in proptest::collection::vec((0u64..8_000, action()), 0..30),
+    ) {
+        chaos(worker_liveness(), seed, workers, shards, faults, &schedule)?;
     }
 
     #[test]
@@ -179,7 +197,7 @@ proptest! {
         faults in faults(),
         schedule in proptest::collection::vec((0u64..8_000, action()), 0..30),
     ) {
-        chaos(BalancingPolicy::Kcl2Compatible, seed, workers, shards, faults, &schedule)?;
+        chaos(config(BalancingPolicy::Kcl2Compatible), seed, workers, shards, faults, &schedule)?;
     }
 }
 
@@ -214,18 +232,20 @@ fn seeded(seed: u64) -> (usize, usize, Faults, Vec<(u64, Action)>) {
     (workers, shards, faults, schedule)
 }
 
-/// Runs one seed's schedule under both policies; the failures.
-fn failures(seed: u64) -> Vec<(BalancingPolicy, TestCaseError)> {
+/// Runs one seed's schedule under both policies and with worker liveness; the failures.
+fn failures(seed: u64) -> Vec<(BalancingPolicy, Liveness, TestCaseError)> {
     let (workers, shards, faults, schedule) = seeded(seed);
     [
-        BalancingPolicy::Coordinated,
-        BalancingPolicy::Kcl2Compatible,
+        config(BalancingPolicy::Coordinated),
+        worker_liveness(),
+        config(BalancingPolicy::Kcl2Compatible),
     ]
     .into_iter()
-    .filter_map(|policy| {
-        chaos(policy, seed, workers, shards, faults, &schedule)
+    .filter_map(|config| {
+        let (policy, liveness) = (config.policy, config.liveness);
+        chaos(config, seed, workers, shards, faults, &schedule)
             .err()
-            .map(|e| (policy, e))
+            .map(|e| (policy, liveness, e))
     })
     .collect()
 }
@@ -243,9 +263,9 @@ fn swarm() {
     };
     let mut failed = Vec::new();
     for &seed in &seeds {
-        for (policy, e) in failures(seed) {
+        for (policy, liveness, e) in failures(seed) {
             eprintln!("FAILED {e}\n  replay: KCLRS_SEED={seed} cargo test -p kcl-core --test properties swarm -- --nocapture");
-            failed.push((policy, seed));
+            failed.push((policy, liveness, seed));
         }
     }
     assert!(failed.is_empty(), "failing seeds: {failed:?}");
@@ -255,12 +275,22 @@ fn swarm() {
 /// lets a cut-off owner believe in its lease long after another worker took it.
 #[test]
 fn drift_beyond_the_bound_is_reported() {
+    // The owner leads, so its leases move only after a new leader waited out the leader row
+    // and then the owner's row (two failover times): under worker liveness, where that second
+    // wait ends in a fence and a reassignment, a clock at a fifth of the rate has stopped
+    // delivering by then, and one at a tenth has not.
+    drift_beyond_the_bound_is_reported_with(config(BalancingPolicy::Coordinated), 0.2);
+    drift_beyond_the_bound_is_reported_with(worker_liveness(), 0.1);
+}
+
+fn drift_beyond_the_bound_is_reported_with(config: Config, beyond: f64) {
     let mut violations = 0;
-    for (rate, expect) in [(0.97, false), (0.2, true)] {
+    for (rate, expect) in [(0.97, false), (beyond, true)] {
         let mut c = Cluster::new(ClusterConfig {
             workers: 1,
             shards: 1,
             seed: 3,
+            config: config.clone(),
             ..ClusterConfig::default()
         });
         c.put_records(50);
@@ -277,7 +307,13 @@ fn drift_beyond_the_bound_is_reported() {
             .violations()
             .iter()
             .any(|v| v.what.starts_with("exclusivity"));
-        assert_eq!(found, expect, "rate {rate}: {:?}", c.violations());
+        assert_eq!(
+            found,
+            expect,
+            "{:?} rate {rate}: {:?}",
+            config.liveness,
+            c.violations()
+        );
         violations += usize::from(found);
     }
     assert_eq!(violations, 1);
@@ -286,10 +322,17 @@ fn drift_beyond_the_bound_is_reported() {
 /// A pure scale-up moves exactly the leases above quota, once, by handoff, and then nothing.
 #[test]
 fn scale_up_moves_the_minimum_and_then_stays_put() {
+    for config in [config(BalancingPolicy::Coordinated), worker_liveness()] {
+        scale_up_moves_the_minimum_with(config);
+    }
+}
+
+fn scale_up_moves_the_minimum_with(config: Config) {
     let mut c = Cluster::new(ClusterConfig {
         workers: 4,
         shards: 40,
         seed: 11,
+        config,
         ..ClusterConfig::default()
     });
     c.put_records(400);
@@ -317,6 +360,46 @@ fn scale_up_moves_the_minimum_and_then_stays_put() {
         "steady state must not move leases: {:?}",
         c.report()
     );
+    assert!(c.violations().is_empty(), "{:?}", c.violations());
+    assert!(c.undelivered().is_empty());
+}
+
+/// Worker liveness: in steady state no lease row is written but by its checkpoints; a crashed
+/// worker is fenced by the leader, and its leases go to the others.
+#[test]
+fn worker_liveness_fences_a_crashed_worker_and_renews_no_lease() {
+    let mut c = Cluster::new(ClusterConfig {
+        workers: 3,
+        shards: 9,
+        seed: 5,
+        config: worker_liveness(),
+        ..ClusterConfig::default()
+    });
+    c.put_records(200);
+    c.run_until(60_000);
+    assert!(c.balanced_within(1), "{:?}", c.loads());
+    let renewals = |c: &Cluster| -> u64 {
+        (0..c.nodes())
+            .filter_map(|n| c.worker(n))
+            .map(|w| w.stats().renewals)
+            .sum()
+    };
+    let before = renewals(&c);
+    c.run_until(120_000);
+    assert_eq!(renewals(&c), before, "no lease is renewed in steady state");
+    let now = kcl_core::time::Instant::from_millis(c.now_ms());
+    let leader = (0..c.nodes())
+        .find(|&n| c.worker(n).is_some_and(|w| w.is_leader(now)))
+        .expect("a leader");
+    let victim = (leader + 1) % c.nodes();
+    let held = c.worker(victim).map_or(0, |w| w.held_leases().count());
+    assert!(held > 0, "{:?}", c.loads());
+    c.crash(victim);
+    c.put_records(200);
+    c.run_until(160_000);
+    let fenced = c.worker(leader).map_or(0, |w| w.stats().workers_fenced);
+    assert_eq!(fenced, 1, "the leader fenced the crashed worker");
+    assert!(c.unheld_leases().is_empty(), "{:?}", c.unheld_leases());
     assert!(c.violations().is_empty(), "{:?}", c.violations());
     assert!(c.undelivered().is_empty());
 }

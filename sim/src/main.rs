@@ -27,7 +27,10 @@ OPTIONS:
   --shards M                 shards at the start                                 [100]
   --duration D               simulated time: 90s, 10m, 1h                        [10m]
   --seed S                   the seed (swarm: the first seed)                    [1]
-  --policy default|kcl2      balancing policy (run, swarm)                       [default]
+  --policy default|kcl2|worker
+                             balancing policy (run, swarm; compare: the side set
+                             against kcl2); worker: the default policy with one
+                             heartbeat per worker instead of a renewal per lease [default]
   --faults none|chaos        the nemesis during the fault phase      [chaos for chaos, else none]
   --drift within|beyond      nemesis clock drift; beyond must produce a violation [within]
   --clock boottime|monotonic the clock the drivers give their workers: boottime counts host
@@ -293,9 +296,13 @@ fn main_inner(args: Args) -> Result<bool, String> {
             Ok(failing.is_empty())
         }
         _ => {
+            let ours = match args.spec.policy {
+                Policy::Kcl2 => Policy::Default,
+                p => p,
+            };
             let default = run_one(
                 &RunSpec {
-                    policy: Policy::Default,
+                    policy: ours,
                     ..args.spec.clone()
                 },
                 args.quiet,

@@ -101,6 +101,9 @@ pub enum Policy {
     Default,
     /// The Java KCL 2.x lease taker.
     Kcl2,
+    /// kcl-rs's coordinated policy with worker liveness: one heartbeat per worker every renew
+    /// interval instead of a renewal per lease.
+    Worker,
 }
 
 impl Policy {
@@ -109,6 +112,7 @@ impl Policy {
         match self {
             Self::Default => "default",
             Self::Kcl2 => "kcl2",
+            Self::Worker => "worker",
         }
     }
 
@@ -117,10 +121,11 @@ impl Policy {
         let c = match self {
             Self::Default => Config::default(),
             Self::Kcl2 => Config::kcl2(),
+            Self::Worker => Config::default().with_worker_liveness(),
         };
         debug_assert!(matches!(
             (self, c.policy),
-            (Self::Default, BalancingPolicy::Coordinated)
+            (Self::Default | Self::Worker, BalancingPolicy::Coordinated)
                 | (Self::Kcl2, BalancingPolicy::Kcl2Compatible)
         ));
         c
@@ -133,7 +138,10 @@ impl FromStr for Policy {
         match s {
             "default" => Ok(Self::Default),
             "kcl2" => Ok(Self::Kcl2),
-            _ => Err(format!("unknown policy {s:?}; one of: default, kcl2")),
+            "worker" => Ok(Self::Worker),
+            _ => Err(format!(
+                "unknown policy {s:?}; one of: default, kcl2, worker"
+            )),
         }
     }
 }

@@ -34,7 +34,7 @@ fn assert_clean(r: &Report) {
 
 #[test]
 fn chaos_swarm_keeps_every_invariant_under_both_policies() {
-    for policy in [Policy::Default, Policy::Kcl2] {
+    for policy in [Policy::Default, Policy::Worker, Policy::Kcl2] {
         for seed in 1..=seeds() {
             let r = quiet(&spec(Scenario::Chaos, policy, seed));
             assert_clean(&r);
@@ -51,7 +51,7 @@ fn chaos_swarm_keeps_every_invariant_under_both_policies() {
 /// live owner lets its writes through until its next renewal fails.
 #[test]
 fn mixed_processors_keep_every_invariant_under_both_policies() {
-    for policy in [Policy::Default, Policy::Kcl2] {
+    for policy in [Policy::Default, Policy::Worker, Policy::Kcl2] {
         let mut answers = std::collections::BTreeMap::<String, u64>::new();
         let mut accepted_stale = 0;
         for seed in 1..=seeds() {
@@ -73,7 +73,7 @@ fn mixed_processors_keep_every_invariant_under_both_policies() {
             );
         }
         match policy {
-            Policy::Default => assert_eq!(accepted_stale, 0),
+            Policy::Default | Policy::Worker => assert_eq!(accepted_stale, 0, "{policy:?}"),
             Policy::Kcl2 => assert!(accepted_stale > 0, "no stolen lease wrote on"),
         }
     }

@@ -41,7 +41,7 @@ fn exclusivity_reported(
 
 #[test]
 fn chaos_swarm_keeps_every_invariant_under_both_policies() {
-    for policy in [Policy::Default, Policy::Kcl2] {
+    for policy in [Policy::Default, Policy::Worker, Policy::Kcl2] {
         for seed in 1..=seeds() {
             let mut s = spec(Scenario::Chaos, policy, seed);
             s.duration_ms = 240_000;
@@ -63,7 +63,7 @@ fn chaos_swarm_keeps_every_invariant_under_both_policies() {
 #[test]
 fn mixed_processors_never_move_a_checkpoint_backwards() {
     let mut answers = std::collections::BTreeMap::new();
-    for policy in [Policy::Default, Policy::Kcl2] {
+    for policy in [Policy::Default, Policy::Worker, Policy::Kcl2] {
         for seed in 1..=seeds() {
             let mut s = spec(Scenario::Chaos, policy, seed);
             s.duration_ms = 240_000;
@@ -249,18 +249,20 @@ fn a_balanced_fleet_moves_nothing_more() {
 /// first (then there is nothing to see), so most seeds, not all, must report it.
 #[test]
 fn drift_beyond_the_bound_is_reported() {
-    let seeds = 1..=6;
-    let caught = exclusivity_reported(seeds.clone(), |seed| {
-        quiet(&RunSpec {
-            drift: Drift::Beyond,
-            faults: Faults::Chaos,
-            ..spec(Scenario::Chaos, Policy::Default, seed)
-        })
-    });
-    assert!(
-        caught.len() >= 4,
-        "a clock at a fifth of true speed was noticed only in seeds {caught:?} of {seeds:?}"
-    );
+    for policy in [Policy::Default, Policy::Worker] {
+        let seeds = 1..=6;
+        let caught = exclusivity_reported(seeds.clone(), |seed| {
+            quiet(&RunSpec {
+                drift: Drift::Beyond,
+                faults: Faults::Chaos,
+                ..spec(Scenario::Chaos, policy, seed)
+            })
+        });
+        assert!(
+            caught.len() >= 4,
+            "{policy:?}: a clock at a fifth of true speed was noticed only in seeds {caught:?} of {seeds:?}"
+        );
+    }
 }
 
 /// As the fault phase of every chaos run begins, the busiest owner's host is suspended for three
@@ -584,13 +586,45 @@ fn the_report_splits_the_cost_and_times_failovers() {
     );
 }
 
+/// Worker liveness renews no lease: in steady state the library's writes are heartbeats, one per
+/// worker, and it costs a fraction of the per-lease renewals (the same run under the default
+/// policy). The measured figures are in the README's cost table.
+#[test]
+fn worker_liveness_renews_no_lease() {
+    let run = |policy| {
+        quiet(&RunSpec {
+            workers: 10,
+            shards: 100,
+            duration_ms: 600_000,
+            ..spec(Scenario::Steady, policy, 77)
+        })
+    };
+    let (lease, worker) = (run(Policy::Default), run(Policy::Worker));
+    assert_no_violation(&worker);
+    let ops = &worker.ddb_units_per_shard_hour_by_operation;
+    assert!(!ops.contains_key("update_item:renew"), "{ops:?}");
+    assert!(ops["update_item:workerheartbeat"] > 0.0, "{ops:?}");
+    assert!(
+        worker.ddb_library_units_per_shard_hour * 3.0 < lease.ddb_library_units_per_shard_hour,
+        "{} against {}",
+        worker.ddb_library_units_per_shard_hour,
+        lease.ddb_library_units_per_shard_hour
+    );
+}
+
 /// One crash in a calm fleet: its leases deliver again at new owners no sooner than the
 /// failover time allows (exclusivity) and are all measured.
 #[test]
 fn a_lone_crash_fails_over_after_the_failover_time() {
+    for policy in [Policy::Default, Policy::Worker] {
+        a_lone_crash_fails_over_with(policy);
+    }
+}
+
+fn a_lone_crash_fails_over_with(policy: Policy) {
     use kcl_sim::fleet::{Action, Fleet};
-    let s = spec(Scenario::Steady, Policy::Default, 5);
-    let failover = Policy::Default.config().failover_time.as_secs_f64();
+    let s = spec(Scenario::Steady, policy, 5);
+    let failover = policy.config().failover_time.as_secs_f64();
     let mut fleet = Fleet::new(kcl_sim::scenario::fleet_config(&s), 4);
     fleet.at(
         60_000,
@@ -606,5 +640,8 @@ fn a_lone_crash_fails_over_after_the_failover_time() {
         (1, 0)
     );
     let seconds = m.failover.p50_seconds.unwrap_or_default();
-    assert!(seconds >= failover * 0.95, "failed over in {seconds} s");
+    assert!(
+        seconds >= failover * 0.95,
+        "{policy:?}: failed over in {seconds} s"
+    );
 }

@@ -75,6 +75,10 @@ fn another_value(knob: &Knob, config: &DriverConfig) -> String {
             BalancingPolicy::Coordinated => "\"kcl2-compatible\"".into(),
             BalancingPolicy::Kcl2Compatible => "\"coordinated\"".into(),
         },
+        Access::Liveness(place) => match place(&mut c) {
+            Liveness::Lease => "\"worker\"".into(),
+            Liveness::Worker => "\"lease\"".into(),
+        },
         Access::Position(place) => match place(&mut c) {
             InitialPosition::Latest => "\"TRIM_HORIZON\"".into(),
             _ => "\"LATEST\"".into(),
@@ -82,8 +86,8 @@ fn another_value(knob: &Knob, config: &DriverConfig) -> String {
     }
 }
 
-/// Each setting, written in a file, changes its own field and no other (the policy aside, whose
-/// defaults move the scan interval too).
+/// Each setting, written in a file, changes its own field and no other (the policy and the
+/// liveness aside, whose defaults move the scan interval and the heartbeat interval too).
 #[test]
 fn each_setting_sets_the_field_it_names_and_no_other() {
     let defaults = DriverConfig::default();
@@ -101,8 +105,12 @@ fn each_setting_sets_the_field_it_names_and_no_other() {
         let field = knob.field.to_string();
         expected.insert(&field);
         let scan = "worker.scan_interval".to_string();
+        let heartbeat = "worker.heartbeat_interval".to_string();
         if knob.key == "policy" {
             expected.insert(&scan);
+        }
+        if knob.key == "liveness" {
+            expected.insert(&heartbeat);
         }
         assert_eq!(changed, expected, "{text}");
     }
@@ -323,6 +331,13 @@ fn arbitrary_config() -> impl Strategy<Value = DriverConfig> {
                         BalancingPolicy::Coordinated
                     } else {
                         BalancingPolicy::Kcl2Compatible
+                    }
+                }
+                Access::Liveness(place) => {
+                    *place(&mut c) = if draw % 2 == 0 {
+                        Liveness::Lease
+                    } else {
+                        Liveness::Worker
                     }
                 }
                 Access::Position(place) => {

@@ -105,6 +105,50 @@
 //!    still running at the old one. A shutdown that outlasts `shutdown_timeout` ends the same
 //!    way.
 //!
+//! **Worker liveness** (`Coordinated` with [`Liveness::Worker`](crate::config::Liveness::Worker)):
+//! no lease is renewed. A worker's heartbeat row proves it alive for every lease it holds, and a
+//! lease row is written only when its ownership or its checkpoint changes. The rules:
+//! 1. An acquire writes `ownerIncarnation`, the acquiring process; every write that ends an
+//!    ownership (or starts one without an acquire) removes it. A lease with `ownerIncarnation`
+//!    lives while the row of its holder (the checkpoint owner during a handoff, else the owner)
+//!    names that incarnation and its counter moves. A lease without it (an assignment not yet
+//!    acquired, a handoff completed, a row of the Java KCL or of `Liveness::Lease`) keeps the
+//!    counter rule of **Expiry** above.
+//! 2. A holder delivers only until `failover_time - safety_margin` after *sending* the last
+//!    heartbeat that landed; its own writes (an acquire, a checkpoint) never move that. Once a
+//!    heartbeat is known to have landed, the next ones are conditional on `incarnation = mine`.
+//! 3. The leader fences a worker row whose counter it saw stand still for `failover_time` on its
+//!    own clock ([`FenceWorker`](LeaseOp::FenceWorker), conditional on that counter and
+//!    incarnation), and assigns that worker's leases only once the fence landed. A worker whose
+//!    heartbeat is refused (fenced, deleted, taken over) drops every lease at once and registers
+//!    again under a fresh incarnation.
+//! 4. Every lease a process stops holding leaves the table by a write of its own (release,
+//!    completed handoff, shard end) or by a change of its row's incarnation; otherwise it would
+//!    look alive for as long as the process heartbeats. So a worker whose window closed (its
+//!    heartbeats failed, or their answers were lost) gives up its incarnation, which its next
+//!    heartbeat may replace at once (`previous`); a lease whose abandoned processor call outlives
+//!    its window is left by its last write; and a worker row is deleted at shutdown only once
+//!    every lease was left.
+//! 5. A handoff's old owner is notified too (the same `@h` note): no renewal shows it the row,
+//!    so it sends one renewal to read it back, and goes on as in **Graceful handoff**.
+//!
+//! *Exclusivity.* Say W's last heartbeat that landed was sent at true time `t_s`, and the leader
+//! first saw the counter it left at `t_f >= t_s`. The fence lands only if no heartbeat landed
+//! since, and after it none does; it comes no sooner than `failover_time` after `t_f` on the
+//! leader's clock. W stops at `failover_time - safety_margin` after `t_s` on its own clock, so
+//! it stops first while the two clocks' rates differ by less than
+//! [`Config::tolerated_clock_rate_ratio`](crate::Config::tolerated_clock_rate_ratio), the same
+//! bound as per-lease renewals. A row whose incarnation changed (takeover, given up, deleted)
+//! frees its leases without a fence: each such change happens only once the old process's
+//! windows closed (a takeover and a dead row's deletion wait `failover_time` of stillness, a
+//! process gives its incarnation up only after its window closed). The leader believes such a
+//! change only for a lease it saw in an earlier scan, because a scan reads rows one at a time
+//! and may read the worker row before the process registered. Checkpoints stay conditional on
+//! the counter and owner: one that lands between the fence and the reassignment belongs to the
+//! only ownership there is. A fleet must not mix `Liveness::Lease` and `Liveness::Worker`
+//! workers (a worker renewing per lease would take the leases of one that does not after
+//! `failover_time`), and a fleet with Java KCL workers must use `Kcl2Compatible`.
+//!
 //! **Election** (`Coordinated`): the leader row is a lease on leadership. A follower reads it
 //! every `leader_check_interval` and claims it when it is absent, unowned, its own or expired on
 //! the follower's clock; the leader renews it with its leases and acts as leader only inside the
@@ -1434,7 +1478,7 @@ mod tests {
             .expect("row");
         assert_eq!(plain.owner_incarnation, None);
         assert_eq!(plain.to_item(), {
-            let mut l = assigned.clone();
+            let mut l = assigned;
             l.counter = 8;
             l.to_item()
         });

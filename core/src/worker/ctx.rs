@@ -94,6 +94,7 @@ pub(crate) enum WriteOp {
         counter_after: u64,
     },
     InitiateHandoff {
+        from: WorkerId,
         to: WorkerId,
         counter: u64,
     },
@@ -105,6 +106,12 @@ pub(crate) enum WriteOp {
     },
     Heartbeat {
         acked: Vec<crate::item::Text>,
+        /// The process the heartbeat was for: an answer for an incarnation given up since is
+        /// stale.
+        incarnation: crate::item::Text,
+    },
+    FenceWorker {
+        worker: WorkerId,
     },
     LeaderClaim {
         counter_after: u64,
@@ -114,6 +121,30 @@ pub(crate) enum WriteOp {
     },
     LeaderRelease,
     WorkerRowDelete,
+}
+
+/// Under worker liveness, the heartbeats that keep every lease of this process: a lease may
+/// deliver until `delivery_window` after the *send* of the last heartbeat known to have landed,
+/// and a heartbeat in flight may yet extend that (nothing is delivered meanwhile).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Heartbeats {
+    /// When the last heartbeat of this incarnation known to have landed was sent.
+    pub(crate) landed: Option<Instant>,
+    /// When the heartbeat in flight was sent.
+    pub(crate) in_flight: Option<Instant>,
+}
+
+impl Heartbeats {
+    /// Until when a heartbeat may still prove this process alive: the window of the last one
+    /// that landed, or of the one in flight if it would end later. `None`: nothing can.
+    pub(crate) fn holds_until(&self, config: &Config) -> Option<Instant> {
+        let window = config.delivery_window();
+        match (self.landed, self.in_flight) {
+            (Some(l), Some(f)) => Some(l.max(f) + window),
+            (Some(s), None) | (None, Some(s)) => Some(s + window),
+            (None, None) => None,
+        }
+    }
 }
 
 /// The parts of a worker that per-lease code needs beside the lease itself.
@@ -129,6 +160,8 @@ pub(crate) struct Ctx<R> {
     pub(crate) out: VecDeque<Command<R>>,
     pub(crate) stats: Stats,
     pub(crate) phase: Phase,
+    /// Worker liveness only: this process's heartbeats.
+    pub(crate) heartbeats: Heartbeats,
 }
 
 impl<R> Ctx<R> {
@@ -145,6 +178,7 @@ impl<R> Ctx<R> {
             out: VecDeque::new(),
             stats: Stats::default(),
             phase: Phase::Running,
+            heartbeats: Heartbeats::default(),
         }
     }
 

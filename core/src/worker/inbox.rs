@@ -34,6 +34,9 @@ struct Acquiring {
 pub(crate) struct Inbox {
     /// This process, as its heartbeats name it.
     pub(super) incarnation: Text,
+    /// Worker liveness: the incarnation this process gave up with every lease it held, whose
+    /// row its next heartbeat may take over at once ([`crate::protocol`]).
+    pub(super) previous: Option<Text>,
     /// Whether its heartbeats land ([`super::registration`]).
     pub(super) registration: Registration,
     heartbeat: Outstanding,
@@ -48,6 +51,7 @@ impl Inbox {
     pub(crate) fn new(incarnation: Text) -> Self {
         Self {
             incarnation,
+            previous: None,
             registration: Registration::default(),
             heartbeat: Outstanding::Idle,
             acquiring: BTreeMap::new(),
@@ -57,6 +61,18 @@ impl Inbox {
 
     pub(crate) fn heartbeat_in_flight(&self) -> bool {
         self.heartbeat != Outstanding::Idle
+    }
+
+    /// Worker liveness: starts over as the process `incarnation`, unregistered, having given up
+    /// `previous` when its row may be taken over at once. The acquisitions under way, the notes
+    /// and the heartbeat in flight were the old incarnation's (that heartbeat's answer is stale).
+    pub(crate) fn start_over(&mut self, incarnation: Text, previous: Option<Text>) {
+        self.acquiring.clear();
+        self.acks.clear();
+        self.heartbeat = Outstanding::Idle;
+        self.incarnation = incarnation;
+        self.previous = previous;
+        self.registration = Registration::Unregistered;
     }
 
     /// Gives up every acquisition under way (at shutdown); they are acknowledged.
@@ -79,20 +95,33 @@ impl<R: Record + Clone> Worker<R> {
         if self.policy() != BalancingPolicy::Coordinated || self.ctx.phase == Phase::Stopped {
             return;
         }
+        let worker_liveness = self.ctx.config.worker_liveness();
+        if worker_liveness && self.inbox.registration.registered() && self.window_closed() {
+            // Leases lost to a closed window would look alive for as long as this process's
+            // heartbeats land: it gives up its incarnation, which orphans them.
+            self.give_up_incarnation(true);
+        }
         if self.inbox.heartbeat == Outstanding::Idle && !self.shutdown.cleaning_up() {
             let acked: Vec<Text> = self.inbox.acks.iter().cloned().collect();
+            let registered = worker_liveness && self.inbox.registration.registered();
             let op = LeaseOp::Heartbeat {
                 worker: self.ctx.id.clone(),
                 incarnation: self.inbox.incarnation.clone(),
                 takeover: self.takeover_counter(),
-                registered: false,
-                previous: None,
+                registered,
+                previous: self.inbox.previous.clone().filter(|_| !registered),
                 max_leases: self.ctx.config.max_leases_per_worker,
                 leaving: self.ctx.phase != Phase::Running,
                 acked: acked.clone(),
             };
-            let req = self.ctx.write(&op, WriteOp::Heartbeat { acked });
+            let incarnation = self.inbox.incarnation.clone();
+            let req = self
+                .ctx
+                .write(&op, WriteOp::Heartbeat { acked, incarnation });
             self.inbox.heartbeat = Outstanding::InFlight(req);
+            if worker_liveness {
+                self.ctx.heartbeats.in_flight = Some(self.ctx.now);
+            }
         }
         let at = self.ctx.now + self.ctx.config.heartbeat_interval;
         self.ctx.timers.set(TimerKey::Heartbeat, at);
@@ -101,19 +130,42 @@ impl<R: Record + Clone> Worker<R> {
     pub(super) fn heartbeat_written(
         &mut self,
         acked: Vec<Text>,
+        sent: Instant,
         result: Result<Option<Item>, Failure>,
     ) {
         self.inbox.heartbeat = Outstanding::Idle;
+        let worker_liveness = self.ctx.config.worker_liveness();
+        if worker_liveness {
+            self.ctx.heartbeats.in_flight = None;
+        }
         let item = match result {
             Ok(item) => {
                 self.registered();
+                self.inbox.previous = None;
+                if worker_liveness {
+                    self.heartbeat_landed(sent);
+                }
                 match item {
                     Some(item) => item,
                     None => return,
                 }
             }
+            Err(Failure::ConditionFailed)
+                if worker_liveness && self.inbox.registration.registered() =>
+            {
+                // Fenced, deleted or taken over: another worker may hold these leases now.
+                self.give_up_incarnation(false);
+                return;
+            }
             Err(Failure::ConditionFailed) => return self.heartbeat_refused(),
-            Err(_) => return,
+            Err(_) => {
+                if worker_liveness {
+                    // Lost heartbeats close every window at once: try again soon, never later
+                    // than the next tick.
+                    self.heartbeat_failed();
+                }
+                return;
+            }
         };
         for k in &acked {
             self.inbox.acks.remove(k);
@@ -121,6 +173,14 @@ impl<R: Record + Clone> Worker<R> {
         match Row::from_item(&item) {
             Ok(Row::Worker(row)) => {
                 for a in row.assigned {
+                    if worker_liveness && a.counter().is_none() && self.held.contains_key(&a.shard)
+                    {
+                        // A handoff of a lease this worker holds: no renewal shows it the row,
+                        // so one renewal is sent to read it back (see `HeldLease::adopt_changes`).
+                        self.touch(&a.shard, |h, _| h.renew_due());
+                        self.inbox.acks.insert(a.note);
+                        continue;
+                    }
                     let counter = a.counter();
                     self.start_acquire(a.shard, Some(a.note), counter);
                 }
@@ -176,7 +236,11 @@ impl<R: Record + Clone> Worker<R> {
                     shard: key.clone(),
                     worker: self.ctx.id.clone(),
                     counter,
-                    incarnation: None,
+                    incarnation: self
+                        .ctx
+                        .config
+                        .worker_liveness()
+                        .then(|| self.inbox.incarnation.clone()),
                 };
                 self.ctx.write(&op, WriteOp::Acquire)
             }
@@ -234,6 +298,21 @@ impl<R: Record + Clone> Worker<R> {
             Ok(Some(item)) => Lease::from_item(item).ok(),
             _ => None,
         };
+        // Under worker liveness a lease this process acquired (an acquire whose answer was
+        // lost landed) lives while it heartbeats, also once handed on: it is held from the row,
+        // so that it is left by a write of its own (see `crate::protocol`, worker liveness 4).
+        let acquired_unseen = self.ctx.config.worker_liveness()
+            && row.as_ref().is_some_and(|l| {
+                l.owner_incarnation.as_deref() == Some(self.inbox.incarnation.as_str())
+                    && (l.owner.as_ref() == Some(&me) || l.checkpoint_owner.as_ref() == Some(&me))
+            });
+        if acquired_unseen && self.ctx.phase == Phase::Running {
+            if let Ok(Some(item)) = result {
+                self.inbox.done(&key);
+                let sent = self.ctx.now;
+                return self.adopt(item, sent, false);
+            }
+        }
         let keep_waiting = match (&result, &row) {
             (Ok(None), _) => false,
             (Ok(Some(_)), None) => false,
@@ -282,6 +361,95 @@ mod tests {
             counter: None,
         });
         h
+    }
+
+    fn worker_liveness() -> Config {
+        Config::default().with_worker_liveness()
+    }
+
+    fn own_row(h: &Harness) -> WorkerRow {
+        match h
+            .table
+            .get(&WorkerRow::key(&WorkerId::from("w1")))
+            .map(Row::from_item)
+        {
+            Some(Ok(Row::Worker(row))) => row,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A lone worker under worker liveness: it leads, assigns itself the lease and acquires it
+    /// under its incarnation, then keeps it by heartbeats alone.
+    fn alone_holding() -> Harness {
+        let mut h = Harness::new(worker_liveness(), "w1");
+        h.put(&crate::worker::testing::unowned("shard-1"));
+        h.run_until(30_000);
+        assert!(h.holds("shard-1"));
+        let lease = h.lease("shard-1").expect("row");
+        assert_eq!(
+            lease.owner_incarnation.as_deref(),
+            own_row(&h).incarnation.as_deref()
+        );
+        h
+    }
+
+    #[test]
+    fn under_worker_liveness_heartbeats_alone_keep_the_leases() {
+        let mut h = alone_holding();
+        h.run_until(120_000);
+        assert!(h.holds("shard-1"));
+        assert!(h.writes(WriteKind::Renew).is_empty());
+        assert!(h.w.delivery_deadline("shard-1").is_some());
+        assert_eq!(h.w.stats().incarnations_given_up, 0);
+    }
+
+    /// Fenced by a leader: the next heartbeat is refused, every lease is dropped at once, and
+    /// the worker registers again under a fresh incarnation (then, leading alone, takes the
+    /// lease back under it).
+    #[test]
+    fn a_fenced_worker_drops_its_leases_and_registers_again() {
+        let mut h = alone_holding();
+        let row = own_row(&h);
+        let before = row.incarnation.clone().expect("registered");
+        h.apply(&LeaseOp::FenceWorker {
+            worker: WorkerId::from("w1"),
+            counter: row.counter,
+            incarnation: before.as_str().into(),
+        });
+        h.run_until(34_000);
+        assert_eq!(h.w.stats().incarnations_given_up, 1);
+        assert!(h
+            .calls("shard-1")
+            .iter()
+            .any(|c| matches!(c, crate::io::ProcessorCall::LeaseLost)));
+        h.run_until(60_000);
+        let after = own_row(&h).incarnation.expect("registered again");
+        assert_ne!(after, before);
+        assert!(h.holds("shard-1"));
+        assert_eq!(
+            h.lease("shard-1")
+                .and_then(|l| l.owner_incarnation)
+                .as_deref(),
+            Some(after.as_str())
+        );
+    }
+
+    /// Cut off from the table for longer than a window: the leases are lost when the window
+    /// closes, and the worker gives up its incarnation (its heartbeats may have landed unseen,
+    /// so the leases would look alive for ever); back in touch, it takes its own row over at once.
+    #[test]
+    fn a_worker_whose_window_closed_gives_up_its_incarnation() {
+        let mut h = alone_holding();
+        let before = own_row(&h).incarnation.expect("registered");
+        h.cut_off = true;
+        h.run_until(50_000);
+        assert!(!h.holds("shard-1"));
+        assert!(h.w.stats().incarnations_given_up >= 1);
+        h.cut_off = false;
+        h.run_until(120_000);
+        let after = own_row(&h).incarnation.expect("registered again");
+        assert_ne!(after, before);
+        assert!(h.holds("shard-1"));
     }
 
     fn assigned(h: &Harness) -> alloc::vec::Vec<LeaseKey> {

@@ -10,7 +10,7 @@ use crate::io::{Failure, Record};
 use crate::item::{Item, Text};
 use crate::lease::{LeaseKey, WorkerId, WorkerRow};
 use crate::protocol::LeaseOp;
-use crate::worker::table_view::Progress;
+use crate::worker::table_view::{Progress, TableLease, TableView};
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Planning {
@@ -25,6 +25,59 @@ pub(crate) struct Planning {
     /// new owner's acquire moves it, the lease is not handed on (the handoff would name as
     /// checkpoint owner a worker that holds nothing, and stall until the lease expired).
     awaiting_acquire: BTreeMap<LeaseKey, u64>,
+    /// Worker liveness: the workers whose fence is in flight.
+    fencing: BTreeSet<WorkerId>,
+    /// Worker liveness: the incarnations this leader fenced, while a lease of the last scan
+    /// still names one: those leases are free at once.
+    fenced: BTreeSet<Text>,
+}
+
+/// Under worker liveness, what a lease's `ownerIncarnation` says of its holder.
+enum Judged {
+    /// Its process lives (or may: judged again at the next scan).
+    Alive,
+    /// Its process is gone for good: fenced, taken over, deleted, or given up.
+    Gone,
+    /// Its worker row stood still for the failover time: fence it first.
+    Fence(WorkerId, u64),
+}
+
+/// Judges the holder of a lease acquired by `incarnation` (the checkpoint owner during a
+/// handoff, which is who delivers), from the worker rows of the scan completed at `scanned_at`.
+/// A row showing another incarnation (or none) is only believed for a lease first seen in an
+/// earlier scan: a scan reads rows one by one, and the row may have been read before the
+/// process registered and acquired.
+fn judge(
+    lease: &TableLease,
+    incarnation: &Text,
+    view: &TableView,
+    planning: &Planning,
+    seen_still: impl Fn(&WorkerId) -> bool,
+    me: &WorkerId,
+) -> Judged {
+    let Some(holder) = lease.checkpoint_owner.as_ref().or(lease.owner.as_ref()) else {
+        return Judged::Gone;
+    };
+    if planning.fenced.contains(incarnation) {
+        return Judged::Gone;
+    }
+    let row = view.workers.get(holder);
+    let same_process = row.is_some_and(|r| r.incarnation.as_deref() == Some(incarnation.as_str()));
+    if !same_process {
+        let seen_before = lease
+            .seen
+            .since
+            .is_some_and(|s| view.scanned_at.is_some_and(|at| s < at));
+        return if seen_before {
+            Judged::Gone
+        } else {
+            Judged::Alive
+        };
+    }
+    match row {
+        Some(r) if holder != me && seen_still(holder) => Judged::Fence(holder.clone(), r.counter),
+        _ => Judged::Alive,
+    }
 }
 
 impl<R: Record + Clone> Worker<R> {
@@ -61,13 +114,52 @@ impl<R: Record + Clone> Worker<R> {
         self.planning
             .awaiting_acquire
             .retain(|key, counter| view.get(key).is_some_and(|l| l.counter == *counter));
+        let worker_liveness = self.ctx.config.worker_liveness();
+        if worker_liveness {
+            let fenced = &self.planning.fenced;
+            workers.retain(|w| {
+                w.id == self.ctx.id
+                    || self.view.workers.get(&w.id).is_some_and(|r| {
+                        r.incarnation
+                            .as_deref()
+                            .is_some_and(|i| !fenced.contains(i))
+                    })
+            });
+            let named: BTreeSet<&str> = view
+                .iter()
+                .filter_map(|(_, l)| l.owner_incarnation.as_deref())
+                .collect();
+            self.planning.fenced.retain(|i| named.contains(i.as_str()));
+        }
+        let mut fences: BTreeMap<WorkerId, (u64, Text)> = BTreeMap::new();
+        let seen_still = |w: &WorkerId| self.seen(&WorkerRow::key(w)).older_than(now, d);
         let leases: Vec<PlanLease> = self
             .view
             .leases
             .iter()
             .filter(|(_, l)| !l.is_finished() && self.parents_done(l))
             .map(|(key, l)| {
-                let expired = l.owner.is_none() || l.seen.older_than(now, d);
+                let expired = l.owner.is_none()
+                    || match l.owner_incarnation.as_ref().filter(|_| worker_liveness) {
+                        None => l.seen.older_than(now, d),
+                        Some(incarnation) => {
+                            match judge(
+                                l,
+                                incarnation,
+                                &self.view,
+                                &self.planning,
+                                seen_still,
+                                &self.ctx.id,
+                            ) {
+                                Judged::Alive => false,
+                                Judged::Gone => true,
+                                Judged::Fence(worker, counter) => {
+                                    fences.insert(worker, (counter, incarnation.clone()));
+                                    false
+                                }
+                            }
+                        }
+                    };
                 PlanLease {
                     key: key.clone(),
                     holder: if expired { None } else { l.owner.clone() },
@@ -124,10 +216,46 @@ impl<R: Record + Clone> Worker<R> {
                         from: from.clone(),
                         to: to.clone(),
                     };
+                    let from = from.clone();
                     self.ctx
-                        .write(&op, WriteOp::InitiateHandoff { to, counter });
+                        .write(&op, WriteOp::InitiateHandoff { from, to, counter });
                 }
             }
+        }
+        for (worker, (counter, incarnation)) in fences {
+            if !self.planning.fencing.insert(worker.clone()) {
+                continue;
+            }
+            let op = LeaseOp::FenceWorker {
+                worker: worker.clone(),
+                counter,
+                incarnation,
+            };
+            self.ctx.write(&op, WriteOp::FenceWorker { worker });
+        }
+    }
+
+    /// A fence's answer. Once it landed, none of the fenced process's heartbeats lands again
+    /// and its windows have closed (its counter stood still for the failover time on this
+    /// clock), so its leases are planned at once. Refused: it heartbeat meanwhile, or its row
+    /// changed hands; the next scan shows which.
+    pub(super) fn fenced(&mut self, worker: WorkerId, result: Result<Option<Item>, Failure>) {
+        self.planning.fencing.remove(&worker);
+        if result.is_err() {
+            return;
+        }
+        self.ctx.stats.workers_fenced += 1;
+        if let Some(row) = self.view.workers.get_mut(&worker) {
+            if let Some(incarnation) = row.incarnation.take() {
+                self.planning
+                    .fenced
+                    .insert(Text::from(incarnation.as_str()));
+            }
+        }
+        if self.ctx.phase == super::Phase::Running
+            && self.election.is_leader(&self.ctx.config, self.ctx.now)
+        {
+            self.plan();
         }
     }
 
@@ -248,6 +376,7 @@ impl<R: Record + Clone> Worker<R> {
     pub(super) fn handoff_initiated(
         &mut self,
         key: LeaseKey,
+        from: WorkerId,
         to: WorkerId,
         counter: u64,
         result: Result<Option<Item>, Failure>,
@@ -257,6 +386,14 @@ impl<R: Record + Clone> Worker<R> {
             self.ctx.stats.handoffs_initiated += 1;
         }
         if may_have_landed(&result) {
+            if self.ctx.config.worker_liveness() {
+                // No renewal shows the old owner the row any more: it is told too.
+                if from == self.ctx.id {
+                    self.touch(&key, |h, _| h.renew_due());
+                } else {
+                    self.notify(from, key.clone(), counter, true);
+                }
+            }
             self.tell_new_owner(key, to, counter, true);
         }
     }
@@ -334,6 +471,80 @@ mod tests {
             leaving: false,
             acked: alloc::vec::Vec::new(),
         });
+    }
+
+    fn worker_liveness() -> Config {
+        Config::default().with_worker_liveness()
+    }
+
+    /// `shard-1`, acquired by the process `incarnation` of w2.
+    fn acquired_by_w2(h: &mut Harness, incarnation: &str) {
+        let mut l = unowned("shard-1");
+        l.owner = Some(WorkerId::from("w2"));
+        l.counter = 3;
+        l.owner_incarnation = Some(incarnation.into());
+        h.put(&l);
+    }
+
+    fn position_of(h: &Harness, kind: WriteKind, key: &str) -> Option<usize> {
+        h.log.iter().position(|c| {
+            matches!(c, crate::io::Command::WriteLease { write, .. } if write.kind == kind && write.key == key)
+        })
+    }
+
+    /// Worker liveness: the lease of a worker whose row stood still is assigned only after the
+    /// fence of that row landed; the lease of a worker whose row moves stays where it is.
+    #[test]
+    fn under_worker_liveness_a_still_worker_is_fenced_before_its_leases_move() {
+        let mut h = Harness::new(worker_liveness(), "w1");
+        heartbeat(&mut h, "w2");
+        acquired_by_w2(&mut h, "w2");
+        for t in (2_000..=40_000).step_by(2_000) {
+            h.run_until(t);
+            heartbeat(&mut h, "w2");
+        }
+        assert_eq!(
+            h.lease("shard-1").and_then(|l| l.owner),
+            Some(WorkerId::from("w2"))
+        );
+        assert!(h.writes(WriteKind::Fence).is_empty());
+        assert!(h.writes(WriteKind::Assign).is_empty());
+        // w2 stops.
+        h.run_until(60_000);
+        assert!(h.holds("shard-1"), "assigned to w1 and acquired");
+        let fence = position_of(&h, WriteKind::Fence, &WorkerRow::key(&WorkerId::from("w2")));
+        let assign = position_of(&h, WriteKind::Assign, "shard-1");
+        assert!(
+            fence.is_some() && assign.is_some() && fence < assign,
+            "{fence:?} {assign:?}"
+        );
+        assert_eq!(h.writes(WriteKind::Fence).len(), 1);
+        assert_eq!(h.w.stats().workers_fenced, 1);
+        let incarnation = h.lease("shard-1").and_then(|l| l.owner_incarnation);
+        assert!(
+            incarnation.is_some_and(|i| i.as_str() != "w2"),
+            "w1's own process"
+        );
+    }
+
+    /// A lease whose process is no longer the one its worker's row names (the row was taken
+    /// over, or the process gave up its incarnation) is free without a fence, once the leader
+    /// has seen both in scans one after the other.
+    #[test]
+    fn under_worker_liveness_a_lease_of_a_process_gone_is_free_at_once() {
+        let mut h = Harness::new(worker_liveness(), "w1");
+        heartbeat(&mut h, "w2");
+        acquired_by_w2(&mut h, "an-earlier-process");
+        for t in (1_000..=8_000).step_by(1_000) {
+            h.run_until(t);
+            heartbeat(&mut h, "w2");
+        }
+        assert_ne!(
+            h.lease("shard-1").and_then(|l| l.owner),
+            Some(WorkerId::from("w2")),
+            "assigned within a few scans"
+        );
+        assert!(h.writes(WriteKind::Fence).is_empty());
     }
 
     #[test]

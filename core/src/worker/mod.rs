@@ -437,7 +437,10 @@ impl<R: Record + Clone> Worker<R> {
                 }
             }
             Due::Worker(TimerKey::Renew) => {
-                self.touch_all(|h, _| h.renew_due());
+                // Under worker liveness renewals carry only the throughput, for weighting.
+                if !self.ctx.config.worker_liveness() || self.ctx.config.throughput_weighting {
+                    self.touch_all(|h, _| h.renew_due());
+                }
                 self.renew_leadership();
                 let at = self.ctx.now + self.ctx.config.renew_interval();
                 self.ctx.timers.set(TimerKey::Renew, at);
@@ -518,8 +521,8 @@ impl<R: Record + Clone> Worker<R> {
             WriteOp::Create { child_of } => self.created(key, child_of, result),
             WriteOp::Delete => self.deleted(key, result),
             WriteOp::Assign { to, counter_after } => self.assigned(key, to, counter_after, result),
-            WriteOp::InitiateHandoff { to, counter } => {
-                self.handoff_initiated(key, to, counter, result)
+            WriteOp::InitiateHandoff { from, to, counter } => {
+                self.handoff_initiated(key, from, to, counter, result)
             }
             WriteOp::Notify {
                 worker,
@@ -528,7 +531,11 @@ impl<R: Record + Clone> Worker<R> {
                 handoff,
             } => self.notified(worker, shard, counter, handoff, result),
             WriteOp::DeleteDeadWorkerRow { worker } => self.dead_worker_row_deleted(worker, result),
-            WriteOp::Heartbeat { acked } => self.heartbeat_written(acked, result),
+            WriteOp::Heartbeat { acked, incarnation } if incarnation == self.inbox.incarnation => {
+                self.heartbeat_written(acked, sent, result)
+            }
+            WriteOp::Heartbeat { .. } => self.ctx.stats.stale_results += 1,
+            WriteOp::FenceWorker { worker } => self.fenced(worker, result),
             WriteOp::LeaderClaim { counter_after } => self.claimed(counter_after, sent, result),
             WriteOp::LeaderRenew { counter_after } => {
                 self.leader_renewed(counter_after, sent, result)
@@ -550,7 +557,8 @@ impl<R: Record + Clone> Worker<R> {
                 }
                 let h = alloc::boxed::Box::new(HeldLease::new(&mut self.ctx, lease, sent, steal));
                 self.held.insert(key.clone(), h);
-                self.settle(&key);
+                // A row already handed on (read back under worker liveness) is left at once.
+                self.touch(&key, |h, ctx| h.notice_handoff(ctx));
             }
             Err(error) => self.ctx.malformed(&item, error),
         }

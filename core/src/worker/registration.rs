@@ -13,6 +13,8 @@
 //! Until its heartbeat has landed a worker neither claims leadership nor acquires a lease, so a
 //! second process with a live id never delivers.
 
+use super::ctx::Heartbeats;
+use super::timers::TimerKey;
 use super::{Pending, Phase, Worker};
 use crate::io::{Event, Failure, Record};
 use crate::item::{Item, Text};
@@ -66,6 +68,45 @@ impl<R: Record + Clone> Worker<R> {
     /// A heartbeat landed: this process holds the row.
     pub(super) fn registered(&mut self) {
         self.inbox.registration = Registration::Registered;
+    }
+
+    /// Worker liveness: a heartbeat of this incarnation sent at `sent` landed, which keeps every
+    /// lease it holds until `delivery_window` after `sent`.
+    pub(super) fn heartbeat_landed(&mut self, sent: Instant) {
+        let landed = &mut self.ctx.heartbeats.landed;
+        if landed.is_none_or(|l| sent > l) {
+            *landed = Some(sent);
+        }
+        self.touch_all(|h, _| h.heartbeat_landed(sent));
+    }
+
+    /// Worker liveness: no heartbeat that landed, or is in flight, keeps a window open.
+    pub(super) fn window_closed(&self) -> bool {
+        self.ctx
+            .heartbeats
+            .holds_until(&self.ctx.config)
+            .is_none_or(|end| self.ctx.now >= end)
+    }
+
+    /// Worker liveness: a heartbeat failed without landing; the next is sent after a backoff,
+    /// never later than its tick.
+    pub(super) fn heartbeat_failed(&mut self) {
+        let retry = self.ctx.now + self.ctx.backoff(1);
+        self.ctx.timers.set_earlier(TimerKey::Heartbeat, retry);
+    }
+
+    /// Worker liveness: this process stops being the one its worker row names. Every lease it
+    /// holds is dropped (another worker may hold it, or will once the leader sees the row's new
+    /// incarnation), and it registers again under a fresh incarnation: at once on its own row
+    /// when `own_row` (its windows closed, so the row may change hands), otherwise on a row the
+    /// leader fenced or deleted (a row another process took over stops it, as at its start).
+    pub(super) fn give_up_incarnation(&mut self, own_row: bool) {
+        self.ctx.stats.incarnations_given_up += 1;
+        self.touch_all(|h, ctx| h.lose(ctx));
+        let fresh = incarnation(self.ctx.rng.next_u64());
+        let old = self.inbox.incarnation.clone();
+        self.inbox.start_over(fresh, own_row.then_some(old));
+        self.ctx.heartbeats = Heartbeats::default();
     }
 
     /// A heartbeat was refused: the row is another process's.

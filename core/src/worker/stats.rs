@@ -58,6 +58,11 @@ pub struct Stats {
     pub leaderships: u64,
     /// 1 when this worker stopped because another live process has its id (`Coordinated`).
     pub duplicate_worker_id: u64,
+    /// Worker liveness: times this process gave up its incarnation with every lease it held (its
+    /// heartbeats stopped landing for a delivery window, or it was fenced).
+    pub incarnations_given_up: u64,
+    /// Worker liveness: fences this worker wrote as leader that landed.
+    pub workers_fenced: u64,
 }
 
 /// What a checker may read of one held lease.

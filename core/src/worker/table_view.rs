@@ -19,6 +19,8 @@ use crate::worker::timers::TimerKey;
 pub(crate) struct TableLease {
     pub(crate) owner: Option<WorkerId>,
     pub(crate) checkpoint_owner: Option<WorkerId>,
+    /// Worker liveness: the process that acquired it ([`crate::lease::attr::OWNER_INCARNATION`]).
+    pub(crate) owner_incarnation: Option<crate::item::Text>,
     pub(crate) counter: u64,
     /// When this worker first saw the counter: expiry is judged on its own clock.
     pub(crate) seen: Seen,
@@ -105,6 +107,8 @@ pub(crate) struct ScanSummary {
 pub(crate) struct TableView {
     pub(crate) leases: LeaseTable,
     pub(crate) workers: BTreeMap<WorkerId, WorkerRow>,
+    /// When the last scan completed, on this worker's clock.
+    pub(crate) scanned_at: Option<crate::time::Instant>,
     scan: Outstanding,
 }
 
@@ -182,6 +186,7 @@ impl TableView {
                     old_lease.and_then(|o| o.checkpoint_owner.as_ref()),
                     row.checkpoint_owner,
                 ),
+                owner_incarnation: row.owner_incarnation.map(crate::item::Text::from),
                 counter: row.counter,
                 seen,
                 progress,
@@ -199,6 +204,7 @@ impl TableView {
         });
         self.leases = LeaseTable::new(entries);
         self.workers = workers;
+        self.scanned_at = Some(now);
         ScanSummary { newly_finished }
     }
 }

@@ -323,6 +323,18 @@ impl Timers {
         self.arm(Id::worker(key), at);
     }
 
+    /// Sets a worker timer to `at` unless it is armed for an earlier instant.
+    pub(crate) fn set_earlier(&mut self, key: TimerKey, at: Instant) {
+        let id = Id::worker(key);
+        let armed = self
+            .deadline(id)
+            .and_then(|d| (*d).get())
+            .is_some_and(|old| old <= at);
+        if !armed {
+            self.arm(id, at);
+        }
+    }
+
     pub(crate) fn set_lease(&mut self, slot: TimerSlot, kind: LeaseTimer, at: Instant) {
         self.arm(Id::lease(slot, kind), at);
     }

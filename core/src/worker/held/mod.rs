@@ -38,6 +38,9 @@ pub(crate) struct HeldLease<R> {
     session: ProcessorSession,
     /// Released or lost: the worker forgets it after this step.
     gone: bool,
+    /// Worker liveness: the window closed while an abandoned processor's call ran, and the
+    /// lease is being left by its last write (nothing is delivered any more).
+    outlived: bool,
 }
 
 impl<R: Record + Clone> HeldLease<R> {
@@ -54,14 +57,29 @@ impl<R: Record + Clone> HeldLease<R> {
             token,
         });
         let finished = lease.is_finished();
+        // Under worker liveness the window runs from the last heartbeat that landed, whenever
+        // the acquire was sent: the leader moves a lease of this process only after fencing
+        // it, which that heartbeat's window outlasts. Without one, the window is closed.
+        let anchor = if ctx.config.worker_liveness() {
+            ctx.heartbeats.landed.unwrap_or_else(|| {
+                Instant::from_millis(
+                    ctx.now
+                        .as_millis()
+                        .saturating_sub(ctx.config.delivery_window().as_millis() as u64),
+                )
+            })
+        } else {
+            sent
+        };
         let mut held = Self {
             timers: ctx.timers.claim(&lease.key),
-            tenure: Tenure::new(&ctx.config, ctx.now, sent, stolen),
+            tenure: Tenure::new(&ctx.config, ctx.now, anchor, stolen),
             reader: ShardReader::new(ctx.now),
             session: ProcessorSession::new(finished),
             lease,
             token,
             gone: false,
+            outlived: false,
         };
         if !finished {
             held.read_parents(ctx);
@@ -112,8 +130,17 @@ impl<R: Record + Clone> HeldLease<R> {
         if self.gone {
             return;
         }
-        if !self.tenure.window_holds(ctx, self.timers) {
-            return self.lose(ctx);
+        let frozen = self.session.abandoned_call_running();
+        if !self.outlived && !self.tenure.window_holds(ctx, self.timers, frozen) {
+            // The window of an abandoned processor's lease stopped following the heartbeats:
+            // under worker liveness nobody takes a lease of a live worker, so it is left by its
+            // last write (a call still running is cancelled at the window's end, the driver's
+            // contract), also when the call returned after its window had closed.
+            if !(self.session.is_abandoned() && ctx.config.worker_liveness()) {
+                return self.lose(ctx);
+            }
+            self.outlived = true;
+            self.session.abandoned_call_outlived();
         }
         self.next_write(ctx);
         if self.session.is_leaving() {
@@ -372,7 +399,7 @@ impl<R: Record + Clone> HeldLease<R> {
         }
     }
 
-    fn notice_handoff(&mut self, ctx: &mut Ctx<R>) {
+    pub(crate) fn notice_handoff(&mut self, ctx: &mut Ctx<R>) {
         let me = &ctx.id;
         if self.lease.checkpoint_owner.as_ref() == Some(me) && self.lease.owner.as_ref() != Some(me)
         {
@@ -382,6 +409,14 @@ impl<R: Record + Clone> HeldLease<R> {
 
     pub(crate) fn renew_due(&mut self) {
         self.tenure.set_renew_due();
+    }
+
+    /// Worker liveness: a heartbeat sent at `sent` landed. The window of a lease whose
+    /// abandoned processor's call still runs stays where it was, so that it closes.
+    pub(crate) fn heartbeat_landed(&mut self, sent: Instant) {
+        if !self.session.abandoned_call_running() {
+            self.tenure.heartbeat_landed(sent);
+        }
     }
 
     // ---- leaving ---------------------------------------------------------------------------

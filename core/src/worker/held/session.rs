@@ -193,6 +193,20 @@ impl ProcessorSession {
         )
     }
 
+    /// Worker liveness: the lease's window closed while an abandoned call ran, so the driver
+    /// cancelled it: the lease is left as if it had returned.
+    pub(crate) fn abandoned_call_outlived(&mut self) {
+        if let Some(
+            leaving @ Leaving {
+                processor: Farewell::Abandoned { .. },
+                ..
+            },
+        ) = &mut self.leaving
+        {
+            leaving.processor = Farewell::Abandoned { running: None };
+        }
+    }
+
     pub(crate) fn last_delivered(&self) -> Option<&RecordPosition> {
         self.last_delivered.as_ref()
     }

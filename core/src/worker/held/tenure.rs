@@ -3,7 +3,10 @@
 //! The safety-critical part of holding a lease. The delivery window ends `failover_time -
 //! safety_margin` after the *send* time of the last own write that landed; another worker takes
 //! the lease only after seeing its counter unchanged for `failover_time` on its own clock, so the
-//! holder stops first (see [`crate::protocol`]). A write whose outcome is unknown (a timeout, a
+//! holder stops first (see [`crate::protocol`]). Under worker liveness only the worker's
+//! heartbeats move the window ([`Tenure::heartbeat_landed`]): the leader reassigns a lease once
+//! it has fenced the worker whose heartbeat it saw stand still, whatever the lease's own writes
+//! did meanwhile, so a checkpoint that lands proves nothing about the time after it. A write whose outcome is unknown (a timeout, a
 //! 5xx) may have landed: the lease is not lost on a later refused write until a consistent read
 //! shows whether one of this holder's own writes explains the refusal.
 //!
@@ -167,18 +170,24 @@ impl Tenure {
 
     /// Keeps the window's timer; false once the window has closed for good. A closed window is
     /// reopened by a write in flight (or one of unknown outcome being verified) sent late enough
-    /// to end a window still open; until that is known, nothing is delivered.
-    pub(crate) fn window_holds<R>(&self, ctx: &mut Ctx<R>, slot: TimerSlot) -> bool {
+    /// to end a window still open; until that is known, nothing is delivered. Under worker
+    /// liveness only the worker's heartbeat in flight may reopen it, and none may while `frozen`
+    /// (an abandoned processor's call runs: the lease is left once its window closed).
+    pub(crate) fn window_holds<R>(&self, ctx: &mut Ctx<R>, slot: TimerSlot, frozen: bool) -> bool {
         let now = ctx.now;
         let window = ctx.config.delivery_window();
         let end = self.window_end(&ctx.config);
         let until = if now < end {
             end
         } else {
-            let rescue = match &self.write {
-                WriteState::InFlight { sent, .. } => Some(*sent),
-                WriteState::Verifying { .. } => self.unknown_since,
-                WriteState::Idle => None,
+            let rescue = if ctx.config.worker_liveness() {
+                ctx.heartbeats.in_flight.filter(|_| !frozen)
+            } else {
+                match &self.write {
+                    WriteState::InFlight { sent, .. } => Some(*sent),
+                    WriteState::Verifying { .. } => self.unknown_since,
+                    WriteState::Idle => None,
+                }
             };
             match rescue.map(|s| s + window) {
                 Some(end) if end > now => end,
@@ -187,6 +196,13 @@ impl Tenure {
         };
         ctx.timers.set_lease(slot, LeaseTimer::Window, until);
         true
+    }
+
+    /// Worker liveness: a heartbeat sent at `sent` landed, so the window runs from then.
+    pub(crate) fn heartbeat_landed(&mut self, sent: Instant) {
+        if sent > self.renewed_sent {
+            self.renewed_sent = sent;
+        }
     }
 
     pub(crate) fn set_renew_due(&mut self) {
@@ -257,7 +273,7 @@ impl Tenure {
         Some(match result {
             Ok(()) => {
                 self.attempts = 0;
-                if sent > self.renewed_sent {
+                if sent > self.renewed_sent && !ctx.config.worker_liveness() {
                     self.renewed_sent = sent;
                 }
                 self.unknown_since = None;
@@ -270,9 +286,13 @@ impl Tenure {
                 // Only one of this holder's own writes of unknown outcome can explain a lost
                 // race on a lease it holds; without one, the lease is gone (and what a last
                 // write meant to do is moot). A release asks for `leaseOwner = me`, so a
-                // handoff this holder has not seen refuses it too: the row decides.
+                // handoff this holder has not seen refuses it too: the row decides. Under
+                // worker liveness the row always decides: a lease dropped while the row still
+                // names this process would look alive for as long as it heartbeats (a write
+                // retried by the driver after it landed is refused by its own first landing).
                 ref w
                     if self.unknown_since.is_none()
+                        && !ctx.config.worker_liveness()
                         && !matches!(w, OwnWrite::Leave(Leave::Release(_))) =>
                 {
                     Written::Lost
@@ -317,10 +337,13 @@ impl Tenure {
             }
             (RowSeen::OwnWriteLanded, Some(since)) => {
                 // Date the renewal by the oldest such write's send time.
-                if since > self.renewed_sent {
+                if since > self.renewed_sent && !ctx.config.worker_liveness() {
                     self.renewed_sent = since;
                 }
                 self.unknown_since = None;
+                Verified::Held(write)
+            }
+            (RowSeen::OwnWriteLanded, None) if ctx.config.worker_liveness() => {
                 Verified::Held(write)
             }
             (RowSeen::HandoffUnseen, _) if matches!(write, OwnWrite::Leave(Leave::Release(_))) => {
@@ -373,7 +396,7 @@ mod tests {
             t.deliver_until(&ctx.config, ms(1_000)),
             Some(ms(500 + WINDOW))
         );
-        assert!(t.window_holds(&mut ctx, slot));
+        assert!(t.window_holds(&mut ctx, slot, false));
         // A renewal sent at 3 s lands at 4 s: the window now runs from 3 s.
         ctx.now = ms(3_000);
         assert_eq!(t.poll(&mut ctx, slot), Next::Write);
@@ -397,11 +420,14 @@ mod tests {
         let (mut ctx, slot) = ctx_at(0);
         let mut t = Tenure::new(&ctx.config, ms(0), ms(0), false);
         ctx.now = ms(WINDOW);
-        assert!(!t.window_holds(&mut ctx, slot), "closed, nothing in flight");
+        assert!(
+            !t.window_holds(&mut ctx, slot, false),
+            "closed, nothing in flight"
+        );
         // A renewal sent at 8 s, unanswered at 9 s: its window would end at 17 s.
         let mut t2 = Tenure::new(&ctx.config, ms(0), ms(0), false);
         t2.sent(ms(8_000), OwnWrite::Renew);
-        assert!(t2.window_holds(&mut ctx, slot));
+        assert!(t2.window_holds(&mut ctx, slot, false));
         assert_eq!(
             t2.deliver_until(&ctx.config, ctx.now),
             None,
@@ -411,11 +437,49 @@ mod tests {
         assert_eq!(window_timer(&mut ctx, 8_000 + WINDOW).len(), 1);
         ctx.now = ms(8_000 + WINDOW);
         assert!(
-            !t2.window_holds(&mut ctx, slot),
+            !t2.window_holds(&mut ctx, slot, false),
             "and not past its own window"
         );
         t.sent(ms(0), OwnWrite::Renew);
-        assert!(!t.window_holds(&mut ctx, slot));
+        assert!(!t.window_holds(&mut ctx, slot, false));
+    }
+
+    /// Worker liveness: the lease's own writes never move its window (a checkpoint that lands
+    /// proves nothing once the leader has fenced the worker); the heartbeats do, and only a
+    /// heartbeat in flight keeps a closed window from being lost, unless the window is frozen.
+    #[test]
+    fn under_worker_liveness_only_heartbeats_move_the_window() {
+        let (mut ctx, slot) = ctx_at(0);
+        ctx.config.liveness = crate::config::Liveness::Worker;
+        let mut t = Tenure::new(&ctx.config, ms(0), ms(0), false);
+        t.sent(ms(2_000), OwnWrite::Renew);
+        ctx.now = ms(2_500);
+        assert_eq!(
+            t.written(&mut ctx, Ok(())),
+            Some(Written::Landed(OwnWrite::Renew))
+        );
+        assert_eq!(
+            t.window_end(&ctx.config),
+            ms(WINDOW),
+            "an own write does not move it"
+        );
+        t.heartbeat_landed(ms(3_000));
+        assert_eq!(t.window_end(&ctx.config), ms(3_000 + WINDOW));
+        t.heartbeat_landed(ms(1_000));
+        assert_eq!(
+            t.window_end(&ctx.config),
+            ms(3_000 + WINDOW),
+            "never backwards"
+        );
+        // Closed, with an own write in flight: under worker liveness that rescues nothing.
+        ctx.now = ms(3_000 + WINDOW);
+        t.sent(ms(11_000), OwnWrite::Renew);
+        assert!(!t.window_holds(&mut ctx, slot, false));
+        // A heartbeat in flight, sent in time, does (without delivery), unless frozen.
+        ctx.heartbeats.in_flight = Some(ms(10_000));
+        assert!(t.window_holds(&mut ctx, slot, false));
+        assert_eq!(t.deliver_until(&ctx.config, ctx.now), None);
+        assert!(!t.window_holds(&mut ctx, slot, true));
     }
 
     #[test]
