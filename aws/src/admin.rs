@@ -55,6 +55,15 @@ pub enum AdminError {
         /// Its owner.
         owner: String,
     },
+    /// The lease is held under worker liveness (`ownerIncarnation`): its holder renews nothing,
+    /// so an eviction would not reach it, and another worker could deliver beside it. Stop the
+    /// holder (its shutdown releases every lease; a crashed one is fenced by the leader).
+    HeldByLiveWorker {
+        /// The lease.
+        shard: String,
+        /// Its holder.
+        owner: String,
+    },
     /// The row changed between the read and the write (a worker renewed or took it): nothing
     /// was written; read it again.
     Changed {
@@ -81,6 +90,10 @@ impl fmt::Display for AdminError {
             Self::Held { shard, owner } => write!(
                 f,
                 "{shard} is held by {owner}: release it first (kcl-admin release {shard})"
+            ),
+            Self::HeldByLiveWorker { shard, owner } => write!(
+                f,
+                "{shard} is held by {owner} under worker liveness, which renews no lease and would not notice an eviction: stop {owner} instead (its shutdown releases its leases)"
             ),
             Self::Changed { shard } => write!(
                 f,
@@ -159,9 +172,17 @@ impl<T: LeaseTable> TableAdmin<T> {
         Ok(snapshot)
     }
 
-    /// Frees `shard`'s lease, whoever holds it; the lease as it is now.
+    /// Frees `shard`'s lease, whoever holds it; the lease as it is now. A lease acquired under
+    /// worker liveness is refused ([`AdminError::HeldByLiveWorker`]).
     pub async fn release(&self, shard: &str) -> Result<Lease, AdminError> {
         let lease = self.lease(shard).await?;
+        if lease.owner_incarnation.is_some() {
+            let holder = lease.checkpoint_owner.as_ref().or(lease.owner.as_ref());
+            return Err(AdminError::HeldByLiveWorker {
+                shard: shard.to_string(),
+                owner: holder.map_or_else(String::new, ToString::to_string),
+            });
+        }
         self.write(
             shard,
             LeaseOp::Evict {

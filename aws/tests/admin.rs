@@ -97,6 +97,28 @@ async fn release_fences_the_holder_and_a_checkpoint_moves_only_on_a_free_lease()
             shard: "shardId-9".into()
         })
     );
+
+    // A lease acquired under worker liveness is not evicted: its holder would never notice.
+    let mut live = Lease::new(LeaseKey::from("shardId-2"), Position::TrimHorizon);
+    live.owner = Some(WorkerId::from("w1"));
+    live.owner_incarnation = Some("w1-process".into());
+    write(
+        &table,
+        LeaseOp::Create {
+            lease: Box::new(live),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        admin.release("shardId-2").await,
+        Err(AdminError::HeldByLiveWorker {
+            shard: "shardId-2".into(),
+            owner: "w1".into()
+        })
+    );
+    let untouched = admin.snapshot().await.unwrap().leases[&LeaseKey::from("shardId-2")].clone();
+    assert_eq!(untouched.owner, Some(WorkerId::from("w1")));
 }
 
 #[tokio::test]

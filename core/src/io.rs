@@ -673,4 +673,6 @@ pub enum TimerReason {
     RequestTimeout,
     /// Give up waiting for processors at shutdown.
     ShutdownTimeout,
+    /// The leader fences a worker whose heartbeat stood still (worker liveness).
+    FenceWorkers,
 }

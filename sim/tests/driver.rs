@@ -148,6 +148,27 @@ fn broken_clock_assumptions_are_reported() {
     assert!(!exclusivity_reported(monotonic).is_empty());
 }
 
+/// Worker liveness under the driver's own faults (answers held past their call's timeout): a
+/// fence whose answer came after a scan showed the worker's next process must not free that
+/// process's leases (chaos seed 47: the leader freed them while their owner delivered), and a
+/// late answer to an acquire given up must not become the answer of a later acquisition of the
+/// same lease (rolling-deploy seed 15: a worker held the lease at a token the table had left
+/// twice, and its sink writes went through after the next ownership began).
+#[test]
+fn worker_liveness_ignores_answers_that_come_late() {
+    for (scenario, seed) in [(Scenario::Chaos, 47), (Scenario::RollingDeploy, 15)] {
+        let r = quiet(&RunSpec {
+            workers: 6,
+            shards: 24,
+            duration_ms: 300_000,
+            faults: kcl_sim::Faults::Chaos,
+            processors: Processors::Mixed,
+            ..spec(scenario, Policy::Worker, seed)
+        });
+        assert_clean(&r);
+    }
+}
+
 /// The sink's check is not blind: with clocks drifting beyond the bound, an owner can still be
 /// writing after the table gave its lease to another (seeds 10 and 11 of chaos with drift beyond).
 #[test]

@@ -612,6 +612,24 @@ fn worker_liveness_renews_no_lease() {
     );
 }
 
+/// Worker liveness: a leader that gave its incarnation up (fenced, or its window closed) goes on
+/// planning, but takes no lease until a heartbeat of its new incarnation landed. It once
+/// assigned orphans to itself and acquired them with no window to deliver in: three leases of
+/// this seed stayed with a live incarnation that held none of them.
+#[test]
+fn a_leader_between_incarnations_takes_no_lease() {
+    let r = quiet(&RunSpec {
+        workers: 6,
+        shards: 24,
+        duration_ms: 360_000,
+        faults: Faults::Chaos,
+        processors: Processors::Mixed,
+        ..spec(Scenario::Reshard, Policy::Worker, 39)
+    });
+    assert_no_violation(&r);
+    assert_eq!(r.records_lost, 0, "{}", r.replay);
+}
+
 /// One crash in a calm fleet: its leases deliver again at new owners no sooner than the
 /// failover time allows (exclusivity) and are all measured.
 #[test]

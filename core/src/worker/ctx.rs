@@ -94,7 +94,8 @@ pub(crate) enum WriteOp {
         counter_after: u64,
     },
     InitiateHandoff {
-        from: WorkerId,
+        /// The old owner, when it is to be told (it holds the lease under worker liveness).
+        tell_from: Option<WorkerId>,
         to: WorkerId,
         counter: u64,
     },
@@ -112,6 +113,7 @@ pub(crate) enum WriteOp {
     },
     FenceWorker {
         worker: WorkerId,
+        incarnation: crate::item::Text,
     },
     LeaderClaim {
         counter_after: u64,

@@ -9,7 +9,7 @@ use super::registration::Registration;
 use super::timers::{LeaseTimer, TimerKey};
 use super::{Outstanding, Pending, Phase, Worker, WriteOp};
 use crate::config::BalancingPolicy;
-use crate::io::{Failure, Record};
+use crate::io::{Failure, Record, RequestId};
 use crate::item::{Item, Text};
 use crate::lease::{Lease, LeaseKey, Row};
 use crate::protocol::LeaseOp;
@@ -230,6 +230,18 @@ impl<R: Record + Clone> Worker<R> {
         if a.write != Outstanding::Idle {
             return;
         }
+        if self.ctx.config.worker_liveness() && self.ctx.heartbeats.landed.is_none() {
+            // No heartbeat of this incarnation landed yet: a lease acquired now would have no
+            // window to deliver in, and would look alive once one lands. Wait, within bounds.
+            let give_up_at = a.since + self.ctx.config.handoff_timeout;
+            if self.ctx.now >= give_up_at {
+                self.inbox.done(&key);
+            } else {
+                let at = self.ctx.now + self.ctx.config.handoff_poll_interval;
+                self.ctx.timers.set_for(&key, LeaseTimer::HandoffPoll, at);
+            }
+            return;
+        }
         let req = match a.expect {
             Some(counter) => {
                 let op = LeaseOp::Acquire {
@@ -257,11 +269,19 @@ impl<R: Record + Clone> Worker<R> {
     /// whether the old owner is still finishing.
     pub(super) fn acquired(
         &mut self,
+        req: RequestId,
         key: LeaseKey,
         sent: Instant,
         result: Result<Option<Item>, Failure>,
     ) {
-        let Some(a) = self.inbox.acquiring.get_mut(&key) else {
+        // Only the answer to this acquisition's own request: a late answer to an earlier one of
+        // the same lease (given up since) carries a row that may have moved on twice.
+        let Some(a) = self
+            .inbox
+            .acquiring
+            .get_mut(&key)
+            .filter(|a| a.write == Outstanding::InFlight(req))
+        else {
             self.ctx.stats.stale_results += 1;
             return;
         };
@@ -285,8 +305,18 @@ impl<R: Record + Clone> Worker<R> {
 
     /// The row of a lease being acquired: acquire it once the old owner completed, poll while it
     /// has not, give up once it is someone else's, gone or finished, or the wait is too long.
-    pub(super) fn acquire_read(&mut self, key: LeaseKey, result: Result<Option<Item>, Failure>) {
-        let Some(a) = self.inbox.acquiring.get_mut(&key) else {
+    pub(super) fn acquire_read(
+        &mut self,
+        req: RequestId,
+        key: LeaseKey,
+        result: Result<Option<Item>, Failure>,
+    ) {
+        let Some(a) = self
+            .inbox
+            .acquiring
+            .get_mut(&key)
+            .filter(|a| a.write == Outstanding::InFlight(req))
+        else {
             self.ctx.stats.stale_results += 1;
             return;
         };

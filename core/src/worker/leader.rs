@@ -36,6 +36,8 @@ pub(crate) struct Planning {
 enum Judged {
     /// Its process lives (or may: judged again at the next scan).
     Alive,
+    /// Its process lives, and its row is watched: fenced once it stands still long enough.
+    Watched(WorkerId),
     /// Its process is gone for good: fenced, taken over, deleted, or given up.
     Gone,
     /// Its worker row stood still for the failover time: fence it first.
@@ -76,6 +78,7 @@ fn judge(
     }
     match row {
         Some(r) if holder != me && seen_still(holder) => Judged::Fence(holder.clone(), r.counter),
+        Some(_) if holder != me => Judged::Watched(holder.clone()),
         _ => Judged::Alive,
     }
 }
@@ -105,17 +108,20 @@ impl<R: Record + Clone> Worker<R> {
                 leaving: w.leaving,
             })
             .collect();
-        workers.push(PlanWorker {
-            id: me,
-            max_leases: self.ctx.config.max_leases_per_worker,
-            leaving: false,
-        });
+        // Under worker liveness a leader whose heartbeat has not landed (it gave its incarnation
+        // up) takes nothing until it has: it could not deliver.
+        if !self.ctx.config.worker_liveness() || self.ctx.heartbeats.landed.is_some() {
+            workers.push(PlanWorker {
+                id: me,
+                max_leases: self.ctx.config.max_leases_per_worker,
+                leaving: false,
+            });
+        }
         let view = &self.view.leases;
         self.planning
             .awaiting_acquire
             .retain(|key, counter| view.get(key).is_some_and(|l| l.counter == *counter));
-        let worker_liveness = self.ctx.config.worker_liveness();
-        if worker_liveness {
+        if self.ctx.config.worker_liveness() {
             let fenced = &self.planning.fenced;
             workers.retain(|w| {
                 w.id == self.ctx.id
@@ -125,6 +131,8 @@ impl<R: Record + Clone> Worker<R> {
                             .is_some_and(|i| !fenced.contains(i))
                     })
             });
+        }
+        if !self.planning.fenced.is_empty() {
             let named: BTreeSet<&str> = view
                 .iter()
                 .filter_map(|(_, l)| l.owner_incarnation.as_deref())
@@ -132,6 +140,7 @@ impl<R: Record + Clone> Worker<R> {
             self.planning.fenced.retain(|i| named.contains(i.as_str()));
         }
         let mut fences: BTreeMap<WorkerId, (u64, Text)> = BTreeMap::new();
+        let mut watched: BTreeSet<WorkerId> = BTreeSet::new();
         let seen_still = |w: &WorkerId| self.seen(&WorkerRow::key(w)).older_than(now, d);
         let leases: Vec<PlanLease> = self
             .view
@@ -140,7 +149,10 @@ impl<R: Record + Clone> Worker<R> {
             .filter(|(_, l)| !l.is_finished() && self.parents_done(l))
             .map(|(key, l)| {
                 let expired = l.owner.is_none()
-                    || match l.owner_incarnation.as_ref().filter(|_| worker_liveness) {
+                    // A lease acquired under worker liveness is judged by its holder's row
+                    // whatever this leader's own setting: a fleet moving from one setting to
+                    // the other has leaders of both.
+                    || match l.owner_incarnation.as_ref() {
                         None => l.seen.older_than(now, d),
                         Some(incarnation) => {
                             match judge(
@@ -152,6 +164,10 @@ impl<R: Record + Clone> Worker<R> {
                                 &self.ctx.id,
                             ) {
                                 Judged::Alive => false,
+                                Judged::Watched(worker) => {
+                                    watched.insert(worker);
+                                    false
+                                }
                                 Judged::Gone => true,
                                 Judged::Fence(worker, counter) => {
                                     fences.insert(worker, (counter, incarnation.clone()));
@@ -211,16 +227,37 @@ impl<R: Record + Clone> Worker<R> {
                     if !self.planning.busy.insert(lease.clone()) {
                         continue;
                     }
+                    // A holder under worker liveness renews nothing, so it is told.
+                    let tell_from = self
+                        .view
+                        .leases
+                        .get(&lease)
+                        .is_some_and(|l| l.owner_incarnation.is_some())
+                        .then(|| from.clone());
                     let op = LeaseOp::InitiateHandoff {
                         shard: lease,
                         from: from.clone(),
                         to: to.clone(),
                     };
-                    let from = from.clone();
-                    self.ctx
-                        .write(&op, WriteOp::InitiateHandoff { from, to, counter });
+                    self.ctx.write(
+                        &op,
+                        WriteOp::InitiateHandoff {
+                            tell_from,
+                            to,
+                            counter,
+                        },
+                    );
                 }
             }
+        }
+        // The next row to stand still long enough is fenced then, not at the scan after.
+        let next_fence = watched
+            .iter()
+            .filter_map(|w| self.seen(&WorkerRow::key(w)).since)
+            .min()
+            .map(|since| since + d + core::time::Duration::from_millis(1));
+        if let Some(at) = next_fence.filter(|at| *at > now) {
+            self.ctx.timers.set(super::timers::TimerKey::Fence, at);
         }
         for (worker, (counter, incarnation)) in fences {
             if !self.planning.fencing.insert(worker.clone()) {
@@ -229,9 +266,25 @@ impl<R: Record + Clone> Worker<R> {
             let op = LeaseOp::FenceWorker {
                 worker: worker.clone(),
                 counter,
-                incarnation,
+                incarnation: incarnation.clone(),
             };
-            self.ctx.write(&op, WriteOp::FenceWorker { worker });
+            self.ctx.write(
+                &op,
+                WriteOp::FenceWorker {
+                    worker,
+                    incarnation,
+                },
+            );
+        }
+    }
+
+    /// A watched worker row may have stood still for the failover time: plan again from the
+    /// last scan (every write it makes is conditional on what that scan saw).
+    pub(super) fn fence_timer(&mut self) {
+        if self.ctx.phase == super::Phase::Running
+            && self.election.is_leader(&self.ctx.config, self.ctx.now)
+        {
+            self.plan();
         }
     }
 
@@ -239,19 +292,25 @@ impl<R: Record + Clone> Worker<R> {
     /// and its windows have closed (its counter stood still for the failover time on this
     /// clock), so its leases are planned at once. Refused: it heartbeat meanwhile, or its row
     /// changed hands; the next scan shows which.
-    pub(super) fn fenced(&mut self, worker: WorkerId, result: Result<Option<Item>, Failure>) {
+    pub(super) fn fenced(
+        &mut self,
+        worker: WorkerId,
+        incarnation: Text,
+        result: Result<Option<Item>, Failure>,
+    ) {
         self.planning.fencing.remove(&worker);
         if result.is_err() {
             return;
         }
         self.ctx.stats.workers_fenced += 1;
+        // The answer may come after a scan showed the row written again by the worker's next
+        // process: only the process fenced is gone.
         if let Some(row) = self.view.workers.get_mut(&worker) {
-            if let Some(incarnation) = row.incarnation.take() {
-                self.planning
-                    .fenced
-                    .insert(Text::from(incarnation.as_str()));
+            if row.incarnation.as_deref() == Some(incarnation.as_str()) {
+                row.incarnation = None;
             }
         }
+        self.planning.fenced.insert(incarnation);
         if self.ctx.phase == super::Phase::Running
             && self.election.is_leader(&self.ctx.config, self.ctx.now)
         {
@@ -376,7 +435,7 @@ impl<R: Record + Clone> Worker<R> {
     pub(super) fn handoff_initiated(
         &mut self,
         key: LeaseKey,
-        from: WorkerId,
+        tell_from: Option<WorkerId>,
         to: WorkerId,
         counter: u64,
         result: Result<Option<Item>, Failure>,
@@ -386,13 +445,13 @@ impl<R: Record + Clone> Worker<R> {
             self.ctx.stats.handoffs_initiated += 1;
         }
         if may_have_landed(&result) {
-            if self.ctx.config.worker_liveness() {
-                // No renewal shows the old owner the row any more: it is told too.
-                if from == self.ctx.id {
+            // No renewal shows a holder under worker liveness the row: it is told too.
+            match tell_from {
+                Some(from) if from == self.ctx.id => {
                     self.touch(&key, |h, _| h.renew_due());
-                } else {
-                    self.notify(from, key.clone(), counter, true);
                 }
+                Some(from) => self.notify(from, key.clone(), counter, true),
+                None => {}
             }
             self.tell_new_owner(key, to, counter, true);
         }
@@ -493,10 +552,18 @@ mod tests {
     }
 
     /// Worker liveness: the lease of a worker whose row stood still is assigned only after the
-    /// fence of that row landed; the lease of a worker whose row moves stays where it is.
+    /// fence of that row landed; the lease of a worker whose row moves stays where it is. A
+    /// leader renewing per lease judges such a lease the same way (a fleet changing its setting
+    /// has leaders of both kinds).
     #[test]
     fn under_worker_liveness_a_still_worker_is_fenced_before_its_leases_move() {
-        let mut h = Harness::new(worker_liveness(), "w1");
+        for leader in [worker_liveness(), Config::default()] {
+            a_still_worker_is_fenced_by(leader);
+        }
+    }
+
+    fn a_still_worker_is_fenced_by(leader: Config) {
+        let mut h = Harness::new(leader, "w1");
         heartbeat(&mut h, "w2");
         acquired_by_w2(&mut h, "w2");
         for t in (2_000..=40_000).step_by(2_000) {
@@ -521,10 +588,7 @@ mod tests {
         assert_eq!(h.writes(WriteKind::Fence).len(), 1);
         assert_eq!(h.w.stats().workers_fenced, 1);
         let incarnation = h.lease("shard-1").and_then(|l| l.owner_incarnation);
-        assert!(
-            incarnation.is_some_and(|i| i.as_str() != "w2"),
-            "w1's own process"
-        );
+        assert_ne!(incarnation.as_deref(), Some("w2"), "w1's, if any");
     }
 
     /// A lease whose process is no longer the one its worker's row names (the row was taken

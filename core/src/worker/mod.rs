@@ -258,12 +258,12 @@ impl<R: Record + Clone> Worker<R> {
                 }
                 Some(Pending::ReadLeader) => self.leader_read(result),
                 Some(Pending::ReadWorkerRow) => self.worker_row_read(result),
-                Some(Pending::ReadAcquire { shard }) => self.acquire_read(shard, result),
+                Some(Pending::ReadAcquire { shard }) => self.acquire_read(req, shard, result),
                 other => self.unexpected(req, other),
             },
             Input::LeaseWritten { req, result } => match self.take_pending(req) {
                 Some(Pending::OwnWrite { shard, token }) => self.own_written(shard, token, result),
-                Some(Pending::Write { key, op, sent }) => self.written(key, op, sent, result),
+                Some(Pending::Write { key, op, sent }) => self.written(req, key, op, sent, result),
                 other => self.unexpected(req, other),
             },
             Input::IteratorObtained { req, result } => match self.take_pending(req) {
@@ -458,11 +458,12 @@ impl<R: Record + Clone> Worker<R> {
             Due::Worker(TimerKey::LeaderCheck) => self.leader_check_timer(),
             Due::Worker(TimerKey::ShardSync) => self.sync_timer(),
             Due::Worker(TimerKey::Shutdown) => self.shutdown_timed_out(),
+            Due::Worker(TimerKey::Fence) => self.fence_timer(),
         }
     }
 
     /// A request failed without an answer (timeout or malformed answer): unknown outcome.
-    fn request_failed(&mut self, _req: RequestId, p: Pending) {
+    fn request_failed(&mut self, req: RequestId, p: Pending) {
         use crate::io::Failure;
         match p {
             Pending::Scan => self.scanned(Err(Failure::Transient)),
@@ -480,12 +481,14 @@ impl<R: Record + Clone> Worker<R> {
             }),
             Pending::ReadLeader => self.leader_read(Err(Failure::Transient)),
             Pending::ReadWorkerRow => self.worker_row_read(Err(Failure::Transient)),
-            Pending::ReadAcquire { shard } => self.acquire_read(shard, Err(Failure::Transient)),
+            Pending::ReadAcquire { shard } => {
+                self.acquire_read(req, shard, Err(Failure::Transient))
+            }
             Pending::OwnWrite { shard, token } => {
                 self.own_written(shard, token, Err(Failure::Transient))
             }
             Pending::Write { key, op, sent } => {
-                self.written(key, op, sent, Err(Failure::Transient))
+                self.written(req, key, op, sent, Err(Failure::Transient))
             }
             Pending::Iterator { shard, token } => self.with_token(&shard, token, |h, ctx| {
                 h.iterator_obtained(ctx, Err(Failure::Transient))
@@ -509,6 +512,7 @@ impl<R: Record + Clone> Worker<R> {
     /// The answer to a write that is not a held lease's own, to the role that made it.
     fn written(
         &mut self,
+        req: RequestId,
         key: LeaseKey,
         op: WriteOp,
         sent: Instant,
@@ -517,13 +521,15 @@ impl<R: Record + Clone> Worker<R> {
         self.count_write_failure(&result);
         match op {
             WriteOp::Take { steal } => self.taken(key, steal, sent, result),
-            WriteOp::Acquire => self.acquired(key, sent, result),
+            WriteOp::Acquire => self.acquired(req, key, sent, result),
             WriteOp::Create { child_of } => self.created(key, child_of, result),
             WriteOp::Delete => self.deleted(key, result),
             WriteOp::Assign { to, counter_after } => self.assigned(key, to, counter_after, result),
-            WriteOp::InitiateHandoff { from, to, counter } => {
-                self.handoff_initiated(key, from, to, counter, result)
-            }
+            WriteOp::InitiateHandoff {
+                tell_from,
+                to,
+                counter,
+            } => self.handoff_initiated(key, tell_from, to, counter, result),
             WriteOp::Notify {
                 worker,
                 shard,
@@ -535,7 +541,10 @@ impl<R: Record + Clone> Worker<R> {
                 self.heartbeat_written(acked, sent, result)
             }
             WriteOp::Heartbeat { .. } => self.ctx.stats.stale_results += 1,
-            WriteOp::FenceWorker { worker } => self.fenced(worker, result),
+            WriteOp::FenceWorker {
+                worker,
+                incarnation,
+            } => self.fenced(worker, incarnation, result),
             WriteOp::LeaderClaim { counter_after } => self.claimed(counter_after, sent, result),
             WriteOp::LeaderRenew { counter_after } => {
                 self.leader_renewed(counter_after, sent, result)

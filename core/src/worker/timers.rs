@@ -17,6 +17,9 @@ pub(crate) enum TimerKey {
     LeaderCheck,
     ShardSync,
     Shutdown,
+    /// The leader's next fence of a worker row standing still (worker liveness): due the
+    /// failover time after it first saw the row's counter, not at the next scan.
+    Fence,
     /// The oldest request in flight reaches its timeout (one timer for all of them: they share
     /// one timeout, so they expire in the order they were sent).
     Requests,
@@ -59,16 +62,17 @@ pub(crate) struct TimerSlot(u32);
 /// up to `Shutdown`, 6 to 11 the lease timers, 12 `Requests`.
 type Rank = u8;
 
-const REQUESTS_RANK: Rank = 12;
-const FIRST_LEASE_RANK: Rank = 6;
+const REQUESTS_RANK: Rank = 13;
+const FIRST_LEASE_RANK: Rank = 7;
 
-const WORKER_TIMERS: [TimerKey; 7] = [
+const WORKER_TIMERS: [TimerKey; 8] = [
     TimerKey::Renew,
     TimerKey::Scan,
     TimerKey::Heartbeat,
     TimerKey::LeaderCheck,
     TimerKey::ShardSync,
     TimerKey::Shutdown,
+    TimerKey::Fence,
     TimerKey::Requests,
 ];
 
@@ -97,6 +101,7 @@ impl TimerKey {
             Self::LeaderCheck => TimerReason::LeaderCheck,
             Self::ShardSync => TimerReason::ShardSync,
             Self::Shutdown => TimerReason::ShutdownTimeout,
+            Self::Fence => TimerReason::FenceWorkers,
             Self::Requests => TimerReason::RequestTimeout,
         }
     }
@@ -124,7 +129,7 @@ impl Id {
     fn worker(key: TimerKey) -> Self {
         let rank = match key {
             TimerKey::Requests => REQUESTS_RANK,
-            // The first six are ranked by their place.
+            // The others are ranked by their place.
             other => other as Rank,
         };
         Self(u64::from(rank) << 32)
