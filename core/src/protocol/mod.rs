@@ -1262,18 +1262,7 @@ mod tests {
             leaving: false,
             acked: Vec::new(),
         };
-        let first = apply(None, &heartbeat("a", None).to_write())
-            .expect("no row yet")
-            .expect("row");
-        let notify = LeaseOp::Notify {
-            worker: worker("w1"),
-            shard: key("shard-1"),
-            counter: 3,
-            handoff: false,
-        };
-        let told = apply(Some(&first), &notify.to_write())
-            .expect("exists")
-            .expect("row");
+        let told = told_row(&heartbeat("a", None));
         assert_eq!(
             row_after(Some(&told), &heartbeat("b", None)),
             Err(ConditionFailed)
@@ -1297,6 +1286,22 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// w1's worker row after its first heartbeat, with a note of `shard-1` at counter 3.
+    fn told_row(first: &LeaseOp) -> Item {
+        let row = apply(None, &first.to_write())
+            .expect("no row yet")
+            .expect("row");
+        let notify = LeaseOp::Notify {
+            worker: worker("w1"),
+            shard: key("shard-1"),
+            counter: 3,
+            handoff: false,
+        };
+        apply(Some(&row), &notify.to_write())
+            .expect("exists")
+            .expect("row")
     }
 
     fn heartbeat_of(incarnation: &str, registered: bool, previous: Option<&str>) -> LeaseOp {
@@ -1325,18 +1330,7 @@ mod tests {
     /// a fresh one at once, dropping the notes of the old.
     #[test]
     fn a_fenced_worker_heartbeats_no_more() {
-        let first = apply(None, &heartbeat_of("a", false, None).to_write())
-            .expect("no row yet")
-            .expect("row");
-        let notify = LeaseOp::Notify {
-            worker: worker("w1"),
-            shard: key("shard-1"),
-            counter: 3,
-            handoff: false,
-        };
-        let told = apply(Some(&first), &notify.to_write())
-            .expect("exists")
-            .expect("row");
+        let told = told_row(&heartbeat_of("a", false, None));
         let fence = |counter, incarnation: &str| LeaseOp::FenceWorker {
             worker: worker("w1"),
             counter,

@@ -82,6 +82,18 @@ impl Inbox {
         }
     }
 
+    /// The acquisition of `key` whose request `req` is answered, now waiting for nothing; `None`
+    /// for an answer to another request (a late answer to an earlier acquisition of the same
+    /// lease, given up since, carries a row that may have moved on twice).
+    fn answered(&mut self, key: &LeaseKey, req: RequestId) -> Option<&mut Acquiring> {
+        let a = self
+            .acquiring
+            .get_mut(key)
+            .filter(|a| a.write == Outstanding::InFlight(req))?;
+        a.write = Outstanding::Idle;
+        Some(a)
+    }
+
     /// The acquisition of `key` is over, whatever its outcome: its notes are acknowledged.
     fn done(&mut self, key: &LeaseKey) {
         if let Some(a) = self.acquiring.remove(key) {
@@ -274,18 +286,10 @@ impl<R: Record + Clone> Worker<R> {
         sent: Instant,
         result: Result<Option<Item>, Failure>,
     ) {
-        // Only the answer to this acquisition's own request: a late answer to an earlier one of
-        // the same lease (given up since) carries a row that may have moved on twice.
-        let Some(a) = self
-            .inbox
-            .acquiring
-            .get_mut(&key)
-            .filter(|a| a.write == Outstanding::InFlight(req))
-        else {
+        let Some(a) = self.inbox.answered(&key, req) else {
             self.ctx.stats.stale_results += 1;
             return;
         };
-        a.write = Outstanding::Idle;
         if !matches!(result, Ok(Some(_))) {
             a.expect = None;
         }
@@ -311,16 +315,10 @@ impl<R: Record + Clone> Worker<R> {
         key: LeaseKey,
         result: Result<Option<Item>, Failure>,
     ) {
-        let Some(a) = self
-            .inbox
-            .acquiring
-            .get_mut(&key)
-            .filter(|a| a.write == Outstanding::InFlight(req))
-        else {
+        let Some(a) = self.inbox.answered(&key, req) else {
             self.ctx.stats.stale_results += 1;
             return;
         };
-        a.write = Outstanding::Idle;
         let give_up_at =
             a.since + self.ctx.config.handoff_timeout + self.ctx.config.failover_time * 2;
         let me = self.ctx.id.clone();

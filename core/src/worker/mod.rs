@@ -68,8 +68,12 @@ pub use stats::{LeaseView, Stats};
 /// worker takes a lease only after seeing its counter unchanged for `failover_time` on its own
 /// clock, and every take is conditional on that counter. So two workers never deliver the same
 /// shard at the same true instant while their clock rates differ by less than
-/// [`Config::tolerated_clock_rate_ratio`] (1.11 with the defaults). Each batch carries a
-/// [`FencingToken`] for sinks that must also survive a process paused *after* the decision.
+/// [`Config::tolerated_clock_rate_ratio`] (1.11 with the defaults). With
+/// [`crate::config::Liveness::Worker`] no lease is renewed: the window runs from the sending of the
+/// worker's last heartbeat that landed, and the leader moves a lease only after fencing the
+/// worker whose heartbeat it saw stand still for `failover_time`; the same bound follows. Each
+/// batch carries a [`FencingToken`] for sinks that must also survive a process paused *after*
+/// the decision.
 ///
 /// The writes behind this, with their conditions, are the protocol: [`crate::protocol`].
 ///
@@ -176,7 +180,8 @@ impl<R: Record + Clone> Worker<R> {
     }
 
     /// The end of `shard`'s lease window on this worker's clock: the sending of its last
-    /// successful renewal plus [`Config::delivery_window`]. From then on another worker may hold
+    /// successful renewal (under worker liveness, of the worker's last heartbeat that landed)
+    /// plus [`Config::delivery_window`]. From then on another worker may hold
     /// the lease, so nothing may be done for it any more: a driver cancels a processor call of
     /// the shard still running then. The end may lie in the past (a renewal of unknown outcome
     /// is being verified; the lease is not given up until that is known). `None` when the

@@ -461,6 +461,32 @@ mod tests {
         Instant::from_millis(ms)
     }
 
+    /// Ranks are positional: every worker timer but the requests' ranks below the lease timers
+    /// and names itself back, the lease timers fit below the requests' rank.
+    #[test]
+    fn every_timer_has_a_rank_of_its_own() {
+        for (i, key) in WORKER_TIMERS.iter().enumerate() {
+            let rank = Id::worker(*key).rank();
+            if *key == TimerKey::Requests {
+                assert_eq!(rank, REQUESTS_RANK);
+            } else {
+                assert!(rank < FIRST_LEASE_RANK, "{key:?}");
+            }
+            assert!(
+                matches!(kind_of(rank), Kind::Worker(j) if j == i),
+                "{key:?}"
+            );
+        }
+        for (k, kind) in LEASE_TIMERS.iter().enumerate() {
+            let rank = Id::lease(TimerSlot(0), *kind).rank();
+            assert!(rank < REQUESTS_RANK, "{kind:?}");
+            assert!(
+                matches!(kind_of(rank), Kind::Lease(j) if j == k),
+                "{kind:?}"
+            );
+        }
+    }
+
     impl Timers {
         fn due(&mut self, now: Instant) -> Vec<Due> {
             let mut due = Vec::new();

@@ -6,9 +6,10 @@
 //! holder stops first (see [`crate::protocol`]). Under worker liveness only the worker's
 //! heartbeats move the window ([`Tenure::heartbeat_landed`]): the leader reassigns a lease once
 //! it has fenced the worker whose heartbeat it saw stand still, whatever the lease's own writes
-//! did meanwhile, so a checkpoint that lands proves nothing about the time after it. A write whose outcome is unknown (a timeout, a
-//! 5xx) may have landed: the lease is not lost on a later refused write until a consistent read
-//! shows whether one of this holder's own writes explains the refusal.
+//! did meanwhile, so a checkpoint that lands proves nothing about the time after it. A write
+//! whose outcome is unknown (a timeout, a 5xx) may have landed: the lease is not lost on a later
+//! refused write until a consistent read shows whether one of this holder's own writes explains
+//! the refusal (under worker liveness, every refusal is read back).
 //!
 //! The tenure issues at most one write at a time, so a refused write always names one outcome.
 
