@@ -92,6 +92,8 @@ impl<R: Record + Clone> Worker<R> {
         let d = self.ctx.config.failover_time;
         let expiry = self.ctx.config.worker_expiry();
         let me = self.ctx.id.clone();
+        let worker_liveness = self.ctx.config.worker_liveness();
+        let fenced = &self.planning.fenced;
         let mut workers: Vec<PlanWorker> = self
             .view
             .workers
@@ -101,6 +103,10 @@ impl<R: Record + Clone> Worker<R> {
                     && !self
                         .seen(&WorkerRow::key(&w.worker))
                         .older_than(now, expiry)
+                    // Under worker liveness a fenced row takes nothing until its worker
+                    // registered again.
+                    && (!worker_liveness
+                        || w.incarnation.as_deref().is_some_and(|i| !fenced.contains(i)))
             })
             .map(|w| PlanWorker {
                 id: w.worker.clone(),
@@ -110,7 +116,7 @@ impl<R: Record + Clone> Worker<R> {
             .collect();
         // Under worker liveness a leader whose heartbeat has not landed (it gave its incarnation
         // up) takes nothing until it has: it could not deliver.
-        if !self.ctx.config.worker_liveness() || self.ctx.heartbeats.landed.is_some() {
+        if !worker_liveness || self.ctx.heartbeats.landed.is_some() {
             workers.push(PlanWorker {
                 id: me,
                 max_leases: self.ctx.config.max_leases_per_worker,
@@ -121,17 +127,6 @@ impl<R: Record + Clone> Worker<R> {
         self.planning
             .awaiting_acquire
             .retain(|key, counter| view.get(key).is_some_and(|l| l.counter == *counter));
-        if self.ctx.config.worker_liveness() {
-            let fenced = &self.planning.fenced;
-            workers.retain(|w| {
-                w.id == self.ctx.id
-                    || self.view.workers.get(&w.id).is_some_and(|r| {
-                        r.incarnation
-                            .as_deref()
-                            .is_some_and(|i| !fenced.contains(i))
-                    })
-            });
-        }
         if !self.planning.fenced.is_empty() {
             let named: BTreeSet<&str> = view
                 .iter()
@@ -545,6 +540,14 @@ mod tests {
         h.put(&l);
     }
 
+    /// Runs the harness to `end` in steps of `step` ms, w2 heartbeating after each.
+    fn w2_heartbeats_until(h: &mut Harness, step: usize, end: u64) {
+        for t in (step as u64..=end).step_by(step) {
+            h.run_until(t);
+            heartbeat(h, "w2");
+        }
+    }
+
     fn position_of(h: &Harness, kind: WriteKind, key: &str) -> Option<usize> {
         h.log.iter().position(|c| {
             matches!(c, crate::io::Command::WriteLease { write, .. } if write.kind == kind && write.key == key)
@@ -566,10 +569,7 @@ mod tests {
         let mut h = Harness::new(leader, "w1");
         heartbeat(&mut h, "w2");
         acquired_by_w2(&mut h, "w2");
-        for t in (2_000..=40_000).step_by(2_000) {
-            h.run_until(t);
-            heartbeat(&mut h, "w2");
-        }
+        w2_heartbeats_until(&mut h, 2_000, 40_000);
         assert_eq!(
             h.lease("shard-1").and_then(|l| l.owner),
             Some(WorkerId::from("w2"))
@@ -599,10 +599,7 @@ mod tests {
         let mut h = Harness::new(worker_liveness(), "w1");
         heartbeat(&mut h, "w2");
         acquired_by_w2(&mut h, "an-earlier-process");
-        for t in (1_000..=8_000).step_by(1_000) {
-            h.run_until(t);
-            heartbeat(&mut h, "w2");
-        }
+        w2_heartbeats_until(&mut h, 1_000, 8_000);
         assert_ne!(
             h.lease("shard-1").and_then(|l| l.owner),
             Some(WorkerId::from("w2")),
