@@ -31,6 +31,10 @@ OPTIONS:
                              balancing policy (run, swarm; compare: the side set
                              against kcl2); worker: the default policy with one
                              heartbeat per worker instead of a renewal per lease [default]
+  --deploy-policy default|kcl2|worker
+                             the policy of the workers a scenario step starts (a rolling
+                             deploy's replacements, scale-up's newcomers): a setting rolled
+                             out through a running fleet; kcl2 mixes with nothing [--policy]
   --faults none|chaos        the nemesis during the fault phase      [chaos for chaos, else none]
   --drift within|beyond      nemesis clock drift; beyond must produce a violation [within]
   --clock boottime|monotonic the clock the drivers give their workers: boottime counts host
@@ -110,6 +114,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
             "--seed" => spec.seed = num(name, value)?,
             "--seeds" => seeds = num(name, value)?.max(1),
             "--policy" => spec.policy = value.parse()?,
+            "--deploy-policy" => spec.deploy_policy = Some(value.parse()?),
             "--faults" => spec.faults = value.parse()?,
             "--drift" => spec.drift = value.parse()?,
             "--clock" => spec.clock = value.parse()?,
@@ -214,7 +219,7 @@ fn run_one(spec: &RunSpec, quiet: bool) -> Report {
     let label = format!(
         "{} {} seed {}",
         spec.scenario,
-        spec.policy.name(),
+        spec.policy_name(),
         spec.seed
     );
     let mut progress = Progress::new(label, spec.duration_ms, quiet);
@@ -276,7 +281,7 @@ fn main_inner(args: Args) -> Result<bool, String> {
             println!(
                 "swarm {} {}: {} seeds, {} with violations, {} converged",
                 args.spec.scenario,
-                args.spec.policy.name(),
+                args.spec.policy_name(),
                 reports.len(),
                 failing.len(),
                 converged

@@ -331,6 +331,9 @@ pub struct RunSpec {
     pub seed: u64,
     /// Policy.
     pub policy: Policy,
+    /// The policy of the workers the scenario's steps start (a rolling deploy's replacements,
+    /// a scale-up's newcomers): a switch rolled out through a running fleet. `None`: `policy`.
+    pub deploy_policy: Option<Policy>,
     /// Injected faults.
     pub faults: Faults,
     /// Drift mode of the nemesis.
@@ -369,6 +372,7 @@ impl RunSpec {
             duration_ms: 10 * 60 * 1000,
             seed: 1,
             policy: Policy::Default,
+            deploy_policy: None,
             faults: if scenario == Scenario::Chaos {
                 Faults::Chaos
             } else {
@@ -383,6 +387,15 @@ impl RunSpec {
             workers_per_machine: None,
             mode: Mode::Event,
             threads: None,
+        }
+    }
+
+    /// The policy's name; `a->b` when the scenario's steps start workers of policy `b` in a
+    /// fleet of `a`.
+    pub fn policy_name(&self) -> String {
+        match self.deploy_policy {
+            Some(deployed) => format!("{}->{}", self.policy.name(), deployed.name()),
+            None => self.policy.name().into(),
         }
     }
 
@@ -401,6 +414,10 @@ impl RunSpec {
                 Faults::Chaos => "chaos",
             }
         );
+        if let Some(p) = self.deploy_policy {
+            c.push_str(" --deploy-policy ");
+            c.push_str(p.name());
+        }
         if self.drift == Drift::Beyond {
             c.push_str(" --drift beyond");
         }
@@ -448,6 +465,15 @@ impl RunSpec {
         }
         if self.workers == 0 || self.shards == 0 {
             return Err("--workers and --shards must be at least 1".into());
+        }
+        if let Some(deployed) = self.deploy_policy {
+            if (deployed == Policy::Kcl2) != (self.policy == Policy::Kcl2) {
+                return Err(format!(
+                    "--deploy-policy {} in a fleet of --policy {}: a fleet mixes kcl2 with nothing else (workers of the other policies judge its leases by their worker rows)",
+                    deployed.name(),
+                    self.policy.name()
+                ));
+            }
         }
         Ok(())
     }
@@ -516,8 +542,17 @@ pub fn format_duration(ms: u64) -> String {
 
 /// The fleet configuration of a spec.
 pub fn fleet_config(spec: &RunSpec) -> FleetConfig {
+    let start_at = spec.initial_position.initial_position();
     let mut worker = spec.policy.config();
-    worker.initial_position = spec.initial_position.initial_position();
+    worker.initial_position = start_at;
+    let deployed = spec.deploy_policy.map(|p| {
+        let mut worker = p.config();
+        worker.initial_position = start_at;
+        crate::fleet::Deployed {
+            from_node: initial_workers(spec),
+            worker,
+        }
+    });
     let mut kinesis = crate::kinesis::KinesisLimits::default();
     if spec.scenario == Scenario::Retention {
         kinesis.retention_ms = RETENTION_MS;
@@ -526,6 +561,7 @@ pub fn fleet_config(spec: &RunSpec) -> FleetConfig {
         kinesis,
         seed: spec.seed,
         shards: spec.shards,
+        deployed,
         workers_per_machine: spec
             .workers_per_machine
             .unwrap_or_else(|| spec.workers.div_ceil(4).clamp(1, 20)),
@@ -982,7 +1018,7 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(u64)) -> Report {
     let shard_hours = spec.shards as f64 * hours.max(1e-9);
     Report {
         seed: spec.seed,
-        policy: spec.policy.name().into(),
+        policy: spec.policy_name(),
         scenario: spec.scenario.name().into(),
         mode: spec.mode.name().into(),
         processors: spec.processors.name().into(),

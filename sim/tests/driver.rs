@@ -171,6 +171,27 @@ fn worker_liveness_ignores_answers_that_come_late() {
 
 /// The sink's check is not blind: with clocks drifting beyond the bound, an owner can still be
 /// writing after the table gave its lease to another (seeds 10 and 11 of chaos with drift beyond).
+/// A liveness setting rolled out through a fleet of drivers, both ways, with the nemesis.
+#[test]
+fn a_liveness_switch_rolls_through_a_fleet_of_drivers() {
+    for (from, to) in [
+        (Policy::Default, Policy::Worker),
+        (Policy::Worker, Policy::Default),
+    ] {
+        for seed in 1..=seeds() / 2 {
+            let r = quiet(&RunSpec {
+                workers: 6,
+                shards: 24,
+                faults: kcl_sim::Faults::Chaos,
+                processors: Processors::Mixed,
+                deploy_policy: Some(to),
+                ..spec(Scenario::RollingDeploy, from, seed)
+            });
+            assert_clean(&r);
+        }
+    }
+}
+
 #[test]
 fn a_stale_write_the_sink_accepts_is_reported() {
     for seed in [10, 11] {

@@ -630,6 +630,33 @@ fn a_leader_between_incarnations_takes_no_lease() {
     assert_eq!(r.records_lost, 0, "{}", r.replay);
 }
 
+/// A liveness setting rolled out through a running fleet, both ways, with the nemesis: for a
+/// while leases renewed lease by lease and leases kept by their holder's heartbeat share one
+/// table, and every leader judges each lease by the rule its row asks for.
+#[test]
+fn a_liveness_switch_rolls_through_a_running_fleet() {
+    for (from, to) in [
+        (Policy::Default, Policy::Worker),
+        (Policy::Worker, Policy::Default),
+    ] {
+        for seed in 1..=seeds() {
+            let r = quiet(&RunSpec {
+                workers: 6,
+                shards: 24,
+                duration_ms: 240_000,
+                faults: Faults::Chaos,
+                processors: Processors::Mixed,
+                deploy_policy: Some(to),
+                ..spec(Scenario::RollingDeploy, from, seed)
+            });
+            assert_eq!(r.policy, format!("{}->{}", from.name(), to.name()));
+            assert_no_violation(&r);
+            assert_eq!(r.records_lost, 0, "{}", r.replay);
+            assert!(r.converged, "did not converge: {}", r.replay);
+        }
+    }
+}
+
 /// One crash in a calm fleet: its leases deliver again at new owners no sooner than the
 /// failover time allows (exclusivity) and are all measured.
 #[test]

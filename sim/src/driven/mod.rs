@@ -378,7 +378,7 @@ impl DrivenFleet {
             },
         };
         let config = DriverConfig {
-            worker: self.cfg.worker.clone(),
+            worker: self.cfg.worker_of(node).clone(),
             processor_call_timeout: PROCESSOR_CALL_TIMEOUT,
             ..DriverConfig::default()
         };

@@ -394,7 +394,7 @@ impl Fleet {
     pub(super) fn start(&mut self, node: NodeId) {
         let seed = self.rng.next_u64();
         let now = self.now;
-        let config = self.cfg.worker.clone();
+        let config = self.cfg.worker_of(node).clone();
         let n = &mut self.nodes[node];
         self.checkpoints.forget(node, n.inc);
         n.inc += 1;

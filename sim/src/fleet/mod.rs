@@ -72,8 +72,12 @@ pub struct FleetConfig {
     pub shards: usize,
     /// Workers per simulated machine.
     pub workers_per_machine: usize,
-    /// Every worker's configuration.
+    /// Every worker's configuration, except those [`FleetConfig::deployed`] names.
     pub worker: Config,
+    /// A configuration rolled out by the scenario's steps: the workers they start (a rolling
+    /// deploy's replacements, a scale-up's newcomers) run it, so one fleet runs two settings at
+    /// once. `None`: every worker runs `worker`.
+    pub deployed: Option<Deployed>,
     /// One-way latency between a machine and a service, uniform in this range (ms).
     pub latency_ms: (u64, u64),
     /// How long a processor takes per call (ms).
@@ -113,6 +117,7 @@ impl Default for FleetConfig {
             shards: 16,
             workers_per_machine: 20,
             worker: Config::default(),
+            deployed: None,
             latency_ms: (2, 10),
             process_ms: (1, 20),
             checkpoint_every: 3,
@@ -127,6 +132,25 @@ impl Default for FleetConfig {
             sample_every_ms: 1_000,
             transport: Transport::Modelled,
             threads: 1,
+        }
+    }
+}
+
+/// A second configuration for the workers started from one node on.
+#[derive(Clone, Debug)]
+pub struct Deployed {
+    /// The first node (in start order) that runs `worker`: the fleet's size at the start.
+    pub from_node: NodeId,
+    /// Their configuration.
+    pub worker: Config,
+}
+
+impl FleetConfig {
+    /// The configuration `node` runs, in every one of its processes.
+    pub fn worker_of(&self, node: NodeId) -> &Config {
+        match &self.deployed {
+            Some(d) if node >= d.from_node => &d.worker,
+            _ => &self.worker,
         }
     }
 }
