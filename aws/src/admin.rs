@@ -5,9 +5,11 @@
 //!
 //! - [`TableAdmin::snapshot`]: every row, decoded (leases, worker rows, the leader row, and what
 //!   could not be decoded).
-//! - [`TableAdmin::release`]: frees a lease whoever holds it ([`LeaseOp::Evict`]). The holder's
-//!   next renewal fails and it stops delivering; records of its last moments may be processed
-//!   again by the next owner, as in any failover, and its checkpoints cannot land.
+//! - [`TableAdmin::release`]: frees a lease whoever holds it ([`LeaseOp::Evict`]). A holder under
+//!   worker liveness (the default), which renews nothing, is told by a note in its worker row
+//!   ([`LeaseOp::Notify`]); its next renewal (one is sent for the note) or checkpoint fails and
+//!   it stops delivering. Records of its last moments may be processed again by the next owner,
+//!   as in any failover, and its checkpoints cannot land.
 //! - [`TableAdmin::set_checkpoint`]: moves the checkpoint of a lease nobody holds
 //!   ([`LeaseOp::ResetCheckpoint`]); a held lease is refused, so release it first (and keep the
 //!   fleet from taking it back, by stopping it, if the new checkpoint must be the one read from).
@@ -55,14 +57,16 @@ pub enum AdminError {
         /// Its owner.
         owner: String,
     },
-    /// The lease is held under worker liveness (`ownerIncarnation`): its holder renews nothing,
-    /// so an eviction would not reach it, and another worker could deliver beside it. Stop the
-    /// holder (its shutdown releases every lease; a crashed one is fenced by the leader).
-    HeldByLiveWorker {
+    /// The lease was freed, but its holder under worker liveness (which renews nothing) could
+    /// not be told: it goes on delivering until a checkpoint of its fails or its process stops,
+    /// beside the next owner. Restart the holder.
+    HolderNotTold {
         /// The lease.
         shard: String,
         /// Its holder.
-        owner: String,
+        holder: String,
+        /// Why the note was not written.
+        failure: Box<Failure>,
     },
     /// The row changed between the read and the write (a worker renewed or took it): nothing
     /// was written; read it again.
@@ -91,9 +95,13 @@ impl fmt::Display for AdminError {
                 f,
                 "{shard} is held by {owner}: release it first (kcl-admin release {shard})"
             ),
-            Self::HeldByLiveWorker { shard, owner } => write!(
+            Self::HolderNotTold {
+                shard,
+                holder,
+                failure,
+            } => write!(
                 f,
-                "{shard} is held by {owner} under worker liveness, which renews no lease and would not notice an eviction: stop {owner} instead (its shutdown releases its leases)"
+                "{shard} was freed, but its holder {holder} could not be told ({failure}): it may go on delivering beside the next owner until a checkpoint of its fails; restart {holder}"
             ),
             Self::Changed { shard } => write!(
                 f,
@@ -173,16 +181,11 @@ impl<T: LeaseTable> TableAdmin<T> {
     }
 
     /// Frees `shard`'s lease, whoever holds it; the lease as it is now. A lease acquired under
-    /// worker liveness is refused ([`AdminError::HeldByLiveWorker`]).
+    /// worker liveness (`ownerIncarnation`) has a holder that renews nothing: a note in its
+    /// worker row tells it ([`AdminError::HolderNotTold`] if that write fails; a missing row
+    /// means the holder is gone).
     pub async fn release(&self, shard: &str) -> Result<Lease, AdminError> {
         let lease = self.lease(shard).await?;
-        if lease.owner_incarnation.is_some() {
-            let holder = lease.checkpoint_owner.as_ref().or(lease.owner.as_ref());
-            return Err(AdminError::HeldByLiveWorker {
-                shard: shard.to_string(),
-                owner: holder.map_or_else(String::new, ToString::to_string),
-            });
-        }
         self.write(
             shard,
             LeaseOp::Evict {
@@ -191,6 +194,36 @@ impl<T: LeaseTable> TableAdmin<T> {
             },
         )
         .await?;
+        if lease.owner_incarnation.is_some() {
+            // Both, during a handoff: the checkpoint owner delivers, the owner may have acquired.
+            let holders = lease.checkpoint_owner.iter().chain(lease.owner.iter());
+            for holder in holders {
+                // A handoff note: the holder reads the lease back (one renewal, refused) and
+                // drops it; a worker that does not hold it finds it assigned elsewhere.
+                let told = self
+                    .table
+                    .write(
+                        &LeaseOp::Notify {
+                            worker: holder.clone(),
+                            shard: lease.key.clone(),
+                            counter: lease.counter + 1,
+                            handoff: true,
+                        }
+                        .to_write(),
+                    )
+                    .await;
+                match told {
+                    Ok(_) | Err(Failure::ConditionFailed) => {}
+                    Err(failure) => {
+                        return Err(AdminError::HolderNotTold {
+                            shard: shard.to_string(),
+                            holder: holder.to_string(),
+                            failure: Box::new(failure),
+                        })
+                    }
+                }
+            }
+        }
         self.lease(shard).await
     }
 

@@ -238,7 +238,7 @@ const KNOBS: &[Knob] = &[
     knob!("policy", Policy, "worker.policy", |c| c.worker.policy, "none",
         "How leases are spread: one elected leader plans (`coordinated`), or every worker takes and steals as the Java KCL 2.x does (`kcl2-compatible`, for a fleet shared with Java workers). Its defaults apply underneath every other setting."),
     knob!("liveness", Liveness, "worker.liveness", |c| c.worker.liveness, "none (every lease is renewed)",
-        "`coordinated`: what keeps a worker's leases: a renewal per lease (`lease`), or one heartbeat per worker (`worker`: the leader fences a worker whose heartbeat stood still before moving its leases; far fewer writes). Every worker of a fleet must use the same; `worker` sets the heartbeat to the renew interval underneath the other settings."),
+        "`coordinated`: what keeps a worker's leases: a renewal per lease (`lease`), or one heartbeat per worker (`worker`, the default: the leader fences a worker whose heartbeat stood still before moving its leases; far fewer writes). A running fleet may switch worker by worker; a fleet of kcl-rs versions before worker liveness upgrades through `lease`. Its heartbeat applies underneath the other settings: the renew interval for `worker`, 2 s for `lease`."),
     knob!("initial_position", Position, "worker.initial_position", |c| c.worker.initial_position, "`initialPositionInStreamExtended`",
         "Where a shard without a checkpoint or a parent starts. Read when its lease is created."),
     knob!("failover_time", Duration, "worker.failover_time", |c| c.worker.failover_time, "`failoverTimeMillis`",
@@ -497,15 +497,18 @@ impl Settings {
                 let _ = knob.apply(&mut policy, value);
             }
         }
-        let defaults = match policy.worker.policy {
-            BalancingPolicy::Coordinated => Config::default(),
-            BalancingPolicy::Kcl2Compatible => Config::kcl2(),
+        // Kcl2Compatible always renews per lease: its defaults ignore the liveness.
+        let worker = match (policy.worker.policy, policy.worker.liveness) {
+            (BalancingPolicy::Kcl2Compatible, _) => Config::kcl2(),
+            (BalancingPolicy::Coordinated, Liveness::Worker) => {
+                Config::default().with_worker_liveness()
+            }
+            (BalancingPolicy::Coordinated, Liveness::Lease) => {
+                Config::default().with_lease_liveness()
+            }
         };
         let mut config = DriverConfig {
-            worker: match policy.worker.liveness {
-                Liveness::Worker => defaults.with_worker_liveness(),
-                Liveness::Lease => defaults,
-            },
+            worker,
             ..DriverConfig::default()
         };
         for (origin, knob, value) in &self.entries {

@@ -98,10 +98,12 @@ async fn release_fences_the_holder_and_a_checkpoint_moves_only_on_a_free_lease()
         })
     );
 
-    // A lease acquired under worker liveness is not evicted: its holder would never notice.
+    // A lease acquired under worker liveness: evicted, and its holder, which renews nothing, is
+    // told by a note in its row (it reads the lease back and drops it).
     let mut live = Lease::new(LeaseKey::from("shardId-2"), Position::TrimHorizon);
     live.owner = Some(WorkerId::from("w1"));
     live.owner_incarnation = Some("w1-process".into());
+    live.counter = 3;
     write(
         &table,
         LeaseOp::Create {
@@ -110,15 +112,34 @@ async fn release_fences_the_holder_and_a_checkpoint_moves_only_on_a_free_lease()
     )
     .await
     .unwrap();
+    let released = admin.release("shardId-2").await.unwrap();
     assert_eq!(
-        admin.release("shardId-2").await,
-        Err(AdminError::HeldByLiveWorker {
-            shard: "shardId-2".into(),
-            owner: "w1".into()
-        })
+        (released.owner, released.owner_incarnation, released.counter),
+        (None, None, 4)
     );
-    let untouched = admin.snapshot().await.unwrap().leases[&LeaseKey::from("shardId-2")].clone();
-    assert_eq!(untouched.owner, Some(WorkerId::from("w1")));
+    let row = admin.snapshot().await.unwrap().workers[&WorkerId::from("w1")].clone();
+    let notes: Vec<&str> = row.assigned.iter().map(|a| a.note.as_str()).collect();
+    assert_eq!(notes, ["shardId-2@h4"]);
+    // A holder whose row is gone is gone: the eviction alone is the release.
+    let mut orphan = Lease::new(LeaseKey::from("shardId-3"), Position::TrimHorizon);
+    orphan.owner = Some(WorkerId::from("gone"));
+    orphan.owner_incarnation = Some("gone-process".into());
+    write(
+        &table,
+        LeaseOp::Create {
+            lease: Box::new(orphan),
+        },
+    )
+    .await
+    .unwrap();
+    let released = admin.release("shardId-3").await.unwrap();
+    assert_eq!(released.owner, None);
+    assert!(!admin
+        .snapshot()
+        .await
+        .unwrap()
+        .workers
+        .contains_key(&WorkerId::from("gone")));
 }
 
 #[tokio::test]

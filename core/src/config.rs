@@ -30,14 +30,16 @@ pub enum BalancingPolicy {
 pub enum Liveness {
     /// Each lease is renewed by its holder every renew interval (a conditional write per lease),
     /// and expires when its counter stands still for the failover time, as in the Java KCL.
-    #[default]
+    /// The setting of kcl-rs before worker liveness; a fleet of those versions upgrades through
+    /// it ([`Config::with_lease_liveness`]).
     Lease,
-    /// The worker's heartbeat row proves it alive for every lease it holds: lease rows are
-    /// written only when their ownership or checkpoint changes. The leader fences a worker whose
-    /// heartbeat stood still for the failover time before it reassigns that worker's leases
-    /// ([`crate::protocol`]). Every worker of a fleet must use it (a worker renewing per lease
-    /// would take the leases of one that does not); a fleet with Java workers must use
-    /// [`BalancingPolicy::Kcl2Compatible`].
+    /// The default. The worker's heartbeat row proves it alive for every lease it holds: lease
+    /// rows are written only when their ownership or checkpoint changes. The leader fences a
+    /// worker whose heartbeat stood still for the failover time before it reassigns that
+    /// worker's leases ([`crate::protocol`]). Leaders of both settings judge each lease by the
+    /// rule its row asks for, so a running fleet can switch between them worker by worker; a
+    /// fleet with Java workers must use [`BalancingPolicy::Kcl2Compatible`].
+    #[default]
     Worker,
 }
 
@@ -46,13 +48,15 @@ pub enum Liveness {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
 pub struct Config {
-    /// Lease duration D (Java `failoverTimeMillis`): a lease whose counter has not changed for
-    /// this long on an observer's clock is expired for that observer.
+    /// Lease duration D (Java `failoverTimeMillis`): a worker row (under worker liveness) or a
+    /// lease counter (otherwise) that has not changed for this long on an observer's clock is
+    /// expired for that observer.
     pub failover_time: Duration,
     /// Java's `epsilonMillis`: renewals run every `failover_time / 3 - epsilon`.
     pub epsilon: Duration,
     /// An owner stops delivering records once `failover_time - safety_margin` has passed since it
-    /// sent its last successful renewal. With D = 10 s and a 1 s margin, safety holds while the
+    /// sent its last successful heartbeat (under worker liveness) or renewal. With D = 10 s and a
+    /// 1 s margin, safety holds while the
     /// ratio of any two workers' clock rates stays within D / (D - margin) = 1.11 (about ±5% each).
     /// At least 1% of `failover_time`: no margin would tolerate no drift at all.
     pub safety_margin: Duration,
@@ -70,7 +74,9 @@ pub struct Config {
     /// How often the lease table is scanned: by every worker in Kcl2Compatible (Java's taker
     /// interval, `2 * (failover_time + epsilon)` = 20.05 s), by the leader alone in Coordinated.
     pub scan_interval: Duration,
-    /// Coordinated: how often a worker writes its heartbeat row and reads its inbox.
+    /// Coordinated: how often a worker writes its heartbeat row and reads its inbox. The renew
+    /// interval by default (under worker liveness the heartbeat keeps every lease); 2 s with
+    /// [`Config::with_lease_liveness`]. Under worker liveness two must fit in the delivery window.
     pub heartbeat_interval: Duration,
     /// Coordinated: the leader deletes the row of a worker whose heartbeat has not moved for this
     /// long on its clock (a crashed process never deletes its own), so the table holds the
@@ -128,12 +134,15 @@ impl Default for Config {
             epsilon,
             safety_margin: Duration::from_secs(1),
             policy: BalancingPolicy::Coordinated,
-            liveness: Liveness::Lease,
+            liveness: Liveness::Worker,
             max_leases_per_worker: u64::MAX,
             max_leases_to_steal: 1,
             priority_lease_assignment: true,
             scan_interval: Duration::from_secs(2),
-            heartbeat_interval: Duration::from_secs(2),
+            // The renew interval (D / 3 - epsilon): one heartbeat per worker costs what one
+            // renewal per lease did.
+            heartbeat_interval: Duration::from_millis(failover_time.as_millis() as u64 / 3)
+                .saturating_sub(epsilon),
             worker_row_retention: Duration::from_secs(60),
             leader_check_interval: Duration::from_secs(5),
             move_budget_per_mille: 1000,
@@ -157,9 +166,10 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The Java KCL 2.x timing: taker every `2 * (D + epsilon)`, everything else as the default.
+    /// The Java KCL 2.x timing: taker every `2 * (D + epsilon)`, a renewal per lease, everything
+    /// else as the default.
     pub fn kcl2() -> Self {
-        let c = Self::default();
+        let c = Self::default().with_lease_liveness();
         Self {
             policy: BalancingPolicy::Kcl2Compatible,
             scan_interval: (c.failover_time + c.epsilon) * 2,
@@ -168,11 +178,22 @@ impl Config {
     }
 
     /// This configuration with [`Liveness::Worker`], and the heartbeat at the renew interval
-    /// (what one renewal per lease cost before is then spent once per worker).
+    /// (what one renewal per lease cost is then spent once per worker): the default's.
     pub fn with_worker_liveness(self) -> Self {
         Self {
             liveness: Liveness::Worker,
             heartbeat_interval: self.renew_interval(),
+            ..self
+        }
+    }
+
+    /// This configuration with [`Liveness::Lease`] (a renewal per lease), and a heartbeat every
+    /// 2 s: there it only carries assignments and the worker's presence, and picks them up
+    /// sooner.
+    pub fn with_lease_liveness(self) -> Self {
+        Self {
+            liveness: Liveness::Lease,
+            heartbeat_interval: Duration::from_secs(2),
             ..self
         }
     }
@@ -335,7 +356,12 @@ mod tests {
             ..Config::kcl2()
         };
         assert!(!kcl2.worker_liveness());
-        assert!(!Config::default().worker_liveness());
+        assert!(Config::default().worker_liveness());
+        assert_eq!(
+            Config::default().heartbeat_interval,
+            Config::default().renew_interval()
+        );
+        assert!(!Config::default().with_lease_liveness().worker_liveness());
     }
 
     #[test]

@@ -44,9 +44,9 @@ fn config(policy: BalancingPolicy) -> Config {
     harness_config(policy)
 }
 
-/// The default policy with worker liveness: one heartbeat per worker every renew interval.
-fn worker_liveness() -> Config {
-    harness_config(BalancingPolicy::Coordinated).with_worker_liveness()
+/// The default policy with lease liveness: a renewal per lease, as before worker liveness.
+fn lease_liveness() -> Config {
+    harness_config(BalancingPolicy::Coordinated).with_lease_liveness()
 }
 
 fn apply(c: &mut Cluster, a: &Action) {
@@ -179,14 +179,14 @@ proptest! {
     }
 
     #[test]
-    fn worker_liveness_is_safe_and_live_under_chaos(
+    fn lease_liveness_is_safe_and_live_under_chaos(
         seed in any::<u64>(),
         workers in 1usize..6,
         shards in 1usize..10,
         faults in faults(),
         schedule in proptest::collection::vec((0u64..8_000, action()), 0..30),
     ) {
-        chaos(worker_liveness(), seed, workers, shards, faults, &schedule)?;
+        chaos(lease_liveness(), seed, workers, shards, faults, &schedule)?;
     }
 
     #[test]
@@ -232,12 +232,12 @@ fn seeded(seed: u64) -> (usize, usize, Faults, Vec<(u64, Action)>) {
     (workers, shards, faults, schedule)
 }
 
-/// Runs one seed's schedule under both policies and with worker liveness; the failures.
+/// Runs one seed's schedule under both policies and with lease liveness; the failures.
 fn failures(seed: u64) -> Vec<(BalancingPolicy, Liveness, TestCaseError)> {
     let (workers, shards, faults, schedule) = seeded(seed);
     [
         config(BalancingPolicy::Coordinated),
-        worker_liveness(),
+        lease_liveness(),
         config(BalancingPolicy::Kcl2Compatible),
     ]
     .into_iter()
@@ -279,8 +279,8 @@ fn drift_beyond_the_bound_is_reported() {
     // and then the owner's row (two failover times): under worker liveness, where that second
     // wait ends in a fence and a reassignment, a clock at a fifth of the rate has stopped
     // delivering by then, and one at a tenth has not.
-    drift_beyond_the_bound_is_reported_with(config(BalancingPolicy::Coordinated), 0.2);
-    drift_beyond_the_bound_is_reported_with(worker_liveness(), 0.1);
+    drift_beyond_the_bound_is_reported_with(lease_liveness(), 0.2);
+    drift_beyond_the_bound_is_reported_with(config(BalancingPolicy::Coordinated), 0.1);
 }
 
 fn drift_beyond_the_bound_is_reported_with(config: Config, beyond: f64) {
@@ -322,7 +322,7 @@ fn drift_beyond_the_bound_is_reported_with(config: Config, beyond: f64) {
 /// A pure scale-up moves exactly the leases above quota, once, by handoff, and then nothing.
 #[test]
 fn scale_up_moves_the_minimum_and_then_stays_put() {
-    for config in [config(BalancingPolicy::Coordinated), worker_liveness()] {
+    for config in [config(BalancingPolicy::Coordinated), lease_liveness()] {
         scale_up_moves_the_minimum_with(config);
     }
 }
@@ -372,7 +372,7 @@ fn worker_liveness_fences_a_crashed_worker_and_renews_no_lease() {
         workers: 3,
         shards: 9,
         seed: 5,
-        config: worker_liveness(),
+        config: config(BalancingPolicy::Coordinated),
         ..ClusterConfig::default()
     });
     c.put_records(200);

@@ -70,13 +70,14 @@ fn records(from: u64, count: u8) -> Vec<TestRecord> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    // Both policies, worker liveness, and both a root's `LATEST` (the default) and `TRIM_HORIZON`.
+    // Both policies, both liveness settings, and both a root's `LATEST` (the default) and
+    // `TRIM_HORIZON`.
     let trim_horizon = Config {
         initial_position: InitialPosition::TrimHorizon,
         ..Config::kcl2()
     };
-    let worker_liveness = Config::default().with_worker_liveness();
-    for policy_config in [Config::default(), worker_liveness, trim_horizon] {
+    let lease_liveness = Config::default().with_lease_liveness();
+    for policy_config in [Config::default(), lease_liveness, trim_horizon] {
         let me = "fuzz-worker";
         let Ok(mut w) =
             Worker::<TestRecord>::new(policy_config, WorkerId::from(me), 1, Instant::ZERO)

@@ -27,11 +27,11 @@ OPTIONS:
   --shards M                 shards at the start                                 [100]
   --duration D               simulated time: 90s, 10m, 1h                        [10m]
   --seed S                   the seed (swarm: the first seed)                    [1]
-  --policy default|kcl2|worker
+  --policy default|kcl2|lease
                              balancing policy (run, swarm; compare: the side set
-                             against kcl2); worker: the default policy with one
-                             heartbeat per worker instead of a renewal per lease [default]
-  --deploy-policy default|kcl2|worker
+                             against kcl2); lease: the default policy with a
+                             renewal per lease instead of one heartbeat per worker [default]
+  --deploy-policy default|kcl2|lease
                              the policy of the workers a scenario step starts (a rolling
                              deploy's replacements, scale-up's newcomers): a setting rolled
                              out through a running fleet; kcl2 mixes with nothing [--policy]
@@ -315,6 +315,7 @@ fn main_inner(args: Args) -> Result<bool, String> {
             let kcl2 = run_one(
                 &RunSpec {
                     policy: Policy::Kcl2,
+                    deploy_policy: None,
                     ..args.spec.clone()
                 },
                 args.quiet,

@@ -68,7 +68,7 @@ pub struct Measures {
 pub struct Report {
     /// Seed.
     pub seed: u64,
-    /// The policy's name (`default`, `kcl2`, `worker`); `a->b` when the scenario's steps
+    /// The policy's name (`default`, `kcl2`, `lease`); `a->b` when the scenario's steps
     /// started workers of policy `b` in a fleet of `a`.
     pub policy: String,
     /// Scenario name.

@@ -97,13 +97,13 @@ impl fmt::Display for Scenario {
 /// The balancing policy under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Policy {
-    /// kcl-rs's coordinated policy.
+    /// kcl-rs's coordinated policy (worker liveness: one heartbeat per worker keeps its leases).
     Default,
     /// The Java KCL 2.x lease taker.
     Kcl2,
-    /// kcl-rs's coordinated policy with worker liveness: one heartbeat per worker every renew
-    /// interval instead of a renewal per lease.
-    Worker,
+    /// kcl-rs's coordinated policy with lease liveness: a renewal per lease every renew
+    /// interval, as before worker liveness.
+    Lease,
 }
 
 impl Policy {
@@ -112,7 +112,7 @@ impl Policy {
         match self {
             Self::Default => "default",
             Self::Kcl2 => "kcl2",
-            Self::Worker => "worker",
+            Self::Lease => "lease",
         }
     }
 
@@ -121,11 +121,11 @@ impl Policy {
         let c = match self {
             Self::Default => Config::default(),
             Self::Kcl2 => Config::kcl2(),
-            Self::Worker => Config::default().with_worker_liveness(),
+            Self::Lease => Config::default().with_lease_liveness(),
         };
         debug_assert!(matches!(
             (self, c.policy),
-            (Self::Default | Self::Worker, BalancingPolicy::Coordinated)
+            (Self::Default | Self::Lease, BalancingPolicy::Coordinated)
                 | (Self::Kcl2, BalancingPolicy::Kcl2Compatible)
         ));
         c
@@ -138,9 +138,9 @@ impl FromStr for Policy {
         match s {
             "default" => Ok(Self::Default),
             "kcl2" => Ok(Self::Kcl2),
-            "worker" => Ok(Self::Worker),
+            "lease" => Ok(Self::Lease),
             _ => Err(format!(
-                "unknown policy {s:?}; one of: default, kcl2, worker"
+                "unknown policy {s:?}; one of: default, kcl2, lease"
             )),
         }
     }

@@ -34,7 +34,7 @@ fn assert_clean(r: &Report) {
 
 #[test]
 fn chaos_swarm_keeps_every_invariant_under_both_policies() {
-    for policy in [Policy::Default, Policy::Worker, Policy::Kcl2] {
+    for policy in [Policy::Default, Policy::Lease, Policy::Kcl2] {
         for seed in 1..=seeds() {
             let r = quiet(&spec(Scenario::Chaos, policy, seed));
             assert_clean(&r);
@@ -51,7 +51,7 @@ fn chaos_swarm_keeps_every_invariant_under_both_policies() {
 /// live owner lets its writes through until its next renewal fails.
 #[test]
 fn mixed_processors_keep_every_invariant_under_both_policies() {
-    for policy in [Policy::Default, Policy::Worker, Policy::Kcl2] {
+    for policy in [Policy::Default, Policy::Lease, Policy::Kcl2] {
         let mut answers = std::collections::BTreeMap::<String, u64>::new();
         let mut accepted_stale = 0;
         for seed in 1..=seeds() {
@@ -73,7 +73,7 @@ fn mixed_processors_keep_every_invariant_under_both_policies() {
             );
         }
         match policy {
-            Policy::Default | Policy::Worker => assert_eq!(accepted_stale, 0, "{policy:?}"),
+            Policy::Default | Policy::Lease => assert_eq!(accepted_stale, 0, "{policy:?}"),
             Policy::Kcl2 => assert!(accepted_stale > 0, "no stolen lease wrote on"),
         }
     }
@@ -163,7 +163,7 @@ fn worker_liveness_ignores_answers_that_come_late() {
             duration_ms: 300_000,
             faults: kcl_sim::Faults::Chaos,
             processors: Processors::Mixed,
-            ..spec(scenario, Policy::Worker, seed)
+            ..spec(scenario, Policy::Default, seed)
         });
         assert_clean(&r);
     }
@@ -175,8 +175,8 @@ fn worker_liveness_ignores_answers_that_come_late() {
 #[test]
 fn a_liveness_switch_rolls_through_a_fleet_of_drivers() {
     for (from, to) in [
-        (Policy::Default, Policy::Worker),
-        (Policy::Worker, Policy::Default),
+        (Policy::Lease, Policy::Default),
+        (Policy::Default, Policy::Lease),
     ] {
         for seed in 1..=seeds() / 2 {
             let r = quiet(&RunSpec {

@@ -41,7 +41,7 @@ fn exclusivity_reported(
 
 #[test]
 fn chaos_swarm_keeps_every_invariant_under_both_policies() {
-    for policy in [Policy::Default, Policy::Worker, Policy::Kcl2] {
+    for policy in [Policy::Default, Policy::Lease, Policy::Kcl2] {
         for seed in 1..=seeds() {
             let mut s = spec(Scenario::Chaos, policy, seed);
             s.duration_ms = 240_000;
@@ -63,7 +63,7 @@ fn chaos_swarm_keeps_every_invariant_under_both_policies() {
 #[test]
 fn mixed_processors_never_move_a_checkpoint_backwards() {
     let mut answers = std::collections::BTreeMap::new();
-    for policy in [Policy::Default, Policy::Worker, Policy::Kcl2] {
+    for policy in [Policy::Default, Policy::Lease, Policy::Kcl2] {
         for seed in 1..=seeds() {
             let mut s = spec(Scenario::Chaos, policy, seed);
             s.duration_ms = 240_000;
@@ -249,7 +249,7 @@ fn a_balanced_fleet_moves_nothing_more() {
 /// first (then there is nothing to see), so most seeds, not all, must report it.
 #[test]
 fn drift_beyond_the_bound_is_reported() {
-    for policy in [Policy::Default, Policy::Worker] {
+    for policy in [Policy::Default, Policy::Lease] {
         let seeds = 1..=6;
         let caught = exclusivity_reported(seeds.clone(), |seed| {
             quiet(&RunSpec {
@@ -599,7 +599,7 @@ fn worker_liveness_renews_no_lease() {
             ..spec(Scenario::Steady, policy, 77)
         })
     };
-    let (lease, worker) = (run(Policy::Default), run(Policy::Worker));
+    let (lease, worker) = (run(Policy::Lease), run(Policy::Default));
     assert_no_violation(&worker);
     let ops = &worker.ddb_units_per_shard_hour_by_operation;
     assert!(!ops.contains_key("update_item:renew"), "{ops:?}");
@@ -624,7 +624,7 @@ fn a_leader_between_incarnations_takes_no_lease() {
         duration_ms: 360_000,
         faults: Faults::Chaos,
         processors: Processors::Mixed,
-        ..spec(Scenario::Reshard, Policy::Worker, 39)
+        ..spec(Scenario::Reshard, Policy::Default, 39)
     });
     assert_no_violation(&r);
     assert_eq!(r.records_lost, 0, "{}", r.replay);
@@ -636,8 +636,8 @@ fn a_leader_between_incarnations_takes_no_lease() {
 #[test]
 fn a_liveness_switch_rolls_through_a_running_fleet() {
     for (from, to) in [
-        (Policy::Default, Policy::Worker),
-        (Policy::Worker, Policy::Default),
+        (Policy::Lease, Policy::Default),
+        (Policy::Default, Policy::Lease),
     ] {
         for seed in 1..=seeds() {
             let r = quiet(&RunSpec {
@@ -661,7 +661,7 @@ fn a_liveness_switch_rolls_through_a_running_fleet() {
 /// failover time allows (exclusivity) and are all measured.
 #[test]
 fn a_lone_crash_fails_over_after_the_failover_time() {
-    for policy in [Policy::Default, Policy::Worker] {
+    for policy in [Policy::Default, Policy::Lease] {
         a_lone_crash_fails_over_with(policy);
     }
 }

@@ -60,10 +60,15 @@ fn another_value(knob: &Knob, config: &DriverConfig) -> String {
     let mut c = config.clone();
     match knob.access {
         Access::Duration(place) => {
-            format!(
-                "\"{}\"",
-                humantime::format_duration(*place(&mut c) + Duration::from_millis(1500))
-            )
+            // Half a second less from a second on (a longer heartbeat would not fit the
+            // delivery window twice), else one and a half more.
+            let d = *place(&mut c);
+            let other = if d >= Duration::from_secs(1) {
+                d - Duration::from_millis(500)
+            } else {
+                d + Duration::from_millis(1500)
+            };
+            format!("\"{}\"", humantime::format_duration(other))
         }
         Access::U64(place) | Access::Limit(place) => {
             (place(&mut c).wrapping_add(2) % 1000).max(1).to_string()
@@ -87,7 +92,8 @@ fn another_value(knob: &Knob, config: &DriverConfig) -> String {
 }
 
 /// Each setting, written in a file, changes its own field and no other (the policy and the
-/// liveness aside, whose defaults move the scan interval and the heartbeat interval too).
+/// liveness aside: the policy's defaults move the scan interval, the liveness and the heartbeat
+/// interval too, and the liveness's the heartbeat interval).
 #[test]
 fn each_setting_sets_the_field_it_names_and_no_other() {
     let defaults = DriverConfig::default();
@@ -106,8 +112,9 @@ fn each_setting_sets_the_field_it_names_and_no_other() {
         expected.insert(&field);
         let scan = "worker.scan_interval".to_string();
         let heartbeat = "worker.heartbeat_interval".to_string();
+        let liveness = "worker.liveness".to_string();
         if knob.key == "policy" {
-            expected.insert(&scan);
+            expected.extend([&scan, &heartbeat, &liveness]);
         }
         if knob.key == "liveness" {
             expected.insert(&heartbeat);
@@ -165,6 +172,31 @@ fn the_chosen_policy_s_defaults_lie_underneath() {
         .expect("valid");
     assert_eq!(config.worker.policy, BalancingPolicy::Kcl2Compatible);
     assert_eq!(config.worker.scan_interval, Duration::from_secs(5));
+}
+
+/// Worker liveness is the default, with a heartbeat every renew interval; `lease` brings the
+/// 2 s heartbeat of a renewal per lease, unless a heartbeat interval is set.
+#[test]
+fn the_chosen_liveness_s_heartbeat_lies_underneath() {
+    let config = Settings::new().driver_config().expect("valid");
+    assert_eq!(config.worker.liveness, Liveness::Worker);
+    assert_eq!(
+        config.worker.heartbeat_interval,
+        config.worker.renew_interval()
+    );
+    let lease = Settings::new()
+        .vars([("KCL_LIVENESS".into(), "lease".into())])
+        .and_then(|s| s.driver_config())
+        .expect("valid");
+    assert_eq!(lease.worker, Config::default().with_lease_liveness());
+    assert_eq!(lease.worker.heartbeat_interval, Duration::from_secs(2));
+    let set = Settings::new()
+        .toml("heartbeat_interval = \"1s\"", "kcl.toml")
+        .and_then(|s| s.vars([("KCL_LIVENESS".into(), "lease".into())]))
+        .and_then(|s| s.driver_config())
+        .expect("valid");
+    assert_eq!(set.worker.liveness, Liveness::Lease);
+    assert_eq!(set.worker.heartbeat_interval, Duration::from_secs(1));
 }
 
 #[test]

@@ -21,21 +21,22 @@
 //! | [`Acquire`](LeaseOp::Acquire) | the new owner, after an assignment or handoff | `leaseOwner = me`, no `checkpointOwner`, and `leaseCounter = c` (the counter the assignment's note names, or the new owner last read) | counter `+ 1`; under worker liveness `ownerIncarnation = mine` (the lease then lives while this process's worker row does) | the old owner has not completed yet, or renewed meanwhile (read the row and try again at its counter), or the lease moved on |
 //! | [`Delete`](LeaseOp::Delete) | the leader's cleanup | `leaseCounter = c` and `checkpoint = SHARD_END` | the row deleted | the row changed; the next scan decides again |
 //! | [`Heartbeat`](LeaseOp::Heartbeat) | every worker (`Coordinated`), every heartbeat interval | no `incarnation`, or `incarnation = mine`; a takeover: `leaseCounter = c` (the row of a process with this id stood still for the failover time). Under worker liveness, once one landed: `incarnation = mine` only; a process that gave up every lease with its incarnation: also `incarnation = previous` (its notes are removed) | `entityType`, `incarnation = mine`, counter `+ 1`, `maxLeases`, `leaving`, acknowledged keys removed from `assignedLeases` (a takeover removes them all) | another process has this worker id: the newcomer reads the row, and stops with an error if its counter moves, or takes it over once it has stood still for the failover time; a registered worker whose row was taken over stops |
-//! | [`Notify`](LeaseOp::Notify) | the leader, after an assignment or handoff to another worker | the worker row exists | the note `<leaseKey>@<counter>` (an assignment: the counter it left, at which the new owner acquires) or `<leaseKey>@h<counter>` (a handoff: the new owner reads the row first) added to `assignedLeases` (a heartbeat acknowledges each note it saw, so a later assignment of the same lease is a new note) | the worker is gone; its lease expires and is assigned again |
+//! | [`Notify`](LeaseOp::Notify) | the leader, after an assignment or handoff to another worker; an operator, to the holder of a lease it evicted under worker liveness | the worker row exists | the note `<leaseKey>@<counter>` (an assignment: the counter it left, at which the new owner acquires) or `<leaseKey>@h<counter>` (read the row first: the new owner of a handoff before it acquires; a holder, by one renewal, to find a handoff or an eviction) added to `assignedLeases` (a heartbeat acknowledges each note it saw, so a later assignment of the same lease is a new note) | the worker is gone; its lease expires and is assigned again |
 //! | [`ClaimLeader`](LeaseOp::ClaimLeader) | a follower that saw the leader row absent, unowned, its own or expired | the row absent (`c` unknown), or `leaseCounter = c` | `leaseOwner = me`, counter `c+1` (a new row: 1) | another worker claimed it first |
 //! | [`RenewLeader`](LeaseOp::RenewLeader) | the leader, every renew interval | `leaseCounter = c` and `leaseOwner = me` | counter `c+1` | leadership is lost |
 //! | [`ReleaseLeader`](LeaseOp::ReleaseLeader) | the leader, when its shutdown begins (it plans no more) | as renew leader | `leaseOwner` removed, counter `c+1` | it was lost already |
 //! | [`FenceWorker`](LeaseOp::FenceWorker) | the leader (worker liveness), for a worker row whose counter it saw stand still for the failover time | `leaseCounter = c` and `incarnation = i` (as seen) | `incarnation` and `assignedLeases` removed; the counter stays | the worker heartbeat meanwhile, or the row changed hands: nothing to fence |
 //! | [`DeleteWorkerRow`](LeaseOp::DeleteWorkerRow) | every worker, at the end of its shutdown | `incarnation = mine` | the worker row deleted | the row is gone or another process's; nothing to do |
 //! | [`DeleteDeadWorkerRow`](LeaseOp::DeleteDeadWorkerRow) | the leader's cleanup, for a row whose counter stood still for `worker_row_retention`; an operator's prune (`kcl-admin prune-workers`) | `leaseCounter = c` and the `incarnation` seen (a row written again by a new process, its counter starting over, is another row) | the worker row deleted | the worker heartbeat meanwhile: it lives |
-//! | [`Evict`](LeaseOp::Evict) | an operator (`kcl-admin release`) | `leaseCounter = c` (the counter the operator read) | counter `c+1`, `leaseOwner`, `checkpointOwner` and `ownerIncarnation` removed | the lease changed since it was read: read it again |
+//! | [`Evict`](LeaseOp::Evict) | an operator (`kcl-admin release`), then a `Notify` (`@h`) of the holder under worker liveness, which renews nothing | `leaseCounter = c` (the counter the operator read) | counter `c+1`, `leaseOwner`, `checkpointOwner` and `ownerIncarnation` removed | the lease changed since it was read: read it again |
 //! | [`ResetCheckpoint`](LeaseOp::ResetCheckpoint) | an operator (`kcl-admin set-checkpoint`), on a lease nobody holds | `leaseCounter = c`, no `leaseOwner`, no `checkpointOwner` | counter `c+1`, `checkpoint` + sub-sequence, `ownerSwitchesSinceCheckpoint = 0`, the pending checkpoint removed | a worker took the lease, or it changed: release it first, or read it again |
 //!
 //! **Fencing.** Every operation of a holder on its own lease is conditional on the counter its
 //! last write left and on the holder being `leaseOwner` (or, during a handoff, `checkpointOwner`),
 //! so once any other worker has changed the lease, nothing the old holder sends can land: a
 //! paused or partitioned worker can never move a checkpoint or finish a shard it lost. An
-//! operator's eviction is such a change: the holder's next renewal fails and it stops delivering,
+//! operator's eviction is such a change: the holder's next renewal (under worker liveness, the
+//! one a note in its row asks for) fails and it stops delivering,
 //! at the latest when its delivery window closes; the worker the lease goes to next may start
 //! before that, so records of the evicted ownership's last moments can be processed twice, as in
 //! any failover, and its checkpoints cannot land. Every
@@ -105,8 +106,8 @@
 //!    still running at the old one. A shutdown that outlasts `shutdown_timeout` ends the same
 //!    way.
 //!
-//! **Worker liveness** (`Coordinated` with [`Liveness::Worker`](crate::config::Liveness::Worker)):
-//! no lease is renewed. A worker's heartbeat row proves it alive for every lease it holds, and a
+//! **Worker liveness** (`Coordinated` with [`Liveness::Worker`](crate::config::Liveness::Worker),
+//! the default): no lease is renewed. A worker's heartbeat row proves it alive for every lease it holds, and a
 //! lease row is written only when its ownership or its checkpoint changes. The rules:
 //! 1. An acquire writes `ownerIncarnation`, the acquiring process; every write that ends an
 //!    ownership (or starts one without an acquire) removes it. A lease with `ownerIncarnation`
@@ -145,9 +146,15 @@
 //! change only for a lease it saw in an earlier scan, because a scan reads rows one at a time
 //! and may read the worker row before the process registered. Checkpoints stay conditional on
 //! the counter and owner: one that lands between the fence and the reassignment belongs to the
-//! only ownership there is. A fleet must not mix `Liveness::Lease` and `Liveness::Worker`
-//! workers (a worker renewing per lease would take the leases of one that does not after
-//! `failover_time`), and a fleet with Java KCL workers must use `Kcl2Compatible`.
+//! only ownership there is.
+//!
+//! *Mixed settings.* Every leader, whatever its own setting, judges a lease by the rule its row
+//! asks for (by its holder's worker row with `ownerIncarnation`, by its counter without), so a
+//! fleet may switch between `Liveness::Lease` and `Liveness::Worker` worker by worker. kcl-rs
+//! versions before worker liveness know only the counter rule: their leaders would take a
+//! worker-liveness lease after `failover_time`, so a fleet of them upgrades in two rolls (first
+//! to this version with `Liveness::Lease`, then to `Liveness::Worker`). A fleet with Java KCL
+//! workers must use `Kcl2Compatible`.
 //!
 //! **Election** (`Coordinated`): the leader row is a lease on leadership. A follower reads it
 //! every `leader_check_interval` and claims it when it is absent, unowned, its own or expired on

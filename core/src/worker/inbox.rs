@@ -381,9 +381,10 @@ mod tests {
     use crate::worker::testing::{owned, Harness};
     use crate::write::WriteKind;
 
-    /// A worker that is not the leader (w9 leads, renewing as the test goes).
+    /// A worker that is not the leader (w9 leads, renewing as the test goes), under lease
+    /// liveness: a heartbeat every 2 s carries its assignments.
     fn follower() -> Harness {
-        let mut h = Harness::new(Config::default(), "w2");
+        let mut h = Harness::new(Config::default().with_lease_liveness(), "w2");
         h.apply(&LeaseOp::ClaimLeader {
             worker: WorkerId::from("w9"),
             counter: None,
@@ -478,6 +479,46 @@ mod tests {
         let after = own_row(&h).incarnation.expect("registered again");
         assert_ne!(after, before);
         assert!(h.holds("shard-1"));
+    }
+
+    /// An operator's eviction (`kcl-admin release`) of a lease held under worker liveness: the
+    /// note it leaves in the holder's row (`@h`, read the row) makes the holder send one renewal,
+    /// which is refused; the row read back shows the lease gone, so the processor is told and
+    /// nothing more is delivered. Then the lease is assigned again (here to the same worker, the
+    /// only one).
+    #[test]
+    fn an_evicted_lease_is_dropped_once_the_holder_is_told() {
+        let mut h = alone_holding();
+        let counter = h.lease("shard-1").expect("row").counter;
+        h.apply(&LeaseOp::Evict {
+            shard: LeaseKey::from("shard-1"),
+            counter,
+        });
+        h.apply(&LeaseOp::Notify {
+            worker: WorkerId::from("w1"),
+            shard: LeaseKey::from("shard-1"),
+            counter: counter + 1,
+            handoff: true,
+        });
+        let lost = |h: &Harness| {
+            h.calls("shard-1")
+                .iter()
+                .filter(|c| matches!(c, crate::io::ProcessorCall::LeaseLost))
+                .count()
+        };
+        assert_eq!(lost(&h), 0);
+        // One heartbeat to see the note, a renewal refused, a read back.
+        h.run_until(36_000);
+        assert_eq!(lost(&h), 1, "{:?}", h.log);
+        assert!(!h.writes(WriteKind::Renew).is_empty());
+        h.run_until(90_000);
+        assert!(h.holds("shard-1"));
+        let lease = h.lease("shard-1").expect("row");
+        assert!(lease.counter > counter + 1);
+        assert_eq!(
+            lease.owner_incarnation.as_deref(),
+            own_row(&h).incarnation.as_deref()
+        );
     }
 
     fn assigned(h: &Harness) -> alloc::vec::Vec<LeaseKey> {

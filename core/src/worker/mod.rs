@@ -64,16 +64,16 @@ pub use stats::{LeaseView, Stats};
 /// # Safety of delivery
 ///
 /// The worker hands records to a processor only while `now` is inside the delivery window of the
-/// lease: `failover_time - safety_margin` after it *sent* its last renewal that succeeded. Another
-/// worker takes a lease only after seeing its counter unchanged for `failover_time` on its own
-/// clock, and every take is conditional on that counter. So two workers never deliver the same
+/// lease. With [`crate::config::Liveness::Worker`] (the default) no lease is renewed: the window
+/// ends `failover_time - safety_margin` after the worker *sent* its last heartbeat that landed,
+/// and the leader moves a lease only after fencing the worker whose heartbeat it saw stand still
+/// for `failover_time` on its own clock. With [`crate::config::Liveness::Lease`] (and
+/// `Kcl2Compatible`) the window runs from the sending of the lease's last own write that landed,
+/// and another worker takes a lease only after seeing its counter unchanged for `failover_time`;
+/// every take is conditional on that counter. Either way two workers never deliver the same
 /// shard at the same true instant while their clock rates differ by less than
-/// [`Config::tolerated_clock_rate_ratio`] (1.11 with the defaults). With
-/// [`crate::config::Liveness::Worker`] no lease is renewed: the window runs from the sending of the
-/// worker's last heartbeat that landed, and the leader moves a lease only after fencing the
-/// worker whose heartbeat it saw stand still for `failover_time`; the same bound follows. Each
-/// batch carries a [`FencingToken`] for sinks that must also survive a process paused *after*
-/// the decision.
+/// [`Config::tolerated_clock_rate_ratio`] (1.11 with the defaults). Each batch carries a
+/// [`FencingToken`] for sinks that must also survive a process paused *after* the decision.
 ///
 /// The writes behind this, with their conditions, are the protocol: [`crate::protocol`].
 ///

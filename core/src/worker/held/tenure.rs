@@ -374,8 +374,10 @@ mod tests {
         Instant::from_millis(n)
     }
 
+    /// A worker under lease liveness, where a lease's own writes move its window.
     fn ctx_at(now: u64) -> (Ctx<BasicRecord>, TimerSlot) {
-        let mut ctx = Ctx::new(Config::default(), WorkerId::from("w1"), 7, ms(now));
+        let config = Config::default().with_lease_liveness();
+        let mut ctx = Ctx::new(config, WorkerId::from("w1"), 7, ms(now));
         let slot = ctx.timers.claim(&LeaseKey::from("shard-1"));
         (ctx, slot)
     }
