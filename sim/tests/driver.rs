@@ -192,9 +192,12 @@ fn a_liveness_switch_rolls_through_a_fleet_of_drivers() {
     }
 }
 
+/// The sink's checker is not blind: with clocks beyond the bound, a processor whose lease moved
+/// on writes with its old fencing token, and the sink accepting it is reported. (Seeds where that
+/// happens under the default policy: 2, 11 and 12 of the first 16.)
 #[test]
 fn a_stale_write_the_sink_accepts_is_reported() {
-    for seed in [10, 11] {
+    for seed in [11, 12] {
         let r = quiet(&RunSpec {
             drift: kcl_sim::Drift::Beyond,
             ..spec(Scenario::Chaos, Policy::Default, seed)

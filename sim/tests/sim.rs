@@ -685,6 +685,7 @@ fn a_lone_crash_fails_over_with(policy: Policy) {
         (1, 0)
     );
     let seconds = m.failover.p50_seconds.unwrap_or_default();
+    println!("{policy:?}: a lone crash failed over in {seconds} s");
     assert!(
         seconds >= failover * 0.95,
         "{policy:?}: failed over in {seconds} s"

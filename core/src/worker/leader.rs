@@ -245,7 +245,8 @@ impl<R: Record + Clone> Worker<R> {
                 }
             }
         }
-        // The next row to stand still long enough is fenced then, not at the scan after.
+        // The next row to stand still long enough is scanned (and fenced) then, not at the
+        // scan after.
         let next_fence = watched
             .iter()
             .filter_map(|w| self.seen(&WorkerRow::key(w)).since)
@@ -273,20 +274,30 @@ impl<R: Record + Clone> Worker<R> {
         }
     }
 
-    /// A watched worker row may have stood still for the failover time: plan again from the
-    /// last scan (every write it makes is conditional on what that scan saw).
+    /// A watched worker row may have stood still for the failover time: scan now, and plan
+    /// from that scan. The leader plans only from a scan's view: its own moves since the last
+    /// scan are not in it, so a plan between scans would assign a lease again and count the
+    /// receivers' loads without what they were just given.
     pub(super) fn fence_timer(&mut self) {
+        self.scan_soon();
+    }
+
+    /// Scans now, unless a scan is in flight (its answer plans).
+    fn scan_soon(&mut self) {
         if self.ctx.phase == super::Phase::Running
             && self.election.is_leader(&self.ctx.config, self.ctx.now)
         {
-            self.plan();
+            self.ctx
+                .timers
+                .set(super::timers::TimerKey::Scan, self.ctx.now);
         }
     }
 
     /// A fence's answer. Once it landed, none of the fenced process's heartbeats lands again
     /// and its windows have closed (its counter stood still for the failover time on this
-    /// clock), so its leases are planned at once. Refused: it heartbeat meanwhile, or its row
-    /// changed hands; the next scan shows which.
+    /// clock), so its leases are planned at once, from a scan made now (whatever the scan
+    /// shows of the row, the fenced incarnation is kept here). Refused: it heartbeat meanwhile,
+    /// or its row changed hands; the next scan shows which.
     pub(super) fn fenced(
         &mut self,
         worker: WorkerId,
@@ -306,11 +317,7 @@ impl<R: Record + Clone> Worker<R> {
             }
         }
         self.planning.fenced.insert(incarnation);
-        if self.ctx.phase == super::Phase::Running
-            && self.election.is_leader(&self.ctx.config, self.ctx.now)
-        {
-            self.plan();
-        }
+        self.scan_soon();
     }
 
     /// Deletes the rows of workers whose heartbeat counter stood still for `worker_row_retention`
@@ -589,6 +596,63 @@ mod tests {
         assert_eq!(h.w.stats().workers_fenced, 1);
         let incarnation = h.lease("shard-1").and_then(|l| l.owner_incarnation);
         assert_ne!(incarnation.as_deref(), Some("w2"), "w1's, if any");
+    }
+
+    /// Two workers stop at once while new shards keep coming: each lease is assigned once. The
+    /// leader plans only from a scan's view, never from one older than its own moves (a fence's
+    /// timer and its answer ask for a scan), or it assigns a lease again and counts the
+    /// receivers' loads without what they were just given.
+    #[test]
+    fn a_leader_plans_from_a_scan_and_assigns_each_lease_once() {
+        let mut h = Harness::new(worker_liveness(), "w1");
+        for j in 0..2 {
+            h.put(&unowned(&alloc::format!("shard-w1-{j}")));
+        }
+        h.run_until(10_000);
+        assert!(h.holds("shard-w1-0") && h.holds("shard-w1-1"));
+        // Three more workers with two leases each: balanced.
+        for w in ["w2", "w3", "w4"] {
+            heartbeat(&mut h, w);
+            for j in 0..2 {
+                let mut l = unowned(&alloc::format!("shard-{w}-{j}"));
+                l.owner = Some(WorkerId::from(w));
+                l.counter = 3;
+                l.owner_incarnation = Some(w.into());
+                h.put(&l);
+            }
+        }
+        for t in (11_000..=30_000).step_by(1_000) {
+            h.run_until(t);
+            for w in ["w2", "w3", "w4"] {
+                heartbeat(&mut h, w);
+            }
+        }
+        // w3 and w4 stop; w2 goes on (but never acquires: its assignments would expire after
+        // the failover time, so the run ends before).
+        // New shards keep coming meanwhile, so the scan just before a fence has moves of its own.
+        let mut keys = alloc::vec::Vec::new();
+        for t in (30_500..=46_000).step_by(500) {
+            w2_heartbeats_until(&mut h, 500, t);
+            if t >= 36_000 {
+                let key = alloc::format!("shard-new-{t}");
+                h.put(&unowned(&key));
+                keys.push(key);
+            }
+        }
+        assert_eq!(h.writes(WriteKind::Fence).len(), 2);
+        for w in ["w3", "w4"] {
+            for j in 0..2 {
+                keys.push(alloc::format!("shard-{w}-{j}"));
+            }
+        }
+        for key in &keys {
+            let assigns = h
+                .writes(WriteKind::Assign)
+                .iter()
+                .filter(|write| write.key == *key)
+                .count();
+            assert!(assigns <= 1, "{key} assigned {assigns} times");
+        }
     }
 
     /// A lease whose process is no longer the one its worker's row names (the row was taken
