@@ -382,7 +382,7 @@ impl Comparison {
         let _ = writeln!(
             s,
             "  {:<28} {:>14} {:>14} {:>10}",
-            "", "default", "kcl2", "ratio"
+            "", d.policy, "kcl2", "ratio"
         );
         let r = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.3}"));
         let rows: Vec<(&str, String, String, String)> = vec![
