@@ -51,10 +51,56 @@ async fn kcl_admin_lists_releases_and_refuses_bad_input() {
         .await
         .unwrap();
 
+    // Worker liveness: a lease held by a process of w2, w2's row, and a fenced row of w3.
+    let mut held = Lease::new(
+        LeaseKey::from("shardId-000000000002"),
+        Position::TrimHorizon,
+    );
+    held.owner = Some(WorkerId::from("w2"));
+    held.owner_incarnation = Some("w2-process".into());
+    held.counter = 2;
+    let heartbeat = |worker: &str| LeaseOp::Heartbeat {
+        worker: WorkerId::from(worker),
+        incarnation: format!("{worker}-process").as_str().into(),
+        takeover: None,
+        registered: false,
+        previous: None,
+        max_leases: 100,
+        leaving: false,
+        acked: Vec::new(),
+    };
+    let ops = [
+        LeaseOp::Create {
+            lease: Box::new(held),
+        },
+        heartbeat("w2"),
+        heartbeat("w3"),
+        LeaseOp::FenceWorker {
+            worker: WorkerId::from("w3"),
+            counter: 1,
+            incarnation: "w3-process".into(),
+        },
+    ];
+    for op in ops {
+        table.write(&op.to_write()).await.unwrap();
+    }
+
     let (code, out, err) = admin(&["--table", &name, "list"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("shardId-000000000001  owner=w1  counter=5  checkpoint=TRIM_HORIZON"),
+        "{out}"
+    );
+    assert!(
+        out.contains("shardId-000000000002  owner=w2  counter=2  checkpoint=TRIM_HORIZON  process=w2-process"),
+        "{out}"
+    );
+    assert!(
+        out.contains("w2  counter=1  max-leases=100  process=w2-process"),
+        "{out}"
+    );
+    assert!(
+        out.contains("w3  counter=1  max-leases=100  process=none (fenced or given up)"),
         "{out}"
     );
 

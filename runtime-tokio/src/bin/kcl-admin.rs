@@ -121,6 +121,10 @@ fn describe(lease: &Lease) -> String {
     if let Some(from) = &lease.checkpoint_owner {
         line.push_str(&format!("  handing-over-from={from}"));
     }
+    // Worker liveness: the holder's process; the lease lives while that process's row does.
+    if let Some(process) = &lease.owner_incarnation {
+        line.push_str(&format!("  process={process}"));
+    }
     if let Some(pending) = &lease.pending_checkpoint {
         line.push_str(&format!("  pending={}", position(pending)));
     }
@@ -160,11 +164,23 @@ fn print(snapshot: &TableSnapshot) {
     if !snapshot.workers.is_empty() {
         println!("workers ({}):", snapshot.workers.len());
         for row in snapshot.workers.values() {
+            // A row without a process was fenced by the leader, or its process gave it up: its
+            // leases are free, and it takes none until a process registers again.
+            let process = row
+                .incarnation
+                .as_deref()
+                .map_or_else(|| "none (fenced or given up)".to_string(), str::to_string);
             println!(
-                "  {}  counter={}  max-leases={}{}",
+                "  {}  counter={}  max-leases={}  process={}{}{}",
                 row.worker,
                 row.counter,
                 row.max_leases,
+                process,
+                if row.assigned.is_empty() {
+                    String::new()
+                } else {
+                    format!("  notes={}", row.assigned.len())
+                },
                 if row.leaving { "  leaving" } else { "" }
             );
         }
