@@ -26,6 +26,22 @@ async fn write(table: &DynamoLeaseTable, op: LeaseOp) -> Result<(), Failure> {
     table.write(&op.to_write()).await.map(|_| ())
 }
 
+async fn create(table: &DynamoLeaseTable, lease: Lease) {
+    let op = LeaseOp::Create {
+        lease: Box::new(lease),
+    };
+    write(table, op).await.unwrap();
+}
+
+/// A lease acquired under worker liveness by `worker`'s process (as [`heartbeat`] names it).
+fn acquired_by(key: &str, worker: &str, counter: u64) -> Lease {
+    let mut lease = Lease::new(LeaseKey::from(key), Position::TrimHorizon);
+    lease.owner = Some(WorkerId::from(worker));
+    lease.owner_incarnation = Some(format!("{worker}-process").as_str().into());
+    lease.counter = counter;
+    lease
+}
+
 fn heartbeat(worker: &str) -> LeaseOp {
     LeaseOp::Heartbeat {
         worker: WorkerId::from(worker),
@@ -48,14 +64,7 @@ async fn release_fences_the_holder_and_a_checkpoint_moves_only_on_a_free_lease()
     held.owner = Some(WorkerId::from("w1"));
     held.counter = 5;
     held.parent_shard_ids = vec![LeaseKey::from("shardId-0")];
-    write(
-        &table,
-        LeaseOp::Create {
-            lease: Box::new(held),
-        },
-    )
-    .await
-    .unwrap();
+    create(&table, held).await;
     write(&table, heartbeat("w1")).await.unwrap();
     let admin = TableAdmin::new(table.clone());
 
@@ -100,18 +109,7 @@ async fn release_fences_the_holder_and_a_checkpoint_moves_only_on_a_free_lease()
 
     // A lease acquired under worker liveness: evicted, and its holder, which renews nothing, is
     // told by a note in its row (it reads the lease back and drops it).
-    let mut live = Lease::new(LeaseKey::from("shardId-2"), Position::TrimHorizon);
-    live.owner = Some(WorkerId::from("w1"));
-    live.owner_incarnation = Some("w1-process".into());
-    live.counter = 3;
-    write(
-        &table,
-        LeaseOp::Create {
-            lease: Box::new(live),
-        },
-    )
-    .await
-    .unwrap();
+    create(&table, acquired_by("shardId-2", "w1", 3)).await;
     let released = admin.release("shardId-2").await.unwrap();
     assert_eq!(
         (released.owner, released.owner_incarnation, released.counter),
@@ -121,17 +119,7 @@ async fn release_fences_the_holder_and_a_checkpoint_moves_only_on_a_free_lease()
     let notes: Vec<&str> = row.assigned.iter().map(|a| a.note.as_str()).collect();
     assert_eq!(notes, ["shardId-2@h4"]);
     // A holder whose row is gone is gone: the eviction alone is the release.
-    let mut orphan = Lease::new(LeaseKey::from("shardId-3"), Position::TrimHorizon);
-    orphan.owner = Some(WorkerId::from("gone"));
-    orphan.owner_incarnation = Some("gone-process".into());
-    write(
-        &table,
-        LeaseOp::Create {
-            lease: Box::new(orphan),
-        },
-    )
-    .await
-    .unwrap();
+    create(&table, acquired_by("shardId-3", "gone", 0)).await;
     let released = admin.release("shardId-3").await.unwrap();
     assert_eq!(released.owner, None);
     assert!(!admin

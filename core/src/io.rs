@@ -673,6 +673,7 @@ pub enum TimerReason {
     RequestTimeout,
     /// Give up waiting for processors at shutdown.
     ShutdownTimeout,
-    /// The leader fences a worker whose heartbeat stood still (worker liveness).
+    /// The leader scans to fence a worker whose heartbeat may have stood still for the failover
+    /// time (worker liveness), and plans from that scan.
     FenceWorkers,
 }
