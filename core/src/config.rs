@@ -231,6 +231,20 @@ impl Config {
         self.heartbeat_interval * 3
     }
 
+    /// Coordinated: a worker whose heartbeat counter has not changed for this long is given no
+    /// lease (what it holds stays until it is fenced or expires). Under worker liveness a
+    /// heartbeat interval and a half: when a machine dies, its workers stop receiving before the
+    /// first of them is fenced (about a heartbeat interval apart), so the leases that fence frees
+    /// go to live workers, not to a dead one that would hold them for another failover time.
+    /// Under lease liveness [`Config::worker_expiry`].
+    pub fn receiver_expiry(&self) -> Duration {
+        if self.worker_liveness() {
+            self.heartbeat_interval * 3 / 2
+        } else {
+            self.worker_expiry()
+        }
+    }
+
     /// Checks the configuration for values that cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.failover_time.is_zero() {

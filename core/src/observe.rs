@@ -72,6 +72,23 @@ impl Observer {
         }
     }
 
+    /// Records that the row showed `counter` already at `at` (learnt from another row written
+    /// after it): a sighting no later than `at`, kept unless an earlier one of the same counter
+    /// is known. Safe for a judgement of stillness because the counter was there by then.
+    pub fn seen_no_later_than(&mut self, key: &str, counter: u64, at: Instant) {
+        let earlier = Seen {
+            counter,
+            since: Some(at),
+        };
+        match self.seen.get_mut(key) {
+            Some(s) if s.counter == counter && s.since.is_some_and(|since| since <= at) => {}
+            Some(s) => *s = earlier,
+            None => {
+                self.seen.insert(key.into(), earlier);
+            }
+        }
+    }
+
     /// Forgets rows not in `keep` (deleted rows), so the map does not grow forever.
     pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
         self.seen.retain(|k, _| keep(k));

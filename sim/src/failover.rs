@@ -1,8 +1,9 @@
 //! Failover time: from a worker's crash until every lease it held delivers again at a new
 //! owner. One figure per crash that held leases; a crash is measured once every one of its
-//! shards delivered after it, or finished (a shard read to its end owes nothing more).
+//! shards delivered after it, or finished (a shard read to its end owes nothing more). The
+//! figures come for all crashes and by cause (the fault that crashed the worker).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kcl_core::LeaseKey;
 
@@ -10,6 +11,7 @@ use kcl_core::LeaseKey;
 #[derive(Clone, Debug)]
 struct Crash {
     at_ms: u64,
+    cause: &'static str,
     waiting: BTreeSet<LeaseKey>,
     /// The latest first delivery after the crash among the shards no longer waiting.
     last_ms: u64,
@@ -19,8 +21,8 @@ struct Crash {
 #[derive(Clone, Debug, Default)]
 pub struct FailoverWatch {
     open: Vec<Crash>,
-    /// Milliseconds from each measured crash to its last lease delivering again.
-    done_ms: Vec<u64>,
+    /// Milliseconds from each measured crash to its last lease delivering again, with its cause.
+    done_ms: Vec<(u64, &'static str)>,
 }
 
 /// Failover over a run's crashes.
@@ -35,15 +37,36 @@ pub struct FailoverFigures {
     pub p50_seconds: Option<f64>,
     /// The 99th percentile (nearest rank).
     pub p99_seconds: Option<f64>,
+    /// The measured crashes by cause (`worker_crash`, `machine_crash`, `leader_crash`, ...).
+    pub by_cause: BTreeMap<String, CauseFigures>,
+}
+
+/// Failover over the crashes of one cause.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct CauseFigures {
+    /// Crashes measured.
+    pub crashes: usize,
+    /// Median seconds.
+    pub p50_seconds: f64,
+    /// The 99th percentile (nearest rank).
+    pub p99_seconds: f64,
+    /// The slowest.
+    pub max_seconds: f64,
 }
 
 impl FailoverWatch {
-    /// A worker holding `shards` crashed at `now`.
-    pub fn crashed(&mut self, now: u64, shards: impl IntoIterator<Item = LeaseKey>) {
+    /// A worker holding `shards` crashed at `now`, by the fault `cause`.
+    pub fn crashed(
+        &mut self,
+        now: u64,
+        cause: &'static str,
+        shards: impl IntoIterator<Item = LeaseKey>,
+    ) {
         let waiting: BTreeSet<LeaseKey> = shards.into_iter().collect();
         if !waiting.is_empty() {
             self.open.push(Crash {
                 at_ms: now,
+                cause,
                 waiting,
                 last_ms: now,
             });
@@ -61,7 +84,7 @@ impl FailoverWatch {
                 crash.last_ms = now;
             }
             if crash.waiting.is_empty() {
-                done.push(crash.last_ms - crash.at_ms);
+                done.push((crash.last_ms - crash.at_ms, crash.cause));
                 return false;
             }
             true
@@ -74,17 +97,36 @@ impl FailoverWatch {
         let mut unresolved = 0;
         for crash in &self.open {
             if crash.waiting.iter().all(&finished) {
-                done.push(crash.last_ms - crash.at_ms);
+                done.push((crash.last_ms - crash.at_ms, crash.cause));
             } else {
                 unresolved += 1;
             }
         }
-        done.sort_unstable();
+        let mut causes: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+        for &(ms, cause) in &done {
+            causes.entry(cause).or_default().push(ms);
+        }
+        let by_cause = causes
+            .into_iter()
+            .map(|(cause, mut ms)| {
+                ms.sort_unstable();
+                let figures = CauseFigures {
+                    crashes: ms.len(),
+                    p50_seconds: percentile(&ms, 50).unwrap_or_default(),
+                    p99_seconds: percentile(&ms, 99).unwrap_or_default(),
+                    max_seconds: ms.last().map_or(0.0, |&m| m as f64 / 1000.0),
+                };
+                (cause.to_owned(), figures)
+            })
+            .collect();
+        let mut all: Vec<u64> = done.iter().map(|&(ms, _)| ms).collect();
+        all.sort_unstable();
         FailoverFigures {
-            crashes_measured: done.len(),
+            crashes_measured: all.len(),
             crashes_unresolved: unresolved,
-            p50_seconds: percentile(&done, 50),
-            p99_seconds: percentile(&done, 99),
+            p50_seconds: percentile(&all, 50),
+            p99_seconds: percentile(&all, 99),
+            by_cause,
         }
     }
 }
@@ -109,8 +151,8 @@ mod tests {
     #[test]
     fn a_crash_is_measured_when_its_last_lease_delivers_again() {
         let mut w = FailoverWatch::default();
-        w.crashed(1_000, [key("a"), key("b")]);
-        w.crashed(2_000, []);
+        w.crashed(1_000, "worker_crash", [key("a"), key("b")]);
+        w.crashed(2_000, "worker_crash", []);
         w.delivered(500, &key("a"));
         w.delivered(5_000, &key("a"));
         assert_eq!(w.figures(|_| false).crashes_unresolved, 1);
@@ -124,11 +166,31 @@ mod tests {
     #[test]
     fn finished_shards_owe_no_delivery() {
         let mut w = FailoverWatch::default();
-        w.crashed(0, [key("a"), key("b")]);
+        w.crashed(0, "machine_crash", [key("a"), key("b")]);
         w.delivered(3_000, &key("a"));
         let f = w.figures(|k| k.as_str() == "b");
         assert_eq!((f.crashes_measured, f.crashes_unresolved), (1, 0));
         assert_eq!(f.p50_seconds, Some(3.0));
+        assert_eq!(f.by_cause["machine_crash"].crashes, 1);
+    }
+
+    #[test]
+    fn figures_by_cause() {
+        let mut w = FailoverWatch::default();
+        w.crashed(0, "leader_crash", [key("a")]);
+        w.crashed(0, "worker_crash", [key("b")]);
+        w.crashed(1_000, "worker_crash", [key("c")]);
+        w.delivered(4_000, &key("a"));
+        w.delivered(2_000, &key("b"));
+        w.delivered(6_000, &key("c"));
+        let f = w.figures(|_| false);
+        assert_eq!(f.crashes_measured, 3);
+        let worker = &f.by_cause["worker_crash"];
+        assert_eq!(
+            (worker.crashes, worker.p50_seconds, worker.max_seconds),
+            (2, 2.0, 5.0)
+        );
+        assert_eq!(f.by_cause["leader_crash"].p99_seconds, 4.0);
     }
 
     #[test]

@@ -23,6 +23,7 @@ USAGE:
 
 OPTIONS:
   --scenario NAME            steady | scale-up | scale-down | rolling-deploy | reshard | chaos
+                             | failover | retention
   --workers N                workers (scale-up: N -> 2N; scale-down: 2N -> N)   [10]
   --shards M                 shards at the start                                 [100]
   --duration D               simulated time: 90s, 10m, 1h                        [10m]

@@ -153,6 +153,10 @@ pub struct Report {
     pub failover_crashes_measured: usize,
     /// Crashes whose leases had not all delivered again by the end of the run.
     pub failover_crashes_unresolved: usize,
+    /// The failover figures by cause: the fault that crashed the worker (`worker_crash`,
+    /// `machine_crash`, and the failover scenario's `follower_crash`, `leader_crash`,
+    /// `follower_machine_crash`, `leader_machine_crash`).
+    pub failover_by_cause: BTreeMap<String, crate::failover::CauseFigures>,
     /// DynamoDB billing by operation.
     pub ddb_by_operation: BTreeMap<String, OperationBill>,
     /// Kinesis calls.
@@ -266,6 +270,23 @@ impl Report {
                         self.failover_crashes_measured, self.failover_crashes_unresolved
                     ),
                     _ => "no crash of a worker holding leases".into(),
+                },
+            ),
+            (
+                "failover by cause",
+                if self.failover_by_cause.is_empty() {
+                    "-".into()
+                } else {
+                    self.failover_by_cause
+                        .iter()
+                        .map(|(cause, f)| {
+                            format!(
+                                "{cause} p50 {:.1} s, p99 {:.1} s, max {:.1} s ({})",
+                                f.p50_seconds, f.p99_seconds, f.max_seconds, f.crashes
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 },
             ),
             (

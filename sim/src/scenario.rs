@@ -37,12 +37,24 @@ pub enum Scenario {
     Reshard,
     /// Every fault, then a liveness phase.
     Chaos,
+    /// Crashes one cause at a time in a calm fleet, a minute apart: a worker that does not
+    /// lead, the leader, a machine without the leader, the leader's machine, over and over. The
+    /// failover figures of a run tell what each mechanism costs, which chaos's overlapping
+    /// faults blur.
+    Failover,
     /// The stream keeps records for [`RETENTION_MS`] only. Shards split and merge as the whole
     /// fleet loses Kinesis for longer than that: records are trimmed unread, closed parents
     /// expire from the stream with unread tails, and the fleet must finish them and go on with
     /// their children from what is left.
     Retention,
 }
+
+/// The failover scenario's time between crashes: each failover is over, and the crashed
+/// workers are back and given their share again, before the next crash.
+pub const FAILOVER_GAP_MS: u64 = 60_000;
+
+/// How long the failover scenario's crashed workers stay down.
+pub const FAILOVER_RESTART_MS: u64 = 20_000;
 
 /// The stream's retention period in the retention scenario, scaled down from Kinesis's 24 hours
 /// so that a run of minutes sees records trimmed and closed shards expire. Longer than any run's
@@ -51,13 +63,14 @@ pub const RETENTION_MS: u64 = 90_000;
 
 impl Scenario {
     /// Every scenario, for help texts.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Steady,
         Scenario::ScaleUp,
         Scenario::ScaleDown,
         Scenario::RollingDeploy,
         Scenario::Reshard,
         Scenario::Chaos,
+        Scenario::Failover,
         Scenario::Retention,
     ];
 
@@ -70,6 +83,7 @@ impl Scenario {
             Self::RollingDeploy => "rolling-deploy",
             Self::Reshard => "reshard",
             Self::Chaos => "chaos",
+            Self::Failover => "failover",
             Self::Retention => "retention",
         }
     }
@@ -595,6 +609,25 @@ fn scenario_steps(spec: &RunSpec, phases: &Phases, fleet: &mut impl Schedule) ->
     let w = phases.warmup;
     match spec.scenario {
         Scenario::Steady | Scenario::Chaos => w,
+        Scenario::Failover => {
+            let causes = [(false, false), (true, false), (false, true), (true, true)];
+            let mut t = w;
+            for (leader, machine) in causes.into_iter().cycle() {
+                if t >= phases.fault_end {
+                    break;
+                }
+                fleet.at(
+                    t,
+                    Action::CrashChosen {
+                        leader,
+                        machine,
+                        restart_after_ms: FAILOVER_RESTART_MS,
+                    },
+                );
+                t += FAILOVER_GAP_MS;
+            }
+            phases.fault_end
+        }
         Scenario::ScaleUp => {
             fleet.at(w, Action::AddWorkers(n));
             w
@@ -1072,6 +1105,7 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(u64)) -> Report {
         failover_seconds_p99: m.failover.p99_seconds,
         failover_crashes_measured: m.failover.crashes_measured,
         failover_crashes_unresolved: m.failover.crashes_unresolved,
+        failover_by_cause: m.failover.by_cause.clone(),
         ddb_by_operation: m.ddb_by_operation,
         kinesis: m.kinesis,
         faults: m.counters.faults,
@@ -1101,7 +1135,9 @@ fn minimum_moves(spec: &RunSpec, loads: &[usize], unheld: usize) -> Option<u64> 
                 + stay.iter().map(|&l| l.saturating_sub(share)).sum::<usize>()
         }
         Scenario::RollingDeploy => loads.iter().sum::<usize>() + unheld,
-        Scenario::Reshard | Scenario::Chaos | Scenario::Retention => return None,
+        Scenario::Reshard | Scenario::Chaos | Scenario::Failover | Scenario::Retention => {
+            return None
+        }
     };
     if spec.faults == Faults::Chaos {
         return None;

@@ -105,6 +105,11 @@ pub struct LeaderRow {
     pub owner: Option<WorkerId>,
     /// Fencing counter, bumped by every renewal.
     pub counter: u64,
+    /// Under worker liveness, the liveness ([`WorkerRow::liveness`]) the leader's own worker row
+    /// had after the last heartbeat the leader had landed when it wrote this row. That heartbeat
+    /// landed before anyone read this row, so a follower that watched the row stand still for
+    /// the failover time knows the leader's heartbeat showing this has stood as long.
+    pub heartbeat: Option<u64>,
 }
 
 /// Any row of the lease table, decoded.
@@ -159,6 +164,7 @@ impl Row {
             Some(ENTITY_LEADER) => Ok(Row::Leader(LeaderRow {
                 owner: opt_s(&item, attr::LEASE_OWNER)?.map(WorkerId::from),
                 counter: counter(&item)?,
+                heartbeat: opt_n(&item, attr::LEADER_HEARTBEAT)?,
             })),
             Some(other) => Ok(Row::Foreign {
                 key: req_s(&item, attr::LEASE_KEY)?.into(),

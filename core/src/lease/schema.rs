@@ -50,6 +50,10 @@ pub mod attr {
     /// Worker rows: the process heartbeating the row (S), so that a second process with the
     /// same worker id is refused.
     pub const INCARNATION: &str = "incarnation";
+    /// The leader row, under worker liveness: what the leader's own worker row showed an
+    /// observer (its counter mixed with its incarnation, `WorkerRow::liveness`) after the last
+    /// heartbeat the leader had landed when it wrote the leader row (N).
+    pub const LEADER_HEARTBEAT: &str = "leaderHeartbeat";
 }
 
 /// `entityType` of a worker heartbeat row.

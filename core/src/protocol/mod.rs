@@ -22,9 +22,9 @@
 //! | [`Delete`](LeaseOp::Delete) | the leader's cleanup | `leaseCounter = c` and `checkpoint = SHARD_END` | the row deleted | the row changed; the next scan decides again |
 //! | [`Heartbeat`](LeaseOp::Heartbeat) | every worker (`Coordinated`), every heartbeat interval | no `incarnation`, or `incarnation = mine`; a takeover: `leaseCounter = c` (the row of a process with this id stood still for the failover time). Under worker liveness, once one landed: `incarnation = mine` only; a process that gave up every lease with its incarnation: also `incarnation = previous` (its notes are removed) | `entityType`, `incarnation = mine`, counter `+ 1`, `maxLeases`, `leaving`, acknowledged keys removed from `assignedLeases` (a takeover removes them all) | another process has this worker id: the newcomer reads the row, and stops with an error if its counter moves, or takes it over once it has stood still for the failover time; a registered worker whose row was taken over stops |
 //! | [`Notify`](LeaseOp::Notify) | the leader, after an assignment or handoff to another worker; an operator, to the holder of a lease it evicted under worker liveness | the worker row exists | the note `<leaseKey>@<counter>` (an assignment: the counter it left, at which the new owner acquires) or `<leaseKey>@h<counter>` (read the row first: the new owner of a handoff before it acquires; a holder, by one renewal, to find a handoff or an eviction) added to `assignedLeases` (a heartbeat acknowledges each note it saw, so a later assignment of the same lease is a new note) | the worker is gone; its lease expires and is assigned again |
-//! | [`ClaimLeader`](LeaseOp::ClaimLeader) | a follower that saw the leader row absent, unowned, its own or expired | the row absent (`c` unknown), or `leaseCounter = c` | `leaseOwner = me`, counter `c+1` (a new row: 1) | another worker claimed it first |
-//! | [`RenewLeader`](LeaseOp::RenewLeader) | the leader, every renew interval | `leaseCounter = c` and `leaseOwner = me` | counter `c+1` | leadership is lost |
-//! | [`ReleaseLeader`](LeaseOp::ReleaseLeader) | the leader, when its shutdown begins (it plans no more) | as renew leader | `leaseOwner` removed, counter `c+1` | it was lost already |
+//! | [`ClaimLeader`](LeaseOp::ClaimLeader) | a follower that saw the leader row absent, unowned, its own or expired | the row absent (`c` unknown), or `leaseCounter = c` | `leaseOwner = me`, counter `c+1` (a new row: 1); under worker liveness `leaderHeartbeat` = its own last heartbeat, else removed | another worker claimed it first |
+//! | [`RenewLeader`](LeaseOp::RenewLeader) | the leader, every renew interval (under worker liveness, after each of its heartbeats that lands) | `leaseCounter = c` and `leaseOwner = me` | counter `c+1`; under worker liveness `leaderHeartbeat` = what that heartbeat left in its worker row | leadership is lost |
+//! | [`ReleaseLeader`](LeaseOp::ReleaseLeader) | the leader, when its shutdown begins (it plans no more) | as renew leader | `leaseOwner` and `leaderHeartbeat` removed, counter `c+1` | it was lost already |
 //! | [`FenceWorker`](LeaseOp::FenceWorker) | the leader (worker liveness), for a worker row whose counter it saw stand still for the failover time | `leaseCounter = c` and `incarnation = i` (as seen) | `incarnation` and `assignedLeases` removed; the counter stays | the worker heartbeat meanwhile, or the row changed hands: nothing to fence |
 //! | [`DeleteWorkerRow`](LeaseOp::DeleteWorkerRow) | every worker, at the end of its shutdown | `incarnation = mine` | the worker row deleted | the row is gone or another process's; nothing to do |
 //! | [`DeleteDeadWorkerRow`](LeaseOp::DeleteDeadWorkerRow) | the leader's cleanup, for a row whose counter stood still for `worker_row_retention`; an operator's prune (`kcl-admin prune-workers`) | `leaseCounter = c` and the `incarnation` seen (a row written again by a new process, its counter starting over, is another row) | the worker row deleted | the worker heartbeat meanwhile: it lives |
@@ -132,6 +132,12 @@
 //!    every lease was left.
 //! 5. A handoff's old owner is notified too (the same `@h` note): no renewal shows it the row,
 //!    so it sends one renewal to read it back, and goes on as in **Graceful handoff**.
+//! 6. The leader renews the leader row after each of its heartbeats that lands, naming what that
+//!    heartbeat left in its worker row (`leaderHeartbeat`: the counter mixed with the incarnation,
+//!    as observers watch it). A follower that claims the row once it stood still for
+//!    `failover_time` counts the old leader's worker row, if it still shows that heartbeat, as
+//!    seen since it first read that leader row: a leader that died is fenced at the new leader's
+//!    first scan, not after a second failover time of watching.
 //!
 //! *Exclusivity.* Say W's last heartbeat that landed was sent at true time `t_s`, and the leader
 //! first saw the counter it left at `t_f >= t_s`. The fence lands only if no heartbeat landed
@@ -146,7 +152,9 @@
 //! change only for a lease it saw in an earlier scan, because a scan reads rows one at a time
 //! and may read the worker row before the process registered. Checkpoints stay conditional on
 //! the counter and owner: one that lands between the fence and the reassignment belongs to the
-//! only ownership there is.
+//! only ownership there is. Rule 6 keeps the same inequality: the heartbeat a leader row names
+//! landed before its leader sent that row, so before the new leader first read it (`t_f` is then
+//! that first read), and the new leader claims no sooner than `failover_time` after it.
 //!
 //! *Mixed settings.* Every leader, whatever its own setting, judges a lease by the rule its row
 //! asks for (by its holder's worker row with `ownerIncarnation`, by its counter without), so a
@@ -158,8 +166,9 @@
 //!
 //! **Election** (`Coordinated`): the leader row is a lease on leadership. A follower reads it
 //! every `leader_check_interval` and claims it when it is absent, unowned, its own or expired on
-//! the follower's clock; the leader renews it with its leases and acts as leader only inside the
-//! same delivery window a lease has. Safety never depends on the leader: each of its writes is
+//! the follower's clock; the leader renews it with its leases (under worker liveness, after each
+//! heartbeat that lands, rule 6 above) and acts as leader only inside the same delivery window a
+//! lease has. Safety never depends on the leader: each of its writes is
 //! conditional on what it saw.
 
 use alloc::boxed::Box;
@@ -357,6 +366,9 @@ pub enum LeaseOp {
         worker: WorkerId,
         /// The counter it saw; `None` when the row did not exist.
         counter: Option<u64>,
+        /// Under worker liveness, its own worker row's liveness after its last heartbeat that
+        /// landed (`leaderHeartbeat`, see [`crate::lease::LeaderRow::heartbeat`]).
+        heartbeat: Option<u64>,
     },
     /// The leader renews the leader row.
     RenewLeader {
@@ -364,6 +376,8 @@ pub enum LeaseOp {
         worker: WorkerId,
         /// The counter its last write left.
         counter: u64,
+        /// As in [`LeaseOp::ClaimLeader`].
+        heartbeat: Option<u64>,
     },
     /// The leader steps down.
     ReleaseLeader {
@@ -672,37 +686,65 @@ impl LeaseOp {
                 )]),
                 Condition::Exists,
             ),
-            Self::ClaimLeader { worker, counter } => match counter {
+            Self::ClaimLeader {
+                worker,
+                counter,
+                heartbeat,
+            } => match counter {
                 None => {
                     let mut item = Item::new();
                     item.insert(attr::ENTITY_TYPE.into(), string(ENTITY_LEADER));
                     item.insert(attr::LEASE_OWNER.into(), string(worker.as_str()));
                     item.insert(attr::LEASE_COUNTER.into(), AttributeValue::number(1));
+                    if let Some(h) = heartbeat {
+                        item.insert(attr::LEADER_HEARTBEAT.into(), AttributeValue::number(*h));
+                    }
                     (
                         LEADER_KEY.into(),
                         WriteAction::Put(item),
                         Condition::NotExists,
                     )
                 }
+                // The predecessor's heartbeat goes: it is not this leader's.
                 Some(c) => (
                     LEADER_KEY.into(),
                     WriteAction::Update(alloc::vec![
                         Update::Set(attr::LEASE_OWNER, string(worker.as_str())),
                         Update::Set(attr::LEASE_COUNTER, AttributeValue::number(c + 1)),
+                        match heartbeat {
+                            Some(h) => {
+                                Update::Set(attr::LEADER_HEARTBEAT, AttributeValue::number(*h))
+                            }
+                            None => Update::Remove(attr::LEADER_HEARTBEAT),
+                        },
                     ]),
                     Condition::eq_num(attr::LEASE_COUNTER, *c),
                 ),
             },
-            Self::RenewLeader { worker, counter } => (
-                LEADER_KEY.into(),
-                WriteAction::Update(alloc::vec![bump(*counter)]),
-                leads(*counter, worker),
-            ),
+            Self::RenewLeader {
+                worker,
+                counter,
+                heartbeat,
+            } => {
+                let mut updates = alloc::vec![bump(*counter)];
+                if let Some(h) = heartbeat {
+                    updates.push(Update::Set(
+                        attr::LEADER_HEARTBEAT,
+                        AttributeValue::number(*h),
+                    ));
+                }
+                (
+                    LEADER_KEY.into(),
+                    WriteAction::Update(updates),
+                    leads(*counter, worker),
+                )
+            }
             Self::ReleaseLeader { worker, counter } => (
                 LEADER_KEY.into(),
                 WriteAction::Update(alloc::vec![
                     Update::Remove(attr::LEASE_OWNER),
                     Update::Set(attr::LEASE_COUNTER, AttributeValue::number(counter + 1)),
+                    Update::Remove(attr::LEADER_HEARTBEAT),
                 ]),
                 leads(*counter, worker),
             ),
@@ -1485,16 +1527,20 @@ mod tests {
         });
     }
 
+    /// The leader row names the leader's last heartbeat (worker liveness) when its leader writes
+    /// it; a claim without one removes the predecessor's, and so does a release.
     #[test]
     fn the_leader_row_is_a_lease_on_leadership() {
         let claim = |worker_name: &str, counter| LeaseOp::ClaimLeader {
             worker: worker(worker_name),
             counter,
+            heartbeat: (worker_name == "w1").then_some(41),
         };
         let leader = |owner: Option<&str>, counter| {
             Ok(Some(Row::Leader(LeaderRow {
                 owner: owner.map(worker),
                 counter,
+                heartbeat: (owner == Some("w1")).then_some(41 + counter - 1),
             })))
         };
         let first = apply(None, &claim("w1", None).to_write())
@@ -1506,9 +1552,10 @@ mod tests {
             row_after(Some(&first), &claim("w2", None)),
             Err(ConditionFailed)
         );
-        let renew = |worker_name: &str, counter| LeaseOp::RenewLeader {
+        let renew = |worker_name: &str, counter: u64| LeaseOp::RenewLeader {
             worker: worker(worker_name),
             counter,
+            heartbeat: Some(41 + counter),
         };
         assert_eq!(
             row_after(Some(&first), &renew("w1", 1)),
@@ -1529,7 +1576,8 @@ mod tests {
             Row::from_item(&taken),
             Ok(Row::Leader(LeaderRow {
                 owner: Some(worker("w2")),
-                counter: 2
+                counter: 2,
+                heartbeat: None,
             }))
         );
         let release = |worker_name: &str| LeaseOp::ReleaseLeader {
@@ -1541,6 +1589,14 @@ mod tests {
             Err(ConditionFailed)
         );
         assert_eq!(row_after(Some(&taken), &release("w2")), leader(None, 3));
+        let renewed = apply(Some(&first), &renew("w1", 1).to_write())
+            .expect("w1 leads")
+            .expect("row");
+        let release_w1 = LeaseOp::ReleaseLeader {
+            worker: worker("w1"),
+            counter: 2,
+        };
+        assert_eq!(row_after(Some(&renewed), &release_w1), leader(None, 3));
         for op in [claim("w1", None), renew("w1", 1), release("w1")] {
             assert_eq!(op.kind(), WriteKind::Leader);
             assert_eq!(op.to_write().key, LEADER_KEY);

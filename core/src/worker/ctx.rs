@@ -117,12 +117,24 @@ pub(crate) enum WriteOp {
     },
     LeaderClaim {
         counter_after: u64,
+        /// The leader the claim replaces, when it named its last heartbeat.
+        predecessor: Option<Predecessor>,
     },
     LeaderRenew {
         counter_after: u64,
     },
     LeaderRelease,
     WorkerRowDelete,
+}
+
+/// A leader whose row a follower saw stand still for the failover time, as the row named it:
+/// its worker row's liveness after its last heartbeat that landed, and when the follower first
+/// saw the leader row that named it (that heartbeat is older).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Predecessor {
+    pub(crate) worker: WorkerId,
+    pub(crate) liveness: u64,
+    pub(crate) seen_since: Instant,
 }
 
 /// Under worker liveness, the heartbeats that keep every lease of this process: a lease may
@@ -134,6 +146,9 @@ pub(crate) struct Heartbeats {
     pub(crate) landed: Option<Instant>,
     /// When the heartbeat in flight was sent.
     pub(crate) in_flight: Option<Instant>,
+    /// What the worker row showed an observer ([`crate::WorkerRow::liveness`]) after the last
+    /// heartbeat that landed: a leader names it in the leader row.
+    pub(crate) liveness: Option<u64>,
 }
 
 impl Heartbeats {

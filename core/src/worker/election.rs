@@ -3,12 +3,13 @@
 //! the worker's leases. The leader acts as leader only inside the same delivery window a lease
 //! has (see [`crate::protocol`]).
 
+use super::ctx::Predecessor;
 use super::timers::TimerKey;
 use super::{Outstanding, Pending, Phase, Worker, WriteOp};
 use crate::config::Config;
 use crate::io::{Event, Failure, Record};
 use crate::item::Item;
-use crate::lease::{Row, LEADER_KEY};
+use crate::lease::{Row, WorkerRow, LEADER_KEY};
 use crate::protocol::LeaseOp;
 use crate::time::Instant;
 
@@ -79,6 +80,7 @@ impl<R: Record + Clone> Worker<R> {
             return;
         }
         let me = self.ctx.id.clone();
+        let mut predecessor = None;
         let seen_counter = match result {
             Ok(None) => None,
             Ok(Some(item)) => match Row::from_item(&item) {
@@ -95,6 +97,16 @@ impl<R: Record + Clone> Worker<R> {
                     if !free {
                         return;
                     }
+                    predecessor = match (row.owner, row.heartbeat, seen.since) {
+                        (Some(worker), Some(liveness), Some(seen_since)) if worker != me => {
+                            Some(Predecessor {
+                                worker,
+                                liveness,
+                                seen_since,
+                            })
+                        }
+                        _ => None,
+                    };
                     Some(row.counter)
                 }
                 Ok(_) => return,
@@ -109,19 +121,47 @@ impl<R: Record + Clone> Worker<R> {
         let op = LeaseOp::ClaimLeader {
             worker: me,
             counter: seen_counter,
+            heartbeat: self.leader_heartbeat(),
         };
         let counter_after = op.counter_after().unwrap_or(1);
-        self.ctx.write(&op, WriteOp::LeaderClaim { counter_after });
+        self.ctx.write(
+            &op,
+            WriteOp::LeaderClaim {
+                counter_after,
+                predecessor,
+            },
+        );
     }
 
-    /// A claim's answer: leading from its send time, with a scan and a shard sync at once.
+    /// What the leader row names as this worker's last heartbeat (worker liveness only).
+    fn leader_heartbeat(&self) -> Option<u64> {
+        self.ctx
+            .config
+            .worker_liveness()
+            .then_some(self.ctx.heartbeats.liveness)
+            .flatten()
+    }
+
+    /// A claim's answer: leading from its send time, with a scan and a shard sync at once. The
+    /// predecessor's last heartbeat it named landed before this worker first saw that leader
+    /// row, so its worker row, if it still shows that heartbeat, has stood still at least since
+    /// then: the first scan judges it from there, not from its own first sight (a leader that
+    /// died would otherwise be watched for a second failover time before its leases move).
     pub(super) fn claimed(
         &mut self,
         counter_after: u64,
+        predecessor: Option<Predecessor>,
         sent: Instant,
         result: Result<Option<Item>, Failure>,
     ) {
         if result.is_ok() && self.ctx.phase == Phase::Running {
+            if let Some(p) = predecessor {
+                self.observer.seen_no_later_than(
+                    &WorkerRow::key(&p.worker),
+                    p.liveness,
+                    p.seen_since,
+                );
+            }
             self.election.leader = Leader::Leading {
                 counter: counter_after,
                 renewed_sent: sent,
@@ -183,6 +223,7 @@ impl<R: Record + Clone> Worker<R> {
         let op = LeaseOp::RenewLeader {
             worker: self.ctx.id.clone(),
             counter,
+            heartbeat: self.leader_heartbeat(),
         };
         let req = self.ctx.write(
             &op,
@@ -253,10 +294,11 @@ mod tests {
     }
 
     /// Leadership lapses while a renewal is unanswered and is claimed again; the old renewal's
-    /// late refusal must not end the new term.
+    /// late refusal must not end the new term. (Under lease liveness, where renewals follow a
+    /// timer: under worker liveness they follow heartbeats, which a cut-off stops too.)
     #[test]
     fn a_late_answer_to_the_previous_terms_renewal_does_not_end_the_next() {
-        let mut h = Harness::new(Config::default(), "w1");
+        let mut h = Harness::new(Config::default().with_lease_liveness(), "w1");
         h.run_until(1_000);
         assert!(h.w.is_leader(h.now));
         h.cut_off = true;
@@ -319,6 +361,7 @@ mod tests {
         h.apply(&LeaseOp::ClaimLeader {
             worker: WorkerId::from("w9"),
             counter: None,
+            heartbeat: None,
         });
         // w9 never renews. Checks every 5 s see the same counter; w1 claims once it has
         // stood still for the failover time (10 s) on w1's clock.

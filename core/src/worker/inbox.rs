@@ -184,6 +184,10 @@ impl<R: Record + Clone> Worker<R> {
         }
         match Row::from_item(&item) {
             Ok(Row::Worker(row)) => {
+                if worker_liveness {
+                    self.ctx.heartbeats.liveness = Some(row.liveness());
+                    self.renew_leadership();
+                }
                 for a in row.assigned {
                     if worker_liveness && a.counter().is_none() && self.held.contains_key(&a.shard)
                     {
@@ -388,6 +392,7 @@ mod tests {
         h.apply(&LeaseOp::ClaimLeader {
             worker: WorkerId::from("w9"),
             counter: None,
+            heartbeat: None,
         });
         h
     }

@@ -90,7 +90,7 @@ impl<R: Record + Clone> Worker<R> {
         }
         let now = self.ctx.now;
         let d = self.ctx.config.failover_time;
-        let expiry = self.ctx.config.worker_expiry();
+        let expiry = self.ctx.config.receiver_expiry();
         let me = self.ctx.id.clone();
         let worker_liveness = self.ctx.config.worker_liveness();
         let fenced = &self.planning.fenced;
@@ -98,6 +98,8 @@ impl<R: Record + Clone> Worker<R> {
             .view
             .workers
             .values()
+            // A worker whose row stood still past `receiver_expiry` is left out: it is given
+            // nothing, and its leases are neither counted nor moved until it is fenced.
             .filter(|w| {
                 w.worker != me
                     && !self
@@ -540,8 +542,13 @@ mod tests {
 
     /// `shard-1`, acquired by the process `incarnation` of w2.
     fn acquired_by_w2(h: &mut Harness, incarnation: &str) {
-        let mut l = unowned("shard-1");
-        l.owner = Some(WorkerId::from("w2"));
+        acquired(h, "shard-1", "w2", incarnation);
+    }
+
+    /// `key`, acquired by the process `incarnation` of `worker`.
+    fn acquired(h: &mut Harness, key: &str, worker: &str, incarnation: &str) {
+        let mut l = unowned(key);
+        l.owner = Some(WorkerId::from(worker));
         l.counter = 3;
         l.owner_incarnation = Some(incarnation.into());
         h.put(&l);
@@ -598,6 +605,115 @@ mod tests {
         assert_ne!(incarnation.as_deref(), Some("w2"), "w1's, if any");
     }
 
+    /// Worker liveness: a worker whose row stood still for a heartbeat interval and a half takes
+    /// no new lease. When a machine dies, the lease of the first of its workers to be fenced
+    /// goes to a live worker, not to another dead one not yet fenced (which would hold it for a
+    /// failover time more).
+    #[test]
+    fn a_lease_freed_by_a_fence_goes_to_a_worker_that_heartbeats() {
+        let mut h = Harness::new(worker_liveness(), "w1");
+        for j in 0..2 {
+            h.put(&unowned(&alloc::format!("shard-w1-{j}")));
+        }
+        h.run_until(10_000);
+        assert!(h.holds("shard-w1-0") && h.holds("shard-w1-1"));
+        // w2 and w3 hold a lease each: balanced.
+        for w in ["w2", "w3"] {
+            heartbeat(&mut h, w);
+            acquired(&mut h, &alloc::format!("shard-{w}"), w, w);
+        }
+        // w2 heartbeats until 20 s, w3 until 23 s; the first fence frees w2's lease while w3,
+        // the least loaded, has stood still for about seven seconds.
+        for t in (11_000..=23_000).step_by(1_000) {
+            h.run_until(t);
+            if t <= 20_000 {
+                heartbeat(&mut h, "w2");
+            }
+            heartbeat(&mut h, "w3");
+        }
+        h.run_until(45_000);
+        let receivers: alloc::vec::Vec<alloc::string::String> = h
+            .writes(WriteKind::Assign)
+            .iter()
+            .filter(|w| w.key == "shard-w2")
+            .map(|w| alloc::format!("{:?}", w.action))
+            .collect();
+        assert!(!receivers.is_empty());
+        assert!(receivers.iter().all(|a| !a.contains("w3")), "{receivers:?}");
+        assert!(
+            h.holds("shard-w2") && h.holds("shard-w3"),
+            "both freed, to w1"
+        );
+    }
+
+    /// What w2's worker row shows an observer now.
+    fn liveness_of_w2(h: &Harness) -> u64 {
+        let row = h
+            .table
+            .get(&WorkerRow::key(&WorkerId::from("w2")))
+            .map(crate::lease::Row::from_item);
+        match row {
+            Some(Ok(crate::lease::Row::Worker(r))) => r.liveness(),
+            other => panic!("w2's row: {other:?}"),
+        }
+    }
+
+    /// Worker liveness: the leader row names the leader's last heartbeat, which landed before
+    /// anyone read that row. The worker that claims the row once it stood still for the failover
+    /// time fences the dead leader's worker row at its first scans, not a failover time later.
+    /// Without the heartbeat named (a leader of an older kcl-rs), it watches the row first.
+    #[test]
+    fn a_new_leader_fences_its_dead_predecessor_at_once() {
+        for named in [true, false] {
+            let (claimed, fenced) = claim_and_fence(named);
+            let d = 10_000;
+            if named {
+                assert!(
+                    fenced - claimed < 3_000,
+                    "claimed {claimed}, fenced {fenced}"
+                );
+            } else {
+                assert!(fenced - claimed >= d, "claimed {claimed}, fenced {fenced}");
+            }
+        }
+    }
+
+    /// w2 leads and holds `shard-1` until 20 s, renewing the leader row after each heartbeat
+    /// (naming it when `named`); w1 follows. When w1 claimed and when it fenced w2's row (ms).
+    fn claim_and_fence(named: bool) -> (u64, u64) {
+        let mut h = Harness::new(worker_liveness(), "w1");
+        let w2 = WorkerId::from("w2");
+        heartbeat(&mut h, "w2");
+        acquired_by_w2(&mut h, "w2");
+        h.apply(&LeaseOp::ClaimLeader {
+            worker: w2.clone(),
+            counter: None,
+            heartbeat: named.then(|| liveness_of_w2(&h)),
+        });
+        for (counter, t) in (1..).zip((2_000..=20_000).step_by(2_000)) {
+            h.run_until(t);
+            heartbeat(&mut h, "w2");
+            h.apply(&LeaseOp::RenewLeader {
+                worker: w2.clone(),
+                counter,
+                heartbeat: named.then(|| liveness_of_w2(&h)),
+            });
+        }
+        assert!(h.writes(WriteKind::Leader).is_empty(), "w2 leads");
+        let (mut claimed, mut fenced) = (None, None);
+        for t in (20_100..=60_000).step_by(100) {
+            h.run_until(t);
+            if claimed.is_none() && !h.writes(WriteKind::Leader).is_empty() {
+                claimed = Some(t);
+            }
+            if fenced.is_none() && !h.writes(WriteKind::Fence).is_empty() {
+                fenced = Some(t);
+            }
+        }
+        assert!(h.holds("shard-1"), "w2's lease moved to w1");
+        (claimed.expect("w1 claimed"), fenced.expect("w1 fenced w2"))
+    }
+
     /// Two workers stop at once while new shards keep coming: each lease is assigned once. The
     /// leader plans only from a scan's view, never from one older than its own moves (a fence's
     /// timer and its answer ask for a scan), or it assigns a lease again and counts the
@@ -614,11 +730,7 @@ mod tests {
         for w in ["w2", "w3", "w4"] {
             heartbeat(&mut h, w);
             for j in 0..2 {
-                let mut l = unowned(&alloc::format!("shard-{w}-{j}"));
-                l.owner = Some(WorkerId::from(w));
-                l.counter = 3;
-                l.owner_incarnation = Some(w.into());
-                h.put(&l);
+                acquired(&mut h, &alloc::format!("shard-{w}-{j}"), w, w);
             }
         }
         for t in (11_000..=30_000).step_by(1_000) {

@@ -446,7 +446,11 @@ impl<R: Record + Clone> Worker<R> {
                 if !self.ctx.config.worker_liveness() || self.ctx.config.throughput_weighting {
                     self.touch_all(|h, _| h.renew_due());
                 }
-                self.renew_leadership();
+                // Under worker liveness the leader row is renewed after each heartbeat that
+                // lands, naming it.
+                if !self.ctx.config.worker_liveness() {
+                    self.renew_leadership();
+                }
                 let at = self.ctx.now + self.ctx.config.renew_interval();
                 self.ctx.timers.set(TimerKey::Renew, at);
             }
@@ -550,7 +554,10 @@ impl<R: Record + Clone> Worker<R> {
                 worker,
                 incarnation,
             } => self.fenced(worker, incarnation, result),
-            WriteOp::LeaderClaim { counter_after } => self.claimed(counter_after, sent, result),
+            WriteOp::LeaderClaim {
+                counter_after,
+                predecessor,
+            } => self.claimed(counter_after, predecessor, sent, result),
             WriteOp::LeaderRenew { counter_after } => {
                 self.leader_renewed(counter_after, sent, result)
             }

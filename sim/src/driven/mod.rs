@@ -420,7 +420,7 @@ impl DrivenFleet {
     }
 
     /// The process dies: every task of it dropped wherever it was.
-    fn crash(&mut self, node: NodeId) {
+    fn crash(&mut self, node: NodeId, cause: &'static str) {
         let now = self.now_ms();
         let held = self.held(node);
         let p = &mut self.processes[node];
@@ -435,7 +435,7 @@ impl DrivenFleet {
         self.exec.kill(group);
         let mut w = self.world.lock();
         w.checkpoints.forget(node, inc);
-        w.checker.failover.crashed(now, held);
+        w.checker.failover.crashed(now, cause, held);
     }
 
     /// Running processes that have not been asked to stop, by node.
@@ -444,6 +444,39 @@ impl DrivenFleet {
             let p = &self.processes[i];
             p.alive && !p.retired && p.status.as_ref().is_some_and(|s| !s.snapshot().stopped)
         })
+    }
+
+    fn crash_machine(&mut self, m: usize, restart_after_ms: u64, cause: &'static str) {
+        self.machines_up[m] = false;
+        for i in 0..self.processes.len() {
+            if self.processes[i].machine == m {
+                self.crash(i, cause);
+            }
+        }
+        let now = self.now_ms();
+        self.schedule(now + restart_after_ms, Ev::RestartMachine(m));
+    }
+
+    /// The leader, or a random running process that does not lead (on another machine than the
+    /// leader's when `machine`).
+    fn chosen(&mut self, leader: bool, machine: bool) -> Option<NodeId> {
+        let lead = self.running().find(|&i| {
+            self.processes[i]
+                .status
+                .as_ref()
+                .is_some_and(|s| s.snapshot().leader)
+        });
+        if leader && lead.is_some() {
+            return lead;
+        }
+        let lead_machine = lead.map(|l| self.processes[l].machine);
+        let others: Vec<NodeId> = self
+            .running()
+            .filter(|&i| {
+                Some(i) != lead && !(machine && Some(self.processes[i].machine) == lead_machine)
+            })
+            .collect();
+        (!others.is_empty()).then(|| others[self.rng.index(others.len())])
     }
 
     fn random_running(&mut self) -> Option<NodeId> {
@@ -481,6 +514,7 @@ impl DrivenFleet {
     }
 
     fn act(&mut self, action: Action) {
+        let cause = action.fault_kind().unwrap_or("crash");
         if let Some(kind) = action.fault_kind() {
             *self.faults.entry(kind.to_owned()).or_default() += 1;
         }
@@ -508,20 +542,27 @@ impl DrivenFleet {
             }
             Action::CrashWorker { restart_after_ms } => {
                 if let Some(node) = self.random_running() {
-                    self.crash(node);
+                    self.crash(node, cause);
                     self.schedule(now + restart_after_ms, Ev::Restart(node));
+                }
+            }
+            Action::CrashChosen {
+                leader,
+                machine,
+                restart_after_ms,
+            } => {
+                if let Some(node) = self.chosen(leader, machine) {
+                    if machine {
+                        self.crash_machine(self.processes[node].machine, restart_after_ms, cause);
+                    } else {
+                        self.crash(node, cause);
+                        self.schedule(now + restart_after_ms, Ev::Restart(node));
+                    }
                 }
             }
             Action::CrashMachine { restart_after_ms } => {
                 if let Some(node) = self.random_running() {
-                    let m = self.processes[node].machine;
-                    self.machines_up[m] = false;
-                    for i in 0..self.processes.len() {
-                        if self.processes[i].machine == m {
-                            self.crash(i);
-                        }
-                    }
-                    self.schedule(now + restart_after_ms, Ev::RestartMachine(m));
+                    self.crash_machine(self.processes[node].machine, restart_after_ms, cause);
                 }
             }
             Action::Partition { service, ms } => {

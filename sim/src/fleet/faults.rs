@@ -18,6 +18,18 @@ pub enum Action {
         /// Downtime.
         restart_after_ms: u64,
     },
+    /// Crash the leader, or a random worker that does not lead, alone or with its machine (for
+    /// a worker that does not lead, a machine that does not host the leader); the crashed workers
+    /// restart after this many ms. The failover scenario's crashes, one cause at a time.
+    CrashChosen {
+        /// The leader (a random worker when none leads, as under the Java policy), else a worker
+        /// that does not lead.
+        leader: bool,
+        /// With every worker of its machine.
+        machine: bool,
+        /// Downtime.
+        restart_after_ms: u64,
+    },
     /// Crash a random machine with all its workers; it restarts after this many ms.
     CrashMachine {
         /// Downtime.
@@ -120,6 +132,14 @@ impl Action {
         Some(match self {
             Self::CrashWorker { .. } => "worker_crash",
             Self::CrashMachine { .. } => "machine_crash",
+            Self::CrashChosen {
+                leader, machine, ..
+            } => match (leader, machine) {
+                (false, false) => "follower_crash",
+                (true, false) => "leader_crash",
+                (false, true) => "follower_machine_crash",
+                (true, true) => "leader_machine_crash",
+            },
             Self::Partition {
                 service: Service::Dynamo,
                 ..
@@ -180,6 +200,7 @@ pub(crate) fn incarnation_id(node: NodeId, inc: u64) -> WorkerId {
 
 impl Fleet {
     pub(super) fn act(&mut self, action: Action) {
+        let cause = action.fault_kind().unwrap_or("crash");
         if let Some(kind) = action.fault_kind() {
             *self.counters.faults.entry(kind.to_owned()).or_default() += 1;
         }
@@ -202,23 +223,27 @@ impl Fleet {
             }
             Action::CrashWorker { restart_after_ms } => {
                 if let Some(node) = self.random_running() {
-                    self.crash(node);
+                    self.crash(node, cause);
                     self.schedule(self.now + restart_after_ms, Ev::Restart(node));
+                }
+            }
+            Action::CrashChosen {
+                leader,
+                machine,
+                restart_after_ms,
+            } => {
+                if let Some(node) = self.chosen(leader, machine) {
+                    if machine {
+                        self.crash_machine(self.nodes[node].machine, restart_after_ms, cause);
+                    } else {
+                        self.crash(node, cause);
+                        self.schedule(self.now + restart_after_ms, Ev::Restart(node));
+                    }
                 }
             }
             Action::CrashMachine { restart_after_ms } => {
                 if let Some(node) = self.random_running() {
-                    let m = self.nodes[node].machine;
-                    if self.network() {
-                        self.net_fault(NetOp::Crash(m), NetOp::Restart(m), restart_after_ms);
-                    }
-                    self.machines[m].up = false;
-                    for i in 0..self.nodes.len() {
-                        if self.nodes[i].machine == m {
-                            self.crash(i);
-                        }
-                    }
-                    self.schedule(self.now + restart_after_ms, Ev::RestartMachine(m));
+                    self.crash_machine(self.nodes[node].machine, restart_after_ms, cause);
                 }
             }
             Action::Partition { service, ms } => {
@@ -311,12 +336,12 @@ impl Fleet {
         }
     }
 
-    pub(super) fn crash(&mut self, node: NodeId) {
+    pub(super) fn crash(&mut self, node: NodeId, cause: &'static str) {
         if let Some(worker) = &self.nodes[node].worker {
             let held = worker.held_leases().map(|l| l.key.clone());
             self.checker
                 .failover
-                .crashed(self.now, held.collect::<Vec<_>>());
+                .crashed(self.now, cause, held.collect::<Vec<_>>());
         }
         let n = &mut self.nodes[node];
         if n.worker.is_some() {
@@ -328,6 +353,50 @@ impl Fleet {
         n.wake_at = None;
         n.batches.clear();
         n.apps.clear();
+    }
+
+    fn crash_machine(&mut self, m: usize, restart_after_ms: u64, cause: &'static str) {
+        if self.network() {
+            self.net_fault(NetOp::Crash(m), NetOp::Restart(m), restart_after_ms);
+        }
+        self.machines[m].up = false;
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].machine == m {
+                self.crash(i, cause);
+            }
+        }
+        self.schedule(self.now + restart_after_ms, Ev::RestartMachine(m));
+    }
+
+    /// The running worker that leads (on its own clock), if any.
+    fn leader(&mut self) -> Option<NodeId> {
+        let now = self.now;
+        let running: Vec<NodeId> = self.running_workers().map(|(i, _)| i).collect();
+        running.into_iter().find(|&i| {
+            let local = self.nodes[i].clock.local(now);
+            self.nodes[i]
+                .worker
+                .as_ref()
+                .is_some_and(|w| w.is_leader(local))
+        })
+    }
+
+    /// The leader, or a random running worker that does not lead (on another machine than the
+    /// leader's when `machine`).
+    fn chosen(&mut self, leader: bool, machine: bool) -> Option<NodeId> {
+        let lead = self.leader();
+        if leader && lead.is_some() {
+            return lead;
+        }
+        let lead_machine = lead.map(|l| self.nodes[l].machine);
+        let others: Vec<NodeId> = self
+            .running_workers()
+            .map(|(i, _)| i)
+            .filter(|&i| {
+                Some(i) != lead && !(machine && Some(self.nodes[i].machine) == lead_machine)
+            })
+            .collect();
+        (!others.is_empty()).then(|| others[self.rng.index(others.len())])
     }
 
     pub(super) fn random_running(&mut self) -> Option<NodeId> {
