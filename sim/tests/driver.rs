@@ -193,19 +193,27 @@ fn a_liveness_switch_rolls_through_a_fleet_of_drivers() {
 }
 
 /// The sink's checker is not blind: with clocks beyond the bound, a processor whose lease moved
-/// on writes with its old fencing token, and the sink accepting it is reported. (Seeds where that
-/// happens under the default policy: 2, 11 and 12 of the first 16.)
+/// on writes with its old fencing token, and every run where the sink accepts one reports it.
+/// Which seeds produce such a write moves with any change of behaviour (2, 12 and 13 of the
+/// first 16 at this writing), so the first 16 are searched, and at least one must.
 #[test]
 fn a_stale_write_the_sink_accepts_is_reported() {
-    for seed in [11, 12] {
+    let mut stale_seeds = Vec::new();
+    for seed in 1..=16 {
         let r = quiet(&RunSpec {
             drift: kcl_sim::Drift::Beyond,
             ..spec(Scenario::Chaos, Policy::Default, seed)
         });
-        assert!(reports(&r, "fencing"), "{}", r.replay);
         let driver = r.driver.as_ref().expect("driver figures");
-        assert!(driver.sink_writes_accepted_stale > 0, "{}", r.replay);
+        if driver.sink_writes_accepted_stale > 0 {
+            assert!(reports(&r, "fencing"), "{}", r.replay);
+            stale_seeds.push(seed);
+        }
     }
+    assert!(
+        !stale_seeds.is_empty(),
+        "no seed of 1 to 16 wrote with a stale token: the check cannot fail"
+    );
 }
 
 /// Hung processors (an injected processor failure hangs half the time): with the processor call
