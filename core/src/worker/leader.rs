@@ -83,25 +83,60 @@ fn judge(
     }
 }
 
+/// What a plan judged of the leases of the last scan: the leases as the planner sees them
+/// (a lease whose holder is gone has none), the workers to fence first, and the workers whose
+/// row is watched.
+struct Judgement {
+    leases: Vec<PlanLease>,
+    fences: BTreeMap<WorkerId, (u64, Text)>,
+    watched: BTreeSet<WorkerId>,
+}
+
 impl<R: Record + Clone> Worker<R> {
+    /// Plans from the last scan's view, in this order: the notifications that failed are sent
+    /// again; the assignments and handoffs of the plan are sent; the fence timer is set for the
+    /// next watched row to stand still long enough; the fences are sent.
     pub(super) fn plan(&mut self) {
         for (worker, shard, counter, handoff) in core::mem::take(&mut self.planning.notify_again) {
             self.notify(worker, shard, counter, handoff);
         }
+        let workers = self.plan_workers();
+        self.forget_settled();
+        let judgement = self.judge_leases();
+        let leases = &judgement.leases;
+        let budget = usize::try_from(
+            ((leases.len() as u64) * self.ctx.config.move_budget_per_mille / 1000).max(1),
+        )
+        .unwrap_or(usize::MAX);
+        let plan = balance::plan(
+            leases,
+            &workers,
+            budget,
+            self.ctx.config.throughput_weighting,
+        );
+        for m in plan.moves {
+            self.send_move(m, leases, &workers);
+        }
+        self.set_fence_timer(&judgement.watched);
+        self.send_fences(judgement.fences);
+    }
+
+    /// The workers a plan may give leases to: every worker row of the scan but those that stood
+    /// still past `receiver_expiry` (left out: given nothing, their leases neither counted nor
+    /// moved until they are fenced) and, under worker liveness, fenced ones; and this leader
+    /// once its own heartbeat landed.
+    fn plan_workers(&self) -> Vec<PlanWorker> {
         let now = self.ctx.now;
-        let d = self.ctx.config.failover_time;
         let expiry = self.ctx.config.receiver_expiry();
-        let me = self.ctx.id.clone();
+        let me = &self.ctx.id;
         let worker_liveness = self.ctx.config.worker_liveness();
         let fenced = &self.planning.fenced;
         let mut workers: Vec<PlanWorker> = self
             .view
             .workers
             .values()
-            // A worker whose row stood still past `receiver_expiry` is left out: it is given
-            // nothing, and its leases are neither counted nor moved until it is fenced.
             .filter(|w| {
-                w.worker != me
+                w.worker != *me
                     && !self
                         .seen(&WorkerRow::key(&w.worker))
                         .older_than(now, expiry)
@@ -120,11 +155,17 @@ impl<R: Record + Clone> Worker<R> {
         // up) takes nothing until it has: it could not deliver.
         if !worker_liveness || self.ctx.heartbeats.landed.is_some() {
             workers.push(PlanWorker {
-                id: me,
+                id: me.clone(),
                 max_leases: self.ctx.config.max_leases_per_worker,
                 leaving: false,
             });
         }
+        workers
+    }
+
+    /// Forgets assignments the scan shows acquired (or changed), and fenced incarnations no
+    /// lease of the scan names any more.
+    fn forget_settled(&mut self) {
         let view = &self.view.leases;
         self.planning
             .awaiting_acquire
@@ -136,6 +177,13 @@ impl<R: Record + Clone> Worker<R> {
                 .collect();
             self.planning.fenced.retain(|i| named.contains(i.as_str()));
         }
+    }
+
+    /// Judges every lease of the scan that is not finished and whose parents are done: free
+    /// (unowned, expired, or its holder gone), held, or held by a worker to fence first.
+    fn judge_leases(&self) -> Judgement {
+        let now = self.ctx.now;
+        let d = self.ctx.config.failover_time;
         let mut fences: BTreeMap<WorkerId, (u64, Text)> = BTreeMap::new();
         let mut watched: BTreeSet<WorkerId> = BTreeSet::new();
         let seen_still = |w: &WorkerId| self.seen(&WorkerRow::key(w)).older_than(now, d);
@@ -185,78 +233,84 @@ impl<R: Record + Clone> Worker<R> {
                 }
             })
             .collect();
-        let budget = usize::try_from(
-            ((leases.len() as u64) * self.ctx.config.move_budget_per_mille / 1000).max(1),
-        )
-        .unwrap_or(usize::MAX);
-        let plan = balance::plan(
-            &leases,
-            &workers,
-            budget,
-            self.ctx.config.throughput_weighting,
-        );
-        for m in plan.moves {
-            match m {
-                Move::Assign {
-                    lease,
-                    to,
-                    expect_counter,
-                } => {
-                    let (lease, to) = (leases[lease].key.clone(), workers[to].id.clone());
-                    if !self.planning.busy.insert(lease.clone()) {
-                        continue;
-                    }
-                    let op = LeaseOp::Assign {
-                        shard: lease,
-                        counter: expect_counter,
-                        to: to.clone(),
-                    };
-                    let counter_after = expect_counter + 1;
-                    self.ctx.write(&op, WriteOp::Assign { to, counter_after });
+        Judgement {
+            leases,
+            fences,
+            watched,
+        }
+    }
+
+    /// Sends one move of a plan: an assignment or a handoff, unless a write of the leader on
+    /// that lease is in flight.
+    fn send_move(&mut self, m: Move, leases: &[PlanLease], workers: &[PlanWorker]) {
+        match m {
+            Move::Assign {
+                lease,
+                to,
+                expect_counter,
+            } => {
+                let (lease, to) = (leases[lease].key.clone(), workers[to].id.clone());
+                if !self.planning.busy.insert(lease.clone()) {
+                    return;
                 }
-                Move::Handoff { lease, from, to } => {
-                    let (counter, lease, from, to) = (
-                        leases[lease].counter,
-                        leases[lease].key.clone(),
-                        &workers[from].id,
-                        workers[to].id.clone(),
-                    );
-                    if !self.planning.busy.insert(lease.clone()) {
-                        continue;
-                    }
-                    // A holder under worker liveness renews nothing, so it is told.
-                    let tell_from = self
-                        .view
-                        .leases
-                        .get(&lease)
-                        .is_some_and(|l| l.owner_incarnation.is_some())
-                        .then(|| from.clone());
-                    let op = LeaseOp::InitiateHandoff {
-                        shard: lease,
-                        from: from.clone(),
-                        to: to.clone(),
-                    };
-                    self.ctx.write(
-                        &op,
-                        WriteOp::InitiateHandoff {
-                            tell_from,
-                            to,
-                            counter,
-                        },
-                    );
+                let op = LeaseOp::Assign {
+                    shard: lease,
+                    counter: expect_counter,
+                    to: to.clone(),
+                };
+                let counter_after = expect_counter + 1;
+                self.ctx.write(&op, WriteOp::Assign { to, counter_after });
+            }
+            Move::Handoff { lease, from, to } => {
+                let (counter, lease, from, to) = (
+                    leases[lease].counter,
+                    leases[lease].key.clone(),
+                    &workers[from].id,
+                    workers[to].id.clone(),
+                );
+                if !self.planning.busy.insert(lease.clone()) {
+                    return;
                 }
+                // A holder under worker liveness renews nothing, so it is told.
+                let tell_from = self
+                    .view
+                    .leases
+                    .get(&lease)
+                    .is_some_and(|l| l.owner_incarnation.is_some())
+                    .then(|| from.clone());
+                let op = LeaseOp::InitiateHandoff {
+                    shard: lease,
+                    from: from.clone(),
+                    to: to.clone(),
+                };
+                self.ctx.write(
+                    &op,
+                    WriteOp::InitiateHandoff {
+                        tell_from,
+                        to,
+                        counter,
+                    },
+                );
             }
         }
-        // The next row to stand still long enough is scanned (and fenced) then, not at the
-        // scan after.
+    }
+
+    /// The next watched row to stand still long enough is scanned (and fenced) then, not at
+    /// the scan after.
+    fn set_fence_timer(&mut self, watched: &BTreeSet<WorkerId>) {
+        let d = self.ctx.config.failover_time;
         let next_fence = watched
             .iter()
             .filter_map(|w| self.seen(&WorkerRow::key(w)).since)
             .min()
             .map(|since| since + d + core::time::Duration::from_millis(1));
-        if let Some(at) = next_fence.filter(|at| *at > now) {
+        if let Some(at) = next_fence.filter(|at| *at > self.ctx.now) {
             self.ctx.timers.set(super::timers::TimerKey::Fence, at);
         }
+    }
+
+    /// Fences each worker judged still for the failover time, unless its fence is in flight.
+    fn send_fences(&mut self, fences: BTreeMap<WorkerId, (u64, Text)>) {
         for (worker, (counter, incarnation)) in fences {
             if !self.planning.fencing.insert(worker.clone()) {
                 continue;
