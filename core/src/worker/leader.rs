@@ -163,13 +163,15 @@ impl<R: Record + Clone> Worker<R> {
         workers
     }
 
-    /// Forgets assignments the scan shows acquired (or changed), and fenced incarnations no
-    /// lease of the scan names any more.
+    /// Forgets assignments the scan shows acquired (or changed since: the counter moved past the
+    /// assignment's; a scan that read the row before the assignment landed shows less, and the
+    /// lease still awaits its acquire), and fenced incarnations no lease of the scan names any
+    /// more.
     fn forget_settled(&mut self) {
         let view = &self.view.leases;
         self.planning
             .awaiting_acquire
-            .retain(|key, counter| view.get(key).is_some_and(|l| l.counter == *counter));
+            .retain(|key, counter| view.get(key).is_some_and(|l| l.counter <= *counter));
         if !self.planning.fenced.is_empty() {
             let named: BTreeSet<&str> = view
                 .iter()
@@ -697,6 +699,87 @@ mod tests {
         assert!(
             h.holds("shard-w2") && h.holds("shard-w3"),
             "both freed, to w1"
+        );
+    }
+
+    /// A scan can read a lease before the leader's assignment of it lands (the driver's scans
+    /// race its writes). Planning from such a view must not forget that the lease awaits its
+    /// new owner's acquire: handed on before that, the handoff names as checkpoint owner a worker
+    /// that holds nothing, and the lease stalls until it expires.
+    #[test]
+    fn a_scan_read_before_an_assignment_landed_does_not_free_the_lease_for_a_handoff() {
+        let mut h = Harness::new(worker_liveness(), "w1");
+        for key in ["shard-a", "shard-b"] {
+            h.put(&unowned(key));
+        }
+        h.run_until(10_000);
+        assert!(h.holds("shard-a") && h.holds("shard-b"));
+        heartbeat(&mut h, "w2");
+        heartbeat(&mut h, "w3");
+        acquired(&mut h, "shard-0", "w2", "w2");
+        acquired(&mut h, "shard-1", "w3", "w3");
+        let before_assignment = h.table.get("shard-1").cloned().expect("shard-1");
+        // w3 stops at 20 s; w2 heartbeats on and is given shard-1 (w1 holds two already).
+        let mut t = 11_000;
+        while h.lease("shard-1").and_then(|l| l.owner) != Some(WorkerId::from("w2")) {
+            assert!(t < 60_000, "shard-1 never assigned to w2");
+            h.run_until(t);
+            heartbeat(&mut h, "w2");
+            if t <= 20_000 {
+                heartbeat(&mut h, "w3");
+            }
+            t += 500;
+        }
+        // w4 joins; the leader's next scan reads shard-1 as it was before the assignment.
+        heartbeat(&mut h, "w4");
+        h.cut_off = true;
+        let from = h.log.len();
+        let mut scan = None;
+        while scan.is_none() {
+            t += 100;
+            h.run_until(t);
+            scan = h.log[from..].iter().find_map(|c| match c {
+                crate::io::Command::ScanLeaseTable { req } => Some(*req),
+                _ => None,
+            });
+        }
+        let unanswered: alloc::vec::Vec<_> = h.log[from..]
+            .iter()
+            .filter(|c| c.request() != scan)
+            .filter_map(|c| c.failed(crate::io::Failure::Transient))
+            .collect();
+        h.cut_off = false;
+        for input in unanswered {
+            h.handle(input);
+        }
+        let mut stale: alloc::vec::Vec<_> = h.table.values().cloned().collect();
+        for item in &mut stale {
+            if item.get("leaseKey") == before_assignment.get("leaseKey") {
+                *item = before_assignment.clone();
+            }
+        }
+        h.handle(crate::io::Input::LeaseTableScanned {
+            req: scan.expect("a scan"),
+            result: Ok(stale),
+        });
+        // w2 never acquires (it is played by the test); the leader plans on from fresh scans.
+        for _ in 0..20 {
+            t += 500;
+            h.run_until(t);
+            for w in ["w2", "w4"] {
+                heartbeat(&mut h, w);
+            }
+        }
+        let handed_on = h
+            .writes(WriteKind::InitiateHandoff)
+            .iter()
+            .any(|w| w.key == "shard-1");
+        assert!(!handed_on, "shard-1 handed on before w2 acquired it");
+        assert!(
+            h.writes(WriteKind::InitiateHandoff)
+                .iter()
+                .any(|w| w.key == "shard-0"),
+            "w4 is given w2's other lease"
         );
     }
 
