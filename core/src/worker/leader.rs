@@ -200,7 +200,11 @@ impl<R: Record + Clone> Worker<R> {
                     // whatever this leader's own setting: a fleet moving from one setting to
                     // the other has leaders of both.
                     || match l.owner_incarnation.as_ref() {
-                        None => l.seen.older_than(now, d),
+                        None => {
+                            l.seen.older_than(now, d)
+                                || (self.planning.awaiting_acquire.get(key) == Some(&l.counter)
+                                    && l.owner.as_ref().is_some_and(|w| self.silent(w)))
+                        }
                         Some(incarnation) => {
                             match judge(
                                 l,
@@ -239,6 +243,23 @@ impl<R: Record + Clone> Worker<R> {
             leases,
             fences,
             watched,
+        }
+    }
+
+    /// Whether `worker` takes no new lease: its row stood still past `receiver_expiry`, is
+    /// fenced (no incarnation), or is gone. A lease assigned to it and not yet acquired is free
+    /// again: nobody delivers it, and its acquire and a new assignment are both conditional on
+    /// the counter the assignment left, so only one of them lands.
+    fn silent(&self, worker: &WorkerId) -> bool {
+        let expiry = self.ctx.config.receiver_expiry();
+        match self.view.workers.get(worker) {
+            Some(row) => {
+                row.incarnation.is_none()
+                    || self
+                        .seen(&WorkerRow::key(worker))
+                        .older_than(self.ctx.now, expiry)
+            }
+            None => *worker != self.ctx.id,
         }
     }
 
@@ -780,6 +801,48 @@ mod tests {
                 .iter()
                 .any(|w| w.key == "shard-0"),
             "w4 is given w2's other lease"
+        );
+    }
+
+    /// A lease assigned to a worker that falls silent before it acquires the lease is assigned
+    /// again once that worker takes no new lease, not after the failover time of the counter
+    /// rule: nobody delivers it meanwhile.
+    #[test]
+    fn an_assignment_to_a_worker_gone_silent_is_made_again() {
+        let mut h = Harness::new(worker_liveness(), "w1");
+        for key in ["shard-a", "shard-b"] {
+            h.put(&unowned(key));
+        }
+        h.run_until(10_000);
+        heartbeat(&mut h, "w2");
+        heartbeat(&mut h, "w3");
+        acquired(&mut h, "shard-w2", "w2", "w2");
+        acquired(&mut h, "shard-w3", "w3", "w3");
+        // w3 stops at 20 s; w2 heartbeats until it is given shard-w3, then stops too.
+        let mut t = 11_000;
+        let assigned_at = loop {
+            assert!(t < 60_000, "shard-w3 never assigned to w2");
+            h.run_until(t);
+            if h.lease("shard-w3").and_then(|l| l.owner) == Some(WorkerId::from("w2")) {
+                break t;
+            }
+            heartbeat(&mut h, "w2");
+            if t <= 20_000 {
+                heartbeat(&mut h, "w3");
+            }
+            t += 100;
+        };
+        let reassigned_at = loop {
+            assert!(t < assigned_at + 30_000, "shard-w3 never assigned again");
+            t += 100;
+            h.run_until(t);
+            if h.lease("shard-w3").and_then(|l| l.owner) == Some(WorkerId::from("w1")) {
+                break t;
+            }
+        };
+        assert!(
+            reassigned_at - assigned_at < 8_000,
+            "assigned to w2 at {assigned_at}, to w1 at {reassigned_at}"
         );
     }
 
