@@ -688,17 +688,7 @@ mod tests {
     /// failover time more).
     #[test]
     fn a_lease_freed_by_a_fence_goes_to_a_worker_that_heartbeats() {
-        let mut h = Harness::new(worker_liveness(), "w1");
-        for j in 0..2 {
-            h.put(&unowned(&alloc::format!("shard-w1-{j}")));
-        }
-        h.run_until(10_000);
-        assert!(h.holds("shard-w1-0") && h.holds("shard-w1-1"));
-        // w2 and w3 hold a lease each: balanced.
-        for w in ["w2", "w3"] {
-            heartbeat(&mut h, w);
-            acquired(&mut h, &alloc::format!("shard-{w}"), w, w);
-        }
+        let mut h = w1_leading_w2_and_w3();
         // w2 heartbeats until 20 s, w3 until 23 s; the first fence frees w2's lease while w3,
         // the least loaded, has stood still for about seven seconds.
         for t in (11_000..=23_000).step_by(1_000) {
@@ -729,21 +719,12 @@ mod tests {
     /// that holds nothing, and the lease stalls until it expires.
     #[test]
     fn a_scan_read_before_an_assignment_landed_does_not_free_the_lease_for_a_handoff() {
-        let mut h = Harness::new(worker_liveness(), "w1");
-        for key in ["shard-a", "shard-b"] {
-            h.put(&unowned(key));
-        }
-        h.run_until(10_000);
-        assert!(h.holds("shard-a") && h.holds("shard-b"));
-        heartbeat(&mut h, "w2");
-        heartbeat(&mut h, "w3");
-        acquired(&mut h, "shard-0", "w2", "w2");
-        acquired(&mut h, "shard-1", "w3", "w3");
-        let before_assignment = h.table.get("shard-1").cloned().expect("shard-1");
-        // w3 stops at 20 s; w2 heartbeats on and is given shard-1 (w1 holds two already).
+        let mut h = w1_leading_w2_and_w3();
+        let before_assignment = h.table.get("shard-w3").cloned().expect("shard-w3");
+        // w3 stops at 20 s; w2 heartbeats on and is given shard-w3 (w1 holds two already).
         let mut t = 11_000;
-        while h.lease("shard-1").and_then(|l| l.owner) != Some(WorkerId::from("w2")) {
-            assert!(t < 60_000, "shard-1 never assigned to w2");
+        while h.lease("shard-w3").and_then(|l| l.owner) != Some(WorkerId::from("w2")) {
+            assert!(t < 60_000, "shard-w3 never assigned to w2");
             h.run_until(t);
             heartbeat(&mut h, "w2");
             if t <= 20_000 {
@@ -751,7 +732,7 @@ mod tests {
             }
             t += 500;
         }
-        // w4 joins; the leader's next scan reads shard-1 as it was before the assignment.
+        // w4 joins; the leader's next scan reads shard-w3 as it was before the assignment.
         heartbeat(&mut h, "w4");
         h.cut_off = true;
         let from = h.log.len();
@@ -794,12 +775,12 @@ mod tests {
         let handed_on = h
             .writes(WriteKind::InitiateHandoff)
             .iter()
-            .any(|w| w.key == "shard-1");
-        assert!(!handed_on, "shard-1 handed on before w2 acquired it");
+            .any(|w| w.key == "shard-w3");
+        assert!(!handed_on, "shard-w3 handed on before w2 acquired it");
         assert!(
             h.writes(WriteKind::InitiateHandoff)
                 .iter()
-                .any(|w| w.key == "shard-0"),
+                .any(|w| w.key == "shard-w2"),
             "w4 is given w2's other lease"
         );
     }
@@ -809,15 +790,7 @@ mod tests {
     /// rule: nobody delivers it meanwhile.
     #[test]
     fn an_assignment_to_a_worker_gone_silent_is_made_again() {
-        let mut h = Harness::new(worker_liveness(), "w1");
-        for key in ["shard-a", "shard-b"] {
-            h.put(&unowned(key));
-        }
-        h.run_until(10_000);
-        heartbeat(&mut h, "w2");
-        heartbeat(&mut h, "w3");
-        acquired(&mut h, "shard-w2", "w2", "w2");
-        acquired(&mut h, "shard-w3", "w3", "w3");
+        let mut h = w1_leading_w2_and_w3();
         // w3 stops at 20 s; w2 heartbeats until it is given shard-w3, then stops too.
         let mut t = 11_000;
         let assigned_at = loop {
@@ -844,6 +817,23 @@ mod tests {
             reassigned_at - assigned_at < 8_000,
             "assigned to w2 at {assigned_at}, to w1 at {reassigned_at}"
         );
+    }
+
+    /// At 10 s under worker liveness: w1 leads and holds `shard-a` and `shard-b`; w2 and w3
+    /// heartbeat once and hold `shard-w2` and `shard-w3`. Balanced, so nothing moves while all
+    /// three heartbeat.
+    fn w1_leading_w2_and_w3() -> Harness {
+        let mut h = Harness::new(worker_liveness(), "w1");
+        for key in ["shard-a", "shard-b"] {
+            h.put(&unowned(key));
+        }
+        h.run_until(10_000);
+        assert!(h.holds("shard-a") && h.holds("shard-b"));
+        for w in ["w2", "w3"] {
+            heartbeat(&mut h, w);
+            acquired(&mut h, &alloc::format!("shard-{w}"), w, w);
+        }
+        h
     }
 
     /// What w2's worker row shows an observer now.

@@ -30,8 +30,8 @@ use kcl_core::{LeaseKey, WorkerId};
 
 use crate::dynamo::Dynamo;
 use crate::fleet::{
-    incarnation_id, produce_tick, table_size_violations, Action, Counters, FleetConfig, NodeClock,
-    NodeId, Service, Settling, PRODUCE_EVERY_MS,
+    choose_crash, incarnation_id, produce_tick, table_size_violations, Action, Counters,
+    CrashChoice, FleetConfig, NodeClock, NodeId, Service, Settling, PRODUCE_EVERY_MS,
 };
 use crate::kinesis::Kinesis;
 use crate::report::Measures;
@@ -460,23 +460,21 @@ impl DrivenFleet {
     /// The leader, or a random running process that does not lead (on another machine than the
     /// leader's when `machine`).
     fn chosen(&mut self, leader: bool, machine: bool) -> Option<NodeId> {
-        let lead = self.running().find(|&i| {
+        let running: Vec<NodeId> = self.running().collect();
+        let lead = running.iter().copied().find(|&i| {
             self.processes[i]
                 .status
                 .as_ref()
                 .is_some_and(|s| s.snapshot().leader)
         });
-        if leader && lead.is_some() {
-            return lead;
-        }
-        let lead_machine = lead.map(|l| self.processes[l].machine);
-        let others: Vec<NodeId> = self
-            .running()
-            .filter(|&i| {
-                Some(i) != lead && !(machine && Some(self.processes[i].machine) == lead_machine)
-            })
-            .collect();
-        (!others.is_empty()).then(|| others[self.rng.index(others.len())])
+        let processes = &self.processes;
+        choose_crash(
+            &running,
+            lead,
+            |i| processes[i].machine,
+            CrashChoice { leader, machine },
+            &mut self.rng,
+        )
     }
 
     fn random_running(&mut self) -> Option<NodeId> {
@@ -514,10 +512,11 @@ impl DrivenFleet {
     }
 
     fn act(&mut self, action: Action) {
-        let cause = action.fault_kind().unwrap_or("crash");
-        if let Some(kind) = action.fault_kind() {
+        let kind = action.fault_kind();
+        if let Some(kind) = kind {
             *self.faults.entry(kind.to_owned()).or_default() += 1;
         }
+        let cause = kind.unwrap_or("crash");
         let now = self.now_ms();
         match action {
             Action::AddWorkers(n) => {

@@ -3,6 +3,38 @@
 
 use super::*;
 
+/// Which worker [`Action::CrashChosen`] crashes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CrashChoice {
+    /// The leader (when there is one; else as `false`).
+    pub leader: bool,
+    /// Its machine: every worker on it crashes. Without `leader`, a machine the leader is not on.
+    pub machine: bool,
+}
+
+/// The worker a [`Action::CrashChosen`] crashes, among the `running` ones (in node order): the
+/// leader when asked for and there is one, else a random worker that is not the leader (and,
+/// for a machine crash, not on the leader's machine). Both fleets choose here, with the same
+/// draws from their generator.
+pub(crate) fn choose_crash(
+    running: &[NodeId],
+    lead: Option<NodeId>,
+    machine_of: impl Fn(NodeId) -> usize,
+    choice: CrashChoice,
+    rng: &mut Rng,
+) -> Option<NodeId> {
+    if choice.leader && lead.is_some() {
+        return lead;
+    }
+    let lead_machine = lead.map(&machine_of);
+    let others: Vec<NodeId> = running
+        .iter()
+        .copied()
+        .filter(|&i| Some(i) != lead && !(choice.machine && Some(machine_of(i)) == lead_machine))
+        .collect();
+    (!others.is_empty()).then(|| others[rng.index(others.len())])
+}
+
 /// Something done to the fleet at a time: a scenario step or an injected fault. Targets chosen
 /// "at random" are drawn from the fleet's seeded generator when the action runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -200,10 +232,11 @@ pub(crate) fn incarnation_id(node: NodeId, inc: u64) -> WorkerId {
 
 impl Fleet {
     pub(super) fn act(&mut self, action: Action) {
-        let cause = action.fault_kind().unwrap_or("crash");
-        if let Some(kind) = action.fault_kind() {
+        let kind = action.fault_kind();
+        if let Some(kind) = kind {
             *self.counters.faults.entry(kind.to_owned()).or_default() += 1;
         }
+        let cause = kind.unwrap_or("crash");
         match action {
             Action::AddWorkers(n) => {
                 for _ in 0..n {
@@ -384,19 +417,16 @@ impl Fleet {
     /// The leader, or a random running worker that does not lead (on another machine than the
     /// leader's when `machine`).
     fn chosen(&mut self, leader: bool, machine: bool) -> Option<NodeId> {
+        let running: Vec<NodeId> = self.running_workers().map(|(i, _)| i).collect();
         let lead = self.leader();
-        if leader && lead.is_some() {
-            return lead;
-        }
-        let lead_machine = lead.map(|l| self.nodes[l].machine);
-        let others: Vec<NodeId> = self
-            .running_workers()
-            .map(|(i, _)| i)
-            .filter(|&i| {
-                Some(i) != lead && !(machine && Some(self.nodes[i].machine) == lead_machine)
-            })
-            .collect();
-        (!others.is_empty()).then(|| others[self.rng.index(others.len())])
+        let nodes = &self.nodes;
+        choose_crash(
+            &running,
+            lead,
+            |i| nodes[i].machine,
+            CrashChoice { leader, machine },
+            &mut self.rng,
+        )
     }
 
     pub(super) fn random_running(&mut self) -> Option<NodeId> {
