@@ -157,6 +157,9 @@ pub struct Report {
     /// `machine_crash`, and the failover scenario's `follower_crash`, `leader_crash`,
     /// `follower_machine_crash`, `leader_machine_crash`).
     pub failover_by_cause: BTreeMap<String, crate::failover::CauseFigures>,
+    /// The failover of each crash cut at the steps of its lease that delivered last: detection,
+    /// reassignment, pick-up and first delivery.
+    pub failover_phases: crate::failover::Phases,
     /// DynamoDB billing by operation.
     pub ddb_by_operation: BTreeMap<String, OperationBill>,
     /// Kinesis calls.
@@ -289,6 +292,7 @@ impl Report {
                         .join("; ")
                 },
             ),
+            ("failover steps", self.failover_phases.summary()),
             (
                 "faults",
                 if self.faults.is_empty() {

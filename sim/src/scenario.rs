@@ -1106,6 +1106,7 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(u64)) -> Report {
         failover_crashes_measured: m.failover.crashes_measured,
         failover_crashes_unresolved: m.failover.crashes_unresolved,
         failover_by_cause: m.failover.by_cause.clone(),
+        failover_phases: m.failover.phases.clone(),
         ddb_by_operation: m.ddb_by_operation,
         kinesis: m.kinesis,
         faults: m.counters.faults,

@@ -728,6 +728,19 @@ fn the_failover_scenario_crashes_each_cause_and_every_lease_delivers_again() {
             // One worker, one, two and two (a machine holds two workers here).
             assert_eq!(r.failover_crashes_measured, 6, "{}", r.replay);
             assert_eq!(r.records_lost, 0, "{}", r.replay);
+            // In a calm fleet a new owner picks an assignment up with its next heartbeat; the
+            // Java model's takers take, which is assignment and acquire at once.
+            let pick_up = r.failover_phases.pick_up.expect("measured crashes");
+            let bound = match policy {
+                Policy::Kcl2 => 0.0,
+                _ => policy.config().heartbeat_interval.as_secs_f64() + 0.5,
+            };
+            assert!(
+                pick_up.p99_seconds <= bound,
+                "pick-up p99 {} s > {bound} s: {}",
+                pick_up.p99_seconds,
+                r.replay
+            );
         }
     }
 }

@@ -431,11 +431,12 @@ impl DrivenFleet {
         p.status = None;
         p.shutdown = None;
         self.departed.insert(p.id.clone(), now);
+        let row = kcl_core::lease::WorkerRow::key(&p.id);
         let (group, inc) = (p.group, p.inc);
         self.exec.kill(group);
         let mut w = self.world.lock();
         w.checkpoints.forget(node, inc);
-        w.checker.failover.crashed(now, cause, held);
+        w.checker.failover.crashed(now, cause, row, held);
     }
 
     /// Running processes that have not been asked to stop, by node.

@@ -260,6 +260,9 @@ impl World {
     ) -> Result<Option<Item>, Failure> {
         let before = self.dynamo.peek(&write.key).cloned();
         let result = self.dynamo.write(self.now, write)?;
+        self.checker
+            .failover
+            .written(self.now, write.kind, &write.key);
         let after = self.dynamo.peek(&write.key);
         let owner = |item: Option<&Item>| match item.and_then(|i| i.get(attr::LEASE_OWNER)) {
             Some(AttributeValue::S(s)) => Some(s.clone()),

@@ -372,9 +372,10 @@ impl Fleet {
     pub(super) fn crash(&mut self, node: NodeId, cause: &'static str) {
         if let Some(worker) = &self.nodes[node].worker {
             let held = worker.held_leases().map(|l| l.key.clone());
+            let row = kcl_core::lease::WorkerRow::key(&self.nodes[node].id);
             self.checker
                 .failover
-                .crashed(self.now, cause, held.collect::<Vec<_>>());
+                .crashed(self.now, cause, row, held.collect::<Vec<_>>());
         }
         let n = &mut self.nodes[node];
         if n.worker.is_some() {

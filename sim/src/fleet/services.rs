@@ -135,6 +135,11 @@ impl Fleet {
             None
         };
         let result = self.dynamo.write(self.now, write);
+        if result.is_ok() {
+            self.checker
+                .failover
+                .written(self.now, write.kind, &write.key);
+        }
         if write.kind == WriteKind::Create && result.is_ok() {
             let position = self.cfg.worker.initial_position;
             self.checker
