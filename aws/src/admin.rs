@@ -286,7 +286,7 @@ impl<T: LeaseTable> TableAdmin<T> {
     async fn lease(&self, shard: &str) -> Result<Lease, AdminError> {
         let item = self
             .table
-            .read(shard)
+            .read(shard, true)
             .await
             .map_err(AdminError::Table)?
             .ok_or_else(|| AdminError::NoSuchLease {

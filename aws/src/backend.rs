@@ -16,8 +16,13 @@ use kcl_core::{
 pub trait LeaseTable: Send + Sync + 'static {
     /// Every item of the table, all pages (eventually consistent).
     fn scan(&self) -> impl Future<Output = Result<Vec<Item>, Failure>> + Send;
-    /// One item by `leaseKey`, with a consistent read.
-    fn read(&self, key: &str) -> impl Future<Output = Result<Option<Item>, Failure>> + Send;
+    /// One item by `leaseKey`, with a consistent read or (`consistent == false`) an eventually
+    /// consistent one.
+    fn read(
+        &self,
+        key: &str,
+        consistent: bool,
+    ) -> impl Future<Output = Result<Option<Item>, Failure>> + Send;
     /// A conditional write; the item after it when `write.return_item` asks for it.
     fn write(
         &self,

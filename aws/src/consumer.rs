@@ -199,6 +199,13 @@ impl ConsumerBuilder {
         self
     }
 
+    /// The host, rack or availability zone this worker fails with (default: the host name);
+    /// the leader names a standby outside its own. See [`kcl_core::Config::failure_domain`].
+    pub fn failure_domain(mut self, domain: &str) -> Self {
+        self.config.worker.failure_domain = Some(domain.to_string());
+        self
+    }
+
     /// A DynamoDB endpoint other than AWS's (a local emulator).
     pub fn dynamodb_endpoint(mut self, url: &str) -> Self {
         self.dynamodb_endpoint = Some(url.to_string());
@@ -253,6 +260,9 @@ impl ConsumerBuilder {
         F: ProcessorFactory<KinesisRecord>,
     {
         let mut config = self.config;
+        if config.worker.failure_domain.is_none() {
+            config.worker.failure_domain = host_name();
+        }
         if self.fan_out.is_some() {
             config.worker.min_fetch_interval = Duration::ZERO;
             config.worker.idle_time_between_reads = Duration::ZERO;
@@ -373,14 +383,19 @@ where
     }
 }
 
-/// `host:pid:start-millis`: unique per process, and readable in the lease table.
-fn default_worker_id() -> WorkerId {
-    let host = std::env::var("HOSTNAME")
+/// This machine's name (`HOSTNAME`, else `/etc/hostname`): the failure domain a worker names
+/// unless its configuration says otherwise, and the start of its default id.
+fn host_name() -> Option<String> {
+    std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".into());
+}
+
+/// `host:pid:start-millis`: unique per process, and readable in the lease table.
+fn default_worker_id() -> WorkerId {
+    let host = host_name().unwrap_or_else(|| "worker".into());
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
@@ -408,8 +423,10 @@ mod tests {
         let b = ConsumerBuilder::new("orders", "billing")
             .initial_position(kcl_core::InitialPosition::Latest)
             .failover_time(Duration::from_secs(20))
-            .max_leases_per_worker(7);
+            .max_leases_per_worker(7)
+            .failure_domain("eu-west-1b");
         let w = &b.config.worker;
+        assert_eq!(w.failure_domain.as_deref(), Some("eu-west-1b"));
         assert_eq!(w.initial_position, kcl_core::InitialPosition::Latest);
         assert_eq!(w.failover_time, Duration::from_secs(20));
         assert_eq!(w.max_leases_per_worker, 7);

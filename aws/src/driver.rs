@@ -487,8 +487,14 @@ where
                     let (r, n) = retry.run(&runtime, true, salt, || table.scan()).await;
                     ("scan", Input::LeaseTableScanned { req, result: r }, n)
                 }
-                Command::ReadLease { req, key } => {
-                    let (r, n) = retry.run(&runtime, true, salt, || table.read(&key)).await;
+                Command::ReadLease {
+                    req,
+                    key,
+                    consistent,
+                } => {
+                    let (r, n) = retry
+                        .run(&runtime, true, salt, || table.read(&key, consistent))
+                        .await;
                     ("get_item", Input::LeaseRead { req, result: r }, n)
                 }
                 Command::WriteLease { req, write } => {

@@ -261,13 +261,13 @@ impl LeaseTable for DynamoLeaseTable {
         }
     }
 
-    async fn read(&self, key: &str) -> Result<Option<Item>, Failure> {
+    async fn read(&self, key: &str, consistent: bool) -> Result<Option<Item>, Failure> {
         let got = self
             .client
             .get_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(key)))
-            .consistent_read(true)
+            .consistent_read(consistent)
             .send()
             .await
             .map_err(|e| classify(&e))?;

@@ -190,6 +190,10 @@ impl Value {
 #[derive(Clone, Copy)]
 enum Access {
     Duration(fn(&mut DriverConfig) -> &mut Duration),
+    /// A duration, or `"none"` for `None`.
+    OptionalDuration(fn(&mut DriverConfig) -> &mut Option<Duration>),
+    /// A name; the empty string for `None`.
+    OptionalText(fn(&mut DriverConfig) -> &mut Option<String>),
     U64(fn(&mut DriverConfig) -> &mut u64),
     /// A `u64` whose largest value means "no limit", written `"unlimited"`.
     Limit(fn(&mut DriverConfig) -> &mut u64),
@@ -220,6 +224,8 @@ const LIVENESS: &str = "\"lease\" or \"worker\"";
 const POSITION: &str =
     "\"LATEST\", \"TRIM_HORIZON\" or an RFC 3339 time (AT_TIMESTAMP), like \"2026-12-01T00:00:00Z\"";
 const FLAG: &str = "true or false";
+const OPTIONAL_DURATION: &str = "a duration with its unit, like \"3s\", or \"none\"";
+const TEXT: &str = "a string (empty: none)";
 
 macro_rules! knob {
     ($key:literal, $kind:ident, $field:literal, |$c:ident| $place:expr, $java:literal, $about:literal) => {
@@ -261,6 +267,10 @@ const KNOBS: &[Knob] = &[
         "`coordinated`: the leader deletes a worker row whose heartbeat has not moved for this long (at least 3 heartbeats)."),
     knob!("leader_check_interval", Duration, "worker.leader_check_interval", |c| c.worker.leader_check_interval, "none",
         "`coordinated`: how often a non-leader reads the leader row."),
+    knob!("standby_scan_interval", OptionalDuration, "worker.standby_scan_interval", |c| c.worker.standby_scan_interval, "none",
+        "`coordinated`: how often the standby the leader names scans the table beside it, so that it takes over knowing every worker row when the leader dies with others (\"none\": no standby; followers claim a failover time after the leader row stood still, the other followers wait two standby scans and a second longer while one is named)."),
+    knob!("failure_domain", OptionalText, "worker.failure_domain", |c| c.worker.failure_domain, "none",
+        "`coordinated`: the host, rack or zone this worker fails with; the leader names a standby outside its own. Empty: the host name (`ConsumerBuilder`), else unknown."),
     knob!("move_budget_per_mille", U64, "worker.move_budget_per_mille", |c| c.worker.move_budget_per_mille, "none",
         "`coordinated`: the most handoffs the leader starts per scan, per mille of the leases that may move (at least 1)."),
     knob!("throughput_weighting", Flag, "worker.throughput_weighting", |c| c.worker.throughput_weighting, "none (KCL 3.x balances on CPU)",
@@ -459,13 +469,18 @@ impl Settings {
             "| setting | environment | `DriverConfig` field | default | Java KCL | what it does |\n|---|---|---|---|---|---|\n",
         );
         for knob in KNOBS {
+            let default = knob.render(&defaults);
+            let default = match default.trim_matches('"') {
+                "" => "\"\"",
+                bare => bare,
+            };
             out.push_str(&format!(
                 "| `{}` | `{}{}` | `{}` | `{}` | {} | {} |\n",
                 knob.key,
                 ENV_PREFIX,
                 knob.key.to_uppercase(),
                 knob.field,
-                knob.render(&defaults).trim_matches('"'),
+                default,
                 knob.java,
                 knob.about,
             ));
@@ -556,6 +571,22 @@ impl Knob {
                 };
                 *place(config) = humantime::parse_duration(text.trim()).map_err(|_| DURATION)?;
             }
+            Access::OptionalDuration(place) => {
+                let Value::Text(text) = value else {
+                    return Err(OPTIONAL_DURATION);
+                };
+                *place(config) = if text.trim().eq_ignore_ascii_case("none") {
+                    None
+                } else {
+                    Some(humantime::parse_duration(text.trim()).map_err(|_| OPTIONAL_DURATION)?)
+                };
+            }
+            Access::OptionalText(place) => {
+                let Value::Text(text) = value else {
+                    return Err(TEXT);
+                };
+                *place(config) = Some(text.trim().to_string()).filter(|t| !t.is_empty());
+            }
             Access::U64(place) => *place(config) = integer(text, "an integer from 0")?,
             Access::Limit(place) => {
                 const LIMIT: &str = "an integer from 1, or \"unlimited\"";
@@ -615,6 +646,13 @@ impl Knob {
         match self.access {
             Access::Duration(place) => {
                 format!("\"{}\"", humantime::format_duration(*place(&mut c)))
+            }
+            Access::OptionalDuration(place) => match *place(&mut c) {
+                Some(d) => format!("\"{}\"", humantime::format_duration(d)),
+                None => "\"none\"".into(),
+            },
+            Access::OptionalText(place) => {
+                toml::Value::String(place(&mut c).clone().unwrap_or_default()).to_string()
             }
             Access::U64(place) => place(&mut c).to_string(),
             Access::Limit(place) => match *place(&mut c) {

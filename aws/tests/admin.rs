@@ -44,6 +44,7 @@ fn acquired_by(key: &str, worker: &str, counter: u64) -> Lease {
 
 fn heartbeat(worker: &str) -> LeaseOp {
     LeaseOp::Heartbeat {
+        failure_domain: None,
         worker: WorkerId::from(worker),
         incarnation: format!("{worker}-process").as_str().into(),
         takeover: None,

@@ -31,7 +31,7 @@ async fn ensure_table_creates_once_and_is_idempotent() {
         .await
         .expect("an existing table is fine");
     assert_eq!(table.scan().await, Ok(vec![]));
-    assert_eq!(table.read("nothing").await, Ok(None));
+    assert_eq!(table.read("nothing", true).await, Ok(None));
 }
 
 #[tokio::test]
@@ -40,7 +40,7 @@ async fn a_missing_table_is_not_found() {
         return;
     };
     let table = DynamoLeaseTable::new(&common::dynamodb(&url), common::unique("absent"));
-    assert_eq!(table.read("k").await, Err(Failure::NotFound));
+    assert_eq!(table.read("k", true).await, Err(Failure::NotFound));
     assert_eq!(table.scan().await, Err(Failure::NotFound));
 }
 
@@ -76,7 +76,7 @@ async fn a_dead_endpoint_is_transient_and_not_retried() {
     // Nothing listens on port 9 of localhost: the connection is refused at once.
     let table = DynamoLeaseTable::new(&common::dynamodb("http://127.0.0.1:9"), "t");
     let started = std::time::Instant::now();
-    assert_eq!(table.read("k").await, Err(Failure::Transient));
+    assert_eq!(table.read("k", true).await, Err(Failure::Transient));
     // The SDK's own retries (with their backoff) are off.
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -253,7 +253,7 @@ async fn dynamodb_agrees_with_the_reference_semantics() {
             }
         }
         assert_eq!(
-            table.read(&write.key).await.unwrap(),
+            table.read(&write.key, true).await.unwrap(),
             model.get(&write.key).cloned(),
             "{context}"
         );

@@ -141,7 +141,7 @@ fn main() {
     let iterator = "AAAAAAAAAAF".repeat(20);
     let mut answer = |c: Command<TestRecord>| -> Option<Input<TestRecord>> {
         match c {
-            Command::ReadLease { req, key } if key == LEADER_KEY => {
+            Command::ReadLease { req, key, .. } if key == LEADER_KEY => {
                 let mut it = Item::new();
                 it.insert("leaseKey".into(), AttributeValue::S(key.into()));
                 it.insert(

@@ -84,6 +84,17 @@ pub struct Config {
     pub worker_row_retention: Duration,
     /// Coordinated: how often a non-leader reads the leader row to judge the leader's liveness.
     pub leader_check_interval: Duration,
+    /// `Coordinated`: how often the standby the leader names in its row scans the table beside
+    /// it (`None`: the leader names none). The standby watches every worker row, so when the
+    /// leader dies with other workers (its machine, its zone) the standby takes over knowing
+    /// how long each row has stood still and fences the dead at its first scan; a follower
+    /// that never scanned would watch their rows a failover time first. The other followers
+    /// leave the standby a head start ([`Config::standby_head_start`]) before they claim.
+    pub standby_scan_interval: Option<Duration>,
+    /// The host, rack or zone this worker fails with (`failureDomain` in its worker row): the
+    /// leader names a standby outside its own domain when it can. `None`: unknown (kcl-aws
+    /// sets the host name unless told otherwise).
+    pub failure_domain: Option<alloc::string::String>,
     /// Coordinated: the most handoffs the leader starts per scan, as a fraction (per mille) of
     /// the eligible leases, at least 1. Unowned and expired leases are assigned outside the budget.
     pub move_budget_per_mille: u64,
@@ -145,6 +156,8 @@ impl Default for Config {
                 .saturating_sub(epsilon),
             worker_row_retention: Duration::from_secs(60),
             leader_check_interval: Duration::from_secs(5),
+            standby_scan_interval: Some(Duration::from_secs(3)),
+            failure_domain: None,
             move_budget_per_mille: 1000,
             throughput_weighting: false,
             handoff_timeout: Duration::from_secs(30),
@@ -245,6 +258,16 @@ impl Config {
         }
     }
 
+    /// How much longer than the failover time a follower that is not the standby watches a
+    /// leader row naming a standby before it claims: two standby scans and a second. The
+    /// standby first sees the row's last counter at most a scan after it was written and claims
+    /// at most a scan after the failover time since then; the head start covers both, so the
+    /// standby, if alive, claims first.
+    pub fn standby_head_start(&self) -> Duration {
+        self.standby_scan_interval
+            .map_or(Duration::ZERO, |s| s * 2 + Duration::from_secs(1))
+    }
+
     /// Checks the configuration for values that cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.failover_time.is_zero() {
@@ -295,6 +318,7 @@ impl Config {
         if self.scan_interval.is_zero()
             || self.heartbeat_interval.is_zero()
             || self.leader_check_interval.is_zero()
+            || self.standby_scan_interval.is_some_and(|s| s.is_zero())
         {
             return Err(ConfigError("intervals must be positive"));
         }
@@ -348,7 +372,7 @@ mod tests {
         assert_eq!(worker.validate(), Ok(()));
         let slow = Config {
             heartbeat_interval: Duration::from_millis(4500),
-            ..worker
+            ..worker.clone()
         };
         assert!(
             slow.validate().is_err(),
@@ -356,7 +380,7 @@ mod tests {
         );
         let at_renewals = Config {
             heartbeat_interval: worker.renew_interval(),
-            ..worker
+            ..worker.clone()
         };
         assert_eq!(at_renewals.validate(), Ok(()));
         let short = Config {

@@ -504,12 +504,17 @@ pub enum Command<R> {
         /// The request.
         req: RequestId,
     },
-    /// Read one row with a consistent read; answer with [`Input::LeaseRead`].
+    /// Read one row; answer with [`Input::LeaseRead`].
     ReadLease {
         /// The request.
         req: RequestId,
         /// Its `leaseKey`.
         key: String,
+        /// A consistent read (DynamoDB `ConsistentRead`); `false` allows an eventually
+        /// consistent one, at half the read units: a row from before the latest write may come
+        /// back (only the followers' reads of the leader row ask for that: what they do with the
+        /// row is conditional on its counter, see [`crate::protocol`]).
+        consistent: bool,
     },
     /// Perform a conditional write; answer with [`Input::LeaseWritten`].
     WriteLease {

@@ -64,7 +64,7 @@ impl Solo {
                         req,
                         result: Ok(self.table.scan()),
                     }),
-                    Command::ReadLease { req, key } => inputs.push(Input::LeaseRead {
+                    Command::ReadLease { req, key, .. } => inputs.push(Input::LeaseRead {
                         req,
                         result: Ok(self.table.read(&key)),
                     }),

@@ -60,6 +60,7 @@ async fn kcl_admin_lists_releases_and_refuses_bad_input() {
     held.owner_incarnation = Some("w2-process".into());
     held.counter = 2;
     let heartbeat = |worker: &str| LeaseOp::Heartbeat {
+        failure_domain: None,
         worker: WorkerId::from(worker),
         incarnation: format!("{worker}-process").as_str().into(),
         takeover: None,

@@ -70,6 +70,14 @@ fn another_value(knob: &Knob, config: &DriverConfig) -> String {
             };
             format!("\"{}\"", humantime::format_duration(other))
         }
+        Access::OptionalDuration(place) => match *place(&mut c) {
+            Some(_) => "\"none\"".into(),
+            None => "\"2s\"".into(),
+        },
+        Access::OptionalText(place) => match place(&mut c) {
+            Some(_) => "\"\"".into(),
+            None => "\"rack-7\"".into(),
+        },
         Access::U64(place) | Access::Limit(place) => {
             (place(&mut c).wrapping_add(2) % 1000).max(1).to_string()
         }
@@ -350,6 +358,13 @@ fn arbitrary_config() -> impl Strategy<Value = DriverConfig> {
                 // Whole microseconds up to a day, some with nanoseconds.
                 Access::Duration(place) => {
                     *place(&mut c) = Duration::from_nanos(draw % 86_400_000_000_000)
+                }
+                Access::OptionalDuration(place) => {
+                    *place(&mut c) =
+                        (draw % 3 != 0).then(|| Duration::from_nanos(draw % 86_400_000_000_000))
+                }
+                Access::OptionalText(place) => {
+                    *place(&mut c) = (draw % 2 == 0).then(|| format!("zone \"{}\"", draw % 97))
                 }
                 Access::U64(place) => *place(&mut c) = draw >> 1,
                 Access::Limit(place) => {

@@ -24,6 +24,8 @@ pub struct WorkerRow {
     pub assigned: Vec<Assignment>,
     /// The process heartbeating the row; absent on a row no heartbeat wrote yet.
     pub incarnation: Option<String>,
+    /// The host, rack or zone it fails with, if it said.
+    pub failure_domain: Option<String>,
 }
 
 /// One note in a worker row's `assignedLeases`: `<leaseKey>@<counter>`, the counter an
@@ -110,6 +112,9 @@ pub struct LeaderRow {
     /// landed before anyone read this row, so a follower that watched the row stand still for
     /// the failover time knows the leader's heartbeat showing this has stood as long.
     pub heartbeat: Option<u64>,
+    /// The follower the leader named to watch the table beside it (see
+    /// [`crate::Config::standby_scan_interval`]); the others leave it a head start to claim.
+    pub standby: Option<WorkerId>,
 }
 
 /// Any row of the lease table, decoded.
@@ -159,12 +164,14 @@ impl Row {
                         .map(|n| Assignment::parse(n))
                         .collect(),
                     incarnation: opt_s(&item, attr::INCARNATION)?.map(String::from),
+                    failure_domain: opt_s(&item, attr::FAILURE_DOMAIN)?.map(String::from),
                 }))
             }
             Some(ENTITY_LEADER) => Ok(Row::Leader(LeaderRow {
                 owner: opt_s(&item, attr::LEASE_OWNER)?.map(WorkerId::from),
                 counter: counter(&item)?,
                 heartbeat: opt_n(&item, attr::LEADER_HEARTBEAT)?,
+                standby: opt_s(&item, attr::STANDBY)?.map(WorkerId::from),
             })),
             Some(other) => Ok(Row::Foreign {
                 key: req_s(&item, attr::LEASE_KEY)?.into(),

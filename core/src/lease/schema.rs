@@ -54,6 +54,12 @@ pub mod attr {
     /// observer (its counter mixed with its incarnation, `WorkerRow::liveness`) after the last
     /// heartbeat the leader had landed when it wrote the leader row (N).
     pub const LEADER_HEARTBEAT: &str = "leaderHeartbeat";
+    /// The leader row: the follower the leader names to watch the table beside it, so that it
+    /// can take over with a view of every worker row (S).
+    pub const STANDBY: &str = "standby";
+    /// Worker rows: the host, rack or zone the worker fails with ([`crate::Config::failure_domain`]), so
+    /// that the leader names a standby outside its own (S).
+    pub const FAILURE_DOMAIN: &str = "failureDomain";
 }
 
 /// `entityType` of a worker heartbeat row.

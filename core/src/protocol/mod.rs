@@ -22,9 +22,9 @@
 //! | [`Delete`](LeaseOp::Delete) | the leader's cleanup | `leaseCounter = c` and `checkpoint = SHARD_END` | the row deleted | the row changed; the next scan decides again |
 //! | [`Heartbeat`](LeaseOp::Heartbeat) | every worker (`Coordinated`), every heartbeat interval | no `incarnation`, or `incarnation = mine`; a takeover: `leaseCounter = c` (the row of a process with this id stood still for the failover time). Under worker liveness, once one landed: `incarnation = mine` only; a process that gave up every lease with its incarnation: also `incarnation = previous` (its notes are removed) | `entityType`, `incarnation = mine`, counter `+ 1`, `maxLeases`, `leaving`, acknowledged keys removed from `assignedLeases` (a takeover removes them all) | another process has this worker id: the newcomer reads the row, and stops with an error if its counter moves, or takes it over once it has stood still for the failover time; a registered worker whose row was taken over stops |
 //! | [`Notify`](LeaseOp::Notify) | the leader, after an assignment or handoff to another worker; an operator, to the holder of a lease it evicted under worker liveness | the worker row exists | the note `<leaseKey>@<counter>` (an assignment: the counter it left, at which the new owner acquires) or `<leaseKey>@h<counter>` (read the row first: the new owner of a handoff before it acquires; a holder, by one renewal, to find a handoff or an eviction) added to `assignedLeases` (a heartbeat acknowledges each note it saw, so a later assignment of the same lease is a new note) | the worker is gone; its lease expires and is assigned again |
-//! | [`ClaimLeader`](LeaseOp::ClaimLeader) | a follower that saw the leader row absent, unowned, its own or expired | the row absent (`c` unknown), or `leaseCounter = c` | `leaseOwner = me`, counter `c+1` (a new row: 1); under worker liveness `leaderHeartbeat` = its own last heartbeat, else removed | another worker claimed it first |
-//! | [`RenewLeader`](LeaseOp::RenewLeader) | the leader, every renew interval (under worker liveness, after each of its heartbeats that lands) | `leaseCounter = c` and `leaseOwner = me` | counter `c+1`; under worker liveness `leaderHeartbeat` = what that heartbeat left in its worker row | leadership is lost |
-//! | [`ReleaseLeader`](LeaseOp::ReleaseLeader) | the leader, when its shutdown begins (it plans no more) | as renew leader | `leaseOwner` and `leaderHeartbeat` removed, counter `c+1` | it was lost already |
+//! | [`ClaimLeader`](LeaseOp::ClaimLeader) | a follower that saw the leader row absent, unowned, its own or expired | the row absent (`c` unknown), or `leaseCounter = c` | `leaseOwner = me`, counter `c+1` (a new row: 1); under worker liveness `leaderHeartbeat` = its own last heartbeat, else removed; `standby` = the follower it names, else removed | another worker claimed it first |
+//! | [`RenewLeader`](LeaseOp::RenewLeader) | the leader, every renew interval (under worker liveness, after each of its heartbeats that lands) | `leaseCounter = c` and `leaseOwner = me` | counter `c+1`; under worker liveness `leaderHeartbeat` = what that heartbeat left in its worker row; `standby` = the follower it names, else removed | leadership is lost |
+//! | [`ReleaseLeader`](LeaseOp::ReleaseLeader) | the leader, when its shutdown begins (it plans no more) | as renew leader | `leaseOwner`, `leaderHeartbeat` and `standby` removed, counter `c+1` | it was lost already |
 //! | [`FenceWorker`](LeaseOp::FenceWorker) | the leader (worker liveness), for a worker row whose counter it saw stand still for the failover time | `leaseCounter = c` and `incarnation = i` (as seen) | `incarnation` and `assignedLeases` removed; the counter stays | the worker heartbeat meanwhile, or the row changed hands: nothing to fence |
 //! | [`DeleteWorkerRow`](LeaseOp::DeleteWorkerRow) | every worker, at the end of its shutdown | `incarnation = mine` | the worker row deleted | the row is gone or another process's; nothing to do |
 //! | [`DeleteDeadWorkerRow`](LeaseOp::DeleteDeadWorkerRow) | the leader's cleanup, for a row whose counter stood still for `worker_row_retention`; an operator's prune (`kcl-admin prune-workers`) | `leaseCounter = c` and the `incarnation` seen (a row written again by a new process, its counter starting over, is another row) | the worker row deleted | the worker heartbeat meanwhile: it lives |
@@ -165,11 +165,35 @@
 //! workers must use `Kcl2Compatible`.
 //!
 //! **Election** (`Coordinated`): the leader row is a lease on leadership. A follower reads it
-//! every `leader_check_interval` and claims it when it is absent, unowned, its own or expired on
-//! the follower's clock; the leader renews it with its leases (under worker liveness, after each
-//! heartbeat that lands, rule 6 above) and acts as leader only inside the same delivery window a
-//! lease has. Safety never depends on the leader: each of its writes is
-//! conditional on what it saw.
+//! every `leader_check_interval` (eventually consistent: see below) and claims it when it is
+//! absent, unowned, its own or expired on the follower's clock; the leader renews it with its
+//! leases (under worker liveness, after each heartbeat that lands, rule 6 above) and acts as
+//! leader only inside the same delivery window a lease has. Safety never depends on the leader:
+//! each of its writes is conditional on what it saw.
+//!
+//! *Standby.* The leader names in its row (`standby`) a follower that may be given leases, not
+//! leaving, outside the leader's failure domain when one is (`failureDomain` of the worker rows,
+//! [`Config::failure_domain`](crate::Config::failure_domain)), keeping the one it named while it
+//! qualifies. The standby scans the whole table every
+//! [`standby_scan_interval`](crate::Config::standby_scan_interval) into the same view and
+//! observer the leader keeps, acts on nothing, and reads the leader row from its scans. When
+//! the leader dies together with other workers (its machine, its zone), the standby claims
+//! knowing since when it saw each of their rows stand still, and fences them at its first scan
+//! as leader; a follower that never scanned would first watch their rows for a failover time.
+//! The other followers treat a row naming another standby as expired only after
+//! `failover_time +` [`Config::standby_head_start`](crate::Config::standby_head_start) (two
+//! standby scans and a second), so a live standby claims first; if it died too, they claim after
+//! that and watch the rows as before. Every follower looks at the row again the moment it
+//! would be free, not up to an interval later. Exclusivity is untouched: the standby's
+//! sightings are an observer's like the leader's, and its claim is the same conditional write.
+//!
+//! *Eventually consistent reads.* Scans and the followers' reads of the leader row are
+//! eventually consistent (half the read units); every other read is consistent. A stale read
+//! shows a version that was written, before the read: a counter first seen in it was written no
+//! later than the sighting, so the stillness an observer measures from its first sighting is
+//! never longer than the true one, and every write that acts on a read (a claim, a fence) is
+//! conditional on the counter read, so one based on a superseded version is refused. An older
+//! version read after a newer one counts as a change, which only delays a judgement.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -184,7 +208,7 @@ use crate::write::{Condition, LeaseWrite, Update, WriteAction, WriteKind};
 
 mod parts;
 
-use parts::{bump, held_by, leads, owned_by, set_checkpoint, string};
+use parts::{bump, held_by, leads, owned_by, set_checkpoint, set_standby, string};
 
 /// What a checkpoint operation writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -347,6 +371,8 @@ pub enum LeaseOp {
         leaving: bool,
         /// Assigned leases it has taken note of (removed from `assignedLeases`).
         acked: Vec<crate::item::Text>,
+        /// The host, rack or zone it fails with (`failureDomain`), if known.
+        failure_domain: Option<crate::item::Text>,
     },
     /// The leader tells a worker about a lease assigned or handed to it.
     Notify {
@@ -369,6 +395,8 @@ pub enum LeaseOp {
         /// Under worker liveness, its own worker row's liveness after its last heartbeat that
         /// landed (`leaderHeartbeat`, see [`crate::lease::LeaderRow::heartbeat`]).
         heartbeat: Option<u64>,
+        /// The follower it names to watch the table beside it (`standby`), if any.
+        standby: Option<WorkerId>,
     },
     /// The leader renews the leader row.
     RenewLeader {
@@ -378,6 +406,8 @@ pub enum LeaseOp {
         counter: u64,
         /// As in [`LeaseOp::ClaimLeader`].
         heartbeat: Option<u64>,
+        /// As in [`LeaseOp::ClaimLeader`].
+        standby: Option<WorkerId>,
     },
     /// The leader steps down.
     ReleaseLeader {
@@ -629,6 +659,7 @@ impl LeaseOp {
                 max_leases,
                 leaving,
                 acked,
+                failure_domain,
             } => {
                 let mut updates = alloc::vec![
                     Update::Set(attr::ENTITY_TYPE, string(ENTITY_WORKER)),
@@ -637,6 +668,9 @@ impl LeaseOp {
                     Update::Set(attr::MAX_LEASES, AttributeValue::number(*max_leases)),
                     Update::Set(attr::LEAVING, AttributeValue::Bool(*leaving)),
                 ];
+                if let Some(domain) = failure_domain {
+                    updates.push(Update::Set(attr::FAILURE_DOMAIN, string(domain.as_str())));
+                }
                 let condition = match takeover {
                     // The notes were the other process's: it may have acquired those leases.
                     Some(counter) => {
@@ -690,6 +724,7 @@ impl LeaseOp {
                 worker,
                 counter,
                 heartbeat,
+                standby,
             } => match counter {
                 None => {
                     let mut item = Item::new();
@@ -698,6 +733,9 @@ impl LeaseOp {
                     item.insert(attr::LEASE_COUNTER.into(), AttributeValue::number(1));
                     if let Some(h) = heartbeat {
                         item.insert(attr::LEADER_HEARTBEAT.into(), AttributeValue::number(*h));
+                    }
+                    if let Some(s) = standby {
+                        item.insert(attr::STANDBY.into(), string(s.as_str()));
                     }
                     (
                         LEADER_KEY.into(),
@@ -717,6 +755,7 @@ impl LeaseOp {
                             }
                             None => Update::Remove(attr::LEADER_HEARTBEAT),
                         },
+                        set_standby(standby.as_ref()),
                     ]),
                     Condition::eq_num(attr::LEASE_COUNTER, *c),
                 ),
@@ -725,8 +764,9 @@ impl LeaseOp {
                 worker,
                 counter,
                 heartbeat,
+                standby,
             } => {
-                let mut updates = alloc::vec![bump(*counter)];
+                let mut updates = alloc::vec![bump(*counter), set_standby(standby.as_ref())];
                 if let Some(h) = heartbeat {
                     updates.push(Update::Set(
                         attr::LEADER_HEARTBEAT,
@@ -745,6 +785,7 @@ impl LeaseOp {
                     Update::Remove(attr::LEASE_OWNER),
                     Update::Set(attr::LEASE_COUNTER, AttributeValue::number(counter + 1)),
                     Update::Remove(attr::LEADER_HEARTBEAT),
+                    Update::Remove(attr::STANDBY),
                 ]),
                 leads(*counter, worker),
             ),
@@ -1218,6 +1259,7 @@ mod tests {
     #[test]
     fn heartbeats_and_notifications_keep_the_worker_row() {
         let heartbeat = |acked: Vec<crate::item::Text>, leaving| LeaseOp::Heartbeat {
+            failure_domain: None,
             worker: worker("w1"),
             incarnation: "a".into(),
             takeover: None,
@@ -1302,6 +1344,7 @@ mod tests {
     #[test]
     fn a_worker_row_belongs_to_one_process() {
         let heartbeat = |incarnation: &str, takeover| LeaseOp::Heartbeat {
+            failure_domain: None,
             worker: worker("w1"),
             incarnation: incarnation.into(),
             takeover,
@@ -1355,6 +1398,7 @@ mod tests {
 
     fn heartbeat_of(incarnation: &str, registered: bool, previous: Option<&str>) -> LeaseOp {
         LeaseOp::Heartbeat {
+            failure_domain: None,
             worker: worker("w1"),
             incarnation: incarnation.into(),
             takeover: None,
@@ -1532,6 +1576,7 @@ mod tests {
     #[test]
     fn the_leader_row_is_a_lease_on_leadership() {
         let claim = |worker_name: &str, counter| LeaseOp::ClaimLeader {
+            standby: (worker_name == "w1").then(|| worker("w3")),
             worker: worker(worker_name),
             counter,
             heartbeat: (worker_name == "w1").then_some(41),
@@ -1541,6 +1586,7 @@ mod tests {
                 owner: owner.map(worker),
                 counter,
                 heartbeat: (owner == Some("w1")).then_some(41 + counter - 1),
+                standby: (owner == Some("w1")).then(|| worker("w3")),
             })))
         };
         let first = apply(None, &claim("w1", None).to_write())
@@ -1553,6 +1599,7 @@ mod tests {
             Err(ConditionFailed)
         );
         let renew = |worker_name: &str, counter: u64| LeaseOp::RenewLeader {
+            standby: Some(worker("w3")),
             worker: worker(worker_name),
             counter,
             heartbeat: Some(41 + counter),
@@ -1578,6 +1625,7 @@ mod tests {
                 owner: Some(worker("w2")),
                 counter: 2,
                 heartbeat: None,
+                standby: None,
             }))
         );
         let release = |worker_name: &str| LeaseOp::ReleaseLeader {

@@ -11,6 +11,14 @@ pub(super) fn string(v: &str) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
+/// The leader row's `standby`: set to the follower named, or removed.
+pub(super) fn set_standby(standby: Option<&WorkerId>) -> Update {
+    match standby {
+        Some(s) => Update::Set(attr::STANDBY, string(s.as_str())),
+        None => Update::Remove(attr::STANDBY),
+    }
+}
+
 /// `leaseCounter = counter + 1`.
 pub(super) fn bump(counter: u64) -> Update {
     Update::Set(attr::LEASE_COUNTER, AttributeValue::number(counter + 1))

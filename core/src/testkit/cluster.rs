@@ -590,7 +590,7 @@ impl Cluster {
                     req,
                     result: Ok(self.table.scan()),
                 }),
-                Command::ReadLease { req, key } => Some(Input::LeaseRead {
+                Command::ReadLease { req, key, .. } => Some(Input::LeaseRead {
                     req,
                     result: Ok(self.table.read(&key)),
                 }),

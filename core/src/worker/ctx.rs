@@ -262,9 +262,25 @@ impl<R> Ctx<R> {
         })
     }
 
+    /// A consistent read of one row.
     pub(crate) fn read(&mut self, key: &str, pending: Pending) -> RequestId {
         let key = String::from(key);
-        self.request(pending, |req| Command::ReadLease { req, key })
+        self.request(pending, |req| Command::ReadLease {
+            req,
+            key,
+            consistent: true,
+        })
+    }
+
+    /// An eventually consistent read of one row: it may show the row as it was before its
+    /// latest write, never a version that was not written.
+    pub(crate) fn read_eventually(&mut self, key: &str, pending: Pending) -> RequestId {
+        let key = String::from(key);
+        self.request(pending, |req| Command::ReadLease {
+            req,
+            key,
+            consistent: false,
+        })
     }
 
     pub(crate) fn call(&mut self, shard: &LeaseKey, action: ProcessorCall<R>) -> CallId {

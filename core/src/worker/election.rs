@@ -1,15 +1,18 @@
 //! Leader election under `Coordinated`: the leader row is a lease on leadership, claimed by a
 //! follower that finds it absent, unowned, its own or expired on its own clock, and renewed with
 //! the worker's leases. The leader acts as leader only inside the same delivery window a lease
-//! has (see [`crate::protocol`]).
+//! has (see [`crate::protocol`]). The row names a standby, a follower that scans the table beside
+//! the leader and sees the row in its scans; the other followers read the row and leave the
+//! standby a head start before they claim.
 
 use super::ctx::Predecessor;
 use super::timers::TimerKey;
 use super::{Outstanding, Pending, Phase, Worker, WriteOp};
+use crate::config::BalancingPolicy;
 use crate::config::Config;
 use crate::io::{Event, Failure, Record};
 use crate::item::Item;
-use crate::lease::{Row, WorkerRow, LEADER_KEY};
+use crate::lease::{LeaderRow, Row, WorkerId, WorkerRow, LEADER_KEY};
 use crate::protocol::LeaseOp;
 use crate::time::Instant;
 
@@ -33,6 +36,10 @@ pub(crate) struct Election {
     leader: Leader,
     /// The read of the leader row in flight.
     check: Outstanding,
+    /// A follower named standby by the last leader row it saw: it scans the table.
+    standby: bool,
+    /// The leader: the standby its last write of the row named.
+    named: Option<WorkerId>,
 }
 
 impl Election {
@@ -44,6 +51,16 @@ impl Election {
     /// Whether it holds the leader row, window or not.
     pub(crate) fn is_leading(&self) -> bool {
         matches!(self.leader, Leader::Leading { .. })
+    }
+
+    /// Whether it follows as the standby the leader row named.
+    pub(crate) fn is_standby(&self) -> bool {
+        self.standby && self.leader == Leader::Follower
+    }
+
+    /// The standby this leader named last.
+    pub(crate) fn named_standby(&self) -> Option<&WorkerId> {
+        self.named.as_ref()
     }
 }
 
@@ -61,54 +78,27 @@ impl<R: Record + Clone> Worker<R> {
     pub(super) fn leader_check_timer(&mut self) {
         self.check_leadership();
         // A process whose heartbeat has not landed may share its id with a live leader.
+        // The standby sees the row in its scans.
         if self.ctx.phase == Phase::Running
             && self.inbox.registration.registered()
             && self.election.leader == Leader::Follower
+            && !self.election.standby
             && self.election.check == Outstanding::Idle
         {
-            let req = self.ctx.read(LEADER_KEY, Pending::ReadLeader);
+            let req = self.ctx.read_eventually(LEADER_KEY, Pending::ReadLeader);
             self.election.check = Outstanding::InFlight(req);
         }
         let at = self.ctx.now + self.ctx.config.leader_check_interval;
         self.ctx.timers.set(TimerKey::LeaderCheck, at);
     }
 
-    /// The leader row, read by a follower: claim it if it is free.
+    /// The leader row, read by a follower.
     pub(super) fn leader_read(&mut self, result: Result<Option<Item>, Failure>) {
         self.election.check = Outstanding::Idle;
-        if self.election.leader != Leader::Follower || self.ctx.phase != Phase::Running {
-            return;
-        }
-        let me = self.ctx.id.clone();
-        let mut predecessor = None;
-        let seen_counter = match result {
+        let row = match result {
             Ok(None) => None,
             Ok(Some(item)) => match Row::from_item(&item) {
-                Ok(Row::Leader(row)) => {
-                    let seen = self.observer.observe(
-                        LEADER_KEY,
-                        row.counter,
-                        row.owner.is_some(),
-                        self.ctx.now,
-                    );
-                    let free = row.owner.is_none()
-                        || row.owner.as_ref() == Some(&me)
-                        || seen.older_than(self.ctx.now, self.ctx.config.failover_time);
-                    if !free {
-                        return;
-                    }
-                    predecessor = match (row.owner, row.heartbeat, seen.since) {
-                        (Some(worker), Some(liveness), Some(seen_since)) if worker != me => {
-                            Some(Predecessor {
-                                worker,
-                                liveness,
-                                seen_since,
-                            })
-                        }
-                        _ => None,
-                    };
-                    Some(row.counter)
-                }
+                Ok(Row::Leader(row)) => Some(row),
                 Ok(_) => return,
                 Err(error) => {
                     self.ctx.malformed(&item, error);
@@ -117,12 +107,81 @@ impl<R: Record + Clone> Worker<R> {
             },
             Err(_) => return,
         };
+        self.leader_row_seen(row);
+    }
+
+    /// The standby's scan: the leader row among its rows (absent when it is not there).
+    pub(super) fn standby_scanned(&mut self, items: &[Item]) {
+        let row = items.iter().find_map(|item| match Row::from_item(item) {
+            Ok(Row::Leader(row)) => Some(row),
+            _ => None,
+        });
+        self.leader_row_seen(row);
+    }
+
+    /// The leader row as a follower saw it (`None`: absent): whether the row names it standby,
+    /// and a claim if the row is free. A row that names another standby is free for this
+    /// follower only after the standby's head start besides the failover time.
+    fn leader_row_seen(&mut self, row: Option<LeaderRow>) {
+        if self.election.leader != Leader::Follower || self.ctx.phase != Phase::Running {
+            return;
+        }
+        let me = self.ctx.id.clone();
+        let named = row.as_ref().and_then(|r| r.standby.as_ref()) == Some(&me);
+        self.set_standby(named);
+        let mut predecessor = None;
+        let seen_counter = match row {
+            None => None,
+            Some(row) => {
+                let now = self.ctx.now;
+                let seen = self
+                    .observer
+                    .observe(LEADER_KEY, row.counter, row.owner.is_some(), now);
+                let config = &self.ctx.config;
+                let wait = match &row.standby {
+                    Some(standby) if *standby != me => {
+                        config.failover_time + config.standby_head_start()
+                    }
+                    _ => config.failover_time,
+                };
+                let free = row.owner.is_none()
+                    || row.owner.as_ref() == Some(&me)
+                    || seen.older_than(now, wait);
+                if !free {
+                    // Looked at again the moment it would be free, not up to an interval later.
+                    if let Some(since) = seen.since {
+                        let at = since + wait + core::time::Duration::from_millis(1);
+                        let timer = if self.election.standby {
+                            TimerKey::Scan
+                        } else {
+                            TimerKey::LeaderCheck
+                        };
+                        self.ctx.timers.set_earlier(timer, at);
+                    }
+                    return;
+                }
+                predecessor = match (row.owner, row.heartbeat, seen.since) {
+                    (Some(worker), Some(liveness), Some(seen_since)) if worker != me => {
+                        Some(Predecessor {
+                            worker,
+                            liveness,
+                            seen_since,
+                        })
+                    }
+                    _ => None,
+                };
+                Some(row.counter)
+            }
+        };
         self.election.leader = Leader::Claiming;
+        let standby = self.choose_standby();
         let op = LeaseOp::ClaimLeader {
             worker: me,
             counter: seen_counter,
             heartbeat: self.leader_heartbeat(),
+            standby: standby.clone(),
         };
+        self.election.named = standby;
         let counter_after = op.counter_after().unwrap_or(1);
         self.ctx.write(
             &op,
@@ -131,6 +190,18 @@ impl<R: Record + Clone> Worker<R> {
                 predecessor,
             },
         );
+    }
+
+    /// Starts scanning when first named standby (the scan timer keeps it going while it is);
+    /// the standby role exists only under `Coordinated` with a standby scan interval.
+    fn set_standby(&mut self, named: bool) {
+        let standby = named
+            && self.policy() == BalancingPolicy::Coordinated
+            && self.ctx.config.standby_scan_interval.is_some();
+        if standby && !self.election.standby {
+            self.ctx.timers.set(TimerKey::Scan, self.ctx.now);
+        }
+        self.election.standby = standby;
     }
 
     /// What the leader row names as this worker's last heartbeat (worker liveness only).
@@ -167,6 +238,7 @@ impl<R: Record + Clone> Worker<R> {
                 renewed_sent: sent,
                 renewal: Outstanding::Idle,
             };
+            self.election.standby = false;
             self.ctx.stats.leaderships += 1;
             self.ctx.event(Event::BecameLeader);
             self.sync.due = true;
@@ -220,11 +292,14 @@ impl<R: Record + Clone> Worker<R> {
         else {
             return;
         };
+        let standby = self.choose_standby();
         let op = LeaseOp::RenewLeader {
             worker: self.ctx.id.clone(),
             counter,
             heartbeat: self.leader_heartbeat(),
+            standby: standby.clone(),
         };
+        self.election.named = standby;
         let req = self.ctx.write(
             &op,
             WriteOp::LeaderRenew {
@@ -359,6 +434,7 @@ mod tests {
     fn a_live_leader_is_left_alone_and_an_expired_one_replaced() {
         let mut h = Harness::new(Config::default(), "w1");
         h.apply(&LeaseOp::ClaimLeader {
+            standby: None,
             worker: WorkerId::from("w9"),
             counter: None,
             heartbeat: None,

@@ -125,6 +125,7 @@ impl<R: Record + Clone> Worker<R> {
                 max_leases: self.ctx.config.max_leases_per_worker,
                 leaving: self.ctx.phase != Phase::Running,
                 acked: acked.clone(),
+                failure_domain: self.ctx.config.failure_domain.as_deref().map(Text::from),
             };
             let incarnation = self.inbox.incarnation.clone();
             let req = self
@@ -390,6 +391,7 @@ mod tests {
     fn follower() -> Harness {
         let mut h = Harness::new(Config::default().with_lease_liveness(), "w2");
         h.apply(&LeaseOp::ClaimLeader {
+            standby: None,
             worker: WorkerId::from("w9"),
             counter: None,
             heartbeat: None,

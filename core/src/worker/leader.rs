@@ -126,25 +126,13 @@ impl<R: Record + Clone> Worker<R> {
     /// moved until they are fenced) and, under worker liveness, fenced ones; and this leader
     /// once its own heartbeat landed.
     fn plan_workers(&self) -> Vec<PlanWorker> {
-        let now = self.ctx.now;
-        let expiry = self.ctx.config.receiver_expiry();
         let me = &self.ctx.id;
         let worker_liveness = self.ctx.config.worker_liveness();
-        let fenced = &self.planning.fenced;
         let mut workers: Vec<PlanWorker> = self
             .view
             .workers
             .values()
-            .filter(|w| {
-                w.worker != *me
-                    && !self
-                        .seen(&WorkerRow::key(&w.worker))
-                        .older_than(now, expiry)
-                    // Under worker liveness a fenced row takes nothing until its worker
-                    // registered again.
-                    && (!worker_liveness
-                        || w.incarnation.as_deref().is_some_and(|i| !fenced.contains(i)))
-            })
+            .filter(|w| self.receives(w))
             .map(|w| PlanWorker {
                 id: w.worker.clone(),
                 max_leases: w.max_leases,
@@ -161,6 +149,48 @@ impl<R: Record + Clone> Worker<R> {
             });
         }
         workers
+    }
+
+    /// Whether another worker's row, as the last scan showed it, may be given leases: it moved
+    /// within `receiver_expiry`, and under worker liveness names an incarnation this leader has
+    /// not fenced (a fenced row takes nothing until its worker registered again).
+    fn receives(&self, w: &WorkerRow) -> bool {
+        w.worker != self.ctx.id
+            && !self
+                .seen(&WorkerRow::key(&w.worker))
+                .older_than(self.ctx.now, self.ctx.config.receiver_expiry())
+            && (!self.ctx.config.worker_liveness()
+                || w.incarnation
+                    .as_deref()
+                    .is_some_and(|i| !self.planning.fenced.contains(i)))
+    }
+
+    /// The follower the leader row names standby: one that may be given leases and is not
+    /// leaving, outside this leader's failure domain when such a worker exists; the one named
+    /// before while it qualifies (a new standby has watched nothing yet), else the first by id.
+    /// None without a standby scan interval, or before the leader's first scan.
+    pub(super) fn choose_standby(&self) -> Option<WorkerId> {
+        self.ctx.config.standby_scan_interval?;
+        let mine = self.ctx.config.failure_domain.as_deref();
+        let elsewhere = |w: &WorkerRow| {
+            mine.is_some() && w.failure_domain.is_some() && w.failure_domain.as_deref() != mine
+        };
+        let eligible: Vec<&WorkerRow> = self
+            .view
+            .workers
+            .values()
+            .filter(|w| !w.leaving && self.receives(w))
+            .collect();
+        let pool: Vec<&WorkerRow> = if eligible.iter().any(|w| elsewhere(w)) {
+            eligible.into_iter().filter(|w| elsewhere(w)).collect()
+        } else {
+            eligible
+        };
+        let named = self.election.named_standby();
+        pool.iter()
+            .find(|w| Some(&w.worker) == named)
+            .or(pool.first())
+            .map(|w| w.worker.clone())
     }
 
     /// Forgets assignments the scan shows acquired (or changed since: the counter moved past the
@@ -601,7 +631,13 @@ mod tests {
     use crate::write::{WriteAction, WriteKind};
 
     fn heartbeat(h: &mut Harness, worker: &str) {
+        heartbeat_in(h, worker, None);
+    }
+
+    /// A heartbeat of `worker`, naming its failure domain.
+    fn heartbeat_in(h: &mut Harness, worker: &str, domain: Option<&str>) {
         h.apply(&LeaseOp::Heartbeat {
+            failure_domain: domain.map(crate::item::Text::from),
             worker: WorkerId::from(worker),
             incarnation: worker.into(),
             takeover: None,
@@ -836,6 +872,118 @@ mod tests {
         h
     }
 
+    /// The leader's machine dies: w2 leads and w3 works beside it, both until 20 s. The standby
+    /// w1 scanned the table meanwhile, so it fences w3 at its first scans as leader; a follower
+    /// that never scanned (no standby named) watches w3's row a failover time after it claims;
+    /// one that is not the standby named (a dead one here) claims only after the standby's
+    /// head start.
+    #[test]
+    fn the_standby_takes_over_knowing_how_long_each_row_stood_still() {
+        let d = 10_000;
+        let head_start = worker_liveness().standby_head_start().as_millis() as u64;
+        assert_eq!(head_start, 7_000);
+        let (claimed, fenced) = leader_and_worker_die(Some("w1"));
+        assert!(
+            fenced - claimed < 3_000,
+            "standby: claimed {claimed}, fenced {fenced}"
+        );
+        assert!(
+            fenced < 20_000 + d + 7_000,
+            "standby: fenced w3 at {fenced}"
+        );
+        let (cold_claimed, cold_fenced) = leader_and_worker_die(None);
+        assert!(
+            cold_fenced - cold_claimed >= d,
+            "no standby: claimed {cold_claimed}, fenced {cold_fenced}"
+        );
+        let (other_claimed, _) = leader_and_worker_die(Some("w9"));
+        assert!(
+            other_claimed >= 20_000 + d + head_start,
+            "another standby named: claimed at {other_claimed}"
+        );
+        assert!(other_claimed >= cold_claimed + head_start - 5_000);
+    }
+
+    /// w2 leads naming `standby` in its row, w3 works; both heartbeat until 20 s and hold a
+    /// lease each, then stop. When w1 claimed the leader row and when it fenced w3's row (ms).
+    fn leader_and_worker_die(standby: Option<&str>) -> (u64, u64) {
+        let mut h = Harness::new(worker_liveness(), "w1");
+        let w2 = WorkerId::from("w2");
+        let standby = standby.map(WorkerId::from);
+        for w in ["w2", "w3"] {
+            heartbeat(&mut h, w);
+            acquired(&mut h, &alloc::format!("shard-{w}"), w, w);
+        }
+        h.apply(&LeaseOp::ClaimLeader {
+            worker: w2.clone(),
+            counter: None,
+            heartbeat: Some(liveness_of_w2(&h)),
+            standby: standby.clone(),
+        });
+        for (counter, t) in (1..).zip((2_000..=20_000).step_by(2_000)) {
+            h.run_until(t);
+            heartbeat(&mut h, "w2");
+            heartbeat(&mut h, "w3");
+            h.apply(&LeaseOp::RenewLeader {
+                worker: w2.clone(),
+                counter,
+                heartbeat: Some(liveness_of_w2(&h)),
+                standby: standby.clone(),
+            });
+        }
+        assert!(h.writes(WriteKind::Leader).is_empty(), "w2 leads");
+        let w3_row = WorkerRow::key(&WorkerId::from("w3"));
+        let (mut claimed, mut fenced) = (None, None);
+        for t in (20_100..=70_000).step_by(100) {
+            h.run_until(t);
+            if claimed.is_none() && !h.writes(WriteKind::Leader).is_empty() {
+                claimed = Some(t);
+            }
+            if fenced.is_none() && h.writes(WriteKind::Fence).iter().any(|w| w.key == w3_row) {
+                fenced = Some(t);
+            }
+        }
+        assert!(h.holds("shard-w3"), "w3's lease moved to w1");
+        (claimed.expect("w1 claimed"), fenced.expect("w1 fenced w3"))
+    }
+
+    /// The leader names as standby a worker outside its own failure domain, keeps it while it
+    /// heartbeats, and names another once it falls silent.
+    #[test]
+    fn the_leader_names_a_standby_outside_its_failure_domain() {
+        let config = Config {
+            failure_domain: Some("rack-a".into()),
+            ..worker_liveness()
+        };
+        let mut h = Harness::new(config, "w1");
+        let standby = |h: &Harness| match h
+            .table
+            .get(crate::lease::LEADER_KEY)
+            .map(crate::lease::Row::from_item)
+        {
+            Some(Ok(crate::lease::Row::Leader(row))) => row.standby,
+            other => panic!("the leader row: {other:?}"),
+        };
+        for t in (1_000..=12_000).step_by(1_000) {
+            heartbeat_in(&mut h, "w2", Some("rack-a"));
+            heartbeat_in(&mut h, "w3", Some("rack-b"));
+            heartbeat_in(&mut h, "w4", Some("rack-c"));
+            h.run_until(t);
+        }
+        assert_eq!(
+            standby(&h),
+            Some(WorkerId::from("w3")),
+            "the first by id outside rack-a"
+        );
+        // w3 stops; w2 (rack-a) and w4 (rack-c) go on.
+        for t in (13_000..=30_000).step_by(1_000) {
+            heartbeat_in(&mut h, "w2", Some("rack-a"));
+            heartbeat_in(&mut h, "w4", Some("rack-c"));
+            h.run_until(t);
+        }
+        assert_eq!(standby(&h), Some(WorkerId::from("w4")));
+    }
+
     /// What w2's worker row shows an observer now.
     fn liveness_of_w2(h: &Harness) -> u64 {
         let row = h
@@ -876,6 +1024,7 @@ mod tests {
         heartbeat(&mut h, "w2");
         acquired_by_w2(&mut h, "w2");
         h.apply(&LeaseOp::ClaimLeader {
+            standby: None,
             worker: w2.clone(),
             counter: None,
             heartbeat: named.then(|| liveness_of_w2(&h)),
@@ -884,6 +1033,7 @@ mod tests {
             h.run_until(t);
             heartbeat(&mut h, "w2");
             h.apply(&LeaseOp::RenewLeader {
+                standby: None,
                 worker: w2.clone(),
                 counter,
                 heartbeat: named.then(|| liveness_of_w2(&h)),

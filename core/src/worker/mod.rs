@@ -80,11 +80,11 @@ pub use stats::{LeaseView, Stats};
 /// # Balancing
 ///
 /// With [`BalancingPolicy::Coordinated`] one worker at a time is leader, elected through a
-/// fenced leader row with the same counter-based expiry as shard leases. Only the leader scans
-/// the table and plans ([`crate::balance::plan`]); every worker writes a heartbeat row whose
-/// returned item carries the leases assigned to it, so a scan costs one read of the table per
-/// `scan_interval` whatever the fleet size, instead of one per worker per taker interval as in
-/// the Java KCL 2.x. With [`BalancingPolicy::Kcl2Compatible`] every worker runs the Java 2.x
+/// fenced leader row with the same counter-based expiry as shard leases. Only the leader plans
+/// ([`crate::balance::plan`]); it and the standby its row names scan the table; every worker
+/// writes a heartbeat row whose returned item carries the leases assigned to it, so scans cost
+/// two reads of the table per `scan_interval` and `standby_scan_interval` whatever the fleet
+/// size, instead of one per worker per taker interval as in the Java KCL 2.x. With [`BalancingPolicy::Kcl2Compatible`] every worker runs the Java 2.x
 /// taker ([`crate::taker`]).
 pub struct Worker<R> {
     ctx: Ctx<R>,

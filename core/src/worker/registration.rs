@@ -182,6 +182,7 @@ mod tests {
     /// Another process's heartbeat on the row of `w1`.
     fn other_beats(h: &mut Harness) {
         h.apply(&LeaseOp::Heartbeat {
+            failure_domain: None,
             worker: crate::lease::WorkerId::from("w1"),
             incarnation: "other".into(),
             takeover: None,

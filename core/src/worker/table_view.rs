@@ -1,7 +1,7 @@
 //! The worker's view of the lease table, as its last scan showed it: the leases (what taking,
 //! planning, sync and cleanup read of them, with when each counter was first seen) and the
 //! worker rows. Kept by the workers that scan: every worker under `Kcl2Compatible`, the leader
-//! under `Coordinated`.
+//! and its standby under `Coordinated`.
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
@@ -234,8 +234,14 @@ fn intern(ids: &mut BTreeSet<WorkerId>, id: Option<&str>) -> Option<WorkerId> {
 
 impl<R: Record + Clone> Worker<R> {
     /// Whether this worker keeps the table view: every worker under `Kcl2Compatible`, the
-    /// leader under `Coordinated`.
+    /// leader and its standby under `Coordinated`.
     pub(super) fn scans_table(&self) -> bool {
+        self.acts_on_table() || self.election.is_standby()
+    }
+
+    /// Whether it acts on what its scans show (takes, plans, cleans up, syncs shards): every
+    /// worker under `Kcl2Compatible`, the leader under `Coordinated` (the standby only watches).
+    fn acts_on_table(&self) -> bool {
         self.policy() == BalancingPolicy::Kcl2Compatible
             || self.election.is_leader(&self.ctx.config, self.ctx.now)
     }
@@ -251,9 +257,16 @@ impl<R: Record + Clone> Worker<R> {
                 .request(Pending::Scan, |req| Command::ScanLeaseTable { req });
             self.view.scan = Outstanding::InFlight(req);
         }
-        if self.policy() == BalancingPolicy::Kcl2Compatible || self.election.is_leading() {
-            let at = self.ctx.now + self.ctx.config.scan_interval;
-            self.ctx.timers.set(TimerKey::Scan, at);
+        let interval =
+            if self.policy() == BalancingPolicy::Kcl2Compatible || self.election.is_leading() {
+                Some(self.ctx.config.scan_interval)
+            } else if self.election.is_standby() {
+                self.ctx.config.standby_scan_interval
+            } else {
+                None
+            };
+        if let Some(interval) = interval {
+            self.ctx.timers.set(TimerKey::Scan, self.ctx.now + interval);
         }
     }
 
@@ -277,10 +290,12 @@ impl<R: Record + Clone> Worker<R> {
                 if self.election.is_leader(&self.ctx.config, self.ctx.now) {
                     self.plan();
                     self.delete_dead_worker_rows();
+                } else if self.election.is_standby() {
+                    self.standby_scanned(&items);
                 }
             }
         }
-        if self.scans_table() {
+        if self.acts_on_table() {
             if self.ctx.config.cleanup_finished_leases {
                 self.cleanup();
             }
@@ -320,6 +335,7 @@ mod tests {
 
     fn worker_row(name: &str) -> Item {
         let op = LeaseOp::Heartbeat {
+            failure_domain: None,
             worker: WorkerId::from(name),
             incarnation: name.into(),
             takeover: None,

@@ -115,7 +115,7 @@ impl Harness {
                 req,
                 result: Ok(self.table.values().cloned().collect()),
             },
-            Command::ReadLease { req, key } => Input::LeaseRead {
+            Command::ReadLease { req, key, .. } => Input::LeaseRead {
                 req,
                 result: Ok(self.table.get(&key).cloned()),
             },

@@ -123,7 +123,7 @@ impl LeaseTable for SimTable {
         }
     }
 
-    async fn read(&self, key: &str) -> Result<Option<Item>, Failure> {
+    async fn read(&self, key: &str, consistent: bool) -> Result<Option<Item>, Failure> {
         self.0
             .call(Service::Dynamo, |w, error| {
                 if error {
@@ -131,7 +131,7 @@ impl LeaseTable for SimTable {
                 }
                 let now = w.now;
                 let World { dynamo, rng, .. } = w;
-                Ok(dynamo.get(now, key, true, rng))
+                Ok(dynamo.get(now, key, consistent, rng))
             })
             .await
     }

@@ -30,8 +30,8 @@ use kcl_core::{LeaseKey, WorkerId};
 
 use crate::dynamo::Dynamo;
 use crate::fleet::{
-    choose_crash, incarnation_id, produce_tick, table_size_violations, Action, Counters,
-    CrashChoice, FleetConfig, NodeClock, NodeId, Service, Settling, PRODUCE_EVERY_MS,
+    choose_crash, incarnation_id, machine_name, produce_tick, table_size_violations, Action,
+    Counters, CrashChoice, FleetConfig, NodeClock, NodeId, Service, Settling, PRODUCE_EVERY_MS,
 };
 use crate::kinesis::Kinesis;
 use crate::report::Measures;
@@ -378,7 +378,10 @@ impl DrivenFleet {
             },
         };
         let config = DriverConfig {
-            worker: self.cfg.worker_of(node).clone(),
+            worker: kcl_core::Config {
+                failure_domain: Some(machine_name(p.machine)),
+                ..self.cfg.worker_of(node).clone()
+            },
             processor_call_timeout: PROCESSOR_CALL_TIMEOUT,
             ..DriverConfig::default()
         };

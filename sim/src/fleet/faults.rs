@@ -222,6 +222,11 @@ impl Action {
 /// The worker id of `node`'s process `inc` (its incarnation number while it runs; a crash
 /// counts one too). A restarted process has a fresh id, as production's default ids
 /// (`host:pid:start`) are: the row of the one before is left to the leader to delete.
+/// A simulated machine as its workers name their failure domain.
+pub(crate) fn machine_name(machine: usize) -> String {
+    format!("machine-{machine}")
+}
+
 pub(crate) fn incarnation_id(node: NodeId, inc: u64) -> WorkerId {
     if inc <= 1 {
         WorkerId::from(format!("worker-{node:05}"))
@@ -494,7 +499,8 @@ impl Fleet {
     pub(super) fn start(&mut self, node: NodeId) {
         let seed = self.rng.next_u64();
         let now = self.now;
-        let config = self.cfg.worker_of(node).clone();
+        let mut config = self.cfg.worker_of(node).clone();
+        config.failure_domain = Some(machine_name(self.nodes[node].machine));
         let n = &mut self.nodes[node];
         self.checkpoints.forget(node, n.inc);
         n.inc += 1;

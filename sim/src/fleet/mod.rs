@@ -43,7 +43,7 @@ use batch::{Batch, Step};
 pub(crate) use clock::NodeClock;
 pub use clock::WorkerClock;
 pub use faults::Action;
-pub(crate) use faults::{choose_crash, incarnation_id, CrashChoice};
+pub(crate) use faults::{choose_crash, incarnation_id, machine_name, CrashChoice};
 use pool::Pool;
 pub(crate) use processors::{produce_tick, PRODUCE_EVERY_MS};
 use queue::Queue;

@@ -51,12 +51,16 @@ impl Fleet {
                 req,
                 result: transient(),
             },
-            Command::ReadLease { req, key } => Input::LeaseRead {
+            Command::ReadLease {
+                req,
+                key,
+                consistent,
+            } => Input::LeaseRead {
                 req,
                 result: if error {
                     transient()
                 } else {
-                    Ok(self.dynamo.get(now, &key, true, &mut self.rng))
+                    Ok(self.dynamo.get(now, &key, consistent, &mut self.rng))
                 },
             },
             Command::WriteLease { req, write } => {
