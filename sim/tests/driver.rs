@@ -47,8 +47,9 @@ fn chaos_swarm_keeps_every_invariant_under_both_policies() {
 /// Every ownership draws a behaviour: checkpoints out of order from a clone in another task,
 /// two-phase prepare and commit with state, slow batches, a checkpoint after the lease was
 /// lost. The answers show each was met; under the default policy the sink never accepts a write
-/// from an ownership the table has ended, while under kcl2-compatible a lease stolen from a
-/// live owner lets its writes through until its next renewal fails.
+/// from an ownership the table has ended (but from a process frozen during its call, which
+/// nothing can stop), while under kcl2-compatible a lease stolen from a live owner lets its
+/// writes through until its next renewal fails.
 #[test]
 fn mixed_processors_keep_every_invariant_under_both_policies() {
     for policy in [Policy::Default, Policy::Lease, Policy::Kcl2] {
@@ -64,7 +65,9 @@ fn mixed_processors_keep_every_invariant_under_both_policies() {
                 *answers.entry(answer.clone()).or_default() += n;
             }
             let driver = r.driver.as_ref().expect("driver figures");
-            accepted_stale += driver.sink_writes_accepted_stale;
+            // A frozen process's write may land after its lease moved on under any policy.
+            accepted_stale +=
+                driver.sink_writes_accepted_stale - driver.sink_writes_accepted_stale_while_frozen;
         }
         for answer in ["ok", "backwards", "nothing_prepared", "lease_lost"] {
             assert!(
@@ -217,17 +220,26 @@ fn a_stale_write_the_sink_accepts_is_reported() {
 }
 
 /// Hung processors (an injected processor failure hangs half the time): with the processor call
-/// timeout at an hour, seeds 8, 13, 15 and 20 of the first 30 ended with records undelivered, their
-/// shards held by a worker whose processor never returned. The driver cancels a call that runs
-/// past `processor_call_timeout` and gives its lease up, so the shard moves on.
+/// timeout at an hour, four of the first 30 seeds ended with records undelivered, their shards
+/// held by a worker whose processor never returned. The driver cancels a call that runs past
+/// `processor_call_timeout` and gives its lease up, so the shard moves on. Which seeds hang a
+/// processor moves with any change of behaviour (1, 5 and 8 of the first 8 at this writing), so
+/// the first 8 are run, every one clean, and at least two must have hung one.
 #[test]
 fn a_hung_processor_is_cancelled_and_its_shard_moves_on() {
-    for seed in [8, 13, 15, 20] {
+    let mut hung = Vec::new();
+    for seed in 1..=8 {
         let r = quiet(&spec(Scenario::Chaos, Policy::Default, seed));
         assert_clean(&r);
         let driver = r.driver.as_ref().expect("driver figures");
-        assert!(driver.processor_hangs > 0, "{}", r.replay);
+        if driver.processor_hangs > 0 {
+            hung.push(seed);
+        }
     }
+    assert!(
+        hung.len() >= 2,
+        "only seeds {hung:?} of 1 to 8 hung a processor: the test checks too little"
+    );
 }
 
 /// A misconfiguration ends the driver with an error naming the service, instead of leaving an

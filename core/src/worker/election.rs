@@ -8,8 +8,7 @@
 use super::ctx::Predecessor;
 use super::timers::TimerKey;
 use super::{Outstanding, Pending, Phase, Worker, WriteOp};
-use crate::config::BalancingPolicy;
-use crate::config::Config;
+use crate::config::{BalancingPolicy, Config};
 use crate::io::{Event, Failure, Record};
 use crate::item::Item;
 use crate::lease::{LeaderRow, Row, WorkerId, WorkerRow, LEADER_KEY};
@@ -77,8 +76,8 @@ impl<R: Record + Clone> Worker<R> {
 
     pub(super) fn leader_check_timer(&mut self) {
         self.check_leadership();
-        // A process whose heartbeat has not landed may share its id with a live leader.
-        // The standby sees the row in its scans.
+        // A process whose heartbeat has not landed may share its id with a live leader. The
+        // standby sees the row in its scans.
         if self.ctx.phase == Phase::Running
             && self.inbox.registration.registered()
             && self.election.leader == Leader::Follower
@@ -121,9 +120,14 @@ impl<R: Record + Clone> Worker<R> {
 
     /// The leader row as a follower saw it (`None`: absent): whether the row names it standby,
     /// and a claim if the row is free. A row that names another standby is free for this
-    /// follower only after the standby's head start besides the failover time.
+    /// follower only after the standby's head start besides the failover time. A process whose
+    /// heartbeat has not landed may share its id with a live worker (the one named, even): it
+    /// neither watches nor claims.
     fn leader_row_seen(&mut self, row: Option<LeaderRow>) {
-        if self.election.leader != Leader::Follower || self.ctx.phase != Phase::Running {
+        if self.election.leader != Leader::Follower
+            || self.ctx.phase != Phase::Running
+            || !self.inbox.registration.registered()
+        {
             return;
         }
         let me = self.ctx.id.clone();

@@ -62,6 +62,10 @@ pub struct DriverFigures {
     /// it is a violation; under kcl2-compatible an owner whose lease was stolen goes on
     /// processing until its next renewal fails, and these are its writes.
     pub sink_writes_accepted_stale: u64,
+    /// Of those, the writes of processes frozen during their call (a pause or a host suspend:
+    /// nothing stops a frozen process, and a sink protects itself only by refusing tokens
+    /// lower than one it saw).
+    pub sink_writes_accepted_stale_while_frozen: u64,
     /// Processes that ended with an error from `Driver::run` (each is also a violation; only a
     /// test that misconfigures the fleet on purpose expects them, see [`DrivenFleet::refuse`]).
     pub drivers_gave_up: u64,
@@ -798,6 +802,7 @@ impl DrivenFleet {
                 sink_writes_accepted: w.sink.accepted,
                 sink_writes_refused_stale: w.sink.refused_stale,
                 sink_writes_accepted_stale: w.sink.accepted_stale,
+                sink_writes_accepted_stale_while_frozen: w.sink.accepted_stale_while_frozen,
                 drivers_gave_up: self.gave_up,
                 answers_held_past_call_timeout: w.answers_held_past_call_timeout,
                 tasks_at_end: self.exec.tasks(),

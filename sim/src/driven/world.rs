@@ -80,6 +80,8 @@ pub(crate) struct Sink {
     /// Writes accepted although the lease table had moved the shard to a newer ownership (or
     /// to nobody) before they arrived: the token sink had not yet seen the newer token.
     pub accepted_stale: u64,
+    /// Of those, the writes of processes frozen at some time during their call.
+    pub accepted_stale_while_frozen: u64,
 }
 
 /// Whether `node`'s process was frozen at some time between `from` and `until` (true ms).
@@ -419,7 +421,11 @@ impl World {
             .get(shard)
             .and_then(|running| running.iter().find(|r| r.node == node && r.token == token))
             .map_or(now, |r| r.since_ms);
-        if self.stale_writes_are_violations && !frozen_between(&self.frozen, node, since, now) {
+        let frozen = frozen_between(&self.frozen, node, since, now);
+        if frozen {
+            self.sink.accepted_stale_while_frozen += 1;
+        }
+        if self.stale_writes_are_violations && !frozen {
             let owner = current.map_or("nobody".to_string(), |o| {
                 let token = o.token.map_or("none yet".to_string(), |t| t.0.to_string());
                 format!("{} (token {token})", o.owner)

@@ -10,7 +10,10 @@ mod session;
 mod tenure;
 
 use crate::config::Config;
-use crate::io::{ChildShard, Event, Failure, FencingToken, FetchedRecords, Record, ReleaseReason};
+use crate::io::{
+    CheckpointError, ChildShard, Event, Failure, FencingToken, FetchedRecords, Record,
+    ReleaseReason,
+};
 use crate::item::{Item, Text};
 use crate::lease::{Followed, Lease, WorkerId};
 use crate::protocol::LeaseOp;
@@ -290,6 +293,15 @@ impl<R: Record + Clone> HeldLease<R> {
         };
         if matches!(result, Err(Failure::ConditionFailed)) {
             self.session.checkpoints.refused();
+            // A refused write wrote nothing; an abandoned processor's checkpoint is answered
+            // now, not sent again (the processor was told its lease is lost).
+            if self.session.is_abandoned() {
+                self.session.checkpoints.refuse_unsent(
+                    ctx,
+                    &self.lease.key,
+                    CheckpointError::LeaseLost,
+                );
+            }
         }
         match outcome {
             Written::Landed(write) => {
@@ -509,7 +521,7 @@ impl<R: Record + Clone> HeldLease<R> {
                 &self.lease.key,
                 crate::io::ProcessorCall::CheckpointDone {
                     ticket,
-                    result: Err(crate::io::CheckpointError::LeaseLost),
+                    result: Err(CheckpointError::LeaseLost),
                 },
             );
             return;
@@ -873,6 +885,67 @@ mod tests {
             "the first landed (its answer was lost) and the second is behind it"
         );
         assert!(h.holds("shard-1"));
+    }
+
+    /// Worker liveness: a checkpoint write is in flight when the processor fails (it is
+    /// abandoned), and the write is refused by its condition, so the row is read to decide.
+    /// Nothing was written, and an abandoned processor's checkpoint is not sent again: it is
+    /// answered at once (found by driver mode's rolling deploy, seed 1, lease -> default).
+    #[test]
+    fn a_refused_checkpoint_of_an_abandoned_processor_is_answered_not_sent_again() {
+        let mut h = Harness::new(Config::default(), "w1");
+        h.put(&unowned("shard-1"));
+        h.run_until(1_000);
+        assert!(h.holds("shard-1"));
+        h.records = (1..=5).map(record).collect();
+        h.run_until(2_000);
+        let token = h
+            .calls("shard-1")
+            .iter()
+            .find_map(|c| match c {
+                ProcessorCall::ProcessRecords { token, .. } => Some(*token),
+                _ => None,
+            })
+            .expect("records delivered");
+        h.processor_hangs = true;
+        h.records = (6..=7).map(record).collect();
+        h.run_until(3_000);
+        let busy = h.call_in_flight("shard-1").expect("a batch under way");
+        h.cut_off = true;
+        let from = h.log.len();
+        h.handle(ask(1, token, 5, false));
+        let (req, write) = h.log[from..]
+            .iter()
+            .find_map(|c| match c {
+                Command::WriteLease { req, write } if write.kind == WriteKind::Checkpoint => {
+                    Some((*req, write.clone()))
+                }
+                _ => None,
+            })
+            .expect("the checkpoint was sent");
+        h.handle(Input::ProcessorFailed {
+            shard: LeaseKey::from("shard-1"),
+            call: busy,
+        });
+        h.handle(Input::LeaseWritten {
+            req,
+            result: Err(Failure::ConditionFailed),
+        });
+        assert_eq!(
+            h.checkpoint_answers(),
+            [(1, Err(CheckpointError::LeaseLost))]
+        );
+        h.cut_off = false;
+        let sent = |h: &Harness| {
+            h.log
+                .iter()
+                .filter(|c| matches!(c, Command::WriteLease { write: w, .. } if *w == write))
+                .count()
+        };
+        let before = sent(&h);
+        h.run_until(30_000);
+        assert_eq!(sent(&h), before, "sent again");
+        assert_eq!(h.checkpoint_answers().len(), 1, "answered once");
     }
 
     #[test]
