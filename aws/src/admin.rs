@@ -154,7 +154,7 @@ impl<T: LeaseTable> TableAdmin<T> {
 
     /// Every row, decoded.
     pub async fn snapshot(&self) -> Result<TableSnapshot, AdminError> {
-        let items = self.table.scan().await.map_err(AdminError::Table)?;
+        let items = self.table.scan(false).await.map_err(AdminError::Table)?;
         let mut snapshot = TableSnapshot::default();
         for item in &items {
             match Row::from_item(item) {

@@ -14,8 +14,8 @@ use kcl_core::{
 
 /// The DynamoDB lease table (or anything with its semantics: [`kcl_core::write::apply`]).
 pub trait LeaseTable: Send + Sync + 'static {
-    /// Every item of the table, all pages (eventually consistent).
-    fn scan(&self) -> impl Future<Output = Result<Vec<Item>, Failure>> + Send;
+    /// Every item of the table, all pages, eventually consistent or (`consistent`) not.
+    fn scan(&self, consistent: bool) -> impl Future<Output = Result<Vec<Item>, Failure>> + Send;
     /// One item by `leaseKey`, with a consistent read or (`consistent == false`) an eventually
     /// consistent one.
     fn read(

@@ -483,8 +483,10 @@ where
         let call = async move {
             let started = runtime.now();
             let (op, input, attempts) = match command {
-                Command::ScanLeaseTable { req } => {
-                    let (r, n) = retry.run(&runtime, true, salt, || table.scan()).await;
+                Command::ScanLeaseTable { req, consistent } => {
+                    let (r, n) = retry
+                        .run(&runtime, true, salt, || table.scan(consistent))
+                        .await;
                     ("scan", Input::LeaseTableScanned { req, result: r }, n)
                 }
                 Command::ReadLease {

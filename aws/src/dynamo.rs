@@ -241,7 +241,7 @@ impl DynamoLeaseTable {
 }
 
 impl LeaseTable for DynamoLeaseTable {
-    async fn scan(&self) -> Result<Vec<Item>, Failure> {
+    async fn scan(&self, consistent: bool) -> Result<Vec<Item>, Failure> {
         let mut items = Vec::new();
         let mut start: Option<HashMap<String, Sdk>> = None;
         loop {
@@ -250,6 +250,7 @@ impl LeaseTable for DynamoLeaseTable {
                 .scan()
                 .table_name(&self.table)
                 .set_exclusive_start_key(start.take())
+                .consistent_read(consistent)
                 .send()
                 .await
                 .map_err(|e| classify(&e))?;

@@ -101,7 +101,7 @@ async fn wait_for(seen: &Seen, count: usize) {
 /// The lease rows (not worker or leader rows), by shard.
 async fn lease_rows(table: &DynamoLeaseTable) -> BTreeMap<String, kcl_core::Item> {
     table
-        .scan()
+        .scan(true)
         .await
         .unwrap()
         .into_iter()

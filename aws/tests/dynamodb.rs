@@ -30,7 +30,7 @@ async fn ensure_table_creates_once_and_is_idempotent() {
         .ensure_table(&common::Tokio, Duration::from_secs(5))
         .await
         .expect("an existing table is fine");
-    assert_eq!(table.scan().await, Ok(vec![]));
+    assert_eq!(table.scan(false).await, Ok(vec![]));
     assert_eq!(table.read("nothing", true).await, Ok(None));
 }
 
@@ -41,7 +41,7 @@ async fn a_missing_table_is_not_found() {
     };
     let table = DynamoLeaseTable::new(&common::dynamodb(&url), common::unique("absent"));
     assert_eq!(table.read("k", true).await, Err(Failure::NotFound));
-    assert_eq!(table.scan().await, Err(Failure::NotFound));
+    assert_eq!(table.scan(false).await, Err(Failure::NotFound));
 }
 
 /// A refusal keeps what the service said: its error code, its message and the request's id.
@@ -52,7 +52,7 @@ async fn a_refusal_keeps_the_error_code_message_and_request_id() {
     };
     // Table names are 3 to 255 characters: DynamoDB refuses the request as invalid.
     let table = DynamoLeaseTable::new(&common::dynamodb(&url), "ab");
-    let Err(Failure::Service(refusal)) = table.scan().await else {
+    let Err(Failure::Service(refusal)) = table.scan(false).await else {
         panic!("a ValidationException");
     };
     assert_eq!(refusal.code, "ValidationException");
@@ -98,7 +98,7 @@ async fn scans_follow_every_page() {
         table.write(&write).await.unwrap();
     }
     let mut keys: Vec<String> = table
-        .scan()
+        .scan(true)
         .await
         .unwrap()
         .iter()
@@ -260,7 +260,7 @@ async fn dynamodb_agrees_with_the_reference_semantics() {
     }
     // Both outcomes were exercised, many times.
     assert!(held > 50 && failed > 50, "held {held}, failed {failed}");
-    let mut scanned = table.scan().await.unwrap();
+    let mut scanned = table.scan(false).await.unwrap();
     scanned.sort_by(|a, b| {
         format!("{:?}", a.get(attr::LEASE_KEY)).cmp(&format!("{:?}", b.get(attr::LEASE_KEY)))
     });

@@ -97,7 +97,7 @@ fn main() {
                 req,
                 result: Ok(None),
             }),
-            Command::ScanLeaseTable { req } => Some(Input::LeaseTableScanned {
+            Command::ScanLeaseTable { req, .. } => Some(Input::LeaseTableScanned {
                 req,
                 result: Ok(core::mem::take(&mut items)),
             }),

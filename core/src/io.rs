@@ -498,11 +498,15 @@ pub enum ReleaseReason {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Command<R> {
-    /// Scan the whole lease table (eventually consistent is fine); answer with
-    /// [`Input::LeaseTableScanned`].
+    /// Scan the whole lease table; answer with [`Input::LeaseTableScanned`].
     ScanLeaseTable {
         /// The request.
         req: RequestId,
+        /// A consistent scan (DynamoDB `ConsistentRead`, twice the read units); `false`, nearly
+        /// always, allows an eventually consistent one, which may miss a row written in the
+        /// last moments (a leader asks for a consistent one when a scan shows new workers, see
+        /// [`crate::protocol`]).
+        consistent: bool,
     },
     /// Read one row; answer with [`Input::LeaseRead`].
     ReadLease {
@@ -570,7 +574,7 @@ impl<R> Command<R> {
     /// The request this command makes, if it is one (processor calls and events are not).
     pub fn request(&self) -> Option<RequestId> {
         match self {
-            Self::ScanLeaseTable { req }
+            Self::ScanLeaseTable { req, .. }
             | Self::ReadLease { req, .. }
             | Self::WriteLease { req, .. }
             | Self::ListShards { req }

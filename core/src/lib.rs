@@ -55,7 +55,7 @@
 //!     while let Some(command) = worker.poll_command() {
 //!         let ms = now.as_millis();
 //!         answers.push(match command {
-//!             Command::ScanLeaseTable { req } => Input::LeaseTableScanned { req, result: Ok(table.scan()) },
+//!             Command::ScanLeaseTable { req, .. } => Input::LeaseTableScanned { req, result: Ok(table.scan()) },
 //!             Command::ReadLease { req, key, .. } => Input::LeaseRead { req, result: Ok(table.read(&key)) },
 //!             Command::WriteLease { req, write } => Input::LeaseWritten { req, result: table.write(&write) },
 //!             Command::ListShards { req } => Input::ShardsListed { req, result: Ok(stream.listing(ms)) },

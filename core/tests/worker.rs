@@ -60,7 +60,7 @@ impl Solo {
             let mut inputs = Vec::new();
             while let Some(c) = self.w.poll_command() {
                 match c {
-                    Command::ScanLeaseTable { req } => inputs.push(Input::LeaseTableScanned {
+                    Command::ScanLeaseTable { req, .. } => inputs.push(Input::LeaseTableScanned {
                         req,
                         result: Ok(self.table.scan()),
                     }),
@@ -226,7 +226,7 @@ fn unknown_duplicate_and_wrong_kind_results_are_counted_and_ignored() {
     // so the next scan still happens.
     s.w.handle_timeout(Instant::ZERO);
     let req = match s.w.poll_command() {
-        Some(Command::ScanLeaseTable { req }) => req,
+        Some(Command::ScanLeaseTable { req, .. }) => req,
         other => panic!("expected a scan, got {other:?}"),
     };
     s.input(Input::LeaseRead {
@@ -480,7 +480,7 @@ fn unanswered_requests_time_out_and_answered_ones_do_not() {
             let (Command::ReadLease { req, .. }
             | Command::WriteLease { req, .. }
             | Command::ListShards { req }
-            | Command::ScanLeaseTable { req }) = c
+            | Command::ScanLeaseTable { req, .. }) = c
             else {
                 continue;
             };

@@ -117,7 +117,7 @@ fuzz_target!(|data: &[u8]| {
                     }
                 }
                 let kind = match &c {
-                    Command::ScanLeaseTable { req } => Some((*req, 0)),
+                    Command::ScanLeaseTable { req, .. } => Some((*req, 0)),
                     Command::ReadLease { req, .. } => Some((*req, 1)),
                     Command::WriteLease { req, .. } => Some((*req, 2)),
                     Command::ListShards { req } => Some((*req, 3)),

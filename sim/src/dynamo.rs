@@ -181,12 +181,13 @@ impl Dynamo {
         item
     }
 
-    /// One eventually consistent Scan page after `start_after`: items, and the key to continue
-    /// from when the page filled up.
+    /// One Scan page after `start_after`, eventually consistent unless `consistent`: items,
+    /// and the key to continue from when the page filled up.
     pub fn scan_page(
         &mut self,
         now: u64,
         start_after: Option<&str>,
+        consistent: bool,
         rng: &mut Rng,
     ) -> (Vec<Item>, Option<String>) {
         let mut page = Vec::new();
@@ -209,7 +210,12 @@ impl Dynamo {
                 more = true;
                 break;
             }
-            if let (Some(item), size) = self.version(row, now, rng) {
+            let version = if consistent {
+                (row.item.as_ref(), row.size)
+            } else {
+                self.version(row, now, rng)
+            };
+            if let (Some(item), size) = version {
                 bytes += size;
                 page.push(item.clone());
             }
@@ -217,7 +223,11 @@ impl Dynamo {
         }
         let b = self.bill(Operation::Scan);
         b.calls += 1;
-        b.read_units += units(bytes, 4096) / 2.0;
+        b.read_units += if consistent {
+            units(bytes, 4096)
+        } else {
+            units(bytes, 4096) / 2.0
+        };
         (page, if more { last } else { None })
     }
 
@@ -358,7 +368,7 @@ mod tests {
         let mut seen = 0;
         let mut after: Option<String> = None;
         loop {
-            let (items, next) = d.scan_page(10_000, after.as_deref(), &mut rng);
+            let (items, next) = d.scan_page(10_000, after.as_deref(), false, &mut rng);
             pages += 1;
             seen += items.len();
             match next {

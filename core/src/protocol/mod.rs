@@ -106,6 +106,11 @@
 //!    still running at the old one. A shutdown that outlasts `shutdown_timeout` ends the same
 //!    way.
 //!
+//! The leader hands no lease on that its last assignment or handoff gave to a worker that has
+//! not acquired it yet (the new handoff would name as checkpoint owner a worker that holds
+//! nothing, and the lease would stall until it expired); a receiver whose heartbeat stands
+//! still past [`Config::receiver_expiry`](crate::Config::receiver_expiry) first frees it again.
+//!
 //! **Worker liveness** (`Coordinated` with [`Liveness::Worker`](crate::config::Liveness::Worker),
 //! the default): no lease is renewed. A worker's heartbeat row proves it alive for every lease it holds, and a
 //! lease row is written only when its ownership or its checkpoint changes. The rules:
@@ -193,7 +198,11 @@
 //! later than the sighting, so the stillness an observer measures from its first sighting is
 //! never longer than the true one, and every write that acts on a read (a claim, a fence) is
 //! conditional on the counter read, so one based on a superseded version is refused. An older
-//! version read after a newer one counts as a change, which only delays a judgement.
+//! version read after a newer one counts as a change, which only delays a judgement. A scan may
+//! also miss rows written in its last moments: when a leader's scan shows worker rows its last
+//! scan did not, it moves no lease from it (orphans are still assigned) and scans again at
+//! once, consistently, planning the handoffs from that. Workers that start together (a
+//! scale-up) are then all seen, and the surplus moves once, to all of them.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;

@@ -586,7 +586,7 @@ impl Cluster {
             cmd.failed(Failure::Throttled)
         } else {
             match cmd {
-                Command::ScanLeaseTable { req } => Some(Input::LeaseTableScanned {
+                Command::ScanLeaseTable { req, .. } => Some(Input::LeaseTableScanned {
                     req,
                     result: Ok(self.table.scan()),
                 }),

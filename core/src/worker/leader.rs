@@ -25,6 +25,14 @@ pub(crate) struct Planning {
     /// new owner's acquire moves it, the lease is not handed on (the handoff would name as
     /// checkpoint owner a worker that holds nothing, and stall until the lease expired).
     awaiting_acquire: BTreeMap<LeaseKey, u64>,
+    /// Leases this leader handed over, with their receiver, until a scan shows the handoff
+    /// ended.
+    handing_off: BTreeMap<LeaseKey, WorkerId>,
+    /// Handoffs the scan showed completed and maybe not acquired yet (the receiver acquires once
+    /// it read its note, up to a heartbeat later), with the counter the completion left: not
+    /// handed on until the counter moves. Only moving waits: unlike an assignment, such a lease
+    /// is never freed here, because a row of lease liveness looks the same once acquired.
+    handed_over: BTreeMap<LeaseKey, u64>,
     /// Worker liveness: the workers whose fence is in flight.
     fencing: BTreeSet<WorkerId>,
     /// Worker liveness: the incarnations this leader fenced, while a lease of the last scan
@@ -94,9 +102,10 @@ struct Judgement {
 
 impl<R: Record + Clone> Worker<R> {
     /// Plans from the last scan's view, in this order: the notifications that failed are sent
-    /// again; the assignments and handoffs of the plan are sent; the fence timer is set for the
-    /// next watched row to stand still long enough; the fences are sent.
-    pub(super) fn plan(&mut self) {
+    /// again; the assignments and handoffs of the plan are sent (the handoffs not while
+    /// `handoffs_wait`); the fence timer is set for the next watched row to stand still long
+    /// enough; the fences are sent.
+    pub(super) fn plan(&mut self, handoffs_wait: bool) {
         for (worker, shard, counter, handoff) in core::mem::take(&mut self.planning.notify_again) {
             self.notify(worker, shard, counter, handoff);
         }
@@ -115,6 +124,9 @@ impl<R: Record + Clone> Worker<R> {
             self.ctx.config.throughput_weighting,
         );
         for m in plan.moves {
+            if handoffs_wait && matches!(m, Move::Handoff { .. }) {
+                continue;
+            }
             self.send_move(m, leases, &workers);
         }
         self.set_fence_timer(&judgement.watched);
@@ -195,13 +207,32 @@ impl<R: Record + Clone> Worker<R> {
 
     /// Forgets assignments the scan shows acquired (or changed since: the counter moved past the
     /// assignment's; a scan that read the row before the assignment landed shows less, and the
-    /// lease still awaits its acquire), and fenced incarnations no lease of the scan names any
-    /// more.
+    /// lease still awaits its acquire), notes handoffs the scan shows completed and maybe not
+    /// acquired (and forgets those whose counter moved since), and forgets fenced incarnations
+    /// no lease of the scan names any more.
     fn forget_settled(&mut self) {
         let view = &self.view.leases;
         self.planning
             .awaiting_acquire
             .retain(|key, counter| view.get(key).is_some_and(|l| l.counter <= *counter));
+        self.planning
+            .handed_over
+            .retain(|key, counter| view.get(key).is_some_and(|l| l.counter <= *counter));
+        let handed_over = &mut self.planning.handed_over;
+        self.planning.handing_off.retain(|key, to| {
+            let Some(l) = view.get(key) else {
+                return false;
+            };
+            if l.checkpoint_owner.is_some() {
+                return true;
+            }
+            // Ended. Without an incarnation the receiver may not have acquired it yet (under
+            // lease liveness an acquired row looks the same: it waits for its next renewal).
+            if l.owner.as_ref() == Some(to) && l.owner_incarnation.is_none() {
+                handed_over.insert(key.clone(), l.counter);
+            }
+            false
+        });
         if !self.planning.fenced.is_empty() {
             let named: BTreeSet<&str> = view
                 .iter()
@@ -264,7 +295,8 @@ impl<R: Record + Clone> Worker<R> {
                     weight: l.throughput_kbps.map_or(1.0, f64::from),
                     in_handoff: (!expired
                         && (l.checkpoint_owner.is_some()
-                            || self.planning.awaiting_acquire.contains_key(key)))
+                            || self.planning.awaiting_acquire.contains_key(key)
+                            || self.planning.handed_over.contains_key(key)))
                         || self.planning.busy.contains(key),
                 }
             })
@@ -324,6 +356,7 @@ impl<R: Record + Clone> Worker<R> {
                 if !self.planning.busy.insert(lease.clone()) {
                     return;
                 }
+                self.planning.handing_off.insert(lease.clone(), to.clone());
                 // A holder under worker liveness renews nothing, so it is told.
                 let tell_from = self
                     .view
@@ -392,7 +425,7 @@ impl<R: Record + Clone> Worker<R> {
     }
 
     /// Scans now, unless a scan is in flight (its answer plans).
-    fn scan_soon(&mut self) {
+    pub(super) fn scan_soon(&mut self) {
         if self.ctx.phase == super::Phase::Running
             && self.election.is_leader(&self.ctx.config, self.ctx.now)
         {
@@ -777,7 +810,7 @@ mod tests {
             t += 100;
             h.run_until(t);
             scan = h.log[from..].iter().find_map(|c| match c {
-                crate::io::Command::ScanLeaseTable { req } => Some(*req),
+                crate::io::Command::ScanLeaseTable { req, .. } => Some(*req),
                 _ => None,
             });
         }
@@ -852,6 +885,125 @@ mod tests {
         assert!(
             reassigned_at - assigned_at < 8_000,
             "assigned to w2 at {assigned_at}, to w1 at {reassigned_at}"
+        );
+    }
+
+    /// A handoff the old owner completed leaves the lease to its new owner, which acquires it
+    /// once it has read its note (up to a heartbeat later). A plan in between must not hand the
+    /// lease on: the new handoff would name as checkpoint owner a worker that holds nothing,
+    /// and the lease would stall until it expired (found by scale-up seed 3 at 10 -> 20 workers).
+    #[test]
+    fn a_lease_handed_over_and_not_yet_acquired_is_not_handed_on() {
+        let mut h = Harness::new(worker_liveness(), "w1");
+        for j in 0..6 {
+            h.put(&unowned(&alloc::format!("shard-{j}")));
+        }
+        h.run_until(10_000);
+        assert_eq!(h.w.held_leases().count(), 6);
+        // w2 joins and is handed three; w1 completes the handoffs; w2 (played by the test)
+        // heartbeats but never acquires.
+        let mut t = 10_000;
+        let handed_to_w2 = loop {
+            t += 500;
+            assert!(t < 30_000, "nothing handed to w2");
+            heartbeat(&mut h, "w2");
+            h.run_until(t);
+            let keys: alloc::vec::Vec<alloc::string::String> = (0..6)
+                .map(|j| alloc::format!("shard-{j}"))
+                .filter(|k| {
+                    h.lease(k).is_some_and(|l| {
+                        l.owner == Some(WorkerId::from("w2")) && l.checkpoint_owner.is_none()
+                    })
+                })
+                .collect();
+            if keys.len() == 3 {
+                break keys;
+            }
+        };
+        // w3 joins: six leases over three workers.
+        let from = h.log.len();
+        for _ in 0..8 {
+            t += 500;
+            heartbeat(&mut h, "w2");
+            heartbeat(&mut h, "w3");
+            h.run_until(t);
+        }
+        let handed_on: alloc::vec::Vec<&str> = h.log[from..]
+            .iter()
+            .filter_map(|c| match c {
+                crate::io::Command::WriteLease { write, .. }
+                    if write.kind == WriteKind::InitiateHandoff =>
+                {
+                    Some(write.key.as_str())
+                }
+                _ => None,
+            })
+            .filter(|k| handed_to_w2.iter().any(|w| w == k))
+            .collect();
+        assert!(
+            handed_on.is_empty(),
+            "handed on before w2 acquired: {handed_on:?}"
+        );
+        assert!(
+            h.writes(WriteKind::InitiateHandoff).len() > 3,
+            "w3 is given leases of w1"
+        );
+    }
+
+    /// Lease liveness: a lease handed over and acquired looks like one not acquired yet (no
+    /// incarnation). When its new owner stops (heartbeats and renewals), the lease is free only
+    /// once its counter stood still for the failover time, never when the owner's heartbeat
+    /// merely fell silent: the owner may deliver until its last renewal's window closes.
+    #[test]
+    fn a_lease_handed_over_under_lease_liveness_waits_for_its_counter_to_expire() {
+        let mut h = Harness::new(Config::default().with_lease_liveness(), "w1");
+        for j in 0..4 {
+            h.put(&unowned(&alloc::format!("shard-{j}")));
+        }
+        h.run_until(10_000);
+        let mut t = 10_000;
+        let mut acquired_by_w2 = alloc::vec::Vec::new();
+        while acquired_by_w2.len() < 2 {
+            // In small steps: w2 acquires before the leader's next scan sees the completion.
+            t += 10;
+            assert!(t < 30_000, "nothing handed to w2");
+            if t % 500 == 0 {
+                heartbeat(&mut h, "w2");
+            }
+            h.run_until(t);
+            for j in 0..4 {
+                let key = alloc::format!("shard-{j}");
+                let Some(mut l) = h.lease(&key) else { continue };
+                if l.owner == Some(WorkerId::from("w2"))
+                    && l.checkpoint_owner.is_none()
+                    && !acquired_by_w2.contains(&key)
+                {
+                    // w2 acquires it (lease liveness writes no incarnation).
+                    l.counter += 1;
+                    h.put(&l);
+                    acquired_by_w2.push(key);
+                }
+            }
+        }
+        // w2 stops now: no heartbeat, no renewal.
+        let stopped = t;
+        let from = h.log.len();
+        h.run_until(stopped + 9_000);
+        let moved: alloc::vec::Vec<&str> = h.log[from..]
+            .iter()
+            .filter_map(|c| match c {
+                crate::io::Command::WriteLease { write, .. } if write.kind == WriteKind::Assign => {
+                    Some(write.key.as_str())
+                }
+                _ => None,
+            })
+            .filter(|k| acquired_by_w2.iter().any(|a| a == k))
+            .collect();
+        assert!(moved.is_empty(), "assigned within w2's window: {moved:?}");
+        h.run_until(stopped + 20_000);
+        assert!(
+            acquired_by_w2.iter().all(|k| h.holds(k)),
+            "free after the counter expired"
         );
     }
 

@@ -100,6 +100,8 @@ impl LeaseTable {
 pub(crate) struct ScanSummary {
     /// A lease reached `SHARD_END` since the last scan (it may free a merged child).
     pub(crate) newly_finished: bool,
+    /// A worker row the last scan did not show.
+    pub(crate) new_workers: bool,
 }
 
 /// The last scan, and the scan in flight.
@@ -110,6 +112,10 @@ pub(crate) struct TableView {
     /// When the last scan completed, on this worker's clock.
     pub(crate) scanned_at: Option<crate::time::Instant>,
     scan: Outstanding,
+    /// Whether the scan in flight is a consistent one.
+    scan_consistent: bool,
+    /// The next scan is to be consistent.
+    pub(crate) consistent_due: bool,
 }
 
 impl TableView {
@@ -203,9 +209,13 @@ impl TableView {
                     .is_some_and(|w| workers.contains_key(w))
         });
         self.leases = LeaseTable::new(entries);
+        let new_workers = workers.keys().any(|w| !self.workers.contains_key(w));
         self.workers = workers;
         self.scanned_at = Some(now);
-        ScanSummary { newly_finished }
+        ScanSummary {
+            newly_finished,
+            new_workers,
+        }
     }
 }
 
@@ -252,10 +262,15 @@ impl<R: Record + Clone> Worker<R> {
             && self.scans_table()
             && self.view.scan == Outstanding::Idle
         {
+            let consistent = core::mem::take(&mut self.view.consistent_due);
             let req = self
                 .ctx
-                .request(Pending::Scan, |req| Command::ScanLeaseTable { req });
+                .request(Pending::Scan, |req| Command::ScanLeaseTable {
+                    req,
+                    consistent,
+                });
             self.view.scan = Outstanding::InFlight(req);
+            self.view.scan_consistent = consistent;
         }
         let interval =
             if self.policy() == BalancingPolicy::Kcl2Compatible || self.election.is_leading() {
@@ -288,7 +303,16 @@ impl<R: Record + Clone> Worker<R> {
             BalancingPolicy::Kcl2Compatible => self.take_leases(),
             BalancingPolicy::Coordinated => {
                 if self.election.is_leader(&self.ctx.config, self.ctx.now) {
-                    self.plan();
+                    // An eventually consistent scan may miss rows written in its last moments:
+                    // when it shows new workers, others may have started with them (a scale-up)
+                    // and be missing. Leases move only from a consistent scan made at once, so
+                    // that they are spread over all of them in one go.
+                    let recheck = summary.new_workers && !self.view.scan_consistent;
+                    self.plan(recheck);
+                    if recheck {
+                        self.view.consistent_due = true;
+                        self.scan_soon();
+                    }
                     self.delete_dead_worker_rows();
                 } else if self.election.is_standby() {
                     self.standby_scanned(&items);

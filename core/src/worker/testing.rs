@@ -111,7 +111,7 @@ impl Harness {
             return None;
         }
         Some(match command {
-            Command::ScanLeaseTable { req } => Input::LeaseTableScanned {
+            Command::ScanLeaseTable { req, .. } => Input::LeaseTableScanned {
                 req,
                 result: Ok(self.table.values().cloned().collect()),
             },

@@ -98,7 +98,7 @@ fn transient<T>() -> Result<T, Failure> {
 pub(crate) struct SimTable(pub Link);
 
 impl LeaseTable for SimTable {
-    async fn scan(&self) -> Result<Vec<Item>, Failure> {
+    async fn scan(&self, consistent: bool) -> Result<Vec<Item>, Failure> {
         // Page by page, each its own request, as the SDK's paginator makes them.
         let mut items = Vec::new();
         let mut after: Option<String> = None;
@@ -112,7 +112,7 @@ impl LeaseTable for SimTable {
                     }
                     let now = w.now;
                     let World { dynamo, rng, .. } = w;
-                    Ok(dynamo.scan_page(now, start.as_deref(), rng))
+                    Ok(dynamo.scan_page(now, start.as_deref(), consistent, rng))
                 })
                 .await?;
             items.extend(page);

@@ -325,9 +325,10 @@ impl Fleet {
                     inc,
                     sent,
                     req,
+                    consistent,
                     after,
                     items,
-                } => self.scan_page(node, inc, sent, req, after, items),
+                } => self.scan_page(node, inc, sent, req, consistent, after, items),
                 _ => {}
             }
         }

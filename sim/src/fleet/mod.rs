@@ -173,6 +173,7 @@ enum Ev {
         inc: u64,
         sent: u64,
         req: RequestId,
+        consistent: bool,
         after: Option<String>,
         items: Vec<Item>,
     },

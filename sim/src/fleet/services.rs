@@ -8,8 +8,8 @@ use kcl_core::{ShardListing, WallTime};
 /// What a service made of a call.
 pub(super) enum Served {
     Reply(Input<SimRecord>),
-    /// A scan: its pages follow.
-    Scan(RequestId),
+    /// A scan (consistent or not): its pages follow.
+    Scan(RequestId, bool),
     Nothing,
 }
 
@@ -46,8 +46,10 @@ impl Fleet {
         let error = self.rng.below(1000) < faults.error_per_mille;
         let now = self.now;
         let input = match cmd {
-            Command::ScanLeaseTable { req } if !error => return Served::Scan(req),
-            Command::ScanLeaseTable { req } => Input::LeaseTableScanned {
+            Command::ScanLeaseTable { req, consistent } if !error => {
+                return Served::Scan(req, consistent)
+            }
+            Command::ScanLeaseTable { req, .. } => Input::LeaseTableScanned {
                 req,
                 result: transient(),
             },
@@ -173,11 +175,13 @@ impl Fleet {
         inc: u64,
         sent: u64,
         req: RequestId,
+        consistent: bool,
         after: Option<String>,
         mut items: Vec<Item>,
     ) {
         if self.partitioned(node, Service::Dynamo) {
-            let failed = Command::<SimRecord>::ScanLeaseTable { req }.failed(Failure::Transient);
+            let failed =
+                Command::<SimRecord>::ScanLeaseTable { req, consistent }.failed(Failure::Transient);
             return self.lost(node, inc, sent, failed);
         }
         let faults = self.service_faults[Service::Dynamo as usize];
@@ -188,9 +192,9 @@ impl Fleet {
             };
             return self.reply(node, inc, sent, Service::Dynamo, input);
         }
-        let (page, next) = self
-            .dynamo
-            .scan_page(self.now, after.as_deref(), &mut self.rng);
+        let (page, next) =
+            self.dynamo
+                .scan_page(self.now, after.as_deref(), consistent, &mut self.rng);
         items.extend(page);
         match next {
             Some(key) => {
@@ -204,6 +208,7 @@ impl Fleet {
                         inc,
                         sent,
                         req,
+                        consistent,
                         after: Some(key),
                         items,
                     },

@@ -73,15 +73,18 @@ impl Fleet {
         };
         let reply = match self.serve_command(node, inc, cmd) {
             Served::Reply(input) => Some(input),
-            Served::Scan(req) => {
+            Served::Scan(req, consistent) => {
                 // Over the network the pages of a scan travel as one answer; each page is
                 // still read (and billed, and possibly stale) on its own.
                 let mut items = Vec::new();
                 let mut after: Option<String> = None;
                 loop {
-                    let (page, next) =
-                        self.dynamo
-                            .scan_page(self.now, after.as_deref(), &mut self.rng);
+                    let (page, next) = self.dynamo.scan_page(
+                        self.now,
+                        after.as_deref(),
+                        consistent,
+                        &mut self.rng,
+                    );
                     items.extend(page);
                     match next {
                         Some(k) => after = Some(k),
@@ -220,7 +223,9 @@ impl Fleet {
         }
         match self.serve_command(node, inc, cmd) {
             Served::Reply(input) => self.reply(node, inc, sent, service, input),
-            Served::Scan(req) => self.scan_page(node, inc, sent, req, None, Vec::new()),
+            Served::Scan(req, consistent) => {
+                self.scan_page(node, inc, sent, req, consistent, None, Vec::new())
+            }
             Served::Nothing => {}
         }
     }
