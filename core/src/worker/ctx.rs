@@ -264,22 +264,21 @@ impl<R> Ctx<R> {
 
     /// A consistent read of one row.
     pub(crate) fn read(&mut self, key: &str, pending: Pending) -> RequestId {
-        let key = String::from(key);
-        self.request(pending, |req| Command::ReadLease {
-            req,
-            key,
-            consistent: true,
-        })
+        self.read_row(key, true, pending)
     }
 
     /// An eventually consistent read of one row: it may show the row as it was before its
     /// latest write, never a version that was not written.
     pub(crate) fn read_eventually(&mut self, key: &str, pending: Pending) -> RequestId {
+        self.read_row(key, false, pending)
+    }
+
+    fn read_row(&mut self, key: &str, consistent: bool, pending: Pending) -> RequestId {
         let key = String::from(key);
         self.request(pending, |req| Command::ReadLease {
             req,
             key,
-            consistent: false,
+            consistent,
         })
     }
 

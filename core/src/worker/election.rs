@@ -109,21 +109,13 @@ impl<R: Record + Clone> Worker<R> {
         self.leader_row_seen(row);
     }
 
-    /// The standby's scan: the leader row among its rows (absent when it is not there).
-    pub(super) fn standby_scanned(&mut self, items: &[Item]) {
-        let row = items.iter().find_map(|item| match Row::from_item(item) {
-            Ok(Row::Leader(row)) => Some(row),
-            _ => None,
-        });
-        self.leader_row_seen(row);
-    }
-
     /// The leader row as a follower saw it (`None`: absent): whether the row names it standby,
     /// and a claim if the row is free. A row that names another standby is free for this
     /// follower only after the standby's head start besides the failover time. A process whose
     /// heartbeat has not landed may share its id with a live worker (the one named, even): it
-    /// neither watches nor claims.
-    fn leader_row_seen(&mut self, row: Option<LeaderRow>) {
+    /// neither watches nor claims. The standby sees the row in its scans (`None` there: the scan
+    /// did not show it).
+    pub(super) fn leader_row_seen(&mut self, row: Option<LeaderRow>) {
         if self.election.leader != Leader::Follower
             || self.ctx.phase != Phase::Running
             || !self.inbox.registration.registered()

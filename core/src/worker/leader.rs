@@ -921,23 +921,16 @@ mod tests {
             }
         };
         // w3 joins: six leases over three workers.
-        let from = h.log.len();
+        let before = h.writes(WriteKind::InitiateHandoff).len();
         for _ in 0..8 {
             t += 500;
             heartbeat(&mut h, "w2");
             heartbeat(&mut h, "w3");
             h.run_until(t);
         }
-        let handed_on: alloc::vec::Vec<&str> = h.log[from..]
+        let handed_on: alloc::vec::Vec<&str> = h.writes(WriteKind::InitiateHandoff)[before..]
             .iter()
-            .filter_map(|c| match c {
-                crate::io::Command::WriteLease { write, .. }
-                    if write.kind == WriteKind::InitiateHandoff =>
-                {
-                    Some(write.key.as_str())
-                }
-                _ => None,
-            })
+            .map(|w| w.key.as_str())
             .filter(|k| handed_to_w2.iter().any(|w| w == k))
             .collect();
         assert!(
@@ -987,16 +980,11 @@ mod tests {
         }
         // w2 stops now: no heartbeat, no renewal.
         let stopped = t;
-        let from = h.log.len();
+        let before = h.writes(WriteKind::Assign).len();
         h.run_until(stopped + 9_000);
-        let moved: alloc::vec::Vec<&str> = h.log[from..]
+        let moved: alloc::vec::Vec<&str> = h.writes(WriteKind::Assign)[before..]
             .iter()
-            .filter_map(|c| match c {
-                crate::io::Command::WriteLease { write, .. } if write.kind == WriteKind::Assign => {
-                    Some(write.key.as_str())
-                }
-                _ => None,
-            })
+            .map(|w| w.key.as_str())
             .filter(|k| acquired_by_w2.iter().any(|a| a == k))
             .collect();
         assert!(moved.is_empty(), "assigned within w2's window: {moved:?}");

@@ -10,7 +10,9 @@ use super::{Ctx, Outstanding, Pending, Phase, Worker};
 use crate::config::BalancingPolicy;
 use crate::io::{Command, Failure, Record};
 use crate::item::Item;
-use crate::lease::{LeaseKey, LeaseRow, Row, WorkerId, WorkerRow, LEADER_KEY, WORKER_KEY_PREFIX};
+use crate::lease::{
+    LeaderRow, LeaseKey, LeaseRow, Row, WorkerId, WorkerRow, LEADER_KEY, WORKER_KEY_PREFIX,
+};
 use crate::observe::{Observer, Seen};
 use crate::worker::timers::TimerKey;
 
@@ -102,6 +104,8 @@ pub(crate) struct ScanSummary {
     pub(crate) newly_finished: bool,
     /// A worker row the last scan did not show.
     pub(crate) new_workers: bool,
+    /// The leader row, if the scan showed it.
+    pub(crate) leader_row: Option<LeaderRow>,
 }
 
 /// The last scan, and the scan in flight.
@@ -133,6 +137,7 @@ impl TableView {
         let mut workers = BTreeMap::new();
         let mut ids: BTreeSet<WorkerId> = BTreeSet::new();
         let mut newly_finished = false;
+        let mut leader_row = None;
         // Rows come in key order from this table (real DynamoDB scans need not): the entry
         // after the last one found is tried before a search.
         let mut next_old = 0;
@@ -146,7 +151,8 @@ impl TableView {
                             observer.observe(&k, w.liveness(), true, now);
                             workers.insert(w.worker.clone(), w);
                         }
-                        Ok(Row::Lease(_) | Row::Leader(_) | Row::Foreign { .. }) => {}
+                        Ok(Row::Leader(row)) => leader_row = Some(row),
+                        Ok(Row::Lease(_) | Row::Foreign { .. }) => {}
                         Err(error) => ctx.malformed(item, error),
                     }
                     continue;
@@ -215,6 +221,7 @@ impl TableView {
         ScanSummary {
             newly_finished,
             new_workers,
+            leader_row,
         }
     }
 }
@@ -315,7 +322,7 @@ impl<R: Record + Clone> Worker<R> {
                     }
                     self.delete_dead_worker_rows();
                 } else if self.election.is_standby() {
-                    self.standby_scanned(&items);
+                    self.leader_row_seen(summary.leader_row);
                 }
             }
         }
