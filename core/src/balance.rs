@@ -7,6 +7,9 @@
 //! - computes each worker's quota (`floor` or `ceil` of leases / workers, the `ceil`s going to the
 //!   workers that already hold the most, capped by each worker's `max_leases`), so the number of
 //!   handoffs is exactly the number of leases above quota: the minimum any balancer can do;
+//! - among workers holding as many leases, gives first to those expected to read an assignment soonest
+//!   ([`PlanWorker::pick_up_ms`]): which of them receives moves no more leases, but decides how
+//!   long a crashed worker's leases wait for their new owners;
 //! - moves surplus leases by graceful handoff, at most `budget` per round;
 //! - with weighting on, balances the sum of `throughputKBps` instead, moving a lease only when
 //!   that shrinks the spread between the heaviest and the lightest worker.
@@ -44,6 +47,10 @@ pub struct PlanWorker {
     pub max_leases: u64,
     /// It is shutting down: it gets nothing and gives everything away.
     pub leaving: bool,
+    /// How soon it is expected to read what it is given, in milliseconds (0: at once, as the
+    /// leader itself does). Among workers of equal load the sooner ones receive first: the
+    /// choice moves no more leases, and a crashed worker's leases deliver sooner.
+    pub pick_up_ms: u64,
 }
 
 /// One decision of the planner. Leases and workers are named by their position in the slices
@@ -130,6 +137,7 @@ pub fn plan(leases: &[PlanLease], workers: &[PlanWorker], budget: usize, weighte
         held[b]
             .len()
             .cmp(&held[a].len())
+            .then_with(|| ws[a].pick_up_ms.cmp(&ws[b].pick_up_ms))
             .then_with(|| ws[a].id.cmp(&ws[b].id))
     });
     let (base, extra) = (total / n, total % n);
@@ -174,7 +182,8 @@ pub fn plan(leases: &[PlanLease], workers: &[PlanWorker], budget: usize, weighte
         }
     }
 
-    // Receivers, least loaded first, filled round-robin-by-deficit.
+    // Receivers, least loaded first (of equal loads, the soonest to read), filled
+    // round-robin-by-deficit.
     let mut load: Vec<usize> = held.iter().map(Vec::len).collect();
     let mut moves = Vec::new();
     let mut receivers: Vec<usize> = active
@@ -182,7 +191,12 @@ pub fn plan(leases: &[PlanLease], workers: &[PlanWorker], budget: usize, weighte
         .copied()
         .filter(|&wi| load[wi] < quota[wi])
         .collect();
-    receivers.sort_by(|&a, &b| load[a].cmp(&load[b]).then_with(|| ws[a].id.cmp(&ws[b].id)));
+    receivers.sort_by(|&a, &b| {
+        load[a]
+            .cmp(&load[b])
+            .then_with(|| ws[a].pick_up_ms.cmp(&ws[b].pick_up_ms))
+            .then_with(|| ws[a].id.cmp(&ws[b].id))
+    });
     // Round robin over workers below quota; a worker leaves the ring once it reaches it.
     let mut ring: VecDeque<usize> = receivers.into();
     let mut next_receiver = |load: &mut Vec<usize>| -> Option<usize> {
@@ -454,6 +468,7 @@ mod tests {
             id: WorkerId::from(format!("w{i:04}")),
             max_leases: u64::MAX,
             leaving: false,
+            pick_up_ms: 0,
         }
     }
 
@@ -517,6 +532,33 @@ mod tests {
     }
 
     #[test]
+    fn among_equal_loads_the_workers_that_read_soonest_receive() {
+        // Five balanced workers and one's two leases orphaned: of the four left, the two that
+        // read soonest get them, whatever their ids.
+        let mut workers: Vec<PlanWorker> = (0..5).map(worker).collect();
+        for (w, ms) in workers.iter_mut().zip([3_000, 200, 0, 2_500, 100]) {
+            w.pick_up_ms = ms;
+        }
+        let mut leases: Vec<PlanLease> = (0..10).map(|i| lease(i, Some(i % 5))).collect();
+        for l in leases
+            .iter_mut()
+            .filter(|l| l.holder == Some(workers[2].id.clone()))
+        {
+            l.holder = None;
+        }
+        let stayers: Vec<PlanWorker> = [0, 1, 3, 4].map(|i| workers[i].clone()).to_vec();
+        let p = plan(&leases, &stayers, usize::MAX, false);
+        let to: Vec<&str> = p
+            .moves
+            .iter()
+            .map(|m| match *m {
+                Move::Assign { to, .. } | Move::Handoff { to, .. } => stayers[to].id.as_str(),
+            })
+            .collect();
+        assert_eq!(to, ["w0004", "w0001"]);
+    }
+
+    #[test]
     fn budget_defers() {
         let workers: Vec<PlanWorker> = (0..2).map(worker).collect();
         let leases: Vec<PlanLease> = (0..10).map(|i| lease(i, Some(0))).collect();
@@ -552,8 +594,15 @@ mod tests {
         fn any_assignment_balances_in_one_round_with_minimal_moves(
             n_workers in 1usize..12,
             holders in proptest::collection::vec(proptest::option::of(0usize..16), 0..80),
+            pick_ups in proptest::collection::vec(0u64..4, 12),
+            pick_ups_later in proptest::collection::vec(0u64..4, 12),
         ) {
-            let workers: Vec<PlanWorker> = (0..n_workers).map(worker).collect();
+            // Pick-up times only break ties: with few values many tie, and the steady state
+            // holds whatever they are by the next round.
+            let mut workers: Vec<PlanWorker> = (0..n_workers).map(worker).collect();
+            for (w, ms) in workers.iter_mut().zip(&pick_ups) {
+                w.pick_up_ms = *ms;
+            }
             // Holders beyond the fleet are treated as unknown (pinned); map them into it.
             let mut leases: Vec<PlanLease> = holders.iter().enumerate().map(|(i, h)| lease(i, h.map(|h| h % n_workers))).collect();
             let owned: Vec<usize> = loads(&leases, &workers);
@@ -573,6 +622,9 @@ mod tests {
             let after = loads(&leases, &workers);
             let (mn, mx) = (after.iter().min().copied().unwrap_or(0), after.iter().max().copied().unwrap_or(0));
             prop_assert!(mx - mn <= 1, "{:?}", after);
+            for (w, ms) in workers.iter_mut().zip(&pick_ups_later) {
+                w.pick_up_ms = *ms;
+            }
             prop_assert!(plan(&leases, &workers, usize::MAX, false).moves.is_empty(), "steady state moves nothing");
         }
 

@@ -126,6 +126,8 @@ pub enum WriteKind {
     WorkerHeartbeat,
     /// Tell a worker about a lease assigned to it.
     Notify,
+    /// Tell a worker that a lease may soon be assigned to it.
+    HeadsUp,
     /// Create, renew or take the leader row.
     Leader,
     /// Fence a worker judged dead, so that none of its heartbeats lands again (worker liveness).

@@ -246,11 +246,12 @@ fn a_balanced_fleet_moves_nothing_more() {
 
 /// The busiest owner runs at a fifth of true speed, cut off DynamoDB: the checkers must see it
 /// deliver after others took its leases. The rest of the nemesis may crash that very worker
-/// first (then there is nothing to see), so most seeds, not all, must report it.
+/// first, or cut it off Kinesis (then there is nothing to see), so most seeds, not all, must
+/// report it: two thirds of twelve.
 #[test]
 fn drift_beyond_the_bound_is_reported() {
     for policy in [Policy::Default, Policy::Lease] {
-        let seeds = 1..=6;
+        let seeds = 1..=12;
         let caught = exclusivity_reported(seeds.clone(), |seed| {
             quiet(&RunSpec {
                 drift: Drift::Beyond,
@@ -259,7 +260,7 @@ fn drift_beyond_the_bound_is_reported() {
             })
         });
         assert!(
-            caught.len() >= 4,
+            caught.len() >= 8,
             "{policy:?}: a clock at a fifth of true speed was noticed only in seeds {caught:?} of {seeds:?}"
         );
     }

@@ -30,7 +30,9 @@ pub struct WorkerRow {
 
 /// One note in a worker row's `assignedLeases`: `<leaseKey>@<counter>`, the counter an
 /// assignment left, or `<leaseKey>@h<counter>`, the counter a handoff saw (the old owner's
-/// renewals and its completion move it on, so the new owner reads the row before it acquires).
+/// renewals and its completion move it on, so the new owner reads the row before it acquires),
+/// or `<leaseKey>@p<counter>:<from>:<to>`, a heads-up: no assignment yet, only word that one may
+/// come between `from` and `to` milliseconds after the note was written.
 /// Two assignments of one lease are two notes, so the acknowledgement of the first (which
 /// removes its note) cannot remove the second.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,8 +55,41 @@ impl Assignment {
         crate::item::Text::from(note.as_str())
     }
 
+    /// The note of a heads-up ([`crate::protocol`]): `shard`, whose counter is `counter` now,
+    /// may be assigned to the worker told between `due_ms.0` and `due_ms.1` milliseconds after
+    /// the note was written: `<leaseKey>@p<counter>:<from>:<to>`.
+    pub fn heads_up(shard: &LeaseKey, counter: u64, due_ms: (u64, u64)) -> crate::item::Text {
+        let mut note = String::from(shard.as_str());
+        note.push_str("@p");
+        for (i, n) in [counter, due_ms.0, due_ms.1].into_iter().enumerate() {
+            if i > 0 {
+                note.push(':');
+            }
+            note.push_str(crate::decimal::u64_digits(n, &mut [0; 20]));
+        }
+        crate::item::Text::from(note.as_str())
+    }
+
+    /// Whether the note is a heads-up, not an assignment.
+    pub fn is_heads_up(&self) -> bool {
+        self.suffix().is_some_and(|c| c.starts_with('p'))
+    }
+
+    /// A heads-up's window, in milliseconds after it was written; `None` for any other note, or
+    /// a heads-up that does not name one.
+    pub fn heads_up_due(&self) -> Option<(u64, u64)> {
+        let mut parts = self.suffix()?.strip_prefix('p')?.split(':').skip(1);
+        let from = parts.next()?.parse().ok()?;
+        let to = parts.next()?.parse().ok()?;
+        Some((from, to))
+    }
+
+    fn suffix(&self) -> Option<&str> {
+        self.note.as_str().rsplit_once('@').map(|(_, c)| c)
+    }
+
     /// The counter the new owner may acquire at: the one an assignment left. `None` for a
-    /// handoff (the row must be read first) and for a note of an older writer.
+    /// handoff (the row must be read first), a heads-up and a note of an older writer.
     pub fn counter(&self) -> Option<u64> {
         self.note
             .as_str()
@@ -66,11 +101,14 @@ impl Assignment {
     pub fn parse(note: &str) -> Self {
         let shard = match note.rsplit_once('@') {
             Some((shard, counter))
-                if counter
-                    .strip_prefix('h')
-                    .unwrap_or(counter)
-                    .parse::<u64>()
-                    .is_ok() =>
+                if match counter.strip_prefix('p') {
+                    Some(numbers) => numbers.split(':').all(|n| n.parse::<u64>().is_ok()),
+                    None => counter
+                        .strip_prefix('h')
+                        .unwrap_or(counter)
+                        .parse::<u64>()
+                        .is_ok(),
+                } =>
             {
                 shard
             }
@@ -177,6 +215,45 @@ impl Row {
                 key: req_s(&item, attr::LEASE_KEY)?.into(),
                 entity_type: other.into(),
             }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_of_note_reads_back_as_written() {
+        let shard = LeaseKey::from("shardId-000000000007");
+        let assignment = Assignment::parse(Assignment::note(&shard, 41, false).as_str());
+        assert_eq!(assignment.shard, shard);
+        assert_eq!(assignment.counter(), Some(41));
+        assert!(!assignment.is_heads_up());
+
+        let handoff = Assignment::parse(Assignment::note(&shard, 41, true).as_str());
+        assert_eq!(handoff.shard, shard);
+        assert_eq!(
+            handoff.counter(),
+            None,
+            "a handoff is read before it is acquired"
+        );
+
+        let heads_up = Assignment::parse(Assignment::heads_up(&shard, 41, (4_200, 7_300)).as_str());
+        assert_eq!(heads_up.note.as_str(), "shardId-000000000007@p41:4200:7300");
+        assert_eq!(heads_up.shard, shard);
+        assert!(heads_up.is_heads_up());
+        assert_eq!(heads_up.heads_up_due(), Some((4_200, 7_300)));
+        assert_eq!(heads_up.counter(), None, "nothing to acquire");
+        assert_eq!(assignment.heads_up_due(), None);
+    }
+
+    #[test]
+    fn a_note_this_version_does_not_know_names_a_lease_of_that_name() {
+        for note in ["shard@p41:x:1", "shard@q3", "shard"] {
+            let a = Assignment::parse(note);
+            assert_eq!(a.shard.as_str(), note);
+            assert_eq!(a.heads_up_due(), None);
         }
     }
 }

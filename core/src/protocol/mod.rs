@@ -22,6 +22,7 @@
 //! | [`Delete`](LeaseOp::Delete) | the leader's cleanup | `leaseCounter = c` and `checkpoint = SHARD_END` | the row deleted | the row changed; the next scan decides again |
 //! | [`Heartbeat`](LeaseOp::Heartbeat) | every worker (`Coordinated`), every heartbeat interval | no `incarnation`, or `incarnation = mine`; a takeover: `leaseCounter = c` (the row of a process with this id stood still for the failover time). Under worker liveness, once one landed: `incarnation = mine` only; a process that gave up every lease with its incarnation: also `incarnation = previous` (its notes are removed) | `entityType`, `incarnation = mine`, counter `+ 1`, `maxLeases`, `leaving`, acknowledged keys removed from `assignedLeases` (a takeover removes them all) | another process has this worker id: the newcomer reads the row, and stops with an error if its counter moves, or takes it over once it has stood still for the failover time; a registered worker whose row was taken over stops |
 //! | [`Notify`](LeaseOp::Notify) | the leader, after an assignment or handoff to another worker; an operator, to the holder of a lease it evicted under worker liveness | the worker row exists | the note `<leaseKey>@<counter>` (an assignment: the counter it left, at which the new owner acquires) or `<leaseKey>@h<counter>` (read the row first: the new owner of a handoff before it acquires; a holder, by one renewal, to find a handoff or an eviction) added to `assignedLeases` (a heartbeat acknowledges each note it saw, so a later assignment of the same lease is a new note) | the worker is gone; its lease expires and is assigned again |
+//! | [`HeadsUp`](LeaseOp::HeadsUp) | the leader (worker liveness), to the workers it would give the leases of a worker whose row a consistent read shows still past `receiver_expiry` | the worker row exists | the note `<leaseKey>@p<counter>:<from>:<to>` (the lease's counter now; the assignment is due between `from` and `to` ms after the write) added to `assignedLeases`; the worker heartbeats every `handoff_poll_interval` from a heartbeat interval before that window to a scan interval after it, as its own clock tells from when it read the note (rule 7 of *Worker liveness*); acknowledged as any note | the worker is gone; nothing to do |
 //! | [`ClaimLeader`](LeaseOp::ClaimLeader) | a follower that saw the leader row absent, unowned, its own or expired | the row absent (`c` unknown), or `leaseCounter = c` | `leaseOwner = me`, counter `c+1` (a new row: 1); under worker liveness `leaderHeartbeat` = its own last heartbeat, else removed; `standby` = the follower it names, else removed | another worker claimed it first |
 //! | [`RenewLeader`](LeaseOp::RenewLeader) | the leader, every renew interval (under worker liveness, after each of its heartbeats that lands) | `leaseCounter = c` and `leaseOwner = me` | counter `c+1`; under worker liveness `leaderHeartbeat` = what that heartbeat left in its worker row; `standby` = the follower it names, else removed | leadership is lost |
 //! | [`ReleaseLeader`](LeaseOp::ReleaseLeader) | the leader, when its shutdown begins (it plans no more) | as renew leader | `leaseOwner`, `leaderHeartbeat` and `standby` removed, counter `c+1` | it was lost already |
@@ -143,6 +144,13 @@
 //!    `failover_time` counts the old leader's worker row, if it still shows that heartbeat, as
 //!    seen since it first read that leader row: a leader that died is fenced at the new leader's
 //!    first scan, not after a second failover time of watching.
+//! 7. A worker whose row a scan shows still past `receiver_expiry` gets nothing, and the leader
+//!    reads its row again, consistently; still, the workers that would receive its leases are
+//!    sent a heads-up ([`HeadsUp`](LeaseOp::HeadsUp)) naming when the fence is due, and
+//!    heartbeat every `handoff_poll_interval` around then, so they read an assignment a poll
+//!    after it is made rather than up to a heartbeat interval after.
+//!    The leader's plans prefer them among workers of equal load. A heads-up writes only a note:
+//!    it changes no lease and no condition, so exclusivity never rests on it.
 //!
 //! *Exclusivity.* Say W's last heartbeat that landed was sent at true time `t_s`, and the leader
 //! first saw the counter it left at `t_f >= t_s`. The fence lands only if no heartbeat landed
@@ -394,6 +402,18 @@ pub enum LeaseOp {
         counter: u64,
         /// A handoff (the old owner still moves the counter) rather than an assignment.
         handoff: bool,
+    },
+    /// The leader tells a worker that a lease may soon be assigned to it (worker liveness: the
+    /// holder's heartbeat is overdue), so that it reads its row often until then.
+    HeadsUp {
+        /// The worker.
+        worker: WorkerId,
+        /// The lease.
+        shard: LeaseKey,
+        /// The lease's counter now: it tells this heads-up from an earlier one.
+        counter: u64,
+        /// When the assignment may come: between these many milliseconds after this write.
+        due_ms: (u64, u64),
     },
     /// A follower claims the leader row.
     ClaimLeader {
@@ -729,6 +749,21 @@ impl LeaseOp {
                 )]),
                 Condition::Exists,
             ),
+            Self::HeadsUp {
+                worker,
+                shard,
+                counter,
+                due_ms,
+            } => (
+                WorkerRow::key(worker),
+                WriteAction::Update(alloc::vec![Update::AddToSet(
+                    attr::ASSIGNED_LEASES,
+                    alloc::vec![Assignment::heads_up(shard, *counter, *due_ms)
+                        .as_str()
+                        .into()],
+                )]),
+                Condition::Exists,
+            ),
             Self::ClaimLeader {
                 worker,
                 counter,
@@ -864,6 +899,7 @@ impl LeaseOp {
             Self::Delete { .. } | Self::DeleteDeadWorkerRow { .. } => WriteKind::Delete,
             Self::Heartbeat { .. } | Self::DeleteWorkerRow { .. } => WriteKind::WorkerHeartbeat,
             Self::Notify { .. } => WriteKind::Notify,
+            Self::HeadsUp { .. } => WriteKind::HeadsUp,
             Self::ClaimLeader { .. } | Self::RenewLeader { .. } | Self::ReleaseLeader { .. } => {
                 WriteKind::Leader
             }
@@ -906,6 +942,7 @@ impl LeaseOp {
             | Self::Delete { .. }
             | Self::Heartbeat { .. }
             | Self::Notify { .. }
+            | Self::HeadsUp { .. }
             | Self::DeleteWorkerRow { .. }
             | Self::FenceWorker { .. }
             | Self::DeleteDeadWorkerRow { .. } => None,

@@ -51,6 +51,11 @@ pub(crate) enum Pending {
     ReadLeader,
     /// This worker's own heartbeat row, read after a refused heartbeat.
     ReadWorkerRow,
+    /// A worker row the last scan showed silent, read again consistently before a heads-up.
+    ConfirmSilent {
+        worker: WorkerId,
+        liveness: u64,
+    },
     ReadAcquire {
         shard: LeaseKey,
     },
@@ -105,6 +110,7 @@ pub(crate) enum WriteOp {
         counter: u64,
         handoff: bool,
     },
+    HeadsUp,
     Heartbeat {
         acked: Vec<crate::item::Text>,
         /// The process the heartbeat was for: an answer for an incarnation given up since is

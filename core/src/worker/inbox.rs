@@ -5,6 +5,7 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
+use super::heads_up::Hurry;
 use super::registration::Registration;
 use super::timers::{LeaseTimer, TimerKey};
 use super::{Outstanding, Pending, Phase, Worker, WriteOp};
@@ -14,6 +15,7 @@ use crate::item::{Item, Text};
 use crate::lease::{Lease, LeaseKey, Row};
 use crate::protocol::LeaseOp;
 use crate::time::Instant;
+use core::time::Duration;
 
 /// A lease assigned to this worker, not yet acquired.
 #[derive(Clone, Debug)]
@@ -45,6 +47,8 @@ pub(crate) struct Inbox {
     /// removed from the worker row by the next heartbeat. Notes, not lease keys: a later
     /// assignment of the same lease is a note of its own, which this acknowledgement keeps.
     acks: BTreeSet<Text>,
+    /// Heartbeating often, told by a heads-up that an assignment may come.
+    pub(super) hurry: Hurry,
 }
 
 impl Inbox {
@@ -56,6 +60,7 @@ impl Inbox {
             heartbeat: Outstanding::Idle,
             acquiring: BTreeMap::new(),
             acks: BTreeSet::new(),
+            hurry: Hurry::default(),
         }
     }
 
@@ -69,6 +74,7 @@ impl Inbox {
     pub(crate) fn start_over(&mut self, incarnation: Text, previous: Option<Text>) {
         self.acquiring.clear();
         self.acks.clear();
+        self.hurry = Hurry::default();
         self.heartbeat = Outstanding::Idle;
         self.incarnation = incarnation;
         self.previous = previous;
@@ -136,7 +142,10 @@ impl<R: Record + Clone> Worker<R> {
                 self.ctx.heartbeats.in_flight = Some(self.ctx.now);
             }
         }
-        let at = self.ctx.now + self.ctx.config.heartbeat_interval;
+        let at = self
+            .inbox
+            .hurry
+            .next_heartbeat(self.ctx.now, &self.ctx.config);
         self.ctx.timers.set(TimerKey::Heartbeat, at);
     }
 
@@ -190,6 +199,20 @@ impl<R: Record + Clone> Worker<R> {
                     self.renew_leadership();
                 }
                 for a in row.assigned {
+                    if a.is_heads_up() {
+                        let due = a.heads_up_due().map(|(from, to)| {
+                            (Duration::from_millis(from), Duration::from_millis(to))
+                        });
+                        if self.inbox.acks.insert(a.note) {
+                            if let Some(due) = due {
+                                let (now, config) = (self.ctx.now, &self.ctx.config);
+                                self.inbox.hurry.heads_up(now, due, config);
+                                let at = self.inbox.hurry.next_heartbeat(now, config);
+                                self.ctx.timers.set_earlier(TimerKey::Heartbeat, at);
+                            }
+                        }
+                        continue;
+                    }
                     if worker_liveness && a.counter().is_none() && self.held.contains_key(&a.shard)
                     {
                         // A handoff of a lease this worker holds: no renewal shows it the row,
@@ -427,6 +450,51 @@ mod tests {
             own_row(&h).incarnation.as_deref()
         );
         h
+    }
+
+    /// A heads-up read with a heartbeat quickens the heartbeats around the window it names
+    /// (every poll, not every heartbeat interval), and is acknowledged like any note.
+    #[test]
+    fn a_heads_up_quickens_the_heartbeats_around_its_window() {
+        let mut h = alone_holding();
+        let before = h.writes(WriteKind::WorkerHeartbeat).len();
+        h.apply(&LeaseOp::HeadsUp {
+            worker: WorkerId::from("w1"),
+            shard: LeaseKey::from("shard-9"),
+            counter: 3,
+            due_ms: (10_000, 10_000),
+        });
+        let mut sent = alloc::vec::Vec::new();
+        for t in (30_000..=60_000).step_by(50) {
+            h.run_until(t);
+            let n = h.writes(WriteKind::WorkerHeartbeat).len();
+            if n > before + sent.len() {
+                sent.push(t);
+            }
+        }
+        let read = sent[0];
+        assert!(
+            read <= 30_000 + 3_400,
+            "the next heartbeat reads it: {read}"
+        );
+        let quick: alloc::vec::Vec<u64> = sent
+            .windows(2)
+            .filter(|w| w[1] - w[0] <= 500)
+            .map(|w| w[1])
+            .collect();
+        // From 10 s less a heartbeat interval and a poll to 10 s and a scan after the read.
+        assert!(quick.len() >= 10, "{sent:?}");
+        assert!(
+            quick[0] >= read + 6_000 && quick[0] <= read + 6_800,
+            "{sent:?}"
+        );
+        assert!(quick.last().is_some_and(|&t| t <= read + 12_500), "{sent:?}");
+        let last_gap = sent.windows(2).last().map(|w| w[1] - w[0]);
+        assert!(
+            last_gap.is_some_and(|g| g > 3_000),
+            "back to the interval: {sent:?}"
+        );
+        assert!(own_row(&h).assigned.is_empty(), "acknowledged");
     }
 
     #[test]

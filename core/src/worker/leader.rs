@@ -3,7 +3,9 @@
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
+use core::time::Duration;
 
+use super::heads_up::HeadsUps;
 use super::{Worker, WriteOp};
 use crate::balance::{self, Move, PlanLease, PlanWorker};
 use crate::io::{Failure, Record};
@@ -38,6 +40,8 @@ pub(crate) struct Planning {
     /// Worker liveness: the incarnations this leader fenced, while a lease of the last scan
     /// still names one: those leases are free at once.
     fenced: BTreeSet<Text>,
+    /// Worker liveness: silent workers, and the receivers told of their leases.
+    pub(super) heads_ups: HeadsUps,
 }
 
 /// Under worker liveness, what a lease's `ownerIncarnation` says of its holder.
@@ -94,10 +98,10 @@ fn judge(
 /// What a plan judged of the leases of the last scan: the leases as the planner sees them
 /// (a lease whose holder is gone has none), the workers to fence first, and the workers whose
 /// row is watched.
-struct Judgement {
-    leases: Vec<PlanLease>,
+pub(super) struct Judgement {
+    pub(super) leases: Vec<PlanLease>,
     fences: BTreeMap<WorkerId, (u64, Text)>,
-    watched: BTreeSet<WorkerId>,
+    pub(super) watched: BTreeSet<WorkerId>,
 }
 
 impl<R: Record + Clone> Worker<R> {
@@ -131,13 +135,14 @@ impl<R: Record + Clone> Worker<R> {
         }
         self.set_fence_timer(&judgement.watched);
         self.send_fences(judgement.fences);
+        self.check_silent(&judgement.watched);
     }
 
     /// The workers a plan may give leases to: every worker row of the scan but those that stood
     /// still past `receiver_expiry` (left out: given nothing, their leases neither counted nor
     /// moved until they are fenced) and, under worker liveness, fenced ones; and this leader
     /// once its own heartbeat landed.
-    fn plan_workers(&self) -> Vec<PlanWorker> {
+    pub(super) fn plan_workers(&self) -> Vec<PlanWorker> {
         let me = &self.ctx.id;
         let worker_liveness = self.ctx.config.worker_liveness();
         let mut workers: Vec<PlanWorker> = self
@@ -149,6 +154,7 @@ impl<R: Record + Clone> Worker<R> {
                 id: w.worker.clone(),
                 max_leases: w.max_leases,
                 leaving: w.leaving,
+                pick_up_ms: u64::try_from(self.pick_up_in(w).as_millis()).unwrap_or(u64::MAX),
             })
             .collect();
         // Under worker liveness a leader whose heartbeat has not landed (it gave its incarnation
@@ -158,9 +164,34 @@ impl<R: Record + Clone> Worker<R> {
                 id: me.clone(),
                 max_leases: self.ctx.config.max_leases_per_worker,
                 leaving: false,
+                pick_up_ms: 0,
             });
         }
         workers
+    }
+
+    /// How long until another worker is expected to read an assignment, which its next
+    /// heartbeat does: that lands at the latest a heartbeat interval after the scan that first
+    /// showed the last one (at once for a worker told of a lease by a heads-up: it heartbeats
+    /// every poll). A worker whose heartbeat is overdue (slow, cut off, or shown stale by the
+    /// scan) ranks after every punctual one, by how late it is, told or not.
+    fn pick_up_in(&self, w: &WorkerRow) -> Duration {
+        let interval = self.ctx.config.heartbeat_interval;
+        let Some(since) = self.seen(&WorkerRow::key(&w.worker)).since else {
+            return Duration::MAX;
+        };
+        let due = since + interval;
+        if due < self.ctx.now {
+            interval + self.ctx.now.saturating_since(due)
+        } else if self
+            .planning
+            .heads_ups
+            .expects(&w.worker, self.ctx.now, &self.ctx.config)
+        {
+            Duration::ZERO
+        } else {
+            due.saturating_since(self.ctx.now)
+        }
     }
 
     /// Whether another worker's row, as the last scan showed it, may be given leases: it moved
@@ -244,7 +275,7 @@ impl<R: Record + Clone> Worker<R> {
 
     /// Judges every lease of the scan that is not finished and whose parents are done: free
     /// (unowned, expired, or its holder gone), held, or held by a worker to fence first.
-    fn judge_leases(&self) -> Judgement {
+    pub(super) fn judge_leases(&self) -> Judgement {
         let now = self.ctx.now;
         let d = self.ctx.config.failover_time;
         let mut fences: BTreeMap<WorkerId, (u64, Text)> = BTreeMap::new();
@@ -389,7 +420,7 @@ impl<R: Record + Clone> Worker<R> {
             .iter()
             .filter_map(|w| self.seen(&WorkerRow::key(w)).since)
             .min()
-            .map(|since| since + d + core::time::Duration::from_millis(1));
+            .map(|since| since + d + Duration::from_millis(1));
         if let Some(at) = next_fence.filter(|at| *at > self.ctx.now) {
             self.ctx.timers.set(super::timers::TimerKey::Fence, at);
         }
@@ -657,7 +688,7 @@ fn may_have_landed(result: &Result<Option<Item>, Failure>) -> bool {
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
-    use crate::lease::{Lease, LeaseKey, WorkerId, WorkerRow};
+    use crate::lease::{Lease, LeaseKey, Row, WorkerId, WorkerRow};
     use crate::protocol::LeaseOp;
     use crate::sequence::{Position, SequenceNumber};
     use crate::worker::testing::{unowned, Harness};
@@ -1012,6 +1043,51 @@ mod tests {
         h
     }
 
+    /// Worker liveness: once a consistent read confirms a row the scan showed still for a
+    /// heartbeat interval and a half, the worker that will receive its lease is told, in a
+    /// heads-up whose window holds the fence; the lease then goes to it.
+    #[test]
+    fn the_receiver_of_a_silent_workers_lease_is_told_when_it_will_come() {
+        let mut h = w1_leading_w2_and_w3();
+        let (mut told_at, mut fenced_at) = (None, None);
+        for t in (10_500..=30_000).step_by(100) {
+            h.run_until(t);
+            if t % 1_000 == 0 {
+                if t <= 12_000 {
+                    heartbeat(&mut h, "w2");
+                }
+                heartbeat(&mut h, "w3");
+            }
+            if told_at.is_none() && !h.writes(WriteKind::HeadsUp).is_empty() {
+                told_at = Some(t);
+            }
+            if fenced_at.is_none() && !h.writes(WriteKind::Fence).is_empty() {
+                fenced_at = Some(t);
+            }
+        }
+        let heads_ups = h.writes(WriteKind::HeadsUp);
+        assert_eq!(heads_ups.len(), 1, "one, to w3");
+        assert_eq!(heads_ups[0].key, WorkerRow::key(&WorkerId::from("w3")));
+        let row = match h.table.get(&heads_ups[0].key).map(Row::from_item) {
+            Some(Ok(Row::Worker(row))) => row,
+            other => panic!("{other:?}"),
+        };
+        let note = row.assigned.iter().find(|a| a.is_heads_up()).expect("note");
+        assert_eq!(note.shard.as_str(), "shard-w2");
+        let (from, to) = note.heads_up_due().expect("window");
+        let (told, fenced) = (told_at.expect("told"), fenced_at.expect("fenced"));
+        // w2 stood still from 12 s: told about 5 s later, fenced 10 s after, inside the window.
+        assert!((17_000..=19_500).contains(&told), "{told}");
+        assert!(
+            told + from <= fenced + 100 && fenced <= told + to + 100,
+            "{told} {from} {to} {fenced}"
+        );
+        assert_eq!(
+            h.lease("shard-w2").and_then(|l| l.owner),
+            Some(WorkerId::from("w3"))
+        );
+    }
+
     /// The leader's machine dies: w2 leads and w3 works beside it, both until 20 s. The standby
     /// w1 scanned the table meanwhile, so it fences w3 at its first scans as leader; a follower
     /// that never scanned (no standby named) watches w3's row a failover time after it claims;
@@ -1099,9 +1175,9 @@ mod tests {
         let standby = |h: &Harness| match h
             .table
             .get(crate::lease::LEADER_KEY)
-            .map(crate::lease::Row::from_item)
+            .map(Row::from_item)
         {
-            Some(Ok(crate::lease::Row::Leader(row))) => row.standby,
+            Some(Ok(Row::Leader(row))) => row.standby,
             other => panic!("the leader row: {other:?}"),
         };
         for t in (1_000..=12_000).step_by(1_000) {
@@ -1129,9 +1205,9 @@ mod tests {
         let row = h
             .table
             .get(&WorkerRow::key(&WorkerId::from("w2")))
-            .map(crate::lease::Row::from_item);
+            .map(Row::from_item);
         match row {
-            Some(Ok(crate::lease::Row::Worker(r))) => r.liveness(),
+            Some(Ok(Row::Worker(r))) => r.liveness(),
             other => panic!("w2's row: {other:?}"),
         }
     }

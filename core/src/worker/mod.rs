@@ -2,6 +2,7 @@
 
 mod ctx;
 mod election;
+mod heads_up;
 mod held;
 mod in_flight;
 mod inbox;
@@ -263,6 +264,9 @@ impl<R: Record + Clone> Worker<R> {
                 }
                 Some(Pending::ReadLeader) => self.leader_read(result),
                 Some(Pending::ReadWorkerRow) => self.worker_row_read(result),
+                Some(Pending::ConfirmSilent { worker, liveness }) => {
+                    self.silence_read(worker, liveness, result)
+                }
                 Some(Pending::ReadAcquire { shard }) => self.acquire_read(req, shard, result),
                 other => self.unexpected(req, other),
             },
@@ -490,6 +494,9 @@ impl<R: Record + Clone> Worker<R> {
             }),
             Pending::ReadLeader => self.leader_read(Err(Failure::Transient)),
             Pending::ReadWorkerRow => self.worker_row_read(Err(Failure::Transient)),
+            Pending::ConfirmSilent { worker, liveness } => {
+                self.silence_read(worker, liveness, Err(Failure::Transient))
+            }
             Pending::ReadAcquire { shard } => {
                 self.acquire_read(req, shard, Err(Failure::Transient))
             }
@@ -545,6 +552,8 @@ impl<R: Record + Clone> Worker<R> {
                 counter,
                 handoff,
             } => self.notified(worker, shard, counter, handoff, result),
+            // A hint: lost, its receiver reads the assignment at its next heartbeat as before.
+            WriteOp::HeadsUp => {}
             WriteOp::DeleteDeadWorkerRow { worker } => self.dead_worker_row_deleted(worker, result),
             WriteOp::Heartbeat { acked, incarnation } if incarnation == self.inbox.incarnation => {
                 self.heartbeat_written(acked, sent, result)

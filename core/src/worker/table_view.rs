@@ -323,6 +323,7 @@ impl<R: Record + Clone> Worker<R> {
                     self.delete_dead_worker_rows();
                 } else if self.election.is_standby() {
                     self.leader_row_seen(summary.leader_row);
+                    self.standby_checks_silent();
                 }
             }
         }
