@@ -4,13 +4,13 @@
 //!
 //! A worker that holds leases and whose row a scan shows still for `receiver_expiry` (a
 //! heartbeat interval and a half) is read again, consistently: a scan may be stale. If the row
-//! still has not moved, the leader plans as if every worker so confirmed were fenced, and sends
-//! each receiver of that plan a [`HeadsUp`](crate::protocol::LeaseOp::HeadsUp) note per lease.
-//! Each note says when the fence (and so the assignment) is due; a worker that reads one
-//! heartbeats every `handoff_poll_interval` around then ([`Hurry`]). The leader's plans prefer the workers it told among workers of equal
-//! load, so the assignments after the fence go to workers that are looking. The standby does the
-//! same while the leader row is silent too: when the leader died with others, it is the standby
-//! that fences them and assigns their leases once it claimed.
+//! still has not moved, the leader plans as if the workers so confirmed were fenced, and sends
+//! each receiver of those plans one [`HeadsUp`](crate::protocol::LeaseOp::HeadsUp) note saying
+//! when the fences (and so the assignments) are due; a worker that reads one heartbeats every
+//! `handoff_poll_interval` around then ([`Hurry`]). The leader's plans prefer the workers it
+//! told among workers of equal load, so the assignments after the fence go to workers that are
+//! looking. The standby does the same while the leader row is silent too: when the leader died
+//! with others, it is the standby that fences them and assigns their leases once it claimed.
 //!
 //! A heads-up moves no lease and proves nothing: lost, wrong or late, it costs a few
 //! heartbeats, never exclusivity. The fence and the assignment stay as the protocol page says.
@@ -185,7 +185,8 @@ impl<R: Record + Clone> Worker<R> {
     }
 
     /// Tells each worker a plan may give a confirmed silent worker's lease to (but this leader,
-    /// which reads its assignments at once), once per lease, worker and counter. Which plan
+    /// which reads its assignments at once) when that may be, again only of a window it was not
+    /// told of. Which plan
     /// frees them is not known yet: a leader fences each worker once its row stood still long
     /// enough, one by one; a standby that claims fences them all at its first scan. So the
     /// receivers of both are told: of one plan freeing every one of them, and of plans freeing

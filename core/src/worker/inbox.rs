@@ -488,7 +488,10 @@ mod tests {
             quick[0] >= read + 6_000 && quick[0] <= read + 6_800,
             "{sent:?}"
         );
-        assert!(quick.last().is_some_and(|&t| t <= read + 12_500), "{sent:?}");
+        assert!(
+            quick.last().is_some_and(|&t| t <= read + 12_500),
+            "{sent:?}"
+        );
         let last_gap = sent.windows(2).last().map(|w| w[1] - w[0]);
         assert!(
             last_gap.is_some_and(|g| g > 3_000),

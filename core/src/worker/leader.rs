@@ -1172,10 +1172,7 @@ mod tests {
             ..worker_liveness()
         };
         let mut h = Harness::new(config, "w1");
-        let standby = |h: &Harness| match h
-            .table
-            .get(crate::lease::LEADER_KEY)
-            .map(Row::from_item)
+        let standby = |h: &Harness| match h.table.get(crate::lease::LEADER_KEY).map(Row::from_item)
         {
             Some(Ok(Row::Leader(row))) => row.standby,
             other => panic!("the leader row: {other:?}"),

@@ -85,7 +85,10 @@ pub use stats::{LeaseView, Stats};
 /// ([`crate::balance::plan`]); it and the standby its row names scan the table; every worker
 /// writes a heartbeat row whose returned item carries the leases assigned to it, so scans cost
 /// two reads of the table per `scan_interval` and `standby_scan_interval` whatever the fleet
-/// size, instead of one per worker per taker interval as in the Java KCL 2.x. With [`BalancingPolicy::Kcl2Compatible`] every worker runs the Java 2.x
+/// size, instead of one per worker per taker interval as in the Java KCL 2.x. The workers that
+/// will receive a silent worker's leases are told when its fence is due (a heads-up, rule 7 of
+/// *Worker liveness* in [`crate::protocol`]) and heartbeat every `handoff_poll_interval` around
+/// then. With [`BalancingPolicy::Kcl2Compatible`] every worker runs the Java 2.x
 /// taker ([`crate::taker`]).
 pub struct Worker<R> {
     ctx: Ctx<R>,
