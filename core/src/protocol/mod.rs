@@ -741,29 +741,13 @@ impl LeaseOp {
                 shard,
                 counter,
                 handoff,
-            } => (
-                WorkerRow::key(worker),
-                WriteAction::Update(alloc::vec![Update::AddToSet(
-                    attr::ASSIGNED_LEASES,
-                    alloc::vec![Assignment::note(shard, *counter, *handoff).as_str().into()],
-                )]),
-                Condition::Exists,
-            ),
+            } => add_note(worker, Assignment::note(shard, *counter, *handoff)),
             Self::HeadsUp {
                 worker,
                 shard,
                 counter,
                 due_ms,
-            } => (
-                WorkerRow::key(worker),
-                WriteAction::Update(alloc::vec![Update::AddToSet(
-                    attr::ASSIGNED_LEASES,
-                    alloc::vec![Assignment::heads_up(shard, *counter, *due_ms)
-                        .as_str()
-                        .into()],
-                )]),
-                Condition::Exists,
-            ),
+            } => add_note(worker, Assignment::heads_up(shard, *counter, *due_ms)),
             Self::ClaimLeader {
                 worker,
                 counter,
@@ -948,6 +932,21 @@ impl LeaseOp {
             | Self::DeleteDeadWorkerRow { .. } => None,
         }
     }
+}
+
+/// The write that adds `note` to a worker row's `assignedLeases`, if the row exists.
+fn add_note(
+    worker: &WorkerId,
+    note: crate::item::Text,
+) -> (alloc::string::String, WriteAction, Condition) {
+    (
+        WorkerRow::key(worker),
+        WriteAction::Update(alloc::vec![Update::AddToSet(
+            attr::ASSIGNED_LEASES,
+            alloc::vec![note.as_str().into()],
+        )]),
+        Condition::Exists,
+    )
 }
 
 #[cfg(test)]

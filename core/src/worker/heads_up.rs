@@ -19,7 +19,7 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
 use super::{Pending, Worker};
-use crate::balance::{self, Move};
+use crate::balance::PlanWorker;
 use crate::config::Config;
 use crate::io::{Failure, Record};
 use crate::item::Item;
@@ -37,6 +37,8 @@ pub(crate) struct HeadsUps {
     /// The workers told, with the window their heads-ups named, on this worker's clock: one is
     /// told again only of a window its last does not cover.
     told: BTreeMap<WorkerId, (Instant, Instant)>,
+    /// A silent row was confirmed since the receivers were last told.
+    untold: bool,
 }
 
 impl HeadsUps {
@@ -135,18 +137,25 @@ impl<R: Record + Clone> Worker<R> {
             }
             _ => false,
         };
-        let silent = &mut self.planning.heads_ups.silent;
-        if silent.get(&worker).map(|s| s.0) != Some(liveness) {
+        let heads_ups = &mut self.planning.heads_ups;
+        if heads_ups.silent.get(&worker).map(|s| s.0) != Some(liveness) {
             return; // A later scan saw it move, or judged it again.
         }
-        if !still {
-            silent.remove(&worker);
-            return;
+        if still {
+            heads_ups.silent.insert(worker, (liveness, true));
+            heads_ups.untold = true;
+        } else {
+            heads_ups.silent.remove(&worker);
         }
-        silent.insert(worker, (liveness, true));
-        if self.election.is_leader(&self.ctx.config, self.ctx.now)
-            || (self.election.is_standby() && self.leader_silent())
+        // The rows a scan showed silent together (a machine) are told of together, once the
+        // last of their reads is answered.
+        let answered = heads_ups.silent.values().all(|s| s.1);
+        if answered
+            && heads_ups.untold
+            && (self.election.is_leader(&self.ctx.config, self.ctx.now)
+                || (self.election.is_standby() && self.leader_silent()))
         {
+            self.planning.heads_ups.untold = false;
             self.tell_receivers();
         }
     }
@@ -184,13 +193,13 @@ impl<R: Record + Clone> Worker<R> {
         (ms(from), ms(to))
     }
 
-    /// Tells each worker a plan may give a confirmed silent worker's lease to (but this leader,
-    /// which reads its assignments at once) when that may be, again only of a window it was not
-    /// told of. Which plan
-    /// frees them is not known yet: a leader fences each worker once its row stood still long
-    /// enough, one by one; a standby that claims fences them all at its first scan. So the
-    /// receivers of both are told: of one plan freeing every one of them, and of plans freeing
-    /// them one by one in the order their fences are due.
+    /// Tells each worker that will likely receive a confirmed silent worker's lease (but this
+    /// leader, which reads its assignments at once) when that may be, again only of a window it
+    /// was not told of. The plans that will free these leases give each orphan to the least
+    /// loaded worker with room, ties to the soonest to read ([`balance`]); whether a leader frees
+    /// them worker by worker as fences fall due or a standby that claims frees them all at once,
+    /// the receivers are the same, so one pass in the order the fences are due finds them, at
+    /// the cost of a scan's sorting rather than a plan per silent worker.
     fn tell_receivers(&mut self) {
         let mut silent: Vec<(Option<Instant>, &WorkerId)> = self
             .planning
@@ -201,43 +210,48 @@ impl<R: Record + Clone> Worker<R> {
             .map(|(w, _)| (self.seen(&WorkerRow::key(w)).since, w))
             .collect();
         silent.sort();
-        let due: BTreeMap<&WorkerId, (u64, u64)> = silent
-            .iter()
-            .map(|(since, w)| (*w, self.fence_due(*since)))
-            .collect();
         let workers = self.plan_workers();
         let judged = self.judge_leases().leases;
-        let weighted = self.ctx.config.throughput_weighting;
-        // (lease, worker, the window of the lease's holder)
-        let mut receivers: BTreeSet<(usize, usize, (u64, u64))> = BTreeSet::new();
-        let steps = core::iter::once(silent.clone()).chain(silent.iter().map(|w| alloc::vec![*w]));
-        let mut one_by_one = judged.clone();
-        for (step, freeing) in steps.enumerate() {
-            let leases = if step == 0 {
-                &mut judged.clone()
-            } else {
-                &mut one_by_one
-            };
-            let mut freed = BTreeMap::new();
-            for (i, l) in leases.iter_mut().enumerate() {
-                let window = l.holder.as_ref().and_then(|h| {
-                    let (_, w) = freeing.iter().find(|(_, w)| *w == h)?;
-                    due.get(w)
-                });
-                if let Some(window) = window {
-                    l.holder = None;
-                    freed.insert(i, *window);
+        let mut orphans: BTreeMap<&WorkerId, Vec<usize>> = BTreeMap::new();
+        let mut load: BTreeMap<&WorkerId, usize> = BTreeMap::new();
+        let silent_ids: BTreeSet<&WorkerId> = silent.iter().map(|(_, w)| *w).collect();
+        for (i, l) in judged.iter().enumerate() {
+            if let Some(h) = l.holder.as_ref() {
+                if silent_ids.contains(h) {
+                    orphans.entry(h).or_default().push(i);
+                } else {
+                    *load.entry(h).or_default() += 1;
                 }
             }
-            for m in balance::plan(leases, &workers, 0, weighted).moves {
-                if let Move::Assign { lease, to, .. } = m {
-                    leases[lease].holder = Some(workers[to].id.clone());
-                    match freed.get(&lease) {
-                        Some(window) if workers[to].id != self.ctx.id => {
-                            receivers.insert((lease, to, *window));
-                        }
-                        _ => {}
-                    }
+        }
+        let cap = |w: &PlanWorker| usize::try_from(w.max_leases).unwrap_or(usize::MAX);
+        // (load, pick-up, id, position): the next receiver first.
+        let mut queue: BTreeSet<(usize, u64, &WorkerId, usize)> = workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                (
+                    load.get(&w.id).copied().unwrap_or(0),
+                    w.pick_up_ms,
+                    &w.id,
+                    i,
+                )
+            })
+            .filter(|&(n, _, _, i)| !workers[i].leaving && n < cap(&workers[i]))
+            .collect();
+        // (lease, worker, the window of the lease's holder)
+        let mut receivers: Vec<(usize, usize, (u64, u64))> = Vec::new();
+        for (since, w) in &silent {
+            let window = self.fence_due(*since);
+            for &lease in orphans.get(w).into_iter().flatten() {
+                let Some((n, pick_up, id, to)) = queue.pop_first() else {
+                    break;
+                };
+                if n + 1 < cap(&workers[to]) {
+                    queue.insert((n + 1, pick_up, id, to));
+                }
+                if *id != self.ctx.id {
+                    receivers.push((lease, to, window));
                 }
             }
         }
