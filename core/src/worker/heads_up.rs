@@ -198,8 +198,9 @@ impl<R: Record + Clone> Worker<R> {
     /// was not told of. The plans that will free these leases give each orphan to the least
     /// loaded worker with room, ties to the soonest to read ([`balance`]); whether a leader frees
     /// them worker by worker as fences fall due or a standby that claims frees them all at once,
-    /// the receivers are the same, so one pass in the order the fences are due finds them, at
-    /// the cost of a scan's sorting rather than a plan per silent worker.
+    /// the receivers are then the same workers (the plans' quotas may split ties otherwise, which
+    /// costs only a slower pick-up), so one pass in the order the fences are due finds them, at
+    /// the cost of a sort rather than a plan per silent worker.
     fn tell_receivers(&mut self) {
         let mut silent: Vec<(Option<Instant>, &WorkerId)> = self
             .planning
