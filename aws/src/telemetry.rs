@@ -272,6 +272,17 @@ impl Telemetry {
                 %worker,
                 "another live process has this worker id: stopping (worker ids must be unique per process)"
             ),
+            Event::ReadsStalled => {
+                tracing::warn!(
+                    "every Kinesis call of this worker has gone unanswered for the stall time (a route, endpoint or DNS fault on this host?): the leader moves its leases to workers that can read"
+                );
+                metrics::counter!("kcl_reads_stalls_total", l.with(&[])).increment(1);
+                metrics::gauge!("kcl_reads_stalled", l.with(&[])).set(1.0);
+            }
+            Event::ReadsResumed => {
+                tracing::info!("Kinesis answers this worker again");
+                metrics::gauge!("kcl_reads_stalled", l.with(&[])).set(0.0);
+            }
             Event::Stopped => tracing::info!("worker stopped"),
             other => tracing::debug!(?other, "event"),
         }

@@ -52,6 +52,7 @@ fn heartbeat(worker: &str) -> LeaseOp {
         previous: None,
         max_leases: 100,
         leaving: false,
+        reads_stalled: false,
         acked: Vec::new(),
     }
 }

@@ -14,6 +14,7 @@ fn view(leases: usize, workers: usize) -> (Vec<PlanLease>, Vec<PlanWorker>) {
             id: WorkerId::from(format!("worker-{i:05}")),
             max_leases: u64::MAX,
             leaving: false,
+            reads_stalled: false,
             pick_up_ms: (i as u64 * 37) % 3_300,
         })
         .collect();

@@ -11,6 +11,8 @@
 //!   ([`PlanWorker::pick_up_ms`]): which of them receives moves no more leases, but decides how
 //!   long a crashed worker's leases wait for their new owners;
 //! - moves surplus leases by graceful handoff, at most `budget` per round;
+//! - treats workers whose reads stalled (every Kinesis call unanswered for a while) as leaving,
+//!   while they are fewer than half of the workers holding leases ([`set_aside_stalled`]);
 //! - with weighting on, balances the sum of `throughputKBps` instead, moving a lease only when
 //!   that shrinks the spread between the heaviest and the lightest worker.
 //!
@@ -47,10 +49,38 @@ pub struct PlanWorker {
     pub max_leases: u64,
     /// It is shutting down: it gets nothing and gives everything away.
     pub leaving: bool,
+    /// Every Kinesis call it made has gone unanswered for a while (its heartbeat says so): see
+    /// [`set_aside_stalled`].
+    pub reads_stalled: bool,
     /// How soon it is expected to read what it is given, in milliseconds (0: at once, as the
     /// leader itself does). Among workers of equal load the sooner ones receive first: the
     /// choice moves no more leases, and a crashed worker's leases deliver sooner.
     pub pick_up_ms: u64,
+}
+
+/// Marks the workers whose reads stalled as leaving (they receive nothing and give their leases
+/// away by handoff), unless they are at least half of the workers holding leases: when Kinesis
+/// fails for most of the fleet, moving leases would move the stall, not end it, and a fleet-wide
+/// outage must not churn every lease. Returns how many were set aside.
+pub fn set_aside_stalled(workers: &mut [PlanWorker], leases: &[PlanLease]) -> usize {
+    if !workers.iter().any(|w| w.reads_stalled) {
+        return 0;
+    }
+    let holders: BTreeSet<&WorkerId> = leases.iter().filter_map(|l| l.holder.as_ref()).collect();
+    let (mut holding, mut stalled) = (0usize, 0usize);
+    for w in workers.iter().filter(|w| holders.contains(&w.id)) {
+        holding += 1;
+        stalled += usize::from(w.reads_stalled);
+    }
+    if stalled * 2 >= holding {
+        return 0;
+    }
+    let mut set_aside = 0;
+    for w in workers.iter_mut().filter(|w| w.reads_stalled && !w.leaving) {
+        w.leaving = true;
+        set_aside += 1;
+    }
+    set_aside
 }
 
 /// One decision of the planner. Leases and workers are named by their position in the slices
@@ -468,6 +498,7 @@ mod tests {
             id: WorkerId::from(format!("w{i:04}")),
             max_leases: u64::MAX,
             leaving: false,
+            reads_stalled: false,
             pick_up_ms: 0,
         }
     }
@@ -529,6 +560,52 @@ mod tests {
         apply(&mut leases, &workers, &p);
         assert_eq!(loads(&leases, &workers), [2, 2, 2]);
         assert_eq!(p.spillover, 2);
+    }
+
+    #[test]
+    fn a_minority_whose_reads_stalled_gives_its_leases_to_the_workers_that_read() {
+        let mut workers: Vec<PlanWorker> = (0..4).map(worker).collect();
+        workers[1].reads_stalled = true;
+        let mut leases: Vec<PlanLease> = (0..8).map(|i| lease(i, Some(i % 4))).collect();
+        assert_eq!(set_aside_stalled(&mut workers, &leases), 1);
+        let p = plan(&leases, &workers, usize::MAX, false);
+        assert_eq!(
+            p.moves.len(),
+            2,
+            "only the stalled worker's two leases move"
+        );
+        assert!(p
+            .moves
+            .iter()
+            .all(|m| matches!(m, Move::Handoff { from: 1, .. })));
+        apply(&mut leases, &workers, &p);
+        assert_eq!(loads(&leases, &workers)[1], 0);
+        // Kinesis answers it again: its row no longer says stalled, and the balance brings
+        // leases back to it like to any newcomer.
+        let mut workers: Vec<PlanWorker> = (0..4).map(worker).collect();
+        assert_eq!(set_aside_stalled(&mut workers, &leases), 0);
+        let p = plan(&leases, &workers, usize::MAX, false);
+        apply(&mut leases, &workers, &p);
+        assert_eq!(loads(&leases, &workers), [2, 2, 2, 2]);
+    }
+
+    #[test]
+    fn when_half_the_holders_cannot_read_no_lease_moves() {
+        // Six workers, four holding leases, two of those stalled (and an idle one): Kinesis is
+        // failing for half the holders, so nothing is set aside, and the plan of a balanced
+        // table stays empty.
+        let mut workers: Vec<PlanWorker> = (0..6).map(worker).collect();
+        workers[0].reads_stalled = true;
+        workers[1].reads_stalled = true;
+        workers[5].reads_stalled = true;
+        let leases: Vec<PlanLease> = (0..4).map(|i| lease(i, Some(i))).collect();
+        assert_eq!(set_aside_stalled(&mut workers, &leases), 0);
+        assert!(workers.iter().all(|w| !w.leaving));
+        // One of the two recovers: one stalled holder of four is a minority; the idle stalled
+        // worker is set aside as well (it must receive nothing).
+        workers[1].reads_stalled = false;
+        assert_eq!(set_aside_stalled(&mut workers, &leases), 2);
+        assert!(workers[0].leaving && workers[5].leaving && !workers[1].leaving);
     }
 
     #[test]

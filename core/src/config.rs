@@ -258,6 +258,15 @@ impl Config {
         }
     }
 
+    /// Coordinated: a worker every one of whose Kinesis calls has gone unanswered (timeouts,
+    /// connection failures, 5xx) for this long says in its heartbeat that its reads are stalled,
+    /// and the leader moves its leases to workers that can read while the stalled ones are a
+    /// minority of the holders: half the failover time (5 s by default), so that a host cut off
+    /// from Kinesis loses its shards about as soon as a crashed one would.
+    pub fn read_stall_time(&self) -> Duration {
+        self.failover_time / 2
+    }
+
     /// How much longer than the failover time a follower that is not the standby watches a
     /// leader row naming a standby before it claims: two standby scans and a second. The
     /// standby first sees the row's last counter at most a scan after it was written and claims

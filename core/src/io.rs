@@ -474,6 +474,14 @@ pub enum Event {
         /// The id.
         worker: WorkerId,
     },
+    /// Every Kinesis call of this worker has gone unanswered (timeouts, connection failures,
+    /// 5xx) for [`crate::Config::read_stall_time`] (`Coordinated`): its heartbeat says so, and
+    /// the leader moves its leases to workers that can read while the stalled ones are a minority
+    /// of the holders. A route, endpoint or DNS fault on this host, or Kinesis failing. Followed
+    /// by [`Event::ReadsResumed`] once a call is answered again.
+    ReadsStalled,
+    /// Kinesis answers this worker again after [`Event::ReadsStalled`].
+    ReadsResumed,
     /// The worker has stopped: every lease is released, no more commands will come.
     Stopped,
 }

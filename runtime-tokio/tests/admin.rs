@@ -68,6 +68,7 @@ async fn kcl_admin_lists_releases_and_refuses_bad_input() {
         previous: None,
         max_leases: 100,
         leaving: false,
+        reads_stalled: false,
         acked: Vec::new(),
     };
     let ops = [

@@ -303,6 +303,18 @@ pub(super) fn counter<'a>(item: &impl Attributes<'a>) -> Result<u64, RowError> {
     Ok(n)
 }
 
+/// A BOOL attribute; absent is `false`.
+pub(super) fn opt_bool<'a>(
+    item: &impl Attributes<'a>,
+    name: &'static str,
+) -> Result<bool, RowError> {
+    match item.get(name) {
+        None => Ok(false),
+        Some(AttributeValue::Bool(b)) => Ok(*b),
+        Some(v) => Err(RowError::wrong_type(name, "BOOL", v)),
+    }
+}
+
 pub(super) fn opt_ss<'a>(
     item: &impl Attributes<'a>,
     name: &'static str,

@@ -4,10 +4,10 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::borrowed::{counter, opt_n, opt_s, opt_ss, req_s};
+use super::borrowed::{counter, opt_bool, opt_n, opt_s, opt_ss, req_s};
 use super::schema::{attr, ENTITY_LEADER, ENTITY_LEASE, ENTITY_WORKER, WORKER_KEY_PREFIX};
 use super::{Lease, LeaseKey, RowError, WorkerId};
-use crate::item::{AttributeValue, Item};
+use crate::item::Item;
 
 /// A worker's heartbeat row (default policy only).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +20,9 @@ pub struct WorkerRow {
     pub max_leases: u64,
     /// The worker is shutting down and should receive no leases.
     pub leaving: bool,
+    /// Every Kinesis call of the worker has gone unanswered for a while: it should receive no
+    /// leases, and those it holds are better read by another.
+    pub reads_stalled: bool,
     /// Leases assigned or handed over to the worker, not yet acknowledged.
     pub assigned: Vec<Assignment>,
     /// The process heartbeating the row; absent on a row no heartbeat wrote yet.
@@ -192,11 +195,8 @@ impl Row {
                     worker: WorkerId::from(worker),
                     counter: counter(&item)?,
                     max_leases: opt_n(&item, attr::MAX_LEASES)?.unwrap_or(u64::MAX),
-                    leaving: match item.get(attr::LEAVING) {
-                        None => false,
-                        Some(AttributeValue::Bool(b)) => *b,
-                        Some(v) => return Err(RowError::wrong_type(attr::LEAVING, "BOOL", v)),
-                    },
+                    leaving: opt_bool(&item, attr::LEAVING)?,
+                    reads_stalled: opt_bool(&item, attr::READS_STALLED)?,
                     assigned: opt_ss(&item, attr::ASSIGNED_LEASES)?
                         .iter()
                         .map(|n| Assignment::parse(n))

@@ -45,6 +45,10 @@ pub mod attr {
     pub const MAX_LEASES: &str = "maxLeases";
     /// Worker rows: set while the worker shuts down.
     pub const LEAVING: &str = "leaving";
+    /// Worker rows: every Kinesis call of the worker has gone unanswered for
+    /// [`crate::Config::read_stall_time`]; the leader moves its leases to workers that can read
+    /// (BOOL).
+    pub const READS_STALLED: &str = "readsStalled";
     /// Worker rows: leases the leader assigned or handed to this worker (SS).
     pub const ASSIGNED_LEASES: &str = "assignedLeases";
     /// Worker rows: the process heartbeating the row (S), so that a second process with the

@@ -20,7 +20,7 @@
 //! | [`InitiateHandoff`](LeaseOp::InitiateHandoff) | the leader, to move a live lease | `leaseOwner = from` and no `checkpointOwner` | `leaseOwner = to`, `checkpointOwner = from` | the owner changed or a handoff is under way |
 //! | [`Acquire`](LeaseOp::Acquire) | the new owner, after an assignment or handoff | `leaseOwner = me`, no `checkpointOwner`, and `leaseCounter = c` (the counter the assignment's note names, or the new owner last read) | counter `+ 1`; under worker liveness `ownerIncarnation = mine` (the lease then lives while this process's worker row does) | the old owner has not completed yet, or renewed meanwhile (read the row and try again at its counter), or the lease moved on |
 //! | [`Delete`](LeaseOp::Delete) | the leader's cleanup | `leaseCounter = c` and `checkpoint = SHARD_END` | the row deleted | the row changed; the next scan decides again |
-//! | [`Heartbeat`](LeaseOp::Heartbeat) | every worker (`Coordinated`), every heartbeat interval | no `incarnation`, or `incarnation = mine`; a takeover: `leaseCounter = c` (the row of a process with this id stood still for the failover time). Under worker liveness, once one landed: `incarnation = mine` only; a process that gave up every lease with its incarnation: also `incarnation = previous` (its notes are removed) | `entityType`, `incarnation = mine`, counter `+ 1`, `maxLeases`, `leaving`, acknowledged keys removed from `assignedLeases` (a takeover removes them all) | another process has this worker id: the newcomer reads the row, and stops with an error if its counter moves, or takes it over once it has stood still for the failover time; a registered worker whose row was taken over stops |
+//! | [`Heartbeat`](LeaseOp::Heartbeat) | every worker (`Coordinated`), every heartbeat interval | no `incarnation`, or `incarnation = mine`; a takeover: `leaseCounter = c` (the row of a process with this id stood still for the failover time). Under worker liveness, once one landed: `incarnation = mine` only; a process that gave up every lease with its incarnation: also `incarnation = previous` (its notes are removed) | `entityType`, `incarnation = mine`, counter `+ 1`, `maxLeases`, `leaving`, `readsStalled` (set while true, else removed), acknowledged keys removed from `assignedLeases` (a takeover removes them all) | another process has this worker id: the newcomer reads the row, and stops with an error if its counter moves, or takes it over once it has stood still for the failover time; a registered worker whose row was taken over stops |
 //! | [`Notify`](LeaseOp::Notify) | the leader, after an assignment or handoff to another worker; an operator, to the holder of a lease it evicted under worker liveness | the worker row exists | the note `<leaseKey>@<counter>` (an assignment: the counter it left, at which the new owner acquires) or `<leaseKey>@h<counter>` (read the row first: the new owner of a handoff before it acquires; a holder, by one renewal, to find a handoff or an eviction) added to `assignedLeases` (a heartbeat acknowledges each note it saw, so a later assignment of the same lease is a new note) | the worker is gone; its lease expires and is assigned again |
 //! | [`HeadsUp`](LeaseOp::HeadsUp) | the leader (worker liveness), to the workers it would give the leases of a worker whose row a consistent read shows still past `receiver_expiry` | the worker row exists | the note `<leaseKey>@p<counter>:<from>:<to>` (the lease's counter now; the assignment is due between `from` and `to` ms after the write) added to `assignedLeases`; the worker heartbeats every `handoff_poll_interval` from a heartbeat interval before that window to a scan interval after it, as its own clock tells from when it read the note (rule 7 of *Worker liveness*); acknowledged as any note | the worker is gone; nothing to do |
 //! | [`ClaimLeader`](LeaseOp::ClaimLeader) | a follower that saw the leader row absent, unowned, its own or expired | the row absent (`c` unknown), or `leaseCounter = c` | `leaseOwner = me`, counter `c+1` (a new row: 1); under worker liveness `leaderHeartbeat` = its own last heartbeat, else removed; `standby` = the follower it names, else removed | another worker claimed it first |
@@ -151,6 +151,16 @@
 //!    after it is made rather than up to a heartbeat interval after.
 //!    The leader's plans prefer them among workers of equal load. A heads-up writes only a note:
 //!    it changes no lease and no condition, so exclusivity never rests on it.
+//!
+//! **Stalled reads** (`Coordinated`, either liveness). A worker every one of whose Kinesis calls
+//! has gone unanswered (timeouts, connection failures, 5xx; any refusal is an answer) for
+//! [`Config::read_stall_time`](crate::Config::read_stall_time) sets `readsStalled` with a
+//! heartbeat sent at that moment, and lists the stream every `backoff_max` until Kinesis
+//! answers; the first answer clears it with the next heartbeat. While the workers whose row says
+//! so are fewer than half of the workers holding leases, the leader plans them as leaving: they
+//! receive nothing and hand their leases over by **Graceful handoff**; when half or more say so,
+//! Kinesis is failing for the fleet, not for a host, and nothing moves. Like `leaving`, the flag
+//! only steers the plan: exclusivity never rests on it.
 //!
 //! *Exclusivity.* Say W's last heartbeat that landed was sent at true time `t_s`, and the leader
 //! first saw the counter it left at `t_f >= t_s`. The fence lands only if no heartbeat landed
@@ -386,6 +396,8 @@ pub enum LeaseOp {
         max_leases: u64,
         /// It is shutting down.
         leaving: bool,
+        /// Every Kinesis call it made has gone unanswered for the stall time.
+        reads_stalled: bool,
         /// Assigned leases it has taken note of (removed from `assignedLeases`).
         acked: Vec<crate::item::Text>,
         /// The host, rack or zone it fails with (`failureDomain`), if known.
@@ -687,6 +699,7 @@ impl LeaseOp {
                 previous,
                 max_leases,
                 leaving,
+                reads_stalled,
                 acked,
                 failure_domain,
             } => {
@@ -697,6 +710,13 @@ impl LeaseOp {
                     Update::Set(attr::MAX_LEASES, AttributeValue::number(*max_leases)),
                     Update::Set(attr::LEAVING, AttributeValue::Bool(*leaving)),
                 ];
+                // Written only while true (and removed once false again, from a row that had
+                // it): the heartbeat of a worker that reads well costs no byte more.
+                updates.push(if *reads_stalled {
+                    Update::Set(attr::READS_STALLED, AttributeValue::Bool(true))
+                } else {
+                    Update::Remove(attr::READS_STALLED)
+                });
                 if let Some(domain) = failure_domain {
                     updates.push(Update::Set(attr::FAILURE_DOMAIN, string(domain.as_str())));
                 }
@@ -1312,6 +1332,7 @@ mod tests {
             previous: None,
             max_leases: 5,
             leaving,
+            reads_stalled: false,
             acked,
         };
         let notify = |shard: &str| LeaseOp::Notify {
@@ -1397,6 +1418,7 @@ mod tests {
             previous: None,
             max_leases: 5,
             leaving: false,
+            reads_stalled: false,
             acked: Vec::new(),
         };
         let told = told_row(&heartbeat("a", None));
@@ -1451,6 +1473,7 @@ mod tests {
             previous: previous.map(Into::into),
             max_leases: 5,
             leaving: false,
+            reads_stalled: false,
             acked: Vec::new(),
         }
     }

@@ -39,6 +39,8 @@ pub(crate) enum Pending {
     ListShards,
     /// A listing to see whether shards whose iterator was not found are gone.
     ListGone,
+    /// A listing to see whether Kinesis answers a worker whose reads stalled.
+    ProbeKinesis,
     ReadParent {
         shard: LeaseKey,
         token: FencingToken,

@@ -211,8 +211,9 @@ impl<R: Record + Clone> Worker<R> {
             .map(|(w, _)| (self.seen(&WorkerRow::key(w)).since, w))
             .collect();
         silent.sort();
-        let workers = self.plan_workers();
+        let mut workers = self.plan_workers();
         let judged = self.judge_leases().leases;
+        crate::balance::set_aside_stalled(&mut workers, &judged);
         let mut orphans: BTreeMap<&WorkerId, Vec<usize>> = BTreeMap::new();
         let mut load: BTreeMap<&WorkerId, usize> = BTreeMap::new();
         let silent_ids: BTreeSet<&WorkerId> = silent.iter().map(|(_, w)| *w).collect();

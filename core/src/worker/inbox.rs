@@ -130,6 +130,7 @@ impl<R: Record + Clone> Worker<R> {
                 previous: self.inbox.previous.clone().filter(|_| !registered),
                 max_leases: self.ctx.config.max_leases_per_worker,
                 leaving: self.ctx.phase != Phase::Running,
+                reads_stalled: self.reads_stalled(),
                 acked: acked.clone(),
                 failure_domain: self.ctx.config.failure_domain.as_deref().map(Text::from),
             };
@@ -142,10 +143,17 @@ impl<R: Record + Clone> Worker<R> {
                 self.ctx.heartbeats.in_flight = Some(self.ctx.now);
             }
         }
-        let at = self
+        self.probe_kinesis();
+        let mut at = self
             .inbox
             .hurry
             .next_heartbeat(self.ctx.now, &self.ctx.config);
+        // The heartbeat that says the reads stalled goes out when they do.
+        if let Some(stall) = self.kinesis.stalls_at(&self.ctx.config) {
+            if stall > self.ctx.now {
+                at = at.min(stall);
+            }
+        }
         self.ctx.timers.set(TimerKey::Heartbeat, at);
     }
 

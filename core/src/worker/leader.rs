@@ -113,10 +113,11 @@ impl<R: Record + Clone> Worker<R> {
         for (worker, shard, counter, handoff) in core::mem::take(&mut self.planning.notify_again) {
             self.notify(worker, shard, counter, handoff);
         }
-        let workers = self.plan_workers();
+        let mut workers = self.plan_workers();
         self.forget_settled();
         let judgement = self.judge_leases();
         let leases = &judgement.leases;
+        balance::set_aside_stalled(&mut workers, leases);
         let budget = usize::try_from(
             ((leases.len() as u64) * self.ctx.config.move_budget_per_mille / 1000).max(1),
         )
@@ -141,7 +142,8 @@ impl<R: Record + Clone> Worker<R> {
     /// The workers a plan may give leases to: every worker row of the scan but those that stood
     /// still past `receiver_expiry` (left out: given nothing, their leases neither counted nor
     /// moved until they are fenced) and, under worker liveness, fenced ones; and this leader
-    /// once its own heartbeat landed.
+    /// once its own heartbeat landed. (Those whose reads stalled are set aside once the leases
+    /// are judged: [`balance::set_aside_stalled`].)
     pub(super) fn plan_workers(&self) -> Vec<PlanWorker> {
         let me = &self.ctx.id;
         let worker_liveness = self.ctx.config.worker_liveness();
@@ -154,6 +156,7 @@ impl<R: Record + Clone> Worker<R> {
                 id: w.worker.clone(),
                 max_leases: w.max_leases,
                 leaving: w.leaving,
+                reads_stalled: w.reads_stalled,
                 pick_up_ms: u64::try_from(self.pick_up_in(w).as_millis()).unwrap_or(u64::MAX),
             })
             .collect();
@@ -164,6 +167,7 @@ impl<R: Record + Clone> Worker<R> {
                 id: me.clone(),
                 max_leases: self.ctx.config.max_leases_per_worker,
                 leaving: false,
+                reads_stalled: self.kinesis.stalled(self.ctx.now, &self.ctx.config),
                 pick_up_ms: 0,
             });
         }
@@ -700,6 +704,11 @@ mod tests {
 
     /// A heartbeat of `worker`, naming its failure domain.
     fn heartbeat_in(h: &mut Harness, worker: &str, domain: Option<&str>) {
+        beat(h, worker, domain, false);
+    }
+
+    /// A heartbeat of `worker` saying whether its reads stalled.
+    fn beat(h: &mut Harness, worker: &str, domain: Option<&str>, reads_stalled: bool) {
         h.apply(&LeaseOp::Heartbeat {
             failure_domain: domain.map(crate::item::Text::from),
             worker: WorkerId::from(worker),
@@ -709,6 +718,7 @@ mod tests {
             previous: None,
             max_leases: u64::MAX,
             leaving: false,
+            reads_stalled,
             acked: alloc::vec::Vec::new(),
         });
     }
@@ -1041,6 +1051,32 @@ mod tests {
             acquired(&mut h, &alloc::format!("shard-{w}"), w, w);
         }
         h
+    }
+
+    /// A worker whose heartbeat says its reads stalled hands its lease over to a worker that
+    /// reads, by the ordinary handoff, while it is a minority of the holders; when half of the
+    /// holders say so, nothing moves.
+    #[test]
+    fn the_lease_of_a_worker_whose_reads_stalled_is_handed_to_one_that_reads() {
+        let handoffs = |stalled: &[&str]| {
+            let mut h = w1_leading_w2_and_w3();
+            for t in (11_000..=30_000).step_by(1_000) {
+                h.run_until(t);
+                for w in ["w2", "w3"] {
+                    beat(&mut h, w, None, stalled.contains(&w));
+                }
+            }
+            h.writes(WriteKind::InitiateHandoff)
+                .iter()
+                .map(|w| (w.key.clone(), alloc::format!("{:?}", w.action)))
+                .collect::<alloc::vec::Vec<_>>()
+        };
+        let moved = handoffs(&["w2"]);
+        assert_eq!(moved.len(), 1, "{moved:?}");
+        assert_eq!(moved[0].0, "shard-w2");
+        assert!(moved[0].1.contains("w3"), "to the least loaded: {moved:?}");
+        assert!(handoffs(&[]).is_empty());
+        assert!(handoffs(&["w2", "w3"]).is_empty(), "two of three holders");
     }
 
     /// Worker liveness: once a consistent read confirms a row the scan showed still for a

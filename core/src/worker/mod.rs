@@ -6,6 +6,7 @@ mod heads_up;
 mod held;
 mod in_flight;
 mod inbox;
+mod kinesis_reach;
 mod leader;
 mod registration;
 mod shard_sync;
@@ -32,6 +33,7 @@ use crate::time::Instant;
 use election::Election;
 use held::{CheckpointAsk, HeldLease};
 use inbox::Inbox;
+use kinesis_reach::KinesisReach;
 use leader::Planning;
 use shard_sync::ShardSync;
 use shutdown::Shutdown;
@@ -106,6 +108,7 @@ pub struct Worker<R> {
     sync: ShardSync,
     shutdown: Shutdown,
     vanishing: Vanishing,
+    kinesis: KinesisReach,
 }
 
 impl<R: Record + Clone> Worker<R> {
@@ -125,6 +128,7 @@ impl<R: Record + Clone> Worker<R> {
             sync: ShardSync::default(),
             shutdown: Shutdown::default(),
             vanishing: Vanishing::default(),
+            kinesis: KinesisReach::default(),
         };
         w.start();
         Ok(w)
@@ -248,8 +252,15 @@ impl<R: Record + Clone> Worker<R> {
                 other => self.unexpected(req, other),
             },
             Input::ShardsListed { req, result } => match self.take_pending(req) {
-                Some(Pending::ListShards) => self.shards_listed(result),
-                Some(Pending::ListGone) => self.gone_listed(result),
+                Some(Pending::ListShards) => {
+                    self.kinesis_answered(&result);
+                    self.shards_listed(result)
+                }
+                Some(Pending::ListGone) => {
+                    self.kinesis_answered(&result);
+                    self.gone_listed(result)
+                }
+                Some(Pending::ProbeKinesis) => self.probe_answered(&result),
                 other => self.unexpected(req, other),
             },
             Input::LeaseRead { req, result } => match self.take_pending(req) {
@@ -280,6 +291,7 @@ impl<R: Record + Clone> Worker<R> {
             },
             Input::IteratorObtained { req, result } => match self.take_pending(req) {
                 Some(Pending::Iterator { shard, token }) => {
+                    self.kinesis_answered(&result);
                     if let Err(f) = &result {
                         self.read_failed(&shard, f);
                     }
@@ -289,6 +301,7 @@ impl<R: Record + Clone> Worker<R> {
             },
             Input::RecordsFetched { req, result } => match self.take_pending(req) {
                 Some(Pending::Fetch { shard, token }) => {
+                    self.kinesis_answered(&result);
                     if let Err(f) = &result {
                         self.read_failed(&shard, f);
                     }
@@ -483,8 +496,15 @@ impl<R: Record + Clone> Worker<R> {
         use crate::io::Failure;
         match p {
             Pending::Scan => self.scanned(Err(Failure::Transient)),
-            Pending::ListShards => self.shards_listed(Err(Failure::Transient)),
-            Pending::ListGone => self.gone_listed(Err(Failure::Transient)),
+            Pending::ListShards => {
+                self.kinesis_answered::<()>(&Err(Failure::Transient));
+                self.shards_listed(Err(Failure::Transient))
+            }
+            Pending::ListGone => {
+                self.kinesis_answered::<()>(&Err(Failure::Transient));
+                self.gone_listed(Err(Failure::Transient))
+            }
+            Pending::ProbeKinesis => self.probe_answered::<()>(&Err(Failure::Transient)),
             Pending::ReadParent { shard, token } => self.with_token(&shard, token, |h, ctx| {
                 h.parent_read(ctx, Err(Failure::Transient))
             }),
@@ -509,12 +529,18 @@ impl<R: Record + Clone> Worker<R> {
             Pending::Write { key, op, sent } => {
                 self.written(req, key, op, sent, Err(Failure::Transient))
             }
-            Pending::Iterator { shard, token } => self.with_token(&shard, token, |h, ctx| {
-                h.iterator_obtained(ctx, Err(Failure::Transient))
-            }),
-            Pending::Fetch { shard, token } => self.with_token(&shard, token, |h, ctx| {
-                h.records_fetched(ctx, Err(Failure::Transient))
-            }),
+            Pending::Iterator { shard, token } => {
+                self.kinesis_answered::<()>(&Err(Failure::Transient));
+                self.with_token(&shard, token, |h, ctx| {
+                    h.iterator_obtained(ctx, Err(Failure::Transient))
+                })
+            }
+            Pending::Fetch { shard, token } => {
+                self.kinesis_answered::<()>(&Err(Failure::Transient));
+                self.with_token(&shard, token, |h, ctx| {
+                    h.records_fetched(ctx, Err(Failure::Transient))
+                })
+            }
         }
     }
 

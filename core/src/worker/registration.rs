@@ -190,6 +190,7 @@ mod tests {
             previous: None,
             max_leases: 1,
             leaving: false,
+            reads_stalled: false,
             acked: alloc::vec::Vec::new(),
         });
     }

@@ -54,6 +54,11 @@ pub struct Stats {
     pub shards_gone: u64,
     /// Runs of refusals of a held, listed shard's starting position ([`crate::Event::IteratorRefused`]).
     pub iterators_refused: u64,
+    /// Times every Kinesis call of this worker had gone unanswered for the stall time
+    /// ([`crate::Event::ReadsStalled`]).
+    pub reads_stalls: u64,
+    /// Listings sent to learn whether Kinesis answers again while the reads are stalled.
+    pub kinesis_probes: u64,
     /// Times this worker became leader.
     pub leaderships: u64,
     /// 1 when this worker stopped because another live process has its id (`Coordinated`).

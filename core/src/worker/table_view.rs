@@ -375,6 +375,7 @@ mod tests {
             previous: None,
             max_leases: 3,
             leaving: false,
+            reads_stalled: false,
             acked: Vec::new(),
         };
         apply(None, &op.to_write()).expect("always").expect("a row")

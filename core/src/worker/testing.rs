@@ -37,6 +37,8 @@ pub(crate) struct Harness {
     pub(crate) iterator_failure: Option<crate::io::Failure>,
     /// GetRecords answers this failure.
     pub(crate) records_failure: Option<crate::io::Failure>,
+    /// Kinesis calls (listings, iterators, records) get no answer: they fail as timed out.
+    pub(crate) kinesis_cut_off: bool,
 }
 
 impl Harness {
@@ -55,6 +57,7 @@ impl Harness {
             shard_closed: false,
             iterator_failure: None,
             records_failure: None,
+            kinesis_cut_off: false,
         };
         h.pump();
         h
@@ -109,6 +112,30 @@ impl Harness {
         }
         if self.processor_hangs && matches!(command, Command::Processor { .. }) {
             return None;
+        }
+        if self.kinesis_cut_off {
+            use crate::io::Failure::Transient;
+            match command {
+                Command::ListShards { req } => {
+                    return Some(Input::ShardsListed {
+                        req,
+                        result: Err(Transient),
+                    })
+                }
+                Command::GetShardIterator { req, .. } => {
+                    return Some(Input::IteratorObtained {
+                        req,
+                        result: Err(Transient),
+                    })
+                }
+                Command::GetRecords { req, .. } => {
+                    return Some(Input::RecordsFetched {
+                        req,
+                        result: Err(Transient),
+                    })
+                }
+                _ => {}
+            }
         }
         Some(match command {
             Command::ScanLeaseTable { req, .. } => Input::LeaseTableScanned {

@@ -581,6 +581,11 @@ impl<R: Record + Clone> HeldLease<R> {
         }
     }
 
+    /// Kinesis answers this worker again: the reader's backoff ends now.
+    pub(crate) fn read_now(&mut self, ctx: &mut Ctx<R>) {
+        self.reader.retry_now(ctx, self.timers);
+    }
+
     /// The stream refused this shard's starting position although it still lists the shard:
     /// reported once per run of refusals (the reader asks again after its backoff).
     pub(crate) fn start_refused(&mut self, ctx: &mut Ctx<R>, reason: alloc::string::String) {

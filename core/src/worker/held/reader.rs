@@ -313,6 +313,15 @@ impl<R: Record> ShardReader<R> {
             .set_lease(slot, LeaseTimer::Fetch, self.next_fetch_at);
     }
 
+    /// Kinesis answers this worker again: a backoff after failed calls ends now (those calls
+    /// failed for want of an answer, which says nothing of this shard).
+    pub(crate) fn retry_now(&mut self, ctx: &mut Ctx<R>, slot: TimerSlot) {
+        if self.attempts > 0 && ctx.now < self.next_fetch_at {
+            self.next_fetch_at = ctx.now;
+            ctx.timers.set_lease(slot, LeaseTimer::Fetch, ctx.now);
+        }
+    }
+
     pub(crate) fn has_batch(&self) -> bool {
         !self.prefetched.is_empty()
     }
