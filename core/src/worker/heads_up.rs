@@ -31,14 +31,28 @@ use core::time::Duration;
 /// The leader's side.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HeadsUps {
-    /// Workers whose row a scan showed still past `receiver_expiry`, with the liveness it
-    /// showed, and whether a consistent read confirmed it (`false`: the read is in flight).
-    silent: BTreeMap<WorkerId, (u64, bool)>,
+    /// Workers whose row a scan showed still past `receiver_expiry`.
+    silent: BTreeMap<WorkerId, Silence>,
     /// The workers told, with the window their heads-ups named, on this worker's clock: one is
     /// told again only of a window its last does not cover.
     told: BTreeMap<WorkerId, (Instant, Instant)>,
     /// A silent row was confirmed since the receivers were last told.
     untold: bool,
+}
+
+/// A row a scan showed still: the liveness it showed, and how far its consistent read got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Silence {
+    liveness: u64,
+    confirmed: Confirmation,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Confirmation {
+    /// The consistent read is in flight.
+    Reading,
+    /// It showed the row still as the scan did.
+    Confirmed,
 }
 
 impl HeadsUps {
@@ -103,7 +117,7 @@ impl<R: Record + Clone> Worker<R> {
         let heads_ups = &mut self.planning.heads_ups;
         heads_ups
             .silent
-            .retain(|w, (liveness, _)| still.get(w) == Some(liveness));
+            .retain(|w, s| still.get(w) == Some(&s.liveness));
         let forget_after = self.ctx.config.scan_interval;
         heads_ups
             .told
@@ -112,10 +126,13 @@ impl<R: Record + Clone> Worker<R> {
             if self.planning.heads_ups.silent.contains_key(&worker) {
                 continue;
             }
-            self.planning
-                .heads_ups
-                .silent
-                .insert(worker.clone(), (liveness, false));
+            self.planning.heads_ups.silent.insert(
+                worker.clone(),
+                Silence {
+                    liveness,
+                    confirmed: Confirmation::Reading,
+                },
+            );
             let key = WorkerRow::key(&worker);
             self.ctx
                 .read(&key, Pending::ConfirmSilent { worker, liveness });
@@ -138,18 +155,24 @@ impl<R: Record + Clone> Worker<R> {
             _ => false,
         };
         let heads_ups = &mut self.planning.heads_ups;
-        if heads_ups.silent.get(&worker).map(|s| s.0) != Some(liveness) {
-            return; // A later scan saw it move, or judged it again.
+        let Some(silence) = heads_ups.silent.get_mut(&worker) else {
+            return; // A later scan saw it move.
+        };
+        if silence.liveness != liveness {
+            return; // A later scan judged it again.
         }
         if still {
-            heads_ups.silent.insert(worker, (liveness, true));
+            silence.confirmed = Confirmation::Confirmed;
             heads_ups.untold = true;
         } else {
             heads_ups.silent.remove(&worker);
         }
         // The rows a scan showed silent together (a machine) are told of together, once the
         // last of their reads is answered.
-        let answered = heads_ups.silent.values().all(|s| s.1);
+        let answered = heads_ups
+            .silent
+            .values()
+            .all(|s| s.confirmed == Confirmation::Confirmed);
         if answered
             && heads_ups.untold
             && (self.election.is_leader(&self.ctx.config, self.ctx.now)
@@ -207,7 +230,7 @@ impl<R: Record + Clone> Worker<R> {
             .heads_ups
             .silent
             .iter()
-            .filter(|(_, s)| s.1)
+            .filter(|(_, s)| s.confirmed == Confirmation::Confirmed)
             .map(|(w, _)| (self.seen(&WorkerRow::key(w)).since, w))
             .collect();
         silent.sort();
