@@ -283,7 +283,10 @@ impl Telemetry {
                 tracing::info!("Kinesis answers this worker again");
                 metrics::gauge!("kcl_reads_stalled", l.with(&[])).set(0.0);
             }
-            Event::Stopped => tracing::info!("worker stopped"),
+            Event::Stopped => {
+                tracing::info!("worker stopped");
+                metrics::gauge!("kcl_reads_stalled", l.with(&[])).set(0.0);
+            }
             other => tracing::debug!(?other, "event"),
         }
         let owned = lock(&self.status).shards.len();

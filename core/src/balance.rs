@@ -59,9 +59,10 @@ pub struct PlanWorker {
 }
 
 /// Marks the workers whose reads stalled as leaving (they receive nothing and give their leases
-/// away by handoff), unless they are at least half of the workers holding leases: when Kinesis
-/// fails for most of the fleet, moving leases would move the stall, not end it, and a fleet-wide
-/// outage must not churn every lease. Returns how many were set aside.
+/// away by handoff), unless they are at least half of the workers holding leases (of all the
+/// workers, when none holds one): when Kinesis fails for most of the fleet, moving leases would
+/// move the stall, not end it, and a fleet-wide outage must not churn every lease. Returns how
+/// many were set aside.
 pub fn set_aside_stalled(workers: &mut [PlanWorker], leases: &[PlanLease]) -> usize {
     if !workers.iter().any(|w| w.reads_stalled) {
         return 0;
@@ -71,6 +72,10 @@ pub fn set_aside_stalled(workers: &mut [PlanWorker], leases: &[PlanLease]) -> us
     for w in workers.iter().filter(|w| holders.contains(&w.id)) {
         holding += 1;
         stalled += usize::from(w.reads_stalled);
+    }
+    if holding == 0 {
+        holding = workers.len();
+        stalled = workers.iter().filter(|w| w.reads_stalled).count();
     }
     if stalled * 2 >= holding {
         return 0;
@@ -606,6 +611,19 @@ mod tests {
         workers[1].reads_stalled = false;
         assert_eq!(set_aside_stalled(&mut workers, &leases), 2);
         assert!(workers[0].leaving && workers[5].leaving && !workers[1].leaving);
+        // No lease held (every one expired): the stalled ones are counted among all workers.
+        let mut workers: Vec<PlanWorker> = (0..3).map(worker).collect();
+        workers[2].reads_stalled = true;
+        let orphans: Vec<PlanLease> = (0..6).map(|i| lease(i, None)).collect();
+        assert_eq!(set_aside_stalled(&mut workers, &orphans), 1);
+        let p = plan(&orphans, &workers, usize::MAX, false);
+        assert!(p
+            .moves
+            .iter()
+            .all(|m| matches!(m, Move::Assign { to, .. } if *to != 2)));
+        workers[1].reads_stalled = true;
+        workers[2].leaving = false;
+        assert_eq!(set_aside_stalled(&mut workers, &orphans), 0, "two of three");
     }
 
     #[test]

@@ -258,8 +258,9 @@ impl Config {
         }
     }
 
-    /// Coordinated: a worker every one of whose Kinesis calls has gone unanswered (timeouts,
-    /// connection failures, 5xx) for this long says in its heartbeat that its reads are stalled,
+    /// Coordinated: a worker whose Kinesis calls have gone unanswered (timeouts, connection
+    /// failures, 5xx) over this long (unanswered calls reported this far apart, none answered
+    /// between) says in its heartbeat that its reads are stalled,
     /// and the leader moves its leases to workers that can read while the stalled ones are a
     /// minority of the holders: half the failover time (5 s by default), so that a host cut off
     /// from Kinesis loses its shards about as soon as a crashed one would.

@@ -152,12 +152,13 @@
 //!    The leader's plans prefer them among workers of equal load. A heads-up writes only a note:
 //!    it changes no lease and no condition, so exclusivity never rests on it.
 //!
-//! **Stalled reads** (`Coordinated`, either liveness). A worker every one of whose Kinesis calls
-//! has gone unanswered (timeouts, connection failures, 5xx; any refusal is an answer) for
-//! [`Config::read_stall_time`](crate::Config::read_stall_time) sets `readsStalled` with a
-//! heartbeat sent at that moment, and lists the stream every `backoff_max` until Kinesis
-//! answers; the first answer clears it with the next heartbeat. While the workers whose row says
-//! so are fewer than half of the workers holding leases, the leader plans them as leaving: they
+//! **Stalled reads** (`Coordinated`, either liveness). A worker whose Kinesis calls have gone
+//! unanswered (timeouts, connection failures, 5xx; any refusal is an answer, an iterator obtained
+//! is none) over [`Config::read_stall_time`](crate::Config::read_stall_time), that is, unanswered
+//! calls reported that far apart and no answer between, sets `readsStalled` with a heartbeat
+//! sent at that moment, and lists the stream at its first heartbeat at least `backoff_max` after
+//! the last listing until Kinesis answers; the first answer clears the flag with the next
+//! heartbeat. While the workers whose row says so are fewer than half of the workers holding leases, the leader plans them as leaving: they
 //! receive nothing and hand their leases over by **Graceful handoff**; when half or more say so,
 //! Kinesis is failing for the fleet, not for a host, and nothing moves. Like `leaving`, the flag
 //! only steers the plan: exclusivity never rests on it.

@@ -144,16 +144,10 @@ impl<R: Record + Clone> Worker<R> {
             }
         }
         self.probe_kinesis();
-        let mut at = self
+        let at = self
             .inbox
             .hurry
             .next_heartbeat(self.ctx.now, &self.ctx.config);
-        // The heartbeat that says the reads stalled goes out when they do.
-        if let Some(stall) = self.kinesis.stalls_at(&self.ctx.config) {
-            if stall > self.ctx.now {
-                at = at.min(stall);
-            }
-        }
         self.ctx.timers.set(TimerKey::Heartbeat, at);
     }
 
@@ -164,6 +158,7 @@ impl<R: Record + Clone> Worker<R> {
         result: Result<Option<Item>, Failure>,
     ) {
         self.inbox.heartbeat = Outstanding::Idle;
+        self.stall_unreported();
         let worker_liveness = self.ctx.config.worker_liveness();
         if worker_liveness {
             self.ctx.heartbeats.in_flight = None;

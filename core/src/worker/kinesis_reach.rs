@@ -3,18 +3,22 @@
 //! A worker cut off from Kinesis but not from DynamoDB (a broken route, endpoint or DNS on one
 //! host) keeps its leases alive with its heartbeats while reading nothing: without this, its
 //! shards stall for as long as the fault lasts. Every Kinesis call's outcome is observed: an
-//! answer of any kind (records, an iterator, a listing, or a refusal such as throttling, an
-//! expired iterator or a shard not found) shows that Kinesis is reachable; a call that got no
-//! answer ([`Failure::Transient`]: a timeout, a connection failure, a 5xx) does not. Once every
-//! call has gone unanswered for [`Config::read_stall_time`], the worker's reads are *stalled*: its
-//! heartbeat says so (`readsStalled`), and a leader moves its leases to workers that can read,
-//! by the ordinary handoff, as long as the stalled ones are a minority of the workers holding
-//! leases (when Kinesis fails for most of the fleet, moving leases would only move the stall).
+//! answer of any kind (records, a listing, or a refusal such as throttling, an expired iterator
+//! or a shard not found) shows that Kinesis is reachable; a call that got no answer
+//! ([`Failure::Transient`]: a timeout, a connection failure, a 5xx) does not. A shard iterator
+//! obtained says nothing (under enhanced fan-out it is made up locally). The reads are *stalled*
+//! once unanswered calls have been reported over [`Config::read_stall_time`] with no answer
+//! between: evidence over that whole span, so that a worker that stopped calling (its processor
+//! slow, its leases gone) after one failed call is not taken for cut off. At that moment a
+//! heartbeat says so (`readsStalled`), and a leader moves the worker's leases to workers that
+//! can read, by the ordinary handoff, as long as the stalled ones are a minority of the workers
+//! holding leases (when Kinesis fails for most of the fleet, moving leases would only move the
+//! stall).
 //!
-//! A stalled worker probes Kinesis with a listing every [`Config::backoff_max`] (its readers, in
-//! backoff, may make no call for as long, and once its leases are gone it makes none at all);
-//! the first answer ends the stall, and readers waiting out a backoff after unanswered calls
-//! retry at once.
+//! A stalled worker probes Kinesis with a listing at its first heartbeat at least
+//! [`Config::backoff_max`] after the last (once its leases are gone it makes no other call); the
+//! first answer ends the stall (the next heartbeat says so), and readers waiting out a backoff
+//! after unanswered calls retry at once.
 //!
 //! The flag is advice for the leader's plan, nothing more: exclusivity never rests on it.
 
@@ -24,14 +28,15 @@ use crate::time::Instant;
 
 use super::ctx::{Outstanding, Pending};
 use super::timers::TimerKey;
+use super::Phase;
 use super::Worker;
 
 /// What the worker knows of its reach to Kinesis.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct KinesisReach {
-    /// When the first of the calls gone unanswered since the last answer was reported
-    /// (`None`: the last call was answered, or none failed).
-    unanswered_since: Option<Instant>,
+    /// When the first and the latest of the calls gone unanswered since the last answer were
+    /// reported (`None`: the last call was answered, or none failed).
+    unanswered: Option<(Instant, Instant)>,
     /// The probe in flight.
     probe: Outstanding,
     /// When the last probe was sent.
@@ -45,9 +50,8 @@ pub(crate) struct KinesisReach {
 pub(crate) enum Reach {
     /// Nothing the worker must act on.
     Unchanged,
-    /// The first call gone unanswered since the last answer: the reads stall at
-    /// [`KinesisReach::stalls_at`] unless one is answered first.
-    Unanswered,
+    /// The reads stall now: unanswered calls span the stall time, and no heartbeat said so yet.
+    Stalled,
     /// An answer came after calls had gone unanswered: the readers waiting out a backoff may
     /// retry at once.
     Restored,
@@ -55,42 +59,41 @@ pub(crate) enum Reach {
 
 impl KinesisReach {
     /// A Kinesis call reported `result` at `now`.
-    pub(crate) fn observe<T>(&mut self, now: Instant, result: &Result<T, Failure>) -> Reach {
+    pub(crate) fn observe<T>(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        result: &Result<T, Failure>,
+    ) -> Reach {
         match result {
-            Err(Failure::Transient) => match self.unanswered_since {
-                Some(_) => Reach::Unchanged,
-                None => {
-                    self.unanswered_since = Some(now);
-                    Reach::Unanswered
+            Err(Failure::Transient) => {
+                let first = self.unanswered.map_or(now, |(first, _)| first);
+                self.unanswered = Some((first, now));
+                if self.stalled(config) && !self.reported {
+                    Reach::Stalled
+                } else {
+                    Reach::Unchanged
                 }
-            },
+            }
             // A refusal on this side (`Other`) says nothing of the service.
             Err(Failure::Other(_)) => Reach::Unchanged,
-            _ => match self.unanswered_since.take() {
+            _ => match self.unanswered.take() {
                 Some(_) => Reach::Restored,
                 None => Reach::Unchanged,
             },
         }
     }
 
-    /// When the reads will stall unless a call is answered first (`None`: no call is
-    /// unanswered, or the stall came and was reported).
-    pub(crate) fn stalls_at(&self, config: &Config) -> Option<Instant> {
-        self.unanswered_since
-            .filter(|_| !self.reported)
-            .map(|since| since + config.read_stall_time())
-    }
-
-    /// Whether every Kinesis call has gone unanswered for the stall time.
-    pub(crate) fn stalled(&self, now: Instant, config: &Config) -> bool {
-        self.unanswered_since
-            .is_some_and(|since| now.saturating_since(since) >= config.read_stall_time())
+    /// Whether unanswered calls span the stall time with no answer between.
+    pub(crate) fn stalled(&self, config: &Config) -> bool {
+        self.unanswered
+            .is_some_and(|(first, last)| last.saturating_since(first) >= config.read_stall_time())
     }
 
     /// Whether a probe is due at `now`: the reads are stalled, no probe is in flight, and the
     /// last was sent at least `backoff_max` ago.
     pub(crate) fn probe_due(&self, now: Instant, config: &Config) -> bool {
-        self.stalled(now, config)
+        self.stalled(config)
             && self.probe == Outstanding::Idle
             && self
                 .probed_at
@@ -107,24 +110,29 @@ impl KinesisReach {
     pub(crate) fn probe_done(&mut self) {
         self.probe = Outstanding::Idle;
     }
+
+    /// Whether the stall came and no heartbeat said so yet.
+    pub(crate) fn unreported(&self, config: &Config) -> bool {
+        self.stalled(config) && !self.reported
+    }
 }
 
 impl<R: Record + Clone> Worker<R> {
-    /// A Kinesis call of this worker reported `result`; once Kinesis answers again after calls
-    /// went unanswered, every reader waiting out a backoff retries now. `Coordinated` only:
-    /// `Kcl2Compatible` keeps the Java KCL's behaviour, heartbeat-less.
+    /// A Kinesis call of this worker reported `result`. When the reads stall, a heartbeat says
+    /// so at once; once Kinesis answers again after calls went unanswered, every reader waiting
+    /// out a backoff after an unanswered call retries now (the next heartbeat clears the flag:
+    /// the leases a leader moved off come back by the balance, no sooner is needed).
+    /// `Coordinated` only: `Kcl2Compatible` keeps the Java KCL's behaviour, heartbeat-less.
     pub(super) fn kinesis_answered<T>(&mut self, result: &Result<T, Failure>) {
         if self.policy() != BalancingPolicy::Coordinated {
             return;
         }
-        match self.kinesis.observe(self.ctx.now, result) {
+        match self.kinesis.observe(self.ctx.now, &self.ctx.config, result) {
             Reach::Unchanged => {}
-            // The heartbeat that says so goes out then, not up to an interval later.
-            Reach::Unanswered => {
-                if let Some(at) = self.kinesis.stalls_at(&self.ctx.config) {
-                    self.ctx.timers.set_earlier(TimerKey::Heartbeat, at);
-                }
-            }
+            Reach::Stalled => self
+                .ctx
+                .timers
+                .set_earlier(TimerKey::Heartbeat, self.ctx.now),
             Reach::Restored => {
                 if core::mem::take(&mut self.kinesis.reported) {
                     self.ctx.event(Event::ReadsResumed);
@@ -137,10 +145,10 @@ impl<R: Record + Clone> Worker<R> {
         }
     }
 
-    /// Whether this worker's reads are stalled, as its next heartbeat says (reported once per
-    /// stall as [`Event::ReadsStalled`]).
+    /// Whether this worker's reads are stalled, as the heartbeat being sent says (reported once
+    /// per stall as [`Event::ReadsStalled`]).
     pub(super) fn reads_stalled(&mut self) -> bool {
-        let stalled = self.kinesis.stalled(self.ctx.now, &self.ctx.config);
+        let stalled = self.kinesis.stalled(&self.ctx.config);
         if stalled && !self.kinesis.reported {
             self.kinesis.reported = true;
             self.ctx.stats.reads_stalls += 1;
@@ -149,10 +157,22 @@ impl<R: Record + Clone> Worker<R> {
         stalled
     }
 
+    /// A heartbeat was answered: one that could not go out when the reads stalled (another was
+    /// in flight) goes out now.
+    pub(super) fn stall_unreported(&mut self) {
+        if self.kinesis.unreported(&self.ctx.config) {
+            self.ctx
+                .timers
+                .set_earlier(TimerKey::Heartbeat, self.ctx.now);
+        }
+    }
+
     /// Lists the stream if the reads are stalled and a probe is due (called with each
-    /// heartbeat).
+    /// heartbeat; none while shutting down).
     pub(super) fn probe_kinesis(&mut self) {
-        if self.kinesis.probe_due(self.ctx.now, &self.ctx.config) {
+        if self.ctx.phase == Phase::Running
+            && self.kinesis.probe_due(self.ctx.now, &self.ctx.config)
+        {
             let req = self
                 .ctx
                 .request(Pending::ProbeKinesis, |req| Command::ListShards { req });
@@ -177,36 +197,85 @@ mod tests {
         Instant::from_millis(ms)
     }
 
+    const NONE: Result<(), Failure> = Err(Failure::Transient);
+
     #[test]
-    fn unanswered_calls_stall_the_reads_after_the_stall_time_and_any_answer_ends_it() {
+    fn unanswered_calls_over_the_stall_time_stall_the_reads_and_any_answer_ends_it() {
         let config = Config::default();
         let stall = config.read_stall_time();
         let mut reach = KinesisReach::default();
-        let none: Result<(), Failure> = Err(Failure::Transient);
-        assert_eq!(reach.observe(at(1_000), &none), Reach::Unanswered);
-        assert_eq!(reach.stalls_at(&config), Some(at(1_000) + stall));
+        assert_eq!(reach.observe(at(1_000), &config, &NONE), Reach::Unchanged);
         let later = at(1_000) + stall - Duration::from_millis(1);
-        assert_eq!(reach.observe(later, &none), Reach::Unchanged);
-        assert!(!reach.stalled(later, &config), "not yet the stall time");
-        assert!(reach.stalled(at(1_000) + stall, &config));
+        assert_eq!(reach.observe(later, &config, &NONE), Reach::Unchanged);
+        assert!(!reach.stalled(&config), "not yet over the stall time");
+        let over = at(1_000) + stall;
+        assert_eq!(reach.observe(over, &config, &NONE), Reach::Stalled);
+        assert!(reach.stalled(&config) && reach.unreported(&config));
+        reach.reported = true;
+        assert_eq!(
+            reach.observe(over + stall, &config, &NONE),
+            Reach::Unchanged,
+            "said once"
+        );
         // A refusal is an answer: Kinesis is there, it throttles.
         let throttled: Result<(), Failure> = Err(Failure::Throttled);
+        assert_eq!(reach.observe(over, &config, &throttled), Reach::Restored);
+        assert!(!reach.stalled(&config));
         assert_eq!(
-            reach.observe(at(1_000) + stall, &throttled),
-            Reach::Restored
-        );
-        assert!(!reach.stalled(at(1_000) + stall * 2, &config));
-        assert_eq!(
-            reach.observe(at(1_000) + stall * 2, &Ok::<(), Failure>(())),
+            reach.observe(over, &config, &Ok::<(), Failure>(())),
             Reach::Unchanged,
             "nothing was unanswered"
         );
     }
 
+    /// A worker that stopped calling after one unanswered call (its processor slow, its leases
+    /// gone) has no evidence that Kinesis is gone: however long it waits, its reads are not
+    /// stalled.
+    #[test]
+    fn one_unanswered_call_and_then_none_is_no_stall() {
+        let config = Config::default();
+        let mut reach = KinesisReach::default();
+        reach.observe(at(0), &config, &NONE);
+        assert!(!reach.stalled(&config));
+        assert!(!reach.probe_due(at(3_600_000), &config));
+    }
+
+    #[test]
+    fn a_failure_on_this_side_says_nothing_of_kinesis() {
+        let config = Config::default();
+        let mut reach = KinesisReach::default();
+        reach.observe(at(0), &config, &NONE);
+        let here: Result<(), Failure> = Err(Failure::Other("unparsable answer".into()));
+        assert_eq!(reach.observe(at(1), &config, &here), Reach::Unchanged);
+        reach.observe(at(0) + config.read_stall_time(), &config, &NONE);
+        assert!(reach.stalled(&config));
+    }
+
+    #[test]
+    fn a_stalled_worker_probes_once_per_backoff_max() {
+        let config = Config::default();
+        let mut reach = KinesisReach::default();
+        reach.observe(at(0), &config, &NONE);
+        let stalled = at(0) + config.read_stall_time();
+        assert!(!reach.probe_due(stalled, &config), "not stalled yet");
+        reach.observe(stalled, &config, &NONE);
+        assert!(reach.probe_due(stalled, &config));
+        reach.probe_sent(stalled, RequestId(7));
+        assert!(
+            !reach.probe_due(stalled + config.backoff_max, &config),
+            "one in flight"
+        );
+        reach.probe_done();
+        reach.observe(stalled + Duration::from_secs(1), &config, &NONE);
+        assert!(!reach.probe_due(stalled + Duration::from_secs(1), &config));
+        assert!(reach.probe_due(stalled + config.backoff_max, &config));
+    }
+
     /// A lone worker holding a lease is cut off from Kinesis alone: the heartbeat that goes out
-    /// when its reads stall says so (it keeps the lease: it is the only holder), a probe lists
-    /// the stream every `backoff_max`, and the first answer ends the stall, the reader retrying
-    /// at once rather than at the end of its backoff.
+    /// with the first unanswered call past the stall time says so (it keeps the lease: it is the
+    /// only holder), a probe lists the stream every `backoff_max` or so, and the first answer,
+    /// the probe's, ends the stall: the reader retries at once rather than at the end of its
+    /// backoff, and the next heartbeat says so.
     #[test]
     fn a_worker_cut_off_from_kinesis_says_so_and_reads_again_as_soon_as_it_answers() {
         use crate::io::Command;
@@ -234,47 +303,52 @@ mod tests {
         };
         h.kinesis_cut_off = true;
         let cut_at = h.log.len();
-        let (mut first_failure, mut said_at) = (None, None);
+        let (mut reads, mut said_at) = (alloc::vec::Vec::new(), None);
+        let mut seen = 0;
         for t in (30_000..=70_000).step_by(10) {
             h.run_until(t);
-            if first_failure.is_none() && h.log[cut_at..].iter().any(is_read) {
-                first_failure = Some(t);
+            let n = h.log[cut_at..].iter().filter(|c| is_read(c)).count();
+            if n > seen {
+                reads.push(t);
+                seen = n;
             }
             if said_at.is_none() && stalled(&h) {
                 said_at = Some(t);
             }
         }
-        let (Some(first), Some(said)) = (first_failure, said_at) else {
-            panic!("{first_failure:?} {said_at:?}");
+        let (Some(&first), Some(said)) = (reads.first(), said_at) else {
+            panic!("{reads:?} {said_at:?}");
         };
-        assert!(
-            said >= first + stall && said <= first + stall + 10,
-            "when the reads stall ({first} + {stall}), not a heartbeat later: {said}"
+        let due = reads.iter().copied().find(|&t| t >= first + stall);
+        assert_eq!(
+            Some(said),
+            due,
+            "with the first unanswered call past the stall time: {reads:?}"
         );
         assert!(h.holds("shard-1"), "the only holder keeps its lease");
         let probes = h.w.stats().kinesis_probes;
         assert!(
-            (3..=4).contains(&probes),
-            "every 10 s from {said}: {probes}"
+            (2..=4).contains(&probes),
+            "every 10 s or so from {said}: {probes}"
         );
-        let stalled_events =
-            |h: &Harness, e: Event| h.events().iter().filter(|x| ***x == e).count();
-        assert_eq!(stalled_events(&h, Event::ReadsStalled), 1);
+        let count = |h: &Harness, e: Event| h.events().iter().filter(|x| ***x == e).count();
+        assert_eq!(count(&h, Event::ReadsStalled), 1);
         assert_eq!(h.w.stats().reads_stalls, 1);
 
         h.kinesis_cut_off = false;
         let back_at = h.log.len();
-        let (mut answered, mut read_again) = (None, None);
+        let kinesis = |c: &Command<_>| is_read(c) || matches!(c, Command::ListShards { .. });
+        let (mut answered, mut read_again, mut cleared) = (None, None, None);
         for t in (70_000..=85_000).step_by(10) {
             h.run_until(t);
             let since = &h.log[back_at..];
-            if answered.is_none() && !since.is_empty() {
-                let listed = since
-                    .iter()
-                    .any(|c| matches!(c, Command::ListShards { .. }));
-                if listed || since.iter().any(is_read) {
-                    answered = Some(t);
-                }
+            if answered.is_none() && since.iter().any(&kinesis) {
+                answered = Some(t);
+                let first = since.iter().find(|c| kinesis(c));
+                assert!(
+                    matches!(first, Some(Command::ListShards { .. })),
+                    "the probe is the first call Kinesis answers: {first:?}"
+                );
             }
             if read_again.is_none()
                 && since
@@ -283,41 +357,22 @@ mod tests {
             {
                 read_again = Some(t);
             }
+            if cleared.is_none() && !stalled(&h) {
+                cleared = Some(t);
+            }
         }
-        let (Some(answered), Some(read_again)) = (answered, read_again) else {
-            panic!("{answered:?} {read_again:?}");
+        let (Some(answered), Some(read_again), Some(cleared)) = (answered, read_again, cleared)
+        else {
+            panic!("{answered:?} {read_again:?} {cleared:?}");
         };
-        assert!(read_again <= answered + 10, "{answered} {read_again}");
-        assert!(!stalled(&h), "the next heartbeat says so no more");
-        assert_eq!(stalled_events(&h, Event::ReadsResumed), 1);
-    }
-
-    #[test]
-    fn a_failure_on_this_side_says_nothing_of_kinesis() {
-        let config = Config::default();
-        let mut reach = KinesisReach::default();
-        reach.observe::<()>(at(0), &Err(Failure::Transient));
-        let here: Result<(), Failure> = Err(Failure::Other("unparsable answer".into()));
-        assert_eq!(reach.observe(at(1), &here), Reach::Unchanged);
-        assert!(reach.stalled(at(0) + config.read_stall_time(), &config));
-    }
-
-    #[test]
-    fn a_stalled_worker_probes_once_per_backoff_max() {
-        let config = Config::default();
-        let mut reach = KinesisReach::default();
-        reach.observe::<()>(at(0), &Err(Failure::Transient));
-        let stalled = at(0) + config.read_stall_time();
-        assert!(!reach.probe_due(at(1), &config), "not stalled yet");
-        assert!(reach.probe_due(stalled, &config));
-        reach.probe_sent(stalled, RequestId(7));
-        assert!(
-            !reach.probe_due(stalled + config.backoff_max, &config),
-            "one in flight"
+        assert_eq!(
+            read_again, answered,
+            "the reader's backoff ended with the answer"
         );
-        reach.probe_done();
-        reach.observe::<()>(stalled + Duration::from_secs(1), &Err(Failure::Transient));
-        assert!(!reach.probe_due(stalled + Duration::from_secs(1), &config));
-        assert!(reach.probe_due(stalled + config.backoff_max, &config));
+        assert!(
+            cleared >= answered && cleared <= answered + 3_400,
+            "the next heartbeat says so: {answered} {cleared}"
+        );
+        assert_eq!(count(&h, Event::ReadsResumed), 1);
     }
 }

@@ -167,7 +167,7 @@ impl<R: Record + Clone> Worker<R> {
                 id: me.clone(),
                 max_leases: self.ctx.config.max_leases_per_worker,
                 leaving: false,
-                reads_stalled: self.kinesis.stalled(self.ctx.now, &self.ctx.config),
+                reads_stalled: self.kinesis.stalled(&self.ctx.config),
                 pick_up_ms: 0,
             });
         }

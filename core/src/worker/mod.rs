@@ -291,8 +291,9 @@ impl<R: Record + Clone> Worker<R> {
             },
             Input::IteratorObtained { req, result } => match self.take_pending(req) {
                 Some(Pending::Iterator { shard, token }) => {
-                    self.kinesis_answered(&result);
                     if let Err(f) = &result {
+                        // An iterator obtained says nothing of Kinesis (fan-out makes it up).
+                        self.kinesis_answered::<()>(&Err(f.clone()));
                         self.read_failed(&shard, f);
                     }
                     self.with_token(&shard, token, |h, ctx| h.iterator_obtained(ctx, result))

@@ -47,6 +47,8 @@ pub(crate) struct ShardReader<R> {
     end: Option<Vec<ChildShard>>,
     /// The starting position was refused and the refusal reported; cleared by records read.
     refusal_reported: bool,
+    /// The backoff under way follows a call that got no answer ([`Failure::Transient`]).
+    unanswered: bool,
 }
 
 impl<R: Record> ShardReader<R> {
@@ -61,6 +63,7 @@ impl<R: Record> ShardReader<R> {
             prefetched: VecDeque::new(),
             end: None,
             refusal_reported: false,
+            unanswered: false,
         }
     }
 
@@ -143,6 +146,7 @@ impl<R: Record> ShardReader<R> {
         self.cursor = Cursor::None;
         self.end = Some(Vec::new());
         self.attempts = 0;
+        self.unanswered = false;
         self.next_fetch_at = now;
         true
     }
@@ -159,6 +163,7 @@ impl<R: Record> ShardReader<R> {
             Ok(iterator) => {
                 self.cursor = Cursor::Held(iterator);
                 self.attempts = 0;
+                self.unanswered = false;
                 true
             }
             Err(f) => {
@@ -239,6 +244,7 @@ impl<R: Record> ShardReader<R> {
         match result {
             Ok(batch) => {
                 self.attempts = 0;
+                self.unanswered = false;
                 self.refusal_reported = false;
                 let mut records = batch.records;
                 // A full batch means more is waiting, whatever `MillisBehindLatest` says (it is
@@ -303,9 +309,11 @@ impl<R: Record> ShardReader<R> {
             ctx.stats.throttled += 1;
         }
         self.pause(ctx, slot);
+        self.unanswered = *f == Failure::Transient;
     }
 
     fn pause(&mut self, ctx: &mut Ctx<R>, slot: TimerSlot) {
+        self.unanswered = false;
         self.attempts += 1;
         let delay = ctx.backoff(self.attempts);
         self.next_fetch_at = ctx.now + delay;
@@ -313,10 +321,12 @@ impl<R: Record> ShardReader<R> {
             .set_lease(slot, LeaseTimer::Fetch, self.next_fetch_at);
     }
 
-    /// Kinesis answers this worker again: a backoff after failed calls ends now (those calls
-    /// failed for want of an answer, which says nothing of this shard).
+    /// Kinesis answers this worker again: a backoff after a call that got no answer ends now
+    /// (that failure said nothing of this shard). A backoff after a refusal (throttled, an
+    /// iterator refused, a shard not found) or after a failed child creation runs its course.
     pub(crate) fn retry_now(&mut self, ctx: &mut Ctx<R>, slot: TimerSlot) {
-        if self.attempts > 0 && ctx.now < self.next_fetch_at {
+        if self.unanswered && ctx.now < self.next_fetch_at {
+            self.unanswered = false;
             self.next_fetch_at = ctx.now;
             ctx.timers.set_lease(slot, LeaseTimer::Fetch, ctx.now);
         }
@@ -355,6 +365,7 @@ impl<R: Record> ShardReader<R> {
         slot: TimerSlot,
         children: Vec<ChildShard>,
     ) {
+        self.unanswered = false;
         self.attempts += 1;
         let delay = ctx.backoff(self.attempts);
         self.next_fetch_at = ctx.now + delay;
