@@ -59,7 +59,7 @@ async fn kcl_admin_lists_releases_and_refuses_bad_input() {
     held.owner = Some(WorkerId::from("w2"));
     held.owner_incarnation = Some("w2-process".into());
     held.counter = 2;
-    let heartbeat = |worker: &str| LeaseOp::Heartbeat {
+    let heartbeat = |worker: &str, reads_stalled: bool| LeaseOp::Heartbeat {
         failure_domain: None,
         worker: WorkerId::from(worker),
         incarnation: format!("{worker}-process").as_str().into(),
@@ -68,15 +68,15 @@ async fn kcl_admin_lists_releases_and_refuses_bad_input() {
         previous: None,
         max_leases: 100,
         leaving: false,
-        reads_stalled: false,
+        reads_stalled,
         acked: Vec::new(),
     };
     let ops = [
         LeaseOp::Create {
             lease: Box::new(held),
         },
-        heartbeat("w2"),
-        heartbeat("w3"),
+        heartbeat("w2", true),
+        heartbeat("w3", false),
         LeaseOp::FenceWorker {
             worker: WorkerId::from("w3"),
             counter: 1,
@@ -98,7 +98,7 @@ async fn kcl_admin_lists_releases_and_refuses_bad_input() {
         "{out}"
     );
     assert!(
-        out.contains("w2  counter=1  max-leases=100  process=w2-process"),
+        out.contains("w2  counter=1  max-leases=100  process=w2-process  reads-stalled"),
         "{out}"
     );
     assert!(

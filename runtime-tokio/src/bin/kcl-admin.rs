@@ -171,7 +171,7 @@ fn print(snapshot: &TableSnapshot) {
                 .as_deref()
                 .map_or_else(|| "none (fenced or given up)".to_string(), str::to_string);
             println!(
-                "  {}  counter={}  max-leases={}  process={}{}{}",
+                "  {}  counter={}  max-leases={}  process={}{}{}{}",
                 row.worker,
                 row.counter,
                 row.max_leases,
@@ -181,7 +181,14 @@ fn print(snapshot: &TableSnapshot) {
                 } else {
                     format!("  notes={}", row.assigned.len())
                 },
-                if row.leaving { "  leaving" } else { "" }
+                if row.leaving { "  leaving" } else { "" },
+                // Its Kinesis calls go unanswered: the leader hands its leases to workers that
+                // read.
+                if row.reads_stalled {
+                    "  reads-stalled"
+                } else {
+                    ""
+                }
             );
         }
     }
