@@ -82,6 +82,17 @@ pub(crate) enum Pending {
     },
 }
 
+impl Pending {
+    /// A Kinesis call whose outcome tells whether Kinesis answers this worker (the probe reports
+    /// its own).
+    pub(crate) fn asks_kinesis(&self) -> bool {
+        matches!(
+            self,
+            Self::ListShards | Self::ListGone | Self::Iterator { .. } | Self::Fetch { .. }
+        )
+    }
+}
+
 /// What a write was for.
 #[derive(Clone, Debug)]
 pub(crate) enum WriteOp {

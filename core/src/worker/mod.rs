@@ -495,16 +495,13 @@ impl<R: Record + Clone> Worker<R> {
     /// A request failed without an answer (timeout or malformed answer): unknown outcome.
     fn request_failed(&mut self, req: RequestId, p: Pending) {
         use crate::io::Failure;
+        if p.asks_kinesis() {
+            self.kinesis_answered::<()>(&Err(Failure::Transient));
+        }
         match p {
             Pending::Scan => self.scanned(Err(Failure::Transient)),
-            Pending::ListShards => {
-                self.kinesis_answered::<()>(&Err(Failure::Transient));
-                self.shards_listed(Err(Failure::Transient))
-            }
-            Pending::ListGone => {
-                self.kinesis_answered::<()>(&Err(Failure::Transient));
-                self.gone_listed(Err(Failure::Transient))
-            }
+            Pending::ListShards => self.shards_listed(Err(Failure::Transient)),
+            Pending::ListGone => self.gone_listed(Err(Failure::Transient)),
             Pending::ProbeKinesis => self.probe_answered::<()>(&Err(Failure::Transient)),
             Pending::ReadParent { shard, token } => self.with_token(&shard, token, |h, ctx| {
                 h.parent_read(ctx, Err(Failure::Transient))
@@ -530,18 +527,12 @@ impl<R: Record + Clone> Worker<R> {
             Pending::Write { key, op, sent } => {
                 self.written(req, key, op, sent, Err(Failure::Transient))
             }
-            Pending::Iterator { shard, token } => {
-                self.kinesis_answered::<()>(&Err(Failure::Transient));
-                self.with_token(&shard, token, |h, ctx| {
-                    h.iterator_obtained(ctx, Err(Failure::Transient))
-                })
-            }
-            Pending::Fetch { shard, token } => {
-                self.kinesis_answered::<()>(&Err(Failure::Transient));
-                self.with_token(&shard, token, |h, ctx| {
-                    h.records_fetched(ctx, Err(Failure::Transient))
-                })
-            }
+            Pending::Iterator { shard, token } => self.with_token(&shard, token, |h, ctx| {
+                h.iterator_obtained(ctx, Err(Failure::Transient))
+            }),
+            Pending::Fetch { shard, token } => self.with_token(&shard, token, |h, ctx| {
+                h.records_fetched(ctx, Err(Failure::Transient))
+            }),
         }
     }
 
