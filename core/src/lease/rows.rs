@@ -100,6 +100,12 @@ impl Assignment {
             .and_then(|(_, c)| c.parse().ok())
     }
 
+    /// The counter a handoff's note saw (the lease's while its old owner held it); `None` for
+    /// any other note.
+    pub fn handoff_counter(&self) -> Option<u64> {
+        self.suffix()?.strip_prefix('h')?.parse().ok()
+    }
+
     /// A note read back; a note without a counter (an older writer's) names the lease alone.
     pub fn parse(note: &str) -> Self {
         let shard = match note.rsplit_once('@') {
@@ -238,6 +244,8 @@ mod tests {
             None,
             "a handoff is read before it is acquired"
         );
+        assert_eq!(handoff.handoff_counter(), Some(41));
+        assert_eq!(assignment.handoff_counter(), None);
 
         let heads_up = Assignment::parse(Assignment::heads_up(&shard, 41, (4_200, 7_300)).as_str());
         assert_eq!(heads_up.note.as_str(), "shardId-000000000007@p41:4200:7300");
@@ -254,6 +262,7 @@ mod tests {
             let a = Assignment::parse(note);
             assert_eq!(a.shard.as_str(), note);
             assert_eq!(a.heads_up_due(), None);
+            assert_eq!(a.handoff_counter(), None);
         }
     }
 }

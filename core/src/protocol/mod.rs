@@ -107,6 +107,13 @@
 //!    still running at the old one. A shutdown that outlasts `shutdown_timeout` ends the same
 //!    way.
 //!
+//! The leader tells the new owner also of a move whose write had an unknown outcome (a timeout,
+//! a 5xx), and sends the move again with its next plan if it did not land. The same move leaves
+//! the same note, which the new owner's acknowledgement of the first would remove unread. So a
+//! new owner that reads the row as it was before the move its note names (an assignment: a
+//! counter below the note's; a handoff: the note's counter, another owner, no old owner
+//! finishing) polls the row for two scan intervals before it gives the note up.
+//!
 //! The leader hands no lease on that its last assignment or handoff gave to a worker that has
 //! not acquired it yet (the new handoff would name as checkpoint owner a worker that holds
 //! nothing, and the lease would stall until it expired); a receiver whose heartbeat stands

@@ -30,6 +30,45 @@ struct Acquiring {
     expect: Option<u64>,
     /// The notes of the worker row that named it (none when the leader assigned itself).
     notes: Vec<Text>,
+    /// The move the first note named, which the row shows once it landed.
+    named: Option<Move>,
+}
+
+/// The write of the leader that a note names. The leader tells the new owner also of a move
+/// whose outcome it does not know, and sends the move again with its next plan; the same move
+/// leaves the same note, which an acknowledgement of the first would remove unread. So a note
+/// read before its move landed is waited for, a scan interval twice (the next plan and one
+/// more), before it is given up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Move {
+    /// An assignment, which left this counter.
+    Assignment { counter_after: u64 },
+    /// A handoff, which saw this counter and leaves it as it is.
+    Handoff { counter: u64 },
+}
+
+impl Move {
+    fn of(note: &crate::lease::Assignment) -> Option<Self> {
+        match (note.counter(), note.handoff_counter()) {
+            (Some(counter_after), _) => Some(Self::Assignment { counter_after }),
+            (None, Some(counter)) => Some(Self::Handoff { counter }),
+            (None, None) => None,
+        }
+    }
+
+    /// Whether `row` is as it was before this move landed (or another came first): the counter
+    /// before the assignment's, or the handoff's counter with an owner other than `me` and no
+    /// old owner finishing.
+    fn not_landed(self, row: &Lease, me: &crate::lease::WorkerId) -> bool {
+        match self {
+            Self::Assignment { counter_after } => row.counter < counter_after,
+            Self::Handoff { counter } => {
+                row.counter == counter
+                    && row.owner.as_ref() != Some(me)
+                    && row.checkpoint_owner.is_none()
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -254,6 +293,9 @@ impl<R: Record + Clone> Worker<R> {
             }
             return;
         }
+        let named = note
+            .as_ref()
+            .and_then(|n| Move::of(&crate::lease::Assignment::parse(n.as_str())));
         self.inbox.acquiring.insert(
             key.clone(),
             Acquiring {
@@ -261,6 +303,7 @@ impl<R: Record + Clone> Worker<R> {
                 write: Outstanding::Idle,
                 expect: counter,
                 notes: note.into_iter().collect(),
+                named,
             },
         );
         self.acquire_write(key);
@@ -352,10 +395,19 @@ impl<R: Record + Clone> Worker<R> {
         };
         let give_up_at =
             a.since + self.ctx.config.handoff_timeout + self.ctx.config.failover_time * 2;
+        let (since, named) = (a.since, a.named);
         let me = self.ctx.id.clone();
         let row = match &result {
             Ok(Some(item)) => Lease::from_item(item).ok(),
             _ => None,
+        };
+        let not_landed = match (named, &row) {
+            (Some(named), Some(l)) => {
+                named.not_landed(l, &me)
+                    && !l.is_finished()
+                    && self.ctx.now < since + self.ctx.config.scan_interval * 2
+            }
+            _ => false,
         };
         // Under worker liveness a lease this process acquired (an acquire whose answer was
         // lost landed) lives while it heartbeats, also once handed on: it is held from the row,
@@ -375,14 +427,18 @@ impl<R: Record + Clone> Worker<R> {
         let keep_waiting = match (&result, &row) {
             (Ok(None), _) => false,
             (Ok(Some(_)), None) => false,
-            (Ok(Some(_)), Some(l)) => l.owner.as_ref() == Some(&me) && !l.is_finished(),
+            (Ok(Some(_)), Some(l)) => {
+                (l.owner.as_ref() == Some(&me) && !l.is_finished()) || not_landed
+            }
             (Err(_), _) => true,
         };
         if !keep_waiting || self.ctx.now >= give_up_at || self.ctx.phase != Phase::Running {
             self.inbox.done(&key);
             return;
         }
-        let ready = row.as_ref().filter(|l| l.checkpoint_owner.is_none());
+        let ready = row
+            .as_ref()
+            .filter(|l| l.owner.as_ref() == Some(&me) && l.checkpoint_owner.is_none());
         if let Some(l) = ready {
             if let Some(a) = self.inbox.acquiring.get_mut(&key) {
                 a.expect = Some(l.counter);
@@ -679,12 +735,71 @@ mod tests {
         let mut h = follower();
         h.run_until(100);
         h.put(&owned("shard-1", "w3", 4));
-        notify(&mut h, "shard-1");
+        // Assigned to w2 at counter 2; the row moved on to w3 since.
+        note(&mut h, "shard-1", 3, false);
         h.run_until(2_100);
         assert!(!h.holds("shard-1"));
         h.run_until(4_100);
         assert!(assigned(&h).is_empty(), "acknowledged all the same");
         assert_eq!(h.writes(WriteKind::Acquire).len(), 1);
+    }
+
+    /// The leader's assignment of a dead worker's lease had an unknown outcome (a timeout): it
+    /// told w2 all the same, and w2 read the note before the write landed, if it ever would.
+    /// The leader's next plan sends the same assignment again, which lands, and the same note
+    /// (the counter is the same). w2 waits for the assignment the note names rather than give
+    /// it up and acknowledge the note, which would remove the note sent again.
+    #[test]
+    fn an_assignment_read_before_its_write_landed_is_acquired_once_it_lands() {
+        let mut h = follower();
+        h.run_until(100);
+        h.put(&owned("shard-1", "w3", 4));
+        note(&mut h, "shard-1", 5, false);
+        h.run_until(2_100);
+        assert!(!h.holds("shard-1"));
+        h.run_until(3_000);
+        h.apply(&LeaseOp::Assign {
+            shard: LeaseKey::from("shard-1"),
+            counter: 4,
+            to: WorkerId::from("w2"),
+        });
+        note(&mut h, "shard-1", 5, false);
+        h.run_until(6_000);
+        assert!(h.holds("shard-1"), "{:?}", h.log);
+        assert_eq!(h.lease("shard-1").map(|l| l.counter), Some(6));
+        h.run_until(8_100);
+        assert!(assigned(&h).is_empty(), "acknowledged once acquired");
+    }
+
+    /// As above for a handoff: the leader's move of w3's live lease to w2 had an unknown
+    /// outcome and did not land; w2 read the row (still w3's, no checkpoint owner, the counter
+    /// the note names) before the leader's next plan initiated the same handoff again, which
+    /// landed, with the same note. w2 acquires it once w3 completed.
+    #[test]
+    fn a_handoff_read_before_its_write_landed_is_acquired_once_it_lands() {
+        let mut h = follower();
+        h.run_until(100);
+        h.put(&owned("shard-1", "w3", 4));
+        note(&mut h, "shard-1", 4, true);
+        h.run_until(2_100);
+        assert!(!h.holds("shard-1"));
+        h.run_until(3_000);
+        h.apply(&LeaseOp::InitiateHandoff {
+            shard: LeaseKey::from("shard-1"),
+            from: WorkerId::from("w3"),
+            to: WorkerId::from("w2"),
+        });
+        note(&mut h, "shard-1", 4, true);
+        h.run_until(3_500);
+        h.apply(&LeaseOp::CompleteHandoff {
+            shard: LeaseKey::from("shard-1"),
+            counter: 4,
+            holder: WorkerId::from("w3"),
+        });
+        h.run_until(6_000);
+        assert!(h.holds("shard-1"), "{:?}", h.log);
+        h.run_until(8_100);
+        assert!(assigned(&h).is_empty(), "acknowledged once acquired");
     }
 
     #[test]

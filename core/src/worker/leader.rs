@@ -638,7 +638,8 @@ impl<R: Record + Clone> Worker<R> {
 
     /// The new owner of an assignment or handoff learns of it from its worker row (or, when it
     /// is this worker, acquires it at once). It is told when the write may have landed too: a
-    /// new owner told of a move that did not happen finds the row not its own and gives up,
+    /// new owner told of a move that did not happen finds the row not its own and gives up
+    /// (once the next plan could have sent the move again: see [`crate::protocol`]),
     /// while one never told leaves the lease unprocessed until it expires.
     fn tell_new_owner(&mut self, key: LeaseKey, to: WorkerId, counter: u64, handoff: bool) {
         if to == self.ctx.id {
