@@ -118,6 +118,10 @@
 //! not acquired it yet (the new handoff would name as checkpoint owner a worker that holds
 //! nothing, and the lease would stall until it expired); a receiver whose heartbeat stands
 //! still past [`Config::receiver_expiry`](crate::Config::receiver_expiry) first frees it again.
+//! Under worker liveness a lease that stood still that long, assigned and not acquired (no
+//! `ownerIncarnation`, no `checkpointOwner`), whose new owner's row lives and names no note of
+//! it, is noted again, once per leader: its note was lost with the leader that assigned it, or
+//! removed when the new owner registered again. Otherwise it would wait out the failover time.
 //!
 //! **Worker liveness** (`Coordinated` with [`Liveness::Worker`](crate::config::Liveness::Worker),
 //! the default): no lease is renewed. A worker's heartbeat row proves it alive for every lease it holds, and a

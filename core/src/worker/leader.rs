@@ -35,6 +35,11 @@ pub(crate) struct Planning {
     /// handed on until the counter moves. Only moving waits: unlike an assignment, such a lease
     /// is never freed here, because a row of lease liveness looks the same once acquired.
     handed_over: BTreeMap<LeaseKey, u64>,
+    /// Worker liveness: leases noted again by `note_orphaned_assignments`, with the
+    /// counter they stood at, until it moves. Kept apart from `awaiting_acquire`: such a row
+    /// may be a holder's under lease liveness (it looks the same), so a silent owner does not
+    /// free it.
+    noted_again: BTreeMap<LeaseKey, u64>,
     /// Worker liveness: the workers whose fence is in flight.
     fencing: BTreeSet<WorkerId>,
     /// Worker liveness: the incarnations this leader fenced, while a lease of the last scan
@@ -134,9 +139,51 @@ impl<R: Record + Clone> Worker<R> {
             }
             self.send_move(m, leases, &workers);
         }
+        self.note_orphaned_assignments();
         self.set_fence_timer(&judgement.watched);
         self.send_fences(judgement.fences);
         self.check_silent(&judgement.watched);
+    }
+
+    /// Worker liveness: notes again an assignment the scan shows not acquired whose new owner's
+    /// row names no note of that lease, once the lease stood still for `receiver_expiry`. Its
+    /// note was lost (the leader that assigned it failed before the note landed) or removed
+    /// (the new owner registered again); without it the lease would wait out the failover
+    /// time. Once per assignment, and nothing more: a row of lease liveness looks the same once
+    /// acquired (its holder, renewing, reads the note and keeps the lease), so it must not be
+    /// freed as an assignment would be. A note too many costs a read, never exclusivity: the
+    /// acquire is conditional on the counter.
+    fn note_orphaned_assignments(&mut self) {
+        if !self.ctx.config.worker_liveness() {
+            return;
+        }
+        let (now, expiry) = (self.ctx.now, self.ctx.config.receiver_expiry());
+        let orphans: Vec<(WorkerId, LeaseKey, u64)> = self
+            .view
+            .leases
+            .iter()
+            .filter(|(key, l)| {
+                l.checkpoint_owner.is_none()
+                    && l.owner_incarnation.is_none()
+                    && !l.is_finished()
+                    && l.seen.older_than(now, expiry)
+                    && !self.planning.awaiting_acquire.contains_key(*key)
+                    && self.planning.noted_again.get(*key) != Some(&l.counter)
+                    && !self.planning.busy.contains(*key)
+            })
+            .filter_map(|(key, l)| {
+                let owner = l.owner.as_ref().filter(|o| **o != self.ctx.id)?;
+                let row = self.view.workers.get(owner)?;
+                let noted = row.assigned.iter().any(|a| a.shard == *key);
+                (!noted && !row.leaving && !self.silent(owner))
+                    .then(|| (owner.clone(), key.clone(), l.counter))
+            })
+            .collect();
+        for (owner, key, counter) in orphans {
+            self.planning.noted_again.insert(key.clone(), counter);
+            self.ctx.stats.orphaned_assignments_noted += 1;
+            self.notify(owner, key, counter, false);
+        }
     }
 
     /// The workers a plan may give leases to: every worker row of the scan but those that stood
@@ -252,6 +299,9 @@ impl<R: Record + Clone> Worker<R> {
             .retain(|key, counter| view.get(key).is_some_and(|l| l.counter <= *counter));
         self.planning
             .handed_over
+            .retain(|key, counter| view.get(key).is_some_and(|l| l.counter <= *counter));
+        self.planning
+            .noted_again
             .retain(|key, counter| view.get(key).is_some_and(|l| l.counter <= *counter));
         let handed_over = &mut self.planning.handed_over;
         self.planning.handing_off.retain(|key, to| {
@@ -754,6 +804,61 @@ mod tests {
         h.log.iter().position(|c| {
             matches!(c, crate::io::Command::WriteLease { write, .. } if write.kind == kind && write.key == key)
         })
+    }
+
+    /// The notes of w2's row, by lease.
+    fn notes_of_w2(h: &Harness) -> alloc::vec::Vec<alloc::string::String> {
+        match h
+            .table
+            .get(&WorkerRow::key(&WorkerId::from("w2")))
+            .map(Row::from_item)
+        {
+            Some(Ok(Row::Worker(row))) => row
+                .assigned
+                .into_iter()
+                .map(|a| a.note.as_str().into())
+                .collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A lease assigned to w2 and not acquired, whose note w2's row does not name: the leader
+    /// that assigned it failed before its note landed, or w2 registered again since, which
+    /// removes its notes. This leader writes the note again once the lease stood still for
+    /// `receiver_expiry`, once, rather than let it wait out the failover time and assign it
+    /// again. (A row of lease liveness looks the same once acquired: the note is all this
+    /// leader does, so a holder renewing per lease whose renewals failed loses nothing.)
+    #[test]
+    fn an_assignment_whose_note_is_missing_is_noted_again() {
+        let mut h = Harness::new(worker_liveness(), "w1");
+        heartbeat(&mut h, "w2");
+        let mut assigned = unowned("shard-1");
+        assigned.owner = Some(WorkerId::from("w2"));
+        assigned.counter = 4;
+        h.put(&assigned);
+        w2_heartbeats_until(&mut h, 500, 8_000);
+        assert_eq!(notes_of_w2(&h), ["shard-1@4"]);
+        assert!(h.writes(WriteKind::Assign).is_empty());
+        // w2 acknowledges the note and still does not acquire: it is not noted again.
+        let notes = h.writes(WriteKind::Notify).len();
+        h.apply(&LeaseOp::Heartbeat {
+            failure_domain: None,
+            worker: WorkerId::from("w2"),
+            incarnation: "w2".into(),
+            takeover: None,
+            registered: false,
+            previous: None,
+            max_leases: u64::MAX,
+            leaving: false,
+            reads_stalled: false,
+            acked: alloc::vec!["shard-1@4".into()],
+        });
+        for t in (8_500..=9_500).step_by(500) {
+            h.run_until(t);
+            heartbeat(&mut h, "w2");
+        }
+        assert!(notes_of_w2(&h).is_empty());
+        assert_eq!(h.writes(WriteKind::Notify).len(), notes);
     }
 
     /// Worker liveness: the lease of a worker whose row stood still is assigned only after the

@@ -28,6 +28,9 @@ pub struct Stats {
     pub handoffs_initiated: u64,
     /// Unowned or expired leases this worker assigned as leader.
     pub assignments: u64,
+    /// Assignments not acquired whose note this worker, as leader, wrote again: the new
+    /// owner's row named none (worker liveness).
+    pub orphaned_assignments_noted: u64,
     /// Successful renewals.
     pub renewals: u64,
     /// Checkpoints written.
