@@ -12,7 +12,7 @@ use crate::io::{Failure, Record};
 use crate::item::{Item, Text};
 use crate::lease::{LeaseKey, WorkerId, WorkerRow};
 use crate::protocol::LeaseOp;
-use crate::worker::table_view::{Progress, TableLease, TableView};
+use crate::worker::table_view::{LeaseTable, Progress, TableLease, TableView};
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Planning {
@@ -23,23 +23,8 @@ pub(crate) struct Planning {
     notify_again: BTreeSet<(WorkerId, LeaseKey, u64, bool)>,
     /// Dead workers whose row's deletion is in flight.
     deleting_workers: BTreeSet<WorkerId>,
-    /// Leases assigned and not yet acquired, with the counter the assignment left: until the
-    /// new owner's acquire moves it, the lease is not handed on (the handoff would name as
-    /// checkpoint owner a worker that holds nothing, and stall until the lease expired).
-    awaiting_acquire: BTreeMap<LeaseKey, u64>,
-    /// Leases this leader handed over, with their receiver, until a scan shows the handoff
-    /// ended.
-    handing_off: BTreeMap<LeaseKey, WorkerId>,
-    /// Handoffs the scan showed completed and maybe not acquired yet (the receiver acquires once
-    /// it read its note, up to a heartbeat later), with the counter the completion left: not
-    /// handed on until the counter moves. Only moving waits: unlike an assignment, such a lease
-    /// is never freed here, because a row of lease liveness looks the same once acquired.
-    handed_over: BTreeMap<LeaseKey, u64>,
-    /// Worker liveness: leases noted again by `note_orphaned_assignments`, with the
-    /// counter they stood at, until it moves. Kept apart from `awaiting_acquire`: such a row
-    /// may be a holder's under lease liveness (it looks the same), so a silent owner does not
-    /// free it.
-    noted_again: BTreeMap<LeaseKey, u64>,
+    /// Leases moved by this leader (or noted again) whose new owner has not acquired them yet.
+    unacquired: Unacquired,
     /// Worker liveness: the workers whose fence is in flight.
     fencing: BTreeSet<WorkerId>,
     /// Worker liveness: the incarnations this leader fenced, while a lease of the last scan
@@ -47,6 +32,61 @@ pub(crate) struct Planning {
     fenced: BTreeSet<Text>,
     /// Worker liveness: silent workers, and the receivers told of their leases.
     pub(super) heads_ups: HeadsUps,
+}
+
+/// The leases this leader moved, or noted again, whose new owner has not acquired them yet,
+/// each until a scan shows it acquired or changed since (its counter moved past the one kept:
+/// a scan that read the row before the move landed shows less, and the lease still waits).
+#[derive(Clone, Debug, Default)]
+struct Unacquired {
+    /// Assigned, with the counter the assignment left: until the new owner's acquire moves it,
+    /// the lease is not handed on (the handoff would name as checkpoint owner a worker that
+    /// holds nothing, and stall until the lease expired), and it is free again once the new
+    /// owner falls silent.
+    assigned: BTreeMap<LeaseKey, u64>,
+    /// Handed over, with the receiver, until a scan shows the handoff ended.
+    handing_off: BTreeMap<LeaseKey, WorkerId>,
+    /// Handoffs a scan showed completed and maybe not acquired yet (the receiver acquires once
+    /// it read its note, up to a heartbeat later), with the counter the completion left: not
+    /// handed on until the counter moves. Only moving waits: unlike an assignment, such a lease
+    /// is never freed here, because a row of lease liveness looks the same once acquired.
+    handed_over: BTreeMap<LeaseKey, u64>,
+    /// Worker liveness: noted again by `note_orphaned_assignments`, with the counter they stood
+    /// at, so that each is noted once. Never freed either, for the same reason.
+    noted_again: BTreeMap<LeaseKey, u64>,
+}
+
+impl Unacquired {
+    /// Forgets what `view` shows acquired or changed since, and notes the handoffs it shows
+    /// completed and maybe not acquired.
+    fn forget_settled(&mut self, view: &LeaseTable) {
+        let unchanged = |key: &LeaseKey, counter: &mut u64| {
+            view.get(key).is_some_and(|l| l.counter <= *counter)
+        };
+        self.assigned.retain(unchanged);
+        self.handed_over.retain(unchanged);
+        self.noted_again.retain(unchanged);
+        let handed_over = &mut self.handed_over;
+        self.handing_off.retain(|key, to| {
+            let Some(l) = view.get(key) else {
+                return false;
+            };
+            if l.checkpoint_owner.is_some() {
+                return true;
+            }
+            // Ended. Without an incarnation the receiver may not have acquired it yet (under
+            // lease liveness an acquired row looks the same: it waits for its next renewal).
+            if l.owner.as_ref() == Some(to) && l.owner_incarnation.is_none() {
+                handed_over.insert(key.clone(), l.counter);
+            }
+            false
+        });
+    }
+
+    /// Whether `key` waits for its new owner's acquire, and is not to be handed on meanwhile.
+    fn waits(&self, key: &LeaseKey) -> bool {
+        self.assigned.contains_key(key) || self.handed_over.contains_key(key)
+    }
 }
 
 /// Under worker liveness, what a lease's `ownerIncarnation` says of its holder.
@@ -167,8 +207,8 @@ impl<R: Record + Clone> Worker<R> {
                     && l.owner_incarnation.is_none()
                     && !l.is_finished()
                     && l.seen.older_than(now, expiry)
-                    && !self.planning.awaiting_acquire.contains_key(*key)
-                    && self.planning.noted_again.get(*key) != Some(&l.counter)
+                    && !self.planning.unacquired.assigned.contains_key(*key)
+                    && self.planning.unacquired.noted_again.get(*key) != Some(&l.counter)
                     && !self.planning.busy.contains(*key)
             })
             .filter_map(|(key, l)| {
@@ -180,7 +220,10 @@ impl<R: Record + Clone> Worker<R> {
             })
             .collect();
         for (owner, key, counter) in orphans {
-            self.planning.noted_again.insert(key.clone(), counter);
+            self.planning
+                .unacquired
+                .noted_again
+                .insert(key.clone(), counter);
             self.ctx.stats.orphaned_assignments_noted += 1;
             self.notify(owner, key, counter, false);
         }
@@ -287,37 +330,11 @@ impl<R: Record + Clone> Worker<R> {
             .map(|w| w.worker.clone())
     }
 
-    /// Forgets assignments the scan shows acquired (or changed since: the counter moved past the
-    /// assignment's; a scan that read the row before the assignment landed shows less, and the
-    /// lease still awaits its acquire), notes handoffs the scan shows completed and maybe not
-    /// acquired (and forgets those whose counter moved since), and forgets fenced incarnations
-    /// no lease of the scan names any more.
+    /// Forgets the moves the scan shows acquired or changed since ([`Unacquired`]), and the
+    /// fenced incarnations no lease of the scan names any more.
     fn forget_settled(&mut self) {
         let view = &self.view.leases;
-        self.planning
-            .awaiting_acquire
-            .retain(|key, counter| view.get(key).is_some_and(|l| l.counter <= *counter));
-        self.planning
-            .handed_over
-            .retain(|key, counter| view.get(key).is_some_and(|l| l.counter <= *counter));
-        self.planning
-            .noted_again
-            .retain(|key, counter| view.get(key).is_some_and(|l| l.counter <= *counter));
-        let handed_over = &mut self.planning.handed_over;
-        self.planning.handing_off.retain(|key, to| {
-            let Some(l) = view.get(key) else {
-                return false;
-            };
-            if l.checkpoint_owner.is_some() {
-                return true;
-            }
-            // Ended. Without an incarnation the receiver may not have acquired it yet (under
-            // lease liveness an acquired row looks the same: it waits for its next renewal).
-            if l.owner.as_ref() == Some(to) && l.owner_incarnation.is_none() {
-                handed_over.insert(key.clone(), l.counter);
-            }
-            false
-        });
+        self.planning.unacquired.forget_settled(view);
         if !self.planning.fenced.is_empty() {
             let named: BTreeSet<&str> = view
                 .iter()
@@ -348,7 +365,7 @@ impl<R: Record + Clone> Worker<R> {
                     || match l.owner_incarnation.as_ref() {
                         None => {
                             l.seen.older_than(now, d)
-                                || (self.planning.awaiting_acquire.get(key) == Some(&l.counter)
+                                || (self.planning.unacquired.assigned.get(key) == Some(&l.counter)
                                     && l.owner.as_ref().is_some_and(|w| self.silent(w)))
                         }
                         Some(incarnation) => {
@@ -379,9 +396,7 @@ impl<R: Record + Clone> Worker<R> {
                     counter: l.counter,
                     weight: l.throughput_kbps.map_or(1.0, f64::from),
                     in_handoff: (!expired
-                        && (l.checkpoint_owner.is_some()
-                            || self.planning.awaiting_acquire.contains_key(key)
-                            || self.planning.handed_over.contains_key(key)))
+                        && (l.checkpoint_owner.is_some() || self.planning.unacquired.waits(key)))
                         || self.planning.busy.contains(key),
                 }
             })
@@ -441,7 +456,10 @@ impl<R: Record + Clone> Worker<R> {
                 if !self.planning.busy.insert(lease.clone()) {
                     return;
                 }
-                self.planning.handing_off.insert(lease.clone(), to.clone());
+                self.planning
+                    .unacquired
+                    .handing_off
+                    .insert(lease.clone(), to.clone());
                 // A holder under worker liveness renews nothing, so it is told.
                 let tell_from = self
                     .view
@@ -655,7 +673,8 @@ impl<R: Record + Clone> Worker<R> {
         }
         if may_have_landed(&result) {
             self.planning
-                .awaiting_acquire
+                .unacquired
+                .assigned
                 .insert(key.clone(), counter_after);
             self.tell_new_owner(key, to, counter_after, false);
         }
