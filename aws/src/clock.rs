@@ -14,6 +14,34 @@ use std::sync::Mutex;
 
 use kcl_core::time::Suspension;
 
+/// The worker's clock: the runtime's monotonic time since the driver started, plus the time the
+/// host spent suspended meanwhile.
+#[derive(Debug)]
+pub(crate) struct WorkerClock {
+    origin: std::time::Instant,
+    suspend: SuspendCounter,
+}
+
+impl WorkerClock {
+    /// A clock that reads zero at `origin`, on the runtime's clock.
+    pub(crate) fn new(origin: std::time::Instant) -> Self {
+        Self {
+            origin,
+            suspend: SuspendCounter::default(),
+        }
+    }
+
+    /// The worker's instant at the runtime's `now`, with the monotonic and boot-time clocks'
+    /// `readings` ([`crate::Runtime::suspend_clocks`]).
+    pub(crate) fn at(
+        &self,
+        now: std::time::Instant,
+        readings: Option<(u64, u64)>,
+    ) -> kcl_core::time::Instant {
+        kcl_core::time::from_std(self.origin, now) + self.suspend.suspended(readings)
+    }
+}
+
 /// The host's suspensions since the driver started.
 #[derive(Debug, Default)]
 pub(crate) struct SuspendCounter {

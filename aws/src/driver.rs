@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::backend::{LeaseTable, ShardStream};
-use crate::clock::SuspendCounter;
+use crate::clock::WorkerClock;
 use crate::processor::{CheckpointRequest, Message, ProcessorFactory};
 use crate::refusal::{RefusalWatch, RunError};
 use crate::retry::RetryPolicy;
@@ -131,15 +131,14 @@ where
     factory: F,
     config: DriverConfig,
     worker: Worker<S::Record>,
-    origin: std::time::Instant,
-    suspend: SuspendCounter,
-    inbox: UnboundedReceiver<Message>,
-    outbox: UnboundedSender<Message>,
+    clock: WorkerClock,
+    /// The driver's own channel: its processors' tasks and shutdown handles send, its loop
+    /// receives. It keeps a sender, so the channel never closes.
+    mail: Mailbox,
     table_calls: Lane<S::Record>,
     stream_calls: Lane<S::Record>,
     tasks: ShardTasks<S::Record>,
-    checkpoints: BTreeMap<u64, PendingCheckpoint>,
-    next_ticket: u64,
+    checkpoints: Tickets,
     telemetry: Telemetry,
     salt: u64,
     refusals: RefusalWatch,
@@ -180,15 +179,12 @@ where
             factory,
             config,
             worker,
-            origin,
-            suspend: SuspendCounter::default(),
-            inbox,
-            outbox,
+            clock: WorkerClock::new(origin),
+            mail: Mailbox { inbox, outbox },
             table_calls: Lane::new(table_limit),
             stream_calls: Lane::new(stream_limit),
             tasks: ShardTasks::new(call_timeout),
-            checkpoints: BTreeMap::new(),
-            next_ticket: 0,
+            checkpoints: Tickets::default(),
             telemetry: Telemetry::new(&id_text, origin),
             salt: seed,
             refusals: RefusalWatch::default(),
@@ -197,7 +193,7 @@ where
 
     /// A handle that shuts this driver down.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle(self.outbox.clone())
+        ShutdownHandle(self.mail.outbox.clone())
     }
 
     /// Names this worker's consumer and stream: the `consumer` and `stream` labels of every
@@ -251,7 +247,7 @@ where
                 &mut self.table_calls.in_flight,
                 &mut self.stream_calls.in_flight,
             );
-            let inbox = &mut self.inbox;
+            let inbox = &mut self.mail.inbox;
             let wake = poll_fn(|cx| {
                 if let Poll::Ready(Some(input)) = table.poll_next_unpin(cx) {
                     return Poll::Ready(Wake::Result(input));
@@ -308,8 +304,8 @@ where
 
     /// The worker's clock: the runtime's, plus the time the host was suspended.
     fn now(&self) -> Instant {
-        kcl_core::time::from_std(self.origin, self.runtime.now())
-            + self.suspend.suspended(self.runtime.suspend_clocks())
+        self.clock
+            .at(self.runtime.now(), self.runtime.suspend_clocks())
     }
 
     fn until(&self, at: Instant) -> Duration {
@@ -362,16 +358,11 @@ where
                 request,
                 reply,
             } => {
-                let ticket = self.next_ticket;
-                self.next_ticket += 1;
-                self.checkpoints.insert(
-                    ticket,
-                    PendingCheckpoint {
-                        shard: shard.clone(),
-                        reply,
-                        asked: self.runtime.now(),
-                    },
-                );
+                let ticket = self.checkpoints.issue(PendingCheckpoint {
+                    shard: shard.clone(),
+                    reply,
+                    asked: self.runtime.now(),
+                });
                 match request {
                     CheckpointRequest::Checkpoint {
                         target,
@@ -402,16 +393,8 @@ where
             // Its processor finishes the calls it has (the last is LeaseLost, ShardEnded or
             // ShutdownRequested) and stops; a call still under way is cancelled.
             self.tasks.released(&shard);
-            let stale: Vec<u64> = self
-                .checkpoints
-                .iter()
-                .filter(|(_, pending)| pending.shard == shard)
-                .map(|(t, _)| *t)
-                .collect();
-            for ticket in stale {
-                if let Some(pending) = self.checkpoints.remove(&ticket) {
-                    self.answer_checkpoint(pending, Err(CheckpointError::LeaseLost));
-                }
+            for pending in self.checkpoints.take_of(&shard) {
+                self.answer_checkpoint(pending, Err(CheckpointError::LeaseLost));
             }
         }
     }
@@ -436,7 +419,7 @@ where
     fn call_processor(&mut self, shard: LeaseKey, call: CallId, action: ProcessorCall<S::Record>) {
         match action {
             ProcessorCall::CheckpointDone { ticket, result } => {
-                if let Some(pending) = self.checkpoints.remove(&ticket) {
+                if let Some(pending) = self.checkpoints.take(ticket) {
                     self.answer_checkpoint(pending, result);
                 }
                 return;
@@ -446,7 +429,7 @@ where
                 let task = self.tasks.start(
                     &shard,
                     processor,
-                    self.outbox.clone(),
+                    self.mail.outbox.clone(),
                     self.telemetry.labels().clone(),
                 );
                 self.runtime
@@ -600,6 +583,47 @@ fn is_table_call<R>(command: &Command<R>) -> bool {
         command,
         Command::ScanLeaseTable { .. } | Command::ReadLease { .. } | Command::WriteLease { .. }
     )
+}
+
+struct Mailbox {
+    inbox: UnboundedReceiver<Message>,
+    outbox: UnboundedSender<Message>,
+}
+
+/// The processors' checkpoint requests on their way through the core, by the ticket the core
+/// answers with.
+#[derive(Default)]
+struct Tickets {
+    pending: BTreeMap<u64, PendingCheckpoint>,
+    next: u64,
+}
+
+impl Tickets {
+    /// Files `pending` under a ticket no other request had.
+    fn issue(&mut self, pending: PendingCheckpoint) -> u64 {
+        let ticket = self.next;
+        self.next += 1;
+        self.pending.insert(ticket, pending);
+        ticket
+    }
+
+    fn take(&mut self, ticket: u64) -> Option<PendingCheckpoint> {
+        self.pending.remove(&ticket)
+    }
+
+    /// Every request of `shard`, in ticket order.
+    fn take_of(&mut self, shard: &LeaseKey) -> Vec<PendingCheckpoint> {
+        let tickets: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, pending)| pending.shard == *shard)
+            .map(|(t, _)| *t)
+            .collect();
+        tickets
+            .into_iter()
+            .filter_map(|t| self.pending.remove(&t))
+            .collect()
+    }
 }
 
 /// A processor's checkpoint request on its way through the core.
