@@ -744,26 +744,22 @@ mod tests {
         assert_eq!(h.writes(WriteKind::Acquire).len(), 1);
     }
 
-    /// The leader's assignment of a dead worker's lease had an unknown outcome (a timeout): it
-    /// told w2 all the same, and w2 read the note before the write landed, if it ever would.
-    /// The leader's next plan sends the same assignment again, which lands, and the same note
-    /// (the counter is the same). w2 waits for the assignment the note names rather than give
-    /// it up and acknowledge the note, which would remove the note sent again.
-    #[test]
-    fn an_assignment_read_before_its_write_landed_is_acquired_once_it_lands() {
+    /// w2 reads the note of a move of w3's lease (at `counter`, a handoff or not) before the
+    /// move's write landed, if it ever would: it had an unknown outcome (a timeout), and the
+    /// leader tells the new owner all the same. At 3 s the leader's next plan sends the same
+    /// move again, which lands (`land`), and the same note (the counter is the same). w2 waits
+    /// for the move the note names rather than give it up and acknowledge the note, which would
+    /// remove the note sent again.
+    fn note_read_before_its_move_landed(counter: u64, handoff: bool, land: impl Fn(&mut Harness)) {
         let mut h = follower();
         h.run_until(100);
         h.put(&owned("shard-1", "w3", 4));
-        note(&mut h, "shard-1", 5, false);
+        note(&mut h, "shard-1", counter, handoff);
         h.run_until(2_100);
         assert!(!h.holds("shard-1"));
         h.run_until(3_000);
-        h.apply(&LeaseOp::Assign {
-            shard: LeaseKey::from("shard-1"),
-            counter: 4,
-            to: WorkerId::from("w2"),
-        });
-        note(&mut h, "shard-1", 5, false);
+        land(&mut h);
+        note(&mut h, "shard-1", counter, handoff);
         h.run_until(6_000);
         assert!(h.holds("shard-1"), "{:?}", h.log);
         assert_eq!(h.lease("shard-1").map(|l| l.counter), Some(6));
@@ -771,35 +767,33 @@ mod tests {
         assert!(assigned(&h).is_empty(), "acknowledged once acquired");
     }
 
-    /// As above for a handoff: the leader's move of w3's live lease to w2 had an unknown
-    /// outcome and did not land; w2 read the row (still w3's, no checkpoint owner, the counter
-    /// the note names) before the leader's next plan initiated the same handoff again, which
-    /// landed, with the same note. w2 acquires it once w3 completed.
+    #[test]
+    fn an_assignment_read_before_its_write_landed_is_acquired_once_it_lands() {
+        note_read_before_its_move_landed(5, false, |h| {
+            h.apply(&LeaseOp::Assign {
+                shard: LeaseKey::from("shard-1"),
+                counter: 4,
+                to: WorkerId::from("w2"),
+            });
+        });
+    }
+
+    /// The row w2 reads first is still w3's, with no checkpoint owner and the counter the note
+    /// names; the handoff lands and w3 completes it.
     #[test]
     fn a_handoff_read_before_its_write_landed_is_acquired_once_it_lands() {
-        let mut h = follower();
-        h.run_until(100);
-        h.put(&owned("shard-1", "w3", 4));
-        note(&mut h, "shard-1", 4, true);
-        h.run_until(2_100);
-        assert!(!h.holds("shard-1"));
-        h.run_until(3_000);
-        h.apply(&LeaseOp::InitiateHandoff {
-            shard: LeaseKey::from("shard-1"),
-            from: WorkerId::from("w3"),
-            to: WorkerId::from("w2"),
+        note_read_before_its_move_landed(4, true, |h| {
+            h.apply(&LeaseOp::InitiateHandoff {
+                shard: LeaseKey::from("shard-1"),
+                from: WorkerId::from("w3"),
+                to: WorkerId::from("w2"),
+            });
+            h.apply(&LeaseOp::CompleteHandoff {
+                shard: LeaseKey::from("shard-1"),
+                counter: 4,
+                holder: WorkerId::from("w3"),
+            });
         });
-        note(&mut h, "shard-1", 4, true);
-        h.run_until(3_500);
-        h.apply(&LeaseOp::CompleteHandoff {
-            shard: LeaseKey::from("shard-1"),
-            counter: 4,
-            holder: WorkerId::from("w3"),
-        });
-        h.run_until(6_000);
-        assert!(h.holds("shard-1"), "{:?}", h.log);
-        h.run_until(8_100);
-        assert!(assigned(&h).is_empty(), "acknowledged once acquired");
     }
 
     #[test]
