@@ -880,6 +880,35 @@ mod tests {
         assert_eq!(h.writes(WriteKind::Notify).len(), notes);
     }
 
+    /// A lease noted again is only noted: a row of lease liveness looks the same once acquired,
+    /// so when its owner falls silent it is not freed as an assignment of this leader would be
+    /// (after `receiver_expiry`), but only once its counter stood still for the failover time.
+    /// A failover time of 30 s keeps the two apart (`receiver_expiry` is 3 s here).
+    #[test]
+    fn a_lease_noted_again_is_not_freed_when_its_owner_falls_silent() {
+        let config = Config {
+            failover_time: core::time::Duration::from_secs(30),
+            heartbeat_interval: core::time::Duration::from_secs(2),
+            ..worker_liveness()
+        };
+        let mut h = Harness::new(config, "w1");
+        heartbeat(&mut h, "w2");
+        let mut held = unowned("shard-1");
+        held.owner = Some(WorkerId::from("w2"));
+        held.counter = 4;
+        h.put(&held);
+        w2_heartbeats_until(&mut h, 500, 6_000);
+        assert_eq!(notes_of_w2(&h), ["shard-1@4"]);
+        // w2 falls silent.
+        h.run_until(20_000);
+        assert!(
+            h.writes(WriteKind::Assign).is_empty(),
+            "freed before its counter expired"
+        );
+        h.run_until(40_000);
+        assert_eq!(h.writes(WriteKind::Assign).len(), 1, "then it is");
+    }
+
     /// Worker liveness: the lease of a worker whose row stood still is assigned only after the
     /// fence of that row landed; the lease of a worker whose row moves stays where it is. A
     /// leader renewing per lease judges such a lease the same way (a fleet changing its setting
