@@ -765,7 +765,7 @@ mod tests {
     use crate::lease::{Lease, LeaseKey, Row, WorkerId, WorkerRow};
     use crate::protocol::LeaseOp;
     use crate::sequence::{Position, SequenceNumber};
-    use crate::worker::testing::{unowned, Harness};
+    use crate::worker::testing::{owned, unowned, Harness};
     use crate::write::{WriteAction, WriteKind};
 
     fn heartbeat(h: &mut Harness, worker: &str) {
@@ -774,11 +774,17 @@ mod tests {
 
     /// A heartbeat of `worker`, naming its failure domain.
     fn heartbeat_in(h: &mut Harness, worker: &str, domain: Option<&str>) {
-        beat(h, worker, domain, false);
+        beat(h, worker, domain, false, &[]);
     }
 
-    /// A heartbeat of `worker` saying whether its reads stalled.
-    fn beat(h: &mut Harness, worker: &str, domain: Option<&str>, reads_stalled: bool) {
+    /// A heartbeat of `worker` saying whether its reads stalled, acknowledging `acked`.
+    fn beat(
+        h: &mut Harness,
+        worker: &str,
+        domain: Option<&str>,
+        reads_stalled: bool,
+        acked: &[&str],
+    ) {
         h.apply(&LeaseOp::Heartbeat {
             failure_domain: domain.map(crate::item::Text::from),
             worker: WorkerId::from(worker),
@@ -789,7 +795,7 @@ mod tests {
             max_leases: u64::MAX,
             leaving: false,
             reads_stalled,
-            acked: alloc::vec::Vec::new(),
+            acked: acked.iter().map(|&note| note.into()).collect(),
         });
     }
 
@@ -851,27 +857,13 @@ mod tests {
     fn an_assignment_whose_note_is_missing_is_noted_again() {
         let mut h = Harness::new(worker_liveness(), "w1");
         heartbeat(&mut h, "w2");
-        let mut assigned = unowned("shard-1");
-        assigned.owner = Some(WorkerId::from("w2"));
-        assigned.counter = 4;
-        h.put(&assigned);
+        h.put(&owned("shard-1", "w2", 4));
         w2_heartbeats_until(&mut h, 500, 8_000);
         assert_eq!(notes_of_w2(&h), ["shard-1@4"]);
         assert!(h.writes(WriteKind::Assign).is_empty());
         // w2 acknowledges the note and still does not acquire: it is not noted again.
         let notes = h.writes(WriteKind::Notify).len();
-        h.apply(&LeaseOp::Heartbeat {
-            failure_domain: None,
-            worker: WorkerId::from("w2"),
-            incarnation: "w2".into(),
-            takeover: None,
-            registered: false,
-            previous: None,
-            max_leases: u64::MAX,
-            leaving: false,
-            reads_stalled: false,
-            acked: alloc::vec!["shard-1@4".into()],
-        });
+        beat(&mut h, "w2", None, false, &["shard-1@4"]);
         for t in (8_500..=9_500).step_by(500) {
             h.run_until(t);
             heartbeat(&mut h, "w2");
@@ -893,10 +885,7 @@ mod tests {
         };
         let mut h = Harness::new(config, "w1");
         heartbeat(&mut h, "w2");
-        let mut held = unowned("shard-1");
-        held.owner = Some(WorkerId::from("w2"));
-        held.counter = 4;
-        h.put(&held);
+        h.put(&owned("shard-1", "w2", 4));
         w2_heartbeats_until(&mut h, 500, 6_000);
         assert_eq!(notes_of_w2(&h), ["shard-1@4"]);
         // w2 falls silent.
@@ -1217,7 +1206,7 @@ mod tests {
             for t in (11_000..=30_000).step_by(1_000) {
                 h.run_until(t);
                 for w in ["w2", "w3"] {
-                    beat(&mut h, w, None, stalled.contains(&w));
+                    beat(&mut h, w, None, stalled.contains(&w), &[]);
                 }
             }
             h.writes(WriteKind::InitiateHandoff)
