@@ -13,29 +13,28 @@ use core::future::poll_fn;
 
 use core::task::Poll;
 use core::time::Duration;
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
 use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use futures_channel::oneshot;
 use futures_util::future::BoxFuture;
-use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use kcl_core::{
-    CallId, CheckpointError, Command, Config, ConfigError, Event, Failure, Input, Instant,
-    LeaseKey, ProcessorCall, ShardListing, Stats, Worker, WorkerId,
+    CallId, CheckpointError, Command, Config, ConfigError, Event, Input, Instant, LeaseKey,
+    ProcessorCall, Stats, Worker, WorkerId,
 };
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::backend::{LeaseTable, ShardStream};
+use crate::calls::Calls;
 use crate::clock::WorkerClock;
 use crate::processor::{CheckpointRequest, Message, ProcessorFactory};
-use crate::refusal::{RefusalWatch, RunError};
+use crate::refusal::RunError;
 use crate::retry::RetryPolicy;
 use crate::runtime::Runtime;
 use crate::shard_task::ShardTasks;
-use crate::telemetry::{Labels, StatusHandle, Telemetry};
+use crate::telemetry::{StatusHandle, Telemetry};
 
 /// The driver's settings: the core's [`Config`] and how calls are made. Deserializes with serde;
 /// absent fields take their defaults.
@@ -126,8 +125,7 @@ where
     S: ShardStream,
 {
     runtime: Rt,
-    table: Arc<T>,
-    stream: Arc<S>,
+    calls: Calls<T, S>,
     factory: F,
     config: DriverConfig,
     worker: Worker<S::Record>,
@@ -135,13 +133,9 @@ where
     /// The driver's own channel: its processors' tasks and shutdown handles send, its loop
     /// receives. It keeps a sender, so the channel never closes.
     mail: Mailbox,
-    table_calls: Lane<S::Record>,
-    stream_calls: Lane<S::Record>,
     tasks: ShardTasks<S::Record>,
     checkpoints: Tickets,
     telemetry: Telemetry,
-    salt: u64,
-    refusals: RefusalWatch,
 }
 
 impl<Rt, T, S, F> Driver<Rt, T, S, F>
@@ -165,29 +159,20 @@ where
     ) -> Result<Self, ConfigError> {
         let origin = runtime.now();
         let id_text = id.to_string();
-        let (table_limit, stream_limit) = (
-            config.max_table_calls_in_flight,
-            config.max_stream_calls_in_flight,
-        );
         let worker = Worker::new(config.worker.clone(), id, seed, Instant::ZERO)?;
         let call_timeout = config.processor_call_timeout;
         let (outbox, inbox) = unbounded();
         Ok(Self {
             runtime,
-            table: Arc::new(table),
-            stream: Arc::new(stream),
+            calls: Calls::new(table, stream, &config, seed),
             factory,
             config,
             worker,
             clock: WorkerClock::new(origin),
             mail: Mailbox { inbox, outbox },
-            table_calls: Lane::new(table_limit),
-            stream_calls: Lane::new(stream_limit),
             tasks: ShardTasks::new(call_timeout),
             checkpoints: Tickets::default(),
             telemetry: Telemetry::new(&id_text, origin),
-            salt: seed,
-            refusals: RefusalWatch::default(),
         })
     }
 
@@ -243,16 +228,10 @@ where
                     (at, self.runtime.sleep(wait).boxed())
                 });
             }
-            let (table, stream) = (
-                &mut self.table_calls.in_flight,
-                &mut self.stream_calls.in_flight,
-            );
+            let calls = &mut self.calls;
             let inbox = &mut self.mail.inbox;
             let wake = poll_fn(|cx| {
-                if let Poll::Ready(Some(input)) = table.poll_next_unpin(cx) {
-                    return Poll::Ready(Wake::Result(input));
-                }
-                if let Poll::Ready(Some(input)) = stream.poll_next_unpin(cx) {
+                if let Poll::Ready(input) = calls.poll_answer(cx) {
                     return Poll::Ready(Wake::Result(input));
                 }
                 if let Poll::Ready(message) = inbox.poll_next_unpin(cx) {
@@ -274,7 +253,7 @@ where
                     self.telemetry.on_answer(self.runtime.now(), &input);
                     let give_up = self.config.give_up_after;
                     if let Some((service, op, failure, refused_for)) =
-                        self.refusals.observe(now, &input, give_up)
+                        self.calls.refused_for_good(now, &input, give_up)
                     {
                         let error = RunError {
                             service,
@@ -321,20 +300,11 @@ where
                     action,
                 } => self.call_processor(shard, call, action),
                 Command::Event(event) => self.on_event(event),
-                request if is_table_call(&request) => self.table_calls.queued.push_back(request),
-                request => self.stream_calls.queued.push_back(request),
+                request => self.calls.queue(request),
             }
         }
-        while let Some(command) = self.table_calls.next_to_start() {
-            if let Some(call) = self.execute(command) {
-                self.table_calls.in_flight.push(call);
-            }
-        }
-        while let Some(command) = self.stream_calls.next_to_start() {
-            if let Some(call) = self.execute(command) {
-                self.stream_calls.in_flight.push(call);
-            }
-        }
+        self.calls
+            .start_queued(&self.runtime, self.telemetry.labels());
     }
 
     fn on_message(&mut self, now: Instant, message: Message) {
@@ -449,140 +419,6 @@ where
                 .handle(now, Input::ProcessorFailed { shard, call });
         }
     }
-
-    /// The future that carries out one request, or `None` for commands that are not requests.
-    fn execute(
-        &mut self,
-        command: Command<S::Record>,
-    ) -> Option<BoxFuture<'static, Input<S::Record>>> {
-        let req = command.request()?;
-        let runtime = self.runtime.clone();
-        let retry = self.config.retry;
-        let drop_outside_shard = self.config.drop_kpl_records_outside_shard;
-        let salt = self.salt ^ req.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let table = Arc::clone(&self.table);
-        let stream = Arc::clone(&self.stream);
-        let labels = self.telemetry.labels().clone();
-        let call = async move {
-            let started = runtime.now();
-            let (op, input, attempts) = match command {
-                Command::ScanLeaseTable { req, consistent } => {
-                    let (r, n) = retry
-                        .run(&runtime, true, salt, || table.scan(consistent))
-                        .await;
-                    ("scan", Input::LeaseTableScanned { req, result: r }, n)
-                }
-                Command::ReadLease {
-                    req,
-                    key,
-                    consistent,
-                } => {
-                    let (r, n) = retry
-                        .run(&runtime, true, salt, || table.read(&key, consistent))
-                        .await;
-                    ("get_item", Input::LeaseRead { req, result: r }, n)
-                }
-                Command::WriteLease { req, write } => {
-                    let (r, n) = retry
-                        .run(&runtime, false, salt, || table.write(&write))
-                        .await;
-                    (write_op(&write), Input::LeaseWritten { req, result: r }, n)
-                }
-                Command::ListShards { req } => {
-                    let (r, n) = retry
-                        .run(&runtime, true, salt, || stream.list_shards())
-                        .await;
-                    let result = r.map(|shards| ShardListing {
-                        shards,
-                        listed_at: kcl_core::time::wall_time(runtime.wall_clock()),
-                    });
-                    ("list_shards", Input::ShardsListed { req, result }, n)
-                }
-                Command::GetShardIterator {
-                    req,
-                    shard,
-                    position,
-                } => {
-                    let (r, n) = retry
-                        .run(&runtime, true, salt, || {
-                            stream.shard_iterator(shard.as_str(), &position)
-                        })
-                        .await;
-                    (
-                        "get_shard_iterator",
-                        Input::IteratorObtained {
-                            req,
-                            result: r.map(Into::into),
-                        },
-                        n,
-                    )
-                }
-                Command::GetRecords {
-                    req,
-                    iterator,
-                    limit,
-                    hash_range,
-                    ..
-                } => {
-                    let range = hash_range.filter(|_| drop_outside_shard);
-                    let (r, n) = retry
-                        .run(&runtime, true, salt, || {
-                            stream.get_records(&iterator, limit, range)
-                        })
-                        .await;
-                    ("get_records", Input::RecordsFetched { req, result: r }, n)
-                }
-                other => {
-                    // `request()` said it is a request; a new kind the driver does not know yet
-                    // is answered as failed so the core's bookkeeping stays whole.
-                    let failed =
-                        other.failed(Failure::Other("not supported by this driver".into()));
-                    return failed.unwrap_or(Input::ShutdownRequested);
-                }
-            };
-            let took = runtime.now().saturating_duration_since(started);
-            record_outcome(&labels, op, &input, attempts, took);
-            input
-        };
-        Some(
-            call.instrument(tracing::debug_span!("kcl.call", req = req.0))
-                .boxed(),
-        )
-    }
-}
-
-/// Calls to one service: those under way, and those waiting for room, in order.
-struct Lane<R> {
-    in_flight: FuturesUnordered<BoxFuture<'static, Input<R>>>,
-    queued: VecDeque<Command<R>>,
-    limit: usize,
-}
-
-impl<R> Lane<R> {
-    fn new(limit: usize) -> Self {
-        Self {
-            in_flight: FuturesUnordered::new(),
-            queued: VecDeque::new(),
-            limit: limit.max(1),
-        }
-    }
-
-    /// The next queued call, if there is room for it.
-    fn next_to_start(&mut self) -> Option<Command<R>> {
-        if self.in_flight.len() < self.limit {
-            self.queued.pop_front()
-        } else {
-            None
-        }
-    }
-}
-
-/// Whether a request goes to the lease table (else to the stream).
-fn is_table_call<R>(command: &Command<R>) -> bool {
-    matches!(
-        command,
-        Command::ScanLeaseTable { .. } | Command::ReadLease { .. } | Command::WriteLease { .. }
-    )
 }
 
 struct Mailbox {
@@ -638,55 +474,6 @@ enum Wake<R> {
     Result(Input<R>),
     Message(Option<Message>),
     Timer,
-}
-
-fn write_op(write: &kcl_core::write::LeaseWrite) -> &'static str {
-    match write.action {
-        kcl_core::write::WriteAction::Put(_) => "put_item",
-        kcl_core::write::WriteAction::Update(_) => "update_item",
-        kcl_core::write::WriteAction::Delete => "delete_item",
-    }
-}
-
-/// Counts and times one call (all its attempts): `kcl_calls_total{op,outcome}`,
-/// `kcl_call_retries_total{op}`, `kcl_call_seconds{op}`.
-fn record_outcome<R>(
-    labels: &Labels,
-    op: &'static str,
-    input: &Input<R>,
-    attempts: u32,
-    took: Duration,
-) {
-    let failure = crate::refusal::answer(input).and_then(|(_, _, failure)| failure);
-    let outcome = match failure {
-        None => "ok",
-        Some(Failure::ConditionFailed) => "condition_failed",
-        Some(Failure::Throttled) => "throttled",
-        Some(Failure::ExpiredIterator) => "expired_iterator",
-        Some(Failure::NotFound) => "not_found",
-        Some(Failure::Transient) => "transient",
-        Some(Failure::InvalidArgument(why)) => {
-            tracing::warn!(op, %why, "call refused as invalid");
-            "invalid_argument"
-        }
-        Some(failure) => {
-            tracing::warn!(op, %failure, "call failed");
-            match failure {
-                Failure::AccessDenied(_) => "access_denied",
-                Failure::Service(_) => "refused",
-                _ => "other",
-            }
-        }
-    };
-    if attempts > 1 {
-        metrics::counter!("kcl_call_retries_total", labels.with(&[("op", op.into())]))
-            .increment(u64::from(attempts - 1));
-    }
-    let with_outcome = labels.with(&[("op", op.into()), ("outcome", outcome.into())]);
-    metrics::counter!("kcl_calls_total", with_outcome).increment(1);
-    metrics::histogram!("kcl_call_seconds", labels.with(&[("op", op.into())]))
-        .record(took.as_secs_f64());
-    tracing::debug!(op, outcome, attempts, "call");
 }
 
 /// The earlier of two optional instants.

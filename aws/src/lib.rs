@@ -24,6 +24,7 @@
 #[cfg(feature = "sdk")]
 pub mod admin;
 pub mod backend;
+mod calls;
 mod clock;
 #[cfg(feature = "sdk")]
 mod consumer;

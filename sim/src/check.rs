@@ -9,6 +9,7 @@ use kcl_core::lease::ENTITY_LEASE;
 use kcl_core::write::{LeaseWrite, Update, WriteAction, WriteKind};
 use kcl_core::{AttributeValue, FencingToken, Item, LeaseKey, Position, RecordPosition, WorkerId};
 
+use crate::kinesis::Kinesis;
 use crate::record::SimRecord;
 
 /// An invariant broken, with when.
@@ -124,7 +125,7 @@ impl Checker {
     pub fn lease_created(
         &mut self,
         write: &LeaseWrite,
-        kinesis: &crate::kinesis::Kinesis,
+        kinesis: &Kinesis,
         initial_position: kcl_core::InitialPosition,
         now: u64,
     ) {
@@ -193,21 +194,20 @@ impl Checker {
 
     /// Invariants 5 (parent before child), 4 (duplicates only across ownerships, and never at
     /// or before the checkpoint the ownership started from) and 8 (an ownership delivers from
-    /// right after its checkpoint, without gaps); `held` gives a record of the shard that the
-    /// stream still holds, by index: its position and arrival time. Exclusivity (invariant 1) is
-    /// judged by the fleet, which knows every worker's delivery deadline.
-    #[allow(clippy::too_many_arguments)]
+    /// right after its checkpoint, without gaps), for `records` of `shard_id` delivered by
+    /// `node` under `token`; `stream` tells the shard's parents and the records it still holds.
+    /// Exclusivity (invariant 1) is judged by the fleet, which knows every worker's delivery
+    /// deadline.
     pub fn delivered(
         &mut self,
         now: u64,
         node: usize,
         shard_id: &LeaseKey,
-        parents: &[LeaseKey],
         token: FencingToken,
         records: &[SimRecord],
-        held: impl Fn(u64) -> Option<(RecordPosition, u64)>,
+        stream: &Kinesis,
     ) {
-        for p in parents {
+        for p in &stream.parent_ids(shard_id.as_str()) {
             if !self.finished.contains(p) && !self.expired.contains(p) {
                 self.violation(
                     now,
@@ -225,7 +225,9 @@ impl Checker {
         };
         self.failover.delivered(now, shard_id);
         let shard = first.shard as usize;
-        self.contiguous(now, shard_id, token, records, held);
+        self.contiguous(now, shard_id, token, records, |i| {
+            stream.user_record(shard, i)
+        });
         if !self.shard(shard).deliverers.contains(&node) {
             self.shard(shard).deliverers.push(node);
         }
@@ -543,7 +545,7 @@ fn owed_from_ms(
 
 /// Whether every record of every shard older than `before_ms` has been delivered (or is not
 /// owed); advances the checker's delivered prefixes.
-pub fn caught_up(checker: &mut Checker, kinesis: &crate::kinesis::Kinesis, before_ms: u64) -> bool {
+pub fn caught_up(checker: &mut Checker, kinesis: &Kinesis, before_ms: u64) -> bool {
     let mut caught_up = true;
     for s in 0..kinesis.shard_count() {
         if checker.behind(s, before_ms, |i| kinesis.arrival_ms(s, i)) {
@@ -650,24 +652,21 @@ mod tests {
         assert_eq!(c.violation_count(), 1);
     }
 
-    /// Records 0..6 of shard 0: one aggregate of three user records (sequence 10, subs 0..3),
-    /// then three plain records (sequences 11..14).
-    fn stream_record(i: u64) -> Option<(RecordPosition, u64)> {
-        let (sequence, sub) = if i < 3 { (10, i) } else { (8 + i, 0) };
-        let sequence = kcl_core::SequenceNumber::parse(&sequence.to_string()).ok()?;
-        (i < 6).then_some((
-            RecordPosition {
-                sequence,
-                sub_sequence: sub,
-            },
-            i,
-        ))
+    /// A stream of one shard holding records 0..6: one aggregate of three user records, then
+    /// three plain records.
+    fn stream() -> Kinesis {
+        let mut k = Kinesis::new(1, crate::kinesis::KinesisLimits::default());
+        k.put_aggregate(0, "a", 1, 3);
+        for _ in 0..3 {
+            k.put(0, "b", 1);
+        }
+        k
     }
 
-    fn batch((from, to): (u64, u64)) -> Vec<SimRecord> {
+    fn batch(k: &Kinesis, (from, to): (u64, u64)) -> Vec<SimRecord> {
         (from..to)
             .map(|i| SimRecord {
-                position: stream_record(i).map(|(p, _)| p).expect("a record"),
+                position: k.user_record(0, i).map(|(p, _)| p).expect("a record"),
                 shard: 0,
                 index: i,
                 size: 1,
@@ -678,27 +677,20 @@ mod tests {
     /// Violations of an ownership that started at `start` and delivered `batches` (index
     /// ranges, end excluded).
     fn gaps(start: Position, batches: &[(u64, u64)]) -> u64 {
+        let k = stream();
         let mut c = Checker::default();
         let (w, shard) = (WorkerId::from("w1"), LeaseKey::from("shard-1"));
         c.put(0, 0, 6);
         c.initialized(&w, &shard, FencingToken(4), start);
         for b in batches {
-            c.delivered(
-                1,
-                0,
-                &shard,
-                &[],
-                FencingToken(4),
-                &batch(*b),
-                stream_record,
-            );
+            c.delivered(1, 0, &shard, FencingToken(4), &batch(&k, *b), &k);
         }
         c.violation_count()
     }
 
     #[test]
     fn an_ownership_delivers_from_right_after_its_checkpoint_without_gaps() {
-        let inside = Position::Record(stream_record(0).expect("held").0);
+        let inside = Position::Record(stream().user_record(0, 0).expect("held").0);
         // From inside the aggregate: its next user record first.
         assert_eq!(gaps(inside.clone(), &[(1, 3), (3, 6)]), 0);
         // Resuming after the whole aggregate skips two of its user records.

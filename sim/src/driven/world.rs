@@ -362,12 +362,8 @@ impl World {
         for what in clashes {
             self.checker.violation(now, what);
         }
-        let parents = self.kinesis.parent_ids(shard.as_str());
-        let (kinesis, index) = (&self.kinesis, records.first().map_or(0, |r| r.shard));
         self.checker
-            .delivered(now, node, shard, &parents, token, records, |i| {
-                kinesis.user_record(index as usize, i)
-            });
+            .delivered(now, node, shard, token, records, &self.kinesis);
     }
 
     /// `node`'s process is frozen from now for `ms`.

@@ -95,12 +95,8 @@ impl Fleet {
         records: &[SimRecord],
     ) {
         self.check_exclusive(node, shard, records);
-        let parents = self.kinesis.parent_ids(shard.as_str());
-        let (kinesis, shard_index) = (&self.kinesis, records.first().map_or(0, |r| r.shard));
         self.checker
-            .delivered(self.now, node, shard, &parents, token, records, |i| {
-                kinesis.user_record(shard_index as usize, i)
-            });
+            .delivered(self.now, node, shard, token, records, &self.kinesis);
     }
 
     /// A checkpoint request was answered: once, and truthfully (see [`CheckpointLedger`]).
