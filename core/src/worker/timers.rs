@@ -58,8 +58,8 @@ pub(crate) enum Due {
 pub(crate) struct TimerSlot(u32);
 
 /// Timers due at one instant fire by rank, then (among one kind of lease timer) by lease key, so
-/// the order never depends on when or where a timer was set. Ranks 0 to 5 are the worker's timers
-/// up to `Shutdown`, 6 to 11 the lease timers, 12 `Requests`.
+/// the order never depends on when or where a timer was set. Ranks 0 to 6 are the worker's timers
+/// up to `Fence`, 7 to 12 the lease timers, 13 `Requests`.
 type Rank = u8;
 
 const REQUESTS_RANK: Rank = 13;

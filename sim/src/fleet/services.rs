@@ -184,17 +184,16 @@ impl Fleet {
                 Command::<SimRecord>::ScanLeaseTable { req, consistent }.failed(Failure::Transient);
             return self.lost(node, inc, sent, failed);
         }
-        let faults = self.service_faults[Service::Dynamo as usize];
-        if self.rng.below(1000) < faults.throttle_per_mille {
-            let input = Input::LeaseTableScanned {
-                req,
-                result: Err(Failure::Throttled),
-            };
-            return self.reply(node, inc, sent, Service::Dynamo, input);
-        }
-        let (page, next) =
-            self.dynamo
-                .scan_page(self.now, after.as_deref(), consistent, &mut self.rng);
+        let (page, next) = match self.serve_scan_page(consistent, after.as_deref()) {
+            Ok(served) => served,
+            Err(failure) => {
+                let input = Input::LeaseTableScanned {
+                    req,
+                    result: Err(failure),
+                };
+                return self.reply(node, inc, sent, Service::Dynamo, input);
+            }
+        };
         items.extend(page);
         match next {
             Some(key) => {
@@ -224,5 +223,79 @@ impl Fleet {
         }
     }
 
+    /// One page of a scan after `after` (`None`: the first), or its injected fault. The first
+    /// page is the scan's call, whose faults [`Self::serve_command`] drew; each later page is a
+    /// request of its own (as the SDK's paginator makes them), throttled and failed on its own.
+    fn serve_scan_page(
+        &mut self,
+        consistent: bool,
+        after: Option<&str>,
+    ) -> Result<(Vec<Item>, Option<String>), Failure> {
+        if after.is_some() {
+            let faults = self.service_faults[Service::Dynamo as usize];
+            if self.rng.below(1000) < faults.throttle_per_mille {
+                return Err(Failure::Throttled);
+            }
+            if self.rng.below(1000) < faults.error_per_mille {
+                return Err(Failure::Transient);
+            }
+        }
+        Ok(self
+            .dynamo
+            .scan_page(self.now, after, consistent, &mut self.rng))
+    }
+
     // ---- the simulated record processors ---------------------------------------------------
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{fleet_config, RunSpec, Scenario};
+
+    /// A scan's first page is the call itself: a table that throttles 30% of calls answers
+    /// about 70% of one-page scans.
+    #[test]
+    fn a_scan_is_throttled_as_often_as_any_call() {
+        let spec = RunSpec {
+            workers: 1,
+            shards: 4,
+            ..RunSpec::new(Scenario::Steady)
+        };
+        let mut fleet = Fleet::new(fleet_config(&spec), 1);
+        fleet.service_faults[Service::Dynamo as usize] = ServiceFaults {
+            throttle_per_mille: 300,
+            error_per_mille: 0,
+        };
+        let scans = 4_000;
+        let mut answered = 0;
+        for req in 0..scans {
+            let scan = Command::ScanLeaseTable {
+                req: RequestId(req),
+                consistent: false,
+            };
+            if let Served::Scan(_, consistent) = fleet.serve_command(0, 0, scan) {
+                if fleet.serve_scan_page(consistent, None).is_ok() {
+                    answered += 1;
+                }
+            }
+        }
+        assert!(
+            (2_680..=2_920).contains(&answered),
+            "{answered} of {scans} scans answered"
+        );
+        // Each later page is a request of its own.
+        let mut faults = |throttle_per_mille, error_per_mille| {
+            fleet.service_faults[Service::Dynamo as usize] = ServiceFaults {
+                throttle_per_mille,
+                error_per_mille,
+            };
+            (
+                fleet.serve_scan_page(false, None).err(),
+                fleet.serve_scan_page(false, Some("k")).err(),
+            )
+        };
+        assert_eq!(faults(1000, 0), (None, Some(Failure::Throttled)));
+        assert_eq!(faults(0, 1000), (None, Some(Failure::Transient)));
+    }
 }
