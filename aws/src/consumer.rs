@@ -218,7 +218,9 @@ impl ConsumerBuilder {
         self
     }
 
-    /// The seed of the worker's choices (default: from the worker id and the clock).
+    /// The seed of the worker's choices, jitter and tie-breaks (default: from the worker id and
+    /// the clock). A fixed seed is safe in production: the process's incarnation, which tells it
+    /// apart from another process with its id, is drawn apart ([`crate::Runtime::entropy`]).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self

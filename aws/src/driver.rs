@@ -147,7 +147,9 @@ where
     F: ProcessorFactory<S::Record>,
 {
     /// A driver for worker `id`. `seed` makes its choices (jitter, tie-breaks) reproducible; give
-    /// each worker of a fleet a different one.
+    /// each worker of a fleet a different one. The process's incarnation (what tells it apart
+    /// in the lease table from another process with its id) is drawn apart, from
+    /// [`Runtime::entropy`], so a fixed seed never makes two processes pass for one.
     pub fn new(
         runtime: Rt,
         table: T,
@@ -159,7 +161,14 @@ where
     ) -> Result<Self, ConfigError> {
         let origin = runtime.now();
         let id_text = id.to_string();
-        let worker = Worker::new(config.worker.clone(), id, seed, Instant::ZERO)?;
+        let incarnation_seed = seed ^ runtime.entropy();
+        let worker = Worker::with_incarnation(
+            config.worker.clone(),
+            id,
+            seed,
+            incarnation_seed,
+            Instant::ZERO,
+        )?;
         let call_timeout = config.processor_call_timeout;
         let (outbox, inbox) = unbounded();
         Ok(Self {

@@ -1,7 +1,7 @@
 //! The driver end to end on tokio, against dynalite and kinesalite: two workers share a stream,
 //! every record is processed, checkpoints land in the table, a panicking processor loses its lease
-//! cleanly and its records come again, a deleted stream ends the run, KPL user records outside
-//! their shard are dropped.
+//! cleanly and its records come again, a deleted stream ends the run, a second process with a
+//! live worker's id stops, KPL user records outside their shard are dropped.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -267,6 +267,49 @@ async fn a_stream_deleted_under_a_running_worker_ends_it_with_an_error() {
     assert!(error.refused_for >= Duration::from_secs(2));
     assert!(error.to_string().contains("Kinesis"), "{error}");
     assert_eq!(error.stats.records_delivered, 10);
+}
+
+/// Two processes given the same worker id and the same seed (a fixed `ConsumerBuilder::seed`,
+/// say, and an id from a config file): the second is a duplicate and stops before it does
+/// anything, while the first goes on. The seed makes a worker's choices reproducible; it must
+/// not make two processes one.
+#[tokio::test]
+async fn a_second_process_with_the_same_id_and_seed_stops_as_a_duplicate() {
+    let Some((kinesis, name, table)) = setup(2, 20).await else {
+        return;
+    };
+    let seen: Seen = Arc::default();
+    let start = || {
+        Driver::new(
+            common::Tokio,
+            table.clone(),
+            KinesisStream::new(&kinesis, name.as_str()),
+            collecting(&seen),
+            WorkerId::from("twin"),
+            config(),
+            7,
+        )
+        .unwrap()
+    };
+    let first = start();
+    let first_handle = first.shutdown_handle();
+    let first_run = tokio::spawn(first.run());
+    wait_for(&seen, 20).await;
+    // A bound on the wait only, so a regression fails instead of hanging.
+    let second = tokio::time::timeout(Duration::from_secs(60), start().run())
+        .await
+        .expect("the second process stopped")
+        .unwrap();
+    assert_eq!(second.duplicate_worker_id, 1, "{second:?}");
+    assert_eq!(second.leases_acquired, 0, "{second:?}");
+    assert!(!first_run.is_finished(), "the first goes on");
+    first_handle.shutdown();
+    let first = tokio::time::timeout(Duration::from_secs(30), first_run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.duplicate_worker_id, 0, "{first:?}");
 }
 
 /// A KPL aggregate put into the lower half of the key space holding a user record whose hash key

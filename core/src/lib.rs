@@ -13,7 +13,10 @@
 //!
 //! # The contract
 //!
-//! A driver owns the worker and the IO. It:
+//! A driver owns the worker and the IO. It gives every process a seed of its own, or, to keep
+//! the worker's choices reproducible under a fixed seed, builds it with
+//! [`Worker::with_incarnation`] from fresh entropy: the incarnation is what tells two processes
+//! with one worker id apart. Then it:
 //! 1. after [`Worker::new`] and after every [`Worker::handle`] or [`Worker::handle_timeout`],
 //!    drains [`Worker::poll_command`] until it returns `None`, carrying out each command:
 //!    requests go to DynamoDB or Kinesis and come back as the input that names the same

@@ -112,8 +112,25 @@ pub struct Worker<R> {
 }
 
 impl<R: Record + Clone> Worker<R> {
-    /// A worker that starts acting at `now`. `seed` drives its only randomness (jitter, shuffles).
+    /// A worker that starts acting at `now`. `seed` drives its only randomness (jitter, shuffles)
+    /// and names its process in the lease table too (the incarnation its heartbeats carry): two
+    /// processes built with one id and one seed would pass for one, so each process needs a seed
+    /// of its own. A driver that wants reproducible choices uses [`Worker::with_incarnation`].
     pub fn new(config: Config, id: WorkerId, seed: u64, now: Instant) -> Result<Self, ConfigError> {
+        Self::with_incarnation(config, id, seed, seed, now)
+    }
+
+    /// As [`Worker::new`], with the incarnation drawn from `incarnation_seed` instead: `seed`
+    /// keeps the worker's choices reproducible, and `incarnation_seed` must differ between any
+    /// two processes (drivers take fresh entropy), so that a second process started with a live
+    /// worker's id stops ([`Event::DuplicateWorkerId`](crate::Event::DuplicateWorkerId)) and a restarted one registers as new.
+    pub fn with_incarnation(
+        config: Config,
+        id: WorkerId,
+        seed: u64,
+        incarnation_seed: u64,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut w = Self {
             ctx: Ctx::new(config, id, seed, now),
@@ -124,7 +141,7 @@ impl<R: Record + Clone> Worker<R> {
             taking: Taking::default(),
             election: Election::default(),
             planning: Planning::default(),
-            inbox: Inbox::new(registration::incarnation(seed)),
+            inbox: Inbox::new(registration::incarnation(incarnation_seed)),
             sync: ShardSync::default(),
             shutdown: Shutdown::default(),
             vanishing: Vanishing::default(),

@@ -240,6 +240,33 @@ mod tests {
         );
     }
 
+    /// Two processes with one seed (reproducible choices) and their own incarnation seeds are
+    /// two processes; without one, the seed names the process.
+    #[test]
+    fn the_incarnation_may_be_drawn_apart_from_the_seed() {
+        let worker = |seed, incarnation_seed| {
+            Worker::<crate::io::BasicRecord>::with_incarnation(
+                Config::default(),
+                crate::lease::WorkerId::from("w1"),
+                seed,
+                incarnation_seed,
+                Instant::ZERO,
+            )
+            .expect("valid")
+        };
+        let (a, b) = (worker(7, 1), worker(7, 2));
+        assert_ne!(a.inbox.incarnation, b.inbox.incarnation);
+        assert_eq!(a.inbox.incarnation, incarnation(1));
+        let by_seed = Worker::<crate::io::BasicRecord>::new(
+            Config::default(),
+            crate::lease::WorkerId::from("w1"),
+            7,
+            Instant::ZERO,
+        )
+        .expect("valid");
+        assert_eq!(by_seed.inbox.incarnation, incarnation(7));
+    }
+
     #[test]
     fn incarnations_differ_by_seed_and_are_16_hex_digits() {
         let a = incarnation(1);

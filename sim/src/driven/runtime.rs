@@ -108,6 +108,12 @@ impl kcl_aws::Runtime for SimRuntime {
         UNIX_EPOCH + Duration::from_millis(ms)
     }
 
+    /// Nothing to add: every simulated process is started with a seed of its own, drawn from
+    /// the run's, which names it already (and keeps the run reproducible).
+    fn entropy(&self) -> u64 {
+        0
+    }
+
     fn suspend_clocks(&self) -> Option<(u64, u64)> {
         match self.kind {
             WorkerClock::Boottime => Some(self.readings()),
