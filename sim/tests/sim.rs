@@ -412,7 +412,8 @@ fn the_command_line_writes_json_and_svg_and_fails_on_violations() {
     let plot = std::fs::read_to_string(&svg).unwrap_or_else(|e| panic!("{e}"));
     assert!(plot.starts_with("<svg") && plot.contains("lease moves"));
 
-    // A run with a violation exits 1 and prints the replay command.
+    // A run with a violation exits 1 and prints the replay command (a seed whose drift the
+    // checkers see: not every seed's is, see `drift_beyond_the_bound_is_reported`).
     let out = Command::new(bin)
         .args([
             "run",
@@ -423,7 +424,7 @@ fn the_command_line_writes_json_and_svg_and_fails_on_violations() {
             "--shards",
             "20",
         ])
-        .args(["--duration", "150s", "--drift", "beyond", "--quiet"])
+        .args(["--duration", "150s", "--drift", "beyond", "--seed", "2", "--quiet"])
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status.code(), Some(1));
