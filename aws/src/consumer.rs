@@ -219,8 +219,9 @@ impl ConsumerBuilder {
     }
 
     /// The seed of the worker's choices, jitter and tie-breaks (default: from the worker id and
-    /// the clock). A fixed seed is safe in production: the process's incarnation, which tells it
-    /// apart from another process with its id, is drawn apart ([`crate::Runtime::entropy`]).
+    /// the clock). Give each worker a seed of its own: workers sharing one jitter alike. Keeping
+    /// a worker's seed across restarts is safe: the process's incarnation, which tells it apart
+    /// from another process with its id, is drawn apart ([`crate::Runtime::entropy`]).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self

@@ -24,12 +24,13 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     fn suspend_clocks(&self) -> Option<(u64, u64)> {
         crate::clock::readings()
     }
-    /// A value no other call returns, in this process or another: the driver draws its
-    /// process's incarnation (what names it in the lease table) from it, apart from the seed of
-    /// its choices, so two processes given one worker id and one seed still tell each other
-    /// apart. Random by default (std's per-process hash keys, which change with every call,
-    /// mixed with the time and the process id); a simulated runtime may return a reproducible
-    /// value when it gives every process a seed of its own.
+    /// A value that differs from every other call's, in this process or another, but for a
+    /// 64-bit chance: the driver draws its process's incarnations (what names it in the lease
+    /// table) from it, apart from the seed of its choices, so two processes given one worker id
+    /// and one seed still tell each other apart. Random by default (std's hash keys, drawn from
+    /// the operating system once per thread and moved on by every call, mixed with the time and
+    /// the process id); a simulated runtime may return a reproducible value when it gives every
+    /// process a seed of its own.
     fn entropy(&self) -> u64 {
         use std::hash::{BuildHasher, Hasher};
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();

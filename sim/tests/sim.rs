@@ -424,7 +424,15 @@ fn the_command_line_writes_json_and_svg_and_fails_on_violations() {
             "--shards",
             "20",
         ])
-        .args(["--duration", "150s", "--drift", "beyond", "--seed", "2", "--quiet"])
+        .args([
+            "--duration",
+            "150s",
+            "--drift",
+            "beyond",
+            "--seed",
+            "2",
+            "--quiet",
+        ])
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status.code(), Some(1));

@@ -75,6 +75,10 @@ impl Move {
 pub(crate) struct Inbox {
     /// This process, as its heartbeats name it.
     pub(super) incarnation: Text,
+    /// Mixed into every incarnation this process draws after its first: how its incarnation
+    /// seed differs from the seed of its choices, so two processes sharing that seed never draw
+    /// the same one (0 when the seed names the process too).
+    pub(super) incarnation_salt: u64,
     /// Worker liveness: the incarnation this process gave up with every lease it held, whose
     /// row its next heartbeat may take over at once ([`crate::protocol`]).
     pub(super) previous: Option<Text>,
@@ -91,9 +95,10 @@ pub(crate) struct Inbox {
 }
 
 impl Inbox {
-    pub(crate) fn new(incarnation: Text) -> Self {
+    pub(crate) fn new(incarnation: Text, incarnation_salt: u64) -> Self {
         Self {
             incarnation,
+            incarnation_salt,
             previous: None,
             registration: Registration::default(),
             heartbeat: Outstanding::Idle,

@@ -120,10 +120,12 @@ impl<R: Record + Clone> Worker<R> {
         Self::with_incarnation(config, id, seed, seed, now)
     }
 
-    /// As [`Worker::new`], with the incarnation drawn from `incarnation_seed` instead: `seed`
-    /// keeps the worker's choices reproducible, and `incarnation_seed` must differ between any
-    /// two processes (drivers take fresh entropy), so that a second process started with a live
-    /// worker's id stops ([`Event::DuplicateWorkerId`](crate::Event::DuplicateWorkerId)) and a restarted one registers as new.
+    /// As [`Worker::new`], with the incarnations drawn from `incarnation_seed` too (the first,
+    /// and those drawn when it registers again): `seed` keeps the worker's choices
+    /// reproducible, and `incarnation_seed` must differ between any two processes (drivers take
+    /// fresh entropy), so that a second process started with a live worker's id stops
+    /// ([`Event::DuplicateWorkerId`](crate::Event::DuplicateWorkerId)) and a restarted one
+    /// registers as new.
     pub fn with_incarnation(
         config: Config,
         id: WorkerId,
@@ -141,7 +143,10 @@ impl<R: Record + Clone> Worker<R> {
             taking: Taking::default(),
             election: Election::default(),
             planning: Planning::default(),
-            inbox: Inbox::new(registration::incarnation(incarnation_seed)),
+            inbox: Inbox::new(
+                registration::incarnation(incarnation_seed),
+                incarnation_seed ^ seed,
+            ),
             sync: ShardSync::default(),
             shutdown: Shutdown::default(),
             vanishing: Vanishing::default(),

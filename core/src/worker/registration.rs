@@ -103,7 +103,7 @@ impl<R: Record + Clone> Worker<R> {
     pub(super) fn give_up_incarnation(&mut self, own_row: bool) {
         self.ctx.stats.incarnations_given_up += 1;
         self.touch_all(|h, ctx| h.lose(ctx));
-        let fresh = incarnation(self.ctx.rng.next_u64());
+        let fresh = incarnation(self.ctx.rng.next_u64() ^ self.inbox.incarnation_salt);
         let old = self.inbox.incarnation.clone();
         self.inbox.start_over(fresh, own_row.then_some(old));
         self.ctx.heartbeats = Heartbeats::default();
@@ -254,9 +254,14 @@ mod tests {
             )
             .expect("valid")
         };
-        let (a, b) = (worker(7, 1), worker(7, 2));
+        let (mut a, mut b) = (worker(7, 1), worker(7, 2));
         assert_ne!(a.inbox.incarnation, b.inbox.incarnation);
         assert_eq!(a.inbox.incarnation, incarnation(1));
+        // So are the incarnations they register under after giving theirs up, drawn at the
+        // same point of one seed's stream.
+        a.give_up_incarnation(true);
+        b.give_up_incarnation(true);
+        assert_ne!(a.inbox.incarnation, b.inbox.incarnation);
         let by_seed = Worker::<crate::io::BasicRecord>::new(
             Config::default(),
             crate::lease::WorkerId::from("w1"),
