@@ -288,13 +288,16 @@ impl Fleet {
                 if let Some(node) = self.random_running() {
                     self.partition(self.nodes[node].machine, service, ms);
                 }
+                self.table_faulted_for(service, ms);
             }
             Action::PartitionAll { service, ms } => {
                 for machine in 0..self.machines.len() {
                     self.partition(machine, service, ms);
                 }
+                self.table_faulted_for(service, ms);
             }
             Action::Delay { extra_ms, ms } => {
+                self.table_faulted_for(Service::Dynamo, ms);
                 if let Some(node) = self.random_running() {
                     let machine = self.nodes[node].machine;
                     if self.network() {
@@ -339,6 +342,7 @@ impl Fleet {
                     self.set_rate(node, rate);
                     self.partition(self.nodes[node].machine, Service::Dynamo, ms);
                 }
+                self.table_faulted_for(Service::Dynamo, ms);
             }
             Action::ServiceFaults {
                 service,
@@ -349,6 +353,8 @@ impl Fleet {
                     throttle_per_mille,
                     error_per_mille,
                 };
+                // Set, or cleared: either way the faults run at least until now.
+                self.table_faulted_for(service, 0);
             }
             Action::ProcessorFailures(per_mille) => self.processor_failure_per_mille = per_mille,
             Action::Split => self.kinesis.split_random(&mut self.rng),
@@ -359,6 +365,7 @@ impl Fleet {
             Action::SlowAnswers { .. } | Action::BlockingReads(_) => {}
             Action::StopProducing => self.producing = false,
             Action::Calm => {
+                self.table_faulted_for(Service::Dynamo, 0);
                 self.service_faults = [ServiceFaults::default(); 2];
                 self.processor_failure_per_mille = 0;
                 for m in &mut self.machines {
@@ -513,5 +520,15 @@ impl Fleet {
             .ok()
             .map(Box::new);
         self.after_handle(node);
+    }
+}
+
+impl Fleet {
+    /// A fault of `service` lasting `ms` from now: when it is DynamoDB's, the table-size check
+    /// counts from its end (see [`Fleet::table_size_violations`]).
+    fn table_faulted_for(&mut self, service: Service, ms: u64) {
+        if service == Service::Dynamo {
+            self.table_calm_since = self.table_calm_since.max(self.now + ms);
+        }
     }
 }

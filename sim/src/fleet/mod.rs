@@ -349,6 +349,10 @@ pub struct Fleet {
     /// When a worker last became leader: a leader judges a row dead by its own observations,
     /// which begin when it takes office.
     leader_since: u64,
+    /// When the last fault that could keep the leader from scanning the table ended (DynamoDB
+    /// throttling and errors, partitions, message delays, and the calm that ends every fault):
+    /// a leader that cannot scan cannot see a row stand still.
+    table_calm_since: u64,
     envelopes: BTreeMap<u64, Envelope>,
     next_envelope: u64,
     outbox: Vec<Vec<(u64, Service)>>,
@@ -377,6 +381,7 @@ impl Fleet {
             settling: Settling::default(),
             departed: BTreeMap::new(),
             leader_since: 0,
+            table_calm_since: 0,
             envelopes: BTreeMap::new(),
             next_envelope: 0,
             outbox: Vec::new(),
@@ -658,8 +663,9 @@ impl Fleet {
     }
 
     /// What is wrong with the table's size at the end of a run: a lease row of no shard, or a
-    /// worker row of a worker gone for longer than the leader takes to delete it: from the later
-    /// of the departure and the current leader's election, a scan to see the last heartbeat, the
+    /// worker row of a worker gone for longer than the leader takes to delete it: from the latest
+    /// of the departure, the current leader's election and the end of the last fault that could
+    /// keep it from scanning, a scan to see the last heartbeat, the
     /// failover time to the fence, a scan to see the fenced row (from which the retention runs),
     /// `worker_row_retention`, and a scan to delete it; the scans' reads and the writes take
     /// their latency (up to seconds under the nemesis's message delays), which the third scan
@@ -682,7 +688,7 @@ impl Fleet {
             &self.kinesis,
             &running,
             &self.departed,
-            self.leader_since,
+            self.leader_since.max(self.table_calm_since),
             self.now,
             grace,
         )
@@ -700,14 +706,15 @@ impl Fleet {
 }
 
 /// What is wrong with the table's size at `now`: a lease row of no shard, or the row of a worker
-/// (not `running`) gone for longer than `grace` from the later of its departure and the current
-/// leader's election.
+/// (not `running`) gone for longer than `grace` from the later of its departure and `observed`,
+/// when the current leader could first observe the table (its election, or the end of the last
+/// fault that kept it from scanning).
 pub(crate) fn table_size_violations(
     dynamo: &Dynamo,
     kinesis: &Kinesis,
     running: &BTreeSet<&str>,
     departed: &BTreeMap<WorkerId, u64>,
-    leader_since: u64,
+    observed: u64,
     now: u64,
     grace: core::time::Duration,
 ) -> Vec<String> {
@@ -717,12 +724,12 @@ pub(crate) fn table_size_violations(
         if let Some(id) = key.strip_prefix(WORKER_KEY_PREFIX) {
             let gone_for = departed
                 .get(id)
-                .map(|&t| u128::from(now.saturating_sub(t.max(leader_since))));
+                .map(|&t| u128::from(now.saturating_sub(t.max(observed))));
             match gone_for {
                 _ if running.contains(id) => {}
                 Some(ms) if ms <= grace => {}
                 Some(ms) => wrong.push(format!(
-                    "table size: the row of {id}, gone for {} s under the current leader, was not deleted",
+                    "table size: the row of {id}, gone for {} s since the current leader could observe it, was not deleted",
                     ms / 1000
                 )),
                 None => wrong.push(format!("table size: a row of unknown worker {id}")),

@@ -253,6 +253,50 @@ mod tests {
     use super::*;
     use crate::scenario::{fleet_config, RunSpec, Scenario};
 
+    /// A leader that could not scan (the table failing its calls) cannot see a dead worker's
+    /// row stand still: the table-size check counts from when it could again, not from the
+    /// departure (`--scenario chaos --workers 2000 --shards 8000 --duration 3m --seed 1`: a
+    /// worker crashed 7 s before DynamoDB's faults ended, and its row was deleted 76 s after).
+    #[test]
+    fn a_dead_row_is_judged_from_when_the_leader_could_observe_it() {
+        use kcl_core::write::{Condition, LeaseWrite, WriteAction};
+        let mut dynamo = Dynamo::new(Consistency::default());
+        let key = format!("{WORKER_KEY_PREFIX}w9");
+        let mut row = Item::new();
+        row.insert(
+            "leaseKey".into(),
+            kcl_core::AttributeValue::S(key.as_str().into()),
+        );
+        let put = LeaseWrite {
+            key: key.as_str().into(),
+            action: WriteAction::Put(row),
+            condition: Condition::NotExists,
+            return_item: false,
+            kind: WriteKind::Create,
+        };
+        assert!(dynamo.write(0, &put).is_ok());
+        let kinesis = Kinesis::new(1, KinesisLimits::default());
+        let departed = BTreeMap::from([(WorkerId::from("w9"), 98_000)]);
+        let grace = core::time::Duration::from_secs(76);
+        let judged = |observed| {
+            table_size_violations(
+                &dynamo,
+                &kinesis,
+                &BTreeSet::new(),
+                &departed,
+                observed,
+                180_000,
+                grace,
+            )
+        };
+        assert_eq!(judged(0).len(), 1, "82 s after the departure");
+        assert_eq!(
+            judged(105_000),
+            Vec::<String>::new(),
+            "75 s after the faults"
+        );
+    }
+
     /// A scan's first page is the call itself: a table that throttles 30% of calls answers
     /// about 70% of one-page scans.
     #[test]
