@@ -58,7 +58,8 @@ pub enum BuildError {
         /// Its name.
         table: String,
     },
-    /// The lease table could not be created or did not become `ACTIVE`.
+    /// The lease table could not be created, did not become `ACTIVE`, or has another key than
+    /// a lease table's (another application's table of that name).
     LeaseTable(Failure),
     /// The enhanced fan-out consumer could not be registered or did not become `ACTIVE`.
     FanOut(Failure),
@@ -94,7 +95,7 @@ impl core::fmt::Display for BuildError {
                 "lease table {table:?} not found, and creating it is turned off"
             ),
             Self::LeaseTable(_) => {
-                f.write_str("the lease table could not be created or did not become ACTIVE")
+                f.write_str("the lease table could not be created, did not become ACTIVE, or is not a lease table")
             }
             Self::FanOut(_) => f.write_str(
                 "the enhanced fan-out consumer could not be registered or did not become ACTIVE",
@@ -124,6 +125,7 @@ pub struct ConsumerBuilder {
     table: String,
     worker_id: Option<WorkerId>,
     config: DriverConfig,
+    shortcuts: Shortcuts,
     dynamodb_endpoint: Option<String>,
     kinesis_endpoint: Option<String>,
     seed: Option<u64>,
@@ -143,6 +145,7 @@ impl ConsumerBuilder {
             table: application.to_string(),
             worker_id: None,
             config: DriverConfig::default(),
+            shortcuts: Shortcuts::default(),
             dynamodb_endpoint: None,
             kinesis_endpoint: None,
             seed: None,
@@ -172,7 +175,9 @@ impl ConsumerBuilder {
         self
     }
 
-    /// The driver's and the worker's settings.
+    /// The driver's and the worker's settings. The shortcuts below ([`Self::initial_position`],
+    /// [`Self::failover_time`], [`Self::max_leases_per_worker`], [`Self::failure_domain`])
+    /// override them, called before or after this.
     pub fn config(mut self, config: DriverConfig) -> Self {
         self.config = config;
         self
@@ -182,28 +187,44 @@ impl ConsumerBuilder {
     /// when a root shard's lease is created, so every owner until the first checkpoint reads
     /// from the same place. Children of a consumed shard always start at `TRIM_HORIZON`.
     pub fn initial_position(mut self, position: kcl_core::InitialPosition) -> Self {
-        self.config.worker.initial_position = position;
+        self.shortcuts.initial_position = Some(position);
         self
     }
 
     /// How long a lease may go unrenewed before others take it (Java KCL:
     /// `failoverTimeMillis`); see [`kcl_core::Config::failover_time`].
     pub fn failover_time(mut self, failover: Duration) -> Self {
-        self.config.worker.failover_time = failover;
+        self.shortcuts.failover_time = Some(failover);
         self
     }
 
     /// The most leases this worker holds (Java KCL: `maxLeasesForWorker`).
     pub fn max_leases_per_worker(mut self, max: u64) -> Self {
-        self.config.worker.max_leases_per_worker = max;
+        self.shortcuts.max_leases_per_worker = Some(max);
         self
     }
 
     /// The host, rack or availability zone this worker fails with (default: the host name);
     /// the leader names a standby outside its own. See [`kcl_core::Config::failure_domain`].
     pub fn failure_domain(mut self, domain: &str) -> Self {
-        self.config.worker.failure_domain = Some(domain.to_string());
+        self.shortcuts.failure_domain = Some(domain.to_string());
         self
+    }
+
+    /// The settings the driver will run with: [`Self::config`]'s, the shortcuts over them, the
+    /// host name as failure domain unless one is set, and no waits between reads with enhanced
+    /// fan-out (each read waits for the shard's next event).
+    pub fn driver_config(&self) -> DriverConfig {
+        let mut config = self.config.clone();
+        self.shortcuts.apply(&mut config.worker);
+        if config.worker.failure_domain.is_none() {
+            config.worker.failure_domain = host_name();
+        }
+        if self.fan_out.is_some() {
+            config.worker.min_fetch_interval = Duration::ZERO;
+            config.worker.idle_time_between_reads = Duration::ZERO;
+        }
+        config
     }
 
     /// A DynamoDB endpoint other than AWS's (a local emulator).
@@ -262,14 +283,7 @@ impl ConsumerBuilder {
         Rt: Runtime,
         F: ProcessorFactory<KinesisRecord>,
     {
-        let mut config = self.config;
-        if config.worker.failure_domain.is_none() {
-            config.worker.failure_domain = host_name();
-        }
-        if self.fan_out.is_some() {
-            config.worker.min_fetch_interval = Duration::ZERO;
-            config.worker.idle_time_between_reads = Duration::ZERO;
-        }
+        let config = self.driver_config();
         config.validate().map_err(BuildError::Config)?;
         if sdk.region().is_none() {
             return Err(BuildError::NoRegion);
@@ -406,6 +420,33 @@ fn default_worker_id() -> WorkerId {
     WorkerId::from(format!("{host}:{}:{millis}", std::process::id()).as_str())
 }
 
+/// The settings the builder's shortcuts set, kept apart so that a whole configuration given
+/// after them does not undo them.
+#[derive(Clone, Debug, Default)]
+struct Shortcuts {
+    initial_position: Option<kcl_core::InitialPosition>,
+    failover_time: Option<Duration>,
+    max_leases_per_worker: Option<u64>,
+    failure_domain: Option<String>,
+}
+
+impl Shortcuts {
+    fn apply(&self, worker: &mut kcl_core::Config) {
+        if let Some(position) = self.initial_position {
+            worker.initial_position = position;
+        }
+        if let Some(failover) = self.failover_time {
+            worker.failover_time = failover;
+        }
+        if let Some(max) = self.max_leases_per_worker {
+            worker.max_leases_per_worker = max;
+        }
+        if let Some(domain) = &self.failure_domain {
+            worker.failure_domain = Some(domain.clone());
+        }
+    }
+}
+
 fn seed_from(id: &WorkerId) -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -421,19 +462,30 @@ fn seed_from(id: &WorkerId) -> u64 {
 mod tests {
     use super::*;
 
+    /// The shortcuts hold whatever the order of the calls: settings loaded after them (a file,
+    /// the environment) do not undo them, which for the initial position would skip a backlog
+    /// for good.
     #[test]
     fn the_shortcuts_set_the_workers_configuration() {
-        let b = ConsumerBuilder::new("orders", "billing")
-            .initial_position(kcl_core::InitialPosition::Latest)
-            .failover_time(Duration::from_secs(20))
-            .max_leases_per_worker(7)
-            .failure_domain("eu-west-1b");
-        let w = &b.config.worker;
-        assert_eq!(w.failure_domain.as_deref(), Some("eu-west-1b"));
-        assert_eq!(w.initial_position, kcl_core::InitialPosition::Latest);
-        assert_eq!(w.failover_time, Duration::from_secs(20));
-        assert_eq!(w.max_leases_per_worker, 7);
-        assert_eq!(w.validate(), Ok(()));
+        let shortcuts = |b: ConsumerBuilder| {
+            b.initial_position(kcl_core::InitialPosition::TrimHorizon)
+                .failover_time(Duration::from_secs(20))
+                .max_leases_per_worker(7)
+                .failure_domain("eu-west-1b")
+        };
+        let before =
+            shortcuts(ConsumerBuilder::new("orders", "billing")).config(DriverConfig::default());
+        let after =
+            shortcuts(ConsumerBuilder::new("orders", "billing").config(DriverConfig::default()));
+        for b in [before, after] {
+            let config = b.driver_config();
+            let w = &config.worker;
+            assert_eq!(w.failure_domain.as_deref(), Some("eu-west-1b"));
+            assert_eq!(w.initial_position, kcl_core::InitialPosition::TrimHorizon);
+            assert_eq!(w.failover_time, Duration::from_secs(20));
+            assert_eq!(w.max_leases_per_worker, 7);
+            assert_eq!(w.validate(), Ok(()));
+        }
     }
 
     #[test]
@@ -441,7 +493,7 @@ mod tests {
         let e = BuildError::LeaseTable(Failure::Other("AccessDeniedException: no".into()));
         assert_eq!(
             error_chain(&e),
-            "the lease table could not be created or did not become ACTIVE: AccessDeniedException: no"
+            "the lease table could not be created, did not become ACTIVE, or is not a lease table: AccessDeniedException: no"
         );
         let missing = BuildError::StreamNotFound {
             stream: "orders".into(),

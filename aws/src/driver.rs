@@ -53,8 +53,9 @@ pub struct DriverConfig {
     /// Retries and timeouts of each call.
     pub retry: RetryPolicy,
     /// How long the stream or the lease table may refuse every call (NotFound, AccessDenied:
-    /// deleted, or a permission revoked) before [`Driver::run`] ends with a [`RunError`].
-    /// Timeouts and throttles never count. Default 2 minutes.
+    /// deleted, or a permission revoked), or the stream refuse every read access (a permission,
+    /// or its KMS key), before [`Driver::run`] ends with a [`RunError`]. Timeouts and throttles
+    /// never count. Default 2 minutes.
     pub give_up_after: Duration,
     /// Drop the user records of a KPL aggregate whose hash key falls outside the shard's range,
     /// as the Java KCL does (default `true`). A producer whose shard map was stale put them
@@ -205,8 +206,8 @@ where
 
     /// Runs the worker until it has shut down (see [`ShutdownHandle`]); returns its counters.
     /// Ends with a [`RunError`] instead, at once and without releasing anything (its leases
-    /// expire), when the stream or the lease table has refused every call for
-    /// [`DriverConfig::give_up_after`].
+    /// expire), when the stream or the lease table has refused every call, or the stream every
+    /// read, for [`DriverConfig::give_up_after`].
     pub async fn run(mut self) -> Result<Stats, RunError> {
         let span = tracing::info_span!("kcl.worker", worker = %self.worker.id());
         async move {

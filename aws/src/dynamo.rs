@@ -112,6 +112,9 @@ impl DynamoLeaseTable {
             {
                 Ok(described) => {
                     let table = described.table();
+                    if let Some(t) = table {
+                        self.check_key(t)?;
+                    }
                     if table.and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
                         if created && !options.tags.is_empty() {
                             let arn = table.and_then(|t| t.table_arn()).unwrap_or_default();
@@ -144,6 +147,32 @@ impl DynamoLeaseTable {
             }
             runtime.sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// A lease table is keyed by `leaseKey` alone, a string: a table of the name with another
+    /// key is someone else's, and every write to it would fail.
+    fn check_key(&self, table: &aws_sdk_dynamodb::types::TableDescription) -> Result<(), Failure> {
+        let key: Vec<String> = table
+            .key_schema()
+            .iter()
+            .map(|k| {
+                let kind = table
+                    .attribute_definitions()
+                    .iter()
+                    .find(|d| d.attribute_name() == k.attribute_name())
+                    .map_or("?", |d| d.attribute_type().as_str());
+                format!("{} ({kind}, {})", k.attribute_name(), k.key_type().as_str())
+            })
+            .collect();
+        let expected = format!("{} (S, HASH)", attr::LEASE_KEY);
+        if key.len() == 1 && key[0] == expected {
+            return Ok(());
+        }
+        Err(Failure::Other(format!(
+            "table {} is not a lease table: its key is {}, a lease table's is {expected}; name another with ConsumerBuilder::lease_table",
+            self.table,
+            key.join(" + ")
+        )))
     }
 
     async fn enable_point_in_time_recovery(&self) -> Result<(), Failure> {

@@ -69,11 +69,18 @@ pub(crate) fn classify_code(
         "ResourceNotFoundException" => Failure::NotFound,
         "ExpiredIteratorException" => Failure::ExpiredIterator,
         "InvalidArgumentException" => Failure::InvalidArgument(refusal()),
+        // The stream's KMS key refuses this caller, or cannot be used at all: as persistent as
+        // a missing permission, and as fatal to reading (kms:Decrypt is part of the policy).
         "AccessDeniedException"
         | "UnrecognizedClientException"
         | "InvalidSignatureException"
         | "ExpiredTokenException"
-        | "InvalidClientTokenId" => Failure::AccessDenied(refusal()),
+        | "InvalidClientTokenId"
+        | "KMSAccessDeniedException"
+        | "KMSDisabledException"
+        | "KMSNotFoundException"
+        | "KMSInvalidStateException"
+        | "KMSOptInRequired" => Failure::AccessDenied(refusal()),
         "InternalServerError"
         | "InternalFailure"
         | "ServiceUnavailable"
@@ -143,6 +150,16 @@ mod tests {
             denied.to_string(),
             "access denied: AccessDeniedException: no (request id r-1)"
         );
+        for kms in [
+            "KMSAccessDeniedException",
+            "KMSDisabledException",
+            "KMSNotFoundException",
+            "KMSInvalidStateException",
+            "KMSOptInRequired",
+        ] {
+            assert!(matches!(c(kms), Failure::AccessDenied(_)), "{kms}");
+        }
+        assert_eq!(c("KMSThrottlingException"), Failure::Transient);
         assert_eq!(
             classify_code(Some("ValidationException"), 400, Some("bad"), None),
             Failure::Service(ServiceError::new("ValidationException", "bad"))

@@ -292,7 +292,7 @@ fn classify_event_error<R: std::fmt::Debug>(
             | E::KmsInvalidStateException(_)
             | E::KmsAccessDeniedException(_)
             | E::KmsNotFoundException(_)
-            | E::KmsOptInRequired(_) => Failure::Service(ServiceError::new(
+            | E::KmsOptInRequired(_) => Failure::AccessDenied(ServiceError::new(
                 s.err().code().unwrap_or("KMSException"),
                 &error_chain(s.err()),
             )),

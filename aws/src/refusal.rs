@@ -3,7 +3,10 @@
 //! answer from that service in between, ends the worker with a [`RunError`] instead of leaving it
 //! idle: the stream or the table was deleted, or a permission revoked. Timeouts and throttles say
 //! nothing either way (a partition heals), so they neither start nor end a run of refusals; any
-//! other answer, a lost race included, shows the service there and ends it.
+//! other answer, a lost race included, shows the service there and ends it. Reads are watched
+//! apart as well: a worker whose every GetRecords is refused access (a permission missing, or the
+//! stream's KMS key refusing it or disabled) for that long ends too, though its listings and
+//! iterators, which need no key, still succeed.
 
 use core::time::Duration;
 
@@ -60,10 +63,11 @@ impl std::error::Error for RunError {
     }
 }
 
-/// The first refusal of the current run, per service.
+/// The first refusal of the current run, per service, and of reads apart.
 #[derive(Debug, Default)]
 pub(crate) struct RefusalWatch {
     since: [Option<Instant>; 2],
+    reads_denied_since: Option<Instant>,
 }
 
 impl RefusalWatch {
@@ -75,6 +79,19 @@ impl RefusalWatch {
         give_up_after: Duration,
     ) -> Option<(Service, &'static str, Failure, Duration)> {
         let (service, op, failure) = answer(input)?;
+        if op == "get_records" {
+            match failure {
+                Some(f @ Failure::AccessDenied(_)) => {
+                    let since = *self.reads_denied_since.get_or_insert(now);
+                    let refused_for = now.saturating_since(since);
+                    if refused_for >= give_up_after {
+                        return Some((service, op, f.clone(), refused_for));
+                    }
+                }
+                Some(Failure::Transient | Failure::Throttled) => {}
+                _ => self.reads_denied_since = None,
+            }
+        }
         let slot = &mut self.since[service as usize];
         match failure {
             Some(f @ (Failure::NotFound | Failure::AccessDenied(_))) => {
@@ -137,6 +154,50 @@ mod tests {
             req: RequestId(2),
             result: result.map(|()| Vec::new()),
         }
+    }
+
+    fn fetched(result: Result<(), Failure>) -> Input<BasicRecord> {
+        Input::RecordsFetched {
+            req: RequestId(3),
+            result: result.map(|()| kcl_core::FetchedRecords {
+                records: Vec::new(),
+                next_iterator: None,
+                millis_behind_latest: 0,
+                child_shards: Vec::new(),
+            }),
+        }
+    }
+
+    /// A worker whose every read is refused (a permission missing, or the stream's KMS key
+    /// refusing it) while its listings and iterators succeed (they need no key) is of no use:
+    /// it stops once reads alone have been refused for the bound.
+    #[test]
+    fn reads_refused_for_the_bound_end_the_worker_though_other_calls_succeed() {
+        let bound = Duration::from_secs(60);
+        let at = Instant::from_millis;
+        let denied = || {
+            fetched(Err(Failure::AccessDenied(kcl_core::ServiceError::new(
+                "KMSAccessDeniedException",
+                "no",
+            ))))
+        };
+        let mut w = RefusalWatch::default();
+        assert_eq!(w.observe(at(0), &denied(), bound), None);
+        assert_eq!(w.observe(at(20_000), &listed(Ok(())), bound), None);
+        assert_eq!(w.observe(at(40_000), &denied(), bound), None);
+        let gave_up = w.observe(at(60_000), &denied(), bound);
+        assert!(
+            matches!(
+                gave_up,
+                Some((Service::Kinesis, "get_records", Failure::AccessDenied(_), d)) if d == bound
+            ),
+            "{gave_up:?}"
+        );
+        // A read that succeeds in between ends the run.
+        let mut w = RefusalWatch::default();
+        assert_eq!(w.observe(at(0), &denied(), bound), None);
+        assert_eq!(w.observe(at(30_000), &fetched(Ok(())), bound), None);
+        assert_eq!(w.observe(at(61_000), &denied(), bound), None);
     }
 
     #[test]

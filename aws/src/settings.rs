@@ -222,7 +222,7 @@ const DURATION: &str = "a duration with its unit, like \"10s\", \"250ms\" or \"1
 const POLICY: &str = "\"coordinated\" or \"kcl2-compatible\"";
 const LIVENESS: &str = "\"lease\" or \"worker\"";
 const POSITION: &str =
-    "\"LATEST\", \"TRIM_HORIZON\" or an RFC 3339 time (AT_TIMESTAMP), like \"2026-12-01T00:00:00Z\"";
+    "\"LATEST\", \"TRIM_HORIZON\" or an RFC 3339 time in UTC (AT_TIMESTAMP), like \"2026-12-01T00:00:00Z\"";
 const FLAG: &str = "true or false";
 const OPTIONAL_DURATION: &str = "a duration with its unit, like \"3s\", or \"none\"";
 const TEXT: &str = "a string (empty: none)";
@@ -316,7 +316,7 @@ const KNOBS: &[Knob] = &[
     knob!("drop_kpl_records_outside_shard", Flag, "drop_kpl_records_outside_shard", |c| c.drop_kpl_records_outside_shard, "none (always)",
         "Drop a KPL aggregate's user records whose hash key is outside the shard's range (a producer's stale shard map put them there), counted in `kcl_kpl_records_dropped_total`."),
     knob!("give_up_after", Duration, "give_up_after", |c| c.give_up_after, "none (Java retries forever)",
-        "How long the stream or the lease table may refuse every call (not found, access denied) before the consumer stops with an error."),
+        "How long the stream or the lease table may refuse every call (not found, access denied), or the stream every read (access denied: a permission or its KMS key), before the consumer stops with an error."),
     knob!("processor_call_timeout", Duration, "processor_call_timeout", |c| c.processor_call_timeout, "none (a hung processor keeps its shard forever)",
         "How long one record processor call may run before it is cancelled (dropped at its await point) and its lease given up. Set it above the longest a batch may legitimately take."),
 ];
@@ -629,6 +629,10 @@ impl Knob {
                 } else if t.eq_ignore_ascii_case("TRIM_HORIZON") {
                     InitialPosition::TrimHorizon
                 } else {
+                    // A time without a zone would be read in one the operator did not pick.
+                    if !t.trim_end().ends_with(['Z', 'z']) {
+                        return Err(POSITION);
+                    }
                     let at = humantime::parse_rfc3339_weak(&t).map_err(|_| POSITION)?;
                     let millis = at.duration_since(UNIX_EPOCH).map_err(|_| POSITION)?;
                     InitialPosition::AtTimestamp(

@@ -34,6 +34,53 @@ async fn ensure_table_creates_once_and_is_idempotent() {
     assert_eq!(table.read("nothing", true).await, Ok(None));
 }
 
+/// A table of that name that is not a lease table (another application's, keyed by `id`) is
+/// refused at once, saying why, rather than used: every write to it would fail, and the
+/// worker would sit unregistered.
+#[tokio::test]
+async fn a_table_with_another_key_is_not_taken_for_a_lease_table() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let Some(url) = common::endpoint("KCLRS_TEST_DYNAMODB") else {
+        return;
+    };
+    let client = common::dynamodb(&url);
+    let name = common::unique("orders");
+    client
+        .create_table()
+        .table_name(&name)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::N)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    let e = DynamoLeaseTable::new(&client, &name)
+        .ensure_table(&common::Tokio, Duration::from_secs(30))
+        .await
+        .expect_err("not a lease table");
+    let Failure::Other(why) = &e else {
+        panic!("{e:?}")
+    };
+    assert!(
+        why.contains("not a lease table") && why.contains("id"),
+        "{why}"
+    );
+}
+
 #[tokio::test]
 async fn a_missing_table_is_not_found() {
     let Some(url) = common::endpoint("KCLRS_TEST_DYNAMODB") else {

@@ -241,7 +241,7 @@ impl Config {
 
     /// Coordinated: a worker whose heartbeat counter has not changed for this long is gone.
     pub fn worker_expiry(&self) -> Duration {
-        self.heartbeat_interval * 3
+        self.heartbeat_interval.saturating_mul(3)
     }
 
     /// Coordinated: a worker whose heartbeat counter has not changed for this long is given no
@@ -252,7 +252,7 @@ impl Config {
     /// Under lease liveness [`Config::worker_expiry`].
     pub fn receiver_expiry(&self) -> Duration {
         if self.worker_liveness() {
-            self.heartbeat_interval * 3 / 2
+            self.heartbeat_interval.saturating_mul(3) / 2
         } else {
             self.worker_expiry()
         }
@@ -274,8 +274,9 @@ impl Config {
     /// at most a scan after the failover time since then; the head start covers both, so the
     /// standby, if alive, claims first.
     pub fn standby_head_start(&self) -> Duration {
-        self.standby_scan_interval
-            .map_or(Duration::ZERO, |s| s * 2 + Duration::from_secs(1))
+        self.standby_scan_interval.map_or(Duration::ZERO, |s| {
+            s.saturating_mul(2).saturating_add(Duration::from_secs(1))
+        })
     }
 
     /// Checks the configuration for values that cannot work.
@@ -313,7 +314,7 @@ impl Config {
         }
         if self.worker_liveness() {
             // One heartbeat lost must not close the window of every lease the worker holds.
-            if self.heartbeat_interval * 2 >= self.delivery_window() {
+            if self.heartbeat_interval.saturating_mul(2) >= self.delivery_window() {
                 return Err(ConfigError(
                     "with worker liveness, two heartbeat intervals must fit inside the delivery window",
                 ));
@@ -329,8 +330,34 @@ impl Config {
             || self.heartbeat_interval.is_zero()
             || self.leader_check_interval.is_zero()
             || self.standby_scan_interval.is_some_and(|s| s.is_zero())
+            || self.handoff_poll_interval.is_zero()
+            || self.shard_sync_interval.is_zero()
+            || self.parent_poll_interval.is_zero()
         {
             return Err(ConfigError("intervals must be positive"));
+        }
+        // Followers wait the failover time and the standby's head start (two of its scans) before
+        // they claim past a named standby: an endless head start leaves a fleet leaderless.
+        if self
+            .standby_scan_interval
+            .is_some_and(|s| s > self.failover_time)
+        {
+            return Err(ConfigError(
+                "standby_scan_interval must not exceed failover_time",
+            ));
+        }
+        // No batch fetched ahead means none is fetched at all: the worker would hold its leases
+        // and read nothing.
+        if self.max_prefetched_batches == 0 {
+            return Err(ConfigError("max_prefetched_batches must be at least 1"));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(ConfigError("request_timeout must be positive"));
+        }
+        if self.backoff_base.is_zero() || self.backoff_max < self.backoff_base {
+            return Err(ConfigError(
+                "backoff_base must be positive and backoff_max at least backoff_base",
+            ));
         }
         Ok(())
     }
@@ -360,6 +387,37 @@ mod tests {
         assert!(c.validate().is_ok());
         assert!(Config::default().validate().is_ok());
         assert!((Config::default().tolerated_clock_rate_ratio() - 10.0 / 9.0).abs() < 1e-9);
+    }
+
+    /// Values a team may well type that would leave a worker holding leases and idle (no batch
+    /// prefetched, so none fetched; every request timed out at once) or looping without a pause
+    /// (a zero poll, sync or backoff): each is refused with a reason, and an absurd one is
+    /// refused rather than overflowing.
+    #[test]
+    fn values_that_idle_or_spin_a_worker_are_refused() {
+        let refused = |change: fn(&mut Config)| {
+            let mut c = Config::default();
+            change(&mut c);
+            c.validate().is_err()
+        };
+        assert!(refused(|c| c.max_prefetched_batches = 0));
+        assert!(refused(|c| c.request_timeout = Duration::ZERO));
+        assert!(refused(|c| c.handoff_poll_interval = Duration::ZERO));
+        assert!(refused(|c| c.shard_sync_interval = Duration::ZERO));
+        assert!(refused(|c| c.parent_poll_interval = Duration::ZERO));
+        assert!(refused(|c| c.backoff_base = Duration::ZERO));
+        assert!(refused(|c| c.backoff_max = c.backoff_base / 2));
+        assert!(refused(|c| c.heartbeat_interval = Duration::MAX));
+        assert!(refused(|c| c.standby_scan_interval = Some(Duration::MAX)));
+        assert!(refused(|c| c.failover_time = Duration::MAX));
+        let c = Config {
+            max_prefetched_batches: 1,
+            min_fetch_interval: Duration::ZERO,
+            idle_time_between_reads: Duration::ZERO,
+            shutdown_timeout: Duration::ZERO,
+            ..Config::default()
+        };
+        assert_eq!(c.validate(), Ok(()), "waits that may be zero");
     }
 
     /// The Java KCL's effective default (its `InitialPositionInStreamExtended` is `LATEST` unless

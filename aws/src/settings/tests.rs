@@ -295,6 +295,25 @@ fn an_initial_timestamp_is_an_rfc_3339_time_in_a_string_or_a_toml_datetime() {
     }
 }
 
+/// A time without a zone would be read in some zone the operator did not pick, skipping or
+/// repeating hours of records: it is refused, and the message asks for UTC.
+#[test]
+fn an_initial_timestamp_without_a_zone_is_refused() {
+    for text in [
+        "initial_position = 2026-12-01T00:00:00",
+        "initial_position = \"2026-12-01T00:00:00\"",
+        "initial_position = \"2026-12-01 00:00:00\"",
+    ] {
+        let e = Settings::new().toml(text, "kcl.toml").expect_err(text);
+        assert!(matches!(e, SettingsError::BadValue { .. }), "{text}: {e:?}");
+        assert!(e.to_string().contains("in UTC"), "{text}: {e}");
+    }
+    let e = Settings::new()
+        .vars([("KCL_INITIAL_POSITION".into(), "2026-12-01T00:00:00".into())])
+        .expect_err("no zone");
+    assert!(matches!(e, SettingsError::BadValue { .. }), "{e:?}");
+}
+
 #[test]
 fn files_are_read_by_their_extension() {
     let dir = std::env::temp_dir().join(format!("kcl-settings-{}", std::process::id()));
