@@ -79,7 +79,7 @@ impl RefusalWatch {
         give_up_after: Duration,
     ) -> Option<(Service, &'static str, Failure, Duration)> {
         let (service, op, failure) = answer(input)?;
-        if op == "get_records" {
+        if matches!(input, Input::RecordsFetched { .. }) {
             match failure {
                 Some(f @ Failure::AccessDenied(_)) => {
                     let since = *self.reads_denied_since.get_or_insert(now);

@@ -521,9 +521,7 @@ impl Fleet {
             .map(Box::new);
         self.after_handle(node);
     }
-}
 
-impl Fleet {
     /// A fault of `service` lasting `ms` from now: when it is DynamoDB's, the table-size check
     /// counts from its end (see [`Fleet::table_size_violations`]).
     fn table_faulted_for(&mut self, service: Service, ms: u64) {

@@ -37,13 +37,14 @@ impl Fleet {
         cmd: Command<SimRecord>,
     ) -> Served {
         let service = service_of(&cmd);
-        let faults = self.service_faults[service as usize];
-        if self.rng.below(1000) < faults.throttle_per_mille {
-            return cmd
-                .failed(Failure::Throttled)
-                .map_or(Served::Nothing, Served::Reply);
-        }
-        let error = self.rng.below(1000) < faults.error_per_mille;
+        let error = match self.injected_fault(service) {
+            Some(Failure::Throttled) => {
+                return cmd
+                    .failed(Failure::Throttled)
+                    .map_or(Served::Nothing, Served::Reply)
+            }
+            fault => fault.is_some(),
+        };
         let now = self.now;
         let input = match cmd {
             Command::ScanLeaseTable { req, consistent } if !error => {
@@ -232,17 +233,23 @@ impl Fleet {
         after: Option<&str>,
     ) -> Result<(Vec<Item>, Option<String>), Failure> {
         if after.is_some() {
-            let faults = self.service_faults[Service::Dynamo as usize];
-            if self.rng.below(1000) < faults.throttle_per_mille {
-                return Err(Failure::Throttled);
-            }
-            if self.rng.below(1000) < faults.error_per_mille {
-                return Err(Failure::Transient);
+            if let Some(fault) = self.injected_fault(Service::Dynamo) {
+                return Err(fault);
             }
         }
         Ok(self
             .dynamo
             .scan_page(self.now, after, consistent, &mut self.rng))
+    }
+
+    /// The fault injected into one call to `service`, drawn in this order: throttled, failed
+    /// (a 5xx: `Transient`), or none.
+    fn injected_fault(&mut self, service: Service) -> Option<Failure> {
+        let faults = self.service_faults[service as usize];
+        if self.rng.below(1000) < faults.throttle_per_mille {
+            return Some(Failure::Throttled);
+        }
+        (self.rng.below(1000) < faults.error_per_mille).then_some(Failure::Transient)
     }
 
     // ---- the simulated record processors ---------------------------------------------------
